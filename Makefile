@@ -1,0 +1,60 @@
+# gridshift — all entry points. `make run` and `make test` do their own set-up.
+PY ?= python3
+PIP ?= $(PY) -m pip
+SRC := forecasts scaler extender config tests
+DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow
+APT_PACKAGES := prometheus
+
+.PHONY: install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean
+
+install: install-system install-python
+
+# System packages the integration tier needs (Debian). Skipped when already present.
+install-system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+install-python:
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+
+# The main job on its embedded default (the bundled sample scenario).
+run: install-python
+	gridshift run
+
+fmt:
+	ruff format $(SRC)
+	ruff check --fix $(SRC)
+
+lint:
+	ruff format --check $(SRC)
+	ruff check $(SRC)
+
+typecheck:
+	mypy forecasts scaler extender config tests
+
+imports:
+	lint-imports
+
+unit:
+	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" --timeout=2 -q
+
+check: lint typecheck imports unit
+
+test-integration:
+	$(PY) -m pytest -m "integration or e2e" -q
+
+# The README's test command: set-up, static checks, unit/contract tests, integration tier.
+test: install check test-integration
+
+coverage:
+	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
+
+bench: install-python
+	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts="" --timeout=0
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info .coverage

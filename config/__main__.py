@@ -1,0 +1,5 @@
+"""`python -m config` runs the `gridshift` command."""
+
+from config.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""The `gridshift` command: one subcommand per component."""
+
+from __future__ import annotations
+
+import click
+
+from config.version import __version__
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gridshift")
+def cli() -> None:
+    """gridshift: carbon-aware autoscaling and scheduling for Kubernetes."""
+
+
+def main() -> None:
+    cli(prog_name="gridshift")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

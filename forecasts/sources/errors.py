@@ -1,0 +1,47 @@
+"""The adapters' error tree. Adapters never leak raw httpx/ApiException errors.
+
+SourceError
+ +-- SourceUnavailable   transient: timeout, connection, 5xx, 429, circuit open (retry later)
+ +-- SourceRequestError  the request itself is refused: 400/401/403/404/422 (fix config)
+ +-- SourceDataError     the answer is unusable: bad JSON, HTML page, wrong unit, empty
+"""
+
+from __future__ import annotations
+
+__all__ = ["SourceDataError", "SourceError", "SourceRequestError", "SourceUnavailable"]
+
+
+class SourceError(Exception):
+    """Base of adapter errors. `source` names the adapter; messages never carry secrets."""
+
+    def __init__(self, message: str, *, source: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.status = status
+
+    def __str__(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{self.source}: {self.args[0]}{status}"
+
+
+class SourceUnavailable(SourceError):
+    """The source could not be reached or is overloaded; retrying later may work."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        status: int | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message, source=source, status=status)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class SourceRequestError(SourceError):
+    """The source refused the request (auth, plan, unknown zone, bad parameters)."""
+
+
+class SourceDataError(SourceError):
+    """The source answered, but not with data we can trust."""

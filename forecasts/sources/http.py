@@ -1,0 +1,282 @@
+"""One small robust layer over httpx, shared by every HTTP adapter.
+
+- timeouts (from the injected `httpx.Client`);
+- retries with jittered exponential backoff on connection errors, timeouts, 5xx and 429,
+  honouring `Retry-After` (seconds or HTTP date), never on other 4xx;
+- a TTL cache per (source, key) so free-tier quotas are not burned;
+- a circuit breaker per source;
+- secrets scrubbed from every message this layer produces.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from cachetools import TTLCache
+
+from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.time import Clock
+
+__all__ = ["CircuitBreaker", "HttpSource", "RetryPolicy", "redact"]
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace each non-empty secret in `text` with `***`."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries for transient failures. `attempts` counts the first try."""
+
+    attempts: int = 4
+    base_delay_seconds: float = 0.5
+    max_delay_seconds: float = 30.0
+    max_retry_after_seconds: float = 120.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff for the given (1-based) failed attempt."""
+        cap = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        return rng.uniform(0, cap)
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Opens after `failure_threshold` consecutive failures; lets one probe through after
+    `reset_timeout_seconds` (half-open); closes on a success."""
+
+    failure_threshold: int = 5
+    reset_timeout_seconds: float = 60.0
+    monotonic: Callable[[], float] = time.monotonic
+    failures: int = 0
+    opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if self.monotonic() - self.opened_at >= self.reset_timeout_seconds:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.failure_threshold or self.opened_at is not None:
+            self.opened_at = self.monotonic()
+
+    def seconds_until_retry(self) -> float:
+        if self.opened_at is None:
+            return 0.0
+        return max(0.0, self.reset_timeout_seconds - (self.monotonic() - self.opened_at))
+
+
+def _retry_after_seconds(value: str | None, clock: Clock) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - clock.now()).total_seconds())
+
+
+@dataclass(slots=True)
+class HttpSource:
+    """A named HTTP dependency: one client, one breaker, one cache, one retry policy.
+
+    `secrets` are scrubbed from every error message and log line this object produces.
+    """
+
+    name: str
+    client: httpx.Client
+    clock: Clock
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    cache_ttl_seconds: float = 300.0
+    secrets: Sequence[str] = ()
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    _cache: TTLCache[tuple[str, ...], Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._cache = TTLCache(
+            maxsize=1024, ttl=max(self.cache_ttl_seconds, 1e-9), timer=self.breaker.monotonic
+        )
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: httpx.QueryParams | Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        cache_key: tuple[str, ...] | None = None,
+        on_unauthorized: Callable[[], Mapping[str, str]] | None = None,
+        allow_empty: bool = False,
+    ) -> Any:
+        """Send a request and decode its JSON body, with retries, breaker and cache.
+
+        `on_unauthorized`, when given, is called once on a 401 to obtain fresh headers
+        (token renewal) before one more try. Returns None for an empty body when
+        `allow_empty` (e.g. HTTP 204).
+        """
+        if cache_key is not None and cache_key in self._cache:
+            return self._cache[cache_key]
+        if not self.breaker.allow():
+            raise SourceUnavailable(
+                f"circuit open after {self.breaker.failures} consecutive failures; "
+                f"next try in {self.breaker.seconds_until_retry():.0f}s",
+                source=self.name,
+            )
+        hdrs = dict(headers or {})
+        renewed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.request(
+                    method,
+                    url,
+                    params=httpx.QueryParams(params) if params is not None else None,
+                    headers=hdrs,
+                    json=json_body,
+                    auth=auth,
+                )
+                body = response.content
+            except httpx.TimeoutException as exc:
+                err: SourceUnavailable = SourceUnavailable(
+                    f"timed out ({type(exc).__name__}) calling {self._where(url)}", source=self.name
+                )
+                retry_after: float | None = None
+            except httpx.TransportError as exc:
+                err = SourceUnavailable(
+                    f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))}) "
+                    f"calling {self._where(url)}",
+                    source=self.name,
+                )
+                retry_after = None
+            else:
+                status = response.status_code
+                if status == 401 and on_unauthorized is not None and not renewed:
+                    renewed = True
+                    hdrs.update(on_unauthorized())
+                    attempt -= 1
+                    continue
+                if 200 <= status < 300:
+                    self.breaker.record_success()
+                    value = self._decode(body, response, allow_empty=allow_empty)
+                    if cache_key is not None:
+                        self._cache[cache_key] = value
+                    return value
+                detail = self._error_detail(body)
+                if status not in _RETRYABLE_STATUS:
+                    # The dependency answered: it is up, our request is wrong.
+                    self.breaker.record_success()
+                    raise SourceRequestError(
+                        f"{self._where(url)} refused the request: {detail}",
+                        source=self.name,
+                        status=status,
+                    )
+                retry_after = _retry_after_seconds(response.headers.get("retry-after"), self.clock)
+                err = SourceUnavailable(
+                    f"{self._where(url)} answered {status}: {detail}",
+                    source=self.name,
+                    status=status,
+                    retry_after_seconds=retry_after,
+                )
+            if attempt >= self.retry.attempts:
+                self.breaker.record_failure()
+                raise err
+            delay = self.retry.delay(attempt, self.rng)
+            if retry_after is not None:
+                if retry_after > self.retry.max_retry_after_seconds:
+                    self.breaker.record_failure()
+                    raise err
+                delay = max(delay, retry_after)
+            log.info("%s: retrying in %.2fs after: %s", self.name, delay, err)
+            self.sleep(delay)
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        return self.request_json("GET", url, **kwargs)
+
+    # ------------------------------------------------------------------ helpers
+    def _where(self, url: str) -> str:
+        # Path only: query strings may carry tokens or personal data.
+        base = str(self.client.base_url).rstrip("/")
+        path = url.split("?", 1)[0]
+        return self._scrub(path if path.startswith("http") else f"{base}/{path.lstrip('/')}")
+
+    def _decode(self, body: bytes, response: httpx.Response, *, allow_empty: bool) -> Any:
+        if not body.strip():
+            if allow_empty:
+                return None
+            raise SourceDataError(
+                f"empty body from {self._where(str(response.request.url))}",
+                source=self.name,
+                status=response.status_code,
+            )
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            ctype = response.headers.get("content-type", "?")
+            kind = "an HTML page" if b"<html" in body[:512].lower() else "invalid JSON"
+            raise SourceDataError(
+                f"expected JSON but got {kind} (content-type {ctype}, {len(body)} bytes): {exc}",
+                source=self.name,
+                status=response.status_code,
+            ) from None
+
+    def _error_detail(self, body: bytes) -> str:
+        text = body[:2000].decode("utf-8", "replace")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            snippet = " ".join(text.split())[:200]
+            return self._scrub(snippet or "(empty body)")
+        parts: list[str] = []
+        if isinstance(data, dict):
+            for key in ("error", "message", "msg", "title", "detail"):
+                val = data.get(key)
+                if isinstance(val, dict):
+                    val = val.get("message") or val.get("code")
+                if val:
+                    parts.append(str(val))
+        detail = "; ".join(parts) if parts else " ".join(text.split())[:200]
+        return self._scrub(detail)

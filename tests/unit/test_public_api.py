@@ -1,0 +1,32 @@
+"""Each package's `__all__` names only things that exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "forecasts",
+    "forecasts.time",
+    "forecasts.series",
+    "forecasts.forecast",
+    "forecasts.models",
+    "forecasts.sources",
+    "forecasts.sources.errors",
+    "forecasts.sources.http",
+    "scaler",
+    "extender",
+    "config",
+    "config.settings",
+    "config.cli",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_names_exist(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.__all__ lists missing {attr}"
