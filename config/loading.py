@@ -258,10 +258,7 @@ class _Loader(Generic[M]):
     ) -> None:
         resolved = self._resolve(segments, fold_case=fold_case)
         if isinstance(resolved, Problem):
-            secretish = resolved.message.startswith("unknown") and any(
-                looks_secret(s) for s in segments
-            )
-            shown = MASK if secretish else display_value(raw)
+            shown = resolved.value or display_value(raw)
             self.problems.append(Problem(resolved.path, resolved.message, shown, label))
             return
         loc, node, from_file = resolved
@@ -305,7 +302,15 @@ class _Loader(Generic[M]):
                     names = field_names(node.model)
                     hint = suggest(key, names)
                     more = f"did you mean '{hint}'?" if hint else "valid keys: " + ", ".join(names)
-                    return Problem(format_path((*loc, key)), f"unknown key ({more})")
+                    # A typo of a secret's name still carries the secret: never echo it.
+                    secretish = any(looks_secret(s) for s in segments) or (
+                        hint is not None and is_secret(child(node, hint))
+                    )
+                    return Problem(
+                        format_path((*loc, key)),
+                        f"unknown key ({more})",
+                        MASK if secretish else None,
+                    )
                 loc.append(key)
             else:
                 where = format_path(loc)
