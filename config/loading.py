@@ -52,6 +52,7 @@ from config.schema import (
     field_names,
     is_complex,
     is_secret,
+    node_at,
     root_node,
     suggest,
 )
@@ -132,7 +133,8 @@ def load_config(
     loader = _Loader(model)
     path = config_file if config_file not in (None, "") else environ.get(CONFIG_ENV) or None
     if path is not None:
-        loader.load_file(Path(path), label=f"file:{path}")
+        named_by = None if config_file not in (None, "") else CONFIG_ENV
+        loader.load_file(Path(path), label=f"file:{path}", named_by=named_by)
     loader.load_env(environ)
     for override in overrides:
         loader.load_override(override)
@@ -155,18 +157,19 @@ class _Loader(Generic[M]):
         self.layers: list[str] = [DEFAULT_SOURCE]
 
     # ------------------------------------------------------------------ layers
-    def load_file(self, path: Path, *, label: str) -> None:
+    def load_file(self, path: Path, *, label: str, named_by: str | None = None) -> None:
         self.layers.append(label)
+        why = f" (named by ${named_by})" if named_by else ""
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return self._problem("", "config file not found", source=label)
+            return self._problem("", f"config file not found{why}", source=label)
         except IsADirectoryError:
-            return self._problem("", "config path is a directory, not a file", source=label)
+            return self._problem("", f"config path is a directory, not a file{why}", source=label)
         except UnicodeDecodeError as exc:
             return self._problem("", f"config file is not UTF-8 text ({exc.reason})", source=label)
         except OSError as exc:
-            return self._problem("", f"cannot read config file: {exc.strerror}", source=label)
+            return self._problem("", f"cannot read config file{why}: {exc.strerror}", source=label)
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
             data = yaml.safe_load(text)
@@ -382,16 +385,26 @@ class _Loader(Generic[M]):
 
     def _merge(self, loc: Loc, value: Any, label: str) -> None:
         if isinstance(value, dict):
+            if not value and loc and getattr(node_at(self.model, loc), "kind", None) == "dict":
+                # `regions: {}` replaces a map's default: that is this layer's doing.
+                self._container(loc[:-1])[str(loc[-1])] = {}
+                self._drop_below(loc)
+                self.prov[loc] = label
+                return
             self._container(loc)
             for key, item in value.items():
                 self._merge((*loc, key), item, label)
             return
         self._container(loc[:-1])[str(loc[-1])] = value
+        self._drop_below(loc)
+        self.prov[loc] = label
+
+    def _drop_below(self, loc: Loc) -> None:
+        """Forget provenance (and secret-file notes) at and below `loc`: it was replaced."""
         for known in [p for p in self.prov if p[: len(loc)] == loc]:
             del self.prov[known]
         for known in [p for p in self.secret_files if p[: len(loc)] == loc]:
             del self.secret_files[known]
-        self.prov[loc] = label
 
     def _container(self, loc: Loc) -> dict[str, Any]:
         here = self.merged

@@ -107,6 +107,8 @@ def setting_option(*decls: str, path: str, **kwargs: Any) -> Callable[[F], F]:
         text = str(value).lower() if isinstance(value, bool) else str(value)
         _inputs(ctx).flags.append(Override(path, text, label))
 
+    if "default" in kwargs:
+        raise TypeError(f"setting_option {decls}: the default belongs in config/settings.py")
     kwargs.setdefault("help", f"Sets {path}.")
     return click.option(*decls, expose_value=False, callback=store, default=None, **kwargs)
 

@@ -272,3 +272,8 @@ def test_main_debug_shows_traceback(capsys, monkeypatch, args, env) -> None:
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert "RuntimeError: kaboom" in err
+
+
+def test_setting_option_refuses_a_default() -> None:
+    with pytest.raises(TypeError, match=r"default belongs in config/settings\.py"):
+        setting_option("--tick", path="scaler.tick_interval_seconds", default=3)

@@ -488,3 +488,24 @@ def test_leaf_type() -> None:
     loaded = load()
     assert all(isinstance(leaf, Leaf) for leaf in loaded.leaves)
     assert loaded.secrets == frozenset()
+
+
+def test_missing_file_named_by_environment_says_so(tmp_path) -> None:
+    env = {"GRIDSHIFT_CONFIG": str(tmp_path / "gone.yaml")}
+    with pytest.raises(ConfigError) as exc:
+        load_config(model=Settings, environ=env)
+    (problem,) = exc.value.problems
+    assert problem.message == "config file not found (named by $GRIDSHIFT_CONFIG)"
+
+
+def test_empty_map_replaces_a_map_and_is_attributed(tmp_path) -> None:
+    loaded = load(
+        tmp_path,
+        file="vault:\n  regions: {GB: {zone: GB}}\n",
+        sets=[("vault.regions", "{}")],
+        model=DemoSettings,
+    )
+    assert loaded.settings.vault.regions == {}
+    assert loaded.provenance["vault.regions"] == "flag:--set"
+    untouched = load(tmp_path, file="scaler: {}\n")
+    assert untouched.provenance[TICK] == "default"
