@@ -49,6 +49,7 @@ from config.schema import (
     SECRET_FILE_SUFFIX,
     Node,
     child,
+    field_name,
     field_names,
     is_complex,
     is_secret,
@@ -190,7 +191,7 @@ class _Loader(Generic[M]):
             )
         if node is not None:
             self._collect_marks(node, (), label)
-        data = self._secret_files(_str_keys(data), self.root, (), label)
+        data = self._normalise(_str_keys(data), self.root, (), label)
         self._apply((), data, label)
         return None
 
@@ -228,7 +229,7 @@ class _Loader(Generic[M]):
     def finish(self) -> LoadedConfig[M]:
         secrets = frozenset(_secrets_in(self.merged, self.root))
         try:
-            settings = self.model.model_validate(self.merged)
+            settings = self.model.model_validate(self.merged, by_name=True)
         except ValidationError as exc:
             self.problems.extend(
                 problems_from_validation_error(exc, model=self.model, source_of=self._source_of)
@@ -279,7 +280,7 @@ class _Loader(Generic[M]):
                 shown = MASK if is_secret(node) else display_value(raw)
                 self._problem(format_path(loc), str(exc), value=shown, source=label)
                 return
-            value = self._secret_files(_str_keys(value), node, loc, label)
+            value = self._normalise(_str_keys(value), node, loc, label)
         self._apply(loc, value, label)
 
     def _resolve(
@@ -296,10 +297,11 @@ class _Loader(Generic[M]):
                 nxt = child(node, segment)
             elif node.kind == "model" and node.model is not None:
                 key = segment.lower() if fold_case else segment
-                nxt = child(node, key)
+                name = field_name(node.model, key)
+                nxt = None if name is None else child(node, name)
                 if nxt is None:
-                    base = key.removesuffix(SECRET_FILE_SUFFIX)
-                    if last and base != key and is_secret(child(node, base)):
+                    base = field_name(node.model, key.removesuffix(SECRET_FILE_SUFFIX))
+                    if last and base is not None and base != key and is_secret(child(node, base)):
                         loc.append(base)
                         return tuple(loc), node, True
                     names = field_names(node.model)
@@ -314,7 +316,7 @@ class _Loader(Generic[M]):
                         f"unknown key ({more})",
                         MASK if secretish else None,
                     )
-                loc.append(key)
+                loc.append(name or key)
             else:
                 where = format_path(loc)
                 return Problem(
@@ -324,38 +326,53 @@ class _Loader(Generic[M]):
             node = nxt if nxt is not None else node
         return tuple(loc), node, False
 
-    def _secret_files(self, value: Any, node: Node, loc: Loc, label: str) -> Any:
-        """Replace `<secret>_file: PATH` entries under `value` by the file's contents."""
+    def _normalise(self, value: Any, node: Node, loc: Loc, label: str) -> Any:
+        """Canonical field names for aliases, and `<secret>_file: PATH` entries replaced by
+        the file's contents, everywhere under `value`. Unknown keys stay (pydantic names them)."""
         if node.kind == "model" and node.model is not None and isinstance(value, dict):
+            model = node.model
             out: dict[str, Any] = {}
             for key, item in value.items():
-                sub = child(node, key)
-                base = key.removesuffix(SECRET_FILE_SUFFIX)
-                if sub is None and base != key and is_secret(child(node, base)):
-                    if base in value:
-                        self._problem(
-                            format_path((*loc, base)),
-                            f"both '{base}' and '{key}' are set; use one",
-                            source=self._with_mark(label, (*loc, key)),
-                        )
+                name = field_name(model, key)
+                if name is not None:
+                    if name != key:
+                        self.marks.setdefault((*loc, name), self.marks.get((*loc, key), (0, 0)))
+                    if name in out:
+                        self._both(loc, name, key, label)
                         continue
-                    secret = self._read_secret(item, (*loc, key), label)
-                    if secret is not None:
-                        out[base] = secret
-                        self.pending_secret_files[(*loc, base)] = str(item)
-                        self.marks.setdefault((*loc, base), self.marks.get((*loc, key), (0, 0)))
+                    sub = child(node, name)
+                    assert sub is not None
+                    out[name] = self._normalise(item, sub, (*loc, name), label)
                     continue
-                out[key] = self._secret_files(item, sub, (*loc, key), label) if sub else item
+                base = field_name(model, key.removesuffix(SECRET_FILE_SUFFIX))
+                if base is None or key == base or not is_secret(child(node, base)):
+                    out[key] = item
+                    continue
+                if base in out or any(field_name(model, k) == base for k in value):
+                    self._both(loc, base, key, label)
+                    continue
+                secret = self._read_secret(item, (*loc, key), label)
+                if secret is not None:
+                    out[base] = secret
+                    self.pending_secret_files[(*loc, base)] = str(item)
+                    self.marks.setdefault((*loc, base), self.marks.get((*loc, key), (0, 0)))
             return out
         if node.kind == "dict" and isinstance(value, dict):
             sub = child(node, "")
             assert sub is not None
-            return {k: self._secret_files(v, sub, (*loc, k), label) for k, v in value.items()}
+            return {k: self._normalise(v, sub, (*loc, k), label) for k, v in value.items()}
         if node.kind == "list" and isinstance(value, list):
             sub = child(node, 0)
             assert sub is not None
-            return [self._secret_files(v, sub, (*loc, i), label) for i, v in enumerate(value)]
+            return [self._normalise(v, sub, (*loc, i), label) for i, v in enumerate(value)]
         return value
+
+    def _both(self, loc: Loc, name: str, key: str, label: str) -> None:
+        self._problem(
+            format_path((*loc, name)),
+            f"set twice in one layer ('{name}' and '{key}'); use one",
+            source=self._with_mark(label, (*loc, key)),
+        )
 
     def _read_secret(self, path: Any, loc: Loc, label: str) -> str | None:
         where = format_path(loc)

@@ -19,6 +19,7 @@ __all__ = [
     "SECRET_FILE_SUFFIX",
     "Node",
     "child",
+    "field_name",
     "field_names",
     "is_complex",
     "is_secret",
@@ -74,18 +75,31 @@ def root_node(model: type[BaseModel]) -> Node:
 
 
 def field_names(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
+    """The keys a model accepts: field names, and aliases where a field has one."""
+    names = list(model.model_fields)
+    names.extend(f.alias for f in model.model_fields.values() if f.alias and f.alias not in names)
+    return names
 
 
 def child(node: Node, key: str | int) -> Node | None:
     """The node under `key`, or None when `key` does not exist there."""
     if node.kind == "model" and node.model is not None:
-        field = node.model.model_fields.get(key) if isinstance(key, str) else None
-        return None if field is None else _node(field.annotation)
+        name = field_name(node.model, key) if isinstance(key, str) else None
+        return None if name is None else _node(node.model.model_fields[name].annotation)
     if node.kind == "dict" and isinstance(key, str):
         return _node(node.annotation)
     if node.kind == "list" and isinstance(key, int):
         return _node(node.annotation)
+    return None
+
+
+def field_name(model: type[BaseModel], key: str) -> str | None:
+    """The canonical field name for `key` (a name or an alias), or None when unknown."""
+    if key in model.model_fields:
+        return key
+    for name, candidate in model.model_fields.items():
+        if key in (candidate.alias, candidate.validation_alias):
+            return name
     return None
 
 

@@ -15,8 +15,10 @@ class _Frozen(BaseModel):
 
 
 class RegionDemo(_Frozen):
+    model_config = ConfigDict(populate_by_name=True)
     zone: str
     api_key: SecretStr | None = None
+    region_class: str = Field("standard", alias="class")
 
 
 class VaultDemo(_Frozen):

@@ -453,7 +453,9 @@ def test_secret_and_secret_file_together_is_an_error(tmp_path) -> None:
     token = secret_file(tmp_path, "abcd")
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, file=f"vault: {{token: x1y2, token_file: {token}}}\n", model=DemoSettings)
-    assert problems(exc) == {"vault.token": "both 'token' and 'token_file' are set; use one"}
+    assert problems(exc) == {
+        "vault.token": "set twice in one layer ('token' and 'token_file'); use one"
+    }
 
 
 def test_file_suffix_only_for_secret_fields(tmp_path) -> None:
@@ -509,3 +511,39 @@ def test_empty_map_replaces_a_map_and_is_attributed(tmp_path) -> None:
     assert loaded.provenance["vault.regions"] == "flag:--set"
     untouched = load(tmp_path, file="scaler: {}\n")
     assert untouched.provenance[TICK] == "default"
+
+
+def test_aliased_fields_resolve_in_every_layer(tmp_path) -> None:
+    loaded = load(
+        tmp_path,
+        file="vault:\n  regions:\n    GB: {zone: GB, class: premium}\n",
+        env={"GRIDSHIFT_VAULT__REGIONS__GB__CLASS": "spot"},
+        model=DemoSettings,
+    )
+    assert loaded.settings.vault.regions["GB"].region_class == "spot"
+    with pytest.raises(ConfigError) as exc:
+        load(
+            sets=[("vault.regions.GB.clas", "x"), ("vault.regions.GB.zone", "GB")],
+            model=DemoSettings,
+        )
+    assert "did you mean 'class'" in problems(exc)["vault.regions.GB.clas"]
+
+
+def test_alias_and_name_are_one_key(tmp_path) -> None:
+    loaded = load(
+        tmp_path,
+        file="vault:\n  regions:\n    GB: {zone: GB, region_class: premium}\n",
+        env={"GRIDSHIFT_VAULT__REGIONS__GB__CLASS": "spot"},
+        model=DemoSettings,
+    )
+    assert loaded.settings.vault.regions["GB"].region_class == "spot"
+    assert loaded.provenance["vault.regions.GB.region_class"] == (
+        "env:GRIDSHIFT_VAULT__REGIONS__GB__CLASS"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load(
+            tmp_path,
+            file="vault: {regions: {GB: {zone: a, class: b, region_class: c}}}",
+            model=DemoSettings,
+        )
+    assert "set twice in one layer" in problems(exc)["vault.regions.GB.region_class"]
