@@ -513,22 +513,6 @@ def test_empty_map_replaces_a_map_and_is_attributed(tmp_path) -> None:
     assert untouched.provenance[TICK] == "default"
 
 
-def test_aliased_fields_resolve_in_every_layer(tmp_path) -> None:
-    loaded = load(
-        tmp_path,
-        file="vault:\n  regions:\n    GB: {zone: GB, class: premium}\n",
-        env={"GRIDSHIFT_VAULT__REGIONS__GB__CLASS": "spot"},
-        model=DemoSettings,
-    )
-    assert loaded.settings.vault.regions["GB"].region_class == "spot"
-    with pytest.raises(ConfigError) as exc:
-        load(
-            sets=[("vault.regions.GB.clas", "x"), ("vault.regions.GB.zone", "GB")],
-            model=DemoSettings,
-        )
-    assert "did you mean 'class'" in problems(exc)["vault.regions.GB.clas"]
-
-
 def test_alias_and_name_are_one_key(tmp_path) -> None:
     loaded = load(
         tmp_path,
@@ -547,3 +531,9 @@ def test_alias_and_name_are_one_key(tmp_path) -> None:
             model=DemoSettings,
         )
     assert "set twice in one layer" in problems(exc)["vault.regions.GB.region_class"]
+    with pytest.raises(ConfigError) as exc:
+        load(
+            sets=[("vault.regions.GB.clas", "x"), ("vault.regions.GB.zone", "GB")],
+            model=DemoSettings,
+        )
+    assert "did you mean 'class'" in problems(exc)["vault.regions.GB.clas"]
