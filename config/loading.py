@@ -172,8 +172,7 @@ class _Loader(Generic[M]):
         except OSError as exc:
             return self._problem("", f"cannot read config file{why}: {exc.strerror}", source=label)
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            node, data = _parse_yaml_document(text)
         except yaml.MarkedYAMLError as exc:
             return self._problem("", _yaml_message(exc), source=label)
         except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text
@@ -194,10 +193,6 @@ class _Loader(Generic[M]):
         data = self._normalise(_str_keys(data), self.root, (), label)
         self._apply((), data, label)
         return None
-
-    def _commit_secret_files(self) -> None:
-        self.secret_files.update(self.pending_secret_files)
-        self.pending_secret_files.clear()
 
     def load_env(self, environ: Mapping[str, str]) -> None:
         prefix = self.env_prefix.upper()
@@ -400,6 +395,10 @@ class _Loader(Generic[M]):
         self._merge(loc, value, label)
         self._commit_secret_files()
 
+    def _commit_secret_files(self) -> None:
+        self.secret_files.update(self.pending_secret_files)
+        self.pending_secret_files.clear()
+
     def _merge(self, loc: Loc, value: Any, label: str) -> None:
         if isinstance(value, dict):
             if not value and loc and getattr(node_at(self.model, loc), "kind", None) == "dict":
@@ -484,6 +483,37 @@ class _Loader(Generic[M]):
 
 
 # ---------------------------------------------------------------------- pure helpers
+class _Yaml12Loader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 scalars: only true/false are booleans (so `NO`, Norway's code,
+    and `on`/`off` stay strings) and no base-60 or leading-zero-octal integers (`22:30` and
+    `0777` stay strings)."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's class-level table
+        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":int"))]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml_document(text: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once: the node tree (for line/column of every key) and the data built from it."""
+    loader = _Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (None if node is None else loader.construct_document(node))
+    finally:
+        loader.dispose()
+
+
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     mark = exc.problem_mark or exc.context_mark
     what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
@@ -518,7 +548,7 @@ def _parse_json(raw: str) -> Any:
 
 def _parse_yaml(raw: str) -> Any:
     try:
-        return yaml.safe_load(raw)
+        return _parse_yaml_document(raw)[1]
     except yaml.YAMLError as exc:
         detail = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
         raise ValueError(f"a nested value on the command line must be YAML: {detail}") from exc

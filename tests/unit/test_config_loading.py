@@ -537,3 +537,17 @@ def test_alias_and_name_are_one_key(tmp_path) -> None:
             model=DemoSettings,
         )
     assert "did you mean 'class'" in problems(exc)["vault.regions.GB.clas"]
+
+
+def test_yaml_1_2_scalars_keep_country_codes_and_times_as_strings(tmp_path) -> None:
+    loaded = load(
+        tmp_path,
+        file="vault:\n  zones: [NO, on, '22:30', 22:30, 0777]\n  regions: {NO: {zone: NO-NO1}}\n",
+        sets=[("vault.url", "off")],
+        model=DemoSettings,
+    )
+    assert loaded.settings.vault.zones == ["NO", "on", "22:30", "22:30", "0777"]
+    assert set(loaded.settings.vault.regions) == {"NO"}
+    assert loaded.settings.vault.url == "off"
+    flags = load(sets=[("vault.zones", "[yes, No]")], model=DemoSettings)
+    assert flags.settings.vault.zones == ["yes", "No"]
