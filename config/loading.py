@@ -262,7 +262,7 @@ class _Loader(Generic[M]):
             return
         loc, node, from_file = resolved
         if from_file:
-            secret = self._read_secret(raw, loc, label)
+            secret = self._read_secret(raw, (*loc[:-1], f"{loc[-1]}{SECRET_FILE_SUFFIX}"), label)
             if secret is not None:
                 self.pending_secret_files[loc] = raw
                 self._apply(loc, secret, label)

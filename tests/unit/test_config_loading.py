@@ -434,17 +434,18 @@ def test_secret_file_inside_a_map_and_override_by_later_layer(tmp_path) -> None:
     ("content", "message"),
     [
         pytest.param(None, "cannot read secret file", id="missing"),
-        pytest.param("\n", "is empty", id="empty"),
+        pytest.param(b"\n", "is empty", id="empty"),
+        pytest.param(b"\xff\xfe", "is not UTF-8 text", id="binary"),
     ],
 )
 def test_secret_file_problems(tmp_path, content, message) -> None:
     path = tmp_path / "token"
     if content is not None:
-        path.write_text(content, encoding="utf-8")
+        path.write_bytes(content)
     with pytest.raises(ConfigError) as exc:
         load(env={"GRIDSHIFT_VAULT__TOKEN_FILE": str(path)}, model=DemoSettings)
     (problem,) = exc.value.problems
-    assert problem.path == "vault.token"
+    assert problem.path == "vault.token_file"
     assert message in problem.message
     assert problem.source == "env:GRIDSHIFT_VAULT__TOKEN_FILE"
 
@@ -458,6 +459,12 @@ def test_secret_and_secret_file_together_is_an_error(tmp_path) -> None:
     }
 
 
+def test_secret_file_path_must_be_a_string(tmp_path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, file="vault: {token_file: [a]}\n", model=DemoSettings)
+    assert problems(exc) == {"vault.token_file": "expected the path of a secret file"}
+
+
 def test_file_suffix_only_for_secret_fields(tmp_path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(env={"GRIDSHIFT_VAULT__URL_FILE": "/etc/hostname"}, model=DemoSettings)
@@ -468,7 +475,10 @@ def test_secrets_never_appear_in_errors(tmp_path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(
             tmp_path,
-            file="vault:\n  token: [hunter2-secret]\n  pasword: typo-secret-1\n",
+            file=(
+                "vault:\n  token: [hunter2-secret]\n  pasword: typo-secret-1\n"
+                "  api_token: named-secret-2\n  min_replicas: named-secret-2\n"
+            ),
             env={
                 "GRIDSHIFT_VAULT__PASSWORD": "env-secret-9",
                 # the secret pasted into the wrong variable: scrubbed as a known secret
@@ -478,7 +488,13 @@ def test_secrets_never_appear_in_errors(tmp_path) -> None:
             model=DemoSettings,
         )
     text = str(exc.value) + repr(exc.value)
-    for secret in ("hunter2-secret", "typo-secret-1", "env-secret-9", "unknown-secret"):
+    for secret in (
+        "hunter2-secret",
+        "typo-secret-1",
+        "named-secret-2",
+        "env-secret-9",
+        "unknown-secret",
+    ):
         assert secret not in text
     assert "vault.token" in text
     assert "vault.pasword: unknown key (did you mean 'password'?)" in text
