@@ -31,6 +31,7 @@ __all__ = [
     "problems_from_validation_error",
     "render_errors",
     "scrub",
+    "unknown_key",
 ]
 
 MASK = "***"
@@ -143,19 +144,19 @@ def _is_tag(key: str) -> bool:
     return "[" in key or key in {"int", "float", "str", "bool", "list", "dict", "none"}
 
 
-def _message(err: Mapping[str, Any], loc: Loc, model: type[BaseModel] | None) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        parent = node_at(model, loc[:-1]) if model is not None else None
-        if parent is not None and parent.kind == "model" and parent.model is not None:
-            names = field_names(parent.model)
-            hint = suggest(str(loc[-1]), names)
-            if hint:
-                return f"unknown key (did you mean '{hint}'?)"
-            return "unknown key (valid keys here: " + ", ".join(names) + ")"
-        return "unknown key"
-    if kind == "missing":
-        return "required, but not set"
+def unknown_key(parent: Node | None, key: str | int) -> tuple[str, bool]:
+    """The message for an unknown `key` under `parent` (with a "did you mean"), and whether
+    its value must be masked: a secret-like name, or a near-miss of a secret field's name."""
+    if parent is None or parent.kind != "model" or parent.model is None:
+        return "unknown key", looks_secret(key)
+    names = field_names(parent.model)
+    hint = suggest(str(key), names)
+    more = f"did you mean '{hint}'?" if hint else "valid keys here: " + ", ".join(names)
+    secretish = looks_secret(key) or (hint is not None and is_secret(child(parent, hint)))
+    return f"unknown key ({more})", secretish
+
+
+def _message(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
@@ -173,23 +174,20 @@ def problems_from_validation_error(
     problems = []
     for err in exc.errors(include_url=False):
         loc, node = _clean_loc(err.get("loc", ()), model)
-        if err.get("type") == "missing":
-            value = None
-        elif err.get("type") == "extra_forbidden" and loc:
+        kind = err.get("type")
+        value: str | None
+        if kind == "missing":
+            message, value = "required, but not set", None
+        elif kind == "extra_forbidden" and loc:
             parent = node_at(model, loc[:-1]) if model is not None else None
-            hint = None
-            if parent is not None and parent.kind == "model" and parent.model is not None:
-                hint = suggest(str(loc[-1]), field_names(parent.model))
-            secretish = looks_secret(loc[-1]) or (
-                hint is not None and is_secret(child(parent, hint) if parent else None)
-            )
+            message, secretish = unknown_key(parent, loc[-1])
             value = MASK if secretish else display_value(err.get("input"))
-        elif model is None and any(looks_secret(k) for k in loc):
-            value = MASK
         else:
-            value = display_value(err.get("input"), node)
+            message = _message(err)
+            secretish = model is None and any(looks_secret(k) for k in loc)
+            value = MASK if secretish else display_value(err.get("input"), node)
         source = source_of(loc) if source_of is not None else None
-        problems.append(Problem(format_path(loc), _message(err, loc, model), value, source))
+        problems.append(Problem(format_path(loc), message, value, source))
     return problems
 
 

@@ -44,6 +44,7 @@ from config.errors import (
     looks_secret,
     problems_from_validation_error,
     scrub,
+    unknown_key,
 )
 from config.schema import (
     SECRET_FILE_SUFFIX,
@@ -55,7 +56,6 @@ from config.schema import (
     is_secret,
     node_at,
     root_node,
-    suggest,
 )
 
 __all__ = [
@@ -299,18 +299,10 @@ class _Loader(Generic[M]):
                     if last and base is not None and base != key and is_secret(child(node, base)):
                         loc.append(base)
                         return tuple(loc), node, True
-                    names = field_names(node.model)
-                    hint = suggest(key, names)
-                    more = f"did you mean '{hint}'?" if hint else "valid keys: " + ", ".join(names)
+                    message, secretish = unknown_key(node, key)
                     # A typo of a secret's name still carries the secret: never echo it.
-                    secretish = any(looks_secret(s) for s in segments) or (
-                        hint is not None and is_secret(child(node, hint))
-                    )
-                    return Problem(
-                        format_path((*loc, key)),
-                        f"unknown key ({more})",
-                        MASK if secretish else None,
-                    )
+                    secretish = secretish or any(looks_secret(s) for s in segments)
+                    return Problem(format_path((*loc, key)), message, MASK if secretish else None)
                 loc.append(name or key)
             else:
                 where = format_path(loc)

@@ -208,7 +208,9 @@ def test_settings_alone_never_reads_the_environment(monkeypatch) -> None:
             "did you mean 'tick_interval_seconds'",
             id="flag field",
         ),
-        pytest.param(None, {}, [("nope", "3")], "nope", "valid keys: prometheus", id="flag group"),
+        pytest.param(
+            None, {}, [("nope", "3")], "nope", "valid keys here: prometheus", id="flag group"
+        ),
         pytest.param(None, {}, [("scaler..x", "3")], "scaler..x", "empty key", id="flag empty"),
     ],
 )
