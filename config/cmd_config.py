@@ -32,7 +32,7 @@ def config_group() -> None:
 @settings_options
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the configuration; list every problem and exit 2 if there is any."""
+    """Validate; list every problem and exit 2 if any."""
     loaded = loaded_settings_from_context(ctx)
     overridden = sum(1 for leaf in loaded.leaves if leaf.source != "default")
     click.echo(
