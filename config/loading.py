@@ -196,13 +196,13 @@ class _Loader(Generic[M]):
 
     def load_env(self, environ: Mapping[str, str]) -> None:
         prefix = self.env_prefix.upper()
+        roots = {n.upper() for n in field_names(self.model)}
         for name in sorted(environ):
             upper = name.upper()
             if not upper.startswith(prefix) or upper in RESERVED_ENV:
                 continue
             rest = name[len(prefix) :]
             segments = rest.split(self.env_delimiter)
-            roots = {n.upper() for n in field_names(self.model)}
             bare = upper[len(prefix) :]
             if len(segments) == 1 and bare not in roots and _SERVICE_LINK.match(bare):
                 continue
@@ -308,7 +308,7 @@ class _Loader(Generic[M]):
                 where = format_path(loc)
                 return Problem(
                     format_path((*loc, segment)),
-                    f"unknown key ({where} is a single value, it has no keys)",
+                    f"unknown key ({where} is set as a whole, it has no sub-keys)",
                 )
             node = nxt if nxt is not None else node
         return tuple(loc), node, False

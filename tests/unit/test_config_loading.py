@@ -197,7 +197,7 @@ def test_settings_alone_never_reads_the_environment(monkeypatch) -> None:
             {"GRIDSHIFT_SCALER__TICK_INTERVAL_SECONDS__X": "1"},
             [],
             "scaler.tick_interval_seconds.X",
-            "single value",
+            "set as a whole",
             id="env below a leaf",
         ),
         pytest.param(
