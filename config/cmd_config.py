@@ -9,18 +9,34 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+from pydantic_core import to_jsonable_python
 
-from config.errors import format_path
+from config.errors import MASK, format_path
 from config.loading import LoadedConfig
-from config.options import loaded_settings_from_context, settings_options
+from config.options import RunState, loaded_settings_from_context, settings_options
+from config.schema import SECRET_FILE_SUFFIX, FieldDoc, describe_fields
 from config.settings import Settings
 
-__all__ = ["config_group", "render_json", "render_yaml"]
+__all__ = ["config_group", "render_fields", "render_json", "render_yaml"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _format_option(*choices: str, help: str) -> Callable[[F], F]:
+    """`--format` with the first choice as default."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help=help,
+    )
 
 
 @click.group("config")
@@ -43,13 +59,8 @@ def check(ctx: click.Context) -> None:
 
 @config_group.command("show")
 @settings_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="yaml: each value with its layer as a comment; json: {settings, sources}.",
+@_format_option(
+    "yaml", "json", help="yaml: each value with its layer as a comment; json: {settings, sources}."
 )
 @click.option(
     "--sources/--no-sources",
@@ -66,6 +77,61 @@ def show(ctx: click.Context, fmt: str, sources: bool) -> None:
         if fmt == "json"
         else render_yaml(loaded, sources=sources)
     )
+
+
+@config_group.command("fields")
+@_format_option("text", "json", help="text: one block per setting; json: a list of objects.")
+@click.pass_context
+def fields(ctx: click.Context, fmt: str) -> None:
+    """List every setting: type, bounds, default, env variable, why."""
+    state = ctx.find_object(RunState) or RunState()
+    model = state.settings_model
+    cfg = model.model_config
+    docs = describe_fields(
+        model,
+        env_prefix=str(cfg.get("env_prefix") or "GRIDSHIFT_"),
+        env_delimiter=str(cfg.get("env_nested_delimiter") or "__"),
+    )
+    click.echo(render_fields(docs, fmt=fmt))
+
+
+def render_fields(docs: list[FieldDoc], *, fmt: str = "text") -> str:
+    """The settings reference, from the declarations themselves (secret defaults masked)."""
+    if fmt == "json":
+        rows = [
+            {
+                "path": d.path,
+                "env": d.env,
+                "type": d.type,
+                "required": d.required,
+                "default": MASK if d.secret and d.default is not None else _plain(d.default),
+                "constraints": list(d.constraints),
+                "description": d.description,
+                "secret": d.secret,
+            }
+            for d in docs
+        ]
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    blocks = []
+    for d in docs:
+        bounds = f" ({', '.join(d.constraints)})" if d.constraints else ""
+        if d.required:
+            default = "required"
+        elif d.secret and d.default is not None:
+            default = f"default {MASK}"
+        else:
+            default = f"default {json.dumps(_plain(d.default), ensure_ascii=False)}"
+        lines = [f"{d.path}: {d.type}{bounds}, {default}", f"    env {d.env}"]
+        if d.secret:
+            lines.append(f"    or from a file: {d.path}{SECRET_FILE_SUFFIX} / {d.env}_FILE")
+        if d.description:
+            lines.append(f"    {d.description}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def _plain(value: Any) -> Any:
+    return to_jsonable_python(value, fallback=str)
 
 
 def render_json(loaded: LoadedConfig[Settings], *, sources: bool = True) -> str:

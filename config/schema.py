@@ -17,8 +17,10 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 __all__ = [
     "SECRET_FILE_SUFFIX",
+    "FieldDoc",
     "Node",
     "child",
+    "describe_fields",
     "field_name",
     "field_names",
     "is_complex",
@@ -26,6 +28,7 @@ __all__ = [
     "node_at",
     "root_node",
     "suggest",
+    "type_name",
 ]
 
 SECRET_FILE_SUFFIX = "_file"
@@ -127,3 +130,85 @@ def is_complex(node: Node) -> bool:
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDoc:
+    """One setting as documented by its declaration: for `gridshift config fields`."""
+
+    path: str
+    env: str
+    type: str
+    default: Any
+    required: bool
+    constraints: tuple[str, ...]
+    description: str
+    secret: bool
+
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def type_name(annotation: Any) -> str:
+    """A short, readable name for a field's type (`float | None`, `list[Workload]`, `secret`)."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_name(a) for a in get_args(annotation))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if origin is not None:
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(map(type_name, args))}]"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr | SecretBytes):
+        return "secret"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(info: Any) -> tuple[str, ...]:
+    out = []
+    for meta in getattr(info, "metadata", ()):
+        for attr, symbol in _BOUNDS:
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                out.append(f"{symbol} {bound}")
+        for attr, words in (("min_length", "min length"), ("max_length", "max length")):
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                out.append(f"{words} {bound}")
+    return tuple(out)
+
+
+def describe_fields(
+    model: type[BaseModel], *, env_prefix: str = "GRIDSHIFT_", env_delimiter: str = "__"
+) -> list[FieldDoc]:
+    """Every setting reachable through nested models, in declaration order. Maps and lists
+    (of models too) are one entry each: they are set as a whole from env and flags."""
+    docs: list[FieldDoc] = []
+
+    def walk(cls: type[BaseModel], loc: tuple[str, ...]) -> None:
+        for name, info in cls.model_fields.items():
+            node = _node(info.annotation)
+            here = (*loc, name)
+            if node.kind == "model" and node.model is not None:
+                walk(node.model, here)
+                continue
+            secret = is_secret(node)
+            required = info.is_required()
+            default = None if required else info.get_default(call_default_factory=True)
+            docs.append(
+                FieldDoc(
+                    path=".".join(here),
+                    env=env_prefix + env_delimiter.join(here).upper(),
+                    type=type_name(info.annotation),
+                    default=default,
+                    required=required,
+                    constraints=_constraints(info),
+                    description=info.description or "",
+                    secret=secret,
+                )
+            )
+
+    walk(model, ())
+    return docs

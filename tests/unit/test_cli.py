@@ -277,3 +277,31 @@ def test_main_debug_shows_traceback(capsys, monkeypatch, args, env) -> None:
 def test_setting_option_refuses_a_default() -> None:
     with pytest.raises(TypeError, match=r"default belongs in config/settings\.py"):
         setting_option("--tick", path="scaler.tick_interval_seconds", default=3)
+
+
+def test_fields_lists_every_setting_with_env_bounds_and_secret_file_form() -> None:
+    state = RunState(settings_model=DemoSettings, environ={})
+    text = CliRunner().invoke(cli, ["config", "fields"], obj=state).stdout
+    assert (
+        "vault.min_replicas: int (>= 0), default 1\n    env GRIDSHIFT_VAULT__MIN_REPLICAS\n" in text
+    )
+    assert (
+        "scaler.tick_interval_seconds: float (> 0), default 60.0\n"
+        "    env GRIDSHIFT_SCALER__TICK_INTERVAL_SECONDS\n"
+        "    One decision a minute" in text
+    )
+    assert (
+        "vault.token: secret | None, default null\n"
+        "    env GRIDSHIFT_VAULT__TOKEN\n"
+        "    or from a file: vault.token_file / GRIDSHIFT_VAULT__TOKEN_FILE" in text
+    )
+    rows = json.loads(
+        CliRunner().invoke(cli, ["config", "fields", "--format", "json"], obj=state).stdout
+    )
+    shown = json.loads(
+        CliRunner().invoke(cli, ["config", "show", "--format", "json"], obj=state).stdout
+    )
+    assert [r["path"] for r in rows] == list(shown["sources"])
+    regions = next(r for r in rows if r["path"] == "vault.regions")
+    assert regions["type"] == "dict[str, RegionDemo]"
+    assert regions["default"] == {}
