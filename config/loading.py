@@ -184,7 +184,7 @@ class _Loader(Generic[M]):
             return self._problem(
                 "",
                 f"the top level must be a mapping of setting groups ({groups}), "
-                f"got {_type_name(data)}",
+                f"got {_kind_of_value(data)}",
                 value=display_value(data),
                 source=label,
             )
@@ -513,7 +513,7 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     return f"YAML syntax error: {what}{where}"
 
 
-def _type_name(value: Any) -> str:
+def _kind_of_value(value: Any) -> str:
     return {
         list: "a list",
         str: "a string",
