@@ -8,7 +8,7 @@ live in `config.loading`; this module only declares the shape, bounds and defaul
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
     "CarbonSettings",
@@ -22,7 +22,9 @@ __all__ = [
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a raw ValidationError printed anywhere never shows a (secret) value;
+    # config.errors renders the values itself, masked.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class PrometheusSettings(_Group):
@@ -66,14 +68,33 @@ class ServerSettings(_Group):
 
 
 class Settings(BaseSettings):
-    """The whole configuration. Read once, in `config.wiring`."""
+    """The whole configuration. Read once, in `config.wiring` (`load_settings`).
+
+    `Settings()` alone is the defaults: the file, environment and flag layers, unknown-key
+    checks, secrets from files and provenance are `config.loading`'s job, which reads
+    `env_prefix`/`env_nested_delimiter` from here.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="GRIDSHIFT_",
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        hide_input_in_errors=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit values: pydantic-settings' own env source would silently ignore
+        # unknown GRIDSHIFT_* names and bypass provenance, so config.loading reads the env.
+        return (init_settings,)
 
     prometheus: PrometheusSettings = PrometheusSettings()
     carbon: CarbonSettings = CarbonSettings()

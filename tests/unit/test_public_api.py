@@ -24,6 +24,12 @@ MODULES = [
     "config",
     "config.settings",
     "config.cli",
+    "config.errors",
+    "config.schema",
+    "config.loading",
+    "config.wiring",
+    "config.options",
+    "config.cmd_config",
 ]
 
 
