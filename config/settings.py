@@ -203,6 +203,11 @@ class ScalerSettings(_Group):
     load_history_seconds: float = Field(
         3 * 86400.0, gt=0, description="Three days: enough for daily seasonal models to refit."
     )
+    tick_history_seconds: float = Field(
+        25 * 3600.0,
+        gt=0,
+        description="Each tick reads a day and an hour: a daily model conditions on the last day.",
+    )
     load_stale_after_seconds: float = Field(
         900.0, gt=0, description="Three missed five-minute steps make the load input stale."
     )
@@ -267,6 +272,8 @@ class ScalerSettings(_Group):
             raise ValueError("eco_quantile must not exceed performance_quantile")
         if not self.eco_min_headroom <= self.eco_headroom <= self.performance_headroom:
             raise ValueError("need eco_min_headroom <= eco_headroom <= performance_headroom")
+        if self.tick_history_seconds > self.load_history_seconds:
+            raise ValueError("tick_history_seconds must not exceed load_history_seconds")
         if self.carbon_horizon_seconds < self.carbon_window_seconds:
             raise ValueError("carbon_horizon_seconds must be at least carbon_window_seconds")
         names = [w.name for w in self.workloads]

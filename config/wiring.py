@@ -124,6 +124,7 @@ def loop_settings_from(settings: Settings, *, data_note: str = "") -> LoopSettin
     return LoopSettings(
         load_step=timedelta(seconds=s.load_step_seconds),
         load_history=timedelta(seconds=s.load_history_seconds),
+        tick_history=timedelta(seconds=s.tick_history_seconds),
         load_stale_after=timedelta(seconds=s.load_stale_after_seconds),
         carbon_stale_after=timedelta(seconds=settings.carbon.stale_after_seconds),
         budget_window=timedelta(seconds=s.budget_window_seconds),

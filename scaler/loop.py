@@ -60,6 +60,7 @@ class LoopSettings:
 
     load_step: timedelta = timedelta(minutes=5)
     load_history: timedelta = timedelta(days=3)
+    tick_history: timedelta = timedelta(hours=25)
     load_stale_after: timedelta = timedelta(minutes=15)
     carbon_stale_after: timedelta = timedelta(hours=2)
     budget_window: timedelta = timedelta(days=1)
@@ -275,7 +276,7 @@ class ScalerLoop:
         try:
             hist = self._load.history(
                 w.load.query,
-                start=end - self._settings.load_history,
+                start=end - self._settings.tick_history,
                 end=end,
                 step=self._settings.load_step,
             )

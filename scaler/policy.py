@@ -241,7 +241,7 @@ def decide_mode(
     reasons.append(f"{level}; {rule}")
     if over_cap:
         reasons.append(f"above the absolute cap of {cap:.0f} g/kWh")
-    if want is not current and now - since < params.min_dwell:
+    if want is not current and state is not None and now - since < params.min_dwell:
         reasons.append(
             f"dwell: in {current} since {_iso(since)}, minimum dwell {params.min_dwell}; "
             f"{want} deferred"
@@ -389,13 +389,21 @@ def slot_intensities(
     the first value after). None when the series is missing or empty."""
     if series is None or len(series) == 0:
         return None
+    s = np.array([to_epoch_s(t) for t in starts])[:, None]
+    e = np.array([to_epoch_s(t) for t in ends])[:, None]
+    t0 = series.epoch_s[None, :]
+    overlap = np.clip(
+        np.minimum(t0 + series.resolution.total_seconds(), e) - np.maximum(t0, s), 0, None
+    )
+    covered = overlap.sum(axis=1)
+    means = (overlap @ series.values) / np.where(covered > 0, covered, 1.0)
     out: list[float] = []
-    for s, e in zip(starts, ends, strict=True):
-        mean = series.mean_over(s, e)
-        if mean is None:
-            point = series.latest(at=s) or series.points[0]
-            mean = point.value
-        out.append(mean)
+    for i, start in enumerate(starts):
+        if covered[i] > 0:
+            out.append(float(means[i]))
+        else:
+            point = series.latest(at=start) or series.points[0]
+            out.append(point.value)
     return tuple(out)
 
 

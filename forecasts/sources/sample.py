@@ -24,6 +24,7 @@ seed), a daily shape peaking in the afternoon, weekends at 55 %, +-8 % hash nois
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import replace
@@ -108,6 +109,7 @@ def sample_intensity(region: str, epoch_s: FloatArray, *, seed: int = 0) -> Floa
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _profile_params(profile: str, seed: int) -> tuple[float, float, FloatArray]:
     rng = np.random.default_rng([seed, zlib.crc32(profile.encode())])
     base = float(rng.uniform(20.0, 200.0))

@@ -1,0 +1,104 @@
+"""Benchmark: one scaler tick for 500 workloads with fitted models (< 1 s, < 400 MB
+resident) and one refit of all 500 (must fit in the refit period on 2 cores).
+
+Aspects: tick wall time (median of several ticks), peak resident memory (VmHWM), refit time.
+Model: `SeasonalNaive` (daily period on 5-minute load steps). Inputs: SAMPLE DATA sources
+(in-process generators), so the figures measure gridshift's own work, not network latency.
+Run with `make bench`; prints the figures and their ratio to the targets.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from config.settings import (
+    CiScheduleSettings,
+    LoadSourceSettings,
+    ScalerSettings,
+    Settings,
+    TargetSettings,
+    WorkloadSettings,
+)
+from config.wiring import build_scaler
+from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource, SampleLoadSource
+from forecasts.time import FrozenClock
+
+N_WORKLOADS = 500
+TICK_TARGET_S = 1.0
+RSS_TARGET_MB = 400.0
+
+
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise AssertionError(f"{field} not in /proc/self/status")
+
+
+def _settings(n: int) -> Settings:
+    workloads = tuple(
+        WorkloadSettings(
+            name=f"w{i:03d}",
+            target=TargetSettings(name=f"w{i:03d}"),
+            load=LoadSourceSettings(trace=f"sample:w{i:03d}"),
+            capacity_per_replica=10.0,
+            min_replicas=1,
+            max_replicas=50,
+            region=SAMPLE_REGIONS[i % len(SAMPLE_REGIONS)],
+            ci_schedules=(
+                (CiScheduleSettings(cron="0 */4 * * 1-5", extra_load=20.0),) if i % 5 == 0 else ()
+            ),
+        )
+        for i in range(n)
+    )
+    return Settings(scaler=ScalerSettings(workloads=workloads))
+
+
+def test_tick_500_workloads() -> None:
+    start = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    clock = FrozenClock(start)
+    registry = CollectorRegistry()
+    built = build_scaler(
+        _settings(N_WORKLOADS),
+        clock=clock,
+        registry=registry,
+        carbon=SampleCarbonSource(),
+        load=SampleLoadSource(),
+    )
+    t0 = time.perf_counter()
+    report = built.loop.refit()
+    refit_s = time.perf_counter() - t0
+    assert report.fitted == N_WORKLOADS
+    durations = []
+    for _ in range(7):
+        clock.advance(timedelta(minutes=1))
+        t0 = time.perf_counter()
+        snap = built.loop.tick()
+        durations.append(time.perf_counter() - t0)
+        assert len(snap.workloads) == N_WORKLOADS
+    t0 = time.perf_counter()
+    text = generate_latest(registry)
+    scrape_s = time.perf_counter() - t0
+    assert b"gridshift_desired_replicas" in text
+    tick_s = statistics.median(durations)
+    peak_mb = _rss_mb("VmHWM")
+    refit_period_s = 3600.0
+    print(
+        f"\n[bench scaler] model=SeasonalNaive(period=288), {N_WORKLOADS} workloads\n"
+        f"  tick: median {tick_s:.3f} s, max {max(durations):.3f} s "
+        f"(target < {TICK_TARGET_S} s, ratio {tick_s / TICK_TARGET_S:.2f})\n"
+        f"  peak RSS: {peak_mb:.0f} MB (target < {RSS_TARGET_MB:.0f} MB, "
+        f"ratio {peak_mb / RSS_TARGET_MB:.2f})\n"
+        f"  refit all {N_WORKLOADS}: {refit_s:.3f} s on one core "
+        f"(period {refit_period_s:.0f} s, ratio {refit_s / refit_period_s:.5f})\n"
+        f"  /metrics scrape: {scrape_s:.3f} s, {len(text) / 1024:.0f} KiB"
+    )
+    assert tick_s < TICK_TARGET_S
+    assert peak_mb < RSS_TARGET_MB
+    assert refit_s < refit_period_s
