@@ -155,6 +155,7 @@ def run_command(
 ) -> None:
     """Run the scaler: ticks, metrics and the status API."""
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
     log = logging.getLogger("gridshift.scaler")
     wall = SystemClock()
     clock: Clock = AcceleratedClock(wall, speed=speed) if speed != 1.0 else wall
@@ -187,7 +188,7 @@ def run_command(
     )
     sys.stdout.flush()
     server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
     )
     built.service.start()
     try:

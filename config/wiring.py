@@ -177,5 +177,5 @@ def build_scaler(
         logger=log,
     )
     register_scaler_metrics(registry, holder)
-    app = create_status_app(holder, registry=registry)
+    app = create_status_app(holder, registry=registry, on_shutdown=service.shutdown)
     return ScalerApp(loop, service, holder, app, registry)

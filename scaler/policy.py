@@ -187,7 +187,15 @@ class ModeDecision:
 
 
 def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _dur(td: timedelta) -> str:
+    """`24h`, `15m`, `90s`: durations as people write them in reasons."""
+    s = round(td.total_seconds())
+    if s and s % 3600 == 0:
+        return f"{s // 3600}h"
+    return f"{s // 60}m" if s and s % 60 == 0 else f"{s}s"
 
 
 def decide_mode(
@@ -228,9 +236,9 @@ def decide_mode(
     cap = params.absolute_cap_g_per_kwh
     over_cap = cap is not None and outlook.window_mean_g_per_kwh > cap
     level = (
-        f"next {params.carbon_window} at {outlook.window_mean_g_per_kwh:.0f} g/kWh "
+        f"next {_dur(params.carbon_window)} at {outlook.window_mean_g_per_kwh:.0f} g/kWh "
         f"({outlook.signal}, {outlook.provider}) is percentile {pct:.0f} of the region's "
-        f"{params.carbon_horizon} forecast"
+        f"{_dur(params.carbon_horizon)} forecast"
     )
     if current is Mode.ECO:
         want = Mode.ECO if (pct >= exit_ or over_cap) else Mode.PERFORMANCE
@@ -243,7 +251,7 @@ def decide_mode(
         reasons.append(f"above the absolute cap of {cap:.0f} g/kWh")
     if want is not current and state is not None and now - since < params.min_dwell:
         reasons.append(
-            f"dwell: in {current} since {_iso(since)}, minimum dwell {params.min_dwell}; "
+            f"dwell: in {current} since {_iso(since)}, minimum dwell {_dur(params.min_dwell)}; "
             f"{want} deferred"
         )
         return result(current, reasons, pct)
@@ -367,7 +375,7 @@ def decide_replicas(
         target = max(raw, min(current, max(n for _, n in recs)))
         if target > raw:
             reasons.append(
-                f"stabilisation: highest recommendation in {params.scale_down_stabilisation} "
+                f"stabilisation: highest recommendation in {_dur(params.scale_down_stabilisation)} "
                 f"keeps {target}"
             )
     step = params.max_step_replicas

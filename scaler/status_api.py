@@ -8,19 +8,30 @@ When the scaler runs on the SAMPLE DATA scenario every answer carries `data_note
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
-__all__ = ["create_status_app", "snapshot_json", "workload_json"]
+__all__ = ["OrjsonResponse", "create_status_app", "snapshot_json", "workload_json"]
+
+
+class OrjsonResponse(Response):
+    """JSON rendered by orjson (NaN and infinities become null)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -68,46 +79,63 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def create_status_app(holder: SnapshotHolder, *, registry: CollectorRegistry) -> FastAPI:
+def create_status_app(
+    holder: SnapshotHolder,
+    *,
+    registry: CollectorRegistry,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
+    ends the process), e.g. to stop the scheduler."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="gridshift scaler status",
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
 
-    def _not_ready() -> ORJSONResponse:
-        return ORJSONResponse({"error": "no tick has completed yet"}, status_code=503)
+    def _not_ready() -> OrjsonResponse:
+        return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
 
     @app.get("/healthz")
-    def healthz() -> ORJSONResponse:
-        return ORJSONResponse({"status": "ok"})
+    def healthz() -> OrjsonResponse:
+        return OrjsonResponse({"status": "ok"})
 
     @app.get("/readyz")
-    def readyz() -> ORJSONResponse:
+    def readyz() -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
-        return ORJSONResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
+        return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
 
     @app.get("/status")
-    def status() -> ORJSONResponse:
+    def status() -> OrjsonResponse:
         snap = holder.current()
-        return _not_ready() if snap is None else ORJSONResponse(snapshot_json(snap))
+        return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
 
     @app.get("/status/{workload}")
-    def status_one(workload: str) -> ORJSONResponse:
+    def status_one(workload: str) -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
         ws = snap.workloads.get(workload)
         if ws is None:
-            return ORJSONResponse(
+            return OrjsonResponse(
                 {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
                 status_code=404,
             )
-        return ORJSONResponse(
+        return OrjsonResponse(
             {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
         )
 

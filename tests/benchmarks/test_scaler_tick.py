@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -28,6 +29,8 @@ from config.settings import (
 from config.wiring import build_scaler
 from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
+
+pytestmark = pytest.mark.slow  # `make bench` runs it; `make unit` skips it
 
 N_WORKLOADS = 500
 TICK_TARGET_S = 1.0

@@ -9,6 +9,7 @@ Property: splitting an interval anywhere conserves energy and emissions.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -33,7 +34,7 @@ def carbon(values: list[float], *, start: datetime = T0, signal=Signal.AVERAGE) 
 
 
 def acct(start: datetime, end: datetime, series: CarbonSeries | None, **kw):
-    args = {
+    args: dict[str, Any] = {
         "workload": "web",
         "region": "r1",
         "replicas": 4,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ CLEAN_NIGHT = [400.0] * 8 + [100.0] * 8 + [400.0] * 8  # clean 08:00-16:00
 
 
 def web(**kw) -> Workload:
-    base = {
+    base: dict[str, Any] = {
         "name": "web",
         "namespace": "default",
         "target": TargetRef(TargetKind.DEPLOYMENT, "web"),

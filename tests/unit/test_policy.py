@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ P = PolicyParams()
 
 
 def workload(**kw) -> Workload:
-    base = {
+    base: dict[str, Any] = {
         "name": "web",
         "namespace": "default",
         "target": TargetRef(TargetKind.DEPLOYMENT, "web"),

@@ -24,6 +24,18 @@ MODULES = [
     "config",
     "config.settings",
     "config.cli",
+    "config.cmd_run",
+    "config.scenario",
+    "config.wiring",
+    "forecasts.sources.load",
+    "forecasts.sources.sample",
+    "scaler.workload",
+    "scaler.policy",
+    "scaler.accounting",
+    "scaler.schedules",
+    "scaler.loop",
+    "scaler.metrics",
+    "scaler.status_api",
 ]
 
 

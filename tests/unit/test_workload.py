@@ -7,6 +7,7 @@ profile (positive, non-increasing) and throughput sums; workload bounds and clas
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_elastic_throughput() -> None:
 
 
 def make(**kw) -> Workload:
-    base = {
+    base: dict[str, Any] = {
         "name": "web",
         "namespace": "ns",
         "target": TargetRef(TargetKind.DEPLOYMENT, "web"),
