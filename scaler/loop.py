@@ -289,6 +289,24 @@ class ScalerLoop:
         newest_end = hist.time_at(int(valid[-1])) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
+    def _measured_watts(self, w: Workload, now: datetime, logged: set[str]) -> float | None:
+        """Newest total watts of the workload from its measured power series, if it has one."""
+        query = w.power.measured_query
+        if query is None:
+            return None
+        end = floor_to(now, self._settings.load_step) + self._settings.load_step
+        try:
+            hist = self._load.history(
+                query,
+                start=end - self._settings.load_stale_after,
+                end=end,
+                step=self._settings.load_step,
+            )
+        except SourceError as exc:
+            self._source_error(f"power {w.name}", exc, logged)
+            return None
+        return _last_value(hist)
+
     def _forecast(
         self, w: Workload, hist: RegularSeries | None, now: datetime
     ) -> tuple[Forecast | None, str | None]:
@@ -371,7 +389,10 @@ class ScalerLoop:
         if region.status.stale:
             stale_inputs.append("carbon")
 
-        account = self._account(w, st, now, previous or region, load_now)
+        measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
+        if w.power.measured_query is not None and measured is None:
+            stale_inputs.append("power")
+        account = self._account(w, st, now, previous or region, load_now, measured)
         if account is not None:
             st.window.append(account)
             while st.window and st.window[0].end <= now - self._settings.budget_window:
@@ -503,9 +524,14 @@ class ScalerLoop:
         now: datetime,
         region: _RegionView,
         load_now: float | None,
+        measured_watts: float | None = None,
     ) -> IntervalAccount | None:
         """Account [last tick, now) at the replicas decided last tick (and the shadow's), with
-        the carbon intensity the last tick saw (held over the interval)."""
+        the carbon intensity the last tick saw (held over the interval).
+
+        With a measured power series, the actual watts are measured; the counterfactual keeps
+        the measured load-dependent part and idles its own replica count:
+        cf = cf_replicas * idle + (measured - replicas * idle)."""
         if st.last_at is None or now <= st.last_at:
             return None
         seconds = (now - st.last_at).total_seconds()
@@ -523,6 +549,12 @@ class ScalerLoop:
             cap = w.capacity_per_replica
             watts = w.power.replica_watts(load / (replicas * cap) if replicas else 0.0)
             cf_watts = w.power.replica_watts(load / (cf_replicas * cap) if cf_replicas else 0.0)
+        if measured_watts is not None and replicas > 0:
+            busy_part = max(0.0, measured_watts - replicas * w.power.idle_watts)
+            watts = measured_watts / replicas
+            cf_watts = (
+                (cf_replicas * w.power.idle_watts + busy_part) / cf_replicas if cf_replicas else 0.0
+            )
         return account_interval(
             workload=w.name,
             region=w.region,

@@ -98,7 +98,7 @@ class ScalerCollector(Collector):
                 load.add_metric(lv, ws.load_now)
             for q, v in ws.load_forecast.items():
                 load_fc.add_metric([*lv, q], v)
-            for kind in ("load", "carbon"):
+            for kind in ("load", "carbon", "power"):
                 stale.add_metric([*lv, kind], 1.0 if kind in ws.stale_inputs else 0.0)
             signal = ws.carbon_provenance.partition("/")[2] or "unknown"
             emitted.add_metric([*lv, signal], ws.emitted_g)

@@ -282,3 +282,34 @@ def test_one_failing_workload_does_not_stop_the_others(caplog) -> None:
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         make_loop([web(), web()])
+
+
+def test_measured_power_drives_accounting() -> None:
+    load = FakeLoadSource(levels={"web_rps": 100.0, "web_watts": 400.0})
+    w = web(power=PowerModel(10.0, 30.0, measured_query="web_watts"))
+    loop, clock, _ = make_loop([w], load=load)
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(hours=1))
+    ws = loop.tick().workloads["web"]
+    assert ws.energy_joules == pytest.approx(400.0 * 3600)
+    # counterfactual: its own 12 idle replicas + the measured busy part (400 - 12 * 10)
+    assert ws.counterfactual_g == pytest.approx((12 * 10 + 280) * 1.0 / 1000 * 100.0)
+    load.fail_with = SourceUnavailable("down", source="prometheus")
+    clock.advance(timedelta(minutes=1))
+    assert "power" in loop.tick().workloads["web"].stale_inputs
+
+
+def test_budget_behind_is_checked_over_the_window_and_shown() -> None:
+    w = web(budget_reduction_percent=30.0)
+    loop, clock, _ = make_loop([w], carbon=FakeCarbonSource({"r1": [300.0] * 24}))
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(minutes=20))  # past the minimum dwell
+    ws = loop.tick().workloads["web"]
+    # flat carbon: always percentile 50, performance mode, nothing saved -> behind
+    assert any(
+        "budget 30% less than performance-only: 0.0% over window, behind" in r for r in ws.reasons
+    )
+    assert any("carbon budget behind: eco from percentile 40" in r for r in ws.reasons)
+    assert ws.mode is Mode.ECO
