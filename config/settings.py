@@ -260,6 +260,12 @@ class ScalerSettings(_Group):
     budget_window_seconds: float = Field(
         86400.0, gt=0, description="Relative budgets are checked over the last day."
     )
+    refit_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Refit in-process by default; more spreads heavy models over processes.",
+    )
     workloads: tuple[WorkloadSettings, ...] = Field(
         (), description="The workloads to scale; none means the sample scenario in `run`."
     )

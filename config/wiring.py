@@ -8,6 +8,8 @@ is keyword-only; production defaults are made here and nowhere else.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -169,8 +171,18 @@ def build_scaler(
         forecaster=forecaster,
         logger=log,
     )
+    executor = (
+        ProcessPoolExecutor(
+            max_workers=settings.scaler.refit_workers,
+            # forkserver: never fork the threaded scheduler process itself
+            mp_context=multiprocessing.get_context("forkserver"),
+        )
+        if settings.scaler.refit_workers > 1
+        else None
+    )
     service = ScalerService(
         loop,
+        refit_executor=executor,
         tick_interval=timedelta(seconds=settings.scaler.tick_interval_seconds),
         refit_interval=timedelta(seconds=settings.forecast.refit_interval_seconds / speed),
         wall_clock=wall_clock or clock,

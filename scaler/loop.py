@@ -18,6 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -153,32 +154,48 @@ class ScalerLoop:
             self._log.warning("%s: %s; input marked stale", what, exc)
 
     # ------------------------------------------------------------------ refit
-    def refit(self, *, at: datetime | None = None) -> RefitReport:
+    def refit(self, *, at: datetime | None = None, executor: Executor | None = None) -> RefitReport:
         """Fit every workload's load model on its history up to `at` (default: the clock's
-        now); a workload whose fit fails keeps its previous model."""
+        now); a workload whose fit fails keeps its previous model.
+
+        Histories are fetched here (I/O, in order); the fits run on `executor` when given
+        (a process pool spreads CPU-heavy models over cores), else in this thread."""
         started = time.monotonic()
         now = at if at is not None else self._clock.now()
         end = floor_to(now, self._settings.load_step)
         models = dict(self._models)
         failed: list[str] = []
         logged: set[str] = set()
+        histories: dict[str, RegularSeries] = {}
         for w in self.workloads:
             if w.elastic is not None:
                 continue  # elastic work is planned from carbon, not a load forecast
             try:
-                hist = self._load.history(
+                histories[w.name] = self._load.history(
                     w.load.query,
                     start=end - self._settings.load_history,
                     end=end,
                     step=self._settings.load_step,
                 )
-                models[w.name] = self._forecaster.fit(hist)
             except SourceError as exc:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
+        pending: dict[str, Future[FittedModel]] = {}
+        for name, hist in histories.items():
+            if executor is None:
+                try:
+                    models[name] = self._forecaster.fit(hist)
+                except ValueError as exc:
+                    self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
+                    failed.append(name)
+            else:
+                pending[name] = executor.submit(_fit, self._forecaster, hist)
+        for name, future in pending.items():
+            try:
+                models[name] = future.result()
             except ValueError as exc:
-                self._log.warning("refit %s: %s (keeping the previous model)", w.name, exc)
-                failed.append(w.name)
+                self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
+                failed.append(name)
         self._models = models
         self._refits += 1
         self._last_refit_at = now
@@ -568,6 +585,11 @@ class ScalerLoop:
         )
 
 
+def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:
+    """Module-level so a process pool can pickle it."""
+    return forecaster.fit(history)
+
+
 def _last_value(hist: RegularSeries | None) -> float | None:
     if hist is None or len(hist) == 0:
         return None
@@ -586,9 +608,11 @@ class ScalerService:
         tick_interval: timedelta,
         refit_interval: timedelta,
         wall_clock: Clock,
+        refit_executor: Executor | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.loop = loop
+        self._executor = refit_executor
         self._tick_interval = tick_interval
         self._refit_interval = refit_interval
         self._wall = wall_clock
@@ -597,7 +621,7 @@ class ScalerService:
 
     def start(self) -> None:
         """Fit the models once (so the first tick can forecast), then schedule."""
-        self.loop.refit()
+        self.loop.refit(executor=self._executor)
         now = self._wall.now()
         self._scheduler.add_job(
             self.loop.tick,
@@ -609,7 +633,7 @@ class ScalerService:
             misfire_grace_time=None,
         )
         self._scheduler.add_job(
-            self.loop.refit,
+            self._refit,
             IntervalTrigger(seconds=self._refit_interval.total_seconds(), timezone="UTC"),
             id="refit",
             next_run_time=now + self._refit_interval,
@@ -624,6 +648,11 @@ class ScalerService:
             self._refit_interval,
         )
 
+    def _refit(self) -> None:
+        self.loop.refit(executor=self._executor)
+
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)

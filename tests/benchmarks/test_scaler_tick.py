@@ -9,11 +9,17 @@ Run with `make bench`; prints the figures and their ratio to the targets.
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
+import numpy as np
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -26,9 +32,14 @@ from config.settings import (
     TargetSettings,
     WorkloadSettings,
 )
-from config.wiring import build_scaler
+from config.wiring import build_scaler, workload_from
+from forecasts.forecast import Forecaster
+from forecasts.series import RegularSeries
 from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
+from scaler.loop import ScalerLoop
+from scaler.policy import PolicyParams
+from scaler.snapshot import SnapshotHolder
 
 pytestmark = pytest.mark.slow  # `make bench` runs it; `make unit` skips it
 
@@ -105,3 +116,79 @@ def test_tick_500_workloads() -> None:
     assert tick_s < TICK_TARGET_S
     assert peak_mb < RSS_TARGET_MB
     assert refit_s < refit_period_s
+
+
+@dataclass(frozen=True)
+class _HoltWintersFit:
+    params: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _HoltWintersForBench:
+    """Holt-Winters (statsmodels, additive daily season) as a stand-in for the heavier models:
+    only `fit` is timed here."""
+
+    period: int = 288
+    name: str = "holt_winters_bench"
+
+    def fit(self, history: RegularSeries, *, exog=None, seed: int = 0) -> _HoltWintersFit:
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        model = ExponentialSmoothing(
+            history.values,
+            seasonal="add",
+            seasonal_periods=self.period,
+            initialization_method="heuristic",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = model.fit()
+        return _HoltWintersFit(
+            {k: float(np.ravel(v)[0]) for k, v in res.params.items() if v is not None}
+        )
+
+
+def test_refit_on_two_cores() -> None:
+    """All 500 SeasonalNaive refits on a 2-process pool, and Holt-Winters on a sample of 40
+    workloads extrapolated to 500 (2 processes)."""
+    clock = FrozenClock(datetime(2026, 11, 23, 9, tzinfo=UTC))
+    settings = _settings(N_WORKLOADS)
+    holder = SnapshotHolder()
+    workloads = [workload_from(w) for w in settings.scaler.workloads]
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        pool.submit(int, 0).result()  # start the workers outside the timing
+        loop = ScalerLoop(
+            workloads,
+            carbon=SampleCarbonSource(),
+            load=SampleLoadSource(),
+            clock=clock,
+            holder=holder,
+            params=PolicyParams(),
+        )
+        t0 = time.perf_counter()
+        report = loop.refit(executor=pool)
+        naive_s = time.perf_counter() - t0
+        assert report.fitted == N_WORKLOADS
+        sample = 40
+        hw_loop = ScalerLoop(
+            workloads[:sample],
+            carbon=SampleCarbonSource(),
+            load=SampleLoadSource(),
+            clock=clock,
+            holder=holder,
+            params=PolicyParams(),
+            forecaster=cast(Forecaster, _HoltWintersForBench()),  # only fit() is exercised
+        )
+        t0 = time.perf_counter()
+        hw_report = hw_loop.refit(executor=pool)
+        hw_s = time.perf_counter() - t0
+        assert hw_report.fitted == sample, hw_report
+    hw_500 = hw_s * N_WORKLOADS / sample
+    print(
+        f"\n[bench scaler refit, 2 processes] SeasonalNaive x{N_WORKLOADS}: {naive_s:.2f} s; "
+        f"Holt-Winters x{sample}: {hw_s:.2f} s -> x{N_WORKLOADS} about {hw_500:.0f} s "
+        f"(refit period 3600 s, ratio {hw_500 / 3600:.3f})"
+    )
+    assert naive_s < 3600
+    assert hw_500 < 3600

@@ -313,3 +313,17 @@ def test_budget_behind_is_checked_over_the_window_and_shown() -> None:
     )
     assert any("carbon budget behind: eco from percentile 40" in r for r in ws.reasons)
     assert ws.mode is Mode.ECO
+
+
+def test_refit_on_an_executor_matches_in_thread_refit() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    short = web(name="short", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))
+    loop, _, _ = make_loop([web(), short])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        report = loop.refit(executor=pool)
+    assert (report.fitted, report.failed) == (2, ())
+    assert loop.tick().workloads["web"].desired_replicas == 12
+    tiny, _, _ = make_loop([web()], settings=LoopSettings(load_history=timedelta(hours=1)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert tiny.refit(executor=pool).failed == ("web",)
