@@ -237,6 +237,38 @@ def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
     assert ws.saved_g > 0
 
 
+def test_infeasible_deadline_is_said_early(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client.registry import CollectorRegistry
+
+    from scaler.metrics import register_scaler_metrics
+
+    job = Workload(
+        name="train",
+        namespace="ml",
+        target=TargetRef(TargetKind.STATEFUL_SET, "train"),
+        load=LoadSpec(LoadSourceKind.TRACE, "unused"),
+        capacity_per_replica=1.0,
+        min_replicas=0,
+        max_replicas=2,
+        power=PowerModel(50.0, 200.0),
+        region="r1",
+        workload_class=WorkloadClass.ELASTIC,
+        elastic=ElasticSpec(3 * 2 * 3600.0, T0 + timedelta(hours=2), (1.0,)),
+    )
+    loop, _, holder = make_loop([job])
+    registry = CollectorRegistry()
+    register_scaler_metrics(registry, holder)
+    with caplog.at_level(logging.WARNING, logger="gridshift.scaler"):
+        ws = loop.tick().workloads["train"]
+        loop.tick()
+    assert ws.deadline_feasible is False
+    assert ws.desired_replicas == 2
+    assert caplog.text.count("infeasible") == 1  # said once, when it became infeasible
+    labels = {"workload": "train", "namespace": "ml", "region": "r1"}
+    assert registry.get_sample_value("gridshift_elastic_deadline_feasible", labels) == 0.0
+    assert registry.get_sample_value("gridshift_elastic_remaining_work", labels) == 6 * 3600.0
+
+
 def test_ci_schedule_and_cron_override() -> None:
     w = web(
         ci_schedules=(CiSchedule("0 10 * * *", "UTC", timedelta(minutes=20), 100.0),),
