@@ -207,20 +207,24 @@ def test_eco_saves_against_the_performance_counterfactual() -> None:
     assert ws.saved_g > 0
 
 
-def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
-    job = Workload(
+def train_job(*, max_replicas: int, work: float, hours: int) -> Workload:
+    return Workload(
         name="train",
         namespace="ml",
         target=TargetRef(TargetKind.STATEFUL_SET, "train"),
         load=LoadSpec(LoadSourceKind.TRACE, "unused"),
         capacity_per_replica=1.0,
         min_replicas=0,
-        max_replicas=4,
+        max_replicas=max_replicas,
         power=PowerModel(50.0, 200.0),
         region="r1",
         workload_class=WorkloadClass.ELASTIC,
-        elastic=ElasticSpec(4 * 3 * 3600.0, T0 + timedelta(hours=10), (1.0,)),
+        elastic=ElasticSpec(work, T0 + timedelta(hours=hours), (1.0,)),
     )
+
+
+def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
+    job = train_job(max_replicas=4, work=4 * 3 * 3600.0, hours=10)
     # 09:00-10:00 dirty, cleaner later, cleanest 14:00-17:00
     carbon = FakeCarbonSource({"r1": [500.0] * 10 + [300.0] * 4 + [50.0] * 3 + [500.0] * 7})
     params = PolicyParams(elastic_slot=timedelta(hours=1))
@@ -242,19 +246,7 @@ def test_infeasible_deadline_is_said_early(caplog: pytest.LogCaptureFixture) -> 
 
     from scaler.metrics import register_scaler_metrics
 
-    job = Workload(
-        name="train",
-        namespace="ml",
-        target=TargetRef(TargetKind.STATEFUL_SET, "train"),
-        load=LoadSpec(LoadSourceKind.TRACE, "unused"),
-        capacity_per_replica=1.0,
-        min_replicas=0,
-        max_replicas=2,
-        power=PowerModel(50.0, 200.0),
-        region="r1",
-        workload_class=WorkloadClass.ELASTIC,
-        elastic=ElasticSpec(3 * 2 * 3600.0, T0 + timedelta(hours=2), (1.0,)),
-    )
+    job = train_job(max_replicas=2, work=3 * 2 * 3600.0, hours=2)
     loop, _, holder = make_loop([job])
     registry = CollectorRegistry()
     register_scaler_metrics(registry, holder)
