@@ -528,6 +528,8 @@ class ScalerLoop:
             emitted_g=emitted,
             saved_g=cf - emitted,
             workload_class=str(w.workload_class),
+            target_kind=str(w.target.kind),
+            target_name=w.target.name,
             mode_since=mode_decision.since,
             load_now=load_now,
             load_unit=w.load.unit,

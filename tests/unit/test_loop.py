@@ -83,6 +83,7 @@ def test_tick_publishes_decisions_with_reasons() -> None:
     assert any("percentile" in r for r in ws.reasons)
     assert ws.reasons[-1] == "target 12 (was 1)"
     assert ws.load_now == 100.0
+    assert (ws.target_kind, ws.target_name) == ("Deployment", "web")
     assert ws.load_forecast["0.95"] == pytest.approx(100.0)
     assert snap.regions["r1"].intensity_g_per_kwh == 100.0
     assert snap.regions["r1"].stale is False
