@@ -24,6 +24,15 @@ MODULES = [
     "config",
     "config.settings",
     "config.cli",
+    "forecasts.regions",
+    "forecasts.sources.carbon.electricitymaps",
+    "forecasts.sources.carbon.watttime",
+    "forecasts.sources.carbon.uk",
+    "forecasts.sources.carbon.carbon_aware_sdk",
+    "forecasts.sources.carbon.trace",
+    "forecasts.sources.carbon.fallback",
+    "config.wiring",
+    "config.cmd_carbon",
 ]
 
 

@@ -9,6 +9,7 @@ a server that stalls past the client timeout; truncated JSON; an HTML page with 
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,8 +216,9 @@ FAULTS = [
 @pytest.mark.parametrize("provider", list(TARGETS))
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_ends_in_clean_data_or_typed_error(
-    harness: Harness, provider: str, fault: Fault
+    harness: Harness, provider: str, fault: Fault, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     target = TARGETS[provider]
     target.setup(harness.server)
     harness.server.route(target.route, *fault.replies(target.normal))
@@ -243,6 +245,8 @@ def test_fault_ends_in_clean_data_or_typed_error(
         assert hits == expected
     if fault.sleeps is not None:
         assert harness.sleeps == fault.sleeps
+    for secret in SECRETS:  # every logger, httpx's included: secrets travel in headers only
+        assert secret not in caplog.text
 
 
 def test_watttime_401_logs_in_again_once(harness: Harness) -> None:
