@@ -75,6 +75,7 @@ class TraceCarbonSource:
         self._tracks: dict[str, _Track] | None = None
         self._value_column = ""
         self._has_forecast = False
+        self._zones_in_file: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -118,7 +119,7 @@ class TraceCarbonSource:
         tracks = self._load()
         track = tracks.get(zone)
         if track is None:
-            have = ", ".join(sorted(tracks)) or "none"
+            have = ", ".join(sorted(self._zones_in_file)) or "none"
             raise SourceRequestError(
                 f"trace {self._path.name} has no rows for region {zone!r} (it has: {have})",
                 source=self._name,
@@ -134,29 +135,48 @@ class TraceCarbonSource:
             raise SourceRequestError(
                 f"cannot open trace {self._path}: {exc.strerror or exc}", source=self._name
             ) from None
+        # Only the zones some region names for this provider are parsed (a shared trace
+        # holds many regions; parsing the rest would be wasted work).
+        wanted = {r.zone(self._name) for r in self._regions.regions} - {None}
         rows: dict[str, dict[datetime, tuple[float | None, float | None]]] = {}
+        seen_zones: set[str] = set()
         with handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
             value_column = self._choose_column(header)
             self._value_column = value_column
             self._has_forecast = FORECAST_COLUMN in header
+            i_time, i_zone = header.index(TIME_COLUMN), header.index(REGION_COLUMN)
+            i_value = header.index(value_column)
+            i_forecast = header.index(FORECAST_COLUMN) if self._has_forecast else -1
+            width = len(header)
             for row in reader:
                 line = reader.line_num
-                when = self._instant(row.get(TIME_COLUMN), line=line)
-                zone = (row.get(REGION_COLUMN) or "").strip()
+                if not row:
+                    continue
+                if len(row) != width:
+                    raise SourceDataError(
+                        f"{self._path.name} line {line}: {len(row)} cells, header has {width}",
+                        source=self._name,
+                    )
+                zone = row[i_zone].strip()
                 if not zone:
                     raise SourceDataError(
                         f"{self._path.name} line {line}: column {REGION_COLUMN!r} is empty",
                         source=self._name,
                     )
-                value = self._number(row.get(value_column), column=value_column, line=line)
+                seen_zones.add(zone)
+                if zone not in wanted:
+                    continue
+                when = self._instant(row[i_time], line=line)
+                value = self._number(row[i_value], column=value_column, line=line)
                 forecast = (
-                    self._number(row.get(FORECAST_COLUMN), column=FORECAST_COLUMN, line=line)
-                    if self._has_forecast
+                    self._number(row[i_forecast], column=FORECAST_COLUMN, line=line)
+                    if i_forecast >= 0
                     else None
                 )
                 rows.setdefault(zone, {})[when] = (value, forecast)
+        self._zones_in_file = frozenset(seen_zones)
         tracks: dict[str, _Track] = {}
         for zone, by_time in rows.items():
             times = tuple(sorted(by_time))
