@@ -99,7 +99,9 @@ def test_forecast(harness: Harness) -> None:
         "eastus", at=T0 + timedelta(minutes=7), horizon=timedelta(minutes=20)
     )
     # 12:05 (covers 12:07) .. 12:25 (starts before 12:27)
-    assert points(series) == [(i, pytest.approx(455.1 - 1.5 * i), F) for i in range(1, 6)]
+    assert [(i, round(v, 6), q) for i, v, q in points(series)] == [
+        (i, round(455.1 - 1.5 * i, 6), F) for i in range(1, 6)
+    ]
     assert series.resolution == FIVE
     (hit,) = harness.server.hits("/emissions/forecasts/current")
     assert hit.query == {
