@@ -195,8 +195,11 @@ def _answer(
     verbose: bool,
     ask: Callable[[FallbackSource, Clock], CarbonSeries],
 ) -> None:
-    if verbose:
-        logging.basicConfig(level=logging.WARNING, format="gridshift: %(levelname)s: %(message)s")
+    # Provider failures are summarised once below; -v shows each as it happens.
+    logging.basicConfig(
+        level=logging.WARNING if verbose else logging.ERROR,
+        format="gridshift: %(levelname)s: %(message)s",
+    )
     settings = _settings()
     clock = _clock()
     try:
@@ -218,10 +221,7 @@ def _answer(
     wanted = prefer or (chain[0] if chain else None)
     age = clock.now() - series.fetched_at
     if series.stale:
-        _warn(
-            f"no source answered; showing the last known value from {series.provider} "
-            f"({format_age(age)} old): {series.note}"
-        )
+        _warn(f"no source answered; serving a stale value: {series.note}")
     elif series.note or (wanted is not None and answered_by != wanted):
         _warn(f"{wanted} did not answer; {answered_by} did: {series.note}")
     click.echo(render(series, fmt=fmt, query=query, source=answered_by, age=age), nl=False)
