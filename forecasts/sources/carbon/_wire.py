@@ -18,11 +18,13 @@ __all__ = [
     "RawPoint",
     "as_list",
     "as_mapping",
+    "bounded_duration",
     "check_unit",
     "chunks",
     "empty_series",
     "fmt_iso_z",
     "infer_resolution",
+    "parse_duration_seconds",
     "parse_instant",
     "parse_intensity",
     "parse_number",
@@ -30,6 +32,9 @@ __all__ = [
 ]
 
 RawPoint = tuple[datetime, float | None, Quality]
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_DURATION = timedelta(days=366)
 T = TypeVar("T")
 
 
@@ -67,7 +72,31 @@ def parse_instant(value: Any, *, source: str, where: str) -> datetime:
         raise SourceDataError(
             f"{where}: timestamp {value!r} has no time zone; refusing to guess", source=source
         )
+    if not EARLIEST <= parsed <= LATEST:
+        raise SourceDataError(
+            f"{where}: implausible timestamp {value!r} (outside {EARLIEST.year}..{LATEST.year})",
+            source=source,
+        )
     return parsed.astimezone(UTC)
+
+
+def parse_duration_seconds(
+    value: Any, *, source: str, where: str, unit_seconds: float
+) -> timedelta:
+    """A non-negative duration given as a number of `unit_seconds`, at most `MAX_DURATION`."""
+    number = parse_number(value, source=source, where=where)
+    if number is None:
+        return timedelta(0)
+    return bounded_duration(number * unit_seconds, source=source, where=where)
+
+
+def bounded_duration(seconds: float, *, source: str, where: str) -> timedelta:
+    if not 0 <= seconds <= MAX_DURATION.total_seconds():
+        raise SourceDataError(
+            f"{where}: duration of {seconds:g} s is outside 0..{MAX_DURATION.days} days",
+            source=source,
+        )
+    return timedelta(seconds=seconds)
 
 
 def parse_number(value: Any, *, source: str, where: str) -> float | None:
@@ -99,7 +128,7 @@ def check_unit(doc: Mapping[str, Any], *, source: str, where: str) -> None:
     """Refuse an answer that states a unit other than grams per kWh (`unit`/`units` key)."""
     for key in ("unit", "units"):
         unit = doc.get(key)
-        if unit is not None and unit not in G_PER_KWH_UNITS:
+        if unit is not None and not (isinstance(unit, str) and unit in G_PER_KWH_UNITS):
             raise SourceDataError(
                 f"{where}.{key}: expected gCO2eq/kWh but got {unit!r}", source=source
             )

@@ -26,12 +26,13 @@ from forecasts.sources.carbon._wire import (
     RawPoint,
     as_list,
     as_mapping,
+    bounded_duration,
     check_unit,
     fmt_iso_z,
     infer_resolution,
+    parse_duration_seconds,
     parse_instant,
     parse_intensity,
-    parse_number,
     zone_of,
 )
 from forecasts.sources.errors import SourceDataError
@@ -119,10 +120,9 @@ class CarbonAwareSdkSource:
                 item.get("timestamp"), source=self.name, where=f"{where}.timestamp"
             )
             value = parse_intensity(item.get("value"), source=self.name, where=f"{where}.value")
-            minutes = parse_number(
-                item.get("duration"), source=self.name, where=f"{where}.duration"
+            duration = parse_duration_seconds(
+                item.get("duration"), source=self.name, where=f"{where}.duration", unit_seconds=60
             )
-            duration = timedelta(minutes=minutes or 0)
             # Keep points whose [timestamp, timestamp + duration) overlaps [at, end).
             if when >= end or (when + duration <= at if duration > timedelta(0) else when < at):
                 continue
@@ -163,11 +163,11 @@ class CarbonAwareSdkSource:
             return timedelta(0)
         if isinstance(value, str):
             try:
-                return parse_timespan(value)
-            except ValueError as exc:
+                span = parse_timespan(value)
+            except (ValueError, OverflowError) as exc:
                 raise SourceDataError(f"{where}: {exc}", source=self.name) from None
-        minutes = parse_number(value, source=self.name, where=where)
-        return timedelta(minutes=minutes or 0)
+            return bounded_duration(span.total_seconds(), source=self.name, where=where)
+        return parse_duration_seconds(value, source=self.name, where=where, unit_seconds=60)
 
     def _series(self, region: str, raw: list[RawPoint], durations: list[timedelta]) -> CarbonSeries:
         return CarbonSeries.build(

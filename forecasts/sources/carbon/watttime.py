@@ -33,6 +33,7 @@ from forecasts.sources.carbon._wire import (
     as_mapping,
     chunks,
     fmt_iso_z,
+    parse_duration_seconds,
     parse_instant,
     parse_number,
     zone_of,
@@ -220,7 +221,8 @@ class WattTimeSource:
         percentile: bool = False,
     ) -> CarbonSeries:
         meta = as_mapping(doc.get("meta"), source=self.name, where=f"{where}.meta")
-        units = meta.get("units")
+        raw_units = meta.get("units")
+        units = raw_units if isinstance(raw_units, str) else repr(raw_units)
         if percentile:
             if units not in _PERCENTILE_UNITS:
                 raise SourceDataError(
@@ -243,14 +245,15 @@ class WattTimeSource:
                 f"{signal_type!r}",
                 source=self.name,
             )
-        period = parse_number(
+        period = parse_duration_seconds(
             meta.get("data_point_period_seconds", 300),
             source=self.name,
             where=f"{where}.meta.data_point_period_seconds",
+            unit_seconds=1,
         )
-        if period is None or period <= 0:
+        if period <= timedelta(0):
             raise SourceDataError(
-                f"{where}.meta.data_point_period_seconds: expected a positive number, got {period}",
+                f"{where}.meta.data_point_period_seconds: expected a positive number of seconds",
                 source=self.name,
             )
         for warning in as_list(
@@ -289,5 +292,5 @@ class WattTimeSource:
             signal=self.signal,
             provider=self.name,
             fetched_at=self._http.clock.now(),
-            resolution=timedelta(seconds=period),
+            resolution=period,
         )
