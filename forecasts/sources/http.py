@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +34,13 @@ _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace each non-empty secret in `text` with `***`."""
+    """Replace each non-empty secret in `text`, also in its URL-encoded form, with `***`."""
     for s in secrets:
         if s:
             text = text.replace(s, "***")
+            encoded = urllib.parse.quote(s, safe="")
+            if encoded != s:
+                text = text.replace(encoded, "***")
     return text
 
 

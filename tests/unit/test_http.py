@@ -282,6 +282,10 @@ def test_redact_ignores_empty_secrets() -> None:
     assert redact("abc", ["", "b"]) == "a***c"
 
 
+def test_redact_catches_url_encoded_secrets() -> None:
+    assert redact("GET /x?token=p%40ss%2Fw0rd", ["p@ss/w0rd"]) == "GET /x?token=***"
+
+
 # ---------------------------------------------------------------------- bodies
 def test_empty_body_is_a_data_error_unless_allowed() -> None:
     http, _, _ = make(lambda r: httpx.Response(204))

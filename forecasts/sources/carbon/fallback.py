@@ -192,6 +192,10 @@ class FallbackSource:
                 reasons.append(str(exc))
                 log.warning("carbon %s for %s: %s failed: %s", query, canonical, source.name, exc)
                 continue
+            except Exception as exc:  # a bug in one adapter must not take the chain down
+                reasons.append(f"{source.name}: internal error ({type(exc).__name__}: {exc})")
+                log.exception("carbon %s for %s: %s crashed", query, canonical, source.name)
+                continue
             if not series.points:
                 reasons.append(f"{source.name}: no data")
                 log.warning("carbon %s for %s: %s had no data", query, canonical, source.name)

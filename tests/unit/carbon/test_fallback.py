@@ -118,6 +118,26 @@ def test_failing_source_falls_through_and_is_named(em, uk, clock, error, reason,
     assert "electricitymaps failed" in caplog.text
 
 
+class Broken:
+    name = "electricitymaps"
+
+    def latest(self, region, *, at):
+        raise RuntimeError("adapter bug")
+
+
+def test_an_adapter_bug_falls_through_and_is_logged(uk, clock, caplog) -> None:
+    source = FallbackSource(
+        {"GB": [Broken(), uk]},  # type: ignore[list-item]
+        regions=REGIONS,
+        clock=clock,
+    )
+    with caplog.at_level(logging.ERROR):
+        got = source.latest("GB", at=T0)
+    assert got.provider == "uk"
+    assert "internal error (RuntimeError: adapter bug)" in got.note
+    assert "Traceback" in caplog.text
+
+
 def test_empty_answer_falls_through(em, uk, clock) -> None:
     em_empty = FakeCarbonSource(
         "electricitymaps", regions=REGIONS, data={"GB": series("electricitymaps").window(T0, T0)}
