@@ -56,14 +56,9 @@ def parse_instant(value: Any, *, source: str, where: str) -> datetime:
         raise SourceDataError(
             f"{where}: expected an ISO 8601 timestamp, got {_kind(value)}", source=source
         )
-    text = value.strip()
-    # .NET writes 7 fractional digits (2024-05-01T00:00:00.0000000+00:00); Python takes 6.
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = head + "." + rest[: min(digits, 6)] + rest[digits:] if digits else head + rest
     try:
-        parsed = datetime.fromisoformat(text)
+        # Python >= 3.11 reads `Z`, minute-only times and .NET's 7 fractional digits.
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise SourceDataError(
             f"{where}: not an ISO 8601 timestamp: {value!r}", source=source
