@@ -17,6 +17,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from config.cmd_carbon import carbon
 from config.cmd_config import config_group
 from config.cmd_run import replay_command, run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
@@ -85,6 +86,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 cli.add_command(config_group)
 cli.add_command(run_command)
 cli.add_command(replay_command)
+cli.add_command(carbon)
 
 
 def _debug_requested(state: RunState) -> bool:

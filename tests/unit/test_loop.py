@@ -34,7 +34,7 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
-from tests.fakes import FakeCarbonSource, FakeLoadSource
+from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 CLEAN_NIGHT = [400.0] * 8 + [100.0] * 8 + [400.0] * 8  # clean 08:00-16:00
@@ -61,7 +61,7 @@ def make_loop(workloads, *, carbon=None, load=None, clock=None, params=None, set
     holder = SnapshotHolder()
     loop = ScalerLoop(
         workloads,
-        carbon=carbon or FakeCarbonSource({"r1": CLEAN_NIGHT, "r2": [200.0] * 24}),
+        carbon=carbon or FakeDailyCarbonSource({"r1": CLEAN_NIGHT, "r2": [200.0] * 24}),
         load=load or FakeLoadSource(levels={"web_rps": 100.0, "api_rps": 50.0}),
         clock=clock,
         holder=holder,
@@ -130,7 +130,7 @@ def test_gap_in_load_history_is_stale() -> None:
 
 
 def test_carbon_error_keeps_last_known_and_mode() -> None:
-    carbon = FakeCarbonSource({"r1": [400.0] * 24})
+    carbon = FakeDailyCarbonSource({"r1": [400.0] * 24})
     loop, clock, _ = make_loop([web()], carbon=carbon)
     loop.refit()
     first = loop.tick()
@@ -148,7 +148,7 @@ def test_carbon_error_keeps_last_known_and_mode() -> None:
 
 
 def test_carbon_without_provider_forecast_is_forecast_from_history() -> None:
-    carbon = FakeCarbonSource({"r1": CLEAN_NIGHT}, has_forecast=False)
+    carbon = FakeDailyCarbonSource({"r1": CLEAN_NIGHT}, has_forecast=False)
     loop, _, _ = make_loop([web()], carbon=carbon)
     loop.refit()
     snap = loop.tick()
@@ -195,7 +195,7 @@ def test_accounting_over_ticks_and_ledger() -> None:
 
 
 def test_eco_saves_against_the_performance_counterfactual() -> None:
-    dirty = FakeCarbonSource({"r1": [100.0] * 9 + [900.0] * 3 + [100.0] * 12})
+    dirty = FakeDailyCarbonSource({"r1": [100.0] * 9 + [900.0] * 3 + [100.0] * 12})
     load = FakeLoadSource(daily={"web_rps": [100.0 + 40 * (h % 2) for h in range(24)]})
     loop, clock, _ = make_loop([web()], carbon=dirty, load=load)
     loop.refit()
@@ -227,7 +227,7 @@ def train_job(*, max_replicas: int, work: float, hours: int) -> Workload:
 def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
     job = train_job(max_replicas=4, work=4 * 3 * 3600.0, hours=10)
     # 09:00-10:00 dirty, cleaner later, cleanest 14:00-17:00
-    carbon = FakeCarbonSource({"r1": [500.0] * 10 + [300.0] * 4 + [50.0] * 3 + [500.0] * 7})
+    carbon = FakeDailyCarbonSource({"r1": [500.0] * 10 + [300.0] * 4 + [50.0] * 3 + [500.0] * 7})
     params = PolicyParams(elastic_slot=timedelta(hours=1))
     loop, clock, _ = make_loop([job], carbon=carbon, params=params)
     targets = []
@@ -327,7 +327,7 @@ def test_measured_power_drives_accounting() -> None:
 
 def test_budget_behind_is_checked_over_the_window_and_shown() -> None:
     w = web(budget_reduction_percent=30.0)
-    loop, clock, _ = make_loop([w], carbon=FakeCarbonSource({"r1": [300.0] * 24}))
+    loop, clock, _ = make_loop([w], carbon=FakeDailyCarbonSource({"r1": [300.0] * 24}))
     loop.refit()
     loop.tick()
     clock.advance(timedelta(minutes=20))  # past the minimum dwell

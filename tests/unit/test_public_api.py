@@ -41,6 +41,14 @@ MODULES = [
     "scaler.loop",
     "scaler.metrics",
     "scaler.status_api",
+    "forecasts.regions",
+    "forecasts.sources.carbon.electricitymaps",
+    "forecasts.sources.carbon.watttime",
+    "forecasts.sources.carbon.uk",
+    "forecasts.sources.carbon.carbon_aware_sdk",
+    "forecasts.sources.carbon.trace",
+    "forecasts.sources.carbon.fallback",
+    "config.cmd_carbon",
 ]
 
 
