@@ -502,16 +502,21 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         tls = self.owner.tls
-        if tls is not None:
-            request.settimeout(self.owner.handshake_timeout_seconds)
-            try:
-                request = tls.current().wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                self.owner.count_handshake_failure(exc)
-                request.close()
-                return
-            request.settimeout(self.owner.idle_timeout_seconds)
-        super().finish_request(request, client_address)
+        if tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(self.owner.handshake_timeout_seconds)
+        try:
+            wrapped = tls.current().wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.owner.count_handshake_failure(exc)
+            request.close()
+            return
+        try:
+            wrapped.settimeout(self.owner.idle_timeout_seconds)
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)

@@ -21,6 +21,7 @@ MODULES = [
     "scaler.selectors",
     "scaler.apiauth",
     "scaler.metrics_api",
+    "scaler.keda",
     "forecasts.sources.carbon.base",
     "forecasts.sources.clock",
     "forecasts.models.seasonal_naive",
