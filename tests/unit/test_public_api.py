@@ -22,6 +22,7 @@ MODULES = [
     "scaler.apiauth",
     "scaler.metrics_api",
     "scaler.keda",
+    "scaler.kube",
     "forecasts.sources.carbon.base",
     "forecasts.sources.clock",
     "forecasts.models.seasonal_naive",
