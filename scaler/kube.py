@@ -55,6 +55,7 @@ __all__ = [
     "DelegatedAccessReviewer",
     "DelegatedTokenReviewer",
     "KubeController",
+    "KubeRuntime",
     "LeaderElector",
     "LeaseLock",
     "ScalerResource",
@@ -954,3 +955,67 @@ def load_authentication_config_map(core_api: k8s.CoreV1Api) -> dict[str, str]:
         "extension-apiserver-authentication", "kube-system"
     )
     return dict(config_map.data or {})
+
+
+class KubeRuntime:
+    """The Kubernetes side of `gridshift run`: watcher, elector and a sync loop, as threads.
+
+    `start()` launches them; the sync loop calls `KubeController.sync` whenever a new snapshot
+    is published (checked every `poll_interval_seconds`) and right after gaining leadership.
+    `close()` stops everything and releases the Lease (graceful shutdown).
+    """
+
+    def __init__(
+        self,
+        *,
+        watcher: ScalerResourceWatcher,
+        elector: LeaderElector,
+        controller: KubeController,
+        current_snapshot: Callable[[], Snapshot | None],
+        stop: threading.Event,
+        poll_interval_seconds: float = 1.0,
+    ) -> None:
+        self.watcher = watcher
+        self.elector = elector
+        self.controller = controller
+        self._current = current_snapshot
+        self._stop = stop
+        self._poll = poll_interval_seconds
+        self._threads: list[threading.Thread] = []
+        self._synced: Snapshot | None = None
+        self._was_leading = False
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            snapshot = self._current()
+            leading = self.elector.leading
+            if (
+                snapshot is not None
+                and leading
+                and (snapshot is not self._synced or not self._was_leading)
+            ):
+                try:
+                    self.controller.sync(snapshot)
+                    self._synced = snapshot
+                except Exception:
+                    log.exception("Kubernetes sync failed")
+            self._was_leading = leading
+            self._stop.wait(self._poll)
+
+    def start(self) -> None:
+        for name, target in (
+            ("cr-watch", self.watcher.run),
+            ("leader-election", self.elector.run),
+            ("kube-sync", self._sync_loop),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout_seconds: float = 10.0) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self.elector.stop()
+        for thread in self._threads:
+            thread.join(timeout=timeout_seconds)
+        self._threads.clear()

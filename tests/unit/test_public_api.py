@@ -30,6 +30,7 @@ MODULES = [
     "config",
     "config.settings",
     "config.cli",
+    "config.wiring",
 ]
 
 
