@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import cachetools
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -207,6 +208,11 @@ class Authenticator:
         self._token_reviewer = token_reviewer
         self._requestheader_cas: tuple[x509.Certificate, ...] = ()
         self._client_cas: tuple[x509.Certificate, ...] = ()
+        # DER -> (issued by requestheader CA, issued by client CA, CN, O's): the handshake
+        # already verified the chain, so the per-request signature checks can be cached.
+        self._classified: cachetools.LRUCache[bytes, tuple[bool, bool, str, tuple[str, ...]]]
+        self._classified = cachetools.LRUCache(maxsize=1024)
+        self._classify_lock = threading.Lock()
         self.update(config)
 
     @property
@@ -225,6 +231,25 @@ class Authenticator:
             else ()
         )
         self._config = config
+        with self._classify_lock:
+            self._classified.clear()
+
+    def _classify(self, der: bytes) -> tuple[bool, bool, str, tuple[str, ...]]:
+        with self._classify_lock:
+            cached = self._classified.get(der)
+        if cached is not None:
+            return cached
+        leaf = x509.load_der_x509_certificate(der)
+        orgs = leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        result = (
+            _issued_by_any(leaf, self._requestheader_cas),
+            _issued_by_any(leaf, self._client_cas),
+            _common_name(leaf),
+            tuple(str(o.value) for o in orgs),
+        )
+        with self._classify_lock:
+            self._classified[der] = result
+        return result
 
     def authenticate(
         self, *, peer_certificate_der: bytes | None, headers: Mapping[str, Sequence[str]]
@@ -232,16 +257,16 @@ class Authenticator:
         """`headers` maps lower-case names to every value sent (repeated headers kept)."""
         config = self._config
         if peer_certificate_der:
-            leaf = x509.load_der_x509_certificate(peer_certificate_der)
+            by_requestheader_ca, by_client_ca, common_name, orgs = self._classify(
+                peer_certificate_der
+            )
             rh = config.requestheader
-            if rh is not None and _issued_by_any(leaf, self._requestheader_cas):
-                user = self._from_front_proxy(rh, leaf, headers)
+            if rh is not None and by_requestheader_ca:
+                user = self._from_front_proxy(rh, common_name, headers)
                 if user is not None:
                     return user
-            if self._client_cas and _issued_by_any(leaf, self._client_cas):
-                orgs = leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-                groups = (*tuple(str(o.value) for o in orgs), AUTHENTICATED_GROUP)
-                return UserInfo(_common_name(leaf), groups, via="x509")
+            if by_client_ca:
+                return UserInfo(common_name, (*orgs, AUTHENTICATED_GROUP), via="x509")
         for value in _header_values(headers, "authorization"):
             scheme, _, token = value.partition(" ")
             if scheme.lower() == "bearer" and token.strip() and self._token_reviewer is not None:
@@ -252,9 +277,8 @@ class Authenticator:
 
     @staticmethod
     def _from_front_proxy(
-        rh: RequestHeaderConfig, leaf: x509.Certificate, headers: Mapping[str, Sequence[str]]
+        rh: RequestHeaderConfig, common_name: str, headers: Mapping[str, Sequence[str]]
     ) -> UserInfo | None:
-        common_name = _common_name(leaf)
         if rh.allowed_names and common_name not in rh.allowed_names:
             log.debug("front-proxy CN %r not allowed; ignoring X-Remote-* headers", common_name)
             return None
