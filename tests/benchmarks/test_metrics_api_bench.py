@@ -28,6 +28,9 @@ from scaler.apiauth import (
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 
+# Not a unit test: `make bench` runs it (it takes ~25 s of wall time).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("GRIDSHIFT_BENCH_SECONDS", "5"))
 AT = datetime(2025, 3, 1, 12, tzinfo=UTC)
