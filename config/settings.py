@@ -90,6 +90,9 @@ class MetricsApiSettings(_Group):
         description="Read kube-system/extension-apiserver-authentication (front-proxy CA, "
         "allowed names, client CA) like k8s.io/apiserver does; off outside a cluster.",
     )
+    authentication_refresh_interval_seconds: float = Field(
+        60.0, gt=0, le=86400, description="Pick up front-proxy CA rotations within a minute."
+    )
     requestheader_client_ca_file: Path | None = Field(
         None, description="Front-proxy CA when not read from the cluster ConfigMap."
     )

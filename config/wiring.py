@@ -31,6 +31,7 @@ from scaler.apiauth import (
 from scaler.keda import KedaExternalScaler, KedaScalerServer
 from scaler.kube import (
     Actuator,
+    AuthenticationConfigRefresher,
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
@@ -140,7 +141,7 @@ def build_metrics_api_server(
     api = ExternalMetricsApi(
         holder, clock=clock, max_snapshot_age_seconds=settings.max_snapshot_age_seconds
     )
-    return MetricsApiServer(
+    server = MetricsApiServer(
         api,
         host=host,
         port=port,
@@ -150,15 +151,35 @@ def build_metrics_api_server(
         ),
         tls=tls,
     )
+    if settings.authentication_from_cluster:
+        assert api_client is not None
+        server.add_background(
+            AuthenticationConfigRefresher(
+                k8s.CoreV1Api(api_client),
+                authenticator,
+                on_change=tls.invalidate if tls is not None else lambda: None,
+                interval_seconds=settings.authentication_refresh_interval_seconds,
+            )
+        )
+    return server
 
 
 def build_keda_server(
-    settings: KedaSettings, *, holder: SnapshotHolder, stop: threading.Event | None = None
+    settings: KedaSettings,
+    *,
+    holder: SnapshotHolder,
+    clock: Clock,
+    max_snapshot_age_seconds: float | None = None,
+    stop: threading.Event | None = None,
 ) -> KedaScalerServer:
     stop = stop or threading.Event()
     parse_listen(settings.listen, field_name="keda.listen")
     scaler = KedaExternalScaler(
-        holder, stream_poll_interval_seconds=settings.stream_poll_interval_seconds, stop=stop
+        holder,
+        stream_poll_interval_seconds=settings.stream_poll_interval_seconds,
+        stop=stop,
+        clock=clock,
+        max_snapshot_age_seconds=max_snapshot_age_seconds,
     )
     return KedaScalerServer(scaler, address=settings.listen, stop=stop)
 
@@ -260,7 +281,12 @@ def start_scaler_services(
             services._exit.callback(services.metrics_api.stop)
             log.info("External Metrics API on %s", services.metrics_api.url)
         if settings.keda.enabled:
-            services.keda = build_keda_server(settings.keda, holder=holder)
+            services.keda = build_keda_server(
+                settings.keda,
+                holder=holder,
+                clock=clock,
+                max_snapshot_age_seconds=settings.metrics_api.max_snapshot_age_seconds,
+            )
             services.keda.start()
             services._exit.callback(services.keda.stop)
             log.info("KEDA external scaler on %s", settings.keda.listen)

@@ -21,7 +21,8 @@ triggers:
 * `StreamMetricSpec`: UNIMPLEMENTED on purpose (KEDA then polls `GetMetricSpec`).
 
 Errors are gRPC statuses: INVALID_ARGUMENT (bad metadata, names the key), NOT_FOUND
-(no such workload/region), UNAVAILABLE (no snapshot yet: KEDA keeps its last state).
+(no such workload/region), UNAVAILABLE (no snapshot yet, or one older than
+`max_snapshot_age_seconds`: KEDA keeps its last state / applies its fallback).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
 
+from forecasts.time import Clock
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
@@ -142,7 +145,15 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
         *,
         stream_poll_interval_seconds: float = 1.0,
         stop: threading.Event | None = None,
+        clock: Clock | None = None,
+        max_snapshot_age_seconds: float | None = None,
     ) -> None:
+        if max_snapshot_age_seconds is not None and clock is None:
+            raise ValueError("max_snapshot_age_seconds needs a clock")
+        self._clock = clock
+        self._max_age = (
+            timedelta(seconds=max_snapshot_age_seconds) if max_snapshot_age_seconds else None
+        )
         self._holder = holder
         self._poll = stream_poll_interval_seconds
         self._stop = stop or threading.Event()
@@ -154,6 +165,14 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
             raise _QueryError(
                 grpc.StatusCode.UNAVAILABLE, "no scaler decision has been published yet"
             )
+        if self._max_age is not None and self._clock is not None:
+            age = self._clock.now() - snapshot.taken_at
+            if age > self._max_age:
+                raise _QueryError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the scaler snapshot is {age.total_seconds():.0f}s old "
+                    f"(max_snapshot_age_seconds={self._max_age.total_seconds():.0f})",
+                )
         if query.metric == CARBON_INTENSITY:
             region = snapshot.regions.get(query.region)
             if region is None:

@@ -42,7 +42,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from forecasts.time import Clock
-from scaler.apiauth import RequestAttributes, UserInfo
+from scaler.apiauth import AuthenticationConfig, Authenticator, RequestAttributes, UserInfo
 from scaler.snapshot import Mode, Snapshot, WorkloadStatus
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "ActuationResult",
     "ActuationSpec",
     "Actuator",
+    "AuthenticationConfigRefresher",
     "DelegatedAccessReviewer",
     "DelegatedTokenReviewer",
     "KubeController",
@@ -250,6 +251,7 @@ class ScalerResourceWatcher:
     ) -> None:
         self._api = custom_api
         self._cache = cache
+        self.cache = cache
         self._namespace = namespace
         self._timeout = watch_timeout_seconds
         self._backoff = error_backoff_seconds
@@ -949,6 +951,49 @@ class DelegatedAccessReviewer:
         return allowed
 
 
+class AuthenticationConfigRefresher:
+    """Re-reads `extension-apiserver-authentication` so CA rotations need no restart.
+
+    A changed, valid ConfigMap swaps the authenticator's trust and calls `on_change`
+    (the TLS context rebuilds its client-CA list); an invalid one keeps the old trust.
+    """
+
+    def __init__(
+        self,
+        core_api: k8s.CoreV1Api,
+        authenticator: Authenticator,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        interval_seconds: float = 60.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._core = core_api
+        self._authenticator = authenticator
+        self._on_change = on_change
+        self._interval = interval_seconds
+        self._stop = stop or threading.Event()
+
+    def refresh_once(self) -> bool:
+        """True when new trust was installed; ValueError/ApiException propagate."""
+        config = AuthenticationConfig.from_config_map(load_authentication_config_map(self._core))
+        if config == self._authenticator.config:
+            return False
+        self._authenticator.update(config)
+        self._on_change()
+        log.info("front-proxy/client CA trust reloaded from extension-apiserver-authentication")
+        return True
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh_once()
+            except (ApiException, ValueError, urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("keeping the current authentication config: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def load_authentication_config_map(core_api: k8s.CoreV1Api) -> dict[str, str]:
     """`kube-system/extension-apiserver-authentication` data (for `AuthenticationConfig`)."""
     config_map = core_api.read_namespaced_config_map(
@@ -984,6 +1029,10 @@ class KubeRuntime:
         self._threads: list[threading.Thread] = []
         self._synced: Snapshot | None = None
         self._was_leading = False
+
+    def resources(self) -> dict[tuple[str, str], ScalerResource]:
+        """The watched, valid CarbonAwareScalers by (namespace, name), for the tick loop."""
+        return self.watcher.cache.items()
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():

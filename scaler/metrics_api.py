@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -453,6 +453,12 @@ def _not_acceptable(accept: str) -> ApiResponse:
 
 
 # ---------------------------------------------------------------------- HTTP server
+class _Background(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Buffer the response so headers and body leave in one segment (no Nagle/delayed-ACK
@@ -551,6 +557,12 @@ class MetricsApiServer:
         self.handshake_failures = 0
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
+        self._background: list[_Background] = []
+        self._background_threads: list[threading.Thread] = []
+
+    def add_background(self, task: _Background) -> None:
+        """A helper loop (e.g. trust refresh) started and stopped with the server."""
+        self._background.append(task)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -612,8 +624,16 @@ class MetricsApiServer:
             daemon=True,
         )
         self._thread.start()
+        for task in self._background:
+            thread = threading.Thread(target=task.run, name="metrics-api-bg", daemon=True)
+            thread.start()
+            self._background_threads.append(thread)
 
     def stop(self) -> None:
+        for task in self._background:
+            task.stop()
+        for thread in self._background_threads:
+            thread.join(timeout=5)
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -164,3 +164,22 @@ def test_stream_metric_spec_is_unimplemented_so_keda_polls(stub):
     with pytest.raises(grpc.RpcError) as info:
         next(stub.StreamMetricSpec(ref(), timeout=5))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_stale_snapshot_is_unavailable():
+    from datetime import timedelta
+
+    from forecasts.time import FrozenClock
+    from tests.snapshots import TAKEN_AT
+
+    clock = FrozenClock(TAKEN_AT + timedelta(seconds=601))
+    scaler = KedaExternalScaler(sample_holder(), clock=clock, max_snapshot_age_seconds=600)
+    server = KedaScalerServer(scaler, address="127.0.0.1:0")
+    with server, grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref()), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "601s old" in info.value.details()
+        clock.set(TAKEN_AT + timedelta(seconds=599))
+        assert stub.IsActive(ref(), timeout=5).result is True

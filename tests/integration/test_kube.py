@@ -508,3 +508,50 @@ def test_token_review_and_access_review_with_cache(api):
     assert seen["subjectaccessreviews"] == 2
     sar = next(r for r in api.requests if r.path.endswith("subjectaccessreviews"))
     assert sar.body["spec"]["resourceAttributes"]["resource"] == "gridshift_desired_replicas"
+
+
+def test_authentication_config_refresh_picks_up_a_rotated_ca(api):
+    import trustme
+
+    from scaler.apiauth import AuthenticationConfig, Authenticator
+    from scaler.kube import AuthenticationConfigRefresher
+
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    path = "/api/v1/namespaces/kube-system/configmaps"
+
+    def publish(ca, names='["front-proxy-client"]'):
+        api.put_object(
+            path,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "extension-apiserver-authentication"},
+                "data": {
+                    "requestheader-client-ca-file": ca.cert_pem.bytes().decode(),
+                    "requestheader-allowed-names": names,
+                },
+            },
+        )
+
+    publish(old_ca)
+    core = k8s.CoreV1Api(api.client())
+    from scaler.kube import load_authentication_config_map
+
+    authenticator = Authenticator(
+        AuthenticationConfig.from_config_map(load_authentication_config_map(core))
+    )
+    changes = []
+    refresher = AuthenticationConfigRefresher(
+        core, authenticator, on_change=lambda: changes.append(1)
+    )
+    assert refresher.refresh_once() is False
+    publish(new_ca)
+    assert refresher.refresh_once() is True
+    assert changes == [1]
+    assert authenticator.config.requestheader is not None
+    assert "BEGIN CERTIFICATE" in authenticator.config.requestheader.client_ca_pem
+    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
+    publish(new_ca, names="not json")
+    with pytest.raises(ValueError, match="requestheader-allowed-names"):
+        refresher.refresh_once()
+    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
