@@ -141,6 +141,7 @@ class FakeApiServer:
         self._events: list[tuple[int, tuple[str, str], str, Obj]] = []
         self._rv = 100
         self._compacted_rv = 0
+        self._compactions = 0
         self._failures: list[_Failure] = []
         self._stopping = False
         owner = self
@@ -198,10 +199,13 @@ class FakeApiServer:
             self._failures.append(_Failure(method, path_contains, status, reason or default, times))
 
     def compact(self) -> int:
-        """Forget history: watches from an older resourceVersion now get 410 Gone."""
+        """Forget history: open watches end with a 410 ERROR event (as when etcd compacts
+        under a lagging watcher) and new watches from an older resourceVersion get one too."""
         with self._lock:
             self._compacted_rv = self._rv
+            self._compactions += 1
             self._events.clear()
+            self._lock.notify_all()
             return self._rv
 
     @property
@@ -451,8 +455,10 @@ class _Handler(BaseHTTPRequestHandler):
 
         deadline = _time.monotonic() + timeout
         next_bookmark = _time.monotonic() + owner.bookmark_interval_seconds
+        expired = status_body(410, "Expired", "too old resource version")
         try:
             with owner._lock:
+                generation = owner._compactions
                 if since in ("", "0"):
                     cursor = owner._rv
                     for (ns, _), obj in sorted(owner._objects.get(route.key, {}).items()):
@@ -491,6 +497,10 @@ class _Handler(BaseHTTPRequestHandler):
                         ]
                     current_rv = owner._rv
                     stopping = owner._stopping
+                    compacted = owner._compactions != generation
+                if compacted:
+                    emit({"type": "ERROR", "object": expired})
+                    return
                 for rv, kind, obj in pending:
                     emit({"type": kind, "object": obj})
                     cursor = rv
