@@ -286,3 +286,28 @@ def test_plain_http_with_anonymous_allowed():
         assert response.status == 405
         response.read()
         conn.close()
+
+
+def test_garbage_never_takes_the_server_down(pki):
+    import socket
+
+    with make_server(pki, allow_anonymous=True) as server:
+        host, port = server.address
+        for junk in (b"\x00\x01garbage\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X" * 70000):
+            with socket.create_connection((host, port), timeout=5) as raw:
+                try:
+                    raw.sendall(junk)
+                    raw.shutdown(socket.SHUT_WR)
+                    while raw.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass  # the server dropped the connection: what it should do
+        deadline = time.monotonic() + 2
+        while server.handshake_failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.handshake_failures >= 2
+        context = pki.client_context()
+        status, _, _ = request(server, context, HPA_PATH + "?labelSelector=%ZZ%%")
+        assert status == 400
+        status, _, _ = request(server, context, HPA_PATH)
+        assert status == 200

@@ -123,6 +123,13 @@ def test_aggregated_discovery(accept, content_type, api_version):
     assert all(r["scope"] == "Namespaced" and r["verbs"] == ["get"] for r in version["resources"])
 
 
+def test_content_type_is_canonical_never_the_echoed_accept():
+    accept = f"{AGGREGATED_DISCOVERY_V2};q=0.9, application/json;q=0.5"
+    response = get(make_api(), "/apis", accept=accept)
+    assert response.content_type == AGGREGATED_DISCOVERY_V2
+    assert "q=" not in response.content_type
+
+
 def test_aggregated_discovery_golden():
     golden("aggregated_discovery_v2.json", get(make_api(), "/apis", accept=AGGREGATED_DISCOVERY_V2))
 
