@@ -62,3 +62,8 @@ hooks: install-python
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info .coverage
+
+# Regenerate the KEDA external scaler gRPC modules from scaler/keda_pb/externalscaler.proto.
+.PHONY: proto
+proto:
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. scaler/keda_pb/externalscaler.proto

@@ -1,0 +1,296 @@
+"""KEDA external scaler: the `externalscaler.ExternalScaler` gRPC service over the snapshot.
+
+A ScaledObject trigger of type `external` (or `external-push`) points at this server:
+
+```yaml
+triggers:
+- type: external-push          # or external
+  metadata:
+    scalerAddress: gridshift-scaler.carbon-system.svc:9090
+    workload: web              # default: the ScaledObject's name
+    metric: desiredReplicas    # or carbonIntensity (then `region:` is required)
+```
+
+* `GetMetricSpec`: one spec, target 1 for `desiredReplicas` (KEDA's default `AverageValue`
+  metric type then yields exactly the desired replica count), or `targetIntensity` (metadata,
+  gCO2eq/kWh) for `carbonIntensity`.
+* `GetMetrics`: the current value; both the deprecated int64 and the float field are set.
+* `IsActive`: desired replicas > 0 (so KEDA scales to zero when gridshift says 0), or a known
+  intensity above `activationIntensity` for `carbonIntensity`.
+* `StreamIsActive`: sends the current answer at once, then every change, until cancelled.
+* `StreamMetricSpec`: UNIMPLEMENTED on purpose (KEDA then polls `GetMetricSpec`).
+
+Errors are gRPC statuses: INVALID_ARGUMENT (bad metadata, names the key), NOT_FOUND
+(no such workload/region), UNAVAILABLE (no snapshot yet, or one older than
+`max_snapshot_age_seconds`: KEDA keeps its last state / applies its fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from forecasts.time import Clock
+from scaler.keda_pb import externalscaler_pb2 as pb
+from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
+from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
+
+__all__ = ["KedaExternalScaler", "KedaScalerServer", "ScalerQuery", "parse_metadata"]
+
+log = logging.getLogger(__name__)
+
+DESIRED_REPLICAS = "desiredReplicas"
+CARBON_INTENSITY = "carbonIntensity"
+
+
+class _QueryError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ScalerQuery:
+    """What one ScaledObject trigger asks for, parsed from `scalerMetadata`."""
+
+    namespace: str
+    workload: str
+    metric: str = DESIRED_REPLICAS
+    region: str = ""
+    target_intensity_g_per_kwh: float = 100.0
+    activation_intensity_g_per_kwh: float = 0.0
+
+    @property
+    def metric_name(self) -> str:
+        if self.metric == CARBON_INTENSITY:
+            return f"gridshift-carbon-intensity-{self.region}"
+        return f"gridshift-desired-replicas-{self.workload}"
+
+
+def _positive_float(metadata: Mapping[str, str], key: str, default: float) -> float:
+    raw = metadata.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"scalerMetadata.{key}: {raw!r} is not a number"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise _QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"scalerMetadata.{key}: must be a finite number >= 0, got {raw!r}",
+        )
+    return value
+
+
+def parse_metadata(ref: Any) -> ScalerQuery:
+    """Translate a `ScaledObjectRef` into a `ScalerQuery`; raises with a named field."""
+    metadata = dict(ref.scalerMetadata)
+    metric = metadata.get("metric", DESIRED_REPLICAS) or DESIRED_REPLICAS
+    if metric not in (DESIRED_REPLICAS, CARBON_INTENSITY):
+        raise _QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"scalerMetadata.metric: {metric!r} is not one of "
+            f"{DESIRED_REPLICAS!r}, {CARBON_INTENSITY!r}",
+        )
+    region = metadata.get("region", "")
+    if metric == CARBON_INTENSITY and not region:
+        raise _QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "scalerMetadata.region: required when metric is carbonIntensity",
+        )
+    target = _positive_float(metadata, "targetIntensity", 100.0)
+    if target == 0:
+        raise _QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT, "scalerMetadata.targetIntensity: must be > 0"
+        )
+    return ScalerQuery(
+        namespace=ref.namespace,
+        workload=metadata.get("workload") or ref.name,
+        metric=metric,
+        region=region,
+        target_intensity_g_per_kwh=target,
+        activation_intensity_g_per_kwh=_positive_float(metadata, "activationIntensity", 0.0),
+    )
+
+
+def _find_workload(snapshot: Snapshot, namespace: str, name: str) -> WorkloadStatus | None:
+    for key in (f"{namespace}/{name}", name):
+        status = snapshot.workloads.get(key)
+        if status is not None and status.namespace == namespace and status.name == name:
+            return status
+    for status in snapshot.workloads.values():
+        if status.namespace == namespace and status.name == name:
+            return status
+    return None
+
+
+class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
+    """The servicer; reads only `holder.current()`."""
+
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        *,
+        stream_poll_interval_seconds: float = 1.0,
+        stop: threading.Event | None = None,
+        clock: Clock | None = None,
+        max_snapshot_age_seconds: float | None = None,
+    ) -> None:
+        if max_snapshot_age_seconds is not None and clock is None:
+            raise ValueError("max_snapshot_age_seconds needs a clock")
+        self._clock = clock
+        self._max_age = (
+            timedelta(seconds=max_snapshot_age_seconds) if max_snapshot_age_seconds else None
+        )
+        self._holder = holder
+        self._poll = stream_poll_interval_seconds
+        self._stop = stop or threading.Event()
+
+    # ---------------------------------------------------------------- core
+    def _value(self, query: ScalerQuery) -> float:
+        snapshot = self._holder.current()
+        if snapshot is None:
+            raise _QueryError(
+                grpc.StatusCode.UNAVAILABLE, "no scaler decision has been published yet"
+            )
+        if self._max_age is not None and self._clock is not None:
+            age = self._clock.now() - snapshot.taken_at
+            if age > self._max_age:
+                raise _QueryError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the scaler snapshot is {age.total_seconds():.0f}s old "
+                    f"(max_snapshot_age_seconds={self._max_age.total_seconds():.0f})",
+                )
+        if query.metric == CARBON_INTENSITY:
+            region = snapshot.regions.get(query.region)
+            if region is None:
+                raise _QueryError(grpc.StatusCode.NOT_FOUND, f"unknown region {query.region!r}")
+            if region.intensity_g_per_kwh is None:
+                raise _QueryError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no carbon intensity known for region {query.region!r}",
+                )
+            return float(region.intensity_g_per_kwh)
+        status = _find_workload(snapshot, query.namespace, query.workload)
+        if status is None:
+            raise _QueryError(
+                grpc.StatusCode.NOT_FOUND,
+                f"gridshift has no workload {query.namespace}/{query.workload} "
+                "(set scalerMetadata.workload or name the ScaledObject after it)",
+            )
+        return float(status.desired_replicas)
+
+    def _active(self, query: ScalerQuery) -> bool:
+        value = self._value(query)
+        if query.metric == CARBON_INTENSITY:
+            return value > query.activation_intensity_g_per_kwh
+        return value > 0
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, error: _QueryError) -> None:
+        context.abort(error.code, error.message)
+
+    # ---------------------------------------------------------------- RPCs
+    def IsActive(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return pb.IsActiveResponse(result=self._active(parse_metadata(request)))
+        except _QueryError as error:
+            self._abort(context, error)
+            raise  # pragma: no cover - abort raises
+
+    def StreamIsActive(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            query = parse_metadata(request)
+        except _QueryError as error:
+            self._abort(context, error)
+            return
+        last: bool | None = None
+        while context.is_active() and not self._stop.is_set():
+            active: bool | None
+            try:
+                active = self._active(query)
+            except _QueryError as error:
+                if error.code is not grpc.StatusCode.UNAVAILABLE:
+                    self._abort(context, error)
+                    return
+                active = None
+            if active is not None and active != last:
+                last = active
+                yield pb.IsActiveResponse(result=active)
+            self._stop.wait(self._poll)
+
+    def GetMetricSpec(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            query = parse_metadata(request)
+        except _QueryError as error:
+            self._abort(context, error)
+            raise  # pragma: no cover
+        target = 1.0 if query.metric == DESIRED_REPLICAS else query.target_intensity_g_per_kwh
+        spec = pb.MetricSpec(
+            metricName=query.metric_name,
+            targetSize=max(1, math.ceil(target)),
+            targetSizeFloat=target,
+        )
+        return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+    def GetMetrics(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            query = parse_metadata(request.scaledObjectRef)
+            value = self._value(query)
+        except _QueryError as error:
+            self._abort(context, error)
+            raise  # pragma: no cover
+        name = request.metricName or query.metric_name
+        metric = pb.MetricValue(
+            metricName=name, metricValue=math.ceil(value), metricValueFloat=value
+        )
+        return pb.GetMetricsResponse(metricValues=[metric])
+
+
+class KedaScalerServer:
+    """A grpc.server running `KedaExternalScaler` (plaintext or TLS from PEM files)."""
+
+    def __init__(
+        self,
+        scaler: KedaExternalScaler,
+        *,
+        address: str,
+        max_workers: int = 8,
+        server_credentials: grpc.ServerCredentials | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._stop = stop or threading.Event()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        pb_grpc.add_ExternalScalerServicer_to_server(scaler, self._server)
+        if server_credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, server_credentials)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address!r}")
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self, grace_seconds: float = 2.0) -> None:
+        self._stop.set()
+        self._server.stop(grace_seconds).wait()
+
+    def __enter__(self) -> KedaScalerServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

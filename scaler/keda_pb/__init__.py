@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf modules for KEDA's external scaler contract (`make proto`)."""

@@ -1,0 +1,1070 @@
+"""Kubernetes I/O for the scaler: CarbonAwareScaler resources, status, actuation, leases.
+
+Everything here talks to the API server through the official `kubernetes` client, built by
+`config.wiring` (no import-time `load_kube_config`):
+
+* `ScalerResourceWatcher`: list + watch of `carbonawarescalers.gridshift.io` with
+  resourceVersion tracking, bookmarks, and a relist on 410 Gone; it keeps a
+  `ScalerResourceCache` of parsed, validated `ScalerResource`s (bad ones are kept aside with
+  the field and problem, never crash the loop).
+* `StatusWriter`: merge-patches `/status` with the resourceVersion it last saw; on 409 it
+  re-reads and retries (bounded); 404 means the resource is gone.
+* `Actuator`: opt-in per resource (`spec.actuation.mode`): HPA `minReplicas`/`maxReplicas`,
+  KEDA ScaledObject `minReplicaCount`/`maxReplicaCount`, or the target's `scale`
+  subresource. `dryRun: true` (shadow mode) records the patch it would send and sends nothing.
+* `LeaseLock` + `LeaderElector`: client-go style leader election on a
+  `coordination.k8s.io/v1` Lease (optimistic concurrency; expiry measured on our own clock
+  from when we last saw the record change, so clock skew between replicas does not matter);
+  only the leader writes status or actuates, and it stops acting once it has failed to renew
+  for `renew_deadline_seconds` (< lease duration), before anyone else may take over.
+  Release on shutdown.
+* `KubeController`: one `sync()` per tick: for each resource, the snapshot's decision ->
+  status patch (only when changed) and actuation (only when the bounds change).
+* `DelegatedTokenReviewer` / `DelegatedAccessReviewer`: TokenReview and SubjectAccessReview
+  for the metrics API (`scaler.apiauth`), with small TTL caches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cachetools
+import urllib3.exceptions
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+
+from forecasts.time import Clock
+from scaler.apiauth import AuthenticationConfig, Authenticator, RequestAttributes, UserInfo
+from scaler.snapshot import Mode, Snapshot, WorkloadStatus
+
+__all__ = [
+    "CRD_GROUP",
+    "CRD_PLURAL",
+    "CRD_VERSION",
+    "ActuationResult",
+    "ActuationSpec",
+    "Actuator",
+    "AuthenticationConfigRefresher",
+    "DelegatedAccessReviewer",
+    "DelegatedTokenReviewer",
+    "KubeController",
+    "KubeRuntime",
+    "LeaderElector",
+    "LeaseLock",
+    "ScalerResource",
+    "ScalerResourceCache",
+    "ScalerResourceWatcher",
+    "StatusWriter",
+    "TargetRef",
+    "load_authentication_config_map",
+    "parse_scaler_resource",
+    "replica_bounds",
+    "status_for",
+]
+
+log = logging.getLogger(__name__)
+
+CRD_GROUP = "gridshift.io"
+CRD_VERSION = "v1alpha1"
+CRD_PLURAL = "carbonawarescalers"
+MERGE_PATCH = "application/merge-patch+json"
+ACTUATION_MODES = ("none", "hpa", "scaledObject", "scale")
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object from the API server, got {type(value).__name__}")
+    return value
+
+
+def _format_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _format_micro_time(at: datetime) -> str:
+    """metav1.MicroTime as the API server writes it: `2006-01-02T15:04:05.000000Z`."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------ resources
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationSpec:
+    """`spec.actuation`: what to patch (mode), which object (name), shadow or real."""
+
+    mode: str = "none"
+    name: str = ""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScalerResource:
+    namespace: str
+    name: str
+    target: TargetRef
+    min_replicas: int
+    max_replicas: int
+    region: str
+    actuation: ActuationSpec
+    generation: int
+    resource_version: str
+
+
+def _require(mapping: Mapping[str, Any], key: str, path: str, kind: type) -> Any:
+    value = mapping.get(key)
+    if value is None:
+        raise ValueError(f"{path}.{key}: required")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{path}.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_scaler_resource(obj: Mapping[str, Any]) -> ScalerResource:
+    """Validate a CarbonAwareScaler object; ValueError names the field and the problem."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        raise ValueError("spec: required")
+    target = _require(spec, "scaleTargetRef", "spec", dict)
+    min_replicas = spec.get("minReplicas", 0)
+    max_replicas = _require(spec, "maxReplicas", "spec", int)
+    if not isinstance(min_replicas, int) or isinstance(min_replicas, bool) or min_replicas < 0:
+        raise ValueError(f"spec.minReplicas: expected an integer >= 0, got {min_replicas!r}")
+    if max_replicas < max(min_replicas, 1):
+        raise ValueError(
+            f"spec.maxReplicas: {max_replicas} must be >= max(minReplicas, 1) = "
+            f"{max(min_replicas, 1)}"
+        )
+    actuation = spec.get("actuation") or {}
+    if not isinstance(actuation, Mapping):
+        raise ValueError(f"spec.actuation: expected an object, got {actuation!r}")
+    mode = actuation.get("mode", "none")
+    if mode not in ACTUATION_MODES:
+        raise ValueError(f"spec.actuation.mode: {mode!r} is not one of {list(ACTUATION_MODES)}")
+    dry_run = actuation.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise ValueError(f"spec.actuation.dryRun: expected a boolean, got {dry_run!r}")
+    target_ref = TargetRef(
+        api_version=_require(target, "apiVersion", "spec.scaleTargetRef", str),
+        kind=_require(target, "kind", "spec.scaleTargetRef", str),
+        name=_require(target, "name", "spec.scaleTargetRef", str),
+    )
+    return ScalerResource(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        target=target_ref,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        region=str(spec.get("region", "")),
+        actuation=ActuationSpec(
+            mode=mode, name=str(actuation.get("name") or target_ref.name), dry_run=dry_run
+        ),
+        generation=int(meta.get("generation", 0)),
+        resource_version=str(meta.get("resourceVersion", "")),
+    )
+
+
+class ScalerResourceCache:
+    """The watched resources, thread-safe; `invalid` keeps why a resource was rejected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], ScalerResource] = {}
+        self._invalid: dict[tuple[str, str], str] = {}
+
+    def replace_all(self, objects: list[Mapping[str, Any]]) -> None:
+        items, invalid = {}, {}
+        for obj in objects:
+            key, parsed, error = self._parse(obj)
+            if parsed is not None:
+                items[key] = parsed
+            else:
+                invalid[key] = error
+        with self._lock:
+            self._items, self._invalid = items, invalid
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        key, parsed, error = self._parse(obj)
+        with self._lock:
+            self._items.pop(key, None)
+            self._invalid.pop(key, None)
+            if event_type == "DELETED":
+                return
+            if parsed is not None:
+                self._items[key] = parsed
+            else:
+                self._invalid[key] = error
+
+    def update_resource_version(self, key: tuple[str, str], resource_version: str) -> None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items[key] = replace(item, resource_version=resource_version)
+
+    @staticmethod
+    def _parse(
+        obj: Mapping[str, Any],
+    ) -> tuple[tuple[str, str], ScalerResource | None, str]:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        try:
+            return key, parse_scaler_resource(obj), ""
+        except ValueError as exc:
+            log.warning("ignoring CarbonAwareScaler %s/%s: %s", *key, exc)
+            return key, None, str(exc)
+
+    def items(self) -> dict[tuple[str, str], ScalerResource]:
+        with self._lock:
+            return dict(self._items)
+
+    def invalid(self) -> dict[tuple[str, str], str]:
+        with self._lock:
+            return dict(self._invalid)
+
+
+class ScalerResourceWatcher:
+    """List + watch CarbonAwareScalers into a cache; relist on 410 Gone and after errors."""
+
+    def __init__(
+        self,
+        custom_api: k8s.CustomObjectsApi,
+        cache: ScalerResourceCache,
+        *,
+        namespace: str | None = None,
+        watch_timeout_seconds: int = 300,
+        error_backoff_seconds: float = 2.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._api = custom_api
+        self._cache = cache
+        self.cache = cache
+        self._namespace = namespace
+        self._timeout = watch_timeout_seconds
+        self._backoff = error_backoff_seconds
+        self._stop = stop or threading.Event()
+        self._watch: k8s_watch.Watch | None = None
+        self.resource_version = ""
+        self.relists = 0
+        self.bookmarks = 0
+
+    def _list_call(self) -> Callable[..., Any]:
+        namespace = self._namespace
+        if namespace:
+            return lambda **kw: self._api.list_namespaced_custom_object(
+                CRD_GROUP, CRD_VERSION, namespace, CRD_PLURAL, **kw
+            )
+        return lambda **kw: self._api.list_cluster_custom_object(
+            CRD_GROUP, CRD_VERSION, CRD_PLURAL, **kw
+        )
+
+    def list_once(self) -> str:
+        result = self._list_call()()
+        self._cache.replace_all(result.get("items") or [])
+        self.resource_version = str(result["metadata"]["resourceVersion"])
+        self.relists += 1
+        return self.resource_version
+
+    def watch_once(self) -> None:
+        """One watch request from `resource_version`; raises ApiException(410) when expired."""
+        self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        # A plain function so Watch finds the `watch` argument name and returns dicts.
+        list_call = self._list_call()
+
+        def list_custom_object(**kwargs: Any) -> Any:
+            return list_call(**kwargs)
+
+        try:
+            for event in self._watch.stream(  # type: ignore[no-untyped-call]
+                list_custom_object,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._timeout,
+            ):
+                obj = event["raw_object"]
+                rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                if event["type"] == "BOOKMARK":
+                    self.bookmarks += 1
+                else:
+                    self._cache.apply(event["type"], obj)
+                if rv:
+                    self.resource_version = rv
+                if self._stop.is_set():
+                    break
+        finally:
+            self._watch = None
+
+    def run(self) -> None:
+        """Loop until `stop` is set: list, then watch; relist on 410 and after errors."""
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self.list_once()
+                    need_list = False
+                self.watch_once()
+            except ApiException as exc:
+                if exc.status == 410:
+                    log.info("watch expired (410 Gone), relisting")
+                else:
+                    log.warning("CarbonAwareScaler watch failed: %s %s", exc.status, exc.reason)
+                    self._stop.wait(self._backoff)
+                need_list = True
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("CarbonAwareScaler watch connection failed: %s", exc)
+                need_list = True
+                self._stop.wait(self._backoff)
+
+    def stop(self) -> None:
+        self._stop.set()
+        watch = self._watch
+        if watch is not None:
+            watch.stop()  # type: ignore[no-untyped-call]
+
+
+# ------------------------------------------------------------------ status
+def status_for(
+    workload: WorkloadStatus,
+    *,
+    resource: ScalerResource,
+    now: datetime,
+    actuation: ActuationResult | None = None,
+) -> dict[str, Any]:
+    """The CarbonAwareScaler `.status` for a decision (JSON-ready, deterministic)."""
+    stale = bool(workload.stale_inputs)
+    conditions = [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "DecisionPublished",
+            "message": f"desired {workload.desired_replicas} replicas in {workload.mode} mode",
+            "lastTransitionTime": _format_time(workload.decided_at),
+            "observedGeneration": resource.generation,
+        },
+        {
+            "type": "InputsStale",
+            "status": "True" if stale else "False",
+            "reason": "StaleInputs" if stale else "InputsFresh",
+            "message": ", ".join(workload.stale_inputs) or "all inputs fresh",
+            "lastTransitionTime": _format_time(workload.decided_at),
+            "observedGeneration": resource.generation,
+        },
+    ]
+    status: dict[str, Any] = {
+        "observedGeneration": resource.generation,
+        "desiredReplicas": workload.desired_replicas,
+        "mode": str(workload.mode),
+        "reasons": list(workload.reasons),
+        "lastDecision": {
+            "desiredReplicas": workload.desired_replicas,
+            "mode": str(workload.mode),
+            "decidedAt": _format_time(workload.decided_at),
+        },
+        "savedGrams": round(workload.saved_g, 3),
+        "emittedGrams": round(workload.emitted_g, 3),
+        "conditions": conditions,
+    }
+    if actuation is not None:
+        status["lastActuation"] = {
+            "mode": actuation.mode,
+            "target": f"{actuation.kind}/{actuation.name}",
+            "patch": actuation.patch_text,
+            "dryRun": actuation.dry_run,
+            "applied": actuation.applied,
+            "at": _format_time(actuation.at),
+            **({"error": actuation.error} if actuation.error else {}),
+        }
+    del now  # status times come from the decision, so identical decisions patch nothing
+    return status
+
+
+class StatusWriter:
+    """Merge-patch `/status`, guarded by resourceVersion; 409 -> re-read and retry."""
+
+    def __init__(self, custom_api: k8s.CustomObjectsApi, *, max_attempts: int = 4) -> None:
+        self._api = custom_api
+        self._max_attempts = max_attempts
+        self.conflicts = 0
+
+    def write(self, resource: ScalerResource, status: Mapping[str, Any]) -> str | None:
+        """Returns the new resourceVersion, or None when the resource no longer exists."""
+        resource_version = resource.resource_version
+        for _attempt in range(self._max_attempts):
+            body: dict[str, Any] = {"status": dict(status)}
+            if resource_version:
+                body["metadata"] = {"resourceVersion": resource_version}
+            try:
+                result = _as_dict(
+                    self._api.patch_namespaced_custom_object_status(
+                        CRD_GROUP,
+                        CRD_VERSION,
+                        resource.namespace,
+                        CRD_PLURAL,
+                        resource.name,
+                        body,
+                        _content_type=MERGE_PATCH,
+                    )
+                )
+                return str(result["metadata"]["resourceVersion"])
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status != 409:
+                    raise
+                self.conflicts += 1
+                try:
+                    latest = _as_dict(
+                        self._api.get_namespaced_custom_object(
+                            CRD_GROUP, CRD_VERSION, resource.namespace, CRD_PLURAL, resource.name
+                        )
+                    )
+                except ApiException as read_exc:
+                    if read_exc.status == 404:
+                        return None
+                    raise
+                resource_version = str(latest["metadata"]["resourceVersion"])
+        raise RuntimeError(
+            f"status of {resource.namespace}/{resource.name}: still conflicting after "
+            f"{self._max_attempts} attempts"
+        )
+
+
+# ------------------------------------------------------------------ actuation
+def replica_bounds(
+    desired: int, *, mode: Mode, min_replicas: int, max_replicas: int, floor_at_least: int = 0
+) -> tuple[int, int]:
+    """(floor, ceiling) handed to an HPA/ScaledObject.
+
+    Eco mode caps the ceiling at the decision (the autoscaler may go lower, never higher);
+    performance mode raises the floor to it (the autoscaler may go higher, never lower).
+    """
+    desired = max(min_replicas, min(max_replicas, desired))
+    floor = max(min_replicas, floor_at_least)
+    if mode is Mode.ECO:
+        return floor, max(floor, desired, 1)
+    return max(floor, desired), max(max_replicas, desired, floor, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationResult:
+    mode: str
+    kind: str
+    namespace: str
+    name: str
+    patch: Mapping[str, Any]
+    dry_run: bool
+    applied: bool
+    at: datetime
+    error: str = ""
+
+    @property
+    def patch_text(self) -> str:
+        return json.dumps(self.patch, sort_keys=True, separators=(",", ":"))
+
+
+class Actuator:
+    """Applies a decision to the cluster object the resource opted in for."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, clock: Clock) -> None:
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._hpa = k8s.AutoscalingV2Api(api_client)
+        self._apps = k8s.AppsV1Api(api_client)
+        self._clock = clock
+        self.history: list[ActuationResult] = []
+
+    def plan(self, resource: ScalerResource, workload: WorkloadStatus) -> dict[str, Any] | None:
+        mode = resource.actuation.mode
+        if mode == "hpa":
+            floor, ceiling = replica_bounds(
+                workload.desired_replicas,
+                mode=workload.mode,
+                min_replicas=resource.min_replicas,
+                max_replicas=resource.max_replicas,
+                floor_at_least=1,  # HPA minReplicas >= 1 (without HPAScaleToZero)
+            )
+            return {"spec": {"minReplicas": floor, "maxReplicas": ceiling}}
+        if mode == "scaledObject":
+            floor, ceiling = replica_bounds(
+                workload.desired_replicas,
+                mode=workload.mode,
+                min_replicas=resource.min_replicas,
+                max_replicas=resource.max_replicas,
+            )
+            return {"spec": {"minReplicaCount": floor, "maxReplicaCount": ceiling}}
+        if mode == "scale":
+            replicas = max(
+                resource.min_replicas, min(resource.max_replicas, workload.desired_replicas)
+            )
+            return {"spec": {"replicas": replicas}}
+        return None
+
+    def actuate(self, resource: ScalerResource, workload: WorkloadStatus) -> ActuationResult | None:
+        patch = self.plan(resource, workload)
+        if patch is None:
+            return None
+        spec = resource.actuation
+        kind = {
+            "hpa": "HorizontalPodAutoscaler",
+            "scaledObject": "ScaledObject",
+            "scale": resource.target.kind,
+        }[spec.mode]
+        name = spec.name if spec.mode != "scale" else resource.target.name
+        result = ActuationResult(
+            mode=spec.mode,
+            kind=kind,
+            namespace=resource.namespace,
+            name=name,
+            patch=patch,
+            dry_run=spec.dry_run,
+            applied=False,
+            at=self._clock.now(),
+        )
+        if not spec.dry_run:
+            try:
+                self._send(resource, spec.mode, name, patch)
+                result = replace(result, applied=True)
+            except ApiException as exc:
+                result = replace(result, error=f"{exc.status} {exc.reason}")
+                log.warning(
+                    "actuation of %s %s/%s failed: %s", kind, resource.namespace, name, result.error
+                )
+        else:
+            log.info(
+                "dry-run: would patch %s %s/%s with %s",
+                kind,
+                resource.namespace,
+                name,
+                result.patch_text,
+            )
+        self.history.append(result)
+        return result
+
+    def _send(
+        self, resource: ScalerResource, mode: str, name: str, patch_view: Mapping[str, Any]
+    ) -> None:
+        ns = resource.namespace
+        patch = dict(patch_view)
+        if mode == "hpa":
+            self._hpa.patch_namespaced_horizontal_pod_autoscaler(
+                name, ns, patch, _content_type=MERGE_PATCH
+            )
+        elif mode == "scaledObject":
+            self._custom.patch_namespaced_custom_object(
+                "keda.sh", "v1alpha1", ns, "scaledobjects", name, patch, _content_type=MERGE_PATCH
+            )
+        else:
+            target = resource.target
+            if target.api_version == "apps/v1" and target.kind == "Deployment":
+                self._apps.patch_namespaced_deployment_scale(
+                    name, ns, patch, _content_type=MERGE_PATCH
+                )
+            elif target.api_version == "apps/v1" and target.kind == "StatefulSet":
+                self._apps.patch_namespaced_stateful_set_scale(
+                    name, ns, patch, _content_type=MERGE_PATCH
+                )
+            else:
+                group, _, version = target.api_version.rpartition("/")
+                plural = target.kind.lower() + "s"
+                self._custom.patch_namespaced_custom_object_scale(
+                    group, version, ns, plural, name, patch, _content_type=MERGE_PATCH
+                )
+
+
+# ------------------------------------------------------------------ leader election
+@dataclass(frozen=True, slots=True)
+class _LeaseRecord:
+    holder: str
+    lease_duration_seconds: int
+    acquire_time: str
+    renew_time: str
+    transitions: int
+    resource_version: str
+
+
+class LeaseLock:
+    """One replica's view of the Lease; `try_acquire_or_renew` is one client-go round."""
+
+    def __init__(
+        self,
+        custom_api: k8s.CustomObjectsApi,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        clock: Clock,
+        lease_duration_seconds: int = 15,
+        renew_deadline_seconds: float = 10.0,
+    ) -> None:
+        if not 0 < renew_deadline_seconds < lease_duration_seconds:
+            raise ValueError(
+                "renew_deadline_seconds must be > 0 and < lease_duration_seconds, got "
+                f"{renew_deadline_seconds} and {lease_duration_seconds}"
+            )
+        self._api = custom_api
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self._clock = clock
+        self._duration = lease_duration_seconds
+        self._renew_deadline = timedelta(seconds=renew_deadline_seconds)
+        self._observed: _LeaseRecord | None = None
+        self._observed_at: datetime | None = None
+        self._renewed_at: datetime | None = None
+
+    def _body(self, record: _LeaseRecord | None, holder: str, now: datetime) -> dict[str, Any]:
+        keep_acquire = record is not None and record.holder == holder and holder
+        transitions = 0 if record is None else record.transitions + (0 if keep_acquire else 1)
+        spec: dict[str, Any] = {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": self._duration if holder else 1,
+            "acquireTime": record.acquire_time
+            if keep_acquire and record
+            else _format_micro_time(now),
+            "renewTime": _format_micro_time(now),
+            "leaseTransitions": transitions,
+        }
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if record is not None:
+            metadata["resourceVersion"] = record.resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+    @staticmethod
+    def _record(lease: object) -> _LeaseRecord:
+        obj = _as_dict(lease)
+        spec = obj.get("spec") or {}
+        return _LeaseRecord(
+            holder=str(spec.get("holderIdentity") or ""),
+            lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            acquire_time=str(spec.get("acquireTime") or ""),
+            renew_time=str(spec.get("renewTime") or ""),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=str(obj["metadata"]["resourceVersion"]),
+        )
+
+    # Leases go through CustomObjectsApi (same path, /apis/coordination.k8s.io/v1/...) so the
+    # MicroTime strings are sent exactly as written, not re-serialised by the typed models.
+    def _read(self) -> object:
+        return self._api.get_namespaced_custom_object(
+            "coordination.k8s.io", "v1", self.namespace, "leases", self.name
+        )
+
+    def _create(self, body: dict[str, Any]) -> object:
+        return self._api.create_namespaced_custom_object(
+            "coordination.k8s.io", "v1", self.namespace, "leases", body
+        )
+
+    def _replace(self, body: dict[str, Any]) -> object:
+        return self._api.replace_namespaced_custom_object(
+            "coordination.k8s.io", "v1", self.namespace, "leases", self.name, body
+        )
+
+    def is_leader(self) -> bool:
+        """Held by us and renewed within the renew deadline (checked on our clock)."""
+        if self._renewed_at is None or self._observed is None:
+            return False
+        if self._observed.holder != self.identity:
+            return False
+        return self._clock.now() - self._renewed_at < self._renew_deadline
+
+    def try_acquire_or_renew(self) -> bool:
+        now = self._clock.now()
+        try:
+            lease = self._read()
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("reading lease %s/%s failed: %s", self.namespace, self.name, exc.status)
+                return self.is_leader()
+            try:
+                created = self._create(self._body(None, self.identity, now))
+            except ApiException as create_exc:
+                if create_exc.status == 409:
+                    return False  # someone else created it first
+                raise
+            self._see(self._record(created), now)
+            self._renewed_at = now
+            return True
+        record = self._record(lease)
+        if self._observed is None or record != self._observed:
+            self._see(record, now)
+        assert self._observed_at is not None
+        expired = self._observed_at + timedelta(seconds=record.lease_duration_seconds) <= now
+        if record.holder and record.holder != self.identity and not expired:
+            self._renewed_at = None
+            return False
+        try:
+            updated = self._replace(self._body(record, self.identity, now))
+        except ApiException as exc:
+            if exc.status == 409:  # someone else won this round
+                self._renewed_at = None
+                return False
+            log.warning("renewing lease %s/%s failed: %s", self.namespace, self.name, exc.status)
+            return self.is_leader()
+        self._see(self._record(updated), now)
+        self._renewed_at = now
+        return True
+
+    def _see(self, record: _LeaseRecord, now: datetime) -> None:
+        self._observed, self._observed_at = record, now
+
+    def release(self) -> bool:
+        """Give the lease up (holder cleared, 1 s duration) if we hold it."""
+        if self._observed is None or self._observed.holder != self.identity:
+            return False
+        now = self._clock.now()
+        try:
+            self._replace(self._body(self._observed, "", now))
+        except ApiException as exc:
+            log.warning("releasing lease failed: %s", exc.status)
+            return False
+        finally:
+            self._renewed_at = None
+        return True
+
+
+class LeaderElector:
+    """Runs `LeaseLock` rounds every `retry_period_seconds`; callbacks on gain and loss."""
+
+    def __init__(
+        self,
+        lock: LeaseLock,
+        *,
+        retry_period_seconds: float = 2.0,
+        on_started_leading: Callable[[], None] = lambda: None,
+        on_stopped_leading: Callable[[], None] = lambda: None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.lock = lock
+        self._retry = retry_period_seconds
+        self._on_started = on_started_leading
+        self._on_stopped = on_stopped_leading
+        self._stop = stop or threading.Event()
+        self._leading = False
+
+    @property
+    def leading(self) -> bool:
+        return self._leading and self.lock.is_leader()
+
+    def step(self) -> bool:
+        try:
+            self.lock.try_acquire_or_renew()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("leader election round failed: %s", exc)
+        now_leading = self.lock.is_leader()
+        if now_leading and not self._leading:
+            self._leading = True
+            log.info("%s became the leader", self.lock.identity)
+            self._on_started()
+        elif not now_leading and self._leading:
+            self._leading = False
+            log.warning("%s lost the leadership", self.lock.identity)
+            self._on_stopped()
+        return now_leading
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.step()
+            self._stop.wait(self._retry)
+        if self._leading:
+            self._leading = False
+            self._on_stopped()
+        self.lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# ------------------------------------------------------------------ controller
+class KubeController:
+    """Per tick: decision -> CR status (if changed) and, when leading, actuation."""
+
+    def __init__(
+        self,
+        *,
+        cache: ScalerResourceCache,
+        status_writer: StatusWriter,
+        actuator: Actuator,
+        is_leader: Callable[[], bool],
+        clock: Clock,
+    ) -> None:
+        self._cache = cache
+        self._status = status_writer
+        self._actuator = actuator
+        self._is_leader = is_leader
+        self._clock = clock
+        self._last_status: dict[tuple[str, str], dict[str, Any]] = {}
+        self._last_patch: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._last_actuation: dict[tuple[str, str], ActuationResult] = {}
+
+    def sync(self, snapshot: Snapshot | None) -> int:
+        """Returns how many status patches were sent. Followers do nothing."""
+        if snapshot is None or not self._is_leader():
+            return 0
+        by_key = {(w.namespace, w.name): w for w in snapshot.workloads.values()}
+        written = 0
+        for key, resource in sorted(self._cache.items().items()):
+            workload = by_key.get(key)
+            if workload is None:
+                continue
+            if not self._is_leader():  # lost it mid-sync: stop at once
+                break
+            patch = self._actuator.plan(resource, workload)
+            if patch is not None and patch != self._last_patch.get(key):
+                result = self._actuator.actuate(resource, workload)
+                if result is not None and (result.applied or result.dry_run):
+                    self._last_patch[key] = patch
+                if result is not None:
+                    self._last_actuation[key] = result
+            status = status_for(
+                workload,
+                resource=resource,
+                now=self._clock.now(),
+                actuation=self._last_actuation.get(key),
+            )
+            if status == self._last_status.get(key):
+                continue
+            try:
+                new_rv = self._status.write(resource, status)
+            except (ApiException, RuntimeError) as exc:
+                log.warning("status of %s/%s not written: %s", *key, exc)
+                continue
+            if new_rv is not None:
+                self._last_status[key] = status
+                self._cache.update_resource_version(key, new_rv)
+                written += 1
+        return written
+
+
+# ------------------------------------------------------------------ delegated auth
+class DelegatedTokenReviewer:
+    """`TokenReview` (authentication.k8s.io/v1) with a TTL cache of answers."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        cache_ttl_seconds: float = 10.0,
+        audiences: tuple[str, ...] = (),
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = k8s.CustomObjectsApi(api_client)
+        self._audiences = audiences
+        self._cache: cachetools.TTLCache[str, UserInfo | None] = cachetools.TTLCache(
+            maxsize=4096, ttl=cache_ttl_seconds, timer=timer
+        )
+        self._lock = threading.Lock()
+
+    def review(self, token: str) -> UserInfo | None:
+        with self._lock:
+            if token in self._cache:
+                return self._cache[token]
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = list(self._audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        result = _as_dict(
+            self._api.create_cluster_custom_object(
+                "authentication.k8s.io", "v1", "tokenreviews", body
+            )
+        )
+        status = result.get("status") or {}
+        user = None
+        if status.get("authenticated"):
+            info = status.get("user") or {}
+            user = UserInfo(
+                name=info.get("username", ""),
+                groups=tuple(info.get("groups") or ()),
+                extra={k: tuple(v) for k, v in (info.get("extra") or {}).items()},
+                uid=info.get("uid", ""),
+                via="token",
+            )
+        with self._lock:
+            self._cache[token] = user
+        return user
+
+
+class DelegatedAccessReviewer:
+    """`SubjectAccessReview` (authorization.k8s.io/v1) with a TTL cache of decisions."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        cache_ttl_seconds: float = 10.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = k8s.CustomObjectsApi(api_client)
+        self._cache: cachetools.TTLCache[tuple[Any, ...], bool] = cachetools.TTLCache(
+            maxsize=4096, ttl=cache_ttl_seconds, timer=timer
+        )
+        self._lock = threading.Lock()
+
+    def allowed(self, user: UserInfo, attributes: RequestAttributes) -> bool:
+        key = (user.name, user.groups, user.uid, tuple(sorted(user.extra.items())), attributes)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        spec: dict[str, Any] = {"user": user.name, "groups": list(user.groups)}
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.extra:
+            spec["extra"] = {k: list(v) for k, v in user.extra.items()}
+        if attributes.resource_request:
+            spec["resourceAttributes"] = {
+                "namespace": attributes.namespace,
+                "verb": attributes.verb,
+                "group": attributes.api_group,
+                "version": attributes.api_version,
+                "resource": attributes.resource,
+                **({"name": attributes.name} if attributes.name else {}),
+            }
+        else:
+            spec["nonResourceAttributes"] = {"path": attributes.path, "verb": attributes.verb}
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+        }
+        result = _as_dict(
+            self._api.create_cluster_custom_object(
+                "authorization.k8s.io", "v1", "subjectaccessreviews", body
+            )
+        )
+        allowed = bool((result.get("status") or {}).get("allowed"))
+        with self._lock:
+            self._cache[key] = allowed
+        return allowed
+
+
+class AuthenticationConfigRefresher:
+    """Re-reads `extension-apiserver-authentication` so CA rotations need no restart.
+
+    A changed, valid ConfigMap swaps the authenticator's trust and calls `on_change`
+    (the TLS context rebuilds its client-CA list); an invalid one keeps the old trust.
+    """
+
+    def __init__(
+        self,
+        core_api: k8s.CoreV1Api,
+        authenticator: Authenticator,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        interval_seconds: float = 60.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._core = core_api
+        self._authenticator = authenticator
+        self._on_change = on_change
+        self._interval = interval_seconds
+        self._stop = stop or threading.Event()
+
+    def refresh_once(self) -> bool:
+        """True when new trust was installed; ValueError/ApiException propagate."""
+        config = AuthenticationConfig.from_config_map(load_authentication_config_map(self._core))
+        if config == self._authenticator.config:
+            return False
+        self._authenticator.update(config)
+        self._on_change()
+        log.info("front-proxy/client CA trust reloaded from extension-apiserver-authentication")
+        return True
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.refresh_once()
+            except (ApiException, ValueError, urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("keeping the current authentication config: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def load_authentication_config_map(core_api: k8s.CoreV1Api) -> dict[str, str]:
+    """`kube-system/extension-apiserver-authentication` data (for `AuthenticationConfig`)."""
+    config_map = core_api.read_namespaced_config_map(
+        "extension-apiserver-authentication", "kube-system"
+    )
+    return dict(config_map.data or {})
+
+
+class KubeRuntime:
+    """The Kubernetes side of `gridshift run`: watcher, elector and a sync loop, as threads.
+
+    `start()` launches them; the sync loop calls `KubeController.sync` whenever a new snapshot
+    is published (checked every `poll_interval_seconds`) and right after gaining leadership.
+    `close()` stops everything and releases the Lease (graceful shutdown).
+    """
+
+    def __init__(
+        self,
+        *,
+        watcher: ScalerResourceWatcher,
+        elector: LeaderElector,
+        controller: KubeController,
+        current_snapshot: Callable[[], Snapshot | None],
+        stop: threading.Event,
+        poll_interval_seconds: float = 1.0,
+    ) -> None:
+        self.watcher = watcher
+        self.elector = elector
+        self.controller = controller
+        self._current = current_snapshot
+        self._stop = stop
+        self._poll = poll_interval_seconds
+        self._threads: list[threading.Thread] = []
+        self._synced: Snapshot | None = None
+        self._was_leading = False
+
+    def resources(self) -> dict[tuple[str, str], ScalerResource]:
+        """The watched, valid CarbonAwareScalers by (namespace, name), for the tick loop."""
+        return self.watcher.cache.items()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            snapshot = self._current()
+            leading = self.elector.leading
+            if (
+                snapshot is not None
+                and leading
+                and (snapshot is not self._synced or not self._was_leading)
+            ):
+                try:
+                    self.controller.sync(snapshot)
+                    self._synced = snapshot
+                except Exception:
+                    log.exception("Kubernetes sync failed")
+            self._was_leading = leading
+            self._stop.wait(self._poll)
+
+    def start(self) -> None:
+        for name, target in (
+            ("cr-watch", self.watcher.run),
+            ("leader-election", self.elector.run),
+            ("kube-sync", self._sync_loop),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout_seconds: float = 10.0) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self.elector.stop()
+        for thread in self._threads:
+            thread.join(timeout=timeout_seconds)
+        self._threads.clear()

@@ -1,0 +1,534 @@
+"""A small in-process Kubernetes API server on 127.0.0.1 for driving the REAL `kubernetes`
+client (reusable by every component that talks to Kubernetes).
+
+What it answers the way kube-apiserver does:
+
+* CRUD on any path `/api/v1/...` or `/apis/{group}/{version}/...`, namespaced or cluster
+  scoped: GET (object or list), POST (201, 409 AlreadyExists), PUT (409 Conflict on a stale
+  `metadata.resourceVersion`), PATCH (`merge-patch+json`; `strategic-merge-patch+json` treated
+  as a merge patch; 409 on a stale resourceVersion in the patch), DELETE. Errors are
+  `metav1.Status` JSON with the matching code (404 NotFound, 409, 415, 422).
+* One global, increasing `resourceVersion`; `metadata.generation` bumps on spec changes only.
+* Subresources: `status` (writes touch only `.status`) and `scale` (autoscaling/v1 Scale over
+  `.spec.replicas`, for Deployments, StatefulSets and custom resources).
+* Watches (`?watch=true`): a chunked stream of `{"type", "object"}` lines, starting after the
+  given resourceVersion (or with synthetic ADDED events when none/"0"), periodic BOOKMARK
+  events when `allowWatchBookmarks=true`, `timeoutSeconds`, and an ERROR event with a 410
+  `Expired` Status when the resourceVersion is older than the last `compact()`.
+* Hooks for tests: `fail_next(...)` injects an error for matching requests; `handlers` answer
+  POSTs to review endpoints (TokenReview, SubjectAccessReview); `requests` records traffic.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time as _time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import kubernetes.client
+
+__all__ = ["FakeApiServer", "RecordedRequest", "merge_patch"]
+
+Obj = dict[str, Any]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def status_body(code: int, reason: str, message: str, **details: Any) -> Obj:
+    body: Obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Failure:
+    method: str
+    path_contains: str
+    status: int
+    reason: str
+    times: int
+
+
+@dataclass(frozen=True)
+class _Route:
+    group_version: str  # "v1" for the core group
+    namespace: str | None
+    resource: str
+    name: str | None
+    subresource: str | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group_version, self.resource)
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def _parse_route(path: str) -> _Route:
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        gv, rest = "v1", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+    else:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    return _Route(
+        gv,
+        namespace,
+        rest[0],
+        rest[1] if len(rest) > 1 else None,
+        rest[2] if len(rest) > 2 else None,
+    )
+
+
+@dataclass
+class FakeApiServer:
+    """Start with `with FakeApiServer() as api:`; `api.client()` is a real ApiClient."""
+
+    bookmark_interval_seconds: float = 0.2
+    default_watch_timeout_seconds: float = 10.0
+    handlers: dict[str, Callable[[Obj], Obj]] = field(default_factory=dict)
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {}
+        self._events: list[tuple[int, tuple[str, str], str, Obj]] = []
+        self._rv = 100
+        self._compacted_rv = 0
+        self._compactions = 0
+        self._failures: list[_Failure] = []
+        self._stopping = False
+        owner = self
+
+        class Handler(_Handler):
+            server_owner = owner
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> FakeApiServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self) -> kubernetes.client.ApiClient:
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        return kubernetes.client.ApiClient(configuration)
+
+    # ------------------------------------------------------------------ test hooks
+    def fail_next(
+        self, method: str, path_contains: str, status: int, *, reason: str = "", times: int = 1
+    ) -> None:
+        default = {
+            409: "Conflict",
+            404: "NotFound",
+            500: "InternalError",
+            410: "Expired",
+            503: "ServiceUnavailable",
+            403: "Forbidden",
+        }.get(status, "Failure")
+        with self._lock:
+            self._failures.append(_Failure(method, path_contains, status, reason or default, times))
+
+    def compact(self) -> int:
+        """Forget history: open watches end with a 410 ERROR event (as when etcd compacts
+        under a lagging watcher) and new watches from an older resourceVersion get one too."""
+        with self._lock:
+            self._compacted_rv = self._rv
+            self._compactions += 1
+            self._events.clear()
+            self._lock.notify_all()
+            return self._rv
+
+    @property
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._rv
+
+    def put_object(self, api_path: str, obj: Obj) -> Obj:
+        """Create or overwrite `obj` in the collection at `api_path` (no conflict checks)."""
+        route = _parse_route(api_path)
+        with self._lock:
+            name = obj["metadata"]["name"]
+            existing = self._objects.get(route.key, {}).get((route.namespace or "", name))
+            stored = self._store(route, copy.deepcopy(obj), existing)
+            return copy.deepcopy(stored)
+
+    def get_object(self, api_path: str) -> Obj | None:
+        route = _parse_route(api_path)
+        with self._lock:
+            obj = self._objects.get(route.key, {}).get((route.namespace or "", route.name or ""))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def delete_object(self, api_path: str) -> None:
+        route = _parse_route(api_path)
+        with self._lock:
+            self._delete(route)
+
+    # ------------------------------------------------------------------ store
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _store(self, route: _Route, obj: Obj, existing: Obj | None) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        if route.namespace is not None:
+            meta["namespace"] = route.namespace
+        meta["resourceVersion"] = self._next_rv()
+        if existing is None:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", "2025-03-01T12:00:00Z")
+            meta["generation"] = 1
+        else:
+            old_meta = existing["metadata"]
+            meta["uid"] = old_meta["uid"]
+            meta["creationTimestamp"] = old_meta["creationTimestamp"]
+            changed = existing.get("spec") != obj.get("spec")
+            meta["generation"] = old_meta.get("generation", 1) + (1 if changed else 0)
+        self._objects.setdefault(route.key, {})[(route.namespace or "", meta["name"])] = obj
+        self._events.append(
+            (self._rv, route.key, "MODIFIED" if existing else "ADDED", copy.deepcopy(obj))
+        )
+        self._lock.notify_all()
+        return obj
+
+    def _delete(self, route: _Route) -> Obj:
+        bucket = self._objects.get(route.key, {})
+        obj = bucket.pop((route.namespace or "", route.name or ""), None)
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{route.resource} "{route.name}" not found')
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        self._events.append((self._rv, route.key, "DELETED", copy.deepcopy(obj)))
+        self._lock.notify_all()
+        return obj
+
+    def _require(self, route: _Route) -> Obj:
+        obj = self._objects.get(route.key, {}).get((route.namespace or "", route.name or ""))
+        if obj is None:
+            group = route.group_version.split("/")[0] if "/" in route.group_version else ""
+            resource = f"{route.resource}.{group}" if group else route.resource
+            raise ApiError(404, "NotFound", f'{resource} "{route.name}" not found')
+        return obj
+
+    @staticmethod
+    def _check_rv(route: _Route, current: Obj, sent: Any) -> None:
+        if sent not in (None, "") and str(sent) != current["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {route.resource} "{route.name}": the object '
+                "has been modified; please apply your changes to the latest version and try again",
+            )
+
+    @staticmethod
+    def _scale_of(obj: Obj, route: _Route) -> Obj:
+        replicas = obj.get("spec", {}).get("replicas", 0)
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": obj["metadata"]["name"],
+                "namespace": route.namespace,
+                "resourceVersion": obj["metadata"]["resourceVersion"],
+                "uid": obj["metadata"]["uid"],
+            },
+            "spec": {"replicas": replicas},
+            "status": {"replicas": obj.get("status", {}).get("replicas", replicas)},
+        }
+
+    def _write(self, route: _Route, method: str, body: Any, content_type: str) -> tuple[int, Obj]:
+        if method == "POST":
+            if route.name is not None:
+                raise ApiError(405, "MethodNotAllowed", "POST on a named object")
+            handler = self.handlers.get(route.resource)
+            if handler is not None:
+                return 201, handler(body)
+            name = body.get("metadata", {}).get("name")
+            if not name:
+                raise ApiError(422, "Invalid", "metadata.name: Required value")
+            key = (route.namespace or "", name)
+            if key in self._objects.get(route.key, {}):
+                raise ApiError(409, "AlreadyExists", f'{route.resource} "{name}" already exists')
+            body.setdefault("metadata", {}).pop("resourceVersion", None)
+            return 201, self._store(_Route(**{**route.__dict__, "name": name}), body, None)
+        if method == "DELETE":
+            return 200, self._delete(route)
+        current = self._require(route)
+        if method == "PATCH":
+            if "json-patch" in content_type or "apply-patch" in content_type:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format: {content_type}",
+                )
+            self._check_rv(route, current, (body.get("metadata") or {}).get("resourceVersion"))
+            if isinstance(body.get("metadata"), dict):
+                body["metadata"].pop("resourceVersion", None)
+        else:  # PUT
+            self._check_rv(route, current, (body.get("metadata") or {}).get("resourceVersion"))
+        new = copy.deepcopy(current)
+        if route.subresource == "status":
+            status = body.get("status")
+            new["status"] = (
+                merge_patch(current.get("status"), status) if method == "PATCH" else status
+            )
+        elif route.subresource == "scale":
+            scale = merge_patch(self._scale_of(current, route), body) if method == "PATCH" else body
+            new.setdefault("spec", {})["replicas"] = scale["spec"]["replicas"]
+        elif method == "PATCH":
+            new = merge_patch(current, body)
+            new["status"] = current.get("status")
+            if new["status"] is None:
+                new.pop("status")
+        else:
+            new = body
+            if "status" in current:
+                new["status"] = current["status"]
+        new.setdefault("metadata", {})["name"] = route.name
+        stored = self._store(route, new, current)
+        return 200, (self._scale_of(stored, route) if route.subresource == "scale" else stored)
+
+    def _list(self, route: _Route) -> Obj:
+        items = [
+            copy.deepcopy(o)
+            for (ns, _), o in sorted(self._objects.get(route.key, {}).items())
+            if route.namespace is None or ns == route.namespace
+        ]
+        kind = items[0].get("kind", "") if items else ""
+        return {
+            "kind": f"{kind}List" if kind else "List",
+            "apiVersion": route.group_version,
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
+    def _take_failure(self, method: str, path: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.method == method and failure.path_contains in path:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_owner: FakeApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Obj) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        owner = self.server_owner
+        path, _, raw_query = self.path.partition("?")
+        query = parse_qs(raw_query, keep_blank_values=True)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        owner.requests.append(
+            RecordedRequest(self.command, path, query, dict(self.headers.items()), body)
+        )
+        try:
+            with owner._lock:
+                failure = owner._take_failure(self.command, path)
+            if failure is not None:
+                raise ApiError(failure.status, failure.reason, f"injected {failure.status}")
+            route = _parse_route(path)
+            if self.command == "GET" and query.get("watch", [""])[0] in ("true", "1"):
+                self._watch(route, query)
+                return
+            with owner._lock:
+                if self.command == "GET":
+                    if route.name is None:
+                        self._send(200, owner._list(route))
+                        return
+                    obj = owner._require(route)
+                    self._send(
+                        200,
+                        owner._scale_of(obj, route)
+                        if route.subresource == "scale"
+                        else copy.deepcopy(obj),
+                    )
+                    return
+                content_type = self.headers.get("Content-Type", "application/json")
+                code, result = owner._write(route, self.command, body or {}, content_type)
+                self._send(code, copy.deepcopy(result))
+        except ApiError as err:
+            self._send(err.code, status_body(err.code, err.reason, err.message))
+
+    def _watch(self, route: _Route, query: dict[str, list[str]]) -> None:
+        owner = self.server_owner
+        since = query.get("resourceVersion", [""])[0]
+        bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
+        timeout = float(query.get("timeoutSeconds", [owner.default_watch_timeout_seconds])[0])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def emit(event: Obj) -> None:
+            data = (json.dumps(event) + "\n").encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def matches(key: tuple[str, str], obj: Obj) -> bool:
+            return key == route.key and (
+                route.namespace is None or obj["metadata"].get("namespace") == route.namespace
+            )
+
+        deadline = _time.monotonic() + timeout
+        next_bookmark = _time.monotonic() + owner.bookmark_interval_seconds
+        expired = status_body(410, "Expired", "too old resource version")
+        try:
+            with owner._lock:
+                generation = owner._compactions
+                if since in ("", "0"):
+                    cursor = owner._rv
+                    for (ns, _), obj in sorted(owner._objects.get(route.key, {}).items()):
+                        if route.namespace is None or ns == route.namespace:
+                            emit({"type": "ADDED", "object": copy.deepcopy(obj)})
+                else:
+                    cursor = int(since)
+                    if cursor < owner._compacted_rv:
+                        emit(
+                            {
+                                "type": "ERROR",
+                                "object": status_body(
+                                    410,
+                                    "Expired",
+                                    f"too old resource version: {cursor} ({owner._compacted_rv})",
+                                ),
+                            }
+                        )
+                        return
+            while True:
+                with owner._lock:
+                    pending = [
+                        (rv, t, o)
+                        for rv, key, t, o in owner._events
+                        if rv > cursor and matches(key, o)
+                    ]
+                    if not pending:
+                        now = _time.monotonic()
+                        wait = min(deadline, next_bookmark if bookmarks else deadline) - now
+                        if wait > 0 and not owner._stopping:
+                            owner._lock.wait(wait)
+                        pending = [
+                            (rv, t, o)
+                            for rv, key, t, o in owner._events
+                            if rv > cursor and matches(key, o)
+                        ]
+                    current_rv = owner._rv
+                    stopping = owner._stopping
+                    compacted = owner._compactions != generation
+                if compacted:
+                    emit({"type": "ERROR", "object": expired})
+                    return
+                for rv, kind, obj in pending:
+                    emit({"type": kind, "object": obj})
+                    cursor = rv
+                now = _time.monotonic()
+                if bookmarks and now >= next_bookmark:
+                    cursor = max(cursor, current_rv)
+                    api_version = route.group_version
+                    emit(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": "",
+                                "apiVersion": api_version,
+                                "metadata": {"resourceVersion": str(cursor)},
+                            },
+                        }
+                    )
+                    next_bookmark = now + owner.bookmark_interval_seconds
+                if now >= deadline or stopping:
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return
+        finally:
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle

@@ -1,0 +1,553 @@
+"""scaler.kube against the fake API server (tests/apiserver.py) with the REAL kubernetes
+client: CR list+watch (events, bookmarks, 410 Gone -> relist, invalid resources kept aside),
+status merge patches (409 -> re-read and retry, 404), actuation of HPA / ScaledObject /
+scale subresource (Deployment and custom resource) and dry-run touching nothing, Lease
+acquire / renew / expiry takeover / conflict / release, the controller acting only as leader,
+and delegated TokenReview / SubjectAccessReview with caching."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kubernetes import client as k8s
+
+from forecasts.time import FrozenClock
+from scaler.apiauth import RequestAttributes, UserInfo
+from scaler.kube import (
+    Actuator,
+    DelegatedAccessReviewer,
+    DelegatedTokenReviewer,
+    KubeController,
+    LeaderElector,
+    LeaseLock,
+    ScalerResourceCache,
+    ScalerResourceWatcher,
+    StatusWriter,
+    parse_scaler_resource,
+    status_for,
+)
+from scaler.snapshot import Mode, Snapshot, WorkloadStatus
+from tests.apiserver import FakeApiServer
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CRS = "/apis/gridshift.io/v1alpha1/namespaces/shop/carbonawarescalers"
+HPAS = "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers"
+SOS = "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects"
+DEPLOYS = "/apis/apps/v1/namespaces/shop/deployments"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/carbon-system/leases"
+
+
+def cr(name="web", *, mode="none", dry_run=False, max_replicas=10, min_replicas=1, **target):
+    return {
+        "apiVersion": "gridshift.io/v1alpha1",
+        "kind": "CarbonAwareScaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+            | target,
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "region": "eu-west-1",
+            "actuation": {"mode": mode, "dryRun": dry_run},
+        },
+    }
+
+
+def decision(name="web", replicas=3, mode=Mode.ECO, stale=()):
+    return WorkloadStatus(
+        name=name,
+        namespace="shop",
+        region="eu-west-1",
+        desired_replicas=replicas,
+        mode=mode,
+        reasons=("carbon high",),
+        decided_at=T0,
+        stale_inputs=stale,
+        saved_g=12.5,
+    )
+
+
+@pytest.fixture
+def api():
+    with FakeApiServer(bookmark_interval_seconds=0.05) as server:
+        yield server
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+# ------------------------------------------------------------------ watch
+def test_watch_lists_then_follows_events_bookmarks_and_relists_on_410(api):
+    api.put_object(CRS, cr("web"))
+    api.put_object(CRS, cr("bad", max_replicas=0))
+    cache = ScalerResourceCache()
+    custom = k8s.CustomObjectsApi(api.client())
+    watcher = ScalerResourceWatcher(custom, cache, watch_timeout_seconds=1)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: ("shop", "web") in cache.items())
+        assert "spec.maxReplicas" in cache.invalid()[("shop", "bad")]
+        api.put_object(CRS, cr("api", max_replicas=5))
+        wait_for(lambda: ("shop", "api") in cache.items())
+        assert cache.items()[("shop", "api")].max_replicas == 5
+        wait_for(lambda: watcher.bookmarks > 0)
+        api.delete_object(f"{CRS}/web")
+        wait_for(lambda: ("shop", "web") not in cache.items())
+        # history compacted under the open watch -> ERROR 410 -> the loop relists
+        relists = watcher.relists
+        api.compact()
+        api.put_object(CRS, cr("late"))
+        wait_for(lambda: ("shop", "late") in cache.items())
+        wait_for(lambda: watcher.relists > relists)
+    finally:
+        watcher.stop()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    watches = [r for r in api.requests if r.query.get("watch") == ["true"]]
+    assert watches, "the client watched"
+    assert all(r.query.get("allowWatchBookmarks") == ["true"] for r in watches)
+    assert all(r.query.get("resourceVersion", [""])[0] not in ("", "0") for r in watches)
+
+
+def test_watch_gone_forces_a_relist(api):
+    api.put_object(CRS, cr("web"))
+    cache = ScalerResourceCache()
+    watcher = ScalerResourceWatcher(
+        k8s.CustomObjectsApi(api.client()), cache, watch_timeout_seconds=1
+    )
+    watcher.list_once()
+    api.put_object(CRS, cr("api"))
+    api.compact()
+    with pytest.raises(k8s.ApiException) as info:
+        watcher.watch_once()
+    assert info.value.status == 410
+    watcher.list_once()
+    assert set(cache.items()) == {("shop", "web"), ("shop", "api")}
+    assert watcher.relists == 2
+
+
+# ------------------------------------------------------------------ status
+def test_status_patch_and_conflict_retry(api):
+    stored = api.put_object(CRS, cr("web"))
+    resource = parse_scaler_resource(stored)
+    writer = StatusWriter(k8s.CustomObjectsApi(api.client()))
+    status = status_for(decision(), resource=resource, now=T0)
+    api.put_object(CRS, cr("web", max_replicas=12))  # someone changed it: our RV is stale
+    new_rv = writer.write(resource, status)
+    assert writer.conflicts == 1
+    obj = api.get_object(f"{CRS}/web")
+    assert obj["metadata"]["resourceVersion"] == new_rv
+    assert obj["status"]["mode"] == "eco"
+    assert obj["status"]["lastDecision"] == {
+        "desiredReplicas": 3,
+        "mode": "eco",
+        "decidedAt": "2025-03-01T12:00:00Z",
+    }
+    assert obj["spec"]["maxReplicas"] == 12, "a status patch never touches the spec"
+    patches = [r for r in api.requests if r.method == "PATCH"]
+    assert all(r.headers["Content-Type"] == "application/merge-patch+json" for r in patches)
+    assert all(r.path.endswith("/web/status") for r in patches)
+
+
+def test_status_gives_up_after_repeated_conflicts_and_404_means_gone(api):
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web")))
+    writer = StatusWriter(k8s.CustomObjectsApi(api.client()), max_attempts=2)
+    api.fail_next("PATCH", "/web/status", 409, times=5)
+    with pytest.raises(RuntimeError, match="still conflicting"):
+        writer.write(resource, {"mode": "eco"})
+    api.delete_object(f"{CRS}/web")
+    assert StatusWriter(k8s.CustomObjectsApi(api.client())).write(resource, {}) is None
+
+
+# ------------------------------------------------------------------ actuation
+def seed_targets(api):
+    api.put_object(
+        HPAS,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            },
+        },
+    )
+    api.put_object(
+        SOS,
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"name": "web"},
+                "minReplicaCount": 0,
+                "maxReplicaCount": 10,
+                "triggers": [],
+            },
+        },
+    )
+    api.put_object(
+        DEPLOYS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2},
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "decided", "path", "expected"),
+    [
+        pytest.param(
+            "hpa",
+            decision(replicas=3, mode=Mode.ECO),
+            f"{HPAS}/web",
+            {"minReplicas": 1, "maxReplicas": 3},
+            id="hpa eco caps the ceiling",
+        ),
+        pytest.param(
+            "hpa",
+            decision(replicas=6, mode=Mode.PERFORMANCE),
+            f"{HPAS}/web",
+            {"minReplicas": 6, "maxReplicas": 10},
+            id="hpa performance raises floor",
+        ),
+        pytest.param(
+            "scaledObject",
+            decision(replicas=0, mode=Mode.ECO),
+            f"{SOS}/web",
+            {"minReplicaCount": 1, "maxReplicaCount": 1},
+            id="scaledobject eco",
+        ),
+        pytest.param(
+            "scale",
+            decision(replicas=7),
+            f"{DEPLOYS}/web",
+            {"replicas": 7},
+            id="deployment scale subresource",
+        ),
+        pytest.param(
+            "scale",
+            decision(replicas=70),
+            f"{DEPLOYS}/web",
+            {"replicas": 10},
+            id="scale clamped to maxReplicas",
+        ),
+    ],
+)
+def test_actuation_patches_the_opted_in_object(api, mode, decided, path, expected):
+    seed_targets(api)
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode=mode)))
+    actuator = Actuator(api.client(), clock=FrozenClock(T0))
+    result = actuator.actuate(resource, decided)
+    assert result is not None
+    assert result.applied, result.error
+    spec = api.get_object(path)["spec"]
+    assert {k: spec[k] for k in expected} == expected
+    (patch,) = [r for r in api.requests if r.method == "PATCH"]
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"
+    if mode == "scale":
+        assert patch.path == f"{DEPLOYS}/web/scale"
+
+
+def test_custom_resource_scale_subresource(api):
+    api.put_object(
+        "/apis/example.com/v1/namespaces/shop/trainers",
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Trainer",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1},
+        },
+    )
+    resource = parse_scaler_resource(
+        api.put_object(CRS, cr("web", mode="scale", apiVersion="example.com/v1", kind="Trainer"))
+    )
+    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(resource, decision(replicas=4))
+    assert result is not None
+    assert result.applied
+    assert api.get_object("/apis/example.com/v1/namespaces/shop/trainers/web")["spec"] == {
+        "replicas": 4
+    }
+
+
+def test_dry_run_records_and_touches_nothing(api):
+    seed_targets(api)
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa", dry_run=True)))
+    actuator = Actuator(api.client(), clock=FrozenClock(T0))
+    before = len(api.requests)
+    result = actuator.actuate(resource, decision(replicas=3))
+    assert result is not None
+    assert (result.dry_run, result.applied) == (True, False)
+    assert result.patch == {"spec": {"minReplicas": 1, "maxReplicas": 3}}
+    assert api.requests[before:] == [], "shadow mode sends no request at all"
+    assert api.get_object(f"{HPAS}/web")["spec"]["maxReplicas"] == 10
+    assert actuator.history == [result]
+
+
+def test_actuation_failure_is_recorded_not_raised(api):
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa")))
+    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(resource, decision())
+    assert result is not None
+    assert not result.applied
+    assert result.error.startswith("404")
+
+
+# ------------------------------------------------------------------ leases
+def lease_pair(api, clock):
+    custom = k8s.CustomObjectsApi(api.client())
+
+    def make(who):
+        return LeaseLock(
+            custom,
+            namespace="carbon-system",
+            name="gridshift-scaler",
+            identity=who,
+            clock=clock,
+            lease_duration_seconds=15,
+            renew_deadline_seconds=10,
+        )
+
+    return make("replica-a"), make("replica-b")
+
+
+def test_lease_acquire_renew_expiry_takeover_and_release(api):
+    clock = FrozenClock(T0)
+    a, b = lease_pair(api, clock)
+    assert a.try_acquire_or_renew() is True
+    assert b.try_acquire_or_renew() is False
+    lease = api.get_object(f"{LEASES}/gridshift-scaler")
+    assert lease["spec"]["holderIdentity"] == "replica-a"
+    assert lease["spec"]["renewTime"] == "2025-03-01T12:00:00.000000Z"
+    assert lease["spec"]["leaseDurationSeconds"] == 15
+    clock.advance(timedelta(seconds=5))
+    assert a.try_acquire_or_renew() is True
+    assert api.get_object(f"{LEASES}/gridshift-scaler")["spec"]["renewTime"] == (
+        "2025-03-01T12:00:05.000000Z"
+    )
+    assert b.try_acquire_or_renew() is False  # b saw a change: its expiry timer restarts
+    # a stops renewing (crash/partition); it must consider itself not leading after 10 s
+    clock.advance(timedelta(seconds=11))
+    assert a.is_leader() is False
+    assert b.try_acquire_or_renew() is False, "15 s since b last saw a change: not yet"
+    clock.advance(timedelta(seconds=5))
+    assert b.try_acquire_or_renew() is True
+    spec = api.get_object(f"{LEASES}/gridshift-scaler")["spec"]
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("replica-b", 1)
+    assert a.try_acquire_or_renew() is False, "a comes back and finds b holding"
+    assert not a.is_leader()
+    assert b.is_leader()
+    assert b.release() is True
+    assert api.get_object(f"{LEASES}/gridshift-scaler")["spec"]["holderIdentity"] == ""
+    assert a.try_acquire_or_renew() is True, "an empty holder is free at once"
+
+
+def test_lease_conflict_loses_the_round(api):
+    clock = FrozenClock(T0)
+    a, _b = lease_pair(api, clock)
+    assert a.try_acquire_or_renew()
+    api.fail_next("PUT", "/leases/gridshift-scaler", 409)
+    clock.advance(timedelta(seconds=2))
+    assert a.try_acquire_or_renew() is False
+    assert a.is_leader() is False, "a conflict means someone else wrote: stop acting"
+
+
+def test_simultaneous_create_only_one_wins(api):
+    clock = FrozenClock(T0)
+    _a, b = lease_pair(api, clock)
+    api.fail_next("POST", "/leases", 409)  # b's create loses to a concurrent create
+    assert b.try_acquire_or_renew() is False
+
+
+def test_two_electors_never_lead_at_once(api):
+    clock = FrozenClock(T0)
+    a, b = lease_pair(api, clock)
+    events = []
+    ea = LeaderElector(
+        a,
+        on_started_leading=lambda: events.append("a+"),
+        on_stopped_leading=lambda: events.append("a-"),
+    )
+    eb = LeaderElector(
+        b,
+        on_started_leading=lambda: events.append("b+"),
+        on_stopped_leading=lambda: events.append("b-"),
+    )
+    for _ in range(30):
+        for elector in (ea, eb):
+            elector.step()
+            assert not (ea.leading and eb.leading)
+        clock.advance(timedelta(seconds=2))
+    assert events == ["a+"]
+    # a partitioned: only b keeps stepping
+    for _ in range(12):
+        eb.step()
+        clock.advance(timedelta(seconds=2))
+        assert not (a.is_leader() and eb.leading)
+    ea.step()
+    assert events == ["a+", "b+", "a-"]
+
+
+def test_elector_run_releases_on_shutdown(api):
+    clock = FrozenClock(T0)
+    a, _ = lease_pair(api, clock)
+    stop = threading.Event()
+    elector = LeaderElector(a, retry_period_seconds=0.01, stop=stop)
+    thread = threading.Thread(target=elector.run)
+    thread.start()
+    wait_for(lambda: elector.leading)
+    stop.set()
+    thread.join(timeout=5)
+    assert api.get_object(f"{LEASES}/gridshift-scaler")["spec"]["holderIdentity"] == ""
+
+
+# ------------------------------------------------------------------ controller
+def test_controller_acts_only_as_leader_and_patches_only_changes(api):
+    seed_targets(api)
+    cache = ScalerResourceCache()
+    custom = k8s.CustomObjectsApi(api.client())
+    cache.replace_all([api.put_object(CRS, cr("web", mode="hpa", dry_run=True))])
+    leading = {"now": False}
+    controller = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(custom),
+        actuator=Actuator(api.client(), clock=FrozenClock(T0)),
+        is_leader=lambda: leading["now"],
+        clock=FrozenClock(T0),
+    )
+    snap = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=3)})
+    assert controller.sync(snap) == 0, "followers write nothing"
+    assert [r for r in api.requests if r.method != "GET"] == []
+    leading["now"] = True
+    assert controller.sync(snap) == 1
+    assert controller.sync(snap) == 0, "unchanged decision: no second patch"
+    status = api.get_object(f"{CRS}/web")["status"]
+    assert status["lastActuation"]["dryRun"] is True
+    assert status["lastActuation"]["patch"] == '{"spec":{"maxReplicas":3,"minReplicas":1}}'
+    assert status["savedGrams"] == 12.5
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "InputsStale"]
+    changed = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=4)})
+    assert controller.sync(changed) == 1
+    assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
+
+
+# ------------------------------------------------------------------ delegated auth
+def test_token_review_and_access_review_with_cache(api):
+    seen = {"tokenreviews": 0, "subjectaccessreviews": 0}
+
+    def token_review(body):
+        seen["tokenreviews"] += 1
+        ok = body["spec"]["token"] == "good"
+        return {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "status": {
+                "authenticated": ok,
+                "user": {
+                    "username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+                    "groups": ["system:serviceaccounts"],
+                }
+                if ok
+                else {},
+            },
+        }
+
+    def access_review(body):
+        seen["subjectaccessreviews"] += 1
+        attrs = body["spec"]["resourceAttributes"]
+        allowed = attrs["verb"] == "list" and attrs["group"] == "external.metrics.k8s.io"
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "status": {"allowed": allowed},
+        }
+
+    api.handlers.update(tokenreviews=token_review, subjectaccessreviews=access_review)
+    tokens = DelegatedTokenReviewer(api.client())
+    user = tokens.review("good")
+    assert user is not None
+    assert user.groups == ("system:serviceaccounts",)
+    assert tokens.review("good") == user
+    assert tokens.review("bad") is None
+    assert seen["tokenreviews"] == 2, "second lookup of the same token came from the cache"
+    access = DelegatedAccessReviewer(api.client())
+    attrs = RequestAttributes(
+        verb="list",
+        path="/x",
+        resource_request=True,
+        api_group="external.metrics.k8s.io",
+        api_version="v1beta1",
+        resource="gridshift_desired_replicas",
+        namespace="shop",
+    )
+    hpa = UserInfo("hpa", ("system:serviceaccounts",))
+    assert access.allowed(hpa, attrs) is True
+    assert access.allowed(hpa, attrs) is True
+    assert access.allowed(hpa, dataclasses.replace(attrs, verb="delete")) is False
+    assert seen["subjectaccessreviews"] == 2
+    sar = next(r for r in api.requests if r.path.endswith("subjectaccessreviews"))
+    assert sar.body["spec"]["resourceAttributes"]["resource"] == "gridshift_desired_replicas"
+
+
+def test_authentication_config_refresh_picks_up_a_rotated_ca(api):
+    import trustme
+
+    from scaler.apiauth import AuthenticationConfig, Authenticator
+    from scaler.kube import AuthenticationConfigRefresher
+
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    path = "/api/v1/namespaces/kube-system/configmaps"
+
+    def publish(ca, names='["front-proxy-client"]'):
+        api.put_object(
+            path,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "extension-apiserver-authentication"},
+                "data": {
+                    "requestheader-client-ca-file": ca.cert_pem.bytes().decode(),
+                    "requestheader-allowed-names": names,
+                },
+            },
+        )
+
+    publish(old_ca)
+    core = k8s.CoreV1Api(api.client())
+    from scaler.kube import load_authentication_config_map
+
+    authenticator = Authenticator(
+        AuthenticationConfig.from_config_map(load_authentication_config_map(core))
+    )
+    changes = []
+    refresher = AuthenticationConfigRefresher(
+        core, authenticator, on_change=lambda: changes.append(1)
+    )
+    assert refresher.refresh_once() is False
+    publish(new_ca)
+    assert refresher.refresh_once() is True
+    assert changes == [1]
+    assert authenticator.config.requestheader is not None
+    assert "BEGIN CERTIFICATE" in authenticator.config.requestheader.client_ca_pem
+    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
+    publish(new_ca, names="not json")
+    with pytest.raises(ValueError, match="requestheader-allowed-names"):
+        refresher.refresh_once()
+    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()

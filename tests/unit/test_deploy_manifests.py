@@ -1,0 +1,216 @@
+"""Every object under deploy/ validates: built-in kinds against the real Kubernetes OpenAPI
+schemas (kubernetes-validate, strict, two minor versions), custom resources against their
+CRD's openAPIV3Schema (ours from deploy/crd, KEDA's ScaledObject from our fixture subset).
+Also: the CRD's printer columns and status subresource, the example CR passes our own
+parser, the example HPA asks for a metric we serve with AverageValue 1, the example
+ScaledObject's trigger metadata is accepted by the KEDA servicer, and the wiring between
+APIService, Service and RBAC names is consistent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from scaler.keda import parse_metadata
+from scaler.kube import parse_scaler_resource
+from scaler.metrics_api import METRIC_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
+CRD_FILE = DEPLOY / "crd" / "carbonawarescalers.gridshift.io.yaml"
+KEDA_SCHEMA = ROOT / "tests" / "fixtures" / "crds" / "keda-scaledobject.schema.yaml"
+
+
+def documents():
+    docs = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append(
+                    (f"{path.relative_to(DEPLOY)}:{doc['kind']}/{doc['metadata']['name']}", doc)
+                )
+    return docs
+
+
+DOCS = documents()
+CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject"}
+
+
+def crd_schema():
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def by_kind(kind):
+    return [doc for _, doc in DOCS if doc["kind"] == kind]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_builtin_objects_validate_against_kubernetes_schemas(version):
+    checked = 0
+    for name, doc in DOCS:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name} invalid for Kubernetes {version}: {exc.message}")
+        checked += 1
+    kinds = {doc["kind"] for _, doc in DOCS}
+    assert {
+        "CustomResourceDefinition",
+        "APIService",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "Role",
+        "ServiceAccount",
+        "HorizontalPodAutoscaler",
+        "Deployment",
+        "Service",
+    } <= kinds
+    assert checked >= 15
+
+
+def test_kubernetes_validate_really_rejects(tmp_path):
+    bad = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "x"},
+        "spec": {"maxReplicas": "ten"},
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_carbonawarescalers_validate_against_the_crd_schema():
+    schema = crd_schema()
+    examples = by_kind("CarbonAwareScaler")
+    assert examples
+    for doc in examples:
+        jsonschema.Draft7Validator(schema).validate(doc)
+        parsed = parse_scaler_resource(doc)
+        assert parsed.actuation.mode in ("none", "hpa", "scaledObject", "scale")
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"maxReplicas": 0}, "maxReplicas"),
+        ({"minReplicas": -1}, "minReplicas"),
+        ({"actuation": {"mode": "yolo"}}, "mode"),
+        ({"scaleTargetRef": {"name": "web"}}, "apiVersion"),
+    ],
+)
+def test_crd_schema_rejects_bad_specs(patch, field):
+    doc = by_kind("CarbonAwareScaler")[0]
+    bad = {**doc, "spec": {**doc["spec"], **patch}}
+    with pytest.raises(jsonschema.ValidationError, match=field):
+        jsonschema.Draft7Validator(crd_schema()).validate(bad)
+
+
+def test_status_written_by_the_controller_fits_the_status_schema():
+    from datetime import UTC, datetime
+
+    from scaler.kube import ActuationResult, status_for
+    from scaler.snapshot import Mode, WorkloadStatus
+
+    at = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    resource = parse_scaler_resource(
+        {
+            **by_kind("CarbonAwareScaler")[0],
+            "metadata": {"name": "web", "namespace": "shop", "generation": 3},
+        }
+    )
+    workload = WorkloadStatus(
+        name="web",
+        namespace="shop",
+        region="eu-west-1",
+        desired_replicas=2,
+        mode=Mode.ECO,
+        reasons=("r",),
+        decided_at=at,
+        stale_inputs=("carbon",),
+        saved_g=1.5,
+    )
+    actuation = ActuationResult(
+        mode="hpa",
+        kind="HorizontalPodAutoscaler",
+        namespace="shop",
+        name="web",
+        patch={"spec": {"maxReplicas": 2}},
+        dry_run=True,
+        applied=False,
+        at=at,
+    )
+    status = status_for(workload, resource=resource, now=at, actuation=actuation)
+    schema = crd_schema()["properties"]["status"]
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(status)
+    assert status["observedGeneration"] == 3
+
+
+def test_crd_has_status_subresource_and_printer_columns():
+    version = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Mode"] == ".status.mode"
+    assert columns["Desired"] == ".status.desiredReplicas"
+    assert columns["Saved-gCO2"] == ".status.savedGrams"
+
+
+def test_scaledobject_validates_against_keda_schema_and_our_servicer():
+    schema = yaml.safe_load(KEDA_SCHEMA.read_text())
+    (so,) = by_kind("ScaledObject")
+    jsonschema.Draft7Validator(schema).validate(so)
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["type"] in ("external", "external-push")
+    ref = SimpleNamespace(
+        name=so["metadata"]["name"],
+        namespace=so["metadata"]["namespace"],
+        scalerMetadata=trigger["metadata"],
+    )
+    assert parse_metadata(ref).workload == "web"
+    host, port = trigger["metadata"]["scalerAddress"].rsplit(":", 1)
+    (service,) = [d for d in by_kind("Service") if d["metadata"]["name"] == host.split(".")[0]]
+    assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(
+            {**so, "spec": {**so["spec"], "minReplicaCount": "zero"}}
+        )
+
+
+def test_example_hpa_uses_a_served_metric_with_average_value_one():
+    (hpa,) = by_kind("HorizontalPodAutoscaler")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] in METRIC_NAMES
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+
+
+def test_apiservice_points_at_the_scaler_service_and_rbac_is_wired():
+    (apiservice,) = by_kind("APIService")
+    assert apiservice["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
+    svc = apiservice["spec"]["service"]
+    assert any(
+        d["metadata"]["name"] == svc["name"] and d["metadata"]["namespace"] == svc["namespace"]
+        for d in by_kind("Service")
+    )
+    refs = {
+        (d["roleRef"]["kind"], d["roleRef"]["name"])
+        for d in by_kind("ClusterRoleBinding") + by_kind("RoleBinding")
+    }
+    assert ("ClusterRole", "system:auth-delegator") in refs
+    assert ("Role", "extension-apiserver-authentication-reader") in refs
+    hpa_binding = [
+        d
+        for d in by_kind("ClusterRoleBinding")
+        if d["subjects"][0]["name"] == "horizontal-pod-autoscaler"
+    ]
+    assert hpa_binding
+    assert hpa_binding[0]["subjects"][0]["namespace"] == "kube-system"

@@ -1,0 +1,35 @@
+"""Wiring helpers without sockets: the listen-address parser and the cross-field rules of
+the metrics API / kube settings groups."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from config.settings import KubeSettings, MetricsApiSettings
+from config.wiring import parse_listen
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:6443", ("127.0.0.1", 6443)),
+        ("[::1]:0", ("::1", 0)),
+        ("0.0.0.0:9090", ("0.0.0.0", 9090)),
+    ],
+)
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["6443", ":6443", "host:", "host:port", "h:70000"])
+def test_parse_listen_rejects_naming_the_field(bad):
+    with pytest.raises(ValueError, match=r"metrics_api\.listen"):
+        parse_listen(bad, field_name="metrics_api.listen")
+
+
+def test_settings_cross_field_rules():
+    with pytest.raises(pydantic.ValidationError, match="set together"):
+        MetricsApiSettings(tls_cert_file="/x")
+    with pytest.raises(pydantic.ValidationError, match="renew_deadline_seconds"):
+        KubeSettings(lease_duration_seconds=5, renew_deadline_seconds=5)
