@@ -10,6 +10,7 @@ localhost, printing where. With `--config FILE` it scales the workloads in the f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -25,9 +26,11 @@ import yaml
 from prometheus_client.registry import CollectorRegistry
 from pydantic import ValidationError
 
+from config.loading import LoadedConfig
+from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
-from config.wiring import build_scaler
+from config.wiring import build_scaler, start_scaler_services
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.sources.load import LoadSource
@@ -102,6 +105,16 @@ def _settings_for(config_file: Path | None, *, now: datetime, seed: int) -> Sett
     return settings
 
 
+def _explicit_scaler_fields(loaded: LoadedConfig[Settings]) -> dict[str, Any]:
+    """Scaler settings the user set (env or flags) that must survive the sample defaults."""
+    keys = {
+        path.split(".")[1]
+        for path, layer in loaded.provenance.items()
+        if path.startswith("scaler.") and layer != "default"
+    }
+    return {k: getattr(loaded.settings.scaler, k) for k in keys if k != "workloads"}
+
+
 def _bind(listen: str) -> socket.socket:
     host, sep, port_text = listen.rpartition(":")
     if not sep or not host or not port_text.isdigit():
@@ -119,12 +132,7 @@ def _bind(listen: str) -> socket.socket:
 
 
 @click.command("run")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML settings with scaler.workloads; without it, the SAMPLE DATA scenario.",
-)
+@settings_options
 @click.option(
     "--speed",
     type=click.FloatRange(min=0, min_open=True, max=100_000),
@@ -150,8 +158,9 @@ def _bind(listen: str) -> socket.socket:
     default="info",
     show_default=True,
 )
+@click.pass_context
 def run_command(
-    config_file: Path | None,
+    ctx: click.Context,
     speed: float,
     tick_seconds: float | None,
     listen: str | None,
@@ -164,7 +173,21 @@ def run_command(
     log = logging.getLogger("gridshift.scaler")
     wall = SystemClock()
     clock: Clock = AcceleratedClock(wall, speed=speed) if speed != 1.0 else wall
-    settings = _settings_for(config_file, now=clock.now(), seed=seed)
+    # defaults < --config FILE / $GRIDSHIFT_CONFIG < GRIDSHIFT_* env < --set (errors: exit 2)
+    loaded = loaded_settings_from_context(ctx)
+    settings = loaded.settings
+    if not settings.scaler.workloads:
+        from_file = [layer for layer in loaded.layers if layer.startswith("file:")]
+        if from_file:
+            raise click.BadParameter(
+                f"{from_file[0].removeprefix('file:')} defines no scaler.workloads",
+                param_hint="--config",
+            )
+        # No configuration: the embedded default, the SAMPLE DATA scenario.
+        sample = sample_settings(clock.now(), seed=seed).scaler
+        settings = settings.model_copy(
+            update={"scaler": sample.model_copy(update=_explicit_scaler_fields(loaded))}
+        )
     if tick_seconds is not None:
         scaler = settings.scaler.model_copy(update={"tick_interval_seconds": tick_seconds})
         settings = settings.model_copy(update={"scaler": scaler})
@@ -191,16 +214,22 @@ def run_command(
         + (f", time x{speed:g}" if speed != 1.0 else "")
         + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
     )
-    sys.stdout.flush()
     server = uvicorn.Server(
         uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
     )
-    built.service.start()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
+        # settings enable them; closing releases the Lease and stops the servers.
+        services = stack.enter_context(
+            start_scaler_services(settings, holder=built.holder, clock=clock)
+        )
+        for line in services.describe():
+            click.echo(f"  {line}")
+        sys.stdout.flush()
+        built.service.start()
+        stack.callback(built.service.shutdown)
         server.run(sockets=[sock])
-    finally:
-        built.service.shutdown()
-        sock.close()
 
 
 def _parse_instant(value: str, name: str) -> datetime:

@@ -628,7 +628,9 @@ class KedaSettings(_Group):
 
     enabled: bool = Field(True, description="Cheap to serve; KEDA users need no second server.")
     listen: str = Field(
-        "127.0.0.1:9090", description="Loopback by default; 0.0.0.0:9090 in-cluster."
+        "127.0.0.1:6000",
+        description="Loopback by default (6000, as in KEDA's external-scaler samples; 9090 is"
+        " Prometheus'); 0.0.0.0:6000 in-cluster.",
     )
     stream_poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How fast StreamIsActive notices a new decision."

@@ -660,6 +660,19 @@ class ScalerServices:
     def close(self) -> None:
         self._exit.close()
 
+    def describe(self) -> list[str]:
+        """One line per running service, for the start-up banner."""
+        lines: list[str] = []
+        if self.metrics_api is not None:
+            lines.append(
+                f"external metrics API: {self.metrics_api.url}/apis/external.metrics.k8s.io"
+            )
+        if self.keda is not None:
+            lines.append(f"KEDA external scaler (gRPC): port {self.keda.port}")
+        if self.kube is not None:
+            lines.append("Kubernetes: watching CarbonAwareScalers, leader election on")
+        return lines
+
     def __enter__(self) -> ScalerServices:
         return self
 

@@ -6,7 +6,7 @@ A ScaledObject trigger of type `external` (or `external-push`) points at this se
 triggers:
 - type: external-push          # or external
   metadata:
-    scalerAddress: gridshift-scaler.carbon-system.svc:9090
+    scalerAddress: gridshift-scaler.carbon-system.svc:6000
     workload: web              # default: the ScaledObject's name
     metric: desiredReplicas    # or carbonIntensity (then `region:` is required)
 ```

@@ -114,13 +114,17 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
     assert "scaler.workloads.0.capacity_per_replica" in r.output
     cfg.write_text("- just\n- a list\n")
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg)])
+    assert r.exit_code == 2
     assert "top level must be a mapping" in r.output
     cfg.write_text("scaler: {workloads: []}\n")
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg)])
+    assert r.exit_code == 2
     assert "defines no scaler.workloads" in r.output
     cfg.write_text("scaler: [unclosed\n")
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg)])
-    assert "cannot read" in r.output
+    assert r.exit_code == 2
+    assert "YAML syntax error" in r.output
+    assert "line 2, column 1" in r.output
 
 
 def test_real_sources_not_in_this_build_are_named(tmp_path: Path) -> None:
