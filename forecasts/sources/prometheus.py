@@ -161,8 +161,12 @@ class PrometheusConnection:
         return tuple(s for s in found if s)
 
 
-def build_client(connection: PrometheusConnection) -> httpx.Client:
-    """An `httpx.Client` for `connection`: base URL, timeout, auth and TLS verification."""
+def build_client(
+    connection: PrometheusConnection, *, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An `httpx.Client` for `connection`: base URL, timeout, auth and TLS verification.
+
+    `transport` replaces the network (tests pass an `httpx.MockTransport`)."""
     verify: ssl.SSLContext | bool
     if connection.insecure_skip_verify:
         verify = False
@@ -181,6 +185,7 @@ def build_client(connection: PrometheusConnection) -> httpx.Client:
         headers=headers,
         auth=connection.basic_auth,
         verify=verify,
+        transport=transport,
     )
 
 
@@ -244,11 +249,12 @@ class PrometheusLoadSource:
         max_points_per_request: int = 11_000,
         short_gap_steps: int = 3,
         name: str = "prometheus",
+        transport: httpx.BaseTransport | None = None,
     ) -> PrometheusLoadSource:
         """Build the adapter and its HTTP client from `connection`."""
         http = HttpSource(
             name=name,
-            client=build_client(connection),
+            client=build_client(connection, transport=transport),
             clock=clock,
             retry=retry or RetryPolicy(),
             breaker=breaker or CircuitBreaker(),
