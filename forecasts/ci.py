@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -198,23 +198,26 @@ class CronExpression:
         """APScheduler triggers whose union is this expression (two when day of month and
         day of week are both restricted: cron ORs them, APScheduler ANDs its fields)."""
 
-        def join(values: Iterable[int]) -> str:
+        def join(values: Sequence[int], lo: int, hi: int) -> str:
+            if values == tuple(range(lo, hi + 1)):
+                return "*"
             return ",".join(str(v) for v in values)
 
         common = {
-            "minute": join(self.minutes),
-            "hour": join(self.hours),
-            "month": join(self.months),
+            "minute": join(self.minutes, 0, 59),
+            "hour": join(self.hours, 0, 23),
+            "month": join(self.months, 1, 12),
             "timezone": zone,
         }
         # APScheduler numbers weekdays from Monday; names avoid the off-by-one.
         weekdays = ",".join(_APS_WEEKDAYS[d] for d in self.weekdays)
+        days = join(self.days, 1, 31)
         if self.days_restricted and self.weekdays_restricted:
             return (
-                CronTrigger(day=join(self.days), day_of_week="*", **common),
+                CronTrigger(day=days, day_of_week="*", **common),
                 CronTrigger(day="*", day_of_week=weekdays, **common),
             )
-        return (CronTrigger(day=join(self.days), day_of_week=weekdays, **common),)
+        return (CronTrigger(day=days, day_of_week=weekdays, **common),)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -306,10 +309,12 @@ class CISchedule:
                 fire = trigger.get_next_fire_time(previous, now)
                 if fire is None:  # pragma: no cover - APScheduler's year-9999 cut-off
                     break
-                fire = fire.astimezone(UTC)
-                if fire >= end:
+                # Feed APScheduler its own zone-aware value back: the UTC copy loses the
+                # fold of a repeated wall time and APScheduler would never get past it.
+                at = fire.astimezone(UTC)
+                if at >= end:
                     break
-                found.add(fire)
+                found.add(at)
                 previous = now = fire
         return tuple(sorted(found))
 

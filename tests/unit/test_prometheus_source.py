@@ -624,3 +624,27 @@ def test_settings_translate_to_a_connection() -> None:
 def test_settings_validation(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         PrometheusSettings(**kwargs)
+
+
+def test_ca_file_builds_a_verifying_client(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    pem = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(pem))
+    client = build_client(PrometheusConnection(url="https://prom.test", ca_file=pem))
+    assert str(client.base_url) == "https://prom.test"
+    client.close()
+
+
+def test_prometheus_warnings_are_kept_once() -> None:
+    b = to_epoch_s(T0)
+
+    def body(_p: dict[str, str]) -> dict[str, Any]:
+        answer = _matrix(({}, [[b, "1"]]))
+        answer["warnings"] = ["PromQL info: metric might not be a counter"]
+        return answer
+
+    got = _source(FakePrometheus(raw=body), max_points_per_request=2).fetch(
+        "rate(x[1m])", start=T0, end=T0 + 3 * STEP, step=STEP
+    )
+    assert got.requests == 2
+    assert got.warnings == ("PromQL info: metric might not be a counter",)
