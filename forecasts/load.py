@@ -171,20 +171,20 @@ class LoadHistory:
 class LoadSource(Protocol):
     """Load history of a workload from a metrics backend (Prometheus in production).
 
-    Points sit at `start + k*step` for `k = 0..floor((end - start)/step)`, both ends included,
-    after `start` and `end` are floored to multiples of `step` (aligned, so repeated calls
-    land on the same grid). The value at `t` is the query evaluated at `t`.
+    `history` returns the grid instants `t = start' + k*step` with `start' = floor(start)`
+    to a multiple of `step` and `t < end` (aligned, so repeated calls land on the same grid,
+    and half-open like `RegularSeries`). The value at `t` is the query evaluated at `t`;
+    NaN marks a missing step. Errors are `forecasts.sources.SourceError`s.
+
+    Adapters that also report how gaps were handled offer
+    `fetch(...) -> LoadHistory` (see `PrometheusLoadSource.fetch`).
     """
 
     @property
     def name(self) -> str: ...
 
-    def fetch(self, query: str, *, start: datetime, end: datetime, step: timedelta) -> LoadHistory:
-        """The series with its gap report; raises `forecasts.sources.SourceError`."""
-        ...
-
     def history(
         self, query: str, *, start: datetime, end: datetime, step: timedelta
     ) -> RegularSeries:
-        """`fetch(...).series`: gaps filled or marked by the gap rule."""
+        """Values of `query` on the aligned grid for instants before `end`."""
         ...

@@ -2,9 +2,11 @@
 
 What it owns:
 
-- **Aligned range queries.** `start` and `end` are floored to multiples of `step`, so every
-  call lands on the same grid; points sit at `start + k*step`, both ends included (as
-  `query_range` returns them).
+- **Aligned range queries.** `start` is floored to a multiple of `step`, so every call lands
+  on the same grid; points sit at `start + k*step` for every such instant before `end` (the
+  last one is `end` floored to the step, or one step earlier when `end` is on the grid), so
+  the result is half-open like `RegularSeries` and `series.end` is the first step to
+  forecast.
 - **Splitting.** Prometheus refuses more than 11,001 points per series (`(end-start)/step >
   11000`). Longer ranges are cut into requests of at most `max_points_per_request` points
   whose grids continue each other exactly (no point twice, none missing), then merged.
@@ -297,11 +299,14 @@ class PrometheusLoadSource:
         if step < timedelta(milliseconds=1):
             raise ValueError(f"step must be at least 1ms, got {step}")
         first = floor_to(ensure_utc(start, name="start"), step)
-        last = floor_to(ensure_utc(end, name="end"), step)
+        end = ensure_utc(end, name="end")
+        last = floor_to(end, step)
+        if last == end:
+            last -= step  # half-open: instants before `end`
         if last < first:
             raise ValueError(
-                f"end {end.isoformat()} is before start {start.isoformat()} (after aligning "
-                f"both to the {step} step)"
+                f"window [{start.isoformat()}, {end.isoformat()}) holds no {step} step "
+                f"(start is floored to the step, end is exclusive)"
             )
         step_s = step.total_seconds()
         first_s = to_epoch_s(first)

@@ -107,7 +107,15 @@ def _source(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any):
     return PrometheusLoadSource(http=http, **kwargs)
 
 
-def test_grid_is_aligned_and_both_ends_are_included() -> None:
+def test_aligned_end_is_exclusive() -> None:
+    fake = FakePrometheus()
+    got = _source(fake).fetch("load", start=T0, end=T0 + 10 * STEP, step=STEP)
+    assert len(got.series) == 10
+    assert got.series.end == T0 + 10 * STEP
+    assert fake.requests[0].url.params["end"] == str(int(to_epoch_s(T0 + 9 * STEP)))
+
+
+def test_grid_is_aligned_and_ends_at_the_last_step_before_end() -> None:
     fake = FakePrometheus()
     source = _source(fake)
     got = source.fetch(
@@ -145,7 +153,7 @@ def test_long_ranges_are_split_and_merged_exactly(
 ) -> None:
     fake = FakePrometheus()
     source = _source(fake, max_points_per_request=max_points)
-    got = source.fetch("load", start=T0, end=T0 + STEP * (points - 1), step=STEP)
+    got = source.fetch("load", start=T0, end=T0 + STEP * points, step=STEP)
     assert got.requests == requests == len(fake.requests)
     assert len(got.series) == points
     np.testing.assert_array_equal(got.series.values, [_value(t) for t in got.series.epoch_s()])
@@ -161,7 +169,7 @@ def test_gap_rule_runs_after_merging_across_chunk_boundaries() -> None:
     # A 2-step gap straddling the chunk boundary at index 5 and a 6-step gap later.
     missing = {base + 60 * k for k in (4, 5)} | {base + 60 * k for k in range(10, 16)}
     source = _source(FakePrometheus(missing=missing), max_points_per_request=5, short_gap_steps=3)
-    got = source.fetch("load", start=T0, end=T0 + STEP * 19, step=STEP)
+    got = source.fetch("load", start=T0, end=T0 + STEP * 20, step=STEP)
     assert [(g.start, g.steps) for g in got.interpolated] == [(T0 + 4 * STEP, 2)]
     assert [(g.start, g.steps) for g in got.marked] == [(T0 + 10 * STEP, 6)]
     np.testing.assert_allclose(got.series.values[4:6], [_value(base + 240), _value(base + 300)])
@@ -181,7 +189,7 @@ def test_nan_and_inf_samples_count_as_missing() -> None:
         ({}, [[b, "1"], [b + 60, "NaN"], [b + 120, "+Inf"], [b + 180, "-Inf"], [b + 240, "5"]])
     )
     source = _source(FakePrometheus(raw=lambda _p: body), short_gap_steps=3)
-    got = source.fetch("load", start=T0, end=T0 + 4 * STEP, step=STEP)
+    got = source.fetch("load", start=T0, end=T0 + 5 * STEP, step=STEP)
     assert got.non_finite_samples == 3
     np.testing.assert_allclose(got.series.values, [1, 2, 3, 4, 5])
     assert [g.steps for g in got.interpolated] == [3]
@@ -235,7 +243,7 @@ def test_several_series_can_be_summed_per_step() -> None:
         ({"i": "b"}, [[b + 60, "10"], [b + 120, "20"]]),
     )
     source = _source(FakePrometheus(raw=lambda _p: body), short_gap_steps=0)
-    got = source.fetch("load", start=T0, end=T0 + 3 * STEP, step=STEP, aggregate="sum")
+    got = source.fetch("load", start=T0, end=T0 + 4 * STEP, step=STEP, aggregate="sum")
     np.testing.assert_array_equal(got.series.values, [1, 12, 20, np.nan])
 
 
@@ -363,14 +371,15 @@ def test_long_queries_go_by_post_form_short_ones_by_get() -> None:
 
 def test_query_timeout_is_sent_to_prometheus() -> None:
     fake = FakePrometheus()
-    _source(fake, query_timeout_seconds=2.5).fetch("load", start=T0, end=T0, step=STEP)
+    _source(fake, query_timeout_seconds=2.5).fetch("load", start=T0, end=T0 + STEP, step=STEP)
     assert fake.requests[0].url.params["timeout"] == "2.5"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        pytest.param({"start": T0, "end": T0 - STEP, "step": STEP}, "before start", id="reversed"),
+        pytest.param({"start": T0, "end": T0 - STEP, "step": STEP}, "holds no", id="reversed"),
+        pytest.param({"start": T0, "end": T0, "step": STEP}, "holds no", id="empty"),
         pytest.param(
             {"start": T0, "end": T0, "step": timedelta(microseconds=10)},
             "at least 1ms",
@@ -407,7 +416,7 @@ def test_adapter_options_are_validated(kwargs: dict[str, Any], match: str) -> No
 
 def test_history_is_the_series_of_fetch() -> None:
     source = _source(FakePrometheus())
-    series = source.history("load", start=T0, end=T0 + 2 * STEP, step=STEP)
+    series = source.history("load", start=T0, end=T0 + 3 * STEP, step=STEP)
     assert len(series) == 3
     assert series.start == T0
     assert source.name == "prometheus"
@@ -545,7 +554,7 @@ def test_bearer_token_is_sent_and_scrubbed_from_errors() -> None:
         conn, clock=FrozenClock(T0), transport=httpx.MockTransport(handler)
     )
     with pytest.raises(SourceRequestError) as info:
-        source.fetch("up", start=T0, end=T0, step=STEP)
+        source.fetch("up", start=T0, end=T0 + STEP, step=STEP)
     assert seen[0].headers["authorization"] == "Bearer s3cr3t-token"
     assert "s3cr3t-token" not in str(info.value)
     assert "s3cr3t-token" not in repr(conn)
