@@ -27,6 +27,7 @@ MODULES = [
     "config",
     "config.settings",
     "config.cli",
+    "config.cmd_load",
 ]
 
 
