@@ -462,16 +462,26 @@ def learn_uplift(
     daily_harmonics: int = 3,
     weekly_harmonics: int = 2,
     min_in_run_steps: int = 3,
+    regressors: FloatArray | None = None,
 ) -> tuple[UpliftEstimate, ...]:
     """Estimate each schedule's extra load per run from `history` (method in the module doc).
 
     Schedules with a known `extra_load` are not re-estimated: their load is subtracted first
     and their estimate repeats the given value. NaN steps of `history` are ignored.
+    `regressors` may pass `regressors_for(history, schedules)` when the caller has it already.
     """
     if daily_harmonics < 0 or weekly_harmonics < 0:
         raise ValueError("harmonics must be >= 0")
     _check_unique(schedules)
-    x_all = regressors_for(history, schedules)
+    if regressors is None:
+        x_all = regressors_for(history, schedules)
+    else:
+        x_all = np.asarray(regressors, dtype=float)
+        if x_all.shape != (len(history), len(schedules)):
+            raise ValueError(
+                f"regressors have shape {x_all.shape}, expected "
+                f"({len(history)}, {len(schedules)}) (steps x schedules)"
+            )
     y = np.array(history.values, dtype=float)
     known = [j for j, s in enumerate(schedules) if s.extra_load is not None]
     if known:
@@ -502,13 +512,19 @@ def learn_uplift(
                 f"ran during {in_run} measured steps of the history; need {min_in_run_steps}",
             )
             candidates.remove(j)
-    # Drop regressors the baseline and the others explain (FWL residual ~ 0), then fit.
+    # Frisch-Waugh-Lovell: take the baseline out of the load and of every regressor once
+    # (an orthonormal basis from QR), then work with the few regressor columns only.
+    basis, _ = np.linalg.qr(base)
+    xr = x_all - basis @ (basis.T @ x_all)
+    yr = y - basis @ (basis.T @ y)
+    sizes = (x_all * x_all).sum(axis=0)
+    # Drop regressors the baseline and the others explain (residual ~ 0), worst first.
     while candidates:
-        design = np.column_stack([base, x_all[:, candidates]])
+        sub = xr[:, candidates]
         unexplained = {}
         for pos, j in enumerate(candidates):
-            resid = _residualise(design, base.shape[1] + pos)
-            unexplained[j] = float(resid @ resid) / float(x_all[:, j] @ x_all[:, j])
+            resid = _residualise(sub, pos)
+            unexplained[j] = float(resid @ resid) / float(sizes[j])
         worst = min(candidates, key=unexplained.__getitem__)
         if unexplained[worst] >= 1e-6:
             break
@@ -522,20 +538,18 @@ def learn_uplift(
         )
         candidates.remove(worst)
     if candidates:
-        design = np.column_stack([base, x_all[:, candidates]])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        resid = y - design @ coef
-        dof = max(design.shape[0] - design.shape[1], 1)
+        sub = xr[:, candidates]
+        coef, *_ = np.linalg.lstsq(sub, yr, rcond=None)
+        resid = yr - sub @ coef
+        dof = max(sub.shape[0] - base.shape[1] - sub.shape[1], 1)
         sigma2 = float(resid @ resid) / dof
         for pos, j in enumerate(candidates):
-            value = float(coef[base.shape[1] + pos])
-            # Frisch-Waugh-Lovell: var(beta_j) = sigma^2 / ||x_j residualised on the rest||^2.
-            r = _residualise(design, base.shape[1] + pos)
-            stderr = math.sqrt(sigma2 / float(r @ r))
+            # var(beta_j) = sigma^2 / ||x_j residualised on the baseline and the others||^2.
+            r = _residualise(sub, pos)
             estimates[j] = UpliftEstimate(
                 schedules[j].name,
-                value,
-                stderr,
+                float(coef[pos]),
+                math.sqrt(sigma2 / float(r @ r)),
                 int((x_all[:, j] > 0).sum()),
                 "least squares on a seasonal baseline",
             )
@@ -543,11 +557,22 @@ def learn_uplift(
 
 
 def with_learned_uplift(
-    schedules: Sequence[CISchedule], history: RegularSeries, **options: int
+    schedules: Sequence[CISchedule],
+    history: RegularSeries,
+    *,
+    daily_harmonics: int = 3,
+    weekly_harmonics: int = 2,
+    min_in_run_steps: int = 3,
 ) -> tuple[tuple[CISchedule, ...], tuple[UpliftEstimate, ...]]:
     """Schedules with `extra_load` filled in from `learn_uplift` where it was unknown and
     could be learned (others unchanged), plus the estimates."""
-    estimates = learn_uplift(history, schedules, **options)
+    estimates = learn_uplift(
+        history,
+        schedules,
+        daily_harmonics=daily_harmonics,
+        weekly_harmonics=weekly_harmonics,
+        min_in_run_steps=min_in_run_steps,
+    )
     updated = tuple(
         replace(s, extra_load=e.extra_load)
         if s.extra_load is None and e.extra_load is not None

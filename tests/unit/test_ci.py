@@ -430,3 +430,13 @@ def test_uplift_options_are_checked() -> None:
     history = _synthetic({"nightly": 0.0, "lunch": 0.0})
     with pytest.raises(ValueError, match="harmonics"):
         learn_uplift(history, [NIGHTLY], daily_harmonics=-1)
+    with pytest.raises(ValueError, match=r"shape \(3, 1\), expected \(1008, 1\)"):
+        learn_uplift(history, [NIGHTLY], regressors=np.zeros((3, 1)))
+
+
+def test_precomputed_regressors_give_the_same_estimates() -> None:
+    history = _synthetic({"nightly": 50.0, "lunch": 20.0})
+    x = regressors_for(history, [NIGHTLY, LUNCH])
+    assert learn_uplift(history, [NIGHTLY, LUNCH], regressors=x) == learn_uplift(
+        history, [NIGHTLY, LUNCH]
+    )

@@ -628,6 +628,7 @@ def test_settings_translate_to_a_connection() -> None:
         ),
         pytest.param({"max_points_per_request": 20_000}, "less than or equal", id="too many"),
         pytest.param({"short_gap_steps": -1}, "greater than or equal", id="negative gap"),
+        pytest.param({"url": "prometheus:9090"}, "must start with http", id="url scheme"),
     ],
 )
 def test_settings_validation(kwargs: dict[str, Any], match: str) -> None:
