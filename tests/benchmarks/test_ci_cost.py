@@ -12,9 +12,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from forecasts.ci import CISchedule, learn_uplift, regressor_matrix
 from forecasts.series import RegularSeries
+
+pytestmark = pytest.mark.slow  # `make bench` runs it; `make unit` skips it
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 STEPS = 365 * 24
