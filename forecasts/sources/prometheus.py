@@ -217,8 +217,9 @@ class PrometheusLoadSource:
     """`LoadSource` over Prometheus' HTTP API, plus instant queries.
 
     Build it with `PrometheusLoadSource.connect(...)` or from an `HttpSource` whose client
-    has Prometheus' base URL. `query_timeout_seconds` is also sent as the `timeout`
-    parameter, so Prometheus gives up on a query as soon as we do.
+    has Prometheus' base URL. `query_timeout_seconds` is sent as the `timeout` parameter;
+    `connect` sets it to 90% of the client timeout, so Prometheus abandons a slow query (and
+    answers 503 `timeout`, a `SourceUnavailable`) just before the client would give up.
     """
 
     http: HttpSource
@@ -258,7 +259,8 @@ class PrometheusLoadSource:
             name=name,
             client=build_client(connection, transport=transport),
             clock=clock,
-            retry=retry or RetryPolicy(),
+            # Bounded: a tick must not wait out four timed-out heavy queries.
+            retry=retry or RetryPolicy(attempts=3, max_delay_seconds=5.0),
             breaker=breaker or CircuitBreaker(),
             cache_ttl_seconds=0.0,
             secrets=connection.secrets,
@@ -267,7 +269,8 @@ class PrometheusLoadSource:
             http=http,
             max_points_per_request=max_points_per_request,
             short_gap_steps=short_gap_steps,
-            query_timeout_seconds=connection.timeout_seconds,
+            # Prometheus stops (and says `timeout`) a little before the client gives up.
+            query_timeout_seconds=round(connection.timeout_seconds * 0.9, 3),
         )
 
     @property

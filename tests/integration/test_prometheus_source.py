@@ -4,7 +4,8 @@ Aspects: counters with resets through rate(); short gaps interpolated and long/e
 marked; a stale series; NaN/+Inf samples; several series (error, sum); the >11,000-point
 split against the generator's truth and against one direct query, and the server's own
 refusal of an unsplit range; instant queries; long queries by POST; Prometheus down
-(connection refused), slow (a delaying proxy and a short client timeout), and answering
+(connection refused), slow (a delaying proxy and a short client timeout; Prometheus' own
+query timeout -> 503 `timeout`), and answering
 errors (bad PromQL -> bad_data, many-to-many -> execution).
 """
 
@@ -295,3 +296,13 @@ def test_slow_prometheus_times_out_as_unavailable(
     through_proxy = patient.fetch("gs_ratio", start=T0, end=T0 + 5 * M, step=M)
     direct = prom.fetch("gs_ratio", start=T0, end=T0 + 5 * M, step=M)
     np.testing.assert_array_equal(through_proxy.series.values, direct.series.values)
+
+
+def test_server_side_timeout_is_unavailable_with_its_errortype(
+    backfilled_prometheus: PrometheusServer, make_source: Callable[..., PrometheusLoadSource]
+) -> None:
+    source = make_source(backfilled_prometheus.url)
+    source.query_timeout_seconds = 0.001  # Prometheus' own `timeout` parameter
+    with pytest.raises(SourceUnavailable, match="query timed out") as info:
+        source.fetch("sum(count_over_time(gs_fine[4h]))", start=T0, end=T0 + 11_000 * S, step=S)
+    assert (info.value.error_type, info.value.status) == ("timeout", 503)

@@ -558,7 +558,7 @@ def test_bearer_token_is_sent_and_scrubbed_from_errors() -> None:
     assert seen[0].headers["authorization"] == "Bearer s3cr3t-token"
     assert "s3cr3t-token" not in str(info.value)
     assert "s3cr3t-token" not in repr(conn)
-    assert source.query_timeout_seconds == conn.timeout_seconds
+    assert source.query_timeout_seconds == pytest.approx(0.9 * conn.timeout_seconds)
     source.close()
 
 
