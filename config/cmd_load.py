@@ -3,7 +3,8 @@
 - `gridshift prometheus history QUERY --since 6h --step 1m` runs a workload's PromQL the way
   the scaler will (aligned, split, gap rule) and prints the gap report and the values
   (table, JSON or CSV). Connection settings come from the `prometheus` settings group
-  (`GRIDSHIFT_PROMETHEUS__URL`, ...); `--url` overrides the URL.
+  (`GRIDSHIFT_PROMETHEUS__URL`, ...); `--url` overrides the URL. `--rate` turns a counter
+  selector into `sum(rate(counter[window]))` using `scrape_interval_seconds`.
 - `gridshift ci expand CRON --timezone Europe/London --duration 30m --window 7d` validates a
   CI schedule and lists its next runs in UTC and local time.
 """
@@ -26,7 +27,7 @@ from forecasts.load import LoadHistory
 from forecasts.sources.clock import SystemClock
 from forecasts.sources.errors import SourceError
 from forecasts.sources.http import RetryPolicy
-from forecasts.sources.prometheus import PrometheusLoadSource
+from forecasts.sources.prometheus import PrometheusLoadSource, rate_query
 from forecasts.time import UTC, Clock, ensure_utc, parse_duration
 
 __all__ = ["ci_group", "format_history", "prometheus_group"]
@@ -136,6 +137,13 @@ def prometheus_group() -> None:
 )
 @click.option("--url", default=None, help="Prometheus base URL (overrides the settings).")
 @click.option(
+    "--rate",
+    "as_rate",
+    is_flag=True,
+    help="QUERY is a counter selector: fetch sum(rate(QUERY[window])) with the window rule "
+    "(4 scrape intervals, or step + 1 scrape).",
+)
+@click.option(
     "--sum",
     "sum_series",
     is_flag=True,
@@ -155,6 +163,7 @@ def history_command(
     until: datetime | None,
     step: timedelta,
     url: str | None,
+    as_rate: bool,
     sum_series: bool,
     unit: str,
     fmt: Literal["table", "json", "csv"],
@@ -173,6 +182,9 @@ def history_command(
     )
     end = until or clock.now()
     try:
+        if as_rate:
+            scrape = timedelta(seconds=settings.scrape_interval_seconds)
+            query = rate_query(query, scrape_interval=scrape, step=step)
         got = source.fetch(
             query,
             start=end - since,

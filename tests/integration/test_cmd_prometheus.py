@@ -57,3 +57,28 @@ def test_history_errors_exit_1(
     result = CliRunner().invoke(cli, ["prometheus", "history", query, *WINDOW, "--url", target])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_history_of_a_counter_rate(
+    backfilled_prometheus: PrometheusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDSHIFT_PROMETHEUS__SCRAPE_INTERVAL_SECONDS", "15")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "prometheus",
+            "history",
+            "gs_requests_total",
+            "--rate",
+            *WINDOW,
+            "--url",
+            backfilled_prometheus.url,
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["query"] == "sum(rate(gs_requests_total[315s]))"  # 5m step + 1 scrape
+    values = [p["value"] for p in data["points"][1:]]
+    assert all(15 < v < 25 for v in values)  # about 20 requests/s, resets included
