@@ -17,7 +17,10 @@ What it owns:
   (`LoadHistory.non_finite_samples`) and treated as missing samples; anything that does not
   parse as a number raises `SourceDataError`.
 - **Gaps.** The gap rule of `forecasts.load` (short gaps interpolated, long and edge gaps
-  marked NaN) is applied to the merged grid.
+  marked NaN) is applied to the merged grid. Prometheus itself already carries the last
+  sample forward for up to its lookback delta (5 min by default), so missed scrapes shorter
+  than that never reach the rule; a target that disappears is marked stale by Prometheus at
+  once, and its history ends in a marked gap (see `LoadHistory.last_observed_at`).
 - **Counters.** `rate_query` builds `rate(counter[window])` with the window rule of
   `rate_window`.
 - **Errors.** Through `HttpSource`: timeouts, refused connections and 5xx/503 (Prometheus'

@@ -3,7 +3,8 @@
 Aspects: the reusable `running_prometheus(scrape_targets=...)` fixture; a fresh
 `CollectorRegistry` served on 127.0.0.1 (the scaler's /metrics plugs in the same way);
 `up`, a counter and a gauge read back with instant and range queries; `rate()` of the
-scraped counter.
+scraped counter; a target that vanishes goes stale (staleness markers) and its history ends in
+a marked gap.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class App:
     target: str
     requests: Counter
     replicas: Gauge
+    stop: Callable[[], None]
 
 
 @pytest.fixture
@@ -39,10 +41,18 @@ def app() -> Iterator[App]:
     requests = Counter("gridshift_test_requests", "Requests served.", registry=registry)
     replicas = Gauge("gridshift_test_replicas", "Replicas wanted.", registry=registry)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    yield App(f"127.0.0.1:{server.server_port}", requests, replicas)
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+    yield App(f"127.0.0.1:{server.server_port}", requests, replicas, stop)
+    stop()
 
 
 def _eventually(check: Callable[[], bool], *, timeout_seconds: float = 30.0) -> None:
@@ -92,3 +102,42 @@ def test_scraped_metrics_read_back_through_the_adapter(app: App, tmp_path: Path)
         # Scraped every second: a few seconds on, the range shows one point per second.
         _eventually(lambda: len(recent_replicas()) >= 3)
         assert set(recent_replicas()) == {3.0}
+
+
+def test_a_vanished_target_goes_stale(app: App, tmp_path: Path) -> None:
+    """Real staleness: when scrapes fail Prometheus writes staleness markers, so the series
+    disappears at once (no 5 min lookback) and the history ends in a marked gap."""
+    app.replicas.set(7)
+    clock = SystemClock()
+    with (
+        running_prometheus(tmp_path, scrape_targets=[app.target], scrape_interval="1s") as srv,
+        contextlib.closing(
+            PrometheusLoadSource.connect(
+                PrometheusConnection(url=srv.url, timeout_seconds=5),
+                clock=clock,
+                retry=RetryPolicy(attempts=1),
+            )
+        ) as source,
+    ):
+
+        def replicas() -> float | None:
+            return source.instant_value("gridshift_test_replicas", at=clock.now())
+
+        _eventually(lambda: replicas() == 7.0)
+        time.sleep(2.5)  # a few more scrapes
+        app.stop()
+        _eventually(lambda: source.instant_value('up{job="app"}', at=clock.now()) == 0.0)
+        _eventually(lambda: replicas() is None)
+        time.sleep(2.5)  # a few steps after the marker
+        now = clock.now()
+        got = source.fetch(
+            "gridshift_test_replicas",
+            start=now - timedelta(seconds=30),
+            end=now,
+            step=timedelta(seconds=1),
+        )
+        last = got.last_observed_at
+        assert last is not None
+        assert now - last >= timedelta(seconds=2)
+        assert got.marked[-1].end == got.series.end  # trailing gap, never interpolated
+        assert set(got.series.values[got.measured_mask]) == {7.0}
