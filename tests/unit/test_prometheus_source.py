@@ -1,7 +1,8 @@
 """The Prometheus adapter over `httpx.MockTransport` (no sockets).
 
 Aspects: aligned grid and parameters; splitting past the 11,000-point limit with an exact
-merge; gap rule applied after merging; NaN/Inf samples; several series (error or sum);
+merge (table and hypothesis); gap rule applied after merging; NaN/Inf samples; several
+series (error or sum);
 resultType checks; errorType replies mapped to typed errors; 503 timeout; non-JSON answers;
 POST form for long queries; auth headers and secret scrubbing; instant queries; rate_query,
 rate_window and format_duration; connection and settings validation.
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.settings import PrometheusSettings
@@ -658,3 +661,15 @@ def test_prometheus_warnings_are_kept_once() -> None:
     )
     assert got.requests == 2
     assert got.warnings == ("PromQL info: metric might not be a counter",)
+
+
+@settings(max_examples=30)
+@given(points=st.integers(1, 400), max_points=st.integers(2, 60), offset_s=st.integers(0, 59))
+def test_split_merge_property(points: int, max_points: int, offset_s: int) -> None:
+    fake = FakePrometheus()
+    source = _source(fake, max_points_per_request=max_points)
+    start = T0 + timedelta(seconds=offset_s)
+    got = source.fetch("load", start=start, end=T0 + STEP * points, step=STEP)
+    assert len(got.series) == points
+    assert got.requests == len(fake.requests) == -(-points // max_points)
+    np.testing.assert_array_equal(got.series.values, [_value(t) for t in got.series.epoch_s()])
