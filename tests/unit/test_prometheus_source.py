@@ -146,7 +146,7 @@ def test_grid_is_aligned_and_ends_at_the_last_step_before_end() -> None:
     [
         pytest.param(11_001, 11_001, 1, id="11001 points fit one request"),
         pytest.param(12_001, 11_000, 2, id="12001 points need two"),
-        pytest.param(25_000, 11_000, 3, id="25000 points need three"),
+        pytest.param(2_500, 1_000, 3, id="three chunks"),
         pytest.param(10, 3, 4, id="small chunks"),
         pytest.param(6, 2, 3, id="exact multiple"),
     ],
