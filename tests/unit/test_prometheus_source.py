@@ -663,8 +663,8 @@ def test_prometheus_warnings_are_kept_once() -> None:
     assert got.warnings == ("PromQL info: metric might not be a counter",)
 
 
-@settings(max_examples=30)
-@given(points=st.integers(1, 400), max_points=st.integers(2, 60), offset_s=st.integers(0, 59))
+@settings(max_examples=15)
+@given(points=st.integers(1, 200), max_points=st.integers(2, 60), offset_s=st.integers(0, 59))
 def test_split_merge_property(points: int, max_points: int, offset_s: int) -> None:
     fake = FakePrometheus()
     source = _source(fake, max_points_per_request=max_points)
