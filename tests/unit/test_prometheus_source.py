@@ -664,7 +664,7 @@ def test_prometheus_warnings_are_kept_once() -> None:
 
 
 @settings(max_examples=15)
-@given(points=st.integers(1, 200), max_points=st.integers(2, 60), offset_s=st.integers(0, 59))
+@given(points=st.integers(1, 200), max_points=st.integers(8, 60), offset_s=st.integers(0, 59))
 def test_split_merge_property(points: int, max_points: int, offset_s: int) -> None:
     fake = FakePrometheus()
     source = _source(fake, max_points_per_request=max_points)
