@@ -473,7 +473,7 @@ _MONTH = st.sampled_from(["*", "1", "2", "jan-feb", "*/2"])
 _DOW = st.sampled_from(["*", "0", "1-5", "mon-fri", "6,0", "7", "*/2", "fri", "2-4"])
 
 
-@settings(max_examples=10)
+@settings(max_examples=8)
 @given(minute=_MINUTE, hour=_HOUR, dom=_DOM, month=_MONTH, dow=_DOW)
 def test_fire_times_match_a_brute_force_reference(
     minute: str, hour: str, dom: str, month: str, dow: str
@@ -484,5 +484,5 @@ def test_fire_times_match_a_brute_force_reference(
     except ValueError:
         return  # e.g. 31 February: rejected, covered elsewhere
     start = _utc(2024, 1, 1)
-    got = _schedule(cron).fire_times(start=start, end=start + timedelta(days=60))
-    assert list(got) == _reference_fires(expr, start=start, days=60), cron
+    got = _schedule(cron).fire_times(start=start, end=start + timedelta(days=40))
+    assert list(got) == _reference_fires(expr, start=start, days=40), cron
