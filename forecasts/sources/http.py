@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +34,13 @@ _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace each non-empty secret in `text` with `***`."""
+    """Replace each non-empty secret in `text`, also in its URL-encoded form, with `***`."""
     for s in secrets:
         if s:
             text = text.replace(s, "***")
+            encoded = urllib.parse.quote(s, safe="")
+            if encoded != s:
+                text = text.replace(encoded, "***")
     return text
 
 
@@ -122,18 +126,25 @@ class HttpSource:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     cache_ttl_seconds: float = 300.0
-    secrets: Sequence[str] = ()
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
-    _cache: TTLCache[tuple[str, ...], Any] = field(init=False)
+    secrets: Sequence[str] = field(default=(), repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
+    _cache: TTLCache[tuple[str, ...], Any] = field(init=False, repr=False)
+    _secrets: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._cache = TTLCache(
             maxsize=1024, ttl=max(self.cache_ttl_seconds, 1e-9), timer=self.breaker.monotonic
         )
+        self._secrets = [s for s in self.secrets if s]
+
+    def add_secret(self, secret: str) -> None:
+        """Scrub `secret` too from now on (e.g. a bearer token obtained at run time)."""
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
 
     def _scrub(self, text: str) -> str:
-        return redact(text, self.secrets)
+        return redact(text, self._secrets)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -161,12 +172,15 @@ class HttpSource:
         """
         if cache_key is not None and cache_key in self._cache:
             return self._cache[cache_key]
-        if not self.breaker.allow():
+        state = self.breaker.state
+        if state == "open":
             raise SourceUnavailable(
                 f"circuit open after {self.breaker.failures} consecutive failures; "
                 f"next try in {self.breaker.seconds_until_retry():.0f}s",
                 source=self.name,
             )
+        # Half-open: one probe, no retries; its outcome closes or re-opens the breaker.
+        attempts = 1 if state == "half-open" else self.retry.attempts
         hdrs = dict(headers or {})
         renewed = False
         attempt = 0
@@ -195,6 +209,13 @@ class HttpSource:
                     source=self.name,
                 )
                 retry_after = None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                # Not transient: a malformed URL, a body we cannot decode, redirect loops.
+                raise SourceRequestError(
+                    f"request to {self._where(url)} failed ({type(exc).__name__}: "
+                    f"{self._scrub(str(exc))})",
+                    source=self.name,
+                ) from None
             else:
                 status = response.status_code
                 if status == 401 and on_unauthorized is not None and not renewed:
@@ -226,7 +247,7 @@ class HttpSource:
                     retry_after_seconds=retry_after,
                     error_type=error_type,
                 )
-            if attempt >= self.retry.attempts:
+            if attempt >= attempts:
                 self.breaker.record_failure()
                 raise err
             delay = self.retry.delay(attempt, self.rng)

@@ -1,3 +1,13 @@
-"""Carbon-intensity providers: one adapter per provider, all playing `CarbonSource`."""
+"""Carbon-intensity providers: one adapter per provider, all playing `CarbonSource`.
+
+- `electricitymaps`: Electricity Maps v3 (latest, past-range history, forecast).
+- `watttime`: WattTime v3 (login/bearer, forecast, historical, signal-index as a percentile).
+- `uk`: GB Carbon Intensity API (national and the 17 regions, fw24h/fw48h forecasts).
+- `carbon_aware_sdk`: the GSF Carbon Aware SDK WebAPI.
+- `trace`: CSV replay in the layout of `../shared/data`.
+- `fallback`: a chain per region ending in the last known value (stale, with its age).
+
+`config.wiring.build_carbon_source` assembles them from settings.
+"""
 
 __all__: list[str] = []

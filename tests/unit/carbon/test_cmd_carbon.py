@@ -1,0 +1,183 @@
+"""`gridshift carbon now|history|forecast` in-process (click's runner) against the local server.
+
+Aspects: the acceptance path (UK base URL pointed at a local server prints the series as
+JSON; with that server down the last known value answers, stale with its age, and stderr says
+so); fallback to a second provider; json/csv/table formats; usage errors (unknown region,
+unconfigured --source, bad times, bad durations, invalid configuration) exit 2 without a
+traceback; nothing to answer exits 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from config.cli import cli
+from tests.unit.carbon.conftest import ReplayServer, Reply
+
+AT = "2025-01-20T12:00Z"
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: ReplayServer) -> Path:
+    """UK API on the local server, one attempt (no real sleeping), a private last-known file."""
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__BASE_URL", server.url)
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("GRIDSHIFT_CARBON__HTTP__RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("GRIDSHIFT_CARBON__LAST_KNOWN_PATH", str(tmp_path / "carbon.json"))
+    return tmp_path
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["carbon", *args], catch_exceptions=False)
+
+
+FORECAST = ("forecast", "--region", "GB", "--source", "uk", "--at", AT, "--horizon", "3h")
+
+
+def test_forecast_json_then_fallback_to_last_known(
+    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.route("/intensity/", Reply.fixture("uk", "national_fw48h"))
+    first = run(*FORECAST, "--format", "json")
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["source"] == "uk"
+    assert doc["provider"] == "uk"
+    assert doc["stale"] is False
+    assert doc["unit"] == "gCO2eq/kWh"
+    assert [p["value"] for p in doc["points"]] == [182, 175, 168, 160, 171, 190]
+    assert {p["quality"] for p in doc["points"]} == {"forecast"}
+    assert 0 <= doc["age_seconds"] < 60
+    assert first.stderr == ""
+
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__BASE_URL", closed_port_url())  # server down
+    second = run(*FORECAST, "--format", "json")
+    assert second.exit_code == 0, second.stderr
+    stale = json.loads(second.stdout)
+    assert stale["source"] == "last-known"
+    assert stale["provider"] == "uk"
+    assert stale["stale"] is True
+    assert stale["age_seconds"] >= 0
+    assert stale["points"] == doc["points"]
+    assert "connection failed" in stale["note"]
+    assert "warning: no source answered; serving a stale value: last known value from uk" in (
+        second.stderr
+    )
+
+
+def test_nothing_to_fall_back_to_exits_1(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__BASE_URL", closed_port_url())
+    result = run(*FORECAST, "--format", "json")
+    assert result.exit_code == 1
+    assert "no last known value" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_second_provider_answers_and_stderr_says_so(
+    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDSHIFT_CARBON__ELECTRICITYMAPS__BASE_URL", server.url + "/v3")
+    monkeypatch.setenv("GRIDSHIFT_CARBON__ELECTRICITYMAPS__TOKEN", "em-cli-token")
+    server.route("/v3/carbon-intensity/", Reply(503, b'{"error": "maintenance"}'))
+    server.route("/intensity/", Reply.fixture("uk", "national_range"))
+    result = run("now", "--region", "gb", "--at", "2025-01-20T12:10Z", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["source"] == "uk"
+    assert doc["stale"] is False
+    assert doc["region"] == "GB"
+    assert [p["value"] for p in doc["points"]] == [176]
+    assert "electricitymaps did not answer; uk did" in result.stderr
+    assert "maintenance" in result.stderr
+    assert "em-cli-token" not in result.stderr + result.stdout
+
+
+def test_history_csv(env: Path, server: ReplayServer) -> None:
+    server.route("/intensity/", Reply.fixture("uk", "national_range"))
+    result = run(
+        "history", "-r", "GB", "--start", "2025-01-20T11:00Z", "--end", "2025-01-20T12:30Z",
+        "--format", "csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["timestamp_utc"], r["value"], r["quality"]) for r in rows] == [
+        ("2025-01-20T11:00:00Z", "204", "measured"),
+        ("2025-01-20T11:30:00Z", "188", "measured"),
+        ("2025-01-20T12:00:00Z", "176", "measured"),
+    ]
+    assert {r["source"] for r in rows} == {"uk"}
+    assert {r["stale"] for r in rows} == {"false"}
+
+
+def test_table(env: Path, server: ReplayServer) -> None:
+    server.route("/intensity/", Reply.fixture("uk", "national_fw48h"))
+    result = run(*FORECAST)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("GB forecast from uk (provider uk; fetched ")
+    assert "average signal in gCO2eq/kWh, 30m00s resolution, 6 points" in lines[1]
+    assert lines[3].split() == ["2025-01-20", "12:00Z", "182.0", "forecast"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(("now", "--region", "Atlantis"), "unknown region 'Atlantis'", id="region"),
+        pytest.param(
+            ("now", "--region", "GB", "--source", "watttime"),
+            "needs carbon.watttime.username and .password",
+            id="unconfigured source",
+        ),
+        pytest.param(("now", "--region", "GB", "--source", "bogus"), "bogus", id="unknown source"),
+        pytest.param(("now", "--region", "GB", "--at", "noon"), "not an ISO 8601 time", id="time"),
+        pytest.param(
+            ("forecast", "--region", "GB", "--horizon", "3 days"), "invalid duration", id="horizon"
+        ),
+        pytest.param(
+            ("forecast", "--region", "GB", "--horizon", "0h"), "positive duration", id="zero"
+        ),
+        pytest.param(
+            ("history", "--region", "GB", "--start", "2025-01-02", "--end", "2025-01-01"),
+            "must be before --end",
+            id="reversed range",
+        ),
+        pytest.param(("now",), "Missing option '--region'", id="no region"),
+    ],
+)
+def test_usage_errors_exit_2(env: Path, args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_configuration_exits_2(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDSHIFT_CARBON__HTTP__RETRY_ATTEMPTS", "0")
+    result = run("now", "--region", "GB")
+    assert result.exit_code == 2
+    assert "carbon.http.retry_attempts" in result.stderr
+
+
+def test_region_without_a_zone_for_the_preferred_source_warns(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: ReplayServer
+) -> None:
+    server.route("/intensity/", Reply.fixture("uk", "national_range"))
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp_utc,region,gco2_per_kwh\n2025-01-20T12:00:00Z,DE,300\n")
+    monkeypatch.setenv("GRIDSHIFT_CARBON__TRACE__PATH", str(trace))
+    result = run("now", "-r", "gb-london", "--source", "trace", "--at", "2025-01-20T12:10Z")
+    assert "region gb-london has no trace zone" in result.stderr
