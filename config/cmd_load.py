@@ -3,7 +3,8 @@
 - `gridshift prometheus history QUERY --since 6h --step 1m` runs a workload's PromQL the way
   the scaler will (aligned, split, gap rule) and prints the gap report and the values
   (table, JSON or CSV). Connection settings come from the `prometheus` settings group
-  (`GRIDSHIFT_PROMETHEUS__URL`, ...); `--url` overrides the URL. `--rate` turns a counter
+  (`--config FILE`, `GRIDSHIFT_PROMETHEUS__URL`, `--set prometheus.KEY=VALUE`); `--url`
+  overrides the URL. `--rate` turns a counter
   selector into `sum(rate(counter[window]))` using `scrape_interval_seconds`.
 - `gridshift ci expand CRON --timezone Europe/London --duration 30m --window 7d` validates a
   CI schedule and lists its next runs in UTC and local time.
@@ -21,13 +22,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from config.settings import Settings
+from config.options import setting_option, settings_from_context, settings_options
+from config.wiring import build_prometheus_source
 from forecasts.ci import CISchedule, expand_runs
 from forecasts.load import LoadHistory
 from forecasts.sources.clock import SystemClock
 from forecasts.sources.errors import SourceError
 from forecasts.sources.http import RetryPolicy
-from forecasts.sources.prometheus import PrometheusLoadSource, rate_query
+from forecasts.sources.prometheus import rate_query
 from forecasts.time import UTC, Clock, ensure_utc, parse_duration
 
 __all__ = ["ci_group", "format_history", "prometheus_group"]
@@ -135,7 +137,8 @@ def prometheus_group() -> None:
     callback=_duration,
     help="Grid step (aligned to multiples of it).",
 )
-@click.option("--url", default=None, help="Prometheus base URL (overrides the settings).")
+@settings_options
+@setting_option("--url", path="prometheus.url", help="Prometheus base URL (prometheus.url).")
 @click.option(
     "--rate",
     "as_rate",
@@ -157,29 +160,22 @@ def prometheus_group() -> None:
     default="table",
     show_default=True,
 )
+@click.pass_context
 def history_command(
+    ctx: click.Context,
     query: str,
     since: timedelta,
     until: datetime | None,
     step: timedelta,
-    url: str | None,
     as_rate: bool,
     sum_series: bool,
     unit: str,
     fmt: Literal["table", "json", "csv"],
 ) -> None:
     """Fetch QUERY as load history and print it with the gap report."""
-    settings = Settings().prometheus
-    if url is not None:
-        settings = settings.model_copy(update={"url": url})
+    settings = settings_from_context(ctx).prometheus
     clock: Clock = SystemClock()
-    source = PrometheusLoadSource.connect(
-        settings.connection(),
-        clock=clock,
-        retry=RetryPolicy(attempts=2),
-        max_points_per_request=settings.max_points_per_request,
-        short_gap_steps=settings.short_gap_steps,
-    )
+    source = build_prometheus_source(settings, clock=clock, retry=RetryPolicy(attempts=2))
     end = until or clock.now()
     try:
         if as_rate:

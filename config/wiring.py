@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from prometheus_client.registry import CollectorRegistry
 
 from config.loading import LoadedConfig, Override, load_config
-from config.settings import CarbonSettings, Settings, WorkloadSettings
+from config.settings import CarbonSettings, PrometheusSettings, Settings, WorkloadSettings
 from config.version import __version__
 from forecasts.forecast import Forecaster
 from forecasts.regions import NodeRule, Region, RegionMap
@@ -46,6 +46,7 @@ from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
 from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.load import LoadSource
+from forecasts.sources.prometheus import PrometheusLoadSource
 from forecasts.time import Clock
 from scaler.loop import LoopSettings, ScalerLoop, ScalerService
 from scaler.metrics import register_scaler_metrics
@@ -70,6 +71,7 @@ __all__ = [
     "ScalerApp",
     "build_carbon_source",
     "build_carbon_sources",
+    "build_prometheus_source",
     "build_region_map",
     "build_scaler",
     "default_http_client",
@@ -422,4 +424,25 @@ def build_carbon_source(
         clock=clock,
         last_known=store,
         last_known_max_age=timedelta(seconds=carbon.last_known_max_age_seconds),
+    )
+
+
+# ============================================================================ prometheus (prom)
+def build_prometheus_source(
+    settings: PrometheusSettings,
+    *,
+    clock: Clock,
+    retry: RetryPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> PrometheusLoadSource:
+    """The Prometheus `LoadSource` (history, instant queries) from the `prometheus` group.
+
+    Close it (`.close()`) when done; it owns one `httpx.Client`."""
+    return PrometheusLoadSource.connect(
+        settings.connection(),
+        clock=clock,
+        retry=retry,
+        max_points_per_request=settings.max_points_per_request,
+        short_gap_steps=settings.short_gap_steps,
+        transport=transport,
     )

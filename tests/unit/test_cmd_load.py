@@ -1,7 +1,8 @@
 """`gridshift ci expand` and the history rendering of `gridshift prometheus history`.
 
 Aspects: runs listed in UTC and local time across a DST change; cron and option errors exit 2
-with the field named; `format_history` as table, JSON and CSV with the gap kinds."""
+with the field named; settings errors of `prometheus history` exit 2 naming the setting;
+`format_history` as table, JSON and CSV with the gap kinds."""
 
 from __future__ import annotations
 
@@ -114,3 +115,18 @@ def test_history_as_json_and_csv() -> None:
     assert rows[0] == "at,value,kind"
     assert rows[2] == "2024-01-15T00:01:00Z,2.0,interpolated"
     assert rows[4] == "2024-01-15T00:03:00Z,,missing"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--url", "prom:9090"], "prometheus.url: must start with http", id="url"),
+        pytest.param(
+            ["--set", "prometheus.short_gap_steps=-1"], "prometheus.short_gap_steps", id="set"
+        ),
+    ],
+)
+def test_history_settings_errors_exit_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["prometheus", "history", "up", *args])
+    assert result.exit_code == 2
+    assert message in result.output
