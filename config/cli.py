@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from config.cmd_carbon import carbon
 from config.cmd_config import config_group
+from config.cmd_load import ci_group, prometheus_group
 from config.cmd_run import replay_command, run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
 from config.loading import DEBUG_ENV
@@ -87,6 +88,8 @@ cli.add_command(config_group)
 cli.add_command(run_command)
 cli.add_command(replay_command)
 cli.add_command(carbon)
+cli.add_command(prometheus_group)
+cli.add_command(ci_group)
 
 
 def _debug_requested(state: RunState) -> bool:

@@ -48,6 +48,7 @@ from config.settings import (
     KedaSettings,
     KubeSettings,
     MetricsApiSettings,
+    PrometheusSettings,
     Settings,
     WorkloadSettings,
 )
@@ -68,6 +69,7 @@ from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
 from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.load import LoadSource
+from forecasts.sources.prometheus import PrometheusLoadSource
 from forecasts.time import Clock
 from scaler.apiauth import (
     AuthenticationConfig,
@@ -119,6 +121,7 @@ __all__ = [
     "build_kube_api_client",
     "build_kube_runtime",
     "build_metrics_api_server",
+    "build_prometheus_source",
     "build_region_map",
     "build_scaler",
     "default_http_client",
@@ -734,3 +737,24 @@ def start_scaler_services(
         services.close()
         raise
     return services
+
+
+# ============================================================================ prometheus (prom)
+def build_prometheus_source(
+    settings: PrometheusSettings,
+    *,
+    clock: Clock,
+    retry: RetryPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> PrometheusLoadSource:
+    """The Prometheus `LoadSource` (history, instant queries) from the `prometheus` group.
+
+    Close it (`.close()`) when done; it owns one `httpx.Client`."""
+    return PrometheusLoadSource.connect(
+        settings.connection(),
+        clock=clock,
+        retry=retry,
+        max_points_per_request=settings.max_points_per_request,
+        short_gap_steps=settings.short_gap_steps,
+        transport=transport,
+    )

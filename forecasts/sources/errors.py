@@ -14,10 +14,20 @@ __all__ = ["SourceDataError", "SourceError", "SourceRequestError", "SourceUnavai
 class SourceError(Exception):
     """Base of adapter errors. `source` names the adapter; messages never carry secrets."""
 
-    def __init__(self, message: str, *, source: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        status: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.source = source
         self.status = status
+        #: The source's own machine-readable error kind when it sent one (Prometheus'
+        #: `errorType`: bad_data, execution, timeout, ...).
+        self.error_type = error_type
 
     def __str__(self) -> str:
         status = f" (HTTP {self.status})" if self.status is not None else ""
@@ -34,8 +44,9 @@ class SourceUnavailable(SourceError):
         source: str,
         status: int | None = None,
         retry_after_seconds: float | None = None,
+        error_type: str | None = None,
     ) -> None:
-        super().__init__(message, source=source, status=status)
+        super().__init__(message, source=source, status=status, error_type=error_type)
         self.retry_after_seconds = retry_after_seconds
 
 

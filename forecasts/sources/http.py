@@ -157,6 +157,7 @@ class HttpSource:
         params: httpx.QueryParams | Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        form: Mapping[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
         cache_key: tuple[str, ...] | None = None,
         on_unauthorized: Callable[[], Mapping[str, str]] | None = None,
@@ -166,7 +167,8 @@ class HttpSource:
 
         `on_unauthorized`, when given, is called once on a 401 to obtain fresh headers
         (token renewal) before one more try. Returns None for an empty body when
-        `allow_empty` (e.g. HTTP 204).
+        `allow_empty` (e.g. HTTP 204). `form` sends an `application/x-www-form-urlencoded`
+        body (long Prometheus queries go by POST this way).
         """
         if cache_key is not None and cache_key in self._cache:
             return self._cache[cache_key]
@@ -191,6 +193,7 @@ class HttpSource:
                     params=httpx.QueryParams(params) if params is not None else None,
                     headers=hdrs,
                     json=json_body,
+                    data=form,
                     auth=auth,
                 )
                 body = response.content
@@ -226,7 +229,7 @@ class HttpSource:
                     if cache_key is not None:
                         self._cache[cache_key] = value
                     return value
-                detail = self._error_detail(body)
+                detail, error_type = self._error_detail(body)
                 if status not in _RETRYABLE_STATUS:
                     # The dependency answered: it is up, our request is wrong.
                     self.breaker.record_success()
@@ -234,6 +237,7 @@ class HttpSource:
                         f"{self._where(url)} refused the request: {detail}",
                         source=self.name,
                         status=status,
+                        error_type=error_type,
                     )
                 retry_after = _retry_after_seconds(response.headers.get("retry-after"), self.clock)
                 err = SourceUnavailable(
@@ -241,6 +245,7 @@ class HttpSource:
                     source=self.name,
                     status=status,
                     retry_after_seconds=retry_after,
+                    error_type=error_type,
                 )
             if attempt >= attempts:
                 self.breaker.record_failure()
@@ -284,15 +289,21 @@ class HttpSource:
                 status=response.status_code,
             ) from None
 
-    def _error_detail(self, body: bytes) -> str:
+    def _error_detail(self, body: bytes) -> tuple[str, str | None]:
+        """A short scrubbed description of an error body, and its `errorType` if any."""
         text = body[:2000].decode("utf-8", "replace")
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             snippet = " ".join(text.split())[:200]
-            return self._scrub(snippet or "(empty body)")
+            return self._scrub(snippet or "(empty body)"), None
         parts: list[str] = []
+        error_type: str | None = None
         if isinstance(data, dict):
+            kind = data.get("errorType")
+            if isinstance(kind, str) and kind:
+                error_type = kind
+                parts.append(kind)
             for key in ("error", "message", "msg", "title", "detail"):
                 val = data.get(key)
                 if isinstance(val, dict):
@@ -300,4 +311,4 @@ class HttpSource:
                 if val:
                     parts.append(str(val))
         detail = "; ".join(parts) if parts else " ".join(text.split())[:200]
-        return self._scrub(detail)
+        return self._scrub(detail), error_type

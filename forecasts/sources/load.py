@@ -1,26 +1,13 @@
-"""The `LoadSource` role: demand history for one workload, on a regular grid.
+"""The `LoadSource` role, re-exported for the adapters' callers.
 
-The Prometheus adapter answers PromQL; trace and sample adapters answer the name of a
-recorded or generated series. Every method returns a clean `RegularSeries` (NaN = a missing
-step) or raises a `forecasts.sources.SourceError`.
+The role is defined in the pure kernel (`forecasts.load`), next to `LoadHistory` and the gap
+rule, so pure code can name it; this module keeps the imports of `scaler.loop` and
+`config.wiring` working. Adapters: `forecasts.sources.prometheus.PrometheusLoadSource`
+(PromQL), `forecasts.sources.sample.SampleLoadSource` (SAMPLE DATA).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Protocol
-
-from forecasts.series import RegularSeries
+from forecasts.load import LoadSource
 
 __all__ = ["LoadSource"]
-
-
-class LoadSource(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def history(
-        self, query: str, *, start: datetime, end: datetime, step: timedelta
-    ) -> RegularSeries:
-        """Values of `query` on the grid `start + i*step` for instants before `end`."""
-        ...

@@ -26,6 +26,9 @@ MODULES = [
     "forecasts.sources.carbon.base",
     "forecasts.sources.clock",
     "forecasts.models.seasonal_naive",
+    "forecasts.load",
+    "forecasts.ci",
+    "forecasts.sources.prometheus",
     "extender",
     "config",
     "config.settings",
@@ -55,6 +58,7 @@ MODULES = [
     "forecasts.sources.carbon.trace",
     "forecasts.sources.carbon.fallback",
     "config.cmd_carbon",
+    "config.cmd_load",
 ]
 
 
