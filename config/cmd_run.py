@@ -14,7 +14,6 @@ import contextlib
 import logging
 import socket
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,8 @@ from config.loading import LoadedConfig
 from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
-from config.wiring import build_scaler, start_scaler_services
-from forecasts.sources.carbon.base import CarbonSource
+from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
 from forecasts.sources.clock import AcceleratedClock, SystemClock
-from forecasts.sources.load import LoadSource
-from forecasts.sources.sample import (
-    SAMPLE_NOTE,
-    SAMPLE_REGIONS,
-    SampleCarbonSource,
-    SampleLoadSource,
-)
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode
@@ -65,35 +56,6 @@ def _read_settings(path: Path) -> Settings:
         ) from exc
 
 
-@dataclass(frozen=True, slots=True)
-class _Sources:
-    carbon: CarbonSource
-    load: LoadSource
-    note: str
-
-
-def _sources(settings: Settings, *, seed: int) -> _Sources:
-    """The adapters the workloads need. Sample traces and regions use the SAMPLE DATA
-    generator; anything else needs a real adapter, which this build names when missing."""
-    needs_real = [
-        w.name
-        for w in settings.scaler.workloads
-        if w.region not in SAMPLE_REGIONS
-        or w.load.trace is None
-        or not w.load.trace.startswith("sample:")
-    ]
-    if needs_real:
-        raise click.UsageError(
-            "workloads "
-            + ", ".join(needs_real)
-            + " need the Prometheus load adapter and a carbon provider, which are not wired "
-            "into this build yet; use `trace: sample:<profile>` loads and regions "
-            + ", ".join(SAMPLE_REGIONS)
-            + " (SAMPLE DATA), or run without --config"
-        )
-    return _Sources(SampleCarbonSource(seed=seed), SampleLoadSource(seed=seed), SAMPLE_NOTE)
-
-
 def _settings_for(config_file: Path | None, *, now: datetime, seed: int) -> Settings:
     if config_file is None:
         return sample_settings(now, seed=seed)
@@ -113,6 +75,13 @@ def _explicit_scaler_fields(loaded: LoadedConfig[Settings]) -> dict[str, Any]:
         if path.startswith("scaler.") and layer != "default"
     }
     return {k: getattr(loaded.settings.scaler, k) for k in keys if k != "workloads"}
+
+
+def _run_sources(settings: Settings, *, clock: Clock, seed: int) -> RunSources:
+    try:
+        return build_run_sources(settings, clock=clock, seed=seed)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _bind(listen: str) -> socket.socket:
@@ -191,7 +160,7 @@ def run_command(
     if tick_seconds is not None:
         scaler = settings.scaler.model_copy(update={"tick_interval_seconds": tick_seconds})
         settings = settings.model_copy(update={"scaler": scaler})
-    sources = _sources(settings, seed=seed)
+    sources = _run_sources(settings, clock=clock, seed=seed)
     sock = _bind(listen or settings.server.listen)
     host, port = sock.getsockname()[:2]
     built = build_scaler(
@@ -284,8 +253,8 @@ def replay_command(
         raise click.BadParameter("--to must be after --from", param_hint="--to")
     settings = _settings_for(config_file, now=start, seed=seed)
     step = timedelta(seconds=step_seconds or settings.scaler.tick_interval_seconds)
-    sources = _sources(settings, seed=seed)
     clock = SteppingClock(start, step)
+    sources = _run_sources(settings, clock=clock, seed=seed)
     built = build_scaler(
         settings,
         clock=clock,

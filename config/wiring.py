@@ -70,6 +70,13 @@ from forecasts.sources.carbon.watttime import WattTimeSource
 from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.load import LoadSource
 from forecasts.sources.prometheus import PrometheusLoadSource
+from forecasts.sources.routing import PrefixRoutedLoadSource, RegionRoutedCarbonSource
+from forecasts.sources.sample import (
+    SAMPLE_NOTE,
+    SAMPLE_REGIONS,
+    SampleCarbonSource,
+    SampleLoadSource,
+)
 from forecasts.time import Clock
 from scaler.apiauth import (
     AuthenticationConfig,
@@ -113,6 +120,7 @@ from scaler.workload import (
 
 __all__ = [
     "HttpClientFactory",
+    "RunSources",
     "ScalerApp",
     "ScalerServices",
     "build_carbon_source",
@@ -123,6 +131,7 @@ __all__ = [
     "build_metrics_api_server",
     "build_prometheus_source",
     "build_region_map",
+    "build_run_sources",
     "build_scaler",
     "default_http_client",
     "default_last_known_path",
@@ -758,3 +767,64 @@ def build_prometheus_source(
         short_gap_steps=settings.short_gap_steps,
         transport=transport,
     )
+
+
+# ============================================================================ run (sources)
+@dataclass(frozen=True, slots=True)
+class RunSources:
+    """The adapters `gridshift run`/`replay` feed the scaler loop, and the data note to show."""
+
+    carbon: CarbonSource
+    load: LoadSource
+    note: str
+
+
+def build_run_sources(
+    settings: Settings,
+    *,
+    clock: Clock,
+    seed: int = 0,
+    http_client_factory: HttpClientFactory = default_http_client,
+) -> RunSources:
+    """Carbon routed by region (SAMPLE DATA regions to the sample generator, the rest to the
+    configured providers with fallback) and load routed by query (`sample:` traces to the
+    sample generator, PromQL to Prometheus). Real adapters are built only when used."""
+    workloads = settings.scaler.workloads
+    sample_regions = {w.region for w in workloads if w.region in SAMPLE_REGIONS}
+    real_regions = {w.region for w in workloads} - sample_regions
+    sample_loads = [
+        w.name for w in workloads if w.load.trace is not None and w.load.trace.startswith("sample:")
+    ]
+    csv_traces = [
+        w.name for w in workloads if w.load.trace is not None and w.name not in sample_loads
+    ]
+    if csv_traces:
+        raise ValueError(
+            "workloads "
+            + ", ".join(csv_traces)
+            + " load CSV traces, which `gridshift run` does not play against the wall clock; "
+            "use `gridshift replay --scenario FILE`, a `sample:<profile>` trace or PromQL"
+        )
+    needs_prometheus = any(w.load.promql is not None for w in workloads) or any(
+        w.power.measured_promql is not None for w in workloads
+    )
+    sample_carbon = SampleCarbonSource(seed=seed)
+    carbon: CarbonSource
+    if real_regions:
+        real = build_carbon_source(settings, clock=clock, http_client_factory=http_client_factory)
+        carbon = RegionRoutedCarbonSource(
+            by_region={r: sample_carbon for r in SAMPLE_REGIONS}, default=real
+        )
+    else:
+        carbon = sample_carbon
+    load: LoadSource
+    sample_load = SampleLoadSource(seed=seed)
+    if needs_prometheus:
+        load = PrefixRoutedLoadSource(
+            routes=[("sample:", sample_load)],
+            default=build_prometheus_source(settings.prometheus, clock=clock),
+        )
+    else:
+        load = sample_load
+    note = SAMPLE_NOTE if (sample_regions or sample_loads) else ""
+    return RunSources(carbon=carbon, load=load, note=note)

@@ -9,12 +9,19 @@ reversed windows, invalid or unsupported config files give clear errors naming t
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
 
 from config.cli import cli
+from config.settings import Settings
+from config.wiring import build_run_sources
+from forecasts.sources.routing import PrefixRoutedLoadSource, RegionRoutedCarbonSource
+from forecasts.time import FrozenClock
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 SAMPLE_WORKLOAD = {
     "name": "svc",
@@ -127,13 +134,33 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
     assert "line 2, column 1" in r.output
 
 
-def test_real_sources_not_in_this_build_are_named(tmp_path: Path) -> None:
-    cfg = tmp_path / "prom.yaml"
-    workload = {**SAMPLE_WORKLOAD, "load": {"promql": "sum(rate(x[5m]))"}, "region": "DE"}
+def test_csv_trace_workloads_are_sent_to_replay(tmp_path: Path) -> None:
+    cfg = tmp_path / "csv.yaml"
+    workload = {**SAMPLE_WORKLOAD, "load": {"trace": "loads.csv"}, "region": "DE"}
     cfg.write_text(yaml.safe_dump({"scaler": {"workloads": [workload]}}))
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg)])
     assert r.exit_code == 2
-    assert "workloads svc need the Prometheus load adapter" in r.output
+    assert "workloads svc load CSV traces" in r.output
+    assert "gridshift replay --scenario" in r.output
+
+
+def test_run_sources_route_sample_and_real_inputs() -> None:
+    """PromQL loads go to Prometheus, `sample:` traces to the generator; provider regions to
+    the carbon fallback chain, sample regions to the generator."""
+    workloads = [
+        {**SAMPLE_WORKLOAD, "name": "a"},
+        {**SAMPLE_WORKLOAD, "name": "b", "load": {"promql": "sum(rate(x[5m]))"}, "region": "DE"},
+    ]
+    settings = Settings.model_validate({"scaler": {"workloads": workloads}})
+    sources = build_run_sources(settings, clock=FrozenClock(T0))
+    assert isinstance(sources.load, PrefixRoutedLoadSource)
+    assert isinstance(sources.carbon, RegionRoutedCarbonSource)
+    assert "prometheus" in sources.load.name
+    assert "sample" in sources.carbon.name
+    assert "SAMPLE DATA" in sources.note
+    only_sample = Settings.model_validate({"scaler": {"workloads": [SAMPLE_WORKLOAD]}})
+    plain = build_run_sources(only_sample, clock=FrozenClock(T0))
+    assert plain.load.name == plain.carbon.name == "sample"
 
 
 def test_run_refuses_a_bad_listen_address() -> None:
