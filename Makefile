@@ -53,7 +53,7 @@ test: install check test-integration
 coverage:
 	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
 
-bench: install-python
+bench:
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts="" --timeout=0
 
 # Install the git pre-commit hook (.pre-commit-config.yaml: ruff + import-linter, local only).
