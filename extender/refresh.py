@@ -91,7 +91,7 @@ class SnapshotRefresher:
         self._errors: dict[str, str] = {}
         self._fetched_at: dict[str, datetime] = {}
         self._gpu: Mapping[str, GpuEnergy] = {}
-        self._forecast_unsupported = False
+        self._no_forecast: set[str] = set()
         self._fetch_errors = Counter(
             "gridshift_extender_source_errors",
             "Failed fetches by the snapshot job, by source and region",
@@ -147,12 +147,17 @@ class SnapshotRefresher:
             self._fetched_at[region] = now
             return
         forecast: CarbonSeries | None = None
-        if not self._forecast_unsupported:
+        if region not in self._no_forecast:
             try:
                 forecast = source.forecast(region, at=now, horizon=self._horizon)
             except SourceRequestError as exc:
-                self._forecast_unsupported = True
-                log.info("%s has no forecast (%s); using latest values only", source.name, exc)
+                self._no_forecast.add(region)
+                log.info(
+                    "%s has no forecast for %s (%s); using latest values only",
+                    source.name,
+                    region,
+                    exc,
+                )
             except SourceError as exc:
                 self._fetch_errors.labels(source.name, region).inc()
                 log.warning("carbon forecast for %s: %s", region, exc)
