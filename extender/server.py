@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -60,6 +62,7 @@ __all__ = [
     "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
+    "build_server",
     "create_app",
     "parse_args",
     "parse_listen",
@@ -593,17 +596,15 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-def serve(
+def build_server(
     app: Starlette,
     *,
     listen: str,
     tls_cert: str | None = None,
     tls_key: str | None = None,
     log_level: str = "info",
-) -> None:
-    """Serve `app` with uvicorn (httptools + uvloop) until interrupted."""
-    import uvicorn  # the server binary is an edge dependency, loaded only to serve
-
+) -> uvicorn.Server:
+    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both a certificate and a key file")
     host, port = parse_listen(listen)
@@ -617,7 +618,29 @@ def serve(
         access_log=False,
         http="httptools",
         loop="uvloop",
-        lifespan="on",
+        lifespan="off",
         timeout_keep_alive=30,
     )
-    uvicorn.Server(config).run()
+    return uvicorn.Server(config)
+
+
+def serve(
+    app: Starlette,
+    *,
+    listen: str,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
+
+    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
+    handler installed for the duration turns that into a normal return (exit status 0)."""
+    server = build_server(
+        app, listen=listen, tls_cert=tls_cert, tls_key=tls_key, log_level=log_level
+    )
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
