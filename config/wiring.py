@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 from kubernetes import client as kube_client
-from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
@@ -42,6 +41,8 @@ log = logging.getLogger(__name__)
 
 def kube_core_api() -> kube_client.CoreV1Api:
     """In-cluster credentials when running in a pod, else the local kubeconfig."""
+    from kubernetes import config as kube_config  # heavy (auth plugins); only when serving
+
     configuration = kube_client.Configuration()
     try:
         kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
