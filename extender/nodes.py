@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_REGION_LABELS",
     "DEFAULT_ZONE_LABELS",
     "RegionRules",
+    "build_node_facts",
+    "gpu_count",
     "node_facts",
 ]
 
@@ -72,24 +74,45 @@ def _str_map(value: object, *, where: str) -> dict[str, str]:
     return out
 
 
-def _gpu_count(status: object) -> int:
-    if not isinstance(status, Mapping):
-        return 0
-    for key in ("allocatable", "capacity"):
-        block = status.get(key)
-        if isinstance(block, Mapping):
-            raw = block.get(GPU_RESOURCE)
-            if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
-                return raw
-            if isinstance(raw, str) and raw.strip().isdigit():
-                return int(raw.strip())
+def gpu_count(*blocks: Mapping[str, object] | None) -> int:
+    """`nvidia.com/gpu` from the first of `allocatable`, `capacity` that has it (else 0)."""
+    for block in blocks:
+        if block is None:
+            continue
+        raw = block.get(GPU_RESOURCE)
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+            return raw
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw.strip())
     return 0
 
 
-def node_facts(obj: Mapping[str, Any], *, rules: RegionRules, where: str = "node") -> NodeFacts:
-    """Facts of one v1.Node object; raises `ValueError` naming the field when malformed.
+def build_node_facts(
+    name: str,
+    *,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    gpus: int,
+    rules: RegionRules,
+    with_gpu_energy: bool = True,
+) -> NodeFacts:
+    """NodeFacts from a node's fields. An unusable GPU energy annotation is not an error:
+    the node simply has no GPU facts. `with_gpu_energy=False` skips decoding it."""
+    gpu = None
+    raw = annotations.get(ANNOTATION_KEY) if with_gpu_energy else None
+    if raw is not None:
+        gpu, _problem = decode_annotation(raw)
+    return NodeFacts(
+        name=name,
+        region=rules.region_for(labels),
+        zone=rules.zone_for(labels),
+        gpu_capacity=gpus,
+        gpu=gpu,
+    )
 
-    An unusable GPU energy annotation is not an error: the node simply has no GPU facts."""
+
+def node_facts(obj: Mapping[str, Any], *, rules: RegionRules, where: str = "node") -> NodeFacts:
+    """Facts of one v1.Node object (parsed JSON); raises `ValueError` naming the field."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
     meta = obj.get("metadata")
@@ -98,16 +121,16 @@ def node_facts(obj: Mapping[str, Any], *, rules: RegionRules, where: str = "node
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}.metadata.name: missing or not a non-empty string")
-    labels = _str_map(meta.get("labels"), where=f"{where}.metadata.labels")
-    annotations = _str_map(meta.get("annotations"), where=f"{where}.metadata.annotations")
-    gpu = None
-    raw = annotations.get(ANNOTATION_KEY)
-    if raw is not None:
-        gpu, _problem = decode_annotation(raw)
-    return NodeFacts(
-        name=name,
-        region=rules.region_for(labels),
-        zone=rules.zone_for(labels),
-        gpu_capacity=_gpu_count(obj.get("status")),
-        gpu=gpu,
+    status = obj.get("status")
+    blocks: list[Mapping[str, object] | None] = []
+    if isinstance(status, Mapping):
+        for key in ("allocatable", "capacity"):
+            block = status.get(key)
+            blocks.append(block if isinstance(block, Mapping) else None)
+    return build_node_facts(
+        name,
+        labels=_str_map(meta.get("labels"), where=f"{where}.metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), where=f"{where}.metadata.annotations"),
+        gpus=gpu_count(*blocks),
+        rules=rules,
     )

@@ -128,7 +128,7 @@ class SnapshotRefresher:
                         nodes[name] = replace(facts, gpu=energy)
             snapshot = ExtenderSnapshot(
                 taken_at=now,
-                nodes=MappingProxyType(nodes),
+                nodes=nodes,  # a private dict: plain dict lookups are the hot path
                 carbon=MappingProxyType({r: s for r, s in self._series.items() if r in regions}),
                 carbon_errors=MappingProxyType(dict(self._errors)),
                 nodes_synced=self._nodes.synced,

@@ -23,6 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
 
 from extender.energy import GpuEnergy
 from forecasts.series import CarbonSeries, CarbonUnit
@@ -39,6 +43,7 @@ __all__ = [
     "FilterResult",
     "NeutralReason",
     "NodeFacts",
+    "NodeTable",
     "PodPreferences",
     "RegionIntensity",
     "RegionRank",
@@ -50,7 +55,10 @@ __all__ = [
     "region_intensities",
     "region_intensity",
     "score_nodes",
+    "score_table",
 ]
+
+FloatArray = npt.NDArray[np.float64]
 
 MIN_SCORE = 0
 MAX_SCORE = 10
@@ -354,13 +362,14 @@ def _region_values(
     }
 
 
-def _gpu_value(gpu: GpuEnergy | None, *, now: datetime, stale_after_seconds: float) -> float | None:
-    if gpu is None or (now - gpu.measured_at).total_seconds() > stale_after_seconds:
-        return None
+def _gpu_value(gpu: GpuEnergy | None) -> float:
+    """Energy per unit of work, else average watts, else idle watts; NaN if none usable."""
+    if gpu is None:
+        return math.nan
     for v in (gpu.joules_per_work, gpu.power_watts, gpu.idle_power_watts):
         if v is not None and math.isfinite(v) and v > 0:
             return v
-    return None
+    return math.nan
 
 
 def _goodness(values: Mapping[str, float | None], neutral: float) -> dict[str, float] | None:
@@ -376,17 +385,70 @@ def _goodness(values: Mapping[str, float | None], neutral: float) -> dict[str, f
     for n, v in values.items():
         if v is None:
             out[n] = neutral
-        elif span > 0 and math.isfinite(span):
+        elif span > 0:
             out[n] = (hi - v) / span
         else:
             out[n] = 1.0
     return out
 
 
-def _to_score(fraction: float) -> int:
-    if not math.isfinite(fraction):
-        return MIN_SCORE
-    return max(MIN_SCORE, min(MAX_SCORE, math.floor(fraction * MAX_SCORE + 0.5)))
+def _goodness_array(values: FloatArray, neutral: float) -> FloatArray | None:
+    """`_goodness` for an array with NaN as unknown."""
+    known = ~np.isnan(values)
+    if not known.any():
+        return None
+    lo = float(values[known].min())
+    hi = float(values[known].max())
+    span = hi - lo
+    if span == 0 and known.all():
+        return None
+    good = (hi - values) / span if span > 0 else np.ones_like(values)
+    return np.where(known, good, neutral)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTable:
+    """Node facts as arrays, built once per snapshot so that scoring thousands of nodes per
+    request is a few array operations instead of a Python loop over nodes."""
+
+    index: Mapping[str, int]
+    regions: tuple[str, ...]
+    region_index: npt.NDArray[np.intp]  # per row; -1 = no region (the lookup's last slot)
+    gpu_value: FloatArray  # per row; NaN = none
+    gpu_measured_epoch_s: FloatArray  # per row; -inf = none
+
+    @classmethod
+    def build(cls, facts: Mapping[str, NodeFacts]) -> NodeTable:
+        """Rows in `facts` order plus one last sentinel row (no region, no GPU data) that
+        index -1, used for names without facts, lands on."""
+        names = list(facts)
+        regions = sorted({f.region for f in facts.values() if f.region})
+        ridx = {r: i for i, r in enumerate(regions)}
+        n = len(names) + 1
+        region_index = np.fromiter(
+            (*(ridx.get(facts[k].region or "", -1) for k in names), -1), dtype=np.intp, count=n
+        )
+        gpu_value = np.fromiter(
+            (*(_gpu_value(facts[k].gpu) for k in names), math.nan), float, count=n
+        )
+        measured = np.fromiter(
+            (
+                *(
+                    to_epoch_s(g.measured_at) if (g := facts[k].gpu) is not None else -math.inf
+                    for k in names
+                ),
+                -math.inf,
+            ),
+            float,
+            count=n,
+        )
+        return cls(
+            index={k: i for i, k in enumerate(names)},
+            regions=tuple(regions),
+            region_index=region_index,
+            gpu_value=gpu_value,
+            gpu_measured_epoch_s=measured,
+        )
 
 
 def score_nodes(
@@ -399,57 +461,74 @@ def score_nodes(
     now: datetime,
 ) -> ScoreResult:
     """Integer scores 0..10 for each distinct node name; the best node gets 10."""
+    return score_table(
+        names,
+        table=NodeTable.build(facts),
+        intensities=intensities,
+        pod=pod,
+        policy=policy,
+        now=now,
+    )
+
+
+def score_table(
+    names: Iterable[str],
+    *,
+    table: NodeTable,
+    intensities: Mapping[str, RegionIntensity],
+    pod: PodPreferences,
+    policy: ScoringPolicy,
+    now: datetime,
+) -> ScoreResult:
+    """`score_nodes` over a prebuilt `NodeTable` (names not in it have no facts)."""
     nodes = _unique(names)
     if not nodes:
         return ScoreResult(scores={})
     if pod.opt_out:
         return _neutral(nodes, policy, NeutralReason.OPT_OUT)
     neutral = policy.neutral_score / MAX_SCORE
-    region_of: dict[str, str | None] = {}
-    for n in nodes:
-        f = facts.get(n)
-        region_of[n] = f.region if f is not None else None
-    carbon: dict[str, float] | None = None
+    rows = np.fromiter(map(table.index.get, nodes, repeat(-1)), dtype=np.intp, count=len(nodes))
+    region_of = table.region_index[rows]  # row -1 is the sentinel: no region
     seen_data = False
+    carbon: FloatArray | None = None
     if policy.carbon_weight > 0:
-        values = _region_values({r for r in region_of.values() if r}, intensities)
-        if any(r is None for r in region_of.values()):
-            values[""] = None  # nodes without a region take part with the neutral goodness
+        present = np.unique(region_of)
+        placed = [int(i) for i in present if i >= 0]
+        values = _region_values([table.regions[i] for i in placed], intensities)
         seen_data = any(v is not None for v in values.values())
-        carbon = _goodness(values, neutral)
-    gpu: dict[str, float] | None = None
+        if present[0] < 0:
+            values[""] = None  # nodes without a region take part with the neutral goodness
+        by_region = _goodness(values, neutral)
+        if by_region is not None:
+            lookup = np.full(len(table.regions) + 1, neutral)  # last slot: no region
+            for i in placed:
+                lookup[i] = by_region[table.regions[i]]
+            carbon = lookup[region_of]
+    gpu: FloatArray | None = None
     if policy.gpu_energy_weight > 0 and pod.gpus_requested > 0:
-        stale_s = policy.gpu_stale_after_seconds
-        watts: dict[str, float | None] = {}
-        for n in nodes:
-            f = facts.get(n)
-            watts[n] = _gpu_value(f.gpu if f else None, now=now, stale_after_seconds=stale_s)
-        seen_data = seen_data or any(v is not None for v in watts.values())
-        gpu = _goodness(watts, neutral)
+        fresh_after = to_epoch_s(now) - policy.gpu_stale_after_seconds
+        fresh = table.gpu_measured_epoch_s[rows] >= fresh_after
+        watts = np.where(fresh, table.gpu_value[rows], np.nan)
+        seen_data = seen_data or bool((~np.isnan(watts)).any())
+        gpu = _goodness_array(watts, neutral)
     if carbon is None and gpu is None:
         reason = NeutralReason.ALL_EQUAL if seen_data else NeutralReason.NO_DATA
         return _neutral(nodes, policy, reason)
-    if gpu is None:
-        assert carbon is not None
-        # Carbon only: one score per region, then a lookup per node.
-        candidates = [carbon.get(r, neutral) if r else neutral for r in set(region_of.values())]
-        best = max(candidates)
-        by_region = {r: _to_score(g / best) for r, g in carbon.items()}
-        fallback = _to_score(neutral / best)
-        return ScoreResult(
-            scores={n: by_region.get(r, fallback) if r else fallback for n, r in region_of.items()},
-            components=("carbon",),
-        )
-    cw = policy.carbon_weight if carbon is not None else 0.0
-    gw = policy.gpu_energy_weight
-    combined: dict[str, float] = {}
-    for n, r in region_of.items():
-        c = (carbon.get(r, neutral) if r else neutral) if carbon is not None else 0.0
-        combined[n] = (cw * c + gw * gpu[n]) / (cw + gw)
-    best = max(combined.values())
-    used = ("carbon", "gpu_energy") if carbon is not None else ("gpu_energy",)
+    combined = np.zeros(len(nodes))
+    used: list[str] = []
+    if carbon is not None:
+        combined += policy.carbon_weight * carbon
+        used.append("carbon")
+    if gpu is not None:
+        combined += policy.gpu_energy_weight * gpu
+        used.append("gpu_energy")
+    best = float(combined.max())
+    if not (best > 0 and math.isfinite(MAX_SCORE / best)):
+        return _neutral(nodes, policy, NeutralReason.ALL_EQUAL)
+    # 0 <= c <= best, so floor(x + 0.5) rounds half up into 0..10 without clamping.
+    scores = np.floor(combined * (MAX_SCORE / best) + 0.5).astype(np.int64)
     return ScoreResult(
-        scores={n: _to_score(c / best) for n, c in combined.items()}, components=used
+        scores=dict(zip(nodes, scores.tolist(), strict=True)), components=tuple(used)
     )
 
 

@@ -25,34 +25,36 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from extender.nodes import RegionRules, node_facts
+from extender.nodes import RegionRules, build_node_facts, gpu_count
 from extender.scoring import (
     DataStatus,
     NodeFacts,
+    NodeTable,
     PodPreferences,
+    RegionIntensity,
     ScoringPolicy,
     filter_nodes,
     pod_preferences,
     rank_regions,
     region_intensities,
-    score_nodes,
+    score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.time import Clock, ensure_utc, parse_duration
@@ -81,39 +83,75 @@ ENDPOINTS = {
 }
 
 _EMPTY_NODE_FACTS: Mapping[str, NodeFacts] = {}
+_NODES_PLACEHOLDER = "\x00gridshift-nodes\x00"
+_NODES_PLACEHOLDER_JSON = orjson.dumps(_NODES_PLACEHOLDER)
 
 
 # ---------------------------------------------------------------------------- wire types
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+# msgspec Structs decode only the fields the extender reads and skip the rest of the
+# (large) v1.Pod / v1.Node JSON without building Python objects for it; node items are also
+# kept as raw bytes so that filter can echo surviving nodes byte for byte.
+_NULL = msgspec.Raw(b"null")
 
 
-class _PodMeta(_Wire):
+class _Meta(msgspec.Struct):
     name: str = ""
     namespace: str = ""
+    labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
 
 
-class _PodSpec(_Wire):
-    containers: list[dict[str, Any]] | None = None
-    initContainers: list[dict[str, Any]] | None = None  # the v1.Pod field name
+class _Resources(msgspec.Struct):
+    limits: dict[str, Any] | None = None
+    requests: dict[str, Any] | None = None
 
 
-class _Pod(_Wire):
-    metadata: _PodMeta | None = None
+class _Container(msgspec.Struct):
+    resources: _Resources | None = None
+
+
+class _PodSpec(msgspec.Struct, rename={"init_containers": "initContainers"}):
+    containers: list[_Container] | None = None
+    init_containers: list[_Container] | None = None
+
+
+class _Pod(msgspec.Struct):
+    metadata: _Meta | None = None
     spec: _PodSpec | None = None
 
 
-class _NodeList(_Wire):
-    items: list[dict[str, Any]] | None = None
+class _NodeStatus(msgspec.Struct):
+    capacity: dict[str, Any] | None = None
+    allocatable: dict[str, Any] | None = None
 
 
-class _Args(_Wire):
-    """ExtenderArgs with lower-cased keys (Go matches field names case-insensitively)."""
+class _Node(msgspec.Struct):
+    metadata: _Meta | None = None
+    status: _NodeStatus | None = None
 
-    pod: _Pod | None = None
-    nodes: _NodeList | None = None
+
+class _RawNodeList(msgspec.Struct):
+    items: list[msgspec.Raw] | None = None
+
+
+class _Args(msgspec.Struct):
+    """ExtenderArgs in the two spellings schedulers send (Go field names; <=1.15 lowercase).
+    Any other casing (Go matches case-insensitively) takes the slower generic path."""
+
+    Pod: msgspec.Raw = _NULL
+    pod: msgspec.Raw = _NULL
+    Nodes: _RawNodeList | None = None
+    nodes: _RawNodeList | None = None
+    NodeNames: list[str] | None = None
     nodenames: list[str] | None = None
+
+
+_ARGS = msgspec.json.Decoder(_Args)
+_ANY_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_POD = msgspec.json.Decoder(_Pod)
+_NODE = msgspec.json.Decoder(_Node)
+_RAW_NODES = msgspec.json.Decoder(_RawNodeList | None)
+_NAMES = msgspec.json.Decoder(list[str] | None)
 
 
 class WireError(ValueError):
@@ -126,72 +164,118 @@ class WireError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ParsedArgs:
-    """What a filter/prioritize call asks, translated from the wire."""
+    """What a filter/prioritize call asks, translated from the wire.
+
+    Cache mode: `names` only. Full mode: `names` in input order (duplicates dropped),
+    `raw_nodes` (each node's JSON bytes, for echoing) and `request_facts`."""
 
     pod_name: str
     pod: PodPreferences
     names: tuple[str, ...]
     cache_mode: bool
-    raw_nodes: Mapping[str, Mapping[str, Any]] | None
+    raw_nodes: Mapping[str, bytes] | None
     request_facts: Mapping[str, NodeFacts]
 
 
-_FIELD_NAMES = {"pod": "Pod", "nodes": "Nodes", "nodenames": "NodeNames"}
+def _validation(exc: msgspec.ValidationError, field: str) -> WireError:
+    text = str(exc)
+    message, sep, path = text.rpartition(" - at `$")
+    if sep:
+        return WireError(f"{field}{path.rstrip('`')}: {message}")
+    return WireError(f"{field}: {text}")
 
 
-def _where(loc: Sequence[int | str]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + _FIELD_NAMES.get(item, item))
-    return "".join(parts)
+def _decode_args(body: bytes) -> tuple[msgspec.Raw, _RawNodeList | None, list[str] | None]:
+    try:
+        args = _ARGS.decode(body)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `object`"):
+            raise WireError(f"ExtenderArgs must be a JSON object: {exc}") from None
+        message, _, path = str(exc).rpartition(" - at `$.")
+        key = path.rstrip("`")
+        top, _, rest = key.partition(".")
+        name = {"pod": "Pod", "nodes": "Nodes", "nodenames": "NodeNames"}.get(top.lower(), top)
+        raise WireError(f"{name}{'.' + rest if rest else ''}: {message}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"request body is not valid JSON: {exc}") from None
+    pod = args.Pod if args.Pod is not _NULL else args.pod
+    nodes = args.Nodes if args.Nodes is not None else args.nodes
+    names = args.NodeNames if args.NodeNames is not None else args.nodenames
+    if nodes is None and names is None:
+        # Go matches field names case-insensitively: look for any other spelling.
+        loose = {k.lower(): v for k, v in _ANY_KEYS.decode(body).items()}
+        try:
+            nodes = _RAW_NODES.decode(loose.get("nodes", _NULL))
+        except msgspec.ValidationError as exc:
+            raise _validation(exc, "Nodes") from None
+        try:
+            names = _NAMES.decode(loose.get("nodenames", _NULL))
+        except msgspec.ValidationError as exc:
+            raise _validation(exc, "NodeNames") from None
+        pod = loose.get("pod", pod)
+    return pod, nodes, names
 
 
-def parse_args(body: bytes, *, rules: RegionRules) -> ParsedArgs:
-    """Decode ExtenderArgs; raises `WireError` naming the offending field."""
+def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
+    try:
+        pod = _POD.decode(raw) if raw != _NULL else None
+    except msgspec.ValidationError as exc:
+        raise _validation(exc, "Pod") from None
+    meta = (pod.metadata if pod else None) or _Meta()
+    containers: list[Mapping[str, object]] = []
+    spec = pod.spec if pod else None
+    if spec is not None:
+        for c in (*(spec.containers or ()), *(spec.init_containers or ())):
+            r = c.resources
+            if r is not None:
+                containers.append({"resources": {"limits": r.limits, "requests": r.requests}})
+    prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
+
+
+def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True) -> ParsedArgs:
+    """Decode ExtenderArgs; raises `WireError` naming the offending field.
+
+    `with_gpu_energy=False` (filter) skips decoding the nodes' GPU annotations."""
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise WireError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise WireError(f"ExtenderArgs must be a JSON object, got {type(data).__name__}")
-    try:
-        args = _Args.model_validate({str(k).lower(): v for k, v in data.items()})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise WireError(f"{_where(first['loc'])}: {first['msg']}") from None
-    pod = args.pod or _Pod()
-    meta = pod.metadata or _PodMeta()
-    containers: list[Mapping[str, object]] = []
-    if pod.spec is not None:
-        containers.extend(pod.spec.containers or ())
-        containers.extend(pod.spec.initContainers or ())
-    prefs = pod_preferences(meta.annotations or {}, containers=containers)
-    pod_name = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
-    if args.nodenames is not None:
+    raw_pod, nodes, names = _decode_args(body)
+    pod_name, prefs = _pod_preferences(raw_pod)
+    if names is not None:
         return ParsedArgs(
             pod_name=pod_name,
             pod=prefs,
-            names=tuple(args.nodenames),
+            names=tuple(names),
             cache_mode=True,
             raw_nodes=None,
             request_facts=_EMPTY_NODE_FACTS,
         )
-    if args.nodes is None:
+    if nodes is None:
         raise WireError("neither Nodes nor NodeNames is set: one of them must be non-null")
-    raw: dict[str, Mapping[str, Any]] = {}
+    raw: dict[str, bytes] = {}
     facts: dict[str, NodeFacts] = {}
-    for i, item in enumerate(args.nodes.items or ()):
+    want_gpu = with_gpu_energy and prefs.gpus_requested > 0
+    for i, item in enumerate(nodes.items or ()):
+        where = f"Nodes.items[{i}]"
         try:
-            f = node_facts(item, rules=rules, where=f"Nodes.items[{i}]")
-        except ValueError as exc:
-            raise WireError(str(exc)) from None
-        raw.setdefault(f.name, item)
-        facts.setdefault(f.name, f)
+            node = _NODE.decode(item)
+        except msgspec.ValidationError as exc:
+            raise _validation(exc, where) from None
+        meta = node.metadata
+        if meta is None or not meta.name:
+            raise WireError(f"{where}.metadata.name: missing or not a non-empty string")
+        if meta.name in raw:
+            continue
+        status = node.status
+        raw[meta.name] = bytes(item)
+        facts[meta.name] = build_node_facts(
+            meta.name,
+            labels=meta.labels or {},
+            annotations=meta.annotations or {},
+            gpus=gpu_count(status.allocatable, status.capacity) if status else 0,
+            rules=rules,
+            with_gpu_energy=want_gpu,
+        )
     return ParsedArgs(
         pod_name=pod_name,
         pod=prefs,
@@ -327,6 +411,7 @@ class _Context:
     rules: RegionRules
     metrics: ExtenderMetrics
     max_body_bytes: int
+    intensities: _IntensityCache
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -365,18 +450,40 @@ def _facts_for(parsed: ParsedArgs, snap: ExtenderSnapshot | None) -> Mapping[str
     return merged
 
 
+class _IntensityCache:
+    """Region intensities per (snapshot, pod duration, second): computed once a second, not
+    per request (they depend only on those three; `now` is floored to the second)."""
+
+    def __init__(self, policy: ScoringPolicy) -> None:
+        self._policy = policy
+        self._entries: dict[timedelta | None, tuple[object, datetime, dict[str, RegionIntensity]]]
+        self._entries = {}
+
+    def get(
+        self, snap: ExtenderSnapshot | None, now: datetime, duration: timedelta | None
+    ) -> Mapping[str, RegionIntensity]:
+        if snap is None:
+            return {}
+        second = now.replace(microsecond=0)
+        hit = self._entries.get(duration)
+        if hit is not None and hit[0] is snap and hit[1] == second:
+            return hit[2]
+        intens = region_intensities(
+            snap.carbon, snap.carbon, now=second, policy=self._policy, duration=duration
+        )
+        if len(self._entries) > 64:
+            self._entries.clear()
+        self._entries[duration] = (snap, second, intens)
+        return intens
+
+
 def _decide(
     ctx: _Context, parsed: ParsedArgs
-) -> tuple[datetime, Mapping[str, NodeFacts], dict[str, Any]]:
+) -> tuple[datetime, Mapping[str, NodeFacts], Mapping[str, RegionIntensity]]:
     snap = ctx.holder.current()
     now = ctx.clock.now()
     facts = _facts_for(parsed, snap)
-    regions = {f.region for n in parsed.names if (f := facts.get(n)) is not None and f.region}
-    carbon = snap.carbon if snap is not None else {}
-    intens = region_intensities(
-        carbon, regions, now=now, policy=ctx.policy, duration=parsed.pod.expected_duration
-    )
-    return now, facts, intens
+    return now, facts, ctx.intensities.get(snap, now, parsed.pod.expected_duration)
 
 
 def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
@@ -385,7 +492,8 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
     async def filter_(request: Request) -> Response:
         started = time.monotonic()
         try:
-            parsed = parse_args(await _read_body(request, ctx.max_body_bytes), rules=ctx.rules)
+            body_bytes = await _read_body(request, ctx.max_body_bytes)
+            parsed = parse_args(body_bytes, rules=ctx.rules, with_gpu_energy=False)
         except WireError as exc:
             m.requests.labels("filter", str(exc.status)).inc()
             log.info("filter: rejected request: %s", exc)
@@ -402,11 +510,17 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             }
             if parsed.cache_mode:
                 body["NodeNames"] = list(result.passed)
+                response = _json(body)
             else:
                 assert parsed.raw_nodes is not None
-                items = [parsed.raw_nodes[n] for n in result.passed]
-                body["Nodes"] = {"metadata": {}, "items": items}
-            response = _json(body)
+                raw = parsed.raw_nodes
+                body["Nodes"] = _NODES_PLACEHOLDER
+                head, _, tail = orjson.dumps(body).partition(_NODES_PLACEHOLDER_JSON)
+                items = b",".join(raw[n] for n in result.passed)
+                response = Response(
+                    b"".join((head, b'{"metadata":{},"items":[', items, b"]}", tail)),
+                    media_type="application/json",
+                )
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
             m.requests.labels("filter", "500").inc()
@@ -430,9 +544,13 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             return _json({"Error": str(exc)}, exc.status)
         try:
             now, facts, intens = _decide(ctx, parsed)
-            result = score_nodes(
+            snap = ctx.holder.current()
+            # Cache mode reuses the table built once per snapshot.
+            cached = snap.table if parsed.cache_mode and snap is not None else None
+            table = cached or NodeTable.build(facts)
+            result = score_table(
                 parsed.names,
-                facts=facts,
+                table=table,
                 intensities=intens,
                 pod=parsed.pod,
                 policy=ctx.policy,
@@ -563,6 +681,7 @@ def create_app(
         rules=rules,
         metrics=metrics or ExtenderMetrics(registry, holder=holder, clock=clock, policy=policy),
         max_body_bytes=max_body_bytes,
+        intensities=_IntensityCache(policy),
     )
     h = _make_handlers(ctx)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from extender.scoring import NodeFacts
+from extender.scoring import NodeFacts, NodeTable
 from forecasts.series import CarbonSeries
 
 __all__ = ["ExtenderSnapshot", "SnapshotHolder"]
@@ -32,6 +32,11 @@ class ExtenderSnapshot:
     carbon: Mapping[str, CarbonSeries] = field(default_factory=lambda: MappingProxyType({}))
     carbon_errors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     nodes_synced: bool = False
+    table: NodeTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once per snapshot: the arrays prioritize scores thousands of nodes with.
+        object.__setattr__(self, "table", NodeTable.build(self.nodes))
 
 
 class SnapshotHolder:
