@@ -24,6 +24,9 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+
+pytestmark = pytest.mark.slow  # run by `make bench`, not by the unit tier
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "extender"
