@@ -173,7 +173,7 @@ class ParsedArgs:
     pod: PodPreferences
     names: tuple[str, ...]
     cache_mode: bool
-    raw_nodes: Mapping[str, bytes] | None
+    raw_nodes: Mapping[str, msgspec.Raw] | None
     request_facts: Mapping[str, NodeFacts]
 
 
@@ -252,7 +252,7 @@ def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True)
         )
     if nodes is None:
         raise WireError("neither Nodes nor NodeNames is set: one of them must be non-null")
-    raw: dict[str, bytes] = {}
+    raw: dict[str, msgspec.Raw] = {}
     facts: dict[str, NodeFacts] = {}
     want_gpu = with_gpu_energy and prefs.gpus_requested > 0
     for i, item in enumerate(nodes.items or ()):
@@ -267,7 +267,7 @@ def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True)
         if meta.name in raw:
             continue
         status = node.status
-        raw[meta.name] = bytes(item)
+        raw[meta.name] = item  # a view into the request body, not a copy
         facts[meta.name] = build_node_facts(
             meta.name,
             labels=meta.labels or {},
@@ -438,10 +438,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _facts_for(parsed: ParsedArgs, snap: ExtenderSnapshot | None) -> Mapping[str, NodeFacts]:
+def _facts_for(
+    parsed: ParsedArgs, snap: ExtenderSnapshot | None, *, with_gpu_energy: bool
+) -> Mapping[str, NodeFacts]:
     known = snap.nodes if snap is not None else _EMPTY_NODE_FACTS
     if parsed.cache_mode:
         return known
+    if not with_gpu_energy:
+        return parsed.request_facts
     merged = dict(parsed.request_facts)
     for name, f in merged.items():
         inv = known.get(name)
@@ -478,11 +482,11 @@ class _IntensityCache:
 
 
 def _decide(
-    ctx: _Context, parsed: ParsedArgs
+    ctx: _Context, parsed: ParsedArgs, *, with_gpu_energy: bool = True
 ) -> tuple[datetime, Mapping[str, NodeFacts], Mapping[str, RegionIntensity]]:
     snap = ctx.holder.current()
     now = ctx.clock.now()
-    facts = _facts_for(parsed, snap)
+    facts = _facts_for(parsed, snap, with_gpu_energy=with_gpu_energy)
     return now, facts, ctx.intensities.get(snap, now, parsed.pod.expected_duration)
 
 
@@ -499,7 +503,7 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             log.info("filter: rejected request: %s", exc)
             return _filter_error(str(exc), exc.status)
         try:
-            _, facts, intens = _decide(ctx, parsed)
+            _, facts, intens = _decide(ctx, parsed, with_gpu_energy=False)
             result = filter_nodes(parsed.names, facts=facts, intensities=intens, pod=parsed.pod)
             body: dict[str, Any] = {
                 "Nodes": None,
@@ -516,11 +520,14 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                 raw = parsed.raw_nodes
                 body["Nodes"] = _NODES_PLACEHOLDER
                 head, _, tail = orjson.dumps(body).partition(_NODES_PLACEHOLDER_JSON)
-                items = b",".join(raw[n] for n in result.passed)
-                response = Response(
-                    b"".join((head, b'{"metadata":{},"items":[', items, b"]}", tail)),
-                    media_type="application/json",
-                )
+                pieces: list[bytes | msgspec.Raw] = [head, b'{"metadata":{},"items":[']
+                for i, n in enumerate(result.passed):
+                    if i:
+                        pieces.append(b",")
+                    pieces.append(raw[n])
+                pieces += (b"]}", tail)
+                # one copy: the surviving node objects exactly as the scheduler sent them
+                response = Response(b"".join(pieces), media_type="application/json")
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
             m.requests.labels("filter", "500").inc()
