@@ -141,3 +141,21 @@ def test_empty_or_powerless_samples_are_ignored() -> None:
     assert w.summary() is None
     with pytest.raises(ValueError, match="positive"):
         EnergyWindow(window=timedelta(0))
+
+
+def test_utilisation_gaps_leave_energy_per_work_unknown() -> None:
+    w = EnergyWindow(window=timedelta(minutes=5))
+    w.add([sample(util=100)], at=T0)
+    w.add([sample(util=None)], at=T0 + timedelta(seconds=10))
+    w.add([sample(util=100)], at=T0 + timedelta(seconds=20))
+    s = w.summary()
+    assert s is not None
+    assert s.joules_per_work is None
+    with pytest.raises(ValueError, match="idle_smoothing"):
+        EnergyWindow(window=timedelta(seconds=1), idle_smoothing=0)
+
+
+def test_annotation_without_optional_fields() -> None:
+    energy = GpuEnergy(100.0, None, None, 1, T0, 0.0)
+    assert "idle_w" not in encode_annotation(energy)
+    assert decode_annotation(encode_annotation(energy))[0] == energy

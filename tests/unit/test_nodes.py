@@ -85,3 +85,22 @@ def test_bad_gpu_annotation_means_no_gpu_facts() -> None:
 def test_malformed_nodes_name_the_field(obj, fragment) -> None:
     with pytest.raises(ValueError, match="^" + fragment.replace(".", r"\.")):
         node_facts(obj, rules=RULES)
+
+
+def test_gpu_count_takes_the_first_block_that_has_gpus() -> None:
+    from extender.nodes import gpu_count
+
+    assert gpu_count(None, {"nvidia.com/gpu": 2}) == 2
+    assert gpu_count({"cpu": "4"}, {"nvidia.com/gpu": "8"}) == 8
+    assert gpu_count({"nvidia.com/gpu": "lots"}) == 0
+    assert gpu_count() == 0
+
+
+def test_gpu_energy_decoding_can_be_skipped() -> None:
+    from extender.nodes import build_node_facts
+
+    annotations = {ANNOTATION_KEY: '{"v":1,"w":250.5,"gpus":4,"at":1767225600}'}
+    f = build_node_facts(
+        "n", labels={}, annotations=annotations, gpus=4, rules=RULES, with_gpu_energy=False
+    )
+    assert (f.gpu, f.gpu_capacity) == (None, 4)

@@ -511,3 +511,47 @@ def test_property_filter_accounts_for_every_node_exactly_once(scenario, extra) -
         f = node_facts[n]
         assert f.region is not None
         assert inten[f.region].usable is not None
+
+
+def test_gpu_quantities_that_are_not_whole_numbers_count_as_zero() -> None:
+    containers: list[dict[str, object]] = [
+        {"resources": {"limits": {"nvidia.com/gpu": "1.5"}}},
+        {"resources": {"limits": {"nvidia.com/gpu": True}}},
+        {"resources": {"limits": None, "requests": {"nvidia.com/gpu": -2}}},
+    ]
+    assert pod_preferences({}, containers=containers).gpus_requested == 0
+
+
+def test_a_weight_too_small_to_scale_gives_neutral_scores() -> None:
+    result = score_nodes(
+        ["a", "b"],
+        facts=facts(("a", "FR"), ("b", "PL")),
+        intensities={"FR": fresh("FR", 50), "PL": fresh("PL", 550)},
+        pod=PodPreferences(),
+        policy=ScoringPolicy(carbon_weight=5e-324),
+        now=NOW,
+    )
+    assert result.scores == {"a": 5, "b": 5}
+    assert result.neutral_reason is NeutralReason.ALL_EQUAL
+
+
+def test_rank_now_without_duration_and_starts_around_the_series() -> None:
+    carbon = {"GB": hourly_series("GB", NOW, [300, 250, 50, 40])}
+    (now_rank,) = rank_regions(carbon, now=NOW, start=NOW, duration=None, policy=POLICY)
+    assert (now_rank.intensity.value, now_rank.best_start) == (300, None)
+    later = NOW + timedelta(hours=1)
+    (inside,) = rank_regions(
+        carbon, now=later, start=later + timedelta(minutes=30), duration=None, policy=POLICY
+    )
+    assert (inside.intensity.value, inside.intensity.note) == (250, "")
+    (before,) = rank_regions(
+        carbon, now=later, start=NOW - timedelta(hours=5), duration=None, policy=POLICY
+    )
+    assert before.intensity.status is DataStatus.MISSING
+    assert before.intensity.note == "no value before start"
+
+
+def test_best_start_can_be_the_last_hour_of_the_forecast() -> None:
+    carbon = {"GB": hourly_series("GB", NOW, [300, 250, 50, 40])}
+    (gb,) = rank_regions(carbon, now=NOW, start=NOW, duration=timedelta(hours=1), policy=POLICY)
+    assert (gb.best_start, gb.best_intensity) == (NOW + timedelta(hours=3), 40)
