@@ -149,6 +149,9 @@ class NodeInventory:
         self._watch = w
         version = resource_version
         kw = self._kwargs()
+        # The server may stay silent for a whole watch (bookmarks are best effort): the read
+        # timeout must outlast timeoutSeconds, or an idle watch would end in a costly relist.
+        kw["_request_timeout"] = (self._request_timeout_s, self._watch_timeout_s + 30.0)
         try:
             for event in w.stream(
                 self._api.list_node,

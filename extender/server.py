@@ -588,7 +588,12 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             return _json({"error": str(exc)}, 400)
         snap = ctx.holder.current()
         carbon = snap.carbon if snap is not None else {}
-        ranks = rank_regions(carbon, now=now, start=start, duration=duration, policy=ctx.policy)
+        try:
+            ranks = rank_regions(carbon, now=now, start=start, duration=duration, policy=ctx.policy)
+        except Exception as exc:
+            log.exception("regions/rank failed")
+            m.requests.labels("rank", "500").inc()
+            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         out = []
         for i, r in enumerate(ranks, start=1):
             ri = r.intensity

@@ -137,6 +137,9 @@ class FakeApiServer:
                     time.sleep(0.05)  # an idle watch that the server ends early
                     session = []
                 for ev in session:
+                    if "sleep" in ev:  # an idle stretch of the watch
+                        time.sleep(ev["sleep"])
+                        continue
                     line = json.dumps(ev).encode() + b"\n"
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()

@@ -97,6 +97,19 @@ def test_watch_applies_events_and_resumes_from_the_bookmark(server: FakeApiServe
         )
 
 
+def test_an_idle_watch_outlasts_the_request_timeout(server: FakeApiServer) -> None:
+    inv = NodeInventory(
+        server.api(),
+        rules=RULES,
+        registry=CollectorRegistry(),
+        watch_timeout_seconds=5,
+        request_timeout_seconds=0.2,
+    )
+    rv = inv.relist()
+    server.watch_sessions.append([{"sleep": 0.6}, bookmark("120")])
+    assert inv.watch_once(rv) == "120"
+
+
 def test_gone_error_event_raises_expired(server: FakeApiServer) -> None:
     inv = inventory(server)
     rv = inv.relist()
