@@ -130,6 +130,22 @@ class _Node(msgspec.Struct):
     status: _NodeStatus | None = None
 
 
+class _Name(msgspec.Struct):
+    name: str = ""
+
+
+class _NodeName(msgspec.Struct):
+    """Just the name: when no node facts can change the answer (no cap, opted out)."""
+
+    metadata: _Name | None = None
+
+
+class _NodeMeta(msgspec.Struct):
+    """A node without its status: what filter and non-GPU pods need (half the decode cost)."""
+
+    metadata: _Meta | None = None
+
+
 class _RawNodeList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
 
@@ -150,6 +166,8 @@ _ARGS = msgspec.json.Decoder(_Args)
 _ANY_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _POD = msgspec.json.Decoder(_Pod)
 _NODE = msgspec.json.Decoder(_Node)
+_NODE_META = msgspec.json.Decoder(_NodeMeta)
+_NODE_NAME = msgspec.json.Decoder(_NodeName)
 _RAW_NODES = msgspec.json.Decoder(_RawNodeList | None)
 _NAMES = msgspec.json.Decoder(list[str] | None)
 
@@ -233,10 +251,13 @@ def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
 
 
-def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True) -> ParsedArgs:
-    """Decode ExtenderArgs; raises `WireError` naming the offending field.
+def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> ParsedArgs:
+    """Decode ExtenderArgs for `verb` (filter or prioritize); raises `WireError` naming the
+    offending field.
 
-    `with_gpu_energy=False` (filter) skips decoding the nodes' GPU annotations."""
+    In full mode each node is decoded only as deeply as the answer needs: its name when
+    nothing about it can matter (filter without a cap, an opted-out pod), its labels for
+    regions, and its status and GPU annotation only for prioritizing a GPU pod."""
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
     raw_pod, nodes, names = _decode_args(body)
@@ -254,11 +275,21 @@ def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True)
         raise WireError("neither Nodes nor NodeNames is set: one of them must be non-null")
     raw: dict[str, msgspec.Raw] = {}
     facts: dict[str, NodeFacts] = {}
-    want_gpu = with_gpu_energy and prefs.gpus_requested > 0
+    if verb == "filter":
+        need_facts = not prefs.opt_out and prefs.max_intensity_g_per_kwh is not None
+    else:
+        need_facts = not prefs.opt_out
+    want_gpu = need_facts and verb != "filter" and prefs.gpus_requested > 0
+    decoder: (
+        msgspec.json.Decoder[_Node]
+        | msgspec.json.Decoder[_NodeMeta]
+        | msgspec.json.Decoder[_NodeName]
+    )
+    decoder = _NODE if want_gpu else (_NODE_META if need_facts else _NODE_NAME)
     for i, item in enumerate(nodes.items or ()):
         where = f"Nodes.items[{i}]"
         try:
-            node = _NODE.decode(item)
+            node = decoder.decode(item)
         except msgspec.ValidationError as exc:
             raise _validation(exc, where) from None
         meta = node.metadata
@@ -266,12 +297,15 @@ def parse_args(body: bytes, *, rules: RegionRules, with_gpu_energy: bool = True)
             raise WireError(f"{where}.metadata.name: missing or not a non-empty string")
         if meta.name in raw:
             continue
-        status = node.status
         raw[meta.name] = item  # a view into the request body, not a copy
+        if isinstance(node, _NodeName):
+            continue
+        status = node.status if isinstance(node, _Node) else None
+        node_meta = node.metadata or _Meta()
         facts[meta.name] = build_node_facts(
             meta.name,
-            labels=meta.labels or {},
-            annotations=meta.annotations or {},
+            labels=node_meta.labels or {},
+            annotations=node_meta.annotations or {},
             gpus=gpu_count(status.allocatable, status.capacity) if status else 0,
             rules=rules,
             with_gpu_energy=want_gpu,
@@ -497,7 +531,7 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         started = time.monotonic()
         try:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
-            parsed = parse_args(body_bytes, rules=ctx.rules, with_gpu_energy=False)
+            parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter")
         except WireError as exc:
             m.requests.labels("filter", str(exc.status)).inc()
             log.info("filter: rejected request: %s", exc)

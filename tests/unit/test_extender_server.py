@@ -145,6 +145,15 @@ def test_filter_full_mode_echoes_surviving_node_objects_unchanged(h: Harness) ->
     assert list(body["FailedAndUnresolvableNodes"]) == ["gpu-de-1"]
 
 
+def test_filter_full_mode_without_a_cap_passes_and_echoes_everything(h: Harness) -> None:
+    pod = copy.deepcopy(POD)
+    del pod["metadata"]["annotations"]["gridshift.io/max-gco2-per-kwh"]
+    r = h.post("filter", full_args([*NODES, NODES[0]], pod))
+    body = r.json()
+    assert body["Nodes"]["items"] == NODES  # the duplicate is accounted for once
+    assert body["FailedAndUnresolvableNodes"] == {}
+
+
 def test_filter_accepts_older_lowercase_payloads(h: Harness) -> None:
     r = h.post("filter", {"pod": POD, "nodes": None, "nodenames": ["gpu-de-1", "gpu-fr-1"]})
     assert r.status_code == 200
