@@ -516,7 +516,7 @@ class _IntensityCache:
 
 
 def _decide(
-    ctx: _Context, parsed: ParsedArgs, *, with_gpu_energy: bool = True
+    ctx: _Context, parsed: ParsedArgs, *, with_gpu_energy: bool
 ) -> tuple[datetime, Mapping[str, NodeFacts], Mapping[str, RegionIntensity]]:
     snap = ctx.holder.current()
     now = ctx.clock.now()
@@ -584,7 +584,8 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             log.info("prioritize: rejected request: %s", exc)
             return _json({"Error": str(exc)}, exc.status)
         try:
-            now, facts, intens = _decide(ctx, parsed)
+            gpu_pod = parsed.pod.gpus_requested > 0
+            now, facts, intens = _decide(ctx, parsed, with_gpu_energy=gpu_pod)
             snap = ctx.holder.current()
             # Cache mode reuses the table built once per snapshot.
             cached = snap.table if parsed.cache_mode and snap is not None else None

@@ -217,6 +217,24 @@ def test_prioritize_full_mode_uses_the_request_labels(h: Harness) -> None:
     assert r.json() == [{"Host": "x", "Score": 10}, {"Host": "y", "Score": 0}]
 
 
+def test_full_mode_takes_gpu_energy_from_the_inventory_when_the_request_has_none() -> None:
+    from extender.energy import ANNOTATION_KEY, GpuEnergy
+    from extender.scoring import NodeFacts
+
+    lean = GpuEnergy(100.0, None, None, 8, NOW, 300.0)
+    hungry = GpuEnergy(400.0, None, None, 8, NOW, 300.0)
+    snap = ExtenderSnapshot(
+        taken_at=NOW,
+        nodes={"x": NodeFacts("x", gpu=hungry), "y": NodeFacts("y", gpu=lean)},
+    )
+    h = Harness(snap=snap)
+    nodes = [node("x", "eu-west-3"), node("y", "eu-west-3")]
+    for n in nodes:
+        del n["metadata"]["annotations"][ANNOTATION_KEY]
+    r = h.post("prioritize", full_args(nodes))
+    assert r.json() == [{"Host": "x", "Score": 0}, {"Host": "y", "Score": 10}]
+
+
 def test_prioritize_neutral_without_data_and_metric_says_so() -> None:
     h = Harness(snap=None)
     r = h.post("prioritize", cache_args(["a", "b"]))
