@@ -16,10 +16,10 @@ from starlette.applications import Starlette
 from config.settings import ExtenderSettings, Settings
 from extender.agent import GpuAgent, KubeNodeAnnotator
 from extender.gpu_prometheus import GpuExporter, PrometheusGpuPower
-from extender.inventory import NodeInventory
+from extender.inventory import KubeNodeInventory
 from extender.nodes import RegionRules
 from extender.nvml import Nvml, load_pynvml
-from extender.refresh import GpuPowerSource, NodeSource, SnapshotRefresher
+from extender.refresh import GpuPowerSource, NodeInventory, SnapshotRefresher
 from extender.scoring import ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import SnapshotHolder
@@ -86,7 +86,7 @@ class ExtenderRuntime:
     app: Starlette
     holder: SnapshotHolder
     refresher: SnapshotRefresher
-    inventory: NodeInventory | None
+    inventory: KubeNodeInventory | None
     refresh_interval_seconds: float
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -139,7 +139,7 @@ def build_extender(
     registry: CollectorRegistry,
     carbon: CarbonSource | None,
     kube_api: kube_client.CoreV1Api | None,
-    nodes: NodeSource | None = None,
+    nodes: NodeInventory | None = None,
     gpu_power: GpuPowerSource | None = None,
 ) -> ExtenderRuntime:
     """The extender: webhook app, node inventory (when `kube_api`), snapshot job.
@@ -150,11 +150,11 @@ def build_extender(
     rules = region_rules(s)
     policy = scoring_policy(s)
     holder = SnapshotHolder()
-    inventory: NodeInventory | None = None
+    inventory: KubeNodeInventory | None = None
     if nodes is None:
         if kube_api is None:
-            raise ValueError("build_extender needs kube_api (or a NodeSource as nodes)")
-        inventory = NodeInventory(
+            raise ValueError("build_extender needs kube_api (or a NodeInventory as nodes)")
+        inventory = KubeNodeInventory(
             kube_api,
             rules=rules,
             registry=registry,

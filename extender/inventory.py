@@ -25,7 +25,7 @@ from urllib3.exceptions import HTTPError
 from extender.nodes import RegionRules, node_facts
 from extender.scoring import NodeFacts
 
-__all__ = ["NodeInventory"]
+__all__ = ["KubeNodeInventory"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class _Expired(Exception):
     """The watched or listed resourceVersion is too old (HTTP 410)."""
 
 
-class NodeInventory:
+class KubeNodeInventory:
     """Facts of every node, kept current by list+watch. Thread-safe for readers."""
 
     def __init__(

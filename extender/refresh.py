@@ -26,12 +26,12 @@ from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.time import Clock
 
-__all__ = ["GpuPowerSource", "NodeSource", "SnapshotRefresher", "merge_series"]
+__all__ = ["GpuPowerSource", "NodeInventory", "SnapshotRefresher", "merge_series"]
 
 log = logging.getLogger(__name__)
 
 
-class NodeSource(Protocol):
+class NodeInventory(Protocol):
     """Current node facts (the inventory)."""
 
     def facts(self) -> Mapping[str, NodeFacts]: ...
@@ -71,7 +71,7 @@ class SnapshotRefresher:
         *,
         holder: SnapshotHolder,
         clock: Clock,
-        nodes: NodeSource,
+        nodes: NodeInventory,
         carbon: CarbonSource | None,
         registry: CollectorRegistry,
         regions: Iterable[str] = (),

@@ -1,7 +1,7 @@
 """`Fake<Role>` test doubles for roles (protocols), never for our own HTTP layer.
 
-Extender roles: `FakeCarbonSource` (CarbonSource), `FakeNodeSource` (the inventory's
-NodeSource), `FakeGpuPowerSource`, `FakeNodeAnnotator`, and `FakeNvmlLibrary`, an object with
+Extender roles: `FakeCarbonSource` (CarbonSource), `FakeNodeInventory` (the inventory's
+NodeInventory), `FakeGpuPowerSource`, `FakeNodeAnnotator`, and `FakeNvmlLibrary`, an object with
 the `pynvml` functions the agent calls, raising the real `pynvml.NVMLError` subclasses.
 """
 
@@ -25,7 +25,7 @@ __all__ = [
     "FakeGpu",
     "FakeGpuPowerSource",
     "FakeNodeAnnotator",
-    "FakeNodeSource",
+    "FakeNodeInventory",
     "FakeNvmlLibrary",
     "hourly_series",
 ]
@@ -106,7 +106,7 @@ class FakeCarbonSource:
 
 
 @dataclass
-class FakeNodeSource:
+class FakeNodeInventory:
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
     synced: bool = True
 

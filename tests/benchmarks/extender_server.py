@@ -20,12 +20,12 @@ from extender.scoring import NodeFacts
 from extender.server import serve
 from forecasts.sources.clock import SystemClock
 from forecasts.time import floor_to
-from tests.fakes import FakeCarbonSource, FakeNodeSource, hourly_series
+from tests.fakes import FakeCarbonSource, FakeNodeInventory, hourly_series
 
 REGIONS = [f"region-{i:02d}" for i in range(24)]
 
 
-def synthetic(n_nodes: int, clock: SystemClock) -> tuple[FakeNodeSource, FakeCarbonSource]:
+def synthetic(n_nodes: int, clock: SystemClock) -> tuple[FakeNodeInventory, FakeCarbonSource]:
     now = clock.now()
     start = floor_to(now, timedelta(hours=1)) - timedelta(hours=2)
     series = {}
@@ -39,7 +39,7 @@ def synthetic(n_nodes: int, clock: SystemClock) -> tuple[FakeNodeSource, FakeCar
         if i % 4 == 0:
             gpu = GpuEnergy(200.0 + i % 300, 60.0, 300.0 + i % 500, 8, now, 300.0)
         nodes[name] = NodeFacts(name, region=REGIONS[i % len(REGIONS)], gpu_capacity=8, gpu=gpu)
-    return FakeNodeSource(nodes), FakeCarbonSource(series=series)
+    return FakeNodeInventory(nodes), FakeCarbonSource(series=series)
 
 
 def main() -> None:

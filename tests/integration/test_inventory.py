@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from extender.agent import KubeNodeAnnotator
 from extender.energy import ANNOTATION_KEY
-from extender.inventory import NodeInventory, _Expired
+from extender.inventory import KubeNodeInventory, _Expired
 from extender.nodes import RegionRules
 from tests.integration.kube_api import FakeApiServer, bookmark, event, gone, make_node
 
@@ -35,8 +35,10 @@ def server():
         yield s
 
 
-def inventory(server: FakeApiServer, registry: CollectorRegistry | None = None) -> NodeInventory:
-    return NodeInventory(
+def inventory(
+    server: FakeApiServer, registry: CollectorRegistry | None = None
+) -> KubeNodeInventory:
+    return KubeNodeInventory(
         server.api(),
         rules=RULES,
         registry=registry or CollectorRegistry(),
@@ -98,7 +100,7 @@ def test_watch_applies_events_and_resumes_from_the_bookmark(server: FakeApiServe
 
 
 def test_an_idle_watch_outlasts_the_request_timeout(server: FakeApiServer) -> None:
-    inv = NodeInventory(
+    inv = KubeNodeInventory(
         server.api(),
         rules=RULES,
         registry=CollectorRegistry(),
@@ -164,7 +166,7 @@ def test_run_loop_relists_after_410_and_keeps_watching(server: FakeApiServer) ->
 def test_run_loop_survives_an_unreachable_api_server() -> None:
     with FakeApiServer() as s:
         api = s.api()
-    inv = NodeInventory(
+    inv = KubeNodeInventory(
         api,
         rules=RULES,
         registry=CollectorRegistry(),

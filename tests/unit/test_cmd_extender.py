@@ -17,7 +17,7 @@ from config.cmd_extender import _settings
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender, region_rules, scoring_policy
 from forecasts.time import FrozenClock
-from tests.fakes import FakeNodeSource
+from tests.fakes import FakeNodeInventory
 
 
 def test_commands_are_registered_and_documented() -> None:
@@ -88,7 +88,7 @@ def test_build_extender_needs_nodes_or_an_api() -> None:
         registry=CollectorRegistry(),
         carbon=None,
         kube_api=None,
-        nodes=FakeNodeSource(),
+        nodes=FakeNodeInventory(),
     )
     assert runtime.inventory is None
     assert runtime.refresher.refresh().nodes_synced

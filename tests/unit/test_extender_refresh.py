@@ -17,7 +17,7 @@ from extender.snapshot import SnapshotHolder
 from forecasts.series import Quality
 from forecasts.sources.errors import SourceUnavailable
 from forecasts.time import FrozenClock
-from tests.fakes import FakeCarbonSource, FakeGpuPowerSource, FakeNodeSource, hourly_series
+from tests.fakes import FakeCarbonSource, FakeGpuPowerSource, FakeNodeInventory, hourly_series
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -26,7 +26,7 @@ def setup(**kwargs):
     clock = FrozenClock(NOW)
     holder = SnapshotHolder()
     registry = CollectorRegistry()
-    nodes = FakeNodeSource(
+    nodes = FakeNodeInventory(
         {
             "a": NodeFacts("a", region="FR"),
             "b": NodeFacts("b", region="DE"),
@@ -133,7 +133,7 @@ def test_run_loop_survives_a_failing_refresh() -> None:
     _, holder, _, nodes, _, refresher = setup()
     calls = []
 
-    class Exploding(FakeNodeSource):
+    class Exploding(FakeNodeInventory):
         def facts(self):
             calls.append(1)
             if len(calls) == 1:

@@ -1,4 +1,4 @@
-"""The NodeSource role: `FakeNodeSource` and the real `NodeInventory` (driven by the
+"""The NodeInventory role: `FakeNodeInventory` and the real `KubeNodeInventory` (driven by the
 kubernetes client against a local API stand-in) honour the same contract: `facts()` maps
 node name -> NodeFacts with that name, views do not change under the reader when the source
 updates, and `synced` says whether the facts reflect the cluster."""
@@ -10,19 +10,19 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from extender.inventory import NodeInventory
+from extender.inventory import KubeNodeInventory
 from extender.nodes import RegionRules
-from extender.refresh import NodeSource
+from extender.refresh import NodeInventory
 from extender.scoring import NodeFacts
-from tests.fakes import FakeNodeSource
+from tests.fakes import FakeNodeInventory
 from tests.integration.kube_api import FakeApiServer, make_node
 
 # (source, add a node "late" and let the source see it)
-Case = tuple[NodeSource, Callable[[], None]]
+Case = tuple[NodeInventory, Callable[[], None]]
 
 
 def fake_case() -> Iterator[Case]:
-    source = FakeNodeSource(
+    source = FakeNodeInventory(
         {"a": NodeFacts("a", region="IE"), "b": NodeFacts("b", region="DE")}, synced=True
     )
 
@@ -38,7 +38,7 @@ def inventory_case() -> Iterator[Case]:
             "a": make_node("a", "eu-west-1"),
             "b": make_node("b", "eu-central-1"),
         }
-        inv = NodeInventory(
+        inv = KubeNodeInventory(
             server.api(),
             rules=RegionRules(aliases={"eu-west-1": "IE", "eu-central-1": "DE"}),
             registry=CollectorRegistry(),
@@ -54,8 +54,8 @@ def inventory_case() -> Iterator[Case]:
 
 @pytest.fixture(
     params=[
-        pytest.param(fake_case, id="FakeNodeSource"),
-        pytest.param(inventory_case, id="NodeInventory", marks=pytest.mark.integration),
+        pytest.param(fake_case, id="FakeNodeInventory"),
+        pytest.param(inventory_case, id="KubeNodeInventory", marks=pytest.mark.integration),
     ]
 )
 def case(request: pytest.FixtureRequest) -> Iterator[Case]:
