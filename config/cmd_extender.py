@@ -13,7 +13,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from config.options import setting_option, settings_from_context, settings_options
 from config.settings import Settings
-from config.wiring import build_agent, build_carbon_source, build_extender, kube_core_api
+from config.wiring import (
+    build_agent,
+    build_carbon_source,
+    build_carbon_sources,
+    build_extender,
+    kube_core_api,
+)
 from extender.server import parse_listen, serve
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
@@ -25,13 +31,17 @@ log = logging.getLogger(__name__)
 
 def _carbon_source(settings: Settings) -> CarbonSource | None:
     """The carbon provider chain for the extender's snapshot job (the same fallback chain as
-    `gridshift carbon`); without any configured provider the extender scores by GPU energy
-    only and says so (carbon neutral)."""
-    try:
-        return build_carbon_source(settings, clock=SystemClock())
-    except ValueError as exc:
-        log.warning("no carbon source for the extender (%s): carbon scores stay neutral", exc)
+    `gridshift carbon`); with no provider configured the extender scores by GPU energy only
+    and says so (carbon scores neutral)."""
+    clock = SystemClock()
+    sources, missing = build_carbon_sources(settings, clock=clock)
+    if not sources:
+        log.warning(
+            "no carbon source configured (%s): carbon scores stay neutral",
+            "; ".join(f"{name}: {why}" for name, why in sorted(missing.items())),
+        )
         return None
+    return build_carbon_source(settings, clock=clock)
 
 
 def _kube_api() -> CoreV1Api:

@@ -74,6 +74,7 @@ def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
             env=env(
                 KUBECONFIG=str(kubeconfig),
                 GRIDSHIFT_EXTENDER__REFRESH_INTERVAL_SECONDS="0.2",
+                GRIDSHIFT_CARBON__UK__ENABLED="false",  # no provider at all: GPU energy only
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
