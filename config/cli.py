@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from config.cmd_forecast import backtest_command, forecast_command
 from config.version import __version__
 
 __all__ = ["cli", "main"]
@@ -13,6 +14,10 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, prog_name="gridshift")
 def cli() -> None:
     """gridshift: carbon-aware autoscaling and scheduling for Kubernetes."""
+
+
+cli.add_command(forecast_command)
+cli.add_command(backtest_command)
 
 
 def main() -> None:

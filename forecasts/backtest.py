@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.forecast import Forecaster, FittedModel
+from forecasts.forecast import FittedModel, Forecaster
 from forecasts.series import RegularSeries
 
 __all__ = [
@@ -205,7 +205,7 @@ def backtest(
     values = series.values
     actual = np.full((len(origins), horizon), np.nan)
     mean = np.full((len(origins), horizon), np.nan)
-    levels = sorted({q for band in BANDS for q in band})
+    levels = sorted({0.5, *(q for band in BANDS for q in band)})
     bands = {q: np.full((len(origins), horizon), np.nan) for q in levels}
     fit_s: list[float] = []
     predict_s: list[float] = []
@@ -271,7 +271,9 @@ def run_backtests(
             name = model.name
             report = on_origin
 
-            def callback(i: int, _name: str = name, _report: Callable[[str, int], None] = report) -> None:
+            def callback(
+                i: int, _name: str = name, _report: Callable[[str, int], None] = report
+            ) -> None:
                 _report(_name, i)
 
         try:

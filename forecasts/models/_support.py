@@ -24,7 +24,6 @@ __all__ = [
     "FloatArray",
     "build_forecast",
     "check_exog",
-    "empirical_spread",
     "fill_gaps",
     "fourier_terms",
     "gaussian_quantiles",
@@ -89,25 +88,6 @@ def gaussian_quantiles(
 ) -> dict[float, FloatArray]:
     dist = NormalDist()
     return {q: mean + dist.inv_cdf(q) * sd for q in levels}
-
-
-def empirical_spread(
-    errors: FloatArray, levels: Sequence[float] = STANDARD_QUANTILES
-) -> FloatArray:
-    """Quantiles of forecast errors (actual - predicted), centred on their median.
-
-    `errors` is (samples,) or (samples, horizon); the result is (levels,) or (levels, horizon).
-    Columns with no finite error get zero spread."""
-    err = np.asarray(errors, dtype=float)
-    if err.size == 0:
-        return np.zeros((len(levels),) + err.shape[1:])
-    with np.errstate(all="ignore"):
-        finite = np.where(np.isfinite(err), err, np.nan)
-        if np.isnan(finite).all(axis=0).any():
-            finite = np.where(np.isnan(finite).all(axis=0), 0.0, finite)
-        med = np.nanmedian(finite, axis=0)
-        out: FloatArray = np.nanquantile(finite - med, np.asarray(levels), axis=0)
-    return out
 
 
 def build_forecast(

@@ -13,8 +13,9 @@ scaled by the AR(1) error growth sqrt(1 - phi^(2h)). Gaps: NaN steps are left ou
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -48,13 +49,15 @@ def _frame(epoch_s: FloatArray, exog: FloatArray | None) -> Any:
 class ProphetModel:
     window_steps: int = 24 * 7 * 8
     changepoint_prior_scale: float = 0.05
-    seasonality_mode: str = "additive"
+    seasonality_mode: Literal["additive", "multiplicative"] = "additive"
 
     def __post_init__(self) -> None:
         if self.window_steps < 48:
             raise ValueError(f"window_steps must be >= 48, got {self.window_steps}")
         if self.seasonality_mode not in ("additive", "multiplicative"):
-            raise ValueError(f"seasonality_mode must be additive|multiplicative, got {self.seasonality_mode!r}")
+            raise ValueError(
+                f"seasonality_mode must be additive|multiplicative, got {self.seasonality_mode!r}"
+            )
 
     @property
     def name(self) -> str:
@@ -92,8 +95,10 @@ class ProphetModel:
             for j in range(ex_w.shape[1]):
                 if np.ptp(ex_w[ok, j]) > 0:
                     model.add_regressor(f"x{j}", standardize=True)
-        model.fit(frame, seed=seed, iter=2000)
-        fitted = np.asarray(model.predict(frame)["yhat"], dtype=float)
+        with warnings.catch_warnings():  # prophet's own pandas deprecations
+            warnings.simplefilter("ignore")
+            model.fit(frame, seed=seed, iter=2000)
+            fitted = np.asarray(model.predict(frame)["yhat"], dtype=float)
         resid = y[ok] - fitted
         phi = 0.0
         if resid.size > 3 and np.std(resid) > 0:
@@ -159,9 +164,13 @@ class ProphetFit:
         epoch = hist.epoch_s()
         future_s = epoch[-1] + step_s * np.arange(1, horizon + 1, dtype=float)
         x_last = ex_h[last : last + 1] if ex_h is not None else None
-        frame = _frame(np.concatenate([[epoch[last]], future_s]),
-                       None if ex_f is None or x_last is None else np.vstack([x_last, ex_f]))
-        yhat = np.asarray(self.model.predict(frame)["yhat"], dtype=float)
+        frame = _frame(
+            np.concatenate([[epoch[last]], future_s]),
+            None if ex_f is None or x_last is None else np.vstack([x_last, ex_f]),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yhat = np.asarray(self.model.predict(frame)["yhat"], dtype=float)
         resid_last = float(hist.values[last]) - yhat[0]
         lead = np.arange(1, horizon + 1, dtype=float) + (n - 1 - last)
         decay = self.phi**lead

@@ -207,9 +207,7 @@ class SeasonalRegressionFit:
             origin = np.array([base + done], dtype=np.int64)
             k = done // block
             for h in range(1, min(block, horizon - done) + 1):
-                x = spec._features(
-                    work, origin, h, start_s=start_s, step_s=step_s, exog=ex_work
-                )
+                x = spec._features(work, origin, h, start_s=start_s, step_s=step_s, exog=ex_work)
                 yhat = float(x[0] @ self.coefs[h - 1])
                 mean[done + h - 1] = yhat
                 qs[:, done + h - 1] = yhat + self.spreads[h - 1] * np.sqrt(k + 1.0)

@@ -1,10 +1,10 @@
 """SARIMAX (statsmodels) with Fourier seasonality and exogenous regressors (CI schedules).
 
-Default: ARMA(2, 1) errors around a regression on a constant, daily and weekly seasonality as Fourier terms of
-absolute time (order 3 and 2: a seasonal AR at lag 168 is far too slow on hourly data), plus
-the caller's regressors, fitted by maximum likelihood on a bounded recent window
-(`window_steps`, four weeks of hours). A seasonal ARIMA part can be added with
-`seasonal_order`.
+Default: a regression on a constant, daily and weekly seasonality as Fourier terms of absolute
+time (order 3 and 2: a seasonal AR at lag 168 is far too slow on hourly data) and the caller's
+regressors, with ARMA(2, 1) errors; fitted on a bounded recent window (`window_steps`, four
+weeks of hours) in two steps: the regression by least squares, then the (S)ARIMA error model
+by maximum likelihood on its residuals. A seasonal part can be added with `seasonal_order`.
 
 Gaps: NaN steps are missing observations that the Kalman filter skips (no filling).
 `predict(history=...)` re-filters the newest `window_steps` of the given history with the
@@ -77,11 +77,18 @@ class Sarimax:
                 f"{self.name} needs at least {max(3 * n_params, 20)} observed steps, got {observed}"
             )
         step_s = history.step.total_seconds()
-        x = self.design(history.epoch_s()[n - keep :], step_s, ex[n - keep :] if ex is not None else None)
-        # Standardised target: the likelihood optimiser converges far faster near unit scale.
-        centre = float(np.nanmean(y))
-        scale = float(np.nanstd(y)) or 1.0
-        model = SARIMAX((y - centre) / scale, exog=x, order=self.order, seasonal_order=self.seasonal_order)
+        x = self.design(
+            history.epoch_s()[n - keep :], step_s, ex[n - keep :] if ex is not None else None
+        )
+        # Two steps: the regression (constant, Fourier terms, exog) by least squares, then the
+        # ARMA errors by maximum likelihood on its residuals (few parameters: fits fast).
+        ok = np.isfinite(y)
+        beta: FloatArray = np.asarray(
+            np.linalg.lstsq(x[ok], y[ok], rcond=None)[0], dtype=np.float64
+        )
+        resid = y - x @ beta
+        scale = float(np.nanstd(resid)) or 1.0
+        model = SARIMAX(resid / scale, order=self.order, seasonal_order=self.seasonal_order)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = model.fit(disp=False, maxiter=self.max_iterations)
@@ -90,7 +97,7 @@ class Sarimax:
             history=history,
             exog=ex,
             params=np.asarray(res.params, dtype=float).copy(),
-            centre=centre,
+            beta=beta,
             scale=scale,
             exog_columns=0 if ex is None else ex.shape[1],
             lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
@@ -103,7 +110,7 @@ class SarimaxFit:
     history: RegularSeries
     exog: FloatArray | None
     params: FloatArray
-    centre: float
+    beta: FloatArray
     scale: float
     exog_columns: int
     lower_bound: float | None
@@ -155,17 +162,13 @@ class SarimaxFit:
         x_h = spec.design(epoch[n - keep :], step_s, ex_h[n - keep :] if ex_h is not None else None)
         future_s = epoch[-1] + step_s * np.arange(1, horizon + 1, dtype=float)
         x_f = spec.design(future_s, step_s, ex_f)
-        model = SARIMAX(
-            (y - self.centre) / self.scale,
-            exog=x_h,
-            order=spec.order,
-            seasonal_order=spec.seasonal_order,
-        )
+        resid = (y - x_h @ self.beta) / self.scale
+        model = SARIMAX(resid, order=spec.order, seasonal_order=spec.seasonal_order)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res: Any = model.filter(self.params)
-            fc = res.get_forecast(horizon, exog=x_f)
-        mean = np.asarray(fc.predicted_mean, dtype=float) * self.scale + self.centre
+            fc = res.get_forecast(horizon)
+        mean = np.asarray(fc.predicted_mean, dtype=float) * self.scale + x_f @ self.beta
         sd = np.asarray(fc.se_mean, dtype=float) * self.scale
         sd = np.where(np.isfinite(sd), sd, np.nanmax(np.where(np.isfinite(sd), sd, 0.0)))
         return build_forecast(

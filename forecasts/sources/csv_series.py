@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from forecasts.series import RegularSeries
@@ -23,6 +24,7 @@ from forecasts.time import from_epoch_s
 __all__ = ["SeriesSpec", "list_columns", "parse_series_spec", "read_csv_series"]
 
 TIME_COLUMN = "timestamp_utc"
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,9 @@ def parse_series_spec(text: str) -> SeriesSpec:
         raise ValueError("series: empty specification (expected FILE[:region[:column]])")
     parts = text.split(":")
     if len(parts) > 3:
-        raise ValueError(f"series {text!r}: expected FILE[:region[:column]], got {len(parts)} parts")
+        raise ValueError(
+            f"series {text!r}: expected FILE[:region[:column]], got {len(parts)} parts"
+        )
     path = Path(parts[0])
     region = parts[1] or None if len(parts) > 1 else None
     column = parts[2] or None if len(parts) > 2 else None
@@ -58,13 +62,13 @@ def parse_series_spec(text: str) -> SeriesSpec:
 
 def _load(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise SourceDataError(f"{path}: no such file")
+        raise SourceDataError("no such file", source=str(path))
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise SourceDataError(f"{path}: not a readable CSV ({exc})") from exc
+        raise SourceDataError(f"not a readable CSV ({exc})", source=str(path)) from exc
     if TIME_COLUMN not in frame.columns:
-        raise SourceDataError(f"{path}: missing column {TIME_COLUMN!r}")
+        raise SourceDataError(f"missing column {TIME_COLUMN!r}", source=str(path))
     return frame
 
 
@@ -98,30 +102,42 @@ def read_csv_series(
         regions = sorted(frame["region"].astype(str).unique())
         if region is None:
             if len(regions) != 1:
-                raise SourceDataError(f"{path}: region: choose one of {', '.join(regions)}")
+                raise SourceDataError(
+                    f"region: choose one of {', '.join(regions)}", source=str(path)
+                )
             region = regions[0]
         if region not in regions:
             raise SourceDataError(
-                f"{path}: region: {region!r} not in file (has {', '.join(regions)})"
+                f"region: {region!r} not in file (has {', '.join(regions)})", source=str(path)
             )
         frame = frame[frame["region"].astype(str) == region]
     elif region is not None:
-        raise SourceDataError(f"{path}: region: file has no region column, got {region!r}")
+        raise SourceDataError(
+            f"region: file has no region column, got {region!r}", source=str(path)
+        )
     columns = _value_columns(frame)
     if column is None:
         if len(columns) != 1:
-            raise SourceDataError(f"{path}: column: choose one of {', '.join(columns) or '(none)'}")
+            raise SourceDataError(
+                f"column: choose one of {', '.join(columns) or '(none)'}", source=str(path)
+            )
         column = columns[0]
     if column not in frame.columns:
-        raise SourceDataError(f"{path}: column: {column!r} not in file (has {', '.join(columns)})")
+        raise SourceDataError(
+            f"column: {column!r} not in file (has {', '.join(columns)})", source=str(path)
+        )
     try:
         stamps = pd.to_datetime(frame[TIME_COLUMN], utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
-        raise SourceDataError(f"{path}: {TIME_COLUMN}: unparseable timestamp ({exc})") from exc
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    epoch = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+        raise SourceDataError(
+            f"{TIME_COLUMN}: unparseable timestamp ({exc})", source=str(path)
+        ) from exc
+    values: FloatArray = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    epoch = np.asarray(
+        (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(), dtype=np.float64
+    )
     if epoch.size == 0:
-        raise SourceDataError(f"{path}: no rows for region={region!r}")
+        raise SourceDataError(f"no rows for region={region!r}", source=str(path))
     order = np.argsort(epoch, kind="stable")
     epoch, values = epoch[order], values[order]
     if zero_is_missing:
@@ -130,13 +146,13 @@ def read_csv_series(
     if step is None:
         diffs = np.diff(np.unique(epoch))
         if diffs.size == 0:
-            raise SourceDataError(f"{path}: need at least two instants to infer the step")
+            raise SourceDataError("need at least two instants to infer the step", source=str(path))
         uniq, counts = np.unique(diffs, return_counts=True)
         step = timedelta(seconds=float(uniq[np.argmax(counts)]))
     step_s = step.total_seconds()
     start_s = float(np.floor(epoch[0] / step_s) * step_s)
     return RegularSeries.from_points(
-        epoch,
+        epoch.astype(np.float64),
         values,
         step=step,
         unit=unit or column,

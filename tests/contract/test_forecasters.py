@@ -13,6 +13,7 @@ statsmodels fits) are marked `slow`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,7 +80,7 @@ def check_forecast(fc: Forecast, *, horizon: int, history: RegularSeries) -> Non
     for q in REQUIRED_QUANTILES:
         assert q in fc.quantiles
     levels = sorted(fc.quantiles)
-    for lo, hi in zip(levels, levels[1:], strict=False):
+    for lo, hi in itertools.pairwise(levels):
         assert (fc.quantiles[lo] <= fc.quantiles[hi] + 1e-9).all()
     assert (fc.quantile(0.05) <= fc.mean + 1e-9).all()
     assert (fc.mean <= fc.quantile(0.95) + 1e-9).all()
@@ -245,14 +246,18 @@ def beats_naive(model: Forecaster, *, count: int, refit_every: int) -> tuple[flo
 @pytest.mark.parametrize(
     ("model", "count", "refit_every"),
     [
-        pytest.param(SeasonalRegression(max_horizon=24, window_steps=24 * 14), 6, 1, id="regression"),
+        pytest.param(
+            SeasonalRegression(max_horizon=24, window_steps=24 * 14), 6, 1, id="regression"
+        ),
         pytest.param(ETS(window_steps=24 * 7, simulations=50), 4, 4, id="ets"),
         pytest.param(
             Sarimax(order=(1, 0, 0), fourier=((24, 2),), window_steps=24 * 7), 3, 3, id="sarimax"
         ),
     ],
 )
-def test_every_model_beats_seasonal_naive_quick(model: Forecaster, count: int, refit_every: int) -> None:
+def test_every_model_beats_seasonal_naive_quick(
+    model: Forecaster, count: int, refit_every: int
+) -> None:
     mae, naive_mae = beats_naive(model, count=count, refit_every=refit_every)
     assert mae < naive_mae
 
