@@ -214,7 +214,7 @@ def test_property_forecast_invariants(
     check_forecast(fc, horizon=horizon, history=history)
 
 
-@settings(max_examples=5)
+@settings(max_examples=3)
 @given(seed=st.integers(0, 2**16), horizon=st.integers(1, 30))
 def test_property_ets_invariants(seed: int, horizon: int) -> None:
     history = make_series(24 * 6, seed=seed)
