@@ -2,10 +2,10 @@
 
 statsmodels' `holtwinters.ExponentialSmoothing` estimates the smoothing parameters (and, with
 `initialization="estimated"`, the initial states; by default they come from its heuristic
-decomposition, which fits several times faster) on a bounded recent window (`window_steps`). Prediction re-runs the smoothing
-recursion with those fixed parameters over the history it is given (the fitted initial
-seasonal profile is rotated to that history's phase), so `predict(history=newer)` conditions
-on newer observations without a refit.
+decomposition, which fits several times faster) on a bounded recent window (`window_steps`).
+Prediction re-runs the smoothing recursion with those fixed parameters over the history it is
+given (the fitted initial seasonal profile is rotated to that history's phase), so
+`predict(history=newer)` conditions on newer observations without a refit.
 
 Intervals come from simulation: `simulations` future paths driven by one-step errors
 resampled from the in-sample errors (seeded with the fit's `seed`), so the forecast is
