@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from config.forecast_report import (
     forecast_rows,
@@ -32,6 +33,7 @@ from forecasts.backtest import (
     select_model,
     slice_series,
 )
+from forecasts.carbon_forecast import BiasDecision, align, decide_bias_correction, forecast_carbon
 from forecasts.forecast import Forecast, Forecaster
 from forecasts.models.catalog import DEFAULT_SELECTION, MODEL_NAMES, build_model, season_steps
 from forecasts.series import RegularSeries
@@ -140,6 +142,12 @@ def _select(
     show_default=True,
     type=click.Choice(("table", "json", "csv")),
 )
+@click.option(
+    "--provider-column",
+    default=None,
+    help="Column holding the provider's own forecast (e.g. forecast_gco2_per_kwh): used where it"
+    " has values, bias-corrected only where a backtest of its past errors shows that helps.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 def forecast_command(
     trace: Path,
@@ -148,11 +156,12 @@ def forecast_command(
     model_name: str,
     horizon: str,
     origins: int,
+    provider_column: str | None,
     fmt: str,
     seed: int,
 ) -> None:
-    """Forecast one series of a CSV trace from its end."""
-    series = _load(SeriesSpec(path=trace, region=region, column=column))
+    """Forecast one series of a CSV trace from its last observed value."""
+    series = _observed_prefix(_load(SeriesSpec(path=trace, region=region, column=column)))
     steps = _duration_steps(horizon, series.step, name="--horizon")
     selection = None
     if model_name == "auto":
@@ -163,14 +172,44 @@ def forecast_command(
         chosen = next(m for m in models if m.name == selection.model)
     else:
         chosen = build_model(model_name, step=series.step)
+    notes: list[str] = []
     try:
-        fc = chosen.fit(series, seed=seed).predict(horizon=steps)
+        if provider_column is None:
+            fc = chosen.fit(series, seed=seed).predict(horizon=steps)
+        else:
+            provider = _load(SeriesSpec(path=trace, region=region, column=provider_column))
+            decision = _bias_decision(series, provider, horizon=steps, origins=origins)
+            notes = list(decision.reasons)
+            fc = forecast_carbon(
+                series, horizon=steps, model=chosen, provider=provider, decision=decision, seed=seed
+            )
     except ValueError as exc:
         raise click.ClickException(f"{chosen.name}: {exc}") from exc
-    click.echo(_render_forecast(fc, fmt=fmt, selection=selection))
+    click.echo(_render_forecast(fc, fmt=fmt, selection=selection, notes=notes))
 
 
-def _render_forecast(fc: Forecast, *, fmt: str, selection: Selection | None) -> str:
+def _observed_prefix(series: RegularSeries) -> RegularSeries:
+    """The series up to its last observed step (a trace may end in blank rows)."""
+    observed = np.flatnonzero(np.isfinite(series.values))
+    if observed.size == 0:
+        raise click.BadParameter("the series has no observed values", param_hint="--column")
+    return slice_series(series, 0, int(observed[-1]) + 1)
+
+
+def _bias_decision(
+    history: RegularSeries, provider: RegularSeries, *, horizon: int, origins: int
+) -> BiasDecision:
+    day, _ = season_steps(history.step)
+    prov = align(provider, like=history)
+    points = rolling_origins(
+        len(history), horizon=horizon, count=origins, stride=day, min_train=day
+    )
+    return decide_bias_correction(history.values, prov, origins=points, horizon=horizon)
+
+
+def _render_forecast(
+    fc: Forecast, *, fmt: str, selection: Selection | None, notes: list[str]
+) -> str:
     rows = forecast_rows(fc)
     if fmt == "json":
         doc: dict[str, Any] = {
@@ -181,6 +220,8 @@ def _render_forecast(fc: Forecast, *, fmt: str, selection: Selection | None) -> 
         }
         if selection is not None:
             doc["selection"] = {"model": selection.model, "reasons": list(selection.reasons)}
+        if notes:
+            doc["provider_bias"] = notes
         return json.dumps(doc, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
@@ -191,6 +232,8 @@ def _render_forecast(fc: Forecast, *, fmt: str, selection: Selection | None) -> 
     text = forecast_table(fc)
     if selection is not None:
         text += "\n" + "\n".join(selection.reasons)
+    if notes:
+        text += "\nprovider forecast: " + "; ".join(notes)
     return text
 
 

@@ -46,6 +46,11 @@ class SeasonalRegression:
     window_steps: int = 24 * 7 * 12
     ridge: float = 1e-3
     fourier_order: int = 2
+    #: Further values before the origin used as features (steps back from the origin, >= 2).
+    extra_lags: tuple[int, ...] = ()
+    #: Intervals from the errors of only the last this-many training origins (recent
+    #: volatility); None uses all of them.
+    residual_window_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.season_steps < 2:
@@ -60,6 +65,12 @@ class SeasonalRegression:
             raise ValueError(f"window_steps must be >= 1, got {self.window_steps}")
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if any(lag < 2 for lag in self.extra_lags):
+            raise ValueError(f"extra_lags must be >= 2, got {self.extra_lags}")
+        if self.residual_window_steps is not None and self.residual_window_steps < 10:
+            raise ValueError(
+                f"residual_window_steps must be >= 10, got {self.residual_window_steps}"
+            )
 
     @property
     def name(self) -> str:
@@ -68,7 +79,7 @@ class SeasonalRegression:
     @property
     def min_lag_steps(self) -> int:
         """Observations an origin needs behind it."""
-        return max(self.week_steps, 3 * self.season_steps)
+        return max(self.week_steps, 3 * self.season_steps, *self.extra_lags)
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
@@ -104,6 +115,8 @@ class SeasonalRegression:
             penalty[0, 0] = 0.0
             beta = np.linalg.solve(xs.T @ xs + penalty, xs.T @ y) / scale
             resid = y - x @ beta
+            if self.residual_window_steps is not None:
+                resid = resid[-self.residual_window_steps :]
             dof = max(origins.size - xs.shape[1], 1)
             inflate = np.sqrt(origins.size / dof)
             coefs.append(beta)
@@ -120,7 +133,7 @@ class SeasonalRegression:
     def _n_features(self, exog_columns: int) -> int:
         weekly = 1 if self.week_steps else 0
         terms = 2 * self.fourier_order * (1 + weekly)
-        return 5 + weekly + terms + exog_columns
+        return 5 + weekly + len(self.extra_lags) + terms + exog_columns
 
     def _features(
         self,
@@ -144,6 +157,7 @@ class SeasonalRegression:
             values[target - back],
             values[target - back - m],
         ]
+        cols += [values[origins - lag] for lag in self.extra_lags]
         terms: list[tuple[float, int]] = [(m * step_s, self.fourier_order)]
         if self.week_steps:
             w = self.week_steps

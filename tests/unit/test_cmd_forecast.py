@@ -8,8 +8,10 @@ self-contained HTML page; bad input gets a clear error naming the option."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -130,3 +132,40 @@ def test_bad_input_names_the_option(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["backtest", "--series", TRACE, "--models", "magic"])
     assert res.exit_code == 2
     assert "unknown 'magic'" in res.output
+
+
+def test_forecast_uses_provider_column(tmp_path: Path) -> None:
+    """A trace whose provider forecast runs 4 steps past the last actual, biased by -20."""
+    rows = ["timestamp_utc,gco2,forecast"]
+    rng = np.random.default_rng(0)
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    n = 48 * 10
+    for i in range(n + 4):
+        at = (start + timedelta(minutes=30 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        truth = 200 + 50 * np.sin(2 * np.pi * i / 48)
+        actual = f"{truth + rng.normal(0, 2):.1f}" if i < n else ""
+        rows.append(f"{at},{actual},{truth - 20 + rng.normal(0, 2):.1f}")
+    trace = tmp_path / "gb.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    res = run(
+        "forecast",
+        "--trace",
+        str(trace),
+        "--column",
+        "gco2",
+        "--provider-column",
+        "forecast",
+        "--model",
+        "seasonal_naive_day",
+        "--horizon",
+        "2h",
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["model"] == "provider+bias"
+    assert doc["points"][0]["timestamp_utc"] == "2023-01-11T00:00:00Z"
+    truth0 = 200 + 50 * np.sin(2 * np.pi * n / 48)
+    assert abs(doc["points"][0]["mean"] - truth0) < 8
+    assert doc["provider_bias"][-1].startswith("correct with window")
