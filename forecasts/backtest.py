@@ -227,7 +227,9 @@ def backtest(
                 pad = np.repeat(ex_future[-1:], horizon - ex_future.shape[0], axis=0)
                 ex_future = np.vstack([ex_future, pad])
         t0 = time.perf_counter()
-        fc = fitted.predict(horizon=horizon, history=history, exog_future=ex_future)
+        fc = fitted.predict(
+            horizon=horizon, history=history, exog_future=ex_future, exog_history=ex_hist
+        )
         predict_s.append(time.perf_counter() - t0)
         stop = min(n, origin + horizon)
         actual[i, : stop - origin] = values[origin:stop]

@@ -4,12 +4,14 @@ For an origin with last observation y[o-1] and a target y[o+h-1] the features ar
 value, the mean of the last season, the same slot one and two seasons before the target (as
 observed at the origin), the same slot one week before, Fourier terms of the target's time of
 day and week, and the exogenous regressors (e.g. CI schedule indicators) at the target step.
-Coefficients are fitted by ridge-regularised least squares on a bounded recent window.
+Coefficients are fitted by ridge-regularised (optionally recency-weighted) least squares on a
+bounded recent window.
 
 Leads up to `max_horizon` have their own coefficients; longer horizons are forecast
 recursively (the mean path is fed back as observations). Intervals are the empirical
-quantiles of each lead's in-sample errors (inflated for the degrees of freedom), widened by
-sqrt(k) for the k-th recursive block. Gaps follow `forecasts.models._support` (seasonal fill).
+quantiles of each lead's out-of-sample errors on the newest `holdout_steps` training origins
+(scored with coefficients fitted on the older ones), widened by sqrt(k) for the k-th
+recursive block. Gaps follow `forecasts.models._support` (seasonal fill).
 `predict(history=...)` uses the newest observations of the given history with the fitted
 coefficients: no refit. Deterministic: no randomness at all (the seed is unused).
 """
@@ -51,6 +53,13 @@ class SeasonalRegression:
     #: Intervals from the errors of only the last this-many training origins (recent
     #: volatility); None uses all of them.
     residual_window_steps: int | None = None
+    #: Weighted least squares: a training origin this many steps older counts half as much
+    #: (None: all origins in the window count the same).
+    half_life_steps: int | None = None
+    #: Intervals from out-of-sample errors: coefficients fitted without the newest this-many
+    #: training origins are scored on them (0, or too little data: in-sample errors inflated
+    #: for the degrees of freedom).
+    holdout_steps: int = 24 * 14
 
     def __post_init__(self) -> None:
         if self.season_steps < 2:
@@ -65,6 +74,10 @@ class SeasonalRegression:
             raise ValueError(f"window_steps must be >= 1, got {self.window_steps}")
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if self.holdout_steps < 0:
+            raise ValueError(f"holdout_steps must be >= 0, got {self.holdout_steps}")
+        if self.half_life_steps is not None and self.half_life_steps < 1:
+            raise ValueError(f"half_life_steps must be >= 1, got {self.half_life_steps}")
         if any(lag < 2 for lag in self.extra_lags):
             raise ValueError(f"extra_lags must be >= 2, got {self.extra_lags}")
         if self.residual_window_steps is not None and self.residual_window_steps < 10:
@@ -111,14 +124,22 @@ class SeasonalRegression:
             scale = np.maximum(x.std(axis=0), 1e-12)
             scale[0] = 1.0
             xs = x / scale
-            penalty = self.ridge * origins.size * np.eye(xs.shape[1])
-            penalty[0, 0] = 0.0
-            beta = np.linalg.solve(xs.T @ xs + penalty, xs.T @ y) / scale
-            resid = y - x @ beta
-            if self.residual_window_steps is not None:
-                resid = resid[-self.residual_window_steps :]
-            dof = max(origins.size - xs.shape[1], 1)
-            inflate = np.sqrt(origins.size / dof)
+            weight = np.ones(origins.size)
+            if self.half_life_steps is not None:
+                weight = 0.5 ** ((origins[-1] - origins) / self.half_life_steps)
+            beta = self._solve(xs, y, weight) / scale
+            holdout = self.holdout_steps
+            if holdout and origins.size - holdout >= 4 * xs.shape[1]:
+                # Honest errors: coefficients from the older origins, scored on the newest.
+                early = self._solve(xs[:-holdout], y[:-holdout], weight[:-holdout]) / scale
+                resid = y[-holdout:] - x[-holdout:] @ early
+                inflate = 1.0
+            else:
+                resid = y - x @ beta
+                if self.residual_window_steps is not None:
+                    resid = resid[-self.residual_window_steps :]
+                dof = max(origins.size - xs.shape[1], 1)
+                inflate = np.sqrt(origins.size / dof)
             coefs.append(beta)
             spreads.append(np.quantile(resid, levels) * inflate)
         return SeasonalRegressionFit(
@@ -129,6 +150,14 @@ class SeasonalRegression:
             exog_columns=0 if ex is None else ex.shape[1],
             lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
         )
+
+    def _solve(self, xs: FloatArray, y: FloatArray, weight: FloatArray) -> FloatArray:
+        """Weighted ridge least squares on standardised columns (intercept unpenalised)."""
+        penalty = self.ridge * weight.sum() * np.eye(xs.shape[1])
+        penalty[0, 0] = 0.0
+        xw = xs * weight[:, None]
+        out: FloatArray = np.linalg.solve(xw.T @ xs + penalty, xw.T @ y)
+        return out
 
     def _n_features(self, exog_columns: int) -> int:
         weekly = 1 if self.week_steps else 0

@@ -20,6 +20,7 @@ from forecasts.backtest import (
     select_model,
     slice_series,
 )
+from forecasts.forecast import Forecast
 from forecasts.models import SeasonalNaive, SeasonalRegression
 from forecasts.series import RegularSeries
 
@@ -181,3 +182,45 @@ def test_slice_series() -> None:
     np.testing.assert_array_equal(part.values, [2, 3, 4])
     with pytest.raises(ValueError, match="empty"):
         slice_series(s, 5, 5)
+
+
+class RecordingFit:
+    """Predicts the mean of the given exog_history rows; records what it was given."""
+
+    name = "recording"
+
+    def __init__(self, seen: list[tuple[int, int]]) -> None:
+        self.seen = seen
+
+    def predict(self, *, horizon, history=None, exog_future=None, exog_history=None):
+        assert history is not None
+        assert exog_history is not None
+        self.seen.append((len(history), exog_history.shape[0]))
+        level = np.full(horizon, float(exog_history.mean()))
+        quantiles = {q: level for q in (0.05, 0.1, 0.5, 0.9, 0.95)}
+        return Forecast(
+            start=history.end,
+            step=history.step,
+            mean=level,
+            quantiles=quantiles,
+            unit=history.unit,
+            model=self.name,
+        )
+
+
+class RecordingModel:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def fit(self, history, *, exog=None, seed=0):
+        return RecordingFit(self.seen)
+
+
+def test_backtest_passes_exog_history_when_not_refitting() -> None:
+    s = series(np.arange(100, dtype=float))
+    exog = np.arange(100, dtype=float)[:, None]
+    model = RecordingModel()
+    backtest(s, model, origins=[60, 70, 80], horizon=5, exog=exog, refit_every=3, train_steps=50)
+    assert model.seen == [(50, 50), (50, 50), (50, 50)]
