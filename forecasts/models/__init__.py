@@ -2,7 +2,7 @@
 
 `SeasonalNaive` (daily 24 / weekly 168), `SeasonalRegression` (direct least squares on
 seasonal lags), `ETS` (Holt-Winters), `Sarimax` (with Fourier terms and regressors) and
-`ProphetModel` (Prophet imported lazily). `DEFAULT_FORECASTERS` lists them by name.
+`ProphetModel` (Prophet imported lazily). `forecasts.models.catalog` builds them by name.
 """
 
 from forecasts.models.ets import ETS

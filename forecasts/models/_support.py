@@ -27,6 +27,7 @@ __all__ = [
     "fill_gaps",
     "fourier_terms",
     "gaussian_quantiles",
+    "resolve_exog",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -67,6 +68,36 @@ def check_exog(exog: FloatArray | None, *, rows: int, name: str) -> FloatArray |
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} has non-finite values")
     return arr
+
+
+def resolve_exog(
+    *,
+    model: str,
+    fitted_columns: int,
+    fit_exog: FloatArray | None,
+    history_is_fit: bool,
+    horizon: int,
+    history_steps: int,
+    exog_future: FloatArray | None,
+    exog_history: FloatArray | None,
+) -> tuple[FloatArray | None, FloatArray | None]:
+    """Checked (future, history) regressors for a `predict` call, or (None, None) when the
+    model was fitted without exog. The fit's own exog stands in for `exog_history` only when
+    the history is the fit history."""
+    ex_f = check_exog(exog_future, rows=horizon, name="exog_future")
+    ex_h = check_exog(exog_history, rows=history_steps, name="exog_history")
+    if not fitted_columns:
+        return None, None
+    if ex_f is None:
+        raise ValueError(f"{model} was fitted with exog: exog_future is required")
+    if ex_h is None:
+        if not history_is_fit:
+            raise ValueError(f"{model} was fitted with exog: exog_history is required")
+        ex_h = fit_exog
+    for label, arr in (("exog_future", ex_f), ("exog_history", ex_h)):
+        if arr is not None and arr.shape[1] != fitted_columns:
+            raise ValueError(f"{label} has {arr.shape[1]} columns, the fit used {fitted_columns}")
+    return ex_f, ex_h
 
 
 def fourier_terms(epoch_s: FloatArray, *, terms: Sequence[tuple[float, int]]) -> FloatArray:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import FloatArray, build_forecast, check_exog
+from forecasts.models._support import FloatArray, build_forecast, check_exog, resolve_exog
 from forecasts.series import RegularSeries
 
 __all__ = ["ProphetFit", "ProphetModel"]
@@ -142,20 +142,16 @@ class ProphetFit:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         hist = history if history is not None else self.history
         n = len(hist)
-        ex_f = check_exog(exog_future, rows=horizon, name="exog_future")
-        ex_h = check_exog(exog_history, rows=n, name="exog_history")
-        if self.exog_columns:
-            if ex_f is None:
-                raise ValueError(f"{self.name} was fitted with exog: exog_future is required")
-            if ex_h is None:
-                if history is not None and history is not self.history:
-                    raise ValueError(
-                        f"{self.name} was fitted with exog: exog_history is required"
-                        " with a new history"
-                    )
-                ex_h = self.exog
-        else:
-            ex_f = ex_h = None
+        ex_f, ex_h = resolve_exog(
+            model=self.name,
+            fitted_columns=self.exog_columns,
+            fit_exog=self.exog,
+            history_is_fit=history is None or history is self.history,
+            horizon=horizon,
+            history_steps=n,
+            exog_future=exog_future,
+            exog_history=exog_history,
+        )
         observed = np.flatnonzero(np.isfinite(hist.values))
         if observed.size == 0:
             raise ValueError("history has no observed values")

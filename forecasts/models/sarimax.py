@@ -27,6 +27,7 @@ from forecasts.models._support import (
     check_exog,
     fourier_terms,
     gaussian_quantiles,
+    resolve_exog,
 )
 from forecasts.series import RegularSeries
 
@@ -133,25 +134,16 @@ class SarimaxFit:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         hist = history if history is not None else self.history
         n = len(hist)
-        ex_f = check_exog(exog_future, rows=horizon, name="exog_future")
-        ex_h = check_exog(exog_history, rows=n, name="exog_history")
-        if self.exog_columns:
-            if ex_f is None:
-                raise ValueError(f"{self.name} was fitted with exog: exog_future is required")
-            if ex_h is None:
-                if history is not None and history is not self.history:
-                    raise ValueError(
-                        f"{self.name} was fitted with exog: exog_history is required"
-                        " with a new history"
-                    )
-                ex_h = self.exog
-            for label, arr in (("exog_future", ex_f), ("exog_history", ex_h)):
-                if arr is not None and arr.shape[1] != self.exog_columns:
-                    raise ValueError(
-                        f"{label} has {arr.shape[1]} columns, the fit used {self.exog_columns}"
-                    )
-        else:
-            ex_f = ex_h = None
+        ex_f, ex_h = resolve_exog(
+            model=self.name,
+            fitted_columns=self.exog_columns,
+            fit_exog=self.exog,
+            history_is_fit=history is None or history is self.history,
+            horizon=horizon,
+            history_steps=n,
+            exog_future=exog_future,
+            exog_history=exog_history,
+        )
         spec = self.spec
         keep = min(n, spec.window_steps)
         y = hist.values[n - keep :]

@@ -50,6 +50,8 @@ ALL = [pytest.param(f, id=name) for name, f in FAST] + [
     pytest.param(f, id=name, marks=pytest.mark.slow) for name, f in SLOW
 ]
 EXOG_MODELS = {"seasonal_regression", "sarimax", "prophet"}
+#: Models that filter on past regressors, so a new history needs its exog rows.
+FILTERING_EXOG = {"sarimax", "prophet"}
 
 
 def make_series(steps: int = 24 * 16, *, seed: int = 7, gaps: bool = False) -> RegularSeries:
@@ -161,6 +163,17 @@ def test_exog_is_used_and_validated(factory: Factory) -> None:
     assert float(np.mean(on.mean - off.mean)) > 3.0
     with pytest.raises(ValueError, match="rows"):
         factory().fit(shifted, exog=exog[:-1])
+    with pytest.raises(ValueError, match="columns"):
+        fitted.predict(horizon=24, exog_future=np.ones((24, 2)))
+    longer = make_series(24 * 17)
+    longer_exog = working_hours(longer.start, len(longer))
+    if fitted.name in FILTERING_EXOG:
+        with pytest.raises(ValueError, match="exog_history"):
+            fitted.predict(horizon=24, history=longer, exog_future=np.ones((24, 1)))
+    newer = fitted.predict(
+        horizon=24, history=longer, exog_future=np.ones((24, 1)), exog_history=longer_exog
+    )
+    check_forecast(newer, horizon=24, history=longer)
 
 
 @pytest.mark.parametrize("factory", ALL)
