@@ -1,7 +1,8 @@
 """Seasonal naive: tomorrow looks like today (or next week like this week).
 
 The baseline every other model must beat. Intervals come from the empirical distribution of
-the in-sample seasonal differences, widened by sqrt(k) for the k-th season ahead.
+the in-sample seasonal differences, widened by sqrt(k) for the k-th season ahead, and clipped
+at zero when the history never goes negative (load, gCO2/kWh).
 Gaps follow the rule in `forecasts.models._support` (filled from one season earlier).
 Use `SeasonalNaive(24)` for daily and `SeasonalNaive(168)` for weekly seasonality on hourly data.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import fill_gaps
+from forecasts.models._support import build_forecast, fill_gaps
 from forecasts.series import RegularSeries
 
 __all__ = ["SeasonalNaive", "SeasonalNaiveFit"]
@@ -83,11 +84,13 @@ class SeasonalNaiveFit:
         mean = last[k % self.period]
         widen = np.sqrt(k // self.period + 1.0)
         quantiles = {q: mean + s * widen for q, s in zip(self.levels, self.spread, strict=True)}
-        return Forecast(
+        observed = hist.values[np.isfinite(hist.values)]
+        return build_forecast(
             start=hist.end,
             step=hist.step,
             mean=mean,
             quantiles=quantiles,
             unit=hist.unit,
             model=self.name,
+            lower_bound=0.0 if observed.min() >= 0 else None,
         )

@@ -288,3 +288,15 @@ def test_every_model_beats_seasonal_naive_quick(
 def test_every_model_beats_seasonal_naive_full(model: Forecaster) -> None:
     mae, naive_mae = beats_naive(model, count=14, refit_every=1)
     assert mae < naive_mae
+
+
+@pytest.mark.parametrize("factory", ALL)
+def test_non_negative_history_gives_non_negative_forecast(factory: Factory) -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(24 * 16)
+    spiky = np.abs(rng.normal(0, 1, t.size)) * (rng.random(t.size) < 0.2) * 50
+    history = RegularSeries(start=START, step=HOUR, values=spiky, unit="merges")
+    fc = factory().fit(history).predict(horizon=24)
+    assert (fc.mean >= 0).all()
+    for q in fc.quantiles:
+        assert (fc.quantiles[q] >= 0).all()
