@@ -265,7 +265,8 @@ def run_backtests(
     mase_periods: Sequence[int] = (24,),
     on_origin: Callable[[str, int], None] | None = None,
 ) -> dict[str, BacktestResult]:
-    """`backtest` for each forecaster; a model that raises ValueError is reported, not fatal."""
+    """`backtest` for each forecaster; a model whose fit or predict raises ValueError,
+    RuntimeError or ArithmeticError is reported in the result's `errors`, not fatal."""
     out: dict[str, BacktestResult] = {}
     for model in forecasters:
         callback = None
@@ -291,8 +292,9 @@ def run_backtests(
                 mase_periods=mase_periods,
                 on_origin=callback,
             )
-        except ValueError as exc:
-            out[model.name] = _failed(model.name, origins, horizon, str(exc))
+        except (ValueError, RuntimeError, ArithmeticError) as exc:
+            # Bad fits (too little data, a solver that gives up) are results, not crashes.
+            out[model.name] = _failed(model.name, origins, horizon, f"{type(exc).__name__}: {exc}")
     return out
 
 

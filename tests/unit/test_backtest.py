@@ -224,3 +224,19 @@ def test_backtest_passes_exog_history_when_not_refitting() -> None:
     model = RecordingModel()
     backtest(s, model, origins=[60, 70, 80], horizon=5, exog=exog, refit_every=3, train_steps=50)
     assert model.seen == [(50, 50), (50, 50), (50, 50)]
+
+
+class ExplodingModel:
+    name = "exploding"
+
+    def fit(self, history, *, exog=None, seed=0):
+        raise RuntimeError("solver gave up")
+
+
+def test_run_backtests_survives_a_solver_failure() -> None:
+    s = series(np.tile(np.arange(24, dtype=float), 8))
+    out = run_backtests(s, [SeasonalNaive(24), ExplodingModel()], origins=[24 * 6], horizon=24)
+    assert out["exploding"].errors == ("RuntimeError: solver gave up",)
+    choice = select_model(out)
+    assert choice.model == "seasonal_naive_24"
+    assert any("exploding: not eligible, failed" in r for r in choice.reasons)
