@@ -59,10 +59,11 @@ def scores_table(
     scores: Mapping[str, Scores], *, errors: Mapping[str, str], chosen: str | None
 ) -> str:
     head = (
-        f"{'model':<22}{'MAE':>10}{'RMSE':>10}{'MAPE%':>8}{'sMAPE%':>8}{'MASE':>7}"
+        f"{'model':<22}{'MAE':>10}{'RMSE':>10}{'MAPE%':>8}{'sMAPE%':>8}{'MASEb':>7}"
         f"{'cov80':>7}{'cov90':>7}{'fit s':>9}{'pred s':>9}"
     )
     lines = [head, "-" * len(head)]
+    footer = "MASEb: MASE against the better (lower in-sample error) of the scored seasonal naives"
     for name, s in sorted(scores.items(), key=lambda kv: kv[1].mae):
         mark = " *" if name == chosen else ""
         mase = s.mase_worst_baseline
@@ -76,6 +77,7 @@ def scores_table(
         )
     for name, err in sorted(errors.items()):
         lines.append(f"{name:<22}failed: {err}")
+    lines.append(footer)
     return "\n".join(lines)
 
 

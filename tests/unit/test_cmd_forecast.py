@@ -91,7 +91,7 @@ def test_backtest_writes_table_json_png_html(tmp_path: Path) -> None:
         str(out),
     )
     assert res.exit_code == 0, res.output
-    assert "MASE" in res.output
+    assert "MASEb" in res.output
     assert "seasonal_regression *" in res.output
     doc = json.loads((out / "backtest.json").read_text())
     entry = doc["backtest_series"]
