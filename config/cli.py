@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from config.cmd_carbon import carbon
 from config.cmd_config import config_group
 from config.cmd_extender import agent_command, extender_command
+from config.cmd_forecast import backtest_command, forecast_command
 from config.cmd_load import ci_group, prometheus_group
 from config.cmd_run import replay_command, run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
@@ -93,6 +94,8 @@ cli.add_command(prometheus_group)
 cli.add_command(ci_group)
 cli.add_command(extender_command)
 cli.add_command(agent_command)
+cli.add_command(forecast_command)
+cli.add_command(backtest_command)
 
 
 def _debug_requested(state: RunState) -> bool:

@@ -133,11 +133,14 @@ class FittedModel(Protocol):
         horizon: int,
         history: RegularSeries | None = None,
         exog_future: FloatArray | None = None,
+        exog_history: FloatArray | None = None,
     ) -> Forecast:
         """Forecast `horizon` steps after the end of `history` (default: the fit history).
 
         `history` may extend past the data the model was fitted on: the model conditions on
-        the newer observations without refitting. `exog_future` has one row per step.
+        the newer observations without refitting. `exog_future` has one row per step;
+        `exog_history` one row per step of `history` (needed by models fitted with exog that
+        filter on the regressors, when `history` is not the fit history).
         """
         ...
 

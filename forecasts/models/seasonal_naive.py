@@ -1,7 +1,10 @@
 """Seasonal naive: tomorrow looks like today (or next week like this week).
 
 The baseline every other model must beat. Intervals come from the empirical distribution of
-the in-sample seasonal differences, widened by sqrt(k) for the k-th season ahead.
+the in-sample seasonal differences, widened by sqrt(k) for the k-th season ahead, and clipped
+at zero when the history never goes negative (load, gCO2/kWh).
+Gaps follow the rule in `forecasts.models._support` (filled from one season earlier).
+Use `SeasonalNaive(24)` for daily and `SeasonalNaive(168)` for weekly seasonality on hourly data.
 """
 
 from __future__ import annotations
@@ -12,29 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
+from forecasts.models._support import build_forecast, fill_gaps
 from forecasts.series import RegularSeries
 
 __all__ = ["SeasonalNaive", "SeasonalNaiveFit"]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _fill_missing(values: FloatArray, period: int) -> FloatArray:
-    """Fill NaNs from one season earlier, then linearly; leading NaNs take the first value."""
-    out = np.array(values, dtype=float, copy=True)
-    nan = np.isnan(out)
-    if not nan.any():
-        return out
-    for i in np.flatnonzero(nan):
-        if i >= period and not np.isnan(out[i - period]):
-            out[i] = out[i - period]
-    nan = np.isnan(out)
-    if nan.all():
-        raise ValueError("history has no observed values")
-    if nan.any():
-        idx = np.arange(out.size)
-        out[nan] = np.interp(idx[nan], idx[~nan], out[~nan])
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +40,7 @@ class SeasonalNaive:
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
     ) -> SeasonalNaiveFit:
-        values = _fill_missing(history.values, self.period)
+        values = fill_gaps(history.values, self.period)
         if values.size <= self.period:
             raise ValueError(
                 f"{self.name} needs more than {self.period} steps of history, got {values.size}"
@@ -85,11 +71,12 @@ class SeasonalNaiveFit:
         horizon: int,
         history: RegularSeries | None = None,
         exog_future: FloatArray | None = None,
+        exog_history: FloatArray | None = None,
     ) -> Forecast:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         hist = history if history is not None else self.history
-        values = _fill_missing(hist.values, self.period)
+        values = fill_gaps(hist.values, self.period)
         if values.size < self.period:
             raise ValueError(f"{self.name} needs {self.period} steps of history, got {values.size}")
         last = values[-self.period :]
@@ -97,11 +84,13 @@ class SeasonalNaiveFit:
         mean = last[k % self.period]
         widen = np.sqrt(k // self.period + 1.0)
         quantiles = {q: mean + s * widen for q, s in zip(self.levels, self.spread, strict=True)}
-        return Forecast(
+        observed = hist.values[np.isfinite(hist.values)]
+        return build_forecast(
             start=hist.end,
             step=hist.step,
             mean=mean,
             quantiles=quantiles,
             unit=hist.unit,
             model=self.name,
+            lower_bound=0.0 if observed.min() >= 0 else None,
         )
