@@ -394,9 +394,30 @@ class CarbonSettings(_Group):
         return self
 
 
+#: The names `forecasts.models.catalog.LOAD_MODEL_CHOICES` accepts (kept equal by a test; a
+#: Literal here keeps settings validation free of the models' heavy imports).
+LoadModelName = Literal[
+    "auto",
+    "seasonal_naive_day",
+    "seasonal_naive_week",
+    "seasonal_regression",
+    "ets",
+    "sarimax",
+    "prophet",
+]
+
+
 class ForecastSettings(_Group):
     refit_interval_seconds: float = Field(
         3600.0, gt=0, description="Hourly refits keep models current without taxing the CPU."
+    )
+    load_model: LoadModelName = Field(
+        "auto",
+        description="auto: each workload's model is chosen by a backtest at every refit and"
+        " never one that loses to seasonal naive; or name one model for all workloads.",
+    )
+    selection_origins: int = Field(
+        4, ge=1, le=48, description="Four backtest origins: a stable choice, cheap at refit."
     )
 
 
@@ -541,7 +562,9 @@ class ScalerSettings(_Group):
         300.0, gt=0, le=86400, description="Five-minute load steps smooth scrape jitter."
     )
     load_history_seconds: float = Field(
-        3 * 86400.0, gt=0, description="Three days: enough for daily seasonal models to refit."
+        7 * 86400.0,
+        gt=0,
+        description="A week: daily models get several seasons to backtest and refit on.",
     )
     tick_history_seconds: float = Field(
         25 * 3600.0,

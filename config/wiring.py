@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import socket
@@ -68,6 +69,7 @@ from extender.scoring import ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import SnapshotHolder as ExtenderSnapshotHolder
 from forecasts.forecast import Forecaster
+from forecasts.models.catalog import build_load_forecaster
 from forecasts.regions import NodeRule, Region, RegionMap
 from forecasts.series import Signal
 from forecasts.sources.carbon.base import CarbonSource
@@ -153,6 +155,7 @@ __all__ = [
     "default_http_client",
     "default_last_known_path",
     "kube_core_api",
+    "load_forecaster_from",
     "load_settings",
     "load_settings_with_sources",
     "loop_settings_from",
@@ -292,6 +295,21 @@ class ScalerApp:
     registry: CollectorRegistry
 
 
+def load_forecaster_from(settings: Settings) -> Forecaster:
+    """The load model per `forecast.load_model`, sized for the scaler's lead: the next tick
+    plus the scale-up lead time plus two load steps of slack, in load steps."""
+    sc = settings.scaler
+    step = timedelta(seconds=sc.load_step_seconds)
+    lead = sc.tick_interval_seconds + sc.scale_up_lead_seconds + 2 * sc.load_step_seconds
+    return build_load_forecaster(
+        settings.forecast.load_model,
+        step=step,
+        horizon=math.ceil(lead / sc.load_step_seconds),
+        history_steps=int(sc.load_history_seconds // sc.load_step_seconds),
+        origins=settings.forecast.selection_origins,
+    )
+
+
 def build_scaler(
     settings: Settings,
     *,
@@ -309,6 +327,8 @@ def build_scaler(
     stepping clock for replays); `wall_clock` paces APScheduler (default: `clock`)."""
     log = logger or logging.getLogger("gridshift.scaler")
     holder = SnapshotHolder()
+    if forecaster is None:
+        forecaster = load_forecaster_from(settings)
     loop = ScalerLoop(
         [workload_from(w) for w in settings.scaler.workloads],
         carbon=carbon,

@@ -207,6 +207,8 @@ class ScalerLoop:
         self._last_refit_at = now
         seconds = time.monotonic() - started
         self._log.info("refit %d models in %.3f s (%d failed)", len(models), seconds, len(failed))
+        for name, fitted in sorted(models.items()):
+            self._log.debug("refit %s: %s", name, fitted.name)
         return RefitReport(len(models), tuple(failed), seconds)
 
     # ------------------------------------------------------------------ carbon
@@ -535,6 +537,7 @@ class ScalerLoop:
             load_unit=w.load.unit,
             load_forecast=load_forecast,
             counterfactual_replicas=st.shadow.current,
+            load_model=model.name if (model := self._models.get(w.name)) is not None else None,
             energy_joules=energy,
             counterfactual_g=cf,
             carbon_provenance=(

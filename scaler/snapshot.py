@@ -68,6 +68,7 @@ class WorkloadStatus:
     remaining_work: float | None = None
     deadline: datetime | None = None
     deadline_feasible: bool | None = None
+    load_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 from forecasts.forecast import Forecaster
+from forecasts.models.auto import AutoSelect
 from forecasts.models.ets import ETS
 from forecasts.models.prophet_model import ProphetModel
 from forecasts.models.regression import SeasonalRegression
 from forecasts.models.sarimax import Sarimax
 from forecasts.models.seasonal_naive import SeasonalNaive
 
-__all__ = ["DEFAULT_SELECTION", "MODEL_NAMES", "build_model", "season_steps"]
+__all__ = [
+    "DEFAULT_SELECTION",
+    "LOAD_MODEL_CHOICES",
+    "MODEL_NAMES",
+    "build_load_forecaster",
+    "build_model",
+    "season_steps",
+]
 
 #: Every name `build_model` accepts (naive names are generic: the day and week season).
 MODEL_NAMES: tuple[str, ...] = (
@@ -63,3 +71,34 @@ def build_model(name: str, *, step: timedelta) -> Forecaster:
     if name == "prophet":
         return ProphetModel(window_steps=8 * week)
     raise ValueError(f"model: unknown {name!r} (choose from {', '.join(MODEL_NAMES)})")
+
+
+#: What `forecast.load_model` may name: "auto" (per-series selection) or one model.
+LOAD_MODEL_CHOICES: tuple[str, ...] = ("auto", *MODEL_NAMES)
+
+
+def build_load_forecaster(
+    name: str, *, step: timedelta, horizon: int, history_steps: int, origins: int = 4
+) -> Forecaster:
+    """The scaler's load forecaster. "auto" backtests the daily seasonal naive against a
+    seasonal regression sized for the scaler's short lead (`horizon` steps) on each
+    workload's own history at every refit and keeps the winner (never one that loses to
+    the naive baseline); any other name is that model from `build_model`."""
+    if name != "auto":
+        return build_model(name, step=step)
+    day, week = season_steps(step)
+    baseline = SeasonalNaive(max(day, 1))
+    regression = SeasonalRegression(
+        season_steps=max(day, 2),
+        week_steps=week if history_steps >= 3 * week else 0,
+        max_horizon=max(horizon, 1),
+        window_steps=history_steps,
+        holdout_steps=max(day // 2, 2),
+    )
+    return AutoSelect(
+        candidates=(baseline, regression),
+        horizon=max(horizon, 1),
+        origins=origins,
+        stride=max(day // 12, 1),
+        min_train=max(day + 1, 2),
+    )

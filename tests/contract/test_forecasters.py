@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from forecasts.backtest import backtest, rolling_origins, select_model
 from forecasts.forecast import REQUIRED_QUANTILES, Forecast, Forecaster
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
+from forecasts.models.auto import AutoSelect
 from forecasts.series import RegularSeries
 from forecasts.sources.csv_series import read_csv_series
 from tests.fixtures import backtest_series
@@ -42,6 +43,19 @@ FAST: list[tuple[str, Factory]] = [
     ("seasonal_regression", lambda: SeasonalRegression(max_horizon=24, window_steps=24 * 10)),
     ("ets", lambda: ETS(season_steps=24, window_steps=24 * 8, simulations=100)),
     ("sarimax", lambda: Sarimax(order=(1, 0, 0), fourier=((24, 2),), window_steps=24 * 8)),
+    (
+        "auto",
+        lambda: AutoSelect(
+            candidates=(
+                SeasonalNaive(24),
+                SeasonalRegression(max_horizon=24, window_steps=24 * 10),
+            ),
+            horizon=24,
+            origins=3,
+            stride=12,
+            min_train=24 * 9,
+        ),
+    ),
 ]
 SLOW: list[tuple[str, Factory]] = [
     ("prophet", lambda: ProphetModel(window_steps=24 * 10)),

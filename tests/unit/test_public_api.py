@@ -16,6 +16,7 @@ MODULES = [
     "forecasts.sources.errors",
     "forecasts.sources.http",
     "scaler",
+    "forecasts.models.auto",
     "forecasts.sources.routing",
     "scaler.snapshot",
     "scaler.quantity",
