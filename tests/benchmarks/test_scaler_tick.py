@@ -2,13 +2,15 @@
 resident) and one refit of all 500 (must fit in the refit period on 2 cores).
 
 Aspects: tick wall time (median of several ticks), peak resident memory (VmHWM), refit time.
-Model: `SeasonalNaive` (daily period on 5-minute load steps). Inputs: SAMPLE DATA sources
+Model: `forecast.load_model=auto` (per-workload backtest between the daily seasonal naive and
+the seasonal regression at each refit, on 5-minute load steps). Inputs: SAMPLE DATA sources
 (in-process generators), so the figures measure gridshift's own work, not network latency.
 Run with `make bench`; prints the figures and their ratio to the targets.
 """
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import statistics
 import time
@@ -102,9 +104,11 @@ def test_tick_500_workloads() -> None:
     assert b"gridshift_desired_replicas" in text
     tick_s = statistics.median(durations)
     peak_mb = _rss_mb("VmHWM")
+    chosen = collections.Counter(ws.load_model for ws in snap.workloads.values())
     refit_period_s = 3600.0
     print(
-        f"\n[bench scaler] model=SeasonalNaive(period=288), {N_WORKLOADS} workloads\n"
+        f"\n[bench scaler] forecast.load_model=auto (backtest selection per workload at refit; "
+        f"chosen: {dict(chosen)}), {N_WORKLOADS} workloads\n"
         f"  tick: median {tick_s:.3f} s, max {max(durations):.3f} s "
         f"(target < {TICK_TARGET_S} s, ratio {tick_s / TICK_TARGET_S:.2f})\n"
         f"  peak RSS: {peak_mb:.0f} MB (target < {RSS_TARGET_MB:.0f} MB, "
