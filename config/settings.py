@@ -637,6 +637,12 @@ class ExtenderSettings(_Group):
 
 class ServerSettings(_Group):
     listen: str = Field("127.0.0.1:8080", description="Metrics/status on loopback by default.")
+    history_points: int = Field(
+        720,
+        ge=1,
+        le=100_000,
+        description="Snapshots kept for the dashboard's charts: 3 h at the 15 s tick, ~100 kB.",
+    )
 
 
 class MetricsApiSettings(_Group):

@@ -84,6 +84,7 @@ from scaler.apiauth import (
     Authorizer,
     ReloadingTlsContext,
 )
+from scaler.history import RecordingHolder, SnapshotHistory
 from scaler.keda import KedaExternalScaler, KedaScalerServer
 from scaler.kube import (
     Actuator,
@@ -288,7 +289,8 @@ def build_scaler(
     """Build the scaler. `clock` is scaler time (the wall clock, an accelerated one, or a
     stepping clock for replays); `wall_clock` paces APScheduler (default: `clock`)."""
     log = logger or logging.getLogger("gridshift.scaler")
-    holder = SnapshotHolder()
+    history = SnapshotHistory(settings.server.history_points)
+    holder = RecordingHolder(history)
     loop = ScalerLoop(
         [workload_from(w) for w in settings.scaler.workloads],
         carbon=carbon,
@@ -318,7 +320,9 @@ def build_scaler(
         logger=log,
     )
     register_scaler_metrics(registry, holder)
-    app = create_status_app(holder, registry=registry, on_shutdown=service.shutdown)
+    app = create_status_app(
+        holder, registry=registry, on_shutdown=service.shutdown, history=history
+    )
     return ScalerApp(loop, service, holder, app, registry)
 
 

@@ -18,6 +18,8 @@ MODULES = [
     "scaler",
     "forecasts.sources.routing",
     "scaler.snapshot",
+    "scaler.history",
+    "scaler.dashboard",
     "scaler.quantity",
     "scaler.selectors",
     "scaler.apiauth",
