@@ -14,11 +14,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import httpx
-
-T = TypeVar("T")
 
 __all__ = ["RUN_ARGS", "RunningGridshift", "running_gridshift", "wait_for"]
 
@@ -49,7 +47,7 @@ class RunningGridshift:
         return self.base_url.removeprefix("http://")
 
 
-def wait_for(predicate: Callable[[], T], *, timeout_s: float, what: str) -> T:
+def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:
