@@ -31,7 +31,9 @@ def documents():
     docs = []
     for path in sorted(DEPLOY.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
+            # Kubernetes objects only: not promtool rule tests, plain rules files, kustomize
+            # or kube-scheduler configuration (tests/unit/test_kustomize.py covers those)
+            if doc and "kind" in doc and "name" in doc.get("metadata", {}):
                 docs.append(
                     (f"{path.relative_to(DEPLOY)}:{doc['kind']}/{doc['metadata']['name']}", doc)
                 )
@@ -39,7 +41,8 @@ def documents():
 
 
 DOCS = documents()
-CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject"}
+# custom resources; PrometheusRule/ServiceMonitor: tests/unit/test_kustomize.py
+CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject", "PrometheusRule", "ServiceMonitor"}
 
 
 def crd_schema():
