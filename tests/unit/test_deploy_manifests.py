@@ -27,9 +27,21 @@ CRD_FILE = DEPLOY / "crd" / "carbonawarescalers.gridshift.io.yaml"
 KEDA_SCHEMA = ROOT / "tests" / "fixtures" / "crds" / "keda-scaledobject.schema.yaml"
 
 
+def kustomize_patches():
+    """Partial objects that kustomize merges into others (not complete objects)."""
+    return {
+        (k.parent / patch).resolve()
+        for k in DEPLOY.rglob("kustomization.yaml")
+        for patch in yaml.safe_load(k.read_text()).get("patchesStrategicMerge", [])
+    }
+
+
 def documents():
     docs = []
+    patches = kustomize_patches()
     for path in sorted(DEPLOY.rglob("*.yaml")):
+        if path.resolve() in patches:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             # Kubernetes objects only: not promtool rule tests, plain rules files, kustomize
             # or kube-scheduler configuration (tests/unit/test_kustomize.py covers those)
