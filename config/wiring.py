@@ -84,6 +84,7 @@ from scaler.apiauth import (
     Authorizer,
     ReloadingTlsContext,
 )
+from scaler.extender_watch import ExtenderWatch
 from scaler.history import RecordingHolder, SnapshotHistory
 from scaler.keda import KedaExternalScaler, KedaScalerServer
 from scaler.kube import (
@@ -271,6 +272,7 @@ class ScalerApp:
     holder: SnapshotHolder
     app: FastAPI
     registry: CollectorRegistry
+    extender_watch: ExtenderWatch | None = None
 
 
 def build_scaler(
@@ -320,10 +322,25 @@ def build_scaler(
         logger=log,
     )
     register_scaler_metrics(registry, holder)
-    app = create_status_app(
-        holder, registry=registry, on_shutdown=service.shutdown, history=history
+    watch = (
+        None
+        if settings.server.extender_metrics_url is None
+        else ExtenderWatch(
+            settings.server.extender_metrics_url,
+            client=httpx.Client(timeout=httpx.Timeout(5.0), follow_redirects=False),
+            clock=wall_clock or clock,
+            interval_seconds=settings.server.extender_poll_seconds,
+            logger=log,
+        )
     )
-    return ScalerApp(loop, service, holder, app, registry)
+    app = create_status_app(
+        holder,
+        registry=registry,
+        on_shutdown=service.shutdown,
+        history=history,
+        extender=None if watch is None else watch.view,
+    )
+    return ScalerApp(loop, service, holder, app, registry, watch)
 
 
 # ====================================================================== carbon intensity

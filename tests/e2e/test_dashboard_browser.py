@@ -4,7 +4,9 @@ Aspects: `gridshift run` on the sample scenario serves /dashboard and its local 
 every request the page makes stays on the scaler's own origin (no CDN); the charts draw SVG
 paths with data; the KPIs and legends show numbers; the modes timeline and reasons fill in;
 the extender panel says "no extender configured"; the actual-replicas note is shown; no
-console errors or page errors; a screenshot goes to tests/artifacts/dashboard.png.
+console errors or page errors; a screenshot goes to tests/artifacts/dashboard.png. With
+`server.extender_metrics_url` pointing at a local extender-style /metrics, the extender panel
+lists its figures (tests/artifacts/dashboard-extender.png).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gridshift_process import running_gridshift
+from tests.extender_exposition import serving_extender_metrics
+from tests.gridshift_process import RUN_ARGS, running_gridshift
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -106,3 +109,49 @@ def test_dashboard_renders_live_charts_offline() -> None:
 
     assert not errors, errors
     assert not foreign, f"the page fetched from elsewhere: {foreign}"
+
+
+def test_dashboard_lists_extender_figures_when_configured() -> None:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with (
+        serving_extender_metrics() as url,
+        running_gridshift([*RUN_ARGS, "--set", f"server.extender_metrics_url={url}"]) as gs,
+        tempfile.TemporaryDirectory() as profile,
+        sync_playwright() as pw,
+    ):
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            viewport={"width": 1280, "height": 1000},
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{gs.base_url}/dashboard")
+            page.wait_for_function(
+                "document.querySelectorAll('#extender td').length > 0", timeout=60_000
+            )
+            text = page.inner_text("#extender")
+            assert "filter requests" in text
+            assert "prioritize errors" in text
+            assert url in text
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator("#extender").screenshot(path=str(ARTIFACTS / "dashboard-extender.png"))
+        finally:
+            context.close()
+    assert not errors, errors

@@ -20,6 +20,7 @@ MODULES = [
     "scaler.snapshot",
     "scaler.history",
     "scaler.dashboard",
+    "scaler.extender_watch",
     "scaler.quantity",
     "scaler.selectors",
     "scaler.apiauth",

@@ -210,11 +210,18 @@
       box.textContent = (ext && ext.note) || "no extender configured";
       return;
     }
+    if (!ext.reachable) {
+      box.textContent = ext.note || "extender metrics unreachable";
+      return;
+    }
+    const head = document.createElement("div");
+    head.textContent = "from " + ext.url + " at " + ext.polled_at;
+    box.appendChild(head);
     const table = document.createElement("table");
     for (const [k, v] of Object.entries(ext.figures || {})) {
       const tr = document.createElement("tr");
       const a = document.createElement("td"); a.textContent = k;
-      const b = document.createElement("td"); b.className = "num"; b.textContent = typeof v === "number" ? fmt(v, 3) : String(v);
+      const b = document.createElement("td"); b.className = "num"; b.textContent = typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 3) : String(v);
       tr.appendChild(a); tr.appendChild(b); table.appendChild(tr);
     }
     box.appendChild(table);
