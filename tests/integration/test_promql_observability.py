@@ -7,6 +7,11 @@ expression parses and evaluates (`status: success`); every panel query over scal
 returns a non-empty result; every scaler metric an alert rule names exists in the scrape (so
 an alert that only fires under faults is not silently about a metric we never export); and
 the rules files pass `promtool check rules` and `promtool test rules`.
+
+Extender and agent expressions are evaluated against the same Prometheus scraping local
+stand-in expositions with those components' metric names and labels
+(tests/extender_exposition.py), so their panels must return data too; where the extender's
+code is present (extender/server.py, extender/agent.py) every such name must appear in it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.extender_exposition import agent_registry, extender_registry, serving
 from tests.gridshift_process import running_gridshift, wait_for
 from tests.integration.prom_fixture import running_prometheus
 
@@ -101,7 +107,17 @@ def _query(client: httpx.Client, expr: str) -> list[dict[str, object]]:
 def test_every_expression_evaluates_against_a_scraped_scaler(tmp_path: Path) -> None:
     with (
         running_gridshift() as gs,
-        running_prometheus(tmp_path, scrape_targets=[gs.host_port], scrape_interval="1s") as prom,
+        serving(extender_registry()) as extender_url,
+        serving(agent_registry()) as agent_url,
+        running_prometheus(
+            tmp_path,
+            scrape_targets=[
+                gs.host_port,
+                extender_url.removeprefix("http://").removesuffix("/metrics"),
+                agent_url.removeprefix("http://").removesuffix("/metrics"),
+            ],
+            scrape_interval="1s",
+        ) as prom,
         httpx.Client(base_url=prom.url, timeout=10.0) as client,
     ):
         # enough scrapes for rate()/increase() over the ticks counter
@@ -113,8 +129,7 @@ def test_every_expression_evaluates_against_a_scraped_scaler(tmp_path: Path) -> 
         time.sleep(1.0)
         empty_panels = []
         for title, expr in panel_exprs():
-            result = _query(client, expr)
-            if is_scaler_only(expr) and not result:
+            if not _query(client, expr):
                 empty_panels.append(f"{title}: {expr}")
         assert not empty_panels, "panel queries without data:\n" + "\n".join(empty_panels)
 
@@ -122,28 +137,34 @@ def test_every_expression_evaluates_against_a_scraped_scaler(tmp_path: Path) -> 
         for alert, expr in rule_exprs():
             _query(client, expr)  # parses and evaluates; fires only under faults
             for name in NAME.findall(expr):
-                if name.startswith(OTHER_COMPONENTS):
-                    continue
                 if not _query(client, f'count({{__name__="{name}"}})'):
                     missing.append(f"{alert}: {name}")
-        assert not missing, "alerts about metrics the scaler does not export:\n" + "\n".join(
-            missing
-        )
+        assert not missing, "alerts about metrics nobody exports:\n" + "\n".join(missing)
 
         scaler_panels = [e for _, e in panel_exprs() if is_scaler_only(e)]
         assert len(scaler_panels) >= 20
 
 
-def test_extender_and_agent_expressions_parse(tmp_path: Path) -> None:
-    """Extender/agent panels and alerts: valid PromQL that evaluates (empty here: this test
-    scrapes no extender or agent)."""
-    others = [(t, e) for t, e in [*panel_exprs(), *rule_exprs()] if not is_scaler_only(e)]
-    assert len(others) >= 9
+def test_extender_and_agent_names_match_their_code() -> None:
+    names = {
+        n.removesuffix("_total").removesuffix("_bucket")
+        for _, e in [*panel_exprs(), *rule_exprs()]
+        for n in NAME.findall(e)
+        if n.startswith(OTHER_COMPONENTS)
+    }
+    assert len(names) >= 6
+    sources = [ROOT / "extender" / "server.py", ROOT / "extender" / "agent.py"]
+    if not all(p.exists() for p in sources):
+        pytest.skip("extender code (issue 6) not on this branch: names checked after the merge")
+    code = "\n".join(p.read_text() for p in sources)
+    assert sorted(n for n in names if f'"{n}"' not in code) == []
+
+
+def test_invalid_promql_is_rejected(tmp_path: Path) -> None:
+    """The evaluation above can fail: Prometheus answers 400 to broken PromQL."""
     with (
         running_prometheus(tmp_path) as prom,
         httpx.Client(base_url=prom.url, timeout=10.0) as client,
     ):
-        for _, expr in others:
-            _query(client, expr)
         bad = client.get("/api/v1/query", params={"query": "sum by (le (broken"})
-        assert bad.status_code == 400  # the check above can fail
+        assert bad.status_code == 400
