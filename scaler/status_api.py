@@ -42,8 +42,8 @@ ExtenderView = Callable[[], Mapping[str, Any]]
 
 NO_EXTENDER: Mapping[str, Any] = {"configured": False, "note": "no extender configured"}
 _ACTUAL_NOTE = (
-    "actual replicas are not reported by this process (Kubernetes outputs off): "
-    "showing desired vs counterfactual (permanent performance mode)"
+    "actual replicas are not read from the cluster: dashed lines are the counterfactual "
+    "(permanent performance mode)"
 )
 
 

@@ -72,8 +72,10 @@ def test_dashboard_renders_live_charts_offline() -> None:
             response = page.goto(f"{gs.base_url}/dashboard")
             assert response is not None
             assert response.status == 200
-            # three or more snapshots, so every line has several points
-            page.wait_for_function("Number(document.body.dataset.points || 0) >= 3", timeout=60_000)
+            # ten or more snapshots, so every line has several points
+            page.wait_for_function(
+                "Number(document.body.dataset.points || 0) >= 10", timeout=60_000
+            )
             page.wait_for_timeout(2500)  # one more poll cycle with the newest points
 
             for chart in ("chart-carbon", "chart-replicas", "chart-saved"):
@@ -98,6 +100,7 @@ def test_dashboard_renders_live_charts_offline() -> None:
             assert page.locator("#modes rect[data-mode]").count() >= 5
             assert page.locator("#reasons li").count() >= 5
             assert "counterfactual" in page.inner_text("#replicas-hint")
+            assert "not read from the cluster" in page.inner_text("#replicas-note")
             assert "SAMPLE DATA" in page.inner_text("#data-note")
             assert page.locator("#freshness tbody tr").count() == 3 + 5
             assert page.inner_text("#extender").strip() == "no extender configured"

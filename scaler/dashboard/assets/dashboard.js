@@ -119,7 +119,8 @@
       items.push({ label: n + " desired", color, value: fmt(last.desired_replicas, 0) });
       items.push({ label: n + " counterfactual", color, dashed: true, value: fmt(last.counterfactual_replicas, 0) });
     });
-    $("replicas-hint").textContent = actual && actual.reported ? "solid: desired · dashed: actual" : "solid: desired · dashed: counterfactual — " + (actual ? actual.note : "");
+    $("replicas-hint").textContent = actual && actual.reported ? "solid: desired · dashed: actual" : "solid: desired · dashed: counterfactual";
+    $("replicas-note").textContent = actual && !actual.reported ? actual.note : "";
     lineChart($("chart-replicas"), series, { zero: true });
     legend($("legend-replicas"), items);
   }
@@ -169,7 +170,7 @@
     for (const n of names) {
       const w = lastPoint.workloads[n];
       if (!w) continue;
-      for (const r of w.reasons) {
+      for (const r of w.reasons.filter((x) => !x.startsWith("mode ")).slice(0, 1)) {
         const li = document.createElement("li");
         const b = document.createElement("b");
         b.textContent = n + ": ";
