@@ -11,8 +11,10 @@ that the page references only local assets.
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.registry import CollectorRegistry
@@ -144,3 +146,16 @@ def test_assets_are_local_only():
     for name, (body, _) in assets.assets.items():
         assert b"http://" not in body.replace(b"http://www.w3.org/2000/svg", b""), name
         assert b"https://" not in body, name
+
+
+def test_dashboard_files_are_package_data():
+    """A wheel carries the page and its assets (setuptools package-data patterns)."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["scaler.dashboard"]
+    folder = root / "scaler" / "dashboard"
+    shipped = {p for pattern in patterns for p in folder.glob(pattern)}
+    on_disk = {p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py"}
+    on_disk = {p for p in on_disk if "__pycache__" not in p.parts}
+    assert on_disk <= shipped
