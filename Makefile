@@ -3,7 +3,7 @@ PY ?= python3
 PIP ?= $(PY) -m pip
 SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow
-APT_PACKAGES := prometheus
+APT_PACKAGES := prometheus chromium kubernetes-client
 
 .PHONY: install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
@@ -11,7 +11,10 @@ install: install-system install-python
 
 # System packages the integration tier needs (Debian). Skipped when already present.
 install-system:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 && continue; \
+	  [ $$p = kubernetes-client ] && command -v kubectl >/dev/null 2>&1 && continue; \
+	  missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

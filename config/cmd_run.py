@@ -198,6 +198,9 @@ def run_command(
         sys.stdout.flush()
         built.service.start()
         stack.callback(built.service.shutdown)
+        if built.extender_watch is not None:
+            built.extender_watch.start()
+            stack.callback(built.extender_watch.stop)
         server.run(sockets=[sock])
 
 

@@ -766,6 +766,20 @@ class ExtenderSettings(_Group):
 
 class ServerSettings(_Group):
     listen: str = Field("127.0.0.1:8080", description="Metrics/status on loopback by default.")
+    history_points: int = Field(
+        720,
+        ge=1,
+        le=100_000,
+        description="Snapshots kept for the dashboard's charts: 3 h at the 15 s tick, ~100 kB.",
+    )
+    extender_metrics_url: str | None = Field(
+        None,
+        description="An extender's /metrics for the dashboard's extender panel; off by default "
+        "(the scaler does not need an extender).",
+    )
+    extender_poll_seconds: float = Field(
+        15.0, gt=0, le=3600, description="Matches a typical Prometheus scrape interval."
+    )
 
 
 class MetricsApiSettings(_Group):

@@ -100,6 +100,8 @@ from scaler.apiauth import (
     Authorizer,
     ReloadingTlsContext,
 )
+from scaler.extender_watch import ExtenderWatch
+from scaler.history import RecordingHolder, SnapshotHistory
 from scaler.keda import KedaExternalScaler, KedaScalerServer
 from scaler.kube import (
     Actuator,
@@ -293,6 +295,7 @@ class ScalerApp:
     holder: SnapshotHolder
     app: FastAPI
     registry: CollectorRegistry
+    extender_watch: ExtenderWatch | None = None
 
 
 def load_forecaster_from(settings: Settings) -> Forecaster:
@@ -326,7 +329,8 @@ def build_scaler(
     """Build the scaler. `clock` is scaler time (the wall clock, an accelerated one, or a
     stepping clock for replays); `wall_clock` paces APScheduler (default: `clock`)."""
     log = logger or logging.getLogger("gridshift.scaler")
-    holder = SnapshotHolder()
+    history = SnapshotHistory(settings.server.history_points)
+    holder = RecordingHolder(history)
     if forecaster is None:
         forecaster = load_forecaster_from(settings)
     loop = ScalerLoop(
@@ -358,8 +362,25 @@ def build_scaler(
         logger=log,
     )
     register_scaler_metrics(registry, holder)
-    app = create_status_app(holder, registry=registry, on_shutdown=service.shutdown)
-    return ScalerApp(loop, service, holder, app, registry)
+    watch = (
+        None
+        if settings.server.extender_metrics_url is None
+        else ExtenderWatch(
+            settings.server.extender_metrics_url,
+            client=httpx.Client(timeout=httpx.Timeout(5.0), follow_redirects=False),
+            clock=wall_clock or clock,
+            interval_seconds=settings.server.extender_poll_seconds,
+            logger=log,
+        )
+    )
+    app = create_status_app(
+        holder,
+        registry=registry,
+        on_shutdown=service.shutdown,
+        history=history,
+        extender=None if watch is None else watch.view,
+    )
+    return ScalerApp(loop, service, holder, app, registry, watch)
 
 
 # ====================================================================== carbon intensity

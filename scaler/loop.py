@@ -142,7 +142,8 @@ class ScalerLoop:
         self._models: Mapping[str, FittedModel] = {}
         self._last_region: dict[str, _RegionView] = {}
         self._ledger = Ledger()
-        self._errors: dict[str, int] = {}
+        # every source starts at 0, so the errors counter exists before the first error
+        self._errors: dict[str, int] = {carbon.name: 0, load.name: 0}
         self._errors_lock = threading.Lock()
         self._ticks = 0
         self._refits = 0
@@ -546,6 +547,9 @@ class ScalerLoop:
             remaining_work=st.remaining_work if w.elastic is not None else None,
             deadline=deadline,
             deadline_feasible=feasible,
+            min_replicas=w.min_replicas,
+            max_replicas=w.max_replicas,
+            capacity_per_replica=w.capacity_per_replica,
         )
         st.last_status = status
         return status, account

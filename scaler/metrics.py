@@ -92,9 +92,24 @@ class ScalerCollector(Collector):
             "1 when an elastic workload's deadline can still be met at max replicas.",
             labels=_W,
         )
+        bounds = GaugeMetricFamily(
+            "gridshift_replicas_bound",
+            "The workload's configured replica bounds; `bound` is min or max.",
+            labels=[*_W, "bound"],
+        )
+        capacity = GaugeMetricFamily(
+            "gridshift_capacity",
+            "Load the desired replicas serve at target utilisation (load unit), vs gridshift_load.",
+            labels=_W,
+        )
         for ws in snap.workloads.values():
             lv = [ws.name, ws.namespace, ws.region]
             desired.add_metric(lv, float(ws.desired_replicas))
+            if ws.min_replicas is not None and ws.max_replicas is not None:
+                bounds.add_metric([*lv, "min"], float(ws.min_replicas))
+                bounds.add_metric([*lv, "max"], float(ws.max_replicas))
+            if ws.capacity_per_replica is not None:
+                capacity.add_metric(lv, ws.desired_replicas * ws.capacity_per_replica)
             if ws.counterfactual_replicas is not None:
                 cf.add_metric(lv, float(ws.counterfactual_replicas))
             for m in Mode:
@@ -116,6 +131,8 @@ class ScalerCollector(Collector):
                 feasible.add_metric(lv, 1.0 if ws.deadline_feasible else 0.0)
         yield from (
             desired,
+            bounds,
+            capacity,
             cf,
             mode,
             load,

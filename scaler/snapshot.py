@@ -69,6 +69,10 @@ class WorkloadStatus:
     deadline: datetime | None = None
     deadline_feasible: bool | None = None
     load_model: str | None = None
+    # The workload's bounds and per-replica capacity (load unit), for SLO-risk alerts.
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    capacity_per_replica: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

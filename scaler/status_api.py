@@ -1,9 +1,13 @@
 """The JSON status API (ASGI): each workload's last decision with its reasons.
 
-Routes: `GET /status` (everything), `GET /status/{workload}`, `GET /metrics` (Prometheus text
-from the registry passed in), `GET /healthz` (the process answers), `GET /readyz` (a tick has
-published a snapshot). Handlers only read the current snapshot; none calls the network.
-When the scaler runs on the SAMPLE DATA scenario every answer carries `data_note`.
+Routes: `GET /status` (everything), `GET /status/{workload}`, `GET /status/history` (the
+recent snapshots' chart points, from a bounded in-memory ring), `GET /status/extender` (what
+the dashboard knows of a scheduler extender), `GET /metrics` (Prometheus text from the
+registry passed in), `GET /healthz` (the process answers), `GET /readyz` (a tick has
+published a snapshot), `GET /dashboard` and `GET /dashboard/assets/{name}` (the built-in
+dashboard, packaged files read once at start). Handlers only read the current snapshot
+and memory; none calls the network. When the scaler runs on the SAMPLE DATA scenario
+every answer carries `data_note`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,31 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from scaler.dashboard import DashboardAssets, load_dashboard_assets
+from scaler.history import HistoryPoint, SnapshotHistory
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
-__all__ = ["OrjsonResponse", "create_status_app", "snapshot_json", "workload_json"]
+__all__ = [
+    "ExtenderView",
+    "OrjsonResponse",
+    "create_status_app",
+    "history_json",
+    "snapshot_json",
+    "workload_json",
+]
+
+ExtenderView = Callable[[], Mapping[str, Any]]
+"""Returns what is known of a scheduler extender (read from memory, never the network)."""
+
+NO_EXTENDER: Mapping[str, Any] = {"configured": False, "note": "no extender configured"}
+_ACTUAL_NOTE = (
+    "actual replicas are not read from the cluster: dashed lines are the counterfactual "
+    "(permanent performance mode)"
+)
 
 
 class OrjsonResponse(Response):
@@ -79,14 +101,42 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def _point_json(p: HistoryPoint) -> dict[str, Any]:
+    return {
+        "taken_at": _iso(p.taken_at),
+        "saved_g": p.saved_g,
+        "emitted_g": p.emitted_g,
+        "counterfactual_g": p.counterfactual_g,
+        "workloads": p.workloads,
+        "regions": p.regions,
+    }
+
+
+def history_json(
+    points: tuple[HistoryPoint, ...], *, capacity_points: int, data_note: str
+) -> dict[str, Any]:
+    return {
+        "data_note": data_note,
+        "capacity_points": capacity_points,
+        "actual_replicas": {"reported": False, "note": _ACTUAL_NOTE},
+        "points": [_point_json(p) for p in points],
+    }
+
+
 def create_status_app(
     holder: SnapshotHolder,
     *,
     registry: CollectorRegistry,
     on_shutdown: Callable[[], None] | None = None,
+    history: SnapshotHistory | None = None,
+    extender: ExtenderView | None = None,
+    assets: DashboardAssets | None = None,
 ) -> FastAPI:
     """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
-    ends the process), e.g. to stop the scheduler."""
+    ends the process), e.g. to stop the scheduler. `history` backs `/status/history` (an
+    empty ring of 1 when absent); `extender` feeds the dashboard's extender panel."""
+    ring = history if history is not None else SnapshotHistory(1)
+    files = assets if assets is not None else load_dashboard_assets()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +173,37 @@ def create_status_app(
     def status() -> OrjsonResponse:
         snap = holder.current()
         return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
+
+    @app.get("/status/history")
+    def status_history(limit: int | None = None) -> OrjsonResponse:
+        if limit is not None and limit < 1:
+            return OrjsonResponse(
+                {"error": f"limit must be a positive integer, got {limit}"}, status_code=400
+            )
+        snap = holder.current()
+        return OrjsonResponse(
+            history_json(
+                ring.points(limit=limit),
+                capacity_points=ring.capacity_points,
+                data_note=snap.data_note if snap is not None else "",
+            )
+        )
+
+    @app.get("/status/extender")
+    def status_extender() -> OrjsonResponse:
+        return OrjsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
+
+    @app.get("/dashboard")
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(files.index_html)
+
+    @app.get("/dashboard/assets/{name}")
+    def dashboard_asset(name: str) -> Response:
+        found = files.get(name)
+        if found is None:
+            return OrjsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
+        body, media_type = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     @app.get("/status/{workload}")
     def status_one(workload: str) -> OrjsonResponse:

@@ -26,23 +26,13 @@ from config.scenario import sample_settings
 from config.wiring import build_scaler
 from forecasts.sources.clock import SystemClock
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
+from tests.gridshift_process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _wait_for(predicate, *, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+_wait_for = wait_for
 
 
 def test_run_serves_metrics_and_status_within_two_ticks() -> None:

@@ -25,6 +25,12 @@ SCHEDULER_CONFIG = DEPLOY / "extender" / "kube-scheduler-config.yaml"
 
 
 CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject", "ServiceMonitor", "PrometheusRule"}
+#: Partial objects kustomize merges into others.
+PATCHES = {
+    (k.parent / patch).resolve()
+    for k in DEPLOY.rglob("kustomization.yaml")
+    for patch in yaml.safe_load(k.read_text()).get("patchesStrategicMerge", [])
+}
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
@@ -33,8 +39,15 @@ def documents() -> list[tuple[str, dict[str, Any]]]:
         if path == SCHEDULER_CONFIG:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
-            # Custom resources are checked against their CRDs' schemas in test_deploy_manifests.
-            if doc and doc["kind"] not in CUSTOM_KINDS:
+            # Kubernetes objects only (not kustomizations, patches, rule files or rule tests);
+            # custom resources are checked against their CRDs' schemas in test_deploy_manifests.
+            if (
+                doc
+                and "kind" in doc
+                and "name" in doc.get("metadata", {})
+                and doc["kind"] not in CUSTOM_KINDS
+                and path.resolve() not in PATCHES
+            ):
                 out.append(
                     (f"{path.relative_to(DEPLOY)}:{doc['kind']}/{doc['metadata']['name']}", doc)
                 )

@@ -27,16 +27,25 @@ CRD_FILE = DEPLOY / "crd" / "carbonawarescalers.gridshift.io.yaml"
 KEDA_SCHEMA = ROOT / "tests" / "fixtures" / "crds" / "keda-scaledobject.schema.yaml"
 
 
-COMPONENT_CONFIG_GROUPS = ("kubescheduler.config.k8s.io/",)
+def kustomize_patches():
+    """Partial objects that kustomize merges into others (not complete objects)."""
+    return {
+        (k.parent / patch).resolve()
+        for k in DEPLOY.rglob("kustomization.yaml")
+        for patch in yaml.safe_load(k.read_text()).get("patchesStrategicMerge", [])
+    }
 
 
 def documents():
     docs = []
+    patches = kustomize_patches()
     for path in sorted(DEPLOY.rglob("*.yaml")):
+        if path.resolve() in patches:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
-            # Component configuration (KubeSchedulerConfiguration) is a file the scheduler reads,
-            # not an API object; tests/unit/test_deploy.py checks it field by field.
-            if doc and not str(doc.get("apiVersion", "")).startswith(COMPONENT_CONFIG_GROUPS):
+            # Kubernetes objects only: not promtool rule tests, plain rules files, kustomize
+            # or kube-scheduler configuration (tests/unit/test_kustomize.py covers those)
+            if doc and "kind" in doc and "name" in doc.get("metadata", {}):
                 docs.append(
                     (f"{path.relative_to(DEPLOY)}:{doc['kind']}/{doc['metadata']['name']}", doc)
                 )
@@ -44,7 +53,8 @@ def documents():
 
 
 DOCS = documents()
-CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject"}
+# custom resources; PrometheusRule/ServiceMonitor: tests/unit/test_kustomize.py
+CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject", "PrometheusRule", "ServiceMonitor"}
 
 
 def crd_schema():

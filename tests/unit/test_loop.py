@@ -112,7 +112,7 @@ def test_load_source_error_marks_stale_and_holds(caplog: pytest.LogCaptureFixtur
     assert ws.desired_replicas == 36
     assert ws.stale_inputs == ("load",)
     assert any("never scale down on missing data" in r for r in ws.reasons)
-    assert snap.source_errors_total == {"prometheus": 1}
+    assert snap.source_errors_total == {"fake-carbon": 0, "fake-load": 0, "prometheus": 1}
     assert "connection refused" in caplog.text
 
 
@@ -143,7 +143,7 @@ def test_carbon_error_keeps_last_known_and_mode() -> None:
     ws = snap.workloads["web"]
     assert ws.mode is first.workloads["web"].mode
     assert "carbon" in ws.stale_inputs
-    assert snap.source_errors_total == {"fake-carbon": 2}  # latest + forecast
+    assert snap.source_errors_total == {"fake-carbon": 2, "fake-load": 0}  # latest + forecast
     assert any("stale: keep" in r for r in ws.reasons)
 
 
@@ -300,7 +300,7 @@ def test_one_failing_workload_does_not_stop_the_others(caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="gridshift.scaler"):
         snap = loop.tick()
     assert set(snap.workloads) == {"web"}
-    assert snap.source_errors_total == {"internal": 1}
+    assert snap.source_errors_total == {"fake-carbon": 0, "fake-load": 0, "internal": 1}
     assert "tick api failed" in caplog.text
 
 

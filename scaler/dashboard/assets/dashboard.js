@@ -1,0 +1,272 @@
+// gridshift built-in dashboard: polls the status API and draws SVG charts (no libraries).
+"use strict";
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
+  const POLL_MS = 2000;
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, parent) {
+    const node = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function fmt(value, digits) {
+    if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+    const abs = Math.abs(value);
+    if (abs >= 1e6) return (value / 1e6).toFixed(2) + " M";
+    if (abs >= 1e4) return (value / 1e3).toFixed(1) + " k";
+    return value.toFixed(digits === undefined ? 1 : digits);
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 120) return seconds.toFixed(0) + " s";
+    if (seconds < 7200) return (seconds / 60).toFixed(0) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  function hhmm(ms) {
+    const d = new Date(ms);
+    return String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
+  }
+
+  // series: [{label, color, dashed, step, points: [[tMs, value|null], ...]}]
+  function lineChart(container, series, opts) {
+    container.textContent = "";
+    const W = 560, H = 200, L = 52, R = 10, T = 10, B = 24;
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" }, container);
+    const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null));
+    if (all.length === 0) {
+      el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis" }, svg).textContent = "no data yet";
+      return;
+    }
+    let t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
+    if (t1 === t0) t1 = t0 + 1000;
+    let v0 = Math.min(...all.map((p) => p[1])), v1 = Math.max(...all.map((p) => p[1]));
+    if (opts && opts.zero) { v0 = Math.min(0, v0); v1 = Math.max(0, v1); }
+    if (v1 === v0) { v1 = v0 + 1; v0 = v0 - 1; }
+    const pad = (v1 - v0) * 0.08; v0 -= opts && opts.zero && v0 === 0 ? 0 : pad; v1 += pad;
+    const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+    const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
+    for (let i = 0; i <= 4; i++) {
+      const v = v0 + ((v1 - v0) * i) / 4;
+      el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }, svg);
+      el("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, svg).textContent = fmt(v, Math.abs(v1 - v0) < 10 ? 1 : 0);
+    }
+    for (let i = 0; i <= 4; i++) {
+      const t = t0 + ((t1 - t0) * i) / 4;
+      el("text", { x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle", class: "axis" }, svg).textContent = hhmm(t);
+    }
+    for (const s of series) {
+      let d = "", pen = false, prevY = null;
+      for (const [t, v] of s.points) {
+        if (v === null) { pen = false; continue; }
+        const px = x(t).toFixed(1), py = y(v).toFixed(1);
+        if (!pen) d += `M${px},${py}`;
+        else if (s.step) d += `H${px}V${py}`;
+        else d += `L${px},${py}`;
+        pen = true; prevY = py;
+      }
+      if (d) el("path", { d, stroke: s.color, class: "series" + (s.dashed ? " dashed" : ""), "data-label": s.label }, svg);
+    }
+  }
+
+  function legend(container, items) {
+    container.textContent = "";
+    for (const it of items) {
+      const span = document.createElement("span");
+      const sw = document.createElement("span");
+      sw.className = "sw";
+      sw.style.background = it.color;
+      if (it.dashed) sw.style.background = `repeating-linear-gradient(90deg, ${it.color} 0 4px, transparent 4px 7px)`;
+      span.appendChild(sw);
+      span.appendChild(document.createTextNode(it.label + " "));
+      const num = document.createElement("span");
+      num.className = "num";
+      num.textContent = it.value;
+      span.appendChild(num);
+      container.appendChild(span);
+    }
+  }
+
+  function renderCarbon(points) {
+    const regions = [...new Set(points.flatMap((p) => Object.keys(p.regions)))].sort();
+    const series = [], items = [];
+    regions.forEach((r, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      const now = points.map((p) => [p.t, p.regions[r] ? p.regions[r].intensity_g_per_kwh : null]);
+      const fc = points.map((p) => [p.t, p.regions[r] ? p.regions[r].forecast_window_g_per_kwh : null]);
+      series.push({ label: r, color, points: now }, { label: r + " forecast", color, dashed: true, points: fc });
+      const last = points[points.length - 1].regions[r] || {};
+      items.push({ label: r, color, value: fmt(last.intensity_g_per_kwh, 0) });
+      items.push({ label: r + " forecast", color, dashed: true, value: fmt(last.forecast_window_g_per_kwh, 0) });
+    });
+    lineChart($("chart-carbon"), series);
+    legend($("legend-carbon"), items);
+  }
+
+  function renderReplicas(points, actual) {
+    const names = [...new Set(points.flatMap((p) => Object.keys(p.workloads)))].sort();
+    const series = [], items = [];
+    names.forEach((n, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      series.push({ label: n + " desired", color, step: true, points: points.map((p) => [p.t, p.workloads[n] ? p.workloads[n].desired_replicas : null]) });
+      series.push({ label: n + " counterfactual", color, step: true, dashed: true, points: points.map((p) => [p.t, p.workloads[n] ? p.workloads[n].counterfactual_replicas : null]) });
+      const last = points[points.length - 1].workloads[n] || {};
+      items.push({ label: n + " desired", color, value: fmt(last.desired_replicas, 0) });
+      items.push({ label: n + " counterfactual", color, dashed: true, value: fmt(last.counterfactual_replicas, 0) });
+    });
+    $("replicas-hint").textContent = actual && actual.reported ? "solid: desired · dashed: actual" : "solid: desired · dashed: counterfactual";
+    $("replicas-note").textContent = actual && !actual.reported ? actual.note : "";
+    lineChart($("chart-replicas"), series, { zero: true });
+    legend($("legend-replicas"), items);
+  }
+
+  function renderSaved(points) {
+    const saved = points.map((p) => [p.t, p.saved_g]);
+    lineChart($("chart-saved"), [
+      { label: "saved", color: "#2e9e5b", points: saved },
+    ], { zero: true });
+    const last = points[points.length - 1];
+    legend($("legend-saved"), [
+      { label: "saved gCO₂", color: "#2e9e5b", value: fmt(last.saved_g) },
+      { label: "emitted", color: "#888", value: fmt(last.emitted_g) },
+      { label: "counterfactual", color: "#bbb", value: fmt(last.counterfactual_g) },
+    ]);
+  }
+
+  function renderModes(points) {
+    const box = $("modes");
+    box.textContent = "";
+    const names = [...new Set(points.flatMap((p) => Object.keys(p.workloads)))].sort();
+    const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, t0 + 1);
+    for (const n of names) {
+      const row = document.createElement("div");
+      row.className = "moderow";
+      const name = document.createElement("div");
+      name.className = "name"; name.textContent = n; name.title = n;
+      row.appendChild(name);
+      const svg = el("svg", { viewBox: "0 0 1000 18", preserveAspectRatio: "none" }, row);
+      for (let i = 0; i < points.length; i++) {
+        const w = points[i].workloads[n];
+        if (!w) continue;
+        const a = points[i].t, b = i + 1 < points.length ? points[i + 1].t : t1;
+        const x = ((a - t0) / (t1 - t0)) * 1000, width = Math.max(((b - a) / (t1 - t0)) * 1000, 2);
+        el("rect", { x: x.toFixed(1), y: 1, width: width.toFixed(1), height: 16, fill: w.mode === "eco" ? "#2e9e5b" : "#e8833a", "data-mode": w.mode }, svg);
+      }
+      const last = points[points.length - 1].workloads[n];
+      const now = document.createElement("div");
+      now.className = "now " + (last ? last.mode : "");
+      now.textContent = last ? last.mode : "–";
+      row.appendChild(now);
+      box.appendChild(row);
+    }
+    const ul = $("reasons");
+    ul.textContent = "";
+    const lastPoint = points[points.length - 1];
+    for (const n of names) {
+      const w = lastPoint.workloads[n];
+      if (!w) continue;
+      for (const r of w.reasons.filter((x) => !x.startsWith("mode ")).slice(0, 1)) {
+        const li = document.createElement("li");
+        const b = document.createElement("b");
+        b.textContent = n + ": ";
+        li.appendChild(b);
+        li.appendChild(document.createTextNode(r));
+        ul.appendChild(li);
+      }
+    }
+  }
+
+  function renderFreshness(status) {
+    const tbody = $("freshness").querySelector("tbody");
+    tbody.textContent = "";
+    const row = (cells, stale) => {
+      const tr = document.createElement("tr");
+      cells.forEach((c, i) => {
+        const td = document.createElement("td");
+        td.textContent = c;
+        if (i === 2) td.className = "num";
+        if (i === 3) td.className = stale ? "stale" : "ok";
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    };
+    for (const [name, r] of Object.entries(status.regions || {}).sort()) {
+      row(["carbon " + name, r.provider || "–", fmtAge(r.age_seconds), r.stale ? "stale" : "fresh"], r.stale);
+    }
+    for (const [name, w] of Object.entries(status.workloads || {}).sort()) {
+      const stale = (w.stale_inputs || []).length > 0;
+      row(["inputs of " + name, w.carbon_provenance || "–", "this tick", stale ? "stale: " + w.stale_inputs.join(", ") : "fresh"], stale);
+    }
+  }
+
+  function renderExtender(ext) {
+    const box = $("extender");
+    box.textContent = "";
+    if (!ext || !ext.configured) {
+      box.textContent = (ext && ext.note) || "no extender configured";
+      return;
+    }
+    if (!ext.reachable) {
+      box.textContent = ext.note || "extender metrics unreachable";
+      return;
+    }
+    const head = document.createElement("div");
+    head.textContent = "from " + ext.url + " at " + ext.polled_at;
+    box.appendChild(head);
+    const table = document.createElement("table");
+    for (const [k, v] of Object.entries(ext.figures || {})) {
+      const tr = document.createElement("tr");
+      const a = document.createElement("td"); a.textContent = k;
+      const b = document.createElement("td"); b.className = "num"; b.textContent = typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 3) : String(v);
+      tr.appendChild(a); tr.appendChild(b); table.appendChild(tr);
+    }
+    box.appendChild(table);
+  }
+
+  function renderKpis(status, points) {
+    const last = points[points.length - 1];
+    $("kpi-saved").textContent = fmt(last.saved_g);
+    $("kpi-emitted").textContent = fmt(last.emitted_g);
+    $("kpi-cf").textContent = fmt(last.counterfactual_g);
+    const ws = Object.values(last.workloads);
+    $("kpi-eco").textContent = ws.filter((w) => w.mode === "eco").length + " / " + ws.length;
+    $("meta").textContent = `scaler time ${status.taken_at} · ticks ${status.ticks_total} · history ${points.length} points`;
+    const note = $("data-note");
+    if (status.data_note) { note.hidden = false; note.textContent = status.data_note; } else { note.hidden = true; }
+  }
+
+  async function getJson(path) {
+    const res = await fetch(path, { cache: "no-store" });
+    if (res.status === 503) return null;
+    if (!res.ok) throw new Error(path + ": HTTP " + res.status);
+    return res.json();
+  }
+
+  async function poll() {
+    try {
+      const [history, status, ext] = await Promise.all([getJson("/status/history"), getJson("/status"), getJson("/status/extender")]);
+      renderExtender(ext);
+      if (history && status && history.points.length > 0) {
+        const points = history.points.map((p) => Object.assign({ t: Date.parse(p.taken_at) }, p));
+        renderKpis(status, points);
+        renderCarbon(points);
+        renderReplicas(points, history.actual_replicas);
+        renderSaved(points);
+        renderModes(points);
+        renderFreshness(status);
+        document.body.dataset.points = String(points.length);
+      }
+    } catch (err) {
+      $("meta").textContent = "status API unreachable: " + err.message;
+    } finally {
+      setTimeout(poll, POLL_MS);
+    }
+  }
+
+  poll();
+})();

@@ -1,0 +1,161 @@
+"""The history ring and the dashboard routes of the status API.
+
+Aspects: the ring is bounded and keeps the newest points in order; re-publishing the same
+instant replaces instead of appending; bad capacity is refused; NaN intensity becomes None;
+the data note is not repeated as a reason; `RecordingHolder` records what it publishes;
+`/status/history` (with `limit`, and a clear 400 for a bad one), `/status/extender` without
+an extender, `/dashboard` and its packaged assets (media types, 404 for unknown names), and
+that the page references only local assets.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.registry import CollectorRegistry
+
+from scaler.dashboard import load_dashboard_assets
+from scaler.history import RecordingHolder, SnapshotHistory, history_point
+from scaler.snapshot import RegionCarbon
+from scaler.status_api import create_status_app
+from tests.snapshots import TAKEN_AT, sample_snapshot
+from tests.unit.test_scaler_outputs import AsgiClient
+
+
+def _snap(minutes: int, *, web_replicas: int = 4):
+    return sample_snapshot(
+        taken_at=TAKEN_AT + timedelta(minutes=minutes), web_replicas=web_replicas
+    )
+
+
+def test_ring_is_bounded_and_ordered():
+    ring = SnapshotHistory(3)
+    for m in range(5):
+        ring.record(_snap(m, web_replicas=m))
+    pts = ring.points()
+    assert len(ring) == 3
+    assert [p.taken_at for p in pts] == [TAKEN_AT + timedelta(minutes=m) for m in (2, 3, 4)]
+    assert pts[-1].workloads["shop/web"]["desired_replicas"] == 4
+    assert [p.taken_at for p in ring.points(limit=2)] == [p.taken_at for p in pts[1:]]
+
+
+def test_same_instant_replaces_the_newest_point():
+    ring = SnapshotHistory(5)
+    ring.record(_snap(0, web_replicas=1))
+    ring.record(_snap(0, web_replicas=7))
+    assert len(ring) == 1
+    assert ring.points()[0].workloads["shop/web"]["desired_replicas"] == 7
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError, match="capacity_points"):
+        SnapshotHistory(0)
+
+
+def test_point_nan_becomes_none_and_data_note_is_not_a_reason():
+    snap = sample_snapshot()
+    regions = dict(snap.regions)
+    regions["eu-west-1"] = RegionCarbon("eu-west-1", float("nan"), None, "x", True, None)
+    ws = dict(snap.workloads)
+    ws["shop/web"] = replace(ws["shop/web"], reasons=("SAMPLE", "real reason"), saved_g=2.5)
+    point = history_point(replace(snap, regions=regions, workloads=ws, data_note="SAMPLE"))
+    assert point.regions["eu-west-1"]["intensity_g_per_kwh"] is None
+    assert point.regions["eu-west-1"]["stale"] is True
+    assert point.workloads["shop/web"]["reasons"] == ["real reason"]
+    assert point.saved_g == 2.5
+
+
+def test_recording_holder_records_publishes():
+    ring = SnapshotHistory(10)
+    holder = RecordingHolder(ring, _snap(0))
+    holder.publish(_snap(1))
+    assert holder.current() is not None
+    assert len(ring) == 2
+
+
+@pytest.fixture
+def client():
+    ring = SnapshotHistory(4)
+    holder = RecordingHolder(ring)
+    for m in range(6):
+        holder.publish(_snap(m, web_replicas=m + 1))
+    return AsgiClient(create_status_app(holder, registry=CollectorRegistry(), history=ring))
+
+
+def test_history_endpoint(client):
+    body = client.get("/status/history").json()
+    assert body["capacity_points"] == 4
+    assert body["actual_replicas"]["reported"] is False
+    assert "counterfactual" in body["actual_replicas"]["note"]
+    assert [p["workloads"]["shop/web"]["desired_replicas"] for p in body["points"]] == [3, 4, 5, 6]
+    assert body["points"][-1]["taken_at"].endswith("Z")
+    assert body["points"][0]["regions"]["eu-west-1"]["intensity_g_per_kwh"] == 312.5
+    assert len(client.get("/status/history?limit=2").json()["points"]) == 2
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=-3"])
+def test_history_rejects_bad_limit(client, query):
+    r = client.get(f"/status/history?{query}")
+    assert r.status_code == 400
+    assert "limit" in r.json()["error"]
+
+
+def test_history_empty_before_first_tick():
+    app = create_status_app(RecordingHolder(SnapshotHistory(3)), registry=CollectorRegistry())
+    assert AsgiClient(app).get("/status/history").json()["points"] == []
+
+
+def test_extender_panel_without_extender(client):
+    assert client.get("/status/extender").json() == {
+        "configured": False,
+        "note": "no extender configured",
+    }
+
+
+def test_dashboard_page_and_assets(client):
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert refs
+    assert all(ref.startswith("/dashboard/assets/") for ref in refs), refs
+    for ref in refs:
+        r = client.get(ref)
+        assert r.status_code == 200, ref
+        assert r.content
+    assert (
+        client.get("/dashboard/assets/dashboard.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
+    assert (
+        client.get("/dashboard/assets/dashboard.css").headers["content-type"].startswith("text/css")
+    )
+    missing = client.get("/dashboard/assets/nope.js")
+    assert missing.status_code == 404
+    assert "nope.js" in missing.json()["error"]
+
+
+def test_assets_are_local_only():
+    assets = load_dashboard_assets()
+    for name, (body, _) in assets.assets.items():
+        assert b"http://" not in body.replace(b"http://www.w3.org/2000/svg", b""), name
+        assert b"https://" not in body, name
+
+
+def test_dashboard_files_are_package_data():
+    """A wheel carries the page and its assets (setuptools package-data patterns)."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["scaler.dashboard"]
+    folder = root / "scaler" / "dashboard"
+    shipped = {p for pattern in patterns for p in folder.glob(pattern)}
+    on_disk = {p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py"}
+    on_disk = {p for p in on_disk if "__pycache__" not in p.parts}
+    assert on_disk <= shipped

@@ -1,0 +1,56 @@
+"""The dashboard's extender summary (pure text -> figures).
+
+Aspects: requests, errors (non-2xx) and mean latency per verb; decisions by outcome; nodes;
+regions with fresh carbon; text without extender metrics and unparsable text are clear
+errors; a non-positive poll interval is refused.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+
+from forecasts.time import FrozenClock
+from scaler.extender_watch import ExtenderWatch, summarise_extender_metrics
+from tests.extender_exposition import extender_registry
+from tests.snapshots import TAKEN_AT
+
+
+def test_summary_of_an_extender_exposition():
+    text = generate_latest(extender_registry()).decode()
+    figures = summarise_extender_metrics(text)
+    assert figures["filter requests"] == 8
+    assert figures["filter errors"] == 0
+    assert figures["prioritize requests"] == 2
+    assert figures["prioritize errors"] == 1
+    assert figures["filter mean latency s"] == pytest.approx(0.002)
+    assert figures["filter passed decisions"] == 8
+    assert figures["prioritize scored decisions"] == 1
+    assert figures["nodes known"] == 12
+    assert figures["regions with fresh carbon"] == 1
+    assert figures["regions"] == 2
+    assert list(figures) == sorted(figures)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("# HELP up x\n# TYPE up gauge\nup 1\n", "no gridshift_extender_", id="other"),
+        pytest.param("", "no gridshift_extender_", id="empty"),
+        pytest.param("gridshift_extender_nodes{ 12\n", "not Prometheus text", id="garbage"),
+    ],
+)
+def test_summary_errors_are_clear(text, message):
+    with pytest.raises(ValueError, match=message):
+        summarise_extender_metrics(text)
+
+
+def test_watch_refuses_bad_interval():
+    with pytest.raises(ValueError, match="interval_seconds"):
+        ExtenderWatch(
+            "http://127.0.0.1:1/metrics",
+            client=httpx.Client(),
+            clock=FrozenClock(TAKEN_AT),
+            interval_seconds=0,
+        )
