@@ -18,6 +18,7 @@ import click
 from pydantic import ValidationError
 
 from config.cmd_config import config_group
+from config.cmd_run import replay_command, run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
 from config.loading import DEBUG_ENV
 from config.options import RunState
@@ -82,6 +83,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(config_group)
+cli.add_command(run_command)
+cli.add_command(replay_command)
 
 
 def _debug_requested(state: RunState) -> bool:

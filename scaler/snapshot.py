@@ -30,11 +30,18 @@ class RegionCarbon:
     provider: str
     stale: bool
     age_seconds: float | None
+    signal: str = ""
+    note: str = ""
+    forecast_window_g_per_kwh: float | None = None
+    forecast_percentile: float | None = None
+    forecast_provider: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadStatus:
-    """One workload's last decision, as served to HPAs, KEDA, dashboards and the status API."""
+    """One workload's last decision, as served to HPAs, KEDA, dashboards and the status API.
+
+    `emitted_g`, `saved_g`, `energy_joules` and `counterfactual_g` are cumulative."""
 
     name: str
     namespace: str
@@ -46,14 +53,35 @@ class WorkloadStatus:
     stale_inputs: tuple[str, ...] = ()
     emitted_g: float = 0.0
     saved_g: float = 0.0
+    # Added by the scaler loop (cumulative figures are since the process started).
+    workload_class: str = "interactive"
+    mode_since: datetime | None = None
+    load_now: float | None = None
+    load_unit: str = ""
+    load_forecast: Mapping[str, float] = field(default_factory=dict)
+    counterfactual_replicas: int | None = None
+    energy_joules: float = 0.0
+    counterfactual_g: float = 0.0
+    carbon_provenance: str = ""
+    remaining_work: float | None = None
+    deadline: datetime | None = None
+    deadline_feasible: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """What one tick saw and decided. `data_note` is non-empty when the inputs are not real
+    (the SAMPLE DATA scenario) and is shown by every reader."""
+
     taken_at: datetime
     workloads: Mapping[str, WorkloadStatus] = field(default_factory=dict)
     regions: Mapping[str, RegionCarbon] = field(default_factory=dict)
     tick_seconds: float = 0.0
+    ticks_total: int = 0
+    source_errors_total: Mapping[str, int] = field(default_factory=dict)
+    refits_total: int = 0
+    last_refit_at: datetime | None = None
+    data_note: str = ""
 
 
 class SnapshotHolder:

@@ -30,6 +30,17 @@ MODULES = [
     "config.wiring",
     "config.options",
     "config.cmd_config",
+    "config.cmd_run",
+    "config.scenario",
+    "forecasts.sources.load",
+    "forecasts.sources.sample",
+    "scaler.workload",
+    "scaler.policy",
+    "scaler.accounting",
+    "scaler.schedules",
+    "scaler.loop",
+    "scaler.metrics",
+    "scaler.status_api",
 ]
 
 

@@ -1,0 +1,351 @@
+"""`gridshift run` (the main job) and `gridshift replay` (the same tick over history).
+
+`gridshift run` with no config plays the bundled SAMPLE DATA scenario against the wall clock
+(`--speed N` runs scaler time N times faster) and serves `/metrics` and the status API on
+localhost, printing where. With `--config FILE` it scales the workloads in the file.
+
+`gridshift replay --from --to` runs the same tick over recorded history with a
+`SteppingClock`, as fast as it can, and prints gCO2 emitted and saved and replica-hours.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import uvicorn
+import yaml
+from prometheus_client.registry import CollectorRegistry
+from pydantic import ValidationError
+
+from config.scenario import sample_settings
+from config.settings import Settings
+from config.wiring import build_scaler
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.clock import AcceleratedClock, SystemClock
+from forecasts.sources.load import LoadSource
+from forecasts.sources.sample import (
+    SAMPLE_NOTE,
+    SAMPLE_REGIONS,
+    SampleCarbonSource,
+    SampleLoadSource,
+)
+from forecasts.time import Clock, SteppingClock, ensure_utc
+from scaler.loop import ScalerLoop
+from scaler.snapshot import Mode
+
+__all__ = ["replay_command", "run_command"]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _read_settings(path: Path) -> Settings:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--config") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: top level must be a mapping", param_hint="--config")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise click.BadParameter(
+            f"{path} is invalid:\n" + "\n".join(lines), param_hint="--config"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    carbon: CarbonSource
+    load: LoadSource
+    note: str
+
+
+def _sources(settings: Settings, *, seed: int) -> _Sources:
+    """The adapters the workloads need. Sample traces and regions use the SAMPLE DATA
+    generator; anything else needs a real adapter, which this build names when missing."""
+    needs_real = [
+        w.name
+        for w in settings.scaler.workloads
+        if w.region not in SAMPLE_REGIONS
+        or w.load.trace is None
+        or not w.load.trace.startswith("sample:")
+    ]
+    if needs_real:
+        raise click.UsageError(
+            "workloads "
+            + ", ".join(needs_real)
+            + " need the Prometheus load adapter and a carbon provider, which are not wired "
+            "into this build yet; use `trace: sample:<profile>` loads and regions "
+            + ", ".join(SAMPLE_REGIONS)
+            + " (SAMPLE DATA), or run without --config"
+        )
+    return _Sources(SampleCarbonSource(seed=seed), SampleLoadSource(seed=seed), SAMPLE_NOTE)
+
+
+def _settings_for(config_file: Path | None, *, now: datetime, seed: int) -> Settings:
+    if config_file is None:
+        return sample_settings(now, seed=seed)
+    settings = _read_settings(config_file)
+    if not settings.scaler.workloads:
+        raise click.BadParameter(
+            f"{config_file} defines no scaler.workloads", param_hint="--config"
+        )
+    return settings
+
+
+def _bind(listen: str) -> socket.socket:
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port_text)))
+    except OSError as exc:
+        sock.close()
+        raise click.BadParameter(
+            f"cannot listen on {listen}: {exc}", param_hint="--listen"
+        ) from exc
+    return sock
+
+
+@click.command("run")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML settings with scaler.workloads; without it, the SAMPLE DATA scenario.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True, max=100_000),
+    default=1.0,
+    show_default=True,
+    help="Scaler time runs this many times faster than the wall clock.",
+)
+@click.option(
+    "--tick-seconds",
+    type=click.FloatRange(min=0.05),
+    default=None,
+    help="Wall seconds between ticks (default: scaler.tick_interval_seconds).",
+)
+@click.option(
+    "--listen",
+    default=None,
+    help="HOST:PORT for /metrics and /status (default: server.listen; port 0 = any free).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed.")
+@click.option("--log-level", default="info", show_default=True)
+def run_command(
+    config_file: Path | None,
+    speed: float,
+    tick_seconds: float | None,
+    listen: str | None,
+    seed: int,
+    log_level: str,
+) -> None:
+    """Run the scaler: ticks, metrics and the status API."""
+    logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+    log = logging.getLogger("gridshift.scaler")
+    wall = SystemClock()
+    clock: Clock = AcceleratedClock(wall, speed=speed) if speed != 1.0 else wall
+    settings = _settings_for(config_file, now=clock.now(), seed=seed)
+    if tick_seconds is not None:
+        scaler = settings.scaler.model_copy(update={"tick_interval_seconds": tick_seconds})
+        settings = settings.model_copy(update={"scaler": scaler})
+    sources = _sources(settings, seed=seed)
+    sock = _bind(listen or settings.server.listen)
+    host, port = sock.getsockname()[:2]
+    built = build_scaler(
+        settings,
+        clock=clock,
+        wall_clock=wall,
+        registry=CollectorRegistry(),
+        carbon=sources.carbon,
+        load=sources.load,
+        speed=speed,
+        data_note=sources.note,
+        logger=log,
+    )
+    if sources.note:
+        log.warning("%s", sources.note)
+    base = f"http://{host}:{port}"
+    click.echo(
+        f"gridshift run: {len(built.loop.workloads)} workloads"
+        + (f" on {sources.note}" if sources.note else "")
+        + (f", time x{speed:g}" if speed != 1.0 else "")
+        + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
+    )
+    sys.stdout.flush()
+    server = uvicorn.Server(
+        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
+    )
+    built.service.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        built.service.shutdown()
+        sock.close()
+
+
+def _parse_instant(value: str, name: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return ensure_utc(at, name=name)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: expected an ISO 8601 instant with a zone, e.g. 2026-01-05T00:00:00Z",
+            param_hint=name,
+        ) from exc
+
+
+@click.command("replay")
+@click.option("--from", "start_text", required=True, help="Start instant (ISO 8601, UTC).")
+@click.option("--to", "end_text", required=True, help="End instant (ISO 8601, UTC).")
+@click.option(
+    "--scenario",
+    type=click.Choice(["sample"]),
+    default="sample",
+    show_default=True,
+    help="Recorded history to replay (the bundled SAMPLE DATA traces).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Workloads to replay instead of the scenario's own.",
+)
+@click.option("--step-seconds", type=click.FloatRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def replay_command(
+    start_text: str,
+    end_text: str,
+    scenario: str,
+    config_file: Path | None,
+    step_seconds: float | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Replay the scaler tick over [--from, --to) as fast as possible and summarise."""
+    logging.basicConfig(level="WARNING", format=_LOG_FORMAT)
+    start = _parse_instant(start_text, "--from")
+    end = _parse_instant(end_text, "--to")
+    if end <= start:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    settings = _settings_for(config_file, now=start, seed=seed)
+    step = timedelta(seconds=step_seconds or settings.scaler.tick_interval_seconds)
+    sources = _sources(settings, seed=seed)
+    clock = SteppingClock(start, step)
+    built = build_scaler(
+        settings,
+        clock=clock,
+        registry=CollectorRegistry(),
+        carbon=sources.carbon,
+        load=sources.load,
+        data_note=sources.note,
+    )
+    summary = replay(built.loop, start=start, end=end, step=step, settings=settings)
+    summary["scenario"] = scenario if config_file is None else str(config_file)
+    summary["data_note"] = sources.note
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(_format_summary(summary))
+
+
+def replay(
+    loop: ScalerLoop, *, start: datetime, end: datetime, step: timedelta, settings: Settings
+) -> dict[str, Any]:
+    """Tick from `start` until `end`; refit on the settings' period of replayed time."""
+    refit_every = timedelta(seconds=settings.forecast.refit_interval_seconds)
+    loop.refit(at=start)
+    next_refit = start + refit_every
+    hours = step.total_seconds() / 3600.0
+    replica_h: dict[str, float] = {}
+    cf_replica_h: dict[str, float] = {}
+    eco_ticks: dict[str, int] = {}
+    ticks = 0
+    at = start
+    while at < end:
+        snap = loop.tick()
+        at = snap.taken_at
+        ticks += 1
+        for name, ws in snap.workloads.items():
+            replica_h[name] = replica_h.get(name, 0.0) + ws.desired_replicas * hours
+            cf = ws.counterfactual_replicas if ws.counterfactual_replicas is not None else 0
+            cf_replica_h[name] = cf_replica_h.get(name, 0.0) + cf * hours
+            eco_ticks[name] = eco_ticks.get(name, 0) + (ws.mode is Mode.ECO)
+        at = at + step
+        if at >= next_refit and at < end:
+            loop.refit(at=at)
+            next_refit = at + refit_every
+    ledger = loop.ledger
+    workloads = {
+        name: {
+            "emitted_g": t.emitted_g,
+            "counterfactual_g": t.counterfactual_g,
+            "saved_g": t.saved_g,
+            "energy_kwh": t.energy_joules / 3.6e6,
+            "replica_hours": replica_h.get(name, 0.0),
+            "counterfactual_replica_hours": cf_replica_h.get(name, 0.0),
+            "eco_fraction": eco_ticks.get(name, 0) / ticks if ticks else 0.0,
+        }
+        for name, t in sorted(ledger.by_workload.items())
+    }
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "step_seconds": step.total_seconds(),
+        "ticks": ticks,
+        "total": {
+            "emitted_g": ledger.total.emitted_g,
+            "counterfactual_g": ledger.total.counterfactual_g,
+            "saved_g": ledger.total.saved_g,
+            "energy_kwh": ledger.total.energy_joules / 3.6e6,
+            "replica_hours": sum(replica_h.values()),
+            "counterfactual_replica_hours": sum(cf_replica_h.values()),
+        },
+        "by_region": {
+            r: {"emitted_g": t.emitted_g, "saved_g": t.saved_g}
+            for r, t in sorted(ledger.by_region.items())
+        },
+        "provenance": {r: sorted(p) for r, p in sorted(ledger.provenance.items())},
+        "workloads": workloads,
+    }
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    t = s["total"]
+    lines = []
+    if s["data_note"]:
+        lines.append(s["data_note"])
+    lines += [
+        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s",
+        f"emitted {t['emitted_g']:.1f} gCO2eq, performance-only {t['counterfactual_g']:.1f} g, "
+        f"saved {t['saved_g']:.1f} g",
+        f"replica-hours {t['replica_hours']:.1f} (performance-only "
+        f"{t['counterfactual_replica_hours']:.1f}), energy {t['energy_kwh']:.2f} kWh",
+        f"{'workload':<20} {'emitted g':>11} {'saved g':>10} {'replica-h':>10} {'eco %':>6}",
+    ]
+    for name, w in s["workloads"].items():
+        lines.append(
+            f"{name:<20} {w['emitted_g']:>11.1f} {w['saved_g']:>10.1f} "
+            f"{w['replica_hours']:>10.1f} {100 * w['eco_fraction']:>6.1f}"
+        )
+    for region, r in s["by_region"].items():
+        prov = ", ".join(s["provenance"].get(region, []))
+        lines.append(
+            f"region {region}: emitted {r['emitted_g']:.1f} g, saved {r['saved_g']:.1f} g ({prov})"
+        )
+    return "\n".join(lines)

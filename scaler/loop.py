@@ -1,0 +1,658 @@
+"""The scaler's tick: adapters -> pure core -> one immutable `Snapshot`.
+
+`ScalerLoop.tick()` reads `now` from the injected clock once, asks the adapters for carbon
+(per region) and load (per workload), runs the pure policy and accounting, and publishes one
+frozen `Snapshot` through the `SnapshotHolder`. A `SourceError` marks that input stale, is
+logged and counted; the policy then holds (never scales down on missing data).
+
+`ScalerLoop.refit()` fits the load models; it runs on its own schedule, off the tick's path,
+and swaps the fitted models in by reference. `ScalerService` uses APScheduler (3.x
+`BackgroundScheduler`) only to trigger ticks and refits. Replays call `tick()` in a loop
+with a `SteppingClock` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from forecasts.forecast import FittedModel, Forecast, Forecaster
+from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.errors import SourceError, SourceRequestError
+from forecasts.sources.load import LoadSource
+from forecasts.time import Clock, floor_to
+from scaler.accounting import IntervalAccount, Ledger, account_interval, budget_status
+from scaler.policy import (
+    CarbonOutlook,
+    ModeState,
+    PolicyParams,
+    ReplicaState,
+    carbon_outlook,
+    decide_elastic,
+    decide_mode,
+    decide_replicas,
+    elastic_slots,
+    slot_intensities,
+)
+from scaler.schedules import WorkloadSchedules
+from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
+from scaler.workload import Workload, WorkloadClass
+
+__all__ = ["LoopSettings", "RefitReport", "ScalerLoop", "ScalerService"]
+
+_FORECAST_LEVELS = (0.5, 0.75, 0.9, 0.95)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """The loop's own knobs (from `ScalerSettings`/`CarbonSettings`, translated in wiring)."""
+
+    load_step: timedelta = timedelta(minutes=5)
+    load_history: timedelta = timedelta(days=3)
+    tick_history: timedelta = timedelta(hours=25)
+    load_stale_after: timedelta = timedelta(minutes=15)
+    carbon_stale_after: timedelta = timedelta(hours=2)
+    budget_window: timedelta = timedelta(days=1)
+    data_note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefitReport:
+    fitted: int
+    failed: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(slots=True)
+class _WorkloadState:
+    """Mutable per-workload state; only the tick touches it (ticks never overlap)."""
+
+    replicas: ReplicaState
+    shadow: ReplicaState
+    remaining_work: float
+    shadow_remaining: float
+    mode: ModeState | None = None
+    last_at: datetime | None = None
+    last_status: WorkloadStatus | None = None
+    window: deque[IntervalAccount] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class _RegionView:
+    latest: CarbonSeries | None
+    forecast: CarbonSeries | None
+    outlook: CarbonOutlook | None
+    status: RegionCarbon
+
+
+class ScalerLoop:
+    """One tick per call; see the module docstring."""
+
+    def __init__(
+        self,
+        workloads: Sequence[Workload],
+        *,
+        carbon: CarbonSource,
+        load: LoadSource,
+        clock: Clock,
+        holder: SnapshotHolder,
+        params: PolicyParams,
+        settings: LoopSettings = LoopSettings(),
+        forecaster: Forecaster | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        names = [w.name for w in workloads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workload names must be unique: {names}")
+        self.workloads = tuple(workloads)
+        self._carbon = carbon
+        self._load = load
+        self._clock = clock
+        self._holder = holder
+        self._params = params
+        self._settings = settings
+        steps_per_day = max(2, round(86400 / settings.load_step.total_seconds()))
+        self._forecaster: Forecaster = forecaster or SeasonalNaive(period=steps_per_day)
+        self._log = logger or logging.getLogger("gridshift.scaler")
+        self._schedules = {
+            w.name: WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides) for w in workloads
+        }
+        self._state = {
+            w.name: _WorkloadState(
+                replicas=ReplicaState(w.min_replicas),
+                shadow=ReplicaState(w.min_replicas),
+                remaining_work=w.elastic.total_work if w.elastic else 0.0,
+                shadow_remaining=w.elastic.total_work if w.elastic else 0.0,
+            )
+            for w in workloads
+        }
+        self._models: Mapping[str, FittedModel] = {}
+        self._last_region: dict[str, _RegionView] = {}
+        self._ledger = Ledger()
+        self._errors: dict[str, int] = {}
+        self._ticks = 0
+        self._refits = 0
+        self._last_refit_at: datetime | None = None
+
+    # ------------------------------------------------------------------ errors
+    def _source_error(self, what: str, exc: SourceError, logged: set[str]) -> None:
+        self._errors[exc.source] = self._errors.get(exc.source, 0) + 1
+        if exc.source not in logged:
+            logged.add(exc.source)
+            self._log.warning("%s: %s; input marked stale", what, exc)
+
+    # ------------------------------------------------------------------ refit
+    def refit(self, *, at: datetime | None = None, executor: Executor | None = None) -> RefitReport:
+        """Fit every workload's load model on its history up to `at` (default: the clock's
+        now); a workload whose fit fails keeps its previous model.
+
+        Histories are fetched here (I/O, in order); the fits run on `executor` when given
+        (a process pool spreads CPU-heavy models over cores), else in this thread."""
+        started = time.monotonic()
+        now = at if at is not None else self._clock.now()
+        end = floor_to(now, self._settings.load_step)
+        models = dict(self._models)
+        failed: list[str] = []
+        logged: set[str] = set()
+        histories: dict[str, RegularSeries] = {}
+        for w in self.workloads:
+            if w.elastic is not None:
+                continue  # elastic work is planned from carbon, not a load forecast
+            try:
+                histories[w.name] = self._load.history(
+                    w.load.query,
+                    start=end - self._settings.load_history,
+                    end=end,
+                    step=self._settings.load_step,
+                )
+            except SourceError as exc:
+                self._source_error(f"refit {w.name}", exc, logged)
+                failed.append(w.name)
+        pending: dict[str, Future[FittedModel]] = {}
+        for name, hist in histories.items():
+            if executor is None:
+                try:
+                    models[name] = self._forecaster.fit(hist)
+                except ValueError as exc:
+                    self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
+                    failed.append(name)
+            else:
+                pending[name] = executor.submit(_fit, self._forecaster, hist)
+        for name, future in pending.items():
+            try:
+                models[name] = future.result()
+            except ValueError as exc:
+                self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
+                failed.append(name)
+        self._models = models
+        self._refits += 1
+        self._last_refit_at = now
+        seconds = time.monotonic() - started
+        self._log.info("refit %d models in %.3f s (%d failed)", len(models), seconds, len(failed))
+        return RefitReport(len(models), tuple(failed), seconds)
+
+    # ------------------------------------------------------------------ carbon
+    def _carbon_forecast(self, region: str, now: datetime) -> CarbonSeries:
+        horizon = self._params.carbon_horizon
+        try:
+            return self._carbon.forecast(region, at=now, horizon=horizon)
+        except SourceRequestError:
+            # No provider forecast: forecast from history ("tomorrow looks like today").
+            hist = self._carbon.history(region, start=now - 2 * horizon, end=now)
+            if len(hist) == 0:
+                raise
+            step = hist.resolution
+            grid = RegularSeries.from_points(
+                hist.epoch_s, hist.values, step=step, unit=str(hist.unit), end=now
+            )
+            period = max(1, round(horizon / step))
+            fc = SeasonalNaive(period=min(period, max(1, len(grid) - 1))).fit(grid)
+            pred = fc.predict(horizon=max(1, math.ceil(horizon / step)))
+            series = CarbonSeries.build(
+                region=region,
+                points=(
+                    (t, float(v), Quality.FORECAST)
+                    for t, v in zip(pred.times(), pred.mean, strict=True)
+                ),
+                unit=CarbonUnit(hist.unit),
+                signal=hist.signal,
+                provider=hist.provider,
+                fetched_at=now,
+                resolution=step,
+                emission_factor=hist.emission_factor,
+            )
+            return replace(
+                series, note=f"forecast by gridshift ({fc.name}) from {hist.provider} history"
+            )
+
+    def _region(self, region: str, now: datetime, logged: set[str]) -> _RegionView:
+        prev = self._last_region.get(region)
+        latest: CarbonSeries | None
+        forecast: CarbonSeries | None
+        try:
+            latest = self._carbon.latest(region, at=now)
+        except SourceError as exc:
+            self._source_error(f"carbon latest {region}", exc, logged)
+            latest = (
+                prev.latest.as_stale(f"last known value: {exc}") if prev and prev.latest else None
+            )
+        try:
+            forecast = self._carbon_forecast(region, now)
+        except SourceError as exc:
+            self._source_error(f"carbon forecast {region}", exc, logged)
+            forecast = (
+                prev.forecast.as_stale(f"last known forecast: {exc}")
+                if prev and prev.forecast
+                else None
+            )
+        point = latest.latest(at=now) if latest is not None else None
+        age = (now - point.at).total_seconds() if point is not None else None
+        stale = (
+            latest is None
+            or latest.stale
+            or age is None
+            or age > self._settings.carbon_stale_after.total_seconds()
+        )
+        if latest is not None and stale and not latest.stale:
+            latest = latest.as_stale(f"newest value is {age:.0f} s old")
+        outlook = carbon_outlook(forecast, now=now, params=self._params)
+        status = RegionCarbon(
+            region=region,
+            intensity_g_per_kwh=point.value if point else None,
+            at=point.at if point else None,
+            provider=latest.provider if latest else "none",
+            stale=stale,
+            age_seconds=age,
+            signal=str(latest.signal) if latest else "",
+            note=(latest.note if latest else "") or (forecast.note if forecast else ""),
+            forecast_window_g_per_kwh=outlook.window_mean_g_per_kwh if outlook else None,
+            forecast_percentile=outlook.percentile if outlook else None,
+            forecast_provider=forecast.provider if forecast else "",
+        )
+        view = _RegionView(latest, forecast, outlook, status)
+        self._last_region[region] = view
+        return view
+
+    # ------------------------------------------------------------------ load
+    def _load_history(
+        self, w: Workload, now: datetime, logged: set[str]
+    ) -> tuple[RegularSeries | None, bool]:
+        end = floor_to(now, self._settings.load_step)
+        try:
+            hist = self._load.history(
+                w.load.query,
+                start=end - self._settings.tick_history,
+                end=end,
+                step=self._settings.load_step,
+            )
+        except SourceError as exc:
+            self._source_error(f"load {w.name}", exc, logged)
+            return None, True
+        valid = np.flatnonzero(~np.isnan(hist.values))
+        if valid.size == 0:
+            return hist, True
+        newest_end = hist.time_at(int(valid[-1])) + hist.step
+        return hist, now - newest_end > self._settings.load_stale_after
+
+    def _measured_watts(self, w: Workload, now: datetime, logged: set[str]) -> float | None:
+        """Newest total watts of the workload from its measured power series, if it has one."""
+        query = w.power.measured_query
+        if query is None:
+            return None
+        end = floor_to(now, self._settings.load_step) + self._settings.load_step
+        try:
+            hist = self._load.history(
+                query,
+                start=end - self._settings.load_stale_after,
+                end=end,
+                step=self._settings.load_step,
+            )
+        except SourceError as exc:
+            self._source_error(f"power {w.name}", exc, logged)
+            return None
+        return _last_value(hist)
+
+    def _forecast(
+        self, w: Workload, hist: RegularSeries | None, now: datetime
+    ) -> tuple[Forecast | None, str | None]:
+        model = self._models.get(w.name)
+        if model is None:
+            return None, "no fitted load model yet"
+        if hist is None:
+            return None, None
+        ahead = now + self._params.decision_step + self._params.scale_up_lead - hist.end
+        horizon = max(1, math.ceil(ahead / hist.step))
+        try:
+            return model.predict(horizon=horizon, history=hist), None
+        except ValueError as exc:
+            return None, f"load forecast failed: {exc}"
+
+    # ------------------------------------------------------------------ tick
+    def tick(self) -> Snapshot:
+        """One decision for every workload; publishes and returns the snapshot."""
+        started = time.monotonic()
+        now = self._clock.now()
+        logged: set[str] = set()
+        previous = dict(self._last_region)
+        regions = {
+            r: self._region(r, now, logged) for r in sorted({w.region for w in self.workloads})
+        }
+        statuses: dict[str, WorkloadStatus] = {}
+        accounts: list[IntervalAccount] = []
+        for w in self.workloads:
+            try:
+                status, account = self._tick_workload(
+                    w, now, regions[w.region], previous.get(w.region), logged
+                )
+            except Exception:  # one bad workload must not stop the others
+                self._log.exception("tick %s failed; keeping its previous decision", w.name)
+                self._errors["internal"] = self._errors.get("internal", 0) + 1
+                prev = self._state[w.name].last_status
+                if prev is None:
+                    continue
+                status, account = prev, None
+            statuses[w.name] = status
+            if account is not None:
+                accounts.append(account)
+        self._ledger = self._ledger.add(accounts)
+        self._ticks += 1
+        snapshot = Snapshot(
+            taken_at=now,
+            workloads=statuses,
+            regions={r: v.status for r, v in regions.items()},
+            tick_seconds=time.monotonic() - started,
+            ticks_total=self._ticks,
+            source_errors_total=dict(self._errors),
+            refits_total=self._refits,
+            last_refit_at=self._last_refit_at,
+            data_note=self._settings.data_note,
+        )
+        self._holder.publish(snapshot)
+        return snapshot
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    def _tick_workload(
+        self,
+        w: Workload,
+        now: datetime,
+        region: _RegionView,
+        previous: _RegionView | None,
+        logged: set[str],
+    ) -> tuple[WorkloadStatus, IntervalAccount | None]:
+        st = self._state[w.name]
+        params = self._params
+        hist, load_stale = (
+            (None, False) if w.elastic is not None else self._load_history(w, now, logged)
+        )
+        load_now = _last_value(hist)
+        stale_inputs: list[str] = []
+        if load_stale:
+            stale_inputs.append("load")
+        if region.status.stale:
+            stale_inputs.append("carbon")
+
+        measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
+        if w.power.measured_query is not None and measured is None:
+            stale_inputs.append("power")
+        account = self._account(w, st, now, previous or region, load_now, measured)
+        if account is not None:
+            st.window.append(account)
+            while st.window and st.window[0].end <= now - self._settings.budget_window:
+                st.window.popleft()
+
+        reasons: list[str] = []
+        budget_behind = False
+        if w.budget_reduction_percent is not None and w.workload_class is not WorkloadClass.ELASTIC:
+            budget = budget_status(
+                tuple(st.window), target_reduction_percent=w.budget_reduction_percent
+            )
+            budget_behind = budget.behind
+            reasons.append(budget.reason)
+        mode_decision = decide_mode(
+            region.outlook,
+            state=st.mode,
+            now=now,
+            params=params,
+            overrides=self._schedules[w.name].override_windows(now=now),
+            budget_behind=budget_behind,
+        )
+        st.mode = mode_decision.state
+        mode = mode_decision.mode
+        load_forecast: dict[str, float] = {}
+        deadline = None
+        feasible = None
+        if w.elastic is not None:
+            deadline = w.elastic.deadline
+            starts, ends = elastic_slots(now, deadline, params.elastic_slot)
+            intens = slot_intensities(region.forecast, starts=starts, ends=ends) if starts else None
+            decision = decide_elastic(
+                w,
+                remaining_work=st.remaining_work if w.elastic is not None else None,
+                intensities=intens,
+                carbon_stale=region.outlook is None or region.outlook.stale,
+                current=st.replicas.current,
+                now=now,
+                params=params,
+            )
+            target = decision.target
+            feasible = decision.plan.feasible if decision.plan else None
+            reasons.extend(decision.reasons)
+            st.replicas = ReplicaState(target)
+            shadow_target = w.max_replicas if st.shadow_remaining > 0 else w.min_replicas
+            st.shadow = ReplicaState(shadow_target)
+        else:
+            forecast, why = self._forecast(w, hist, now)
+            if why:
+                reasons.append(why)
+            if forecast is not None:
+                idx = min(forecast.horizon - 1, max(0, forecast.index_of(now) or 0))
+                load_forecast["mean"] = float(forecast.mean[idx])
+                for q in _FORECAST_LEVELS:
+                    load_forecast[f"{q:g}"] = float(forecast.quantile(q)[idx])
+            ci = self._schedules[w.name].ci_windows(
+                now=now, ahead=params.decision_step + params.scale_up_lead
+            )
+            decision_r = decide_replicas(
+                w,
+                forecast=forecast,
+                load_stale=load_stale,
+                mode=mode,
+                state=st.replicas,
+                now=now,
+                params=params,
+                ci_windows=ci,
+            )
+            shadow = decide_replicas(
+                w,
+                forecast=forecast,
+                load_stale=load_stale,
+                mode=Mode.PERFORMANCE,
+                state=st.shadow,
+                now=now,
+                params=params,
+                ci_windows=ci,
+            )
+            target = decision_r.target
+            st.replicas = decision_r.state
+            st.shadow = shadow.state
+            reasons.extend(decision_r.reasons)
+        st.last_at = now
+        totals = self._ledger.by_workload.get(w.name)
+        emitted = (totals.emitted_g if totals else 0.0) + (account.emitted_g if account else 0.0)
+        cf = (totals.counterfactual_g if totals else 0.0) + (
+            account.counterfactual_g if account else 0.0
+        )
+        energy = (totals.energy_joules if totals else 0.0) + (
+            account.energy_joules if account else 0.0
+        )
+        note = self._settings.data_note
+        status = WorkloadStatus(
+            name=w.name,
+            namespace=w.namespace,
+            region=w.region,
+            desired_replicas=target,
+            mode=mode,
+            reasons=(
+                *((note,) if note else ()),
+                *mode_decision.reasons,
+                *reasons,
+            ),
+            decided_at=now,
+            stale_inputs=tuple(stale_inputs),
+            emitted_g=emitted,
+            saved_g=cf - emitted,
+            workload_class=str(w.workload_class),
+            mode_since=mode_decision.since,
+            load_now=load_now,
+            load_unit=w.load.unit,
+            load_forecast=load_forecast,
+            counterfactual_replicas=st.shadow.current,
+            energy_joules=energy,
+            counterfactual_g=cf,
+            carbon_provenance=(
+                f"{region.status.provider}/{region.status.signal}" if region.latest else "none"
+            ),
+            remaining_work=st.remaining_work if w.elastic is not None else None,
+            deadline=deadline,
+            deadline_feasible=feasible,
+        )
+        st.last_status = status
+        return status, account
+
+    def _account(
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        load_now: float | None,
+        measured_watts: float | None = None,
+    ) -> IntervalAccount | None:
+        """Account [last tick, now) at the replicas decided last tick (and the shadow's), with
+        the carbon intensity the last tick saw (held over the interval).
+
+        With a measured power series, the actual watts are measured; the counterfactual keeps
+        the measured load-dependent part and idles its own replica count:
+        cf = cf_replicas * idle + (measured - replicas * idle)."""
+        if st.last_at is None or now <= st.last_at:
+            return None
+        seconds = (now - st.last_at).total_seconds()
+        replicas, cf_replicas = st.replicas.current, st.shadow.current
+        if w.elastic is not None:
+            st.remaining_work = max(
+                0.0, st.remaining_work - w.elastic.throughput(replicas) * seconds
+            )
+            st.shadow_remaining = max(
+                0.0, st.shadow_remaining - w.elastic.throughput(cf_replicas) * seconds
+            )
+            watts = cf_watts = w.power.busy_watts
+        else:
+            load = load_now if load_now is not None else 0.0
+            cap = w.capacity_per_replica
+            watts = w.power.replica_watts(load / (replicas * cap) if replicas else 0.0)
+            cf_watts = w.power.replica_watts(load / (cf_replicas * cap) if cf_replicas else 0.0)
+        if measured_watts is not None and replicas > 0:
+            busy_part = max(0.0, measured_watts - replicas * w.power.idle_watts)
+            watts = measured_watts / replicas
+            cf_watts = (
+                (cf_replicas * w.power.idle_watts + busy_part) / cf_replicas if cf_replicas else 0.0
+            )
+        return account_interval(
+            workload=w.name,
+            region=w.region,
+            start=st.last_at,
+            end=now,
+            replicas=replicas,
+            replica_watts=watts,
+            counterfactual_replicas=cf_replicas,
+            counterfactual_replica_watts=cf_watts,
+            carbon=region.latest,
+        )
+
+
+def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:
+    """Module-level so a process pool can pickle it."""
+    return forecaster.fit(history)
+
+
+def _last_value(hist: RegularSeries | None) -> float | None:
+    if hist is None or len(hist) == 0:
+        return None
+    valid = hist.values[~np.isnan(hist.values)]
+    return float(valid[-1]) if valid.size else None
+
+
+class ScalerService:
+    """Runs a `ScalerLoop` on APScheduler: ticks every `tick_interval`, refits every
+    `refit_interval` (its own job, so a slow refit never delays a tick)."""
+
+    def __init__(
+        self,
+        loop: ScalerLoop,
+        *,
+        tick_interval: timedelta,
+        refit_interval: timedelta,
+        wall_clock: Clock,
+        refit_executor: Executor | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.loop = loop
+        self._executor = refit_executor
+        self._tick_interval = tick_interval
+        self._refit_interval = refit_interval
+        self._wall = wall_clock
+        self._log = logger or logging.getLogger("gridshift.scaler")
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+
+    def start(self) -> None:
+        """Fit the models once (so the first tick can forecast), then schedule."""
+        self.loop.refit(executor=self._executor)
+        now = self._wall.now()
+        self._scheduler.add_job(
+            self.loop.tick,
+            IntervalTrigger(seconds=self._tick_interval.total_seconds(), timezone="UTC"),
+            id="tick",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.add_job(
+            self._refit,
+            IntervalTrigger(seconds=self._refit_interval.total_seconds(), timezone="UTC"),
+            id="refit",
+            next_run_time=now + self._refit_interval,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.start()
+        self._log.info(
+            "scaler started: tick every %s, refit every %s",
+            self._tick_interval,
+            self._refit_interval,
+        )
+
+    def _refit(self) -> None:
+        self.loop.refit(executor=self._executor)
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)

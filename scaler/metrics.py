@@ -1,0 +1,186 @@
+"""The scaler's Prometheus metrics: a custom `Collector` that reads the current snapshot.
+
+Registered on a `CollectorRegistry` passed in by the composition root (never the global
+one). Names carry the `gridshift_` prefix and base units (grams, joules, seconds); counters end
+in `_total`. Every scrape reads one snapshot reference, so a scrape never mixes two ticks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from forecasts.time import to_epoch_s
+from scaler.snapshot import Mode, SnapshotHolder
+
+__all__ = ["ScalerCollector", "register_scaler_metrics"]
+
+_W = ["workload", "namespace", "region"]
+
+
+class ScalerCollector(Collector):
+    def __init__(self, holder: SnapshotHolder) -> None:
+        self._holder = holder
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._holder.current()
+        info = GaugeMetricFamily(
+            "gridshift_scaler_data_info",
+            "1; data=sample when running on SAMPLE DATA (synthetic, not a real grid).",
+            labels=["data", "note"],
+        )
+        if snap is None:
+            info.add_metric(["none", "no tick yet"], 1.0)
+            yield info
+            return
+        info.add_metric(["sample" if snap.data_note else "live", snap.data_note], 1.0)
+        yield info
+
+        desired = GaugeMetricFamily(
+            "gridshift_desired_replicas", "Replicas the scaler wants now.", labels=_W
+        )
+        cf = GaugeMetricFamily(
+            "gridshift_counterfactual_replicas",
+            "Replicas the same policy would want in permanent performance mode.",
+            labels=_W,
+        )
+        mode = GaugeMetricFamily(
+            "gridshift_mode",
+            "1 for the workload's current mode, 0 otherwise.",
+            labels=[*_W, "mode"],
+        )
+        load = GaugeMetricFamily(
+            "gridshift_load", "Newest observed load, in the workload's load unit.", labels=_W
+        )
+        load_fc = GaugeMetricFamily(
+            "gridshift_load_forecast",
+            "Load forecast for the current step; `quantile` is mean or a level.",
+            labels=[*_W, "quantile"],
+        )
+        stale = GaugeMetricFamily(
+            "gridshift_input_stale",
+            "1 when an input (load, carbon) of the workload is stale or missing.",
+            labels=[*_W, "input"],
+        )
+        emitted = CounterMetricFamily(
+            "gridshift_emitted_grams",
+            "gCO2eq emitted by the workload's replicas since start.",
+            labels=[*_W, "signal"],
+        )
+        saved = CounterMetricFamily(
+            "gridshift_saved_grams",
+            "gCO2eq saved against permanent performance mode since start (may be negative).",
+            labels=[*_W, "signal"],
+        )
+        cf_g = CounterMetricFamily(
+            "gridshift_counterfactual_grams",
+            "gCO2eq permanent performance mode would have emitted since start.",
+            labels=[*_W, "signal"],
+        )
+        energy = CounterMetricFamily(
+            "gridshift_energy_joules",
+            "Energy used by the workload's replicas since start.",
+            labels=_W,
+        )
+        remaining = GaugeMetricFamily(
+            "gridshift_elastic_remaining_work", "Work left for an elastic workload.", labels=_W
+        )
+        for ws in snap.workloads.values():
+            lv = [ws.name, ws.namespace, ws.region]
+            desired.add_metric(lv, float(ws.desired_replicas))
+            if ws.counterfactual_replicas is not None:
+                cf.add_metric(lv, float(ws.counterfactual_replicas))
+            for m in Mode:
+                mode.add_metric([*lv, str(m)], 1.0 if ws.mode is m else 0.0)
+            if ws.load_now is not None:
+                load.add_metric(lv, ws.load_now)
+            for q, v in ws.load_forecast.items():
+                load_fc.add_metric([*lv, q], v)
+            for kind in ("load", "carbon", "power"):
+                stale.add_metric([*lv, kind], 1.0 if kind in ws.stale_inputs else 0.0)
+            signal = ws.carbon_provenance.partition("/")[2] or "unknown"
+            emitted.add_metric([*lv, signal], ws.emitted_g)
+            saved.add_metric([*lv, signal], ws.saved_g)
+            cf_g.add_metric([*lv, signal], ws.counterfactual_g)
+            energy.add_metric(lv, ws.energy_joules)
+            if ws.remaining_work is not None:
+                remaining.add_metric(lv, ws.remaining_work)
+        yield from (
+            desired,
+            cf,
+            mode,
+            load,
+            load_fc,
+            stale,
+            emitted,
+            saved,
+            cf_g,
+            energy,
+            remaining,
+        )
+
+        rl = ["region", "provider", "signal"]
+        intensity = GaugeMetricFamily(
+            "gridshift_carbon_intensity_grams_per_kwh",
+            "Newest grid carbon intensity (gCO2eq/kWh) of the region.",
+            labels=rl,
+        )
+        intensity_fc = GaugeMetricFamily(
+            "gridshift_carbon_forecast_grams_per_kwh",
+            "Mean forecast intensity (gCO2eq/kWh) over the coming mode window.",
+            labels=rl,
+        )
+        pct = GaugeMetricFamily(
+            "gridshift_carbon_forecast_percentile",
+            "Percentile (0-100) of the coming window among the region's own forecast.",
+            labels=rl,
+        )
+        age = GaugeMetricFamily(
+            "gridshift_carbon_age_seconds", "Age of the newest carbon value.", labels=rl
+        )
+        cstale = GaugeMetricFamily(
+            "gridshift_carbon_stale", "1 when the region's carbon input is stale.", labels=rl
+        )
+        for rc in snap.regions.values():
+            lv = [rc.region, rc.provider, rc.signal or "unknown"]
+            cstale.add_metric(lv, 1.0 if rc.stale else 0.0)
+            if rc.intensity_g_per_kwh is not None:
+                intensity.add_metric(lv, rc.intensity_g_per_kwh)
+            if rc.forecast_window_g_per_kwh is not None:
+                intensity_fc.add_metric(lv, rc.forecast_window_g_per_kwh)
+            if rc.forecast_percentile is not None:
+                pct.add_metric(lv, rc.forecast_percentile)
+            if rc.age_seconds is not None:
+                age.add_metric(lv, rc.age_seconds)
+        yield from (intensity, intensity_fc, pct, age, cstale)
+
+        yield GaugeMetricFamily(
+            "gridshift_tick_duration_seconds",
+            "Wall time of the last tick.",
+            value=snap.tick_seconds,
+        )
+        yield GaugeMetricFamily(
+            "gridshift_last_tick_timestamp_seconds",
+            "Scaler time of the last tick (Unix seconds).",
+            value=to_epoch_s(snap.taken_at),
+        )
+        yield CounterMetricFamily("gridshift_ticks", "Ticks since start.", value=snap.ticks_total)
+        yield CounterMetricFamily(
+            "gridshift_model_refits", "Model refit rounds since start.", value=snap.refits_total
+        )
+        errors = CounterMetricFamily(
+            "gridshift_source_errors",
+            "Adapter errors (the input was marked stale), by source.",
+            labels=["source"],
+        )
+        for source, n in sorted(snap.source_errors_total.items()):
+            errors.add_metric([source], float(n))
+        yield errors
+
+
+def register_scaler_metrics(registry: CollectorRegistry, holder: SnapshotHolder) -> ScalerCollector:
+    collector = ScalerCollector(holder)
+    registry.register(collector)
+    return collector

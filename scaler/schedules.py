@@ -1,0 +1,88 @@
+"""Cron schedules (CI runs, recurring mode overrides) expanded to windows around a tick.
+
+Cron semantics are APScheduler's `CronTrigger` (the same as `forecasts.ci`); triggers are
+parsed once, when the workload is registered, so a bad expression fails at start-up with the
+workload and field named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+
+from forecasts.time import UTC
+from scaler.policy import CiWindow, OverrideWindow
+from scaler.snapshot import Mode
+from scaler.workload import CiSchedule, ModeOverride
+
+__all__ = ["WorkloadSchedules", "cron_firings"]
+
+
+def _trigger(expr: str, timezone: str, *, where: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(expr, timezone=timezone)
+    except Exception as exc:  # APScheduler raises ValueError/LookupError variants
+        raise ValueError(f"{where}: invalid cron {expr!r} in zone {timezone!r}: {exc}") from exc
+
+
+def cron_firings(trigger: CronTrigger, *, start: datetime, end: datetime) -> list[datetime]:
+    """Firing instants in [start, end), in UTC."""
+    out: list[datetime] = []
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and fire < end:
+        out.append(fire.astimezone(UTC))
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSchedules:
+    """One workload's parsed CI schedules and overrides."""
+
+    ci: tuple[tuple[CiSchedule, CronTrigger], ...]
+    overrides: tuple[tuple[ModeOverride, CronTrigger | None], ...]
+
+    @classmethod
+    def parse(
+        cls, name: str, ci: Sequence[CiSchedule], overrides: Sequence[ModeOverride]
+    ) -> WorkloadSchedules:
+        return cls(
+            tuple(
+                (c, _trigger(c.cron, c.timezone, where=f"{name}.ci_schedules[{i}]"))
+                for i, c in enumerate(ci)
+            ),
+            tuple(
+                (
+                    o,
+                    None
+                    if o.cron is None
+                    else _trigger(o.cron, o.timezone, where=f"{name}.overrides[{i}]"),
+                )
+                for i, o in enumerate(overrides)
+            ),
+        )
+
+    def ci_windows(self, *, now: datetime, ahead: timedelta) -> tuple[CiWindow, ...]:
+        """CI runs overlapping [now, now + ahead)."""
+        out: list[CiWindow] = []
+        for sched, trig in self.ci:
+            for fire in cron_firings(trig, start=now - sched.duration, end=now + ahead):
+                if fire + sched.duration > now:
+                    out.append(CiWindow(fire, fire + sched.duration, sched.extra_load))
+        return tuple(out)
+
+    def override_windows(self, *, now: datetime) -> tuple[OverrideWindow, ...]:
+        """Overrides that could be active at `now` (the policy checks containment)."""
+        out: list[OverrideWindow] = []
+        for o, trig in self.overrides:
+            if trig is None:
+                assert o.until is not None
+                out.append(OverrideWindow(Mode(o.mode), o.until, None, o.reason))
+                continue
+            assert o.duration is not None
+            for fire in cron_firings(trig, start=now - o.duration, end=now + timedelta(0, 1)):
+                out.append(OverrideWindow(Mode(o.mode), fire + o.duration, fire, o.reason))
+        return tuple(out)

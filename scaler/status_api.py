@@ -1,0 +1,146 @@
+"""The JSON status API (ASGI): each workload's last decision with its reasons.
+
+Routes: `GET /status` (everything), `GET /status/{workload}`, `GET /metrics` (Prometheus text
+from the registry passed in), `GET /healthz` (the process answers), `GET /readyz` (a tick has
+published a snapshot). Handlers only read the current snapshot; none calls the network.
+When the scaler runs on the SAMPLE DATA scenario every answer carries `data_note`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
+
+__all__ = ["OrjsonResponse", "create_status_app", "snapshot_json", "workload_json"]
+
+
+class OrjsonResponse(Response):
+    """JSON rendered by orjson (NaN and infinities become null)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat().replace("+00:00", "Z")
+
+
+def workload_json(ws: WorkloadStatus) -> dict[str, Any]:
+    out = asdict(ws)
+    out["mode"] = str(ws.mode)
+    out["decided_at"] = _iso(ws.decided_at)
+    out["mode_since"] = _iso(ws.mode_since)
+    out["deadline"] = _iso(ws.deadline)
+    out["reasons"] = list(ws.reasons)
+    out["stale_inputs"] = list(ws.stale_inputs)
+    out["load_forecast"] = dict(ws.load_forecast)
+    return out
+
+
+def _totals(workloads: Mapping[str, WorkloadStatus]) -> dict[str, float]:
+    ws = workloads.values()
+    return {
+        "emitted_g": sum(w.emitted_g for w in ws),
+        "saved_g": sum(w.saved_g for w in ws),
+        "counterfactual_g": sum(w.counterfactual_g for w in ws),
+        "energy_joules": sum(w.energy_joules for w in ws),
+    }
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    by_region: dict[str, dict[str, float]] = {}
+    for region in sorted({w.region for w in snap.workloads.values()}):
+        by_region[region] = _totals({n: w for n, w in snap.workloads.items() if w.region == region})
+    return {
+        "data_note": snap.data_note,
+        "taken_at": _iso(snap.taken_at),
+        "tick_seconds": snap.tick_seconds,
+        "ticks_total": snap.ticks_total,
+        "refits_total": snap.refits_total,
+        "last_refit_at": _iso(snap.last_refit_at),
+        "source_errors_total": dict(snap.source_errors_total),
+        "totals": _totals(snap.workloads),
+        "totals_by_region": by_region,
+        "regions": {name: {**asdict(rc), "at": _iso(rc.at)} for name, rc in snap.regions.items()},
+        "workloads": {name: workload_json(ws) for name, ws in snap.workloads.items()},
+    }
+
+
+def create_status_app(
+    holder: SnapshotHolder,
+    *,
+    registry: CollectorRegistry,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
+    ends the process), e.g. to stop the scheduler."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="gridshift scaler status",
+        default_response_class=OrjsonResponse,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def _not_ready() -> OrjsonResponse:
+        return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
+
+    @app.get("/healthz")
+    def healthz() -> OrjsonResponse:
+        return OrjsonResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> OrjsonResponse:
+        snap = holder.current()
+        if snap is None:
+            return _not_ready()
+        return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
+
+    @app.get("/status")
+    def status() -> OrjsonResponse:
+        snap = holder.current()
+        return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
+
+    @app.get("/status/{workload}")
+    def status_one(workload: str) -> OrjsonResponse:
+        snap = holder.current()
+        if snap is None:
+            return _not_ready()
+        ws = snap.workloads.get(workload)
+        if ws is None:
+            return OrjsonResponse(
+                {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
+                status_code=404,
+            )
+        return OrjsonResponse(
+            {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

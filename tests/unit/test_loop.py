@@ -1,0 +1,329 @@
+"""scaler.loop: the tick over fake adapters.
+
+Aspects: a tick publishes one snapshot with decisions and reasons; no model yet -> hold;
+SourceError on load or carbon marks the input stale, is counted and logged, and never scales
+down; carbon without a provider forecast is forecast from history; refit keeps the previous
+model on failure; accounting over ticks equals replicas x watts x time and the ledger matches
+the statuses; elastic work is done by its deadline; CI schedules pre-warm; cron overrides;
+one failing workload does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from forecasts.sources.errors import SourceDataError, SourceUnavailable
+from forecasts.time import FrozenClock
+from scaler.loop import LoopSettings, ScalerLoop
+from scaler.policy import PolicyParams
+from scaler.schedules import WorkloadSchedules
+from scaler.snapshot import Mode, SnapshotHolder
+from scaler.workload import (
+    CiSchedule,
+    ElasticSpec,
+    LoadSourceKind,
+    LoadSpec,
+    ModeOverride,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+    WorkloadClass,
+)
+from tests.fakes import FakeCarbonSource, FakeLoadSource
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+CLEAN_NIGHT = [400.0] * 8 + [100.0] * 8 + [400.0] * 8  # clean 08:00-16:00
+
+
+def web(**kw) -> Workload:
+    base: dict[str, Any] = {
+        "name": "web",
+        "namespace": "default",
+        "target": TargetRef(TargetKind.DEPLOYMENT, "web"),
+        "load": LoadSpec(LoadSourceKind.PROMQL, "web_rps"),
+        "capacity_per_replica": 10.0,
+        "min_replicas": 1,
+        "max_replicas": 40,
+        "power": PowerModel(10.0, 30.0),
+        "region": "r1",
+    }
+    base.update(kw)
+    return Workload(**base)
+
+
+def make_loop(workloads, *, carbon=None, load=None, clock=None, params=None, settings=None):
+    clock = clock or FrozenClock(T0)
+    holder = SnapshotHolder()
+    loop = ScalerLoop(
+        workloads,
+        carbon=carbon or FakeCarbonSource({"r1": CLEAN_NIGHT, "r2": [200.0] * 24}),
+        load=load or FakeLoadSource(levels={"web_rps": 100.0, "api_rps": 50.0}),
+        clock=clock,
+        holder=holder,
+        params=params or PolicyParams(max_step_replicas=100),
+        settings=settings or LoopSettings(),
+    )
+    return loop, clock, holder
+
+
+def test_tick_publishes_decisions_with_reasons() -> None:
+    loop, _clock, holder = make_loop([web()])
+    loop.refit()
+    snap = loop.tick()
+    assert holder.current() is snap
+    ws = snap.workloads["web"]
+    # constant load 100, no spread: 100 * 1.2 / 10 = 12
+    assert ws.desired_replicas == 12
+    assert ws.mode is Mode.PERFORMANCE  # 09:00 is clean (100 g/kWh)
+    assert any("percentile" in r for r in ws.reasons)
+    assert ws.reasons[-1] == "target 12 (was 1)"
+    assert ws.load_now == 100.0
+    assert ws.load_forecast["0.95"] == pytest.approx(100.0)
+    assert snap.regions["r1"].intensity_g_per_kwh == 100.0
+    assert snap.regions["r1"].stale is False
+    assert snap.ticks_total == 1
+    assert snap.refits_total == 1
+
+
+def test_no_model_yet_holds() -> None:
+    loop, _, _ = make_loop([web()])
+    ws = loop.tick().workloads["web"]
+    assert ws.desired_replicas == 1
+    assert "no fitted load model yet" in ws.reasons
+
+
+def test_load_source_error_marks_stale_and_holds(caplog: pytest.LogCaptureFixture) -> None:
+    load = FakeLoadSource(levels={"web_rps": 300.0})
+    loop, clock, _ = make_loop([web()], load=load)
+    loop.refit()
+    assert loop.tick().workloads["web"].desired_replicas == 36
+    load.fail_with = SourceUnavailable("connection refused", source="prometheus")
+    load.levels["web_rps"] = 1.0
+    clock.advance(timedelta(minutes=10))
+    with caplog.at_level(logging.WARNING, logger="gridshift.scaler"):
+        snap = loop.tick()
+    ws = snap.workloads["web"]
+    assert ws.desired_replicas == 36
+    assert ws.stale_inputs == ("load",)
+    assert any("never scale down on missing data" in r for r in ws.reasons)
+    assert snap.source_errors_total == {"prometheus": 1}
+    assert "connection refused" in caplog.text
+
+
+def test_gap_in_load_history_is_stale() -> None:
+    load = FakeLoadSource(levels={"web_rps": 300.0})
+    loop, clock, _ = make_loop([web()], load=load)
+    loop.refit()
+    loop.tick()
+    load.missing_after = T0
+    load.levels["web_rps"] = 1.0
+    clock.advance(timedelta(minutes=30))
+    ws = loop.tick().workloads["web"]
+    assert ws.stale_inputs == ("load",)
+    assert ws.desired_replicas == 36
+
+
+def test_carbon_error_keeps_last_known_and_mode() -> None:
+    carbon = FakeCarbonSource({"r1": [400.0] * 24})
+    loop, clock, _ = make_loop([web()], carbon=carbon)
+    loop.refit()
+    first = loop.tick()
+    carbon.fail_with = SourceDataError("HTML instead of JSON", source="fake-carbon")
+    clock.advance(timedelta(minutes=1))
+    snap = loop.tick()
+    region = snap.regions["r1"]
+    assert region.stale is True
+    assert region.intensity_g_per_kwh == 400.0
+    ws = snap.workloads["web"]
+    assert ws.mode is first.workloads["web"].mode
+    assert "carbon" in ws.stale_inputs
+    assert snap.source_errors_total == {"fake-carbon": 2}  # latest + forecast
+    assert any("stale: keep" in r for r in ws.reasons)
+
+
+def test_carbon_without_provider_forecast_is_forecast_from_history() -> None:
+    carbon = FakeCarbonSource({"r1": CLEAN_NIGHT}, has_forecast=False)
+    loop, _, _ = make_loop([web()], carbon=carbon)
+    loop.refit()
+    snap = loop.tick()
+    region = snap.regions["r1"]
+    assert region.forecast_window_g_per_kwh == pytest.approx(100.0)
+    assert "forecast by gridshift (seasonal_naive_24)" in region.note
+    assert ("history", "r1") in carbon.calls
+
+
+def test_refit_failure_keeps_previous_model() -> None:
+    load = FakeLoadSource(levels={"web_rps": 100.0})
+    loop, _, _ = make_loop([web()], load=load)
+    assert loop.refit().fitted == 1
+    load.fail_with = SourceUnavailable("down", source="prometheus")
+    report = loop.refit()
+    assert report.failed == ("web",)
+    load.fail_with = None
+    assert loop.tick().workloads["web"].desired_replicas == 12
+
+
+def test_refit_with_too_little_history_is_reported() -> None:
+    loop, _, _ = make_loop([web()], settings=LoopSettings(load_history=timedelta(hours=1)))
+    report = loop.refit()
+    assert report.failed == ("web",)
+    assert report.fitted == 0
+
+
+def test_accounting_over_ticks_and_ledger() -> None:
+    loop, clock, _ = make_loop(
+        [web(), web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"), region="r2")]
+    )
+    loop.refit()
+    loop.tick()
+    for _ in range(60):
+        clock.advance(timedelta(minutes=1))
+        snap = loop.tick()
+    web_s = snap.workloads["web"]
+    # 12 replicas at utilisation 100/120 -> 10 + 20 * 0.8333 = 26.67 W each, for 1 h
+    assert web_s.energy_joules == pytest.approx(12 * (10 + 20 * 100 / 120) * 3600, rel=1e-6)
+    assert web_s.emitted_g == pytest.approx(web_s.energy_joules / 3.6e6 * 100.0, rel=1e-6)
+    total = loop.ledger.total
+    assert total.emitted_g == pytest.approx(sum(w.emitted_g for w in snap.workloads.values()))
+    assert loop.ledger.provenance["r2"] == frozenset({"fake-carbon/average"})
+
+
+def test_eco_saves_against_the_performance_counterfactual() -> None:
+    dirty = FakeCarbonSource({"r1": [100.0] * 9 + [900.0] * 3 + [100.0] * 12})
+    load = FakeLoadSource(daily={"web_rps": [100.0 + 40 * (h % 2) for h in range(24)]})
+    loop, clock, _ = make_loop([web()], carbon=dirty, load=load)
+    loop.refit()
+    for _ in range(120):
+        snap = loop.tick()
+        clock.advance(timedelta(minutes=1))
+    ws = snap.workloads["web"]
+    assert ws.mode is Mode.ECO
+    assert ws.desired_replicas < (ws.counterfactual_replicas or 0)
+    assert ws.saved_g > 0
+
+
+def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
+    job = Workload(
+        name="train",
+        namespace="ml",
+        target=TargetRef(TargetKind.STATEFUL_SET, "train"),
+        load=LoadSpec(LoadSourceKind.TRACE, "unused"),
+        capacity_per_replica=1.0,
+        min_replicas=0,
+        max_replicas=4,
+        power=PowerModel(50.0, 200.0),
+        region="r1",
+        workload_class=WorkloadClass.ELASTIC,
+        elastic=ElasticSpec(4 * 3 * 3600.0, T0 + timedelta(hours=10), (1.0,)),
+    )
+    # 09:00-10:00 dirty, cleaner later, cleanest 14:00-17:00
+    carbon = FakeCarbonSource({"r1": [500.0] * 10 + [300.0] * 4 + [50.0] * 3 + [500.0] * 7})
+    params = PolicyParams(elastic_slot=timedelta(hours=1))
+    loop, clock, _ = make_loop([job], carbon=carbon, params=params)
+    targets = []
+    for _ in range(10 * 4):
+        snap = loop.tick()
+        targets.append(snap.workloads["train"].desired_replicas)
+        clock.advance(timedelta(minutes=15))
+    ws = snap.workloads["train"]
+    assert ws.remaining_work == 0.0
+    assert ws.deadline_feasible is None  # finished: no plan needed
+    assert targets[:20] == [0] * 20  # nothing in the dirty hours
+    assert ws.saved_g > 0
+
+
+def test_ci_schedule_and_cron_override() -> None:
+    w = web(
+        ci_schedules=(CiSchedule("0 10 * * *", "UTC", timedelta(minutes=20), 100.0),),
+        overrides=(ModeOverride("eco", cron="0 9 * * *", duration=timedelta(hours=1), reason="x"),),
+    )
+    loop, clock, _ = make_loop([w])
+    loop.refit()
+    ws = loop.tick().workloads["web"]
+    assert ws.mode is Mode.ECO
+    assert any(r == "override: eco forced until 2026-03-02T10:00:00Z (x)" for r in ws.reasons)
+    clock.set(T0 + timedelta(minutes=59))
+    ws = loop.tick().workloads["web"]
+    assert any("pre-warm for CI load +100" in r for r in ws.reasons)
+
+
+def test_schedules_reject_bad_cron_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"web.ci_schedules\[0\]: invalid cron 'every day'"):
+        WorkloadSchedules.parse("web", [CiSchedule("every day", "UTC", timedelta(1), 1.0)], [])
+    with pytest.raises(ValueError, match=r"web.overrides\[0\]"):
+        WorkloadSchedules.parse(
+            "web",
+            [],
+            [ModeOverride("eco", cron="0 0 * * *", timezone="Mars/Base", duration=timedelta(1))],
+        )
+
+
+def test_one_failing_workload_does_not_stop_the_others(caplog) -> None:
+    class Broken(FakeLoadSource):
+        def history(self, query, *, start, end, step):
+            if query == "api_rps":
+                raise RuntimeError("bug")
+            return super().history(query, start=start, end=end, step=step)
+
+    api = web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))
+    loop, _, _ = make_loop([web(), api], load=Broken(levels={"web_rps": 100.0}))
+    with caplog.at_level(logging.ERROR, logger="gridshift.scaler"):
+        snap = loop.tick()
+    assert set(snap.workloads) == {"web"}
+    assert snap.source_errors_total == {"internal": 1}
+    assert "tick api failed" in caplog.text
+
+
+def test_duplicate_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        make_loop([web(), web()])
+
+
+def test_measured_power_drives_accounting() -> None:
+    load = FakeLoadSource(levels={"web_rps": 100.0, "web_watts": 400.0})
+    w = web(power=PowerModel(10.0, 30.0, measured_query="web_watts"))
+    loop, clock, _ = make_loop([w], load=load)
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(hours=1))
+    ws = loop.tick().workloads["web"]
+    assert ws.energy_joules == pytest.approx(400.0 * 3600)
+    # counterfactual: its own 12 idle replicas + the measured busy part (400 - 12 * 10)
+    assert ws.counterfactual_g == pytest.approx((12 * 10 + 280) * 1.0 / 1000 * 100.0)
+    load.fail_with = SourceUnavailable("down", source="prometheus")
+    clock.advance(timedelta(minutes=1))
+    assert "power" in loop.tick().workloads["web"].stale_inputs
+
+
+def test_budget_behind_is_checked_over_the_window_and_shown() -> None:
+    w = web(budget_reduction_percent=30.0)
+    loop, clock, _ = make_loop([w], carbon=FakeCarbonSource({"r1": [300.0] * 24}))
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(minutes=20))  # past the minimum dwell
+    ws = loop.tick().workloads["web"]
+    # flat carbon: always percentile 50, performance mode, nothing saved -> behind
+    assert any(
+        "budget 30% less than performance-only: 0.0% over window, behind" in r for r in ws.reasons
+    )
+    assert any("carbon budget behind: eco from percentile 40" in r for r in ws.reasons)
+    assert ws.mode is Mode.ECO
+
+
+def test_refit_on_an_executor_matches_in_thread_refit() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    short = web(name="short", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))
+    loop, _, _ = make_loop([web(), short])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        report = loop.refit(executor=pool)
+    assert (report.fitted, report.failed) == (2, ())
+    assert loop.tick().workloads["web"].desired_replicas == 12
+    tiny, _, _ = make_loop([web()], settings=LoopSettings(load_history=timedelta(hours=1)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert tiny.refit(executor=pool).failed == ("web",)
