@@ -78,7 +78,6 @@ def render_table(summary: dict[str, Any]) -> str:
             f"{row['replica_hours']:>11.1f} {slo:>12} {misses:>8} "
             f"{_f(row['mean_completion_hours']):>7} "
             f"{_f(row['oracle_gap_percent'], '{:+.1f}%'):>10} "
-            f"{_f(row['oracle_gap_percent'], '{:+.1f}%'):>10} "
             f"{_f(row['oracle_share_percent'], '{:.1f}%'):>9}  {savings}"
         )
     lines.append("")
