@@ -144,7 +144,12 @@ def _bind(listen: str) -> socket.socket:
     help="HOST:PORT for /metrics and /status (default: server.listen; port 0 = any free).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample data seed.")
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
 def run_command(
     config_file: Path | None,
     speed: float,
@@ -225,7 +230,12 @@ def _parse_instant(value: str, name: str) -> datetime:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Workloads to replay instead of the scenario's own.",
 )
-@click.option("--step-seconds", type=click.FloatRange(min=1), default=None)
+@click.option(
+    "--step-seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Replayed seconds between ticks (default: scaler.tick_interval_seconds).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def replay_command(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -142,13 +143,18 @@ class ScalerLoop:
         self._last_region: dict[str, _RegionView] = {}
         self._ledger = Ledger()
         self._errors: dict[str, int] = {}
+        self._errors_lock = threading.Lock()
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
 
     # ------------------------------------------------------------------ errors
+    def _count_error(self, source: str) -> None:
+        with self._errors_lock:  # ticks and refits run on different threads
+            self._errors[source] = self._errors.get(source, 0) + 1
+
     def _source_error(self, what: str, exc: SourceError, logged: set[str]) -> None:
-        self._errors[exc.source] = self._errors.get(exc.source, 0) + 1
+        self._count_error(exc.source)
         if exc.source not in logged:
             logged.add(exc.source)
             self._log.warning("%s: %s; input marked stale", what, exc)
@@ -358,7 +364,7 @@ class ScalerLoop:
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
-                self._errors["internal"] = self._errors.get("internal", 0) + 1
+                self._count_error("internal")
                 prev = self._state[w.name].last_status
                 if prev is None:
                     continue
@@ -368,13 +374,15 @@ class ScalerLoop:
                 accounts.append(account)
         self._ledger = self._ledger.add(accounts)
         self._ticks += 1
+        with self._errors_lock:
+            errors = dict(self._errors)
         snapshot = Snapshot(
             taken_at=now,
             workloads=statuses,
             regions={r: v.status for r, v in regions.items()},
             tick_seconds=time.monotonic() - started,
             ticks_total=self._ticks,
-            source_errors_total=dict(self._errors),
+            source_errors_total=errors,
             refits_total=self._refits,
             last_refit_at=self._last_refit_at,
             data_note=self._settings.data_note,
@@ -451,6 +459,9 @@ class ScalerLoop:
             )
             target = decision.target
             feasible = decision.plan.feasible if decision.plan else None
+            was = st.last_status.deadline_feasible if st.last_status else None
+            if feasible is False and was is not False:
+                self._log.warning("%s: %s", w.name, decision.reasons[0])
             reasons.extend(decision.reasons)
             st.replicas = ReplicaState(target)
             shadow_target = w.max_replicas if st.shadow_remaining > 0 else w.min_replicas
@@ -517,6 +528,8 @@ class ScalerLoop:
             emitted_g=emitted,
             saved_g=cf - emitted,
             workload_class=str(w.workload_class),
+            target_kind=str(w.target.kind),
+            target_name=w.target.name,
             mode_since=mode_decision.since,
             load_now=load_now,
             load_unit=w.load.unit,

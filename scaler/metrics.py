@@ -87,6 +87,11 @@ class ScalerCollector(Collector):
         remaining = GaugeMetricFamily(
             "gridshift_elastic_remaining_work", "Work left for an elastic workload.", labels=_W
         )
+        feasible = GaugeMetricFamily(
+            "gridshift_elastic_deadline_feasible",
+            "1 when an elastic workload's deadline can still be met at max replicas.",
+            labels=_W,
+        )
         for ws in snap.workloads.values():
             lv = [ws.name, ws.namespace, ws.region]
             desired.add_metric(lv, float(ws.desired_replicas))
@@ -107,6 +112,8 @@ class ScalerCollector(Collector):
             energy.add_metric(lv, ws.energy_joules)
             if ws.remaining_work is not None:
                 remaining.add_metric(lv, ws.remaining_work)
+            if ws.deadline_feasible is not None:
+                feasible.add_metric(lv, 1.0 if ws.deadline_feasible else 0.0)
         yield from (
             desired,
             cf,
@@ -119,6 +126,7 @@ class ScalerCollector(Collector):
             cf_g,
             energy,
             remaining,
+            feasible,
         )
 
         rl = ["region", "provider", "signal"]

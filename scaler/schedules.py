@@ -1,8 +1,9 @@
 """Cron schedules (CI runs, recurring mode overrides) expanded to windows around a tick.
 
-Cron semantics are APScheduler's `CronTrigger` (the same as `forecasts.ci`); triggers are
-parsed once, when the workload is registered, so a bad expression fails at start-up with the
-workload and field named.
+Expressions are standard five-field crontab (weekday 0 or 7 = Sunday), evaluated by
+APScheduler's `CronTrigger` after translating the weekday field (APScheduler 3.x numbers
+weekdays from Monday = 0). Triggers are parsed once, when the workload is registered, so a bad
+expression fails at start-up with the workload and field named.
 """
 
 from __future__ import annotations
@@ -18,12 +19,53 @@ from scaler.policy import CiWindow, OverrideWindow
 from scaler.snapshot import Mode
 from scaler.workload import CiSchedule, ModeOverride
 
-__all__ = ["WorkloadSchedules", "cron_firings"]
+__all__ = ["WorkloadSchedules", "cron_firings", "crontab_day_of_week"]
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_day_of_week(field: str) -> str:
+    """A crontab day-of-week field (0 or 7 = Sunday) as APScheduler 3.x day names.
+
+    APScheduler 3.x reads weekday *numbers* with 0 = Monday (its issue 286), so
+    `CronTrigger.from_crontab("0 9 * * 1-5")` would fire Tuesday to Saturday. Names mean the
+    same in both, so numbers, ranges and steps are expanded to an explicit list of names."""
+    if field == "*":
+        return "*"
+    out: list[str] = []
+    for part in field.split(","):
+        spec, _, step_text = part.partition("/")
+        if spec.replace("-", "").isalpha():  # names and name ranges mean the same in both
+            out.append(part)
+            continue
+        step = int(step_text) if step_text else 1
+        if spec == "*":
+            lo, hi = 0, 6
+        else:
+            first, _, last = spec.partition("-")
+            lo = int(first)
+            hi = int(last) if last else (6 if step_text else lo)
+        if not 0 <= lo <= hi <= 7 or step < 1:
+            raise ValueError(f"day of week {part!r} is out of range 0-7")
+        out.extend(_DAY_NAMES[d % 7] for d in range(lo, hi + 1, step))
+    return ",".join(dict.fromkeys(out))
 
 
 def _trigger(expr: str, timezone: str, *, where: str) -> CronTrigger:
     try:
-        return CronTrigger.from_crontab(expr, timezone=timezone)
+        fields = expr.split()
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 fields, got {len(fields)}")
+        minute, hour, day, month, dow = fields
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_day_of_week(dow.lower()),
+            timezone=timezone,
+        )
     except Exception as exc:  # APScheduler raises ValueError/LookupError variants
         raise ValueError(f"{where}: invalid cron {expr!r} in zone {timezone!r}: {exc}") from exc
 

@@ -55,6 +55,8 @@ class WorkloadStatus:
     saved_g: float = 0.0
     # Added by the scaler loop (cumulative figures are since the process started).
     workload_class: str = "interactive"
+    target_kind: str = ""
+    target_name: str = ""
     mode_since: datetime | None = None
     load_now: float | None = None
     load_unit: str = ""

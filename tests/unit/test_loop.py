@@ -83,6 +83,7 @@ def test_tick_publishes_decisions_with_reasons() -> None:
     assert any("percentile" in r for r in ws.reasons)
     assert ws.reasons[-1] == "target 12 (was 1)"
     assert ws.load_now == 100.0
+    assert (ws.target_kind, ws.target_name) == ("Deployment", "web")
     assert ws.load_forecast["0.95"] == pytest.approx(100.0)
     assert snap.regions["r1"].intensity_g_per_kwh == 100.0
     assert snap.regions["r1"].stale is False
@@ -207,20 +208,24 @@ def test_eco_saves_against_the_performance_counterfactual() -> None:
     assert ws.saved_g > 0
 
 
-def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
-    job = Workload(
+def train_job(*, max_replicas: int, work: float, hours: int) -> Workload:
+    return Workload(
         name="train",
         namespace="ml",
         target=TargetRef(TargetKind.STATEFUL_SET, "train"),
         load=LoadSpec(LoadSourceKind.TRACE, "unused"),
         capacity_per_replica=1.0,
         min_replicas=0,
-        max_replicas=4,
+        max_replicas=max_replicas,
         power=PowerModel(50.0, 200.0),
         region="r1",
         workload_class=WorkloadClass.ELASTIC,
-        elastic=ElasticSpec(4 * 3 * 3600.0, T0 + timedelta(hours=10), (1.0,)),
+        elastic=ElasticSpec(work, T0 + timedelta(hours=hours), (1.0,)),
     )
+
+
+def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
+    job = train_job(max_replicas=4, work=4 * 3 * 3600.0, hours=10)
     # 09:00-10:00 dirty, cleaner later, cleanest 14:00-17:00
     carbon = FakeCarbonSource({"r1": [500.0] * 10 + [300.0] * 4 + [50.0] * 3 + [500.0] * 7})
     params = PolicyParams(elastic_slot=timedelta(hours=1))
@@ -235,6 +240,26 @@ def test_elastic_work_finishes_by_its_deadline_in_clean_hours() -> None:
     assert ws.deadline_feasible is None  # finished: no plan needed
     assert targets[:20] == [0] * 20  # nothing in the dirty hours
     assert ws.saved_g > 0
+
+
+def test_infeasible_deadline_is_said_early(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client.registry import CollectorRegistry
+
+    from scaler.metrics import register_scaler_metrics
+
+    job = train_job(max_replicas=2, work=3 * 2 * 3600.0, hours=2)
+    loop, _, holder = make_loop([job])
+    registry = CollectorRegistry()
+    register_scaler_metrics(registry, holder)
+    with caplog.at_level(logging.WARNING, logger="gridshift.scaler"):
+        ws = loop.tick().workloads["train"]
+        loop.tick()
+    assert ws.deadline_feasible is False
+    assert ws.desired_replicas == 2
+    assert caplog.text.count("infeasible") == 1  # said once, when it became infeasible
+    labels = {"workload": "train", "namespace": "ml", "region": "r1"}
+    assert registry.get_sample_value("gridshift_elastic_deadline_feasible", labels) == 0.0
+    assert registry.get_sample_value("gridshift_elastic_remaining_work", labels) == 6 * 3600.0
 
 
 def test_ci_schedule_and_cron_override() -> None:

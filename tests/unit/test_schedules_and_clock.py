@@ -1,0 +1,102 @@
+"""scaler.schedules (cron -> windows) and forecasts.sources.clock.AcceleratedClock.
+
+Aspects: CI windows overlapping [now, now + ahead), including a run already in progress and
+a cron read in a local timezone; `until` and cron overrides become override windows;
+accelerated time runs `speed` times faster from its origin and refuses a non-positive speed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from forecasts.sources.clock import AcceleratedClock
+from forecasts.time import FrozenClock
+from scaler.policy import CiWindow
+from scaler.schedules import WorkloadSchedules, crontab_day_of_week
+from scaler.snapshot import Mode
+from scaler.workload import CiSchedule, ModeOverride
+
+T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday
+
+
+def test_ci_windows() -> None:
+    sched = WorkloadSchedules.parse(
+        "web",
+        [
+            CiSchedule("50 8 * * *", "UTC", timedelta(minutes=20), 5.0),  # running now
+            CiSchedule("0 11 * * *", "Europe/Berlin", timedelta(minutes=20), 7.0),  # 10:00 UTC
+            CiSchedule("0 12 * * *", "UTC", timedelta(minutes=20), 9.0),  # too far ahead
+        ],
+        [],
+    )
+    windows = sched.ci_windows(now=T, ahead=timedelta(hours=1, minutes=1))
+    assert windows == (
+        CiWindow(T - timedelta(minutes=10), T + timedelta(minutes=10), 5.0),
+        CiWindow(T + timedelta(hours=1), T + timedelta(hours=1, minutes=20), 7.0),
+    )
+
+
+def test_override_windows() -> None:
+    sched = WorkloadSchedules.parse(
+        "web",
+        [],
+        [
+            ModeOverride("performance", until=T + timedelta(hours=2), reason="launch"),
+            ModeOverride("eco", cron="0 8 * * 1", duration=timedelta(hours=2)),
+            ModeOverride("eco", cron="0 20 * * *", duration=timedelta(hours=1)),
+        ],
+    )
+    windows = sched.override_windows(now=T)
+    assert windows[0].mode is Mode.PERFORMANCE
+    assert windows[0].contains(T)
+    assert windows[1].start == T - timedelta(hours=1)
+    assert windows[1].contains(T)
+    assert len(windows) == 2  # the 20:00 window is not near
+
+
+def test_accelerated_clock() -> None:
+    base = FrozenClock(T)
+    clock = AcceleratedClock(base, speed=60.0)
+    assert clock.now() == T
+    base.advance(timedelta(seconds=2))
+    assert clock.now() == T + timedelta(minutes=2)
+    with pytest.raises(ValueError, match="speed must be positive"):
+        AcceleratedClock(base, speed=0.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        pytest.param("*", "*", id="any"),
+        pytest.param("1-5", "mon,tue,wed,thu,fri", id="weekdays"),
+        pytest.param("0", "sun", id="sunday as 0"),
+        pytest.param("7", "sun", id="sunday as 7"),
+        pytest.param("5-7", "fri,sat,sun", id="range to 7"),
+        pytest.param("*/2", "sun,tue,thu,sat", id="step"),
+        pytest.param("1/3", "mon,thu", id="start with step"),
+        pytest.param("mon-fri", "mon-fri", id="names pass through"),
+        pytest.param("sat,0", "sat,sun", id="mixed"),
+    ],
+)
+def test_crontab_day_of_week(field: str, expected: str) -> None:
+    assert crontab_day_of_week(field) == expected
+
+
+def test_crontab_day_of_week_refuses_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        crontab_day_of_week("3-9")
+
+
+def test_weekday_crons_fire_on_crontab_days() -> None:
+    """`1-5` is Monday to Friday, as in crontab (APScheduler 3.x alone would say Tue-Sat)."""
+    sched = WorkloadSchedules.parse(
+        "web", [CiSchedule("0 9 * * 1-5", "UTC", timedelta(minutes=20), 1.0)], []
+    )
+    days = []
+    for d in range(7):
+        at = T + timedelta(days=d)  # Monday 09:00 onwards
+        if sched.ci_windows(now=at, ahead=timedelta(minutes=1)):
+            days.append(at.strftime("%a"))
+    assert days == ["Mon", "Tue", "Wed", "Thu", "Fri"]
