@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.settings import ScalerSettings, Settings
 from config.wiring import loop_settings_from, policy_params_from
 from forecasts.forecast import Forecaster
+from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 from forecasts.sources.errors import SourceError
@@ -171,11 +172,13 @@ class WorkloadSpec(_Model):
 
 
 class ForecastSpec(_Model):
-    carbon_model: Literal["seasonal_naive_day", "seasonal_naive_week", "provider"] = (
-        "seasonal_naive_day"
-    )
+    carbon_model: Literal[
+        "seasonal_naive_day", "seasonal_naive_week", "profile_persistence", "provider"
+    ] = "profile_persistence"
     carbon_history: str = "7d"
-    load_model: Literal["seasonal_naive_day", "seasonal_naive_week"] = "seasonal_naive_day"
+    load_model: Literal["seasonal_naive_day", "seasonal_naive_week", "profile_persistence"] = (
+        "profile_persistence"
+    )
     noise_percent: float = Field(0.0, ge=0, le=100)
     seed: int = 0
 
@@ -218,8 +221,13 @@ class LoadedScenario:
     source: Path
 
 
-def _seasonal(name: str, step: timedelta) -> Forecaster:
+def _model(name: str, step: timedelta, *, load: bool) -> Forecaster:
+    """Carbon: additive daily profile; load: multiplicative weekly profile, errors by hour."""
     day = max(2, round(timedelta(days=1) / step))
+    if name == "profile_persistence":
+        if load:
+            return ProfilePersistence(7 * day, seasons=3, multiplicative=True, group_period=day)
+        return ProfilePersistence(day, seasons=7, group_period=day)
     return SeasonalNaive(7 * day if name.endswith("week") else day)
 
 
@@ -472,6 +480,18 @@ def build_scenario(
     overrides.setdefault(
         "carbon_horizon_seconds", max(timedelta(days=1), max_window).total_seconds()
     )
+    defaults = Settings().scaler
+    # The step limit is per decision; decisions come once a replay step instead of once a
+    # tick, so the same replicas-per-second rate allows proportionally more per decision.
+    overrides.setdefault(
+        "max_step_replicas",
+        max(
+            defaults.max_step_replicas,
+            round(
+                defaults.max_step_replicas * step.total_seconds() / defaults.tick_interval_seconds
+            ),
+        ),
+    )
     try:
         scaler = ScalerSettings.model_validate(
             {**Settings().scaler.model_dump(exclude={"workloads"}), **overrides}
@@ -506,14 +526,16 @@ def build_scenario(
         params=policy_params_from(settings),
         loop_settings=loop_settings_from(settings),
         carbon_forecast=CarbonForecastSetup(
-            forecaster=_seasonal(
-                "seasonal_naive_day" if use_provider else spec.forecast.carbon_model, step
+            forecaster=_model(
+                "profile_persistence" if use_provider else spec.forecast.carbon_model,
+                step,
+                load=False,
             ),
             history=carbon_history,
             provider_forecasts=provider_fc if use_provider else None,
             provider_name=providers,
         ),
-        load_forecaster=_seasonal(spec.forecast.load_model, step),
+        load_forecaster=_model(spec.forecast.load_model, step, load=True),
         refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
         source=source,
     )
