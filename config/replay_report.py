@@ -21,8 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from forecasts.time import from_epoch_s, to_epoch_s
-from scaler.replay.engine import ReplayResult
-from scaler.replay.model import PolicyName
+from scaler.replay.model import PolicyName, ReplayResult
 
 __all__ = ["render_html", "render_table"]
 

@@ -194,6 +194,12 @@ class TraceCarbonSource:
         t = trace.truth
         return math.ceil((to_epoch_s(at) - to_epoch_s(t.start)) / t.step.total_seconds() - 1e-9)
 
+    def _complete(self, trace: CarbonTrace, at: datetime) -> int:
+        """Number of steps of the trace that have ended by `at` (= index of the step
+        containing `at`)."""
+        t = trace.truth
+        return math.floor((to_epoch_s(at) - to_epoch_s(t.start)) / t.step.total_seconds() + 1e-9)
+
     def _series(
         self,
         trace: CarbonTrace,
@@ -227,7 +233,7 @@ class TraceCarbonSource:
         if hit is not None:
             return hit
         t = trace.truth
-        hi = min(len(t), self._index(trace, at))
+        hi = min(len(t), self._complete(trace, at))
         if hi <= 0:
             raise SourceDataError(f"no carbon data for {region} before {at}", source="trace")
         lo = max(0, hi - max(1, round(self._latest_span / t.step)))
@@ -255,7 +261,7 @@ class TraceCarbonSource:
         if hit is not None:
             return hit
         t = trace.truth
-        first = self._index(trace, at + t.step) - 1  # the step containing `at`
+        first = self._complete(trace, at)  # the step containing `at`
         steps = max(1, math.ceil(horizon / t.step))
         if self._use_provider and trace.provider_forecast is not None:
             pf = trace.provider_forecast.values

@@ -4,3 +4,5 @@
 (drives `ScalerLoop.tick()` with a `SteppingClock` over trace sources), `summary` (totals,
 savings and the gap to the oracle as plain data).
 """
+
+__all__: list[str] = []

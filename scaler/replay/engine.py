@@ -34,6 +34,7 @@ from scaler.policy import PolicyParams
 from scaler.replay.model import (
     JobOutcome,
     PolicyName,
+    ReplayResult,
     ReplayScenario,
     ReplayWorkload,
     WorkloadOutcome,
@@ -65,15 +66,6 @@ class CarbonForecastSetup:
     history: timedelta = timedelta(days=7)
     provider_forecasts: Mapping[str, RegularSeries] | None = None
     provider_name: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    scenario: ReplayScenario
-    outcomes: Mapping[PolicyName, Mapping[str, WorkloadOutcome]]
-    carbon_forecast: str
-    seconds: float
-    ticks: int
 
 
 def progress_total(scenario: ReplayScenario) -> int:

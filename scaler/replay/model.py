@@ -26,6 +26,7 @@ __all__ = [
     "JobOutcome",
     "KedaParams",
     "PolicyName",
+    "ReplayResult",
     "ReplayScenario",
     "ReplayWorkload",
     "WorkloadOutcome",
@@ -278,3 +279,14 @@ class WorkloadOutcome:
     @property
     def deadline_misses(self) -> int:
         return sum(j.missed for j in self.jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """Every policy's outcome per workload, and how gridshift got its carbon forecasts."""
+
+    scenario: ReplayScenario
+    outcomes: Mapping[PolicyName, Mapping[str, WorkloadOutcome]]
+    carbon_forecast: str
+    seconds: float
+    ticks: int

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scaler.replay.engine import ReplayResult
-from scaler.replay.model import PolicyName, WorkloadOutcome
+from scaler.replay.model import PolicyName, ReplayResult, WorkloadOutcome
 
 __all__ = ["summarise"]
 

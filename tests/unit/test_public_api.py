@@ -41,6 +41,16 @@ MODULES = [
     "scaler.loop",
     "scaler.metrics",
     "scaler.status_api",
+    "scaler.replay",
+    "scaler.replay.model",
+    "scaler.replay.policies",
+    "scaler.replay.engine",
+    "scaler.replay.summary",
+    "forecasts.sources.trace",
+    "forecasts.models.profile_persistence",
+    "config.replay_scenario",
+    "config.replay_report",
+    "config.cmd_replay",
 ]
 
 
