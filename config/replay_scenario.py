@@ -121,6 +121,19 @@ class PowerSpec(_Model):
     busy_watts: float = Field(gt=0)
 
 
+class LwaJobsSpec(_Model):
+    """`jobs` jobs spread at random over the workdays of the period, submitted on the hour
+    between `workday_start_hour` and `workday_end_hour` UTC, durations drawn uniformly in
+    whole hours from [min_hours, max_hours) (Wiesner et al. 2021, scenario II)."""
+
+    jobs: int = Field(gt=0, le=100_000)
+    min_hours: int = Field(4, ge=1)
+    max_hours: int = Field(90, ge=2)
+    workday_start_hour: int = Field(9, ge=0, le=23)
+    workday_end_hour: int = Field(17, ge=1, le=24)
+    seed: int = 0
+
+
 class ElasticJobsSpec(_Model):
     throughput_per_replica: tuple[float, ...] | None = Field(
         None, description="Work/s each added replica adds (non-increasing); default (1.0,)."
@@ -128,19 +141,32 @@ class ElasticJobsSpec(_Model):
     sublinear_factor: float | None = Field(
         None, gt=0, le=1, description="Each added replica adds this share of the previous one's."
     )
-    work_hours_at_base: float = Field(gt=0, description="Hours the job takes at base_replicas.")
+    work_hours_at_base: float | None = Field(
+        None, gt=0, description="Hours the job takes at base_replicas (not with `generate`)."
+    )
     base_replicas: int = Field(1, ge=1)
     submit_every: str | None = None
     submit_at: tuple[datetime, ...] = ()
+    generate: LwaJobsSpec | None = Field(
+        None, description="Random jobs as in Let's Wait Awhile's ML scenario (seeded)."
+    )
     deadline_after: str | None = None
     deadline: Literal["next_workday"] | None = Field(
-        None, description="next_workday: 09:00 UTC of the next Monday-Friday day after submission"
+        None,
+        description="next_workday (Let's Wait Awhile's rule on the finish time at base scale "
+        "from submission): Saturday -> Monday 09:00; Sunday or after 17:00 -> next day 09:00; "
+        "before 09:00 -> 09:00 that day; otherwise no slack",
     )
 
     @model_validator(mode="after")
     def _checks(self) -> ElasticJobsSpec:
-        if (self.submit_every is None) == (not self.submit_at):
-            raise ValueError("give exactly one of submit_every or submit_at")
+        if (
+            sum([self.submit_every is not None, bool(self.submit_at), self.generate is not None])
+            != 1
+        ):
+            raise ValueError("give exactly one of submit_every, submit_at or generate")
+        if (self.generate is None) == (self.work_hours_at_base is None):
+            raise ValueError("give work_hours_at_base, or generate (which draws durations)")
         if (self.deadline_after is None) == (self.deadline is None):
             raise ValueError("give exactly one of deadline_after or deadline")
         if self.throughput_per_replica is not None and self.sublinear_factor is not None:
@@ -315,9 +341,24 @@ def load_scenario(
     )
 
 
+def _lwa_deadline(finish: datetime) -> datetime:
+    """Let's Wait Awhile's `next_workday` rule on the original finish time."""
+    nine = finish.replace(hour=9, minute=0, second=0, microsecond=0)
+    hour = finish.hour + finish.minute / 60
+    if finish.weekday() == 5:
+        return nine + timedelta(days=2)
+    if finish.weekday() == 6 or hour > 17:
+        return nine + timedelta(days=1)
+    if hour < 9:
+        return nine
+    return finish
+
+
 def _job_times(
     e: ElasticJobsSpec, start: datetime, end: datetime, step: timedelta
-) -> list[tuple[datetime, datetime]]:
+) -> list[tuple[datetime, datetime, float]]:
+    """(submission, deadline, hours at base scale) per job."""
+    hours: list[float] = []
     if e.submit_every is not None:
         every = _duration(e.submit_every, "elastic.submit_every")
         if every <= timedelta(0):
@@ -327,19 +368,35 @@ def _job_times(
         while t < end:
             times.append(t)
             t += every
+    elif e.generate is not None:
+        g = e.generate
+        if g.max_hours <= g.min_hours or g.workday_end_hour <= g.workday_start_hour:
+            raise ScenarioError("elastic.generate: need min_hours < max_hours, start < end hour")
+        rng = np.random.default_rng(g.seed)
+        days = [
+            d
+            for d in (start + timedelta(days=i) for i in range((end - start).days))
+            if d.weekday() < 5
+        ]
+        if not days:
+            raise ScenarioError("elastic.generate: the period has no workdays")
+        per_day = rng.multinomial(g.jobs, [1 / len(days)] * len(days))
+        times = []
+        for d, k in zip(days, per_day, strict=True):
+            starts = np.sort(rng.integers(g.workday_start_hour, g.workday_end_hour, size=k))
+            times += [d.replace(hour=int(h)) for h in starts]
+        hours = [float(h) for h in rng.integers(g.min_hours, g.max_hours, size=len(times))]
     else:
         times = [ensure_utc(t) for t in e.submit_at]
     out = []
-    for t in times:
+    for i, t in enumerate(times):
         t = start + ((t - start) // step) * step  # submissions on the step grid
+        h = hours[i] if hours else float(e.work_hours_at_base or 0.0)
         if e.deadline_after is not None:
             dl = t + _duration(e.deadline_after, "elastic.deadline_after")
         else:
-            d = t.date() + timedelta(days=1)
-            while d.weekday() >= 5:
-                d += timedelta(days=1)
-            dl = datetime(d.year, d.month, d.day, 9, tzinfo=t.tzinfo)
-        out.append((t, dl))
+            dl = _lwa_deadline(t + timedelta(hours=h))
+        out.append((t, dl, h))
     return out
 
 
@@ -376,11 +433,11 @@ def build_scenario(
                 f"({', '.join(region_names)})"
             )
     # jobs first: their deadlines set how far the carbon must reach
-    jobs: dict[str, list[tuple[datetime, datetime]]] = {}
+    jobs: dict[str, list[tuple[datetime, datetime, float]]] = {}
     for w in spec.workloads:
         if w.elastic is not None:
             jobs[w.name] = _job_times(w.elastic, p_start, p_end, step)
-    last = max([p_end, *(dl for js in jobs.values() for _, dl in js)])
+    last = max([p_end, *(dl for js in jobs.values() for _, dl, _ in js)])
     horizon_end = p_start + step * math.ceil((last - p_start) / step)
     history = max(warmup, carbon_history) + step
     data_start = p_start - history
@@ -438,10 +495,10 @@ def build_scenario(
                 raise ScenarioError(f"{field}.elastic.base_replicas must lie in [min, max]")
             base_replicas = e.base_replicas
             probe = ElasticSpec(1.0, horizon_end, profile)
-            work = probe.throughput(e.base_replicas) * e.work_hours_at_base * 3600.0
-            job_list = tuple(Job(t, dl, work) for t, dl in jobs[w.name])
-            max_window = max([max_window, *(dl - t for t, dl in jobs[w.name])])
-            elastic_spec = ElasticSpec(work, horizon_end, profile)
+            rate = probe.throughput(e.base_replicas) * 3600.0
+            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs[w.name])
+            max_window = max([max_window, *(dl - t for t, dl, _ in jobs[w.name])])
+            elastic_spec = ElasticSpec(job_list[0].work, horizon_end, profile)
         workload = Workload(
             name=w.name,
             namespace="replay",

@@ -92,10 +92,14 @@ class ProfilePersistence:
         levels = np.array(STANDARD_QUANTILES)
         pooled = np.quantile(err, levels)
         groups = np.tile(pooled, (self.group_period, 1))
-        for g in range(self.group_period):
-            sel = err[err_phase == g]
-            if sel.size >= self.min_group:
-                groups[g] = np.quantile(sel, levels)
+        g_n = self.group_period
+        rows = err.size // g_n
+        if rows >= self.min_group:
+            # whole rows of one value per group (the oldest remainder dropped): one call
+            used = err[err.size - rows * g_n :].reshape(rows, g_n)
+            first = int(err_phase[err.size - rows * g_n])
+            per_col = np.quantile(used, levels, axis=0).T  # (group column, level)
+            groups = np.roll(per_col, first, axis=0)  # column j holds group (first + j) % G
         return ProfilePersistenceFit(
             model=self,
             profile=profile,

@@ -88,7 +88,7 @@ regions: [{name: sample-wind, carbon: {sample: sample-wind}}]
         pytest.param(
             "workloads: [{name: w, class: elastic, region: sample-wind, max_replicas: 3,"
             " power: {idle_watts: 1, busy_watts: 2}, elastic: {work_hours_at_base: 2}}]",
-            "give exactly one of submit_every or submit_at",
+            "give exactly one of submit_every, submit_at or generate",
             id="elastic without submissions",
         ),
     ],
@@ -104,13 +104,16 @@ def test_next_workday_deadlines(tmp_path: Path) -> None:
         "workloads: [{name: j, class: elastic, region: sample-wind, min_replicas: 0,"
         " max_replicas: 1, power: {idle_watts: 1, busy_watts: 2},"
         " elastic: {work_hours_at_base: 2, deadline: next_workday,"
-        " submit_at: [2026-01-05T10:00:00Z, 2026-01-09T15:00:00Z]}}]"
+        " submit_at: [2026-01-05T10:00:00Z, 2026-01-09T15:00:00Z, 2026-01-09T16:00:00Z,"
+        " 2026-01-05T06:00:00Z]}}]"
     )
     text = _BASE.replace("2026-01-06T00", "2026-01-10T00") + body
     jobs = load_scenario(_write(tmp_path, text)).scenario.workloads[0].jobs
     assert [j.deadline for j in jobs] == [
-        datetime(2026, 1, 6, 9, tzinfo=UTC),  # Monday -> Tuesday 09:00
-        datetime(2026, 1, 12, 9, tzinfo=UTC),  # Friday -> Monday 09:00
+        datetime(2026, 1, 5, 12, tzinfo=UTC),  # finishes Monday 12:00: no slack
+        datetime(2026, 1, 9, 17, tzinfo=UTC),  # finishes Friday 17:00: no slack
+        datetime(2026, 1, 10, 9, tzinfo=UTC),  # Friday 18:00 -> next day 09:00 (LWA's rule)
+        datetime(2026, 1, 5, 9, tzinfo=UTC),  # Monday 08:00 -> 09:00
     ]
 
 
