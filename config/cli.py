@@ -22,7 +22,8 @@ from config.cmd_config import config_group
 from config.cmd_extender import agent_command, extender_command
 from config.cmd_forecast import backtest_command, forecast_command
 from config.cmd_load import ci_group, prometheus_group
-from config.cmd_run import replay_command, run_command
+from config.cmd_replay import replay_command
+from config.cmd_run import run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
 from config.loading import DEBUG_ENV
 from config.options import RunState

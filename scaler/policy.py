@@ -439,11 +439,13 @@ def elastic_slots(
     starts: list[datetime] = []
     ends: list[datetime] = []
     s = now
+    boundary = floor_to(now, slot) + slot  # later boundaries are whole slots apart
     while s < deadline:
-        e = min(floor_to(s, slot) + slot, deadline)
+        e = min(boundary, deadline)
         starts.append(s)
         ends.append(e)
         s = e
+        boundary = e + slot
     return starts, ends
 
 
@@ -472,12 +474,10 @@ def plan_elastic(
         raise ValueError(f"{n} slots but {len(inten)} intensities")
     g_per_replica_s = [busy_watts / 3.6e6 * i for i in inten]  # gCO2 per replica-second
 
-    def work_at(k: int) -> float:
-        return spec.throughput(k)
-
+    rate_min, rate_max = spec.throughput(min_replicas), spec.throughput(max_replicas)
     alloc = [min_replicas] * n
-    planned = sum(work_at(min_replicas) * d for d in durs)
-    capacity = sum(work_at(max_replicas) * d for d in durs)
+    planned = sum(rate_min * d for d in durs)
+    capacity = sum(rate_max * d for d in durs)
     feasible = capacity + _EPS * max(1.0, remaining_work) >= remaining_work
     reasons: list[str] = []
     if not feasible:
@@ -489,20 +489,20 @@ def plan_elastic(
         )
     elif planned < remaining_work:
         # every increment: (work per gCO2, slot, replica index); earlier slots win ties.
-        increments = sorted(
-            (
-                -spec.marginal_throughput(k) / max(g_per_replica_s[t], 1e-300),
-                t,
-                k,
-            )
-            for t in range(n)
-            for k in range(min_replicas, max_replicas)
-        )
-        for _, t, k in increments:
+        # (numpy lexsort: the same order as sorting those tuples, without a Python loop)
+        ks = np.arange(min_replicas, max_replicas)
+        marginal = np.array([spec.marginal_throughput(int(k)) for k in ks])
+        g_arr = np.maximum(np.asarray(g_per_replica_s, dtype=float), 1e-300)
+        ratio = -(marginal[None, :] / g_arr[:, None])
+        t_idx = np.repeat(np.arange(n), ks.size)
+        k_idx = np.tile(ks, n)
+        order = np.lexsort((k_idx, t_idx, ratio.ravel()))
+        for i in order:
             if planned >= remaining_work - _EPS * max(1.0, remaining_work):
                 break
+            t, k = int(t_idx[i]), int(k_idx[i])
             alloc[t] = k + 1
-            planned += spec.marginal_throughput(k) * durs[t]
+            planned += float(marginal[k - min_replicas]) * durs[t]
     expected = sum(a * g * d for a, g, d in zip(alloc, g_per_replica_s, durs, strict=True))
     unaware = _asap_g(spec, remaining_work, durs, g_per_replica_s, min_replicas, max_replicas)
     if feasible:

@@ -86,6 +86,16 @@ MODULES = [
     "forecasts.sources.carbon.fallback",
     "config.cmd_carbon",
     "config.cmd_load",
+    "scaler.replay",
+    "scaler.replay.model",
+    "scaler.replay.policies",
+    "scaler.replay.engine",
+    "scaler.replay.summary",
+    "forecasts.sources.trace",
+    "forecasts.models.profile_persistence",
+    "config.replay_scenario",
+    "config.replay_report",
+    "config.cmd_replay",
 ]
 
 

@@ -1,0 +1,612 @@
+"""Replay scenario files (YAML): parse, validate, read the traces, build the replay inputs.
+
+The format is documented in the README ("Replay scenarios"). Paths: `shared:REL` resolves
+under `$GRIDSHIFT_SHARED_DATA` or `<repo>/../shared/data`; other relative paths are relative
+to the scenario file. `sample:NAME` uses the bundled SAMPLE DATA generator (no files).
+Every problem is reported as `ScenarioError` naming the field and what is wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from config.settings import ScalerSettings, Settings
+from config.wiring import loop_settings_from, policy_params_from
+from forecasts.forecast import Forecaster
+from forecasts.models.profile_persistence import ProfilePersistence
+from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.series import RegularSeries
+from forecasts.sources.errors import SourceError
+from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
+from forecasts.sources.trace import fill_gaps, read_csv_series
+from forecasts.time import ensure_utc, parse_duration, to_epoch_s
+from scaler.loop import LoopSettings
+from scaler.policy import PolicyParams
+from scaler.replay.engine import CarbonForecastSetup
+from scaler.replay.model import (
+    HpaParams,
+    Job,
+    KedaParams,
+    PolicyName,
+    ReplayScenario,
+    ReplayWorkload,
+)
+from scaler.workload import (
+    ElasticSpec,
+    LoadSourceKind,
+    LoadSpec,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+    WorkloadClass,
+)
+
+__all__ = ["LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the field and the problem."""
+
+
+def shared_data_root(environ: Mapping[str, str] | None = None) -> Path:
+    env = (environ if environ is not None else os.environ).get("GRIDSHIFT_SHARED_DATA")
+    return Path(env) if env else _REPO_ROOT.parent / "shared" / "data"
+
+
+def _duration(value: Any, field: str) -> timedelta:
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=float(value))
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from exc
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvSource(_Model):
+    csv: str = Field(description="CSV path (shared:REL, or relative to the scenario file).")
+    column: str
+    region: str | None = Field(None, description="Keep only rows whose `region` equals this.")
+    time_column: str = "timestamp_utc"
+    scale: float = Field(1.0, gt=0, description="Multiply values (e.g. requests/hour -> load).")
+    shift_weeks: int = Field(0, description="Re-date the trace by whole weeks (keeps weekdays).")
+    zero_is_missing: bool = False
+    forecast_column: str | None = Field(
+        None, description="A recorded provider forecast column in the same file (carbon only)."
+    )
+
+
+class SampleSource(_Model):
+    sample: str = Field(description="SAMPLE DATA profile or region name.")
+
+
+class PeriodSpec(_Model):
+    start: datetime
+    end: datetime
+    step: str = "1h"
+    warmup: str = Field("14d", description="History before start the scaler may learn from.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("needs a timezone, e.g. 2021-01-01T00:00:00Z")
+        return ensure_utc(v)
+
+
+class RegionSpec(_Model):
+    name: str = Field(min_length=1)
+    carbon: CsvSource | SampleSource
+
+
+class PowerSpec(_Model):
+    idle_watts: float = Field(ge=0)
+    busy_watts: float = Field(gt=0)
+
+
+class LwaJobsSpec(_Model):
+    """`jobs` jobs spread at random over the workdays of the period, submitted on the hour
+    between `workday_start_hour` and `workday_end_hour` UTC, durations drawn uniformly in
+    whole hours from [min_hours, max_hours) (Wiesner et al. 2021, scenario II)."""
+
+    jobs: int = Field(gt=0, le=100_000)
+    min_hours: int = Field(4, ge=1)
+    max_hours: int = Field(90, ge=2)
+    workday_start_hour: int = Field(9, ge=0, le=23)
+    workday_end_hour: int = Field(17, ge=1, le=24)
+    seed: int = 0
+
+
+class ElasticJobsSpec(_Model):
+    throughput_per_replica: tuple[float, ...] | None = Field(
+        None, description="Work/s each added replica adds (non-increasing); default (1.0,)."
+    )
+    sublinear_factor: float | None = Field(
+        None, gt=0, le=1, description="Each added replica adds this share of the previous one's."
+    )
+    work_hours_at_base: float | None = Field(
+        None, gt=0, description="Hours the job takes at base_replicas (not with `generate`)."
+    )
+    base_replicas: int = Field(1, ge=1)
+    submit_every: str | None = None
+    submit_at: tuple[datetime, ...] = ()
+    generate: LwaJobsSpec | None = Field(
+        None, description="Random jobs as in Let's Wait Awhile's ML scenario (seeded)."
+    )
+    deadline_after: str | None = None
+    deadline: Literal["next_workday"] | None = Field(
+        None,
+        description="next_workday (Let's Wait Awhile's rule on the finish time at base scale "
+        "from submission): Saturday -> Monday 09:00; Sunday or after 17:00 -> next day 09:00; "
+        "before 09:00 -> 09:00 that day; otherwise no slack",
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> ElasticJobsSpec:
+        if (
+            sum([self.submit_every is not None, bool(self.submit_at), self.generate is not None])
+            != 1
+        ):
+            raise ValueError("give exactly one of submit_every, submit_at or generate")
+        if (self.generate is None) == (self.work_hours_at_base is None):
+            raise ValueError("give work_hours_at_base, or generate (which draws durations)")
+        if (self.deadline_after is None) == (self.deadline is None):
+            raise ValueError("give exactly one of deadline_after or deadline")
+        if self.throughput_per_replica is not None and self.sublinear_factor is not None:
+            raise ValueError("give throughput_per_replica or sublinear_factor, not both")
+        return self
+
+
+class WorkloadSpec(_Model):
+    name: str = Field(min_length=1)
+    workload_class: Literal["interactive", "elastic"] = Field("interactive", alias="class")
+    region: str
+    load: CsvSource | SampleSource | None = None
+    capacity_per_replica: float = Field(1.0, gt=0)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1)
+    headroom: float | None = Field(None, ge=0, le=10)
+    power: PowerSpec
+    elastic: ElasticJobsSpec | None = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> WorkloadSpec:
+        if self.workload_class == "interactive" and self.load is None:
+            raise ValueError("an interactive workload needs `load`")
+        if (self.workload_class == "elastic") != (self.elastic is not None):
+            raise ValueError("`class: elastic` and an `elastic:` section go together")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class ForecastSpec(_Model):
+    carbon_model: Literal[
+        "seasonal_naive_day", "seasonal_naive_week", "profile_persistence", "provider"
+    ] = "profile_persistence"
+    carbon_history: str = "7d"
+    load_model: Literal["seasonal_naive_day", "seasonal_naive_week", "profile_persistence"] = (
+        "profile_persistence"
+    )
+    noise_percent: float = Field(0.0, ge=0, le=100)
+    seed: int = 0
+
+
+class HpaSpec(_Model):
+    target_utilisation: float = Field(0.7, gt=0, le=1)
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    downscale_stabilisation: str = "5m"
+    lag_intervals: int = Field(1, ge=0)
+
+
+class KedaSpec(_Model):
+    max_replicas_fractions: tuple[float, ...] = (1.0, 0.6, 0.1)
+
+
+class ScenarioFile(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    period: PeriodSpec
+    regions: tuple[RegionSpec, ...] = Field(min_length=1)
+    workloads: tuple[WorkloadSpec, ...] = Field(min_length=1)
+    policies: tuple[PolicyName, ...] = tuple(PolicyName)
+    forecast: ForecastSpec = ForecastSpec()
+    hpa: HpaSpec = HpaSpec()
+    keda: KedaSpec = KedaSpec()
+    scaler: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the scaler settings (policy knobs)."
+    )
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedScenario:
+    scenario: ReplayScenario
+    params: PolicyParams
+    loop_settings: LoopSettings
+    carbon_forecast: CarbonForecastSetup
+    load_forecaster: Forecaster
+    refit_every: timedelta
+    source: Path
+
+
+def _model(name: str, step: timedelta, *, load: bool) -> Forecaster:
+    """Carbon: additive daily profile; load: multiplicative weekly profile, errors by hour."""
+    day = max(2, round(timedelta(days=1) / step))
+    if name == "profile_persistence":
+        if load:
+            return ProfilePersistence(7 * day, seasons=3, multiplicative=True, group_period=day)
+        return ProfilePersistence(day, seasons=7, group_period=day)
+    return SeasonalNaive(7 * day if name.endswith("week") else day)
+
+
+class _Reader:
+    def __init__(self, base: Path, shared: Path, start: datetime, end: datetime, step: timedelta):
+        self.base, self.shared, self.start, self.end, self.step = base, shared, start, end, step
+        self.gaps: dict[str, int] = {}
+
+    def path(self, text: str, field: str) -> Path:
+        if text.startswith("shared:"):
+            p = self.shared / text.removeprefix("shared:")
+            if not p.exists():
+                raise ScenarioError(
+                    f"{field}: {p} not found (shared data lives in ../shared/data or "
+                    "$GRIDSHIFT_SHARED_DATA)"
+                )
+            return p
+        p = Path(text)
+        return p if p.is_absolute() else self.base / p
+
+    def csv(self, src: CsvSource, field: str, column: str | None = None) -> RegularSeries:
+        try:
+            series = read_csv_series(
+                self.path(src.csv, field),
+                column=column or src.column,
+                step=self.step,
+                start=self.start,
+                end=self.end,
+                time_column=src.time_column,
+                where={"region": src.region} if src.region else None,
+                zero_is_missing=src.zero_is_missing,
+                shift=timedelta(weeks=src.shift_weeks),
+            )
+        except SourceError as exc:
+            raise ScenarioError(f"{field}: {exc}") from exc
+        values = series.values * src.scale
+        missing = int(np.isnan(values).sum())
+        if missing == len(values):
+            raise ScenarioError(
+                f"{field}: no values in {self.start.isoformat()} .. {self.end.isoformat()}"
+            )
+        self.gaps[field] = missing
+        return fill_gaps(RegularSeries(start=self.start, step=self.step, values=values, unit=""))
+
+
+def _format_validation(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path} is not a valid replay scenario:"]
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {loc or '(top level)'}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_scenario(
+    path: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    noise_percent: float | None = None,
+    seed: int | None = None,
+    policies: tuple[PolicyName, ...] | None = None,
+) -> LoadedScenario:
+    """Read `path` into replay inputs; keyword arguments override the file's values."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: the top level must be a mapping")
+    try:
+        spec = ScenarioFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation(exc, path)) from exc
+    return build_scenario(
+        spec,
+        base=path.parent,
+        source=path,
+        environ=environ,
+        start=start,
+        end=end,
+        noise_percent=noise_percent,
+        seed=seed,
+        policies=policies,
+    )
+
+
+def _lwa_deadline(finish: datetime) -> datetime:
+    """Let's Wait Awhile's `next_workday` rule on the original finish time."""
+    nine = finish.replace(hour=9, minute=0, second=0, microsecond=0)
+    hour = finish.hour + finish.minute / 60
+    if finish.weekday() == 5:
+        return nine + timedelta(days=2)
+    if finish.weekday() == 6 or hour > 17:
+        return nine + timedelta(days=1)
+    if hour < 9:
+        return nine
+    return finish
+
+
+def _job_times(
+    e: ElasticJobsSpec, start: datetime, end: datetime, step: timedelta
+) -> list[tuple[datetime, datetime, float]]:
+    """(submission, deadline, hours at base scale) per job."""
+    hours: list[float] = []
+    if e.submit_every is not None:
+        every = _duration(e.submit_every, "elastic.submit_every")
+        if every <= timedelta(0):
+            raise ScenarioError("elastic.submit_every must be positive")
+        times = []
+        t = start
+        while t < end:
+            times.append(t)
+            t += every
+    elif e.generate is not None:
+        g = e.generate
+        if g.max_hours <= g.min_hours or g.workday_end_hour <= g.workday_start_hour:
+            raise ScenarioError("elastic.generate: need min_hours < max_hours, start < end hour")
+        rng = np.random.default_rng(g.seed)
+        days = [
+            d
+            for d in (start + timedelta(days=i) for i in range((end - start).days))
+            if d.weekday() < 5
+        ]
+        if not days:
+            raise ScenarioError("elastic.generate: the period has no workdays")
+        per_day = rng.multinomial(g.jobs, [1 / len(days)] * len(days))
+        times = []
+        for d, k in zip(days, per_day, strict=True):
+            starts = np.sort(rng.integers(g.workday_start_hour, g.workday_end_hour, size=k))
+            times += [d.replace(hour=int(h)) for h in starts]
+        hours = [float(h) for h in rng.integers(g.min_hours, g.max_hours, size=len(times))]
+    else:
+        times = [ensure_utc(t) for t in e.submit_at]
+    out = []
+    for i, t in enumerate(times):
+        t = start + ((t - start) // step) * step  # submissions on the step grid
+        h = hours[i] if hours else float(e.work_hours_at_base or 0.0)
+        if e.deadline_after is not None:
+            dl = t + _duration(e.deadline_after, "elastic.deadline_after")
+        else:
+            dl = _lwa_deadline(t + timedelta(hours=h))
+        out.append((t, dl, h))
+    return out
+
+
+def build_scenario(
+    spec: ScenarioFile,
+    *,
+    base: Path,
+    source: Path,
+    environ: Mapping[str, str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    noise_percent: float | None = None,
+    seed: int | None = None,
+    policies: tuple[PolicyName, ...] | None = None,
+) -> LoadedScenario:
+    try:
+        step = _duration(spec.period.step, "period.step")
+        warmup = _duration(spec.period.warmup, "period.warmup")
+        carbon_history = _duration(spec.forecast.carbon_history, "forecast.carbon_history")
+        stab = _duration(spec.hpa.downscale_stabilisation, "hpa.downscale_stabilisation")
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from exc
+    p_start = start or spec.period.start
+    p_end = end or spec.period.end
+    if p_end <= p_start:
+        raise ScenarioError("period: end must be after start")
+    if (p_end - p_start) % step:
+        raise ScenarioError(f"period: {p_start} .. {p_end} is not a whole number of {step} steps")
+    region_names = [r.name for r in spec.regions]
+    for w in spec.workloads:
+        if w.region not in region_names:
+            raise ScenarioError(
+                f"workloads.{w.name}.region: {w.region!r} is not one of the regions "
+                f"({', '.join(region_names)})"
+            )
+    # jobs first: their deadlines set how far the carbon must reach
+    jobs: dict[str, list[tuple[datetime, datetime, float]]] = {}
+    for w in spec.workloads:
+        if w.elastic is not None:
+            jobs[w.name] = _job_times(w.elastic, p_start, p_end, step)
+    last = max([p_end, *(dl for js in jobs.values() for _, dl, _ in js)])
+    horizon_end = p_start + step * math.ceil((last - p_start) / step)
+    history = max(warmup, carbon_history) + step
+    data_start = p_start - history
+    shared = shared_data_root(environ)
+    reader = _Reader(base, shared, data_start, horizon_end, step)
+    sample_carbon = SampleCarbonSource(seed=spec.forecast.seed)
+    sample_load = SampleLoadSource(seed=spec.forecast.seed)
+    carbon: dict[str, RegularSeries] = {}
+    provider_fc: dict[str, RegularSeries] = {}
+    providers: dict[str, str] = {}
+    notes = list(spec.notes)
+    for r in spec.regions:
+        field = f"regions.{r.name}.carbon"
+        if isinstance(r.carbon, SampleSource):
+            try:
+                hist = sample_carbon.history(r.carbon.sample, start=data_start, end=horizon_end)
+            except SourceError as exc:
+                raise ScenarioError(f"{field}: {exc}") from exc
+            carbon[r.name] = fill_gaps(
+                _mean_grid(hist.epoch_s, hist.values, data_start, horizon_end, step)
+            )
+            providers[r.name] = "sample"
+            notes.append("SAMPLE DATA: synthetic carbon and load generated by gridshift")
+        else:
+            carbon[r.name] = reader.csv(r.carbon, field)
+            providers[r.name] = Path(r.carbon.csv).parent.name or "csv"
+            if r.carbon.forecast_column:
+                provider_fc[r.name] = reader.csv(r.carbon, field, r.carbon.forecast_column)
+    if spec.forecast.carbon_model == "provider":
+        missing = [r for r in carbon if r not in provider_fc]
+        if missing:
+            raise ScenarioError(
+                "forecast.carbon_model: provider needs carbon.forecast_column for regions "
+                + ", ".join(missing)
+            )
+    workloads: list[ReplayWorkload] = []
+    max_window = timedelta(0)
+    for w in spec.workloads:
+        field = f"workloads.{w.name}"
+        power = PowerModel(w.power.idle_watts, w.power.busy_watts)
+        if w.power.idle_watts > w.power.busy_watts:
+            raise ScenarioError(f"{field}.power: idle_watts must not exceed busy_watts")
+        elastic_spec: ElasticSpec | None = None
+        job_list: tuple[Job, ...] = ()
+        base_replicas = 1
+        if w.elastic is not None:
+            e = w.elastic
+            if e.sublinear_factor is not None:
+                profile = tuple(e.sublinear_factor**k for k in range(w.max_replicas))
+            else:
+                profile = e.throughput_per_replica or (1.0,)
+            if any(b > a for a, b in itertools.pairwise(profile)) or min(profile) <= 0:
+                raise ScenarioError(f"{field}.elastic: throughput must be positive, non-increasing")
+            if not w.min_replicas <= e.base_replicas <= w.max_replicas:
+                raise ScenarioError(f"{field}.elastic.base_replicas must lie in [min, max]")
+            base_replicas = e.base_replicas
+            probe = ElasticSpec(1.0, horizon_end, profile)
+            rate = probe.throughput(e.base_replicas) * 3600.0
+            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs[w.name])
+            max_window = max([max_window, *(dl - t for t, dl, _ in jobs[w.name])])
+            elastic_spec = ElasticSpec(job_list[0].work, horizon_end, profile)
+        workload = Workload(
+            name=w.name,
+            namespace="replay",
+            target=TargetRef(TargetKind.DEPLOYMENT, w.name),
+            load=LoadSpec(LoadSourceKind.TRACE, w.name, "load units"),
+            capacity_per_replica=w.capacity_per_replica,
+            min_replicas=w.min_replicas,
+            max_replicas=w.max_replicas,
+            power=power,
+            region=w.region,
+            workload_class=WorkloadClass(w.workload_class),
+            headroom=w.headroom,
+            elastic=elastic_spec,
+        )
+        demand: RegularSeries | None = None
+        if w.load is not None and w.workload_class == "interactive":
+            if isinstance(w.load, SampleSource):
+                demand = sample_load.history(w.load.sample, start=data_start, end=p_end, step=step)
+                demand = RegularSeries(start=data_start, step=step, values=demand.values, unit="")
+            else:
+                demand = reader.csv(w.load, f"{field}.load")
+        workloads.append(ReplayWorkload(workload, demand, job_list, base_replicas))
+    for field, n in reader.gaps.items():
+        if n:
+            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
+    overrides = dict(spec.scaler)
+    overrides.update(
+        {
+            "tick_interval_seconds": step.total_seconds(),
+            "load_step_seconds": step.total_seconds(),
+            "elastic_slot_seconds": step.total_seconds(),
+            "load_history_seconds": warmup.total_seconds(),
+            "tick_history_seconds": min(warmup, timedelta(days=8)).total_seconds(),
+        }
+    )
+    overrides.setdefault(
+        "carbon_horizon_seconds", max(timedelta(days=1), max_window).total_seconds()
+    )
+    defaults = Settings().scaler
+    # The step limit is per decision; decisions come once a replay step instead of once a
+    # tick, so the same replicas-per-second rate allows proportionally more per decision.
+    overrides.setdefault(
+        "max_step_replicas",
+        max(
+            defaults.max_step_replicas,
+            round(
+                defaults.max_step_replicas * step.total_seconds() / defaults.tick_interval_seconds
+            ),
+        ),
+    )
+    try:
+        scaler = ScalerSettings.model_validate(
+            {**Settings().scaler.model_dump(exclude={"workloads"}), **overrides}
+        )
+    except ValidationError as exc:
+        raise ScenarioError(_format_validation(exc, source).replace("  ", "  scaler.")) from exc
+    settings = Settings().model_copy(update={"scaler": scaler})
+    try:
+        scenario = ReplayScenario(
+            name=spec.name,
+            start=p_start,
+            end=p_end,
+            step=step,
+            workloads=tuple(workloads),
+            carbon=carbon,
+            policies=policies or spec.policies,
+            hpa=HpaParams(
+                spec.hpa.target_utilisation, spec.hpa.tolerance, stab, spec.hpa.lag_intervals
+            ),
+            keda=KedaParams(spec.keda.max_replicas_fractions),
+            forecast_noise_percent=(
+                spec.forecast.noise_percent if noise_percent is None else noise_percent
+            ),
+            seed=spec.forecast.seed if seed is None else seed,
+            notes=tuple(dict.fromkeys(notes)),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+    use_provider = spec.forecast.carbon_model == "provider"
+    return LoadedScenario(
+        scenario=scenario,
+        params=policy_params_from(settings),
+        loop_settings=loop_settings_from(settings),
+        carbon_forecast=CarbonForecastSetup(
+            forecaster=_model(
+                "profile_persistence" if use_provider else spec.forecast.carbon_model,
+                step,
+                load=False,
+            ),
+            history=carbon_history,
+            provider_forecasts=provider_fc if use_provider else None,
+            provider_name=providers,
+        ),
+        load_forecaster=_model(spec.forecast.load_model, step, load=True),
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+        source=source,
+    )
+
+
+def _mean_grid(
+    epoch: np.ndarray, values: np.ndarray, start: datetime, end: datetime, step: timedelta
+) -> RegularSeries:
+    s0 = to_epoch_s(start)
+    n = math.ceil((to_epoch_s(end) - s0) / step.total_seconds())
+    idx = np.floor((epoch - s0) / step.total_seconds()).astype(int)
+    keep = (idx >= 0) & (idx < n)
+    sums = np.bincount(idx[keep], weights=values[keep], minlength=n)
+    counts = np.bincount(idx[keep], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return RegularSeries(start=start, step=step, values=out, unit="g/kWh")

@@ -1,0 +1,409 @@
+"""Run every policy of a scenario side by side on the same demand and carbon.
+
+gridshift's own policies are not re-implemented here: they are `ScalerLoop.tick()` (the tick
+of `gridshift run`) looped over the period with a `SteppingClock`, reading the recorded
+traces through `TraceLoadSource`/`TraceCarbonSource`. The loop never sees the future: load
+history ends where the current interval starts, carbon forecasts are fitted on history before
+the decision instant (or a recorded provider forecast is played), optionally degraded by
+seeded noise.
+
+- Interactive workloads share one loop; its `desired_replicas` is `gridshift` (eco modes)
+  and its `counterfactual_replicas` (the same policy in permanent performance mode, which the
+  loop runs beside the real one) is `gridshift-performance`.
+- Each elastic job gets its own loop from its submission: `desired_replicas` is `gridshift`
+  (the elastic plan, re-planned every tick on the forecast), the shadow (carbon-unaware, as
+  fast as possible) is `gridshift-performance`.
+- Peers and the oracle come from `scaler.replay.policies`; everything is scored there too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from forecasts.forecast import Forecaster
+from forecasts.series import RegularSeries
+from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
+from forecasts.time import SteppingClock
+from scaler.loop import LoopSettings, ScalerLoop
+from scaler.policy import PolicyParams
+from scaler.replay.model import (
+    JobOutcome,
+    PolicyName,
+    ReplayResult,
+    ReplayScenario,
+    ReplayWorkload,
+    WorkloadOutcome,
+)
+from scaler.replay.policies import (
+    hpa_replicas,
+    keda_ceilings,
+    keda_thresholds,
+    oracle_job,
+    oracle_replicas,
+    run_job,
+    score_interactive,
+    static_replicas,
+)
+from scaler.snapshot import Mode, SnapshotHolder
+from scaler.workload import ElasticSpec, Workload
+
+__all__ = ["CarbonForecastSetup", "ReplayResult", "progress_total", "run_replay"]
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonForecastSetup:
+    """How gridshift gets carbon forecasts in the replay: `forecaster` fitted on `history`
+    before each decision, or the recorded `provider_forecasts` (per region) where given."""
+
+    forecaster: Forecaster
+    history: timedelta = timedelta(days=7)
+    provider_forecasts: Mapping[str, RegularSeries] | None = None
+    provider_name: Mapping[str, str] | None = None
+
+
+def progress_total(scenario: ReplayScenario) -> int:
+    """Units `run_replay` reports: one per interval plus one per elastic job."""
+    return scenario.intervals + sum(len(w.jobs) for w in scenario.workloads)
+
+
+def _carbon_source(scenario: ReplayScenario, setup: CarbonForecastSetup) -> TraceCarbonSource:
+    traces = {}
+    for region, truth in scenario.carbon.items():
+        pf = (setup.provider_forecasts or {}).get(region)
+        traces[region] = CarbonTrace(
+            region=region,
+            truth=truth,
+            provider=(setup.provider_name or {}).get(region, "trace"),
+            provider_forecast=pf,
+        )
+    return TraceCarbonSource(
+        traces,
+        forecaster=setup.forecaster,
+        forecast_history=setup.history,
+        use_provider_forecast=bool(setup.provider_forecasts),
+        noise_fraction=scenario.forecast_noise_percent / 100.0,
+        seed=scenario.seed,
+    )
+
+
+def run_replay(
+    scenario: ReplayScenario,
+    *,
+    params: PolicyParams,
+    loop_settings: LoopSettings,
+    carbon_forecast: CarbonForecastSetup,
+    load_forecaster: Forecaster | None = None,
+    refit_every: timedelta = timedelta(hours=1),
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """Every policy of `scenario` (see the module docstring)."""
+    if params.decision_step != scenario.step:
+        raise ValueError(
+            f"the scaler's decision step {params.decision_step} must equal the replay step "
+            f"{scenario.step}"
+        )
+    started = time.monotonic()
+    tick = progress or (lambda _n: None)
+    src = _carbon_source(scenario, carbon_forecast)
+    policies = set(scenario.policies)
+    wants_gridshift = bool(policies & {PolicyName.GRIDSHIFT, PolicyName.GRIDSHIFT_PERFORMANCE})
+    out: dict[PolicyName, dict[str, WorkloadOutcome]] = {p: {} for p in scenario.policies}
+    ticks = 0
+
+    inter = [w for w in scenario.workloads if w.interactive]
+    if inter:
+        gs: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+        if wants_gridshift:
+            gs, n_ticks = _gridshift_interactive(
+                scenario, inter, src, params, loop_settings, load_forecaster, refit_every, tick
+            )
+            ticks += n_ticks
+        else:
+            tick(scenario.intervals)
+        for w in inter:
+            for p, o in _interactive_outcomes(scenario, w, gs.get(w.name)).items():
+                if p in out:
+                    out[p][w.name] = o
+    else:
+        tick(scenario.intervals)
+    for w in scenario.workloads:
+        if w.interactive:
+            continue
+        outcomes, n_ticks = _elastic_outcomes(
+            scenario, w, src, params, loop_settings, wants_gridshift, tick
+        )
+        ticks += n_ticks
+        for p, o in outcomes.items():
+            if p in out:
+                out[p][w.name] = o
+    label = (
+        "recorded provider forecast"
+        if carbon_forecast.provider_forecasts
+        else f"{carbon_forecast.forecaster.name} on {carbon_forecast.history} of history"
+    )
+    if scenario.forecast_noise_percent:
+        label += f", degraded by {scenario.forecast_noise_percent:g} % noise"
+    return ReplayResult(scenario, out, label, time.monotonic() - started, ticks)
+
+
+# ----------------------------------------------------------------------------- interactive
+
+
+def _gridshift_interactive(
+    scenario: ReplayScenario,
+    inter: list[ReplayWorkload],
+    src: TraceCarbonSource,
+    params: PolicyParams,
+    settings: LoopSettings,
+    forecaster: Forecaster | None,
+    refit_every: timedelta,
+    tick: Progress,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, float]], int]:
+    """Tick the scaler loop over the period; (eco replicas, performance replicas, eco share)."""
+    n = scenario.intervals
+    load = TraceLoadSource({w.workload.load.query: _require(w.demand) for w in inter})
+    loop = ScalerLoop(
+        [w.workload for w in inter],
+        carbon=src,
+        load=load,
+        clock=SteppingClock(scenario.start, scenario.step),
+        holder=SnapshotHolder(),
+        params=params,
+        settings=settings,
+        forecaster=forecaster,
+    )
+    eco = {w.name: np.zeros(n) for w in inter}
+    perf = {w.name: np.zeros(n) for w in inter}
+    eco_ticks = dict.fromkeys(eco, 0)
+    loop.refit(at=scenario.start)
+    next_refit = scenario.start + refit_every
+    batch = max(1, n // 200)
+    for i in range(n):
+        snap = loop.tick()
+        for w in inter:
+            ws = snap.workloads.get(w.name)
+            if ws is None:  # the loop logged a failure and had no decision yet: hold
+                eco[w.name][i] = eco[w.name][i - 1] if i else w.workload.min_replicas
+                perf[w.name][i] = perf[w.name][i - 1] if i else w.workload.min_replicas
+                continue
+            eco[w.name][i] = ws.desired_replicas
+            cf = ws.counterfactual_replicas
+            perf[w.name][i] = ws.desired_replicas if cf is None else cf
+            eco_ticks[w.name] += ws.mode is Mode.ECO
+        at = scenario.start + scenario.step * (i + 1)
+        if at >= next_refit and i + 1 < n:
+            loop.refit(at=at)
+            next_refit = at + refit_every
+        if (i + 1) % batch == 0:
+            tick(batch)
+    tick(n % batch)
+    return {w.name: (eco[w.name], perf[w.name], eco_ticks[w.name] / n) for w in inter}, n
+
+
+def _require(series: RegularSeries | None) -> RegularSeries:
+    if series is None:
+        raise ValueError("interactive workload without demand")
+    return series
+
+
+def _interactive_outcomes(
+    scenario: ReplayScenario,
+    w: ReplayWorkload,
+    gridshift: tuple[np.ndarray, np.ndarray, float] | None,
+) -> dict[PolicyName, WorkloadOutcome]:
+    demand = scenario.demand_in_period(w)
+    carbon = scenario.carbon_on_horizon(w.workload.region)
+    n = scenario.intervals
+    assert w.demand is not None
+    first = scenario.index(w.demand, scenario.start)
+    static = static_replicas(w.workload, demand)
+    thresholds = keda_thresholds(carbon[:n], len(scenario.keda.max_replicas_fractions))
+    ceilings = keda_ceilings(
+        carbon[:n],
+        thresholds=thresholds,
+        params=scenario.keda,
+        max_replicas=int(static[0]),
+        min_replicas=w.workload.min_replicas,
+    )
+    replicas: dict[PolicyName, tuple[np.ndarray, float | None]] = {
+        PolicyName.STATIC: (static, None),
+        PolicyName.HPA: (
+            hpa_replicas(
+                w.workload,
+                observed=w.demand.values,
+                first=first,
+                n=n,
+                params=scenario.hpa,
+                step=scenario.step,
+            ),
+            None,
+        ),
+        PolicyName.KEDA_CARBON: (
+            hpa_replicas(
+                w.workload,
+                observed=w.demand.values,
+                first=first,
+                n=n,
+                params=scenario.hpa,
+                step=scenario.step,
+                max_replicas=ceilings,
+            ),
+            None,
+        ),
+        PolicyName.ORACLE: (oracle_replicas(w.workload, demand), None),
+    }
+    if gridshift is not None:
+        replicas[PolicyName.GRIDSHIFT] = (gridshift[0], gridshift[2])
+        replicas[PolicyName.GRIDSHIFT_PERFORMANCE] = (gridshift[1], 0.0)
+    return {
+        p: score_interactive(
+            w.workload,
+            policy=p,
+            replicas=r,
+            demand=demand,
+            carbon=carbon,
+            step=scenario.step,
+            horizon_intervals=scenario.horizon_intervals,
+            eco_fraction=eco,
+        )
+        for p, (r, eco) in replicas.items()
+        if p in scenario.policies
+    }
+
+
+# ----------------------------------------------------------------------------- elastic
+
+
+def _elastic_outcomes(
+    scenario: ReplayScenario,
+    w: ReplayWorkload,
+    src: TraceCarbonSource,
+    params: PolicyParams,
+    settings: LoopSettings,
+    wants_gridshift: bool,
+    tick: Progress,
+) -> tuple[dict[PolicyName, WorkloadOutcome], int]:
+    wl = w.workload
+    profile = wl.elastic
+    assert profile is not None
+    carbon = scenario.carbon_on_horizon(wl.region)
+    total = scenario.horizon_intervals
+    thresholds = keda_thresholds(
+        carbon[: scenario.intervals], len(scenario.keda.max_replicas_fractions)
+    )
+    ceilings = keda_ceilings(
+        carbon,
+        thresholds=thresholds,
+        params=scenario.keda,
+        max_replicas=wl.max_replicas,
+        min_replicas=max(1, wl.min_replicas),
+    )
+    acc = {p: (np.zeros(total), np.zeros(total)) for p in scenario.policies}
+    jobs: dict[PolicyName, list[JobOutcome]] = {p: [] for p in scenario.policies}
+    ticks = 0
+    for job in w.jobs:
+        spec = ElasticSpec(job.work, job.deadline, profile.throughput_per_replica)
+        first = (job.submitted_at - scenario.start) // scenario.step
+        rest = total - first
+        schedules: dict[PolicyName, list[int]] = {
+            PolicyName.STATIC: [w.base_replicas] * rest,
+            PolicyName.HPA: [wl.max_replicas] * rest,
+            PolicyName.KEDA_CARBON: [int(c) for c in ceilings[first:]],
+        }
+        if wants_gridshift:
+            eco, shadow = _gridshift_job(wl, spec, job.submitted_at, rest, src, params, settings)
+            ticks += len(eco)
+            schedules[PolicyName.GRIDSHIFT] = eco
+            schedules[PolicyName.GRIDSHIFT_PERFORMANCE] = shadow + [wl.max_replicas] * (
+                rest - len(shadow)
+            )
+        for p in scenario.policies:
+            reps, em = acc[p]
+            if p is PolicyName.ORACLE:
+                outcome = oracle_job(
+                    spec,
+                    job,
+                    busy_watts=wl.power.busy_watts,
+                    max_replicas=wl.max_replicas,
+                    first_interval=first,
+                    period_start=scenario.start,
+                    step=scenario.step,
+                    carbon=carbon,
+                    replicas_out=reps,
+                    emitted_out=em,
+                )
+            else:
+                outcome = run_job(
+                    spec,
+                    job,
+                    busy_watts=wl.power.busy_watts,
+                    replicas=schedules[p],
+                    first_interval=first,
+                    period_start=scenario.start,
+                    step=scenario.step,
+                    carbon=carbon,
+                    replicas_out=reps,
+                    emitted_out=em,
+                )
+            jobs[p].append(outcome)
+        tick(1)
+    result = {
+        p: WorkloadOutcome(
+            workload=wl.name,
+            policy=p,
+            interactive=False,
+            replicas=acc[p][0],
+            emitted_g_per_interval=acc[p][1],
+            emitted_g=sum(j.emitted_g for j in jobs[p]),
+            energy_kwh=sum(j.energy_kwh for j in jobs[p]),
+            replica_hours=sum(j.replica_hours for j in jobs[p]),
+            intervals=scenario.intervals,
+            jobs=tuple(jobs[p]),
+        )
+        for p in scenario.policies
+    }
+    return result, ticks
+
+
+def _gridshift_job(
+    wl: Workload,
+    spec: ElasticSpec,
+    submitted: datetime,
+    rest: int,
+    src: TraceCarbonSource,
+    params: PolicyParams,
+    settings: LoopSettings,
+) -> tuple[list[int], list[int]]:
+    """The scaler loop on one job from its submission until its work is done (or the
+    scenario horizon ends): (replicas per interval, performance-shadow replicas)."""
+    job_wl = replace(wl, elastic=spec)
+    loop = ScalerLoop(
+        [job_wl],
+        carbon=src,
+        load=TraceLoadSource({}),
+        clock=SteppingClock(submitted, params.decision_step),
+        holder=SnapshotHolder(),
+        params=params,
+        settings=settings,
+    )
+    eco: list[int] = []
+    shadow: list[int] = []
+    for _ in range(rest):
+        ws = loop.tick().workloads.get(job_wl.name)
+        if ws is None:
+            eco.append(eco[-1] if eco else wl.max_replicas)
+            shadow.append(shadow[-1] if shadow else wl.max_replicas)
+            continue
+        if eco and ws.remaining_work is not None and ws.remaining_work <= 0:
+            break
+        eco.append(ws.desired_replicas)
+        cf = ws.counterfactual_replicas
+        shadow.append(ws.desired_replicas if cf is None else cf)
+    return eco, shadow

@@ -1,0 +1,202 @@
+"""Replay scenario files and the `gridshift replay --scenario` command.
+
+Aspects: the bundled sample scenario loads on a fresh checkout (and runs: the CLI cases,
+marked integration for their seconds of matplotlib and ticks); clear errors naming the field;
+shared-data paths; next-workday deadlines; CLI table/JSON/--out (self-contained HTML); the
+sample tick replay still works without a scenario file; trace sources never peek ahead.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from config.cli import cli
+from config.replay_scenario import ScenarioError, load_scenario
+from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.series import RegularSeries
+from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, read_csv_series
+from scaler.replay.model import PolicyName
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "config" / "scenarios" / "sample.yaml"
+
+
+def test_sample_scenario_loads_without_shared_data(tmp_path: Path) -> None:
+    loaded = load_scenario(SAMPLE, environ={"GRIDSHIFT_SHARED_DATA": str(tmp_path / "none")})
+    sc = loaded.scenario
+    assert [w.name for w in sc.workloads] == [
+        "web-frontend",
+        "checkout-api",
+        "search",
+        "nightly-training",
+    ]
+    assert sc.intervals == 14 * 24
+    jobs = sc.workloads[3].jobs
+    assert len(jobs) == 14
+    assert jobs[0].deadline - jobs[0].submitted_at == timedelta(hours=36)
+    assert loaded.params.decision_step == timedelta(hours=1)
+    assert loaded.params.max_step_replicas == 240  # 4 per 60 s tick, per hourly decision
+    assert set(sc.policies) == set(PolicyName)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return p
+
+
+_BASE = """
+name: t
+period: {start: 2026-01-05T00:00:00Z, end: 2026-01-06T00:00:00Z, step: 1h, warmup: 7d}
+regions: [{name: sample-wind, carbon: {sample: sample-wind}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            "workloads: [{name: w, region: nowhere, load: {sample: w}, max_replicas: 3,"
+            " power: {idle_watts: 1, busy_watts: 2}}]",
+            "workloads.w.region: 'nowhere' is not one of the regions",
+            id="unknown region",
+        ),
+        pytest.param(
+            "workloads: [{name: w, region: sample-wind, max_replicas: 3,"
+            " power: {idle_watts: 1, busy_watts: 2}}]",
+            "an interactive workload needs `load`",
+            id="no load",
+        ),
+        pytest.param(
+            "workloads: [{name: w, region: sample-wind, load: {csv: 'shared:x/y.csv',"
+            " column: c}, max_replicas: 3, power: {idle_watts: 1, busy_watts: 2}}]",
+            "not found (shared data lives in",
+            id="missing shared file",
+        ),
+        pytest.param(
+            "workloads: [{name: w, region: sample-wind, load: {sample: w}, max_replicas: 3,"
+            " power: {idle_watts: 1, busy_watts: 2}}]\nhpa: {tolerance: 2}",
+            "hpa.tolerance",
+            id="bad hpa tolerance",
+        ),
+        pytest.param(
+            "workloads: [{name: w, class: elastic, region: sample-wind, max_replicas: 3,"
+            " power: {idle_watts: 1, busy_watts: 2}, elastic: {work_hours_at_base: 2}}]",
+            "give exactly one of submit_every, submit_at or generate",
+            id="elastic without submissions",
+        ),
+    ],
+)
+def test_bad_scenarios_name_the_field(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=None) as err:
+        load_scenario(_write(tmp_path, _BASE + body), environ={"GRIDSHIFT_SHARED_DATA": "/x"})
+    assert message in str(err.value)
+
+
+def test_next_workday_deadlines(tmp_path: Path) -> None:
+    body = (
+        "workloads: [{name: j, class: elastic, region: sample-wind, min_replicas: 0,"
+        " max_replicas: 1, power: {idle_watts: 1, busy_watts: 2},"
+        " elastic: {work_hours_at_base: 2, deadline: next_workday,"
+        " submit_at: [2026-01-05T10:00:00Z, 2026-01-09T15:00:00Z, 2026-01-09T16:00:00Z,"
+        " 2026-01-05T06:00:00Z]}}]"
+    )
+    text = _BASE.replace("2026-01-06T00", "2026-01-10T00") + body
+    jobs = load_scenario(_write(tmp_path, text)).scenario.workloads[0].jobs
+    assert [j.deadline for j in jobs] == [
+        datetime(2026, 1, 5, 12, tzinfo=UTC),  # finishes Monday 12:00: no slack
+        datetime(2026, 1, 9, 17, tzinfo=UTC),  # finishes Friday 17:00: no slack
+        datetime(2026, 1, 10, 9, tzinfo=UTC),  # Friday 18:00 -> next day 09:00 (LWA's rule)
+        datetime(2026, 1, 5, 9, tzinfo=UTC),  # Monday 08:00 -> 09:00
+    ]
+
+
+@pytest.mark.integration
+def test_cli_json_and_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            "--scenario",
+            str(SAMPLE),
+            "--to",
+            "2026-01-05T12:00:00Z",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert set(summary["policies"]) == {str(p) for p in PolicyName}
+    assert summary["intervals"] == 12
+    oracle = summary["policies"]["oracle"]["emitted_g"]
+    assert all(p["emitted_g"] > 0 for p in summary["policies"].values())
+    assert summary["policies"]["static"]["emitted_g"] > oracle
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    assert "<script" not in html
+    assert 'src="http' not in html
+    assert json.loads((out / "summary.json").read_text())["scenario"] == "sample"
+
+
+@pytest.mark.integration
+def test_cli_table_and_bad_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(
+        cli,
+        ["replay", "--scenario", str(SAMPLE), "--to", "2026-01-05T06:00:00Z", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "gridshift-performance" in res.output
+    assert "captured" in res.output
+    res = runner.invoke(cli, ["replay", "--scenario", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2
+    assert "no such scenario file" in res.output
+    res = runner.invoke(cli, ["replay"])
+    assert res.exit_code == 2
+    assert "--from and --to" in res.output
+
+
+def test_sample_tick_replay_still_works() -> None:
+    res = CliRunner().invoke(
+        cli, ["replay", "--from", "2026-01-05T00:00:00Z", "--to", "2026-01-05T00:10:00Z"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "ticks" in res.output
+
+
+def test_trace_sources_never_peek(tmp_path: Path) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    truth = RegularSeries(
+        start=start, step=timedelta(hours=1), values=np.arange(100.0, 100.0 + 72), unit=""
+    )
+    src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t")}, forecaster=SeasonalNaive(24))
+    at = start + timedelta(hours=50, minutes=30)
+    latest = src.latest("X", at=at)
+    assert latest.points[-1].at == start + timedelta(hours=49)  # the last complete hour
+    fc = src.forecast("X", at=at, horizon=timedelta(hours=6))
+    assert fc.points[0].at == start + timedelta(hours=50)
+    # seasonal naive of the history before hour 50: the value a day earlier
+    assert [p.value for p in fc.points[:2]] == [126.0, 127.0]
+    csv = tmp_path / "c.csv"
+    csv.write_text("timestamp_utc,region,v\n2026-01-01T00:00:00Z,X,1\n2026-01-01T00:30:00Z,X,3\n")
+    s = read_csv_series(
+        csv,
+        column="v",
+        step=timedelta(hours=1),
+        start=start,
+        end=start + timedelta(hours=2),
+        where={"region": "X"},
+    )
+    assert s.values[0] == 2.0
+    assert np.isnan(s.values[1])
