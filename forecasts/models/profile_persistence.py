@@ -156,14 +156,18 @@ class ProfilePersistenceFit:
             if last <= 0:
                 raise ValueError(f"{self.name}: last value must be positive")
             dev = np.log(last / self.profile[last_phase]) * fade
-            mean = base * np.exp(dev)
             quantiles = {
                 q: base * np.exp(dev + spread[:, i] * widen) for i, q in enumerate(self.levels)
             }
         else:
             dev = (last - self.profile[last_phase]) * fade
-            mean = base + dev
-            quantiles = {q: mean + spread[:, i] * widen for i, q in enumerate(self.levels)}
+            quantiles = {q: base + dev + spread[:, i] * widen for i, q in enumerate(self.levels)}
+            if np.nanmin(hist.values) >= 0:  # a non-negative series stays non-negative
+                quantiles = {q: np.maximum(v, 0.0) for q, v in quantiles.items()}
+        # The point forecast is the median path: the anomaly's fade plus the median error of
+        # its phase group, so a group whose errors lean one way moves the point too and the
+        # point always lies inside the intervals.
+        mean = quantiles[0.5]
         return Forecast(
             start=hist.end,
             step=hist.step,

@@ -27,6 +27,7 @@ from forecasts.backtest import backtest, rolling_origins, select_model
 from forecasts.forecast import REQUIRED_QUANTILES, Forecast, Forecaster
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
 from forecasts.models.auto import AutoSelect
+from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.series import RegularSeries
 from forecasts.sources.csv_series import read_csv_series
 from tests.fixtures import backtest_series
@@ -43,6 +44,7 @@ FAST: list[tuple[str, Factory]] = [
     ("seasonal_regression", lambda: SeasonalRegression(max_horizon=24, window_steps=24 * 10)),
     ("ets", lambda: ETS(season_steps=24, window_steps=24 * 8, simulations=100)),
     ("sarimax", lambda: Sarimax(order=(1, 0, 0), fourier=((24, 2),), window_steps=24 * 8)),
+    ("profile_persistence", lambda: ProfilePersistence(period=24, seasons=7)),
     (
         "auto",
         lambda: AutoSelect(
