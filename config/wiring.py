@@ -1029,6 +1029,7 @@ def build_extender(
         gpu_power=gpu_power if gpu_power is not None else _gpu_power_source(settings, clock=clock),
         carbon_interval_seconds=s.carbon_refresh_interval_seconds,
         forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
+        freeze_gc=s.freeze_gc,
     )
     app = create_app(
         holder,

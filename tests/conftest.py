@@ -4,7 +4,9 @@ Aspects: environment isolation; locating ../shared/data (GRIDSHIFT_SHARED_DATA o
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,15 @@ def _clean_gridshift_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("GRIDSHIFT_") and key != "GRIDSHIFT_SHARED_DATA":
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc() -> Iterator[None]:
+    """The extender freezes its snapshots out of the cyclic GC (extender/refresh.py); undo it
+    after each test so one test's objects never outlive it in the permanent generation."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

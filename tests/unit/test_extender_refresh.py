@@ -146,3 +146,16 @@ def test_run_loop_survives_a_failing_refresh() -> None:
     refresher.run(stop, interval_seconds=0.001)
     assert len(calls) == 2
     assert holder.current() is not None
+
+
+def test_freeze_gc_moves_the_published_snapshot_out_of_the_cyclic_gc() -> None:
+    import gc
+
+    _, _, _, _, _, plain = setup()
+    plain.refresh()
+    assert gc.get_freeze_count() == 0
+    _, _, _, _, _, freezing = setup(freeze_gc=True)
+    snap = freezing.refresh()
+    assert gc.get_freeze_count() > 0
+    assert not gc.is_finalized(snap)
+    assert snap.nodes["a"].region == "FR"  # still the live, published object
