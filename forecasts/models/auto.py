@@ -20,7 +20,7 @@ from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 
-__all__ = ["AutoSelect", "AutoSelectFit"]
+__all__ = ["AutoSelect", "AutoSelectFit", "join_history"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,7 +70,7 @@ class AutoSelect:
                 f"history of {len(history)} steps too short to backtest "
                 f"(need {self.min_train + self.horizon}); using {baseline.name}"
             )
-            return AutoSelectFit(baseline.fit(history, seed=seed), (reason,), None)
+            return AutoSelectFit(baseline.fit(history, seed=seed), (reason,), None, history)
         results = run_backtests(
             history,
             list(self.candidates),
@@ -85,25 +85,43 @@ class AutoSelect:
         except ValueError as exc:
             # The baseline itself could not be backtested (e.g. no observed values): fitting
             # it on the whole history raises the precise error, or serves if it can.
-            return AutoSelectFit(baseline.fit(history, seed=seed), (str(exc),), None)
+            return AutoSelectFit(baseline.fit(history, seed=seed), (str(exc),), None, history)
         chosen = next(c for c in self.candidates if c.name == selection.model)
         try:
             fitted = chosen.fit(history, exog=exog, seed=seed)
         except ValueError as exc:
             reason = f"{chosen.name} failed to fit on the full history ({exc}); using baseline"
             return AutoSelectFit(
-                baseline.fit(history, seed=seed), (*selection.reasons, reason), selection
+                baseline.fit(history, seed=seed), (*selection.reasons, reason), selection, history
             )
-        return AutoSelectFit(fitted, tuple(selection.reasons), selection)
+        return AutoSelectFit(fitted, tuple(selection.reasons), selection, history)
+
+
+def join_history(base: RegularSeries, newer: RegularSeries) -> RegularSeries:
+    """`newer` preceded by the part of `base` before it (a gap between them stays NaN), so a
+    model that needs a long look-back can condition on a short window of newer data. Series
+    on different grids, or a `newer` that starts first, are returned as `newer`."""
+    step = newer.step
+    if step != base.step or newer.start <= base.start:
+        return newer
+    offset = (newer.start - base.start) / step
+    if offset != int(offset):
+        return newer
+    head = base.values[: min(int(offset), len(base))]
+    gap = np.full(max(0, int(offset) - len(base)), np.nan)
+    values = np.concatenate([head, gap, newer.values])
+    return RegularSeries(start=base.start, step=step, values=values, unit=newer.unit)
 
 
 @dataclass(frozen=True, slots=True)
 class AutoSelectFit:
-    """The chosen model, fitted; `reasons` say why it was chosen."""
+    """The chosen model, fitted; `reasons` say why it was chosen. `history` is what it was
+    fitted on: a shorter newer window given to `predict` is joined onto it."""
 
     fitted: FittedModel
     reasons: tuple[str, ...]
     selection: Selection | None
+    history: RegularSeries
 
     @property
     def name(self) -> str:
@@ -117,6 +135,8 @@ class AutoSelectFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
+        if history is not None and exog_history is None:
+            history = join_history(self.history, history)
         return self.fitted.predict(
             horizon=horizon,
             history=history,

@@ -14,7 +14,7 @@ import pytest
 
 from config.settings import LoadModelName, Settings
 from config.wiring import load_forecaster_from
-from forecasts.models.auto import AutoSelect
+from forecasts.models.auto import AutoSelect, join_history
 from forecasts.models.catalog import LOAD_MODEL_CHOICES
 from forecasts.models.regression import SeasonalRegression
 from forecasts.models.seasonal_naive import SeasonalNaive
@@ -92,3 +92,38 @@ def test_scaler_forecaster_follows_the_setting(name: str, expected: str) -> None
 def test_unknown_model_is_a_named_error() -> None:
     with pytest.raises(ValueError, match="load_model"):
         Settings.model_validate({"forecast": {"load_model": "magic"}})
+
+
+def test_a_short_newer_window_is_joined_onto_the_fit_history() -> None:
+    """The scaler's tick passes only its recent window; a model with a long look-back still
+    predicts, from the newest data."""
+    t = np.arange(24 * 14)
+    rng = np.random.default_rng(5)
+    y = 100 + 40 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 8, t.size)
+    fit = auto().fit(series(y[: 24 * 13]))
+    assert fit.name == "seasonal_regression"
+    recent = RegularSeries(start=START + 24 * 12 * HOUR, step=HOUR, values=y[24 * 12 :], unit="x")
+    fc = fit.predict(horizon=6, history=recent)
+    assert fc.start == recent.end
+    assert fc.horizon == 6
+
+
+@pytest.mark.parametrize(
+    ("offset_h", "expect_len"),
+    [
+        pytest.param(10, 10 + 5, id="overlap"),
+        pytest.param(30, 30 + 5, id="gap"),
+        pytest.param(-2, 5, id="newer starts first"),
+    ],
+)
+def test_join_history(offset_h: int, expect_len: int) -> None:
+    base = series(np.arange(24.0))
+    newer = RegularSeries(
+        start=START + offset_h * HOUR, step=HOUR, values=np.full(5, 7.0), unit="req/s"
+    )
+    joined = join_history(base, newer)
+    assert len(joined) == expect_len
+    assert joined.end == newer.end
+    assert (joined.values[-5:] == 7.0).all()
+    if offset_h == 30:
+        assert np.isnan(joined.values[24:30]).all()
