@@ -105,6 +105,9 @@ def test_tick_500_workloads() -> None:
     tick_s = statistics.median(durations)
     peak_mb = _rss_mb("VmHWM")
     chosen = collections.Counter(ws.load_model for ws in snap.workloads.values())
+    failed = [n for n, ws in snap.workloads.items() if any("failed" in r for r in ws.reasons)]
+    assert not failed, f"forecasts failed in the timed tick: {failed[:5]}"
+    assert all(ws.load_forecast for ws in snap.workloads.values())
     refit_period_s = 3600.0
     print(
         f"\n[bench scaler] forecast.load_model=auto (backtest selection per workload at refit; "
