@@ -49,6 +49,7 @@ MODULES = [
     "scaler.accounting",
     "scaler.schedules",
     "scaler.loop",
+    "scaler.state",
     "scaler.metrics",
     "scaler.status_api",
     "forecasts.regions",
