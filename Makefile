@@ -5,7 +5,7 @@ SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow
 APT_PACKAGES := prometheus
 
-.PHONY: install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
+.PHONY: fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
 install: install-system install-python
 
@@ -55,6 +55,10 @@ coverage:
 
 bench: install-python
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts="" --timeout=0
+
+# The 10,000-cases-per-target hypothesis fuzz run (CI runs the same tests at 60 cases).
+fuzz:
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -q -p no:cacheprovider -o addopts="" --timeout=0 --hypothesis-show-statistics
 
 # Install the git pre-commit hook (.pre-commit-config.yaml: ruff + import-linter, local only).
 hooks: install-python

@@ -1,0 +1,132 @@
+"""Security checks over real sockets and processes.
+
+Aspects: the metrics API's TLS listener refuses a TLS 1.1 client and serves TLS 1.2+; in its
+secure mode a caller without a front-proxy/client certificate gets 401; no secret (tokens
+for every provider and Prometheus) ever appears in the output of `gridshift run` with DEBUG
+logging while its dependencies fail, nor in `config show`; manifests run containers as
+non-root (skips cleanly where there are none).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.prom_fixture import free_port
+from tests.integration.test_metrics_api_server import HPA_PATH, Pki, make_server, request
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+SECRETS = {
+    "GRIDSHIFT_PROMETHEUS__BEARER_TOKEN": "s3cret-prometheus-bearer-token",
+    "GRIDSHIFT_CARBON__ELECTRICITYMAPS__TOKEN": "s3cret-electricitymaps-token",
+    "GRIDSHIFT_CARBON__WATTTIME__USERNAME": "gridshift-user",
+    "GRIDSHIFT_CARBON__WATTTIME__PASSWORD": "s3cret-watttime-password",
+}
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_1_1_refused_tls_1_2_served_and_unauthenticated_is_401(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    with make_server(pki) as server:
+        host, port = server.address
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        pki.serving_ca.configure_trust(old)
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
+        old.minimum_version = ssl.TLSVersion.TLSv1_1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            request(server, old, HPA_PATH)
+        modern = pki.client_context()
+        modern.minimum_version = ssl.TLSVersion.TLSv1_2
+        modern.maximum_version = ssl.TLSVersion.TLSv1_2
+        status, _, _ = request(server, modern, HPA_PATH)
+        assert status == 401  # TLS 1.2 handshake fine; no client certificate: unauthenticated
+        assert (host, port) == server.address
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+
+
+def test_no_secret_in_any_output_with_debug_logging(tmp_path: Path) -> None:
+    dead = free_port()  # nothing listens: every Prometheus call fails and is logged
+    env = {
+        **_clean_env(),
+        **SECRETS,
+        "GRIDSHIFT_PROMETHEUS__URL": f"http://127.0.0.1:{dead}",
+        "GRIDSHIFT_CONFIG_DEBUG": "1",
+    }
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "config",
+                "run",
+                "--log-level",
+                "debug",
+                "--listen",
+                "127.0.0.1:0",
+                "--tick-seconds",
+                "0.2",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            time.sleep(6)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    show = subprocess.run(
+        [sys.executable, "-m", "config", "config", "show"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    text = log.read_text() + show.stdout + show.stderr
+    assert "DEBUG" in text or "debug" in text.lower()
+    assert len(text) > 200  # it really ran and logged
+    for name, value in SECRETS.items():
+        if "USERNAME" in name:
+            continue
+        assert value not in text, f"{name} leaked into the output"
+
+
+def test_manifests_run_as_non_root() -> None:
+    docs = []
+    for path in sorted((REPO / "deploy").rglob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    pods = [
+        d["spec"]["template"]["spec"]
+        for d in docs
+        if d.get("kind") in {"Deployment", "DaemonSet", "StatefulSet"}
+    ]
+    if not pods:
+        pytest.skip("no workload manifests in deploy/")
+    for spec in pods:
+        pod_ctx = spec.get("securityContext") or {}
+        for c in spec["containers"]:
+            ctx = {**pod_ctx, **(c.get("securityContext") or {})}
+            assert ctx.get("runAsNonRoot") is True, c["name"]
+    dockerfile = REPO / "Dockerfile"
+    if dockerfile.exists():
+        users = [ln for ln in dockerfile.read_text().splitlines() if ln.startswith("USER ")]
+        assert users, "Dockerfile sets no USER"
+        assert users[-1].split()[1] not in {"root", "0"}
