@@ -5,7 +5,7 @@ SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow
 APT_PACKAGES := prometheus
 
-.PHONY: fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
+.PHONY: audit fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
 install: install-system install-python
 
@@ -59,6 +59,13 @@ bench: install-python
 # The 10,000-cases-per-target hypothesis fuzz run (CI runs the same tests at 60 cases).
 fuzz:
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -q -p no:cacheprovider -o addopts="" --timeout=0 --hypothesis-show-statistics
+
+# Dependency vulnerability audit. --strict (fail on any package it could not audit) only when
+# PyPI's JSON API answers; behind a mirror without it, the unaudited packages are listed.
+audit:
+	@if $(PY) -c "import urllib.request; urllib.request.urlopen('https://pypi.org/pypi/pip/json', timeout=5)" 2>/dev/null; \
+	then pip-audit --strict --progress-spinner off; \
+	else echo "audit: pypi.org unreachable, packages it cannot look up are listed, not failed"; pip-audit --progress-spinner off; fi
 
 # Install the git pre-commit hook (.pre-commit-config.yaml: ruff + import-linter, local only).
 hooks: install-python
