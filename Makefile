@@ -53,7 +53,7 @@ test: install check test-integration
 coverage:
 	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
 
-bench: install-python
+bench:
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts="" --timeout=0
 
 # The 10,000-cases-per-target hypothesis fuzz run (CI runs the same tests at 60 cases).
