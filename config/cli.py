@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from config.cmd_carbon import carbon
 from config.cmd_config import config_group
+from config.cmd_extender import agent_command, extender_command
 from config.cmd_load import ci_group, prometheus_group
 from config.cmd_run import replay_command, run_command
 from config.errors import EXIT_CONFIG_ERROR, ConfigError, render_errors
@@ -90,6 +91,8 @@ cli.add_command(replay_command)
 cli.add_command(carbon)
 cli.add_command(prometheus_group)
 cli.add_command(ci_group)
+cli.add_command(extender_command)
+cli.add_command(agent_command)
 
 
 def _debug_requested(state: RunState) -> bool:

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +21,9 @@ from hypothesis import strategies as st
 from config.errors import ConfigError
 from config.loading import Override, load_config
 from config.settings import Settings
+
+# 60 cases per test in the unit run: more than the 2 s unit budget on a shared machine
+pytestmark = pytest.mark.timeout(60)
 
 KEYS = st.sampled_from(
     [

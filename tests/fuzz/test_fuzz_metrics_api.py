@@ -11,12 +11,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from forecasts.time import FrozenClock
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi
 from tests.snapshots import TAKEN_AT, sample_holder
+
+# 60 cases per test in the unit run: more than the 2 s unit budget on a shared machine
+pytestmark = pytest.mark.timeout(60)
 
 API = ExternalMetricsApi(
     sample_holder(),

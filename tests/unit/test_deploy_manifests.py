@@ -31,7 +31,8 @@ def documents():
     docs = []
     for path in sorted(DEPLOY.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
+            # component configuration (KubeSchedulerConfiguration) is a file, not an API object
+            if doc and "metadata" in doc:
                 docs.append(
                     (f"{path.relative_to(DEPLOY)}:{doc['kind']}/{doc['metadata']['name']}", doc)
                 )

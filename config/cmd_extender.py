@@ -1,0 +1,144 @@
+"""`gridshift extender` (the scheduler extender webhook) and `gridshift agent` (GPU power)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+from kubernetes.client import CoreV1Api
+from prometheus_client import CollectorRegistry, start_http_server
+
+from config.settings import ExtenderSettings, Settings
+from config.wiring import build_agent, build_extender, kube_core_api, load_settings
+from extender.server import parse_listen, serve
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.clock import SystemClock
+
+__all__ = ["agent_command", "extender_command"]
+
+log = logging.getLogger(__name__)
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings with command-line overrides of the extender group (validated again)."""
+    base = load_settings()  # defaults < $GRIDSHIFT_CONFIG file < GRIDSHIFT_* env
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return base
+    try:
+        group = ExtenderSettings.model_validate({**base.extender.model_dump(), **given})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return base.model_copy(update={"extender": group})
+
+
+def _carbon_source(settings: Settings) -> CarbonSource | None:
+    """The carbon provider for the extender's snapshot job.
+
+    Provider adapters and their selection belong to the carbon settings group; until a
+    provider is configured there the extender scores by GPU energy only (carbon neutral)."""
+    del settings
+    return None
+
+
+def _kube_api() -> CoreV1Api:
+    try:
+        return kube_core_api()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("extender")
+@click.option("--listen", metavar="HOST:PORT", help="Address to serve on [extender.listen].")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate; serve HTTPS (needs --tls-key).",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
+@click.option("--log-level", default="info", show_default=True)
+def extender_command(
+    listen: str | None, tls_cert: str | None, tls_key: str | None, log_level: str
+) -> None:
+    """Serve the kube-scheduler extender: POST /scheduler/filter, /scheduler/prioritize;
+    GET /regions/rank, /healthz, /readyz, /metrics."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings = _settings(listen=listen, tls_cert_file=tls_cert, tls_key_file=tls_key)
+    s = settings.extender
+    try:
+        parse_listen(s.listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    runtime = build_extender(
+        settings,
+        clock=SystemClock(),
+        registry=CollectorRegistry(),
+        carbon=_carbon_source(settings),
+        kube_api=_kube_api(),
+    )
+    runtime.start()
+    try:
+        serve(
+            runtime.app,
+            listen=s.listen,
+            tls_cert=s.tls_cert_file,
+            tls_key=s.tls_key_file,
+            log_level=log_level,
+        )
+    finally:
+        runtime.stop()
+
+
+@click.command("agent")
+@click.option(
+    "--node-name",
+    envvar="NODE_NAME",
+    help="This node's name (downward API); without it no annotation is written.",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Metrics address [extender.agent_listen].")
+@click.option("--no-annotate", is_flag=True, help="Only export metrics; never PATCH the node.")
+@click.option("--log-level", default="info", show_default=True)
+def agent_command(
+    node_name: str | None, listen: str | None, no_annotate: bool, log_level: str
+) -> None:
+    """Report GPU power (NVML) as Prometheus metrics and a node annotation for the extender."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings = _settings(agent_listen=listen)
+    s = settings.extender
+    try:
+        host, port = parse_listen(s.agent_listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    registry = CollectorRegistry()
+    annotate = bool(node_name) and not no_annotate
+    agent = build_agent(
+        settings,
+        clock=SystemClock(),
+        registry=registry,
+        node_name=node_name if annotate else None,
+        kube_api=_kube_api() if annotate else None,
+    )
+    start_http_server(port, addr=host, registry=registry)
+    log.info("agent metrics on http://%s:%d/metrics", host, port)
+    agent.start()
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        if agent.nvml.available:
+            agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
+        else:
+            stop.wait()  # keep serving gridshift_nvml_available 0
+    finally:
+        agent.nvml.close()

@@ -1,0 +1,131 @@
+"""`gridshift extender` and `gridshift agent` as processes: the extender lists nodes from a
+local API stand-in (via KUBECONFIG), becomes ready, and scores a GPU pod by the agent
+annotations; SIGTERM stops it cleanly. The agent on a GPU-less host logs one clear line,
+serves `gridshift_nvml_available 0` and keeps running until SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from extender.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
+from forecasts.sources.clock import SystemClock
+from tests.integration.kube_api import FakeApiServer, make_node
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(
+    url: str, *, ok, proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        try:
+            r = httpx.get(url, timeout=2)
+            if ok(r):
+                return r
+            last = r.text
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never became ready: {last}")
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    e.update(extra)
+    return e
+
+
+def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
+    now = SystemClock().now()
+    with FakeApiServer() as api:
+        for name, watts in (("gpu-lean", 200.0), ("gpu-hungry", 400.0)):
+            node = make_node(name, "eu-west-1")
+            energy = GpuEnergy(watts, 50.0, None, 8, now, 300.0)
+            node["metadata"]["annotations"][ANNOTATION_KEY] = encode_annotation(energy)
+            api.nodes[name] = node
+        api.list_rv = "7"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(api.kubeconfig())
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}"],
+            cwd=REPO,
+            env=env(
+                KUBECONFIG=str(kubeconfig),
+                GRIDSHIFT_EXTENDER__REFRESH_INTERVAL_SECONDS="0.2",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(
+                f"{base}/readyz",
+                ok=lambda r: r.status_code == 200 and r.json()["nodes_synced"],
+                proc=proc,
+            )
+            wait_http(
+                f"{base}/metrics", ok=lambda r: "gridshift_extender_nodes 2.0" in r.text, proc=proc
+            )
+            pod = {
+                "metadata": {"name": "train", "namespace": "ml"},
+                "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+            }
+            args = {"Pod": pod, "Nodes": None, "NodeNames": ["gpu-hungry", "gpu-lean"]}
+            r = httpx.post(f"{base}/scheduler/prioritize", content=orjson.dumps(args), timeout=5)
+            assert r.status_code == 200
+            assert r.json() == [
+                {"Host": "gpu-hungry", "Score": 0},
+                {"Host": "gpu-lean", "Score": 10},
+            ]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert b"no carbon source configured" in err
+
+
+def test_agent_without_gpu_keeps_serving_metrics() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "config", "agent", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        r = wait_http(
+            f"http://127.0.0.1:{port}/metrics",
+            ok=lambda r: "gridshift_nvml_available" in r.text,
+            proc=proc,
+        )
+        assert "gridshift_nvml_available 0.0" in r.text
+        time.sleep(0.5)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert err.decode().count("NVML unavailable") == 1

@@ -1,0 +1,197 @@
+"""extender.inventory with the real `kubernetes` client against a local API stand-in:
+paginated LIST with resourceVersion, WATCH events applied (ADDED/MODIFIED/DELETED),
+BOOKMARK advancing the version, the next watch resuming from it with bookmarks asked for,
+410 Gone as an ERROR event or on a LIST continue -> relist, the run loop recovering, and the
+agent's node annotation PATCH (strategic merge) read back by the inventory."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from extender.agent import KubeNodeAnnotator
+from extender.energy import ANNOTATION_KEY
+from extender.inventory import KubeNodeInventory, _Expired
+from extender.nodes import RegionRules
+from tests.integration.kube_api import FakeApiServer, bookmark, event, gone, make_node
+
+pytestmark = pytest.mark.integration
+
+RULES = RegionRules(aliases={"eu-west-1": "IE", "eu-central-1": "DE"})
+
+
+@pytest.fixture
+def server():
+    with FakeApiServer() as s:
+        s.nodes = {
+            "gpu-1": make_node("gpu-1", "eu-west-1", rv="90"),
+            "gpu-2": make_node("gpu-2", "eu-central-1", rv="91"),
+            "gpu-3": make_node("gpu-3", "eu-west-1", rv="92", gpus=4),
+        }
+        s.list_rv = "100"
+        yield s
+
+
+def inventory(
+    server: FakeApiServer, registry: CollectorRegistry | None = None
+) -> KubeNodeInventory:
+    return KubeNodeInventory(
+        server.api(),
+        rules=RULES,
+        registry=registry or CollectorRegistry(),
+        page_size=2,
+        watch_timeout_seconds=5,
+        retry_seconds=0.01,
+    )
+
+
+def test_list_pages_and_version(server: FakeApiServer) -> None:
+    inv = inventory(server)
+    assert not inv.synced
+    assert inv.relist() == "100"
+    assert inv.synced
+    facts = inv.facts()
+    assert {n: (f.region, f.gpu_capacity) for n, f in facts.items()} == {
+        "gpu-1": ("IE", 8),
+        "gpu-2": ("DE", 8),
+        "gpu-3": ("IE", 4),
+    }
+    assert facts["gpu-1"].gpu is not None  # the agent annotation in the fixture
+    lists = server.calls()
+    assert [q.get("limit") for _, q in lists] == [["2"], ["2"]]
+    assert lists[1][1]["continue"] == ["2"]
+
+
+def test_watch_applies_events_and_resumes_from_the_bookmark(server: FakeApiServer) -> None:
+    registry = CollectorRegistry()
+    inv = inventory(server, registry)
+    rv = inv.relist()
+    moved = make_node("gpu-1", "eu-central-1", rv="102")
+    server.watch_sessions.append(
+        [
+            event("ADDED", make_node("gpu-4", "eu-west-1", rv="101")),
+            event("MODIFIED", moved),
+            event("DELETED", make_node("gpu-2", "eu-central-1", rv="103")),
+            bookmark("110"),
+        ]
+    )
+    before = inv.facts()
+    rv = inv.watch_once(rv)
+    assert rv == "110"
+    facts = inv.facts()
+    assert set(facts) == {"gpu-1", "gpu-3", "gpu-4"}
+    assert facts["gpu-1"].region == "DE"
+    assert set(before) == {"gpu-1", "gpu-2", "gpu-3"}  # views are immutable snapshots
+    ((_, watch_q),) = [c for c in server.calls() if c[1].get("watch")]
+    assert watch_q["resourceVersion"] == ["100"]
+    assert watch_q["allowWatchBookmarks"] == ["true"]
+    assert watch_q["timeoutSeconds"] == ["5"]
+    inv.watch_once(rv)
+    last_watch = [c for c in server.calls() if c[1].get("watch")][-1]
+    assert last_watch[1]["resourceVersion"] == ["110"]
+    for kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+        assert (
+            registry.get_sample_value("gridshift_extender_inventory_events_total", {"type": kind})
+            == 1
+        )
+
+
+def test_an_idle_watch_outlasts_the_request_timeout(server: FakeApiServer) -> None:
+    inv = KubeNodeInventory(
+        server.api(),
+        rules=RULES,
+        registry=CollectorRegistry(),
+        watch_timeout_seconds=5,
+        request_timeout_seconds=0.2,
+    )
+    rv = inv.relist()
+    server.watch_sessions.append([{"sleep": 0.6}, bookmark("120")])
+    assert inv.watch_once(rv) == "120"
+
+
+def test_gone_error_event_raises_expired(server: FakeApiServer) -> None:
+    inv = inventory(server)
+    rv = inv.relist()
+    server.watch_sessions.append([gone(rv)])
+    with pytest.raises(_Expired, match="too old resource version"):
+        inv.watch_once(rv)
+
+
+def test_expired_continue_token_raises_expired(server: FakeApiServer) -> None:
+    server.expired_continue.add("2")
+    with pytest.raises(_Expired):
+        inventory(server).relist()
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_run_loop_relists_after_410_and_keeps_watching(server: FakeApiServer) -> None:
+    registry = CollectorRegistry()
+    inv = inventory(server, registry)
+    server.watch_sessions.extend(
+        [
+            [event("DELETED", make_node("gpu-3", "eu-west-1", rv="101")), gone("101")],
+        ]
+    )
+    stop = threading.Event()
+    t = threading.Thread(target=inv.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        # after the 410 the loop relists: state comes back from the server's list
+        wait_for(lambda: registry.get_sample_value("gridshift_extender_inventory_lists_total") == 2)
+        wait_for(lambda: set(inv.facts()) == {"gpu-1", "gpu-2", "gpu-3"})
+        server.nodes["gpu-5"] = make_node("gpu-5", "eu-west-1", rv="300")
+        server.watch_sessions.append([event("ADDED", server.nodes["gpu-5"])])
+        wait_for(lambda: "gpu-5" in inv.facts())
+    finally:
+        stop.set()
+        inv.stop()
+        t.join(timeout=5)
+    assert not t.is_alive()
+    assert (
+        registry.get_sample_value("gridshift_extender_inventory_errors_total", {"kind": "gone"})
+        == 1
+    )
+
+
+def test_run_loop_survives_an_unreachable_api_server() -> None:
+    with FakeApiServer() as s:
+        api = s.api()
+    inv = KubeNodeInventory(
+        api,
+        rules=RULES,
+        registry=CollectorRegistry(),
+        retry_seconds=0.01,
+        request_timeout_seconds=0.5,
+    )
+    stop = threading.Event()
+    t = threading.Thread(target=inv.run, args=(stop,), daemon=True)
+    t.start()
+    time.sleep(0.3)
+    stop.set()
+    t.join(timeout=5)
+    assert not t.is_alive()
+    assert not inv.synced
+
+
+def test_agent_annotation_patch_reaches_the_inventory(server: FakeApiServer) -> None:
+    value = '{"v":1,"w":111.0,"gpus":8,"at":1772452800}'
+    KubeNodeAnnotator(server.api()).annotate("gpu-2", key=ANNOTATION_KEY, value=value)
+    ((name, content_type, body),) = server.patches
+    assert name == "gpu-2"
+    assert content_type == "application/strategic-merge-patch+json"
+    assert body == {"metadata": {"annotations": {ANNOTATION_KEY: value}}}
+    inv = inventory(server)
+    inv.relist()
+    gpu = inv.facts()["gpu-2"].gpu
+    assert gpu is not None
+    assert gpu.power_watts == 111.0

@@ -1,0 +1,94 @@
+"""config.cmd_extender and the extender settings: commands registered on `gridshift`, help
+text naming the URL paths, settings bounds and cross-field rules, command-line overrides
+validated like the file/env layers, bad --listen rejected before anything starts, and the
+wiring's policy/rules derived from the settings group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from config.cli import cli
+from config.cmd_extender import _settings
+from config.settings import ExtenderSettings, Settings
+from config.wiring import build_extender, load_settings, region_rules, scoring_policy
+from forecasts.time import FrozenClock
+from tests.fakes import FakeNodeInventory
+
+
+def test_commands_are_registered_and_documented() -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--help"]).output
+    assert "extender" in out
+    assert "agent" in out
+    help_text = runner.invoke(cli, ["extender", "--help"]).output
+    assert "/scheduler/filter" in help_text
+    assert "--tls-cert" in help_text
+    assert "--node-name" in runner.invoke(cli, ["agent", "--help"]).output
+
+
+def test_bad_listen_is_rejected_before_serving() -> None:
+    result = CliRunner().invoke(cli, ["extender", "--listen", "nowhere"])
+    assert result.exit_code == 2
+    assert "expected HOST:PORT" in result.output
+
+
+def test_overrides_are_validated() -> None:
+    assert _settings(listen="0.0.0.0:9443").extender.listen == "0.0.0.0:9443"
+    assert _settings().extender == ExtenderSettings()
+    with pytest.raises(Exception, match="tls_cert_file and tls_key_file"):
+        _settings(tls_cert_file="/x.crt")
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        pytest.param({"neutral_score": 11}, "less than or equal to 10", id="neutral"),
+        pytest.param({"carbon_weight": -1}, "greater than or equal to 0", id="weight"),
+        pytest.param({"gpu_source": "nvml"}, "'agent', 'dcgm', 'kepler' or 'none'", id="source"),
+        pytest.param(
+            {"agent_annotation_max_age_seconds": 1000},
+            "below gpu_stale_after_seconds",
+            id="agent writes too rarely",
+        ),
+        pytest.param(
+            {"agent_annotation_interval_seconds": 400},
+            "must not exceed agent_annotation_max_age_seconds",
+            id="interval > max age",
+        ),
+        pytest.param({"max_body_bytes": 0}, "greater than 0", id="body limit"),
+    ],
+)
+def test_settings_bounds(fields, fragment) -> None:
+    with pytest.raises(ValidationError, match=fragment):
+        ExtenderSettings(**fields)
+
+
+def test_settings_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__CARBON_WEIGHT", "2.5")
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-west-1": "IE"}')
+    s = load_settings().extender
+    assert scoring_policy(s).carbon_weight == 2.5
+    assert region_rules(s).region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"
+
+
+def test_build_extender_needs_nodes_or_an_api() -> None:
+    clock = FrozenClock(datetime(2026, 3, 2, tzinfo=UTC))
+    with pytest.raises(ValueError, match="kube_api"):
+        build_extender(
+            Settings(), clock=clock, registry=CollectorRegistry(), carbon=None, kube_api=None
+        )
+    runtime = build_extender(
+        Settings(),
+        clock=clock,
+        registry=CollectorRegistry(),
+        carbon=None,
+        kube_api=None,
+        nodes=FakeNodeInventory(),
+    )
+    assert runtime.inventory is None
+    assert runtime.refresher.refresh().nodes_synced

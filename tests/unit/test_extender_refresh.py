@@ -1,0 +1,148 @@
+"""extender.refresh: one refresh builds the snapshot from the inventory, carbon (latest plus
+forecast, merged) and optional GPU power; carbon is re-fetched only when due; failures keep
+the previous series (which ages into staleness), are recorded and counted; a source without
+forecasts is asked once; the run loop survives a failing refresh."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+
+from extender.energy import GpuEnergy
+from extender.refresh import SnapshotRefresher, merge_series
+from extender.scoring import NodeFacts
+from extender.snapshot import SnapshotHolder
+from forecasts.series import Quality
+from forecasts.sources.errors import SourceUnavailable
+from forecasts.time import FrozenClock
+from tests.fakes import FakeGpuPowerSource, FakeNodeInventory, FakeSeriesCarbonSource, hourly_series
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def setup(**kwargs):
+    clock = FrozenClock(NOW)
+    holder = SnapshotHolder()
+    registry = CollectorRegistry()
+    nodes = FakeNodeInventory(
+        {
+            "a": NodeFacts("a", region="FR"),
+            "b": NodeFacts("b", region="DE"),
+            "c": NodeFacts("c"),
+        }
+    )
+    carbon = FakeSeriesCarbonSource(
+        series={
+            "FR": hourly_series("FR", NOW - timedelta(hours=2), [50, 55, 60]),
+            "DE": hourly_series("DE", NOW - timedelta(hours=2), [400, 420, 440]),
+            "GB": hourly_series("GB", NOW - timedelta(hours=2), [200, 210, 220]),
+        },
+        forecasts={"FR": hourly_series("FR", NOW + timedelta(hours=1), [40, 30], forecast_from=0)},
+    )
+    refresher = SnapshotRefresher(
+        holder=holder,
+        clock=clock,
+        nodes=nodes,
+        carbon=carbon,
+        registry=registry,
+        carbon_interval_seconds=300,
+        **kwargs,
+    )
+    return clock, holder, registry, nodes, carbon, refresher
+
+
+def test_refresh_publishes_nodes_and_merged_carbon_for_regions_in_use() -> None:
+    _, holder, _, _, _, refresher = setup(regions=["GB"])
+    snap = refresher.refresh()
+    assert holder.current() is snap
+    assert set(snap.nodes) == {"a", "b", "c"}
+    assert set(snap.carbon) == {"FR", "DE", "GB"}
+    fr = snap.carbon["FR"]
+    assert [p.value for p in fr.points] == [60, 40, 30]
+    assert [p.quality for p in fr.points][-1] is Quality.FORECAST
+    assert snap.nodes_synced
+
+
+def test_carbon_is_fetched_only_when_due() -> None:
+    clock, _, _, _, carbon, refresher = setup()
+    refresher.refresh()
+    first = len(carbon.calls)
+    clock.advance(timedelta(seconds=60))
+    refresher.refresh()
+    assert len(carbon.calls) == first
+    clock.advance(timedelta(seconds=300))
+    refresher.refresh()
+    assert len(carbon.calls) > first
+
+
+def test_failed_fetch_keeps_the_previous_series_and_counts() -> None:
+    clock, _, registry, _, carbon, refresher = setup()
+    good = refresher.refresh().carbon["DE"]
+    carbon.errors["DE"] = SourceUnavailable("timed out", source="fake")
+    clock.advance(timedelta(minutes=10))
+    snap = refresher.refresh()
+    assert snap.carbon["DE"] is good
+    assert "timed out" in snap.carbon_errors["DE"]
+    labels = {"source": "fake", "region": "DE"}
+    assert registry.get_sample_value("gridshift_extender_source_errors_total", labels) == 1
+    del carbon.errors["DE"]
+    clock.advance(timedelta(minutes=10))
+    assert "DE" not in refresher.refresh().carbon_errors
+
+
+def test_source_without_forecasts_is_asked_once_per_region() -> None:
+    clock, _, _, _, carbon, refresher = setup()
+    carbon.supports_forecast = False
+    refresher.refresh()
+    clock.advance(timedelta(minutes=10))
+    refresher.refresh()
+    asked = [c for c in carbon.calls if c[0] == "forecast"]
+    assert sorted(asked) == [("forecast", "DE"), ("forecast", "FR")]
+
+
+def test_gpu_power_fills_nodes_without_agent_facts() -> None:
+    agent = GpuEnergy(100.0, None, None, 1, NOW, 60.0)
+    dcgm = GpuEnergy(300.0, None, None, 8, NOW, 0.0, source="prometheus-dcgm")
+    gpu = FakeGpuPowerSource({"a": dcgm, "b": dcgm, "ghost": dcgm})
+    _, _, registry, nodes, _, refresher = setup(gpu_power=gpu)
+    nodes.nodes["a"] = NodeFacts("a", region="FR", gpu=agent)
+    snap = refresher.refresh()
+    assert snap.nodes["a"].gpu is agent
+    assert snap.nodes["b"].gpu is dcgm
+    assert "ghost" not in snap.nodes
+    gpu.error = SourceUnavailable("down", source="prom")
+    assert refresher.refresh().nodes["b"].gpu is dcgm  # last good reading kept
+    labels = {"source": "fake-gpu", "region": ""}
+    assert registry.get_sample_value("gridshift_extender_source_errors_total", labels) == 1
+
+
+def test_merge_series_prefers_measured_points() -> None:
+    latest = hourly_series("FR", NOW, [50])
+    forecast = hourly_series("FR", NOW, [70, 80], forecast_from=0)
+    merged = merge_series(latest, forecast)
+    assert [(p.value, p.quality) for p in merged.points] == [
+        (50, Quality.MEASURED),
+        (80, Quality.FORECAST),
+    ]
+    assert merge_series(latest, None) is latest
+
+
+def test_run_loop_survives_a_failing_refresh() -> None:
+    _, holder, _, nodes, _, refresher = setup()
+    calls = []
+
+    class Exploding(FakeNodeInventory):
+        def facts(self):
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("boom")
+            stop.set()
+            return super().facts()
+
+    refresher._nodes = Exploding(nodes.nodes)
+    stop = threading.Event()
+    refresher.run(stop, interval_seconds=0.001)
+    assert len(calls) == 2
+    assert holder.current() is not None
