@@ -79,6 +79,12 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI for routes that answer JSON objects (FastAPI cannot infer it from a Response)."""
+    obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    return {code: {"description": "JSON object", **obj} for code in codes}
+
+
 def create_status_app(
     holder: SnapshotHolder,
     *,
@@ -108,23 +114,23 @@ def create_status_app(
     def _not_ready() -> OrjsonResponse:
         return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=None, responses=_documented(200))
     def healthz() -> OrjsonResponse:
         return OrjsonResponse({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None, responses=_documented(200, 503))
     def readyz() -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
         return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
 
-    @app.get("/status")
+    @app.get("/status", response_model=None, responses=_documented(200, 503))
     def status() -> OrjsonResponse:
         snap = holder.current()
         return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
 
-    @app.get("/status/{workload}")
+    @app.get("/status/{workload}", response_model=None, responses=_documented(200, 404, 503))
     def status_one(workload: str) -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
@@ -139,7 +145,11 @@ def create_status_app(
             {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
         )
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_model=None,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

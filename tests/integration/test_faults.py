@@ -8,7 +8,7 @@ For every fault x component: the tick still completes (bounded by the client tim
 retries), the input is marked stale and the replica target never drops (hold), the metrics
 (`gridshift_input_stale`, `gridshift_source_errors_total`) and a WARNING log name the
 degraded source, and after the proxy passes traffic again the next tick is fresh by itself.
-The outcomes are written to `tests/artifacts/faults.md` (the README's RELIABILITY table).
+The outcomes are written to `tests/artifacts/faults_scaler.md` (the README's RELIABILITY table).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _write_table() -> Iterator[None]:
     ARTIFACTS.mkdir(exist_ok=True)
     lines = ["| fault | component | outcome |", "|---|---|---|"]
     lines += [f"| {f} | {c} | {o} |" for f, c, o in ROWS]
-    (ARTIFACTS / "faults.md").write_text("\n".join(lines) + "\n")
+    (ARTIFACTS / "faults_scaler.md").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
