@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from config.errors import ConfigError
 from config.loading import Override, load_config
 from config.settings import Settings
+from tests.fuzz import timeout_s
 
 # 60 cases per test in the unit run: more than the 2 s unit budget on a shared machine
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(timeout_s(60))
 
 KEYS = st.sampled_from(
     [

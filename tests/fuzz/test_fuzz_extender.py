@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from extender.nodes import RegionRules
 from extender.server import ParsedArgs, WireError, parse_args
+from tests.fuzz import timeout_s
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(timeout_s(60))
 
 RULES = RegionRules(aliases={"eu-west-1": "IE"})
 VERBS = st.sampled_from(["filter", "prioritize"])

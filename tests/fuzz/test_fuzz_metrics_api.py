@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from forecasts.time import FrozenClock
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi
+from tests.fuzz import timeout_s
 from tests.snapshots import TAKEN_AT, sample_holder
 
 # 60 cases per test in the unit run: more than the 2 s unit budget on a shared machine
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(timeout_s(60))
 
 API = ExternalMetricsApi(
     sample_holder(),

@@ -27,9 +27,10 @@ from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.time import FrozenClock
 from scaler.status_api import create_status_app
 from tests.fakes import hourly_series
+from tests.fuzz import timeout_s
 from tests.snapshots import sample_holder
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(timeout_s(300))
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

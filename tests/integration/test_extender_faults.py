@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -32,9 +31,10 @@ from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.time import FrozenClock
 from tests.faultproxy import Fault, FaultProxy
+from tests.integration.carbon_replay import uk_replay_server
 from tests.integration.kube_api import FakeApiServer, make_node
 from tests.integration.prom_fixture import free_port
-from tests.unit.carbon.conftest import REGIONS, ReplayServer, Reply, _Handler
+from tests.unit.carbon.conftest import REGIONS, ReplayServer
 from tests.unit.carbon.conftest import T0 as CARBON_T0
 
 pytestmark = pytest.mark.integration
@@ -60,18 +60,8 @@ REQUESTS = 200
 
 @pytest.fixture
 def replay() -> Iterator[ReplayServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    server = ReplayServer(httpd)
-    httpd.replay = server  # type: ignore[attr-defined]
-    server.route("/intensity/", Reply.fixture("uk", "national_fw48h"))
-    server.route("/regional/", Reply.fixture("uk", "regional_object"))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield server
-    httpd.shutdown()
-    httpd.server_close()
+    with uk_replay_server() as server:
+        yield server
 
 
 def current(runtime: ExtenderRuntime) -> ExtenderSnapshot:

@@ -14,12 +14,10 @@ The outcomes are written to `tests/artifacts/faults_scaler.md` (the README's REL
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -39,8 +37,9 @@ from scaler.workload import LoadSourceKind, LoadSpec
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 from tests.faultproxy import Fault, FaultProxy
 from tests.integration import history as prom_history
+from tests.integration.carbon_replay import uk_replay_server
 from tests.integration.prom_fixture import PrometheusServer
-from tests.unit.carbon.conftest import REGIONS, ReplayServer, Reply, _Handler
+from tests.unit.carbon.conftest import REGIONS, ReplayServer
 from tests.unit.carbon.conftest import T0 as CARBON_T0
 from tests.unit.test_loop import web
 
@@ -67,17 +66,8 @@ def _write_table() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[ReplayServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    server = ReplayServer(httpd)
-    httpd.replay = server  # type: ignore[attr-defined]
-    server.route("/intensity/", Reply.fixture("uk", "national_fw48h"))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield server
-    httpd.shutdown()
-    httpd.server_close()
+    with uk_replay_server() as server:
+        yield server
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Security checks over real sockets and processes.
 
-Aspects: the metrics API's TLS listener refuses a TLS 1.1 client and serves TLS 1.2+; in its
+Aspects: the extender's TLS listener refuses a TLS 1.1 client and serves TLS 1.2; the
+metrics API's TLS listener refuses a TLS 1.1 client and serves TLS 1.2+; in its
 secure mode a caller without a front-proxy/client certificate gets 401; no secret (tokens
 for every provider and Prometheus) ever appears in the output of `gridshift run` with DEBUG
 logging while its dependencies fail, nor in `config show`; manifests run containers as
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,9 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+import trustme
 import yaml
 
 from tests.integration.prom_fixture import free_port
+from tests.integration.test_extender_http import running
 from tests.integration.test_metrics_api_server import HPA_PATH, Pki, make_server, request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +56,40 @@ def test_tls_1_1_refused_tls_1_2_served_and_unauthenticated_is_401(tmp_path: Pat
         status, _, _ = request(server, modern, HPA_PATH)
         assert status == 401  # TLS 1.2 handshake fine; no client certificate: unauthenticated
         assert (host, port) == server.address
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_extender_tls_refuses_tls_1_1(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    gen = running(tls_cert=str(cert_file), tls_key=str(key_file))
+    url = next(gen)
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    try:
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(old)
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")
+        old.minimum_version = ssl.TLSVersion.TLSv1_1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        with (
+            pytest.raises((ssl.SSLError, ConnectionResetError)),
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            old.wrap_socket(raw, server_hostname="127.0.0.1"),
+        ):
+            pass
+        modern = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(modern)
+        modern.minimum_version = modern.maximum_version = ssl.TLSVersion.TLSv1_2
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.version() == "TLSv1.2"
+    finally:
+        gen.close()
 
 
 def _clean_env() -> dict[str, str]:
