@@ -5,11 +5,13 @@ metrics API's TLS listener refuses a TLS 1.1 client and serves TLS 1.2+; in its
 secure mode a caller without a front-proxy/client certificate gets 401; no secret (tokens
 for every provider and Prometheus) ever appears in the output of `gridshift run` with DEBUG
 logging while its dependencies fail, nor in `config show`; manifests run containers as
-non-root (skips cleanly where there are none).
+non-root (skips cleanly where there are none); the metrics API answers a huge declared body
+with 413 without reading it and a bad Content-Length with 400, and keeps serving.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -23,9 +25,13 @@ import pytest
 import trustme
 import yaml
 
+from forecasts.time import FrozenClock
+from scaler.apiauth import Authorizer
+from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from tests.integration.prom_fixture import free_port
 from tests.integration.test_extender_http import running
 from tests.integration.test_metrics_api_server import HPA_PATH, Pki, make_server, request
+from tests.snapshots import TAKEN_AT, sample_holder
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -90,6 +96,36 @@ def test_extender_tls_refuses_tls_1_1(tmp_path: Path) -> None:
             assert tls.version() == "TLSv1.2"
     finally:
         gen.close()
+
+
+def test_metrics_api_body_limit_413_and_bad_length_400() -> None:
+    api = ExternalMetricsApi(sample_holder(), clock=FrozenClock(TAKEN_AT))
+    server = MetricsApiServer(
+        api,
+        host="127.0.0.1",
+        port=0,
+        authenticator=None,
+        authorizer=Authorizer(allow_anonymous=True),
+    )
+    with server:
+        host, port = server.address
+
+        def raw(head: bytes) -> bytes:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                sock.sendall(head)  # the declared body never comes: it must not be awaited
+                return sock.recv(65536)
+
+        big = raw(
+            f"POST {HPA_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {10**10}\r\n\r\n".encode()
+        )
+        assert big.startswith(b"HTTP/1.1 413 "), big[:80]
+        assert b"RequestEntityTooLarge" in big
+        bad = raw(f"GET {HPA_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".encode())
+        assert bad.startswith(b"HTTP/1.1 400 "), bad[:80]
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/healthz")  # still serving
+        assert conn.getresponse().status == 200
+        conn.close()
 
 
 def _clean_env() -> dict[str, str]:
