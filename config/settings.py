@@ -632,6 +632,11 @@ class ScalerSettings(_Group):
     workloads: tuple[WorkloadSettings, ...] = Field(
         (), description="The workloads to scale; none means the sample scenario in `run`."
     )
+    state_file: Path | None = Field(
+        None,
+        description="Off by default (stateless, like the HPA); set a path so decisions and "
+        "savings counters survive restarts (atomic writes, at most one tick lost).",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> ScalerSettings:

@@ -122,6 +122,7 @@ from scaler.metrics import register_scaler_metrics
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
+from scaler.state import FileStateStore
 from scaler.status_api import create_status_app
 from scaler.workload import (
     CiSchedule,
@@ -343,6 +344,11 @@ def build_scaler(
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
         logger=log,
+        state_store=(
+            FileStateStore(settings.scaler.state_file, logger=log)
+            if settings.scaler.state_file is not None
+            else None
+        ),
     )
     executor = (
         ProcessPoolExecutor(

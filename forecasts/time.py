@@ -110,9 +110,14 @@ def parse_duration(text: str) -> timedelta:
     if not s:
         raise ValueError("empty duration")
     try:
-        return timedelta(seconds=float(s))
+        seconds = float(s)
     except ValueError:
         pass
+    else:
+        try:
+            return timedelta(seconds=seconds)
+        except OverflowError:  # "1E100", "inf": a number, but no duration
+            raise ValueError(f"duration {text!r} is out of range") from None
     total = 0.0
     i = 0
     matched = False
@@ -139,4 +144,7 @@ def parse_duration(text: str) -> timedelta:
         i = k
     if not matched:
         raise ValueError(f"invalid duration {text!r}")
-    return timedelta(seconds=total)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(f"duration {text!r} is out of range") from None

@@ -34,7 +34,7 @@ from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
-from scaler.accounting import IntervalAccount, Ledger, account_interval, budget_status
+from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
 from scaler.policy import (
     CarbonOutlook,
     ModeState,
@@ -49,6 +49,7 @@ from scaler.policy import (
 )
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
+from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
 from scaler.workload import Workload, WorkloadClass
 
 __all__ = ["LoopSettings", "RefitReport", "ScalerLoop", "ScalerService"]
@@ -113,6 +114,7 @@ class ScalerLoop:
         settings: LoopSettings = LoopSettings(),
         forecaster: Forecaster | None = None,
         logger: logging.Logger | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         names = [w.name for w in workloads]
         if len(set(names)) != len(names):
@@ -148,6 +150,81 @@ class ScalerLoop:
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
+        self._store = state_store
+        if state_store is not None:
+            restored = state_store.load()
+            if restored is not None:
+                self.restore(restored)
+
+    # ------------------------------------------------------------------ state
+    def checkpoint(self) -> LoopCheckpoint:
+        """What must survive a restart: decisions and cumulative counters."""
+        out: dict[str, WorkloadCheckpoint] = {}
+        for w in self.workloads:
+            st = self._state[w.name]
+            t = self._ledger.by_workload.get(w.name, Totals())
+            out[w.name] = WorkloadCheckpoint(
+                replicas=st.replicas.current,
+                counterfactual_replicas=st.shadow.current,
+                last_at=st.last_at,
+                remaining_work=st.remaining_work,
+                counterfactual_remaining_work=st.shadow_remaining,
+                energy_joules=t.energy_joules,
+                counterfactual_energy_joules=t.counterfactual_energy_joules,
+                emitted_g=t.emitted_g,
+                counterfactual_g=t.counterfactual_g,
+            )
+        saved_at = max((c.last_at for c in out.values() if c.last_at), default=None)
+        return LoopCheckpoint(
+            saved_at=saved_at or self._clock.now(), ticks_total=self._ticks, workloads=out
+        )
+
+    def restore(self, cp: LoopCheckpoint) -> None:
+        """Continue from a checkpoint; workloads it does not name start fresh, workloads it
+        names that are gone are dropped. Replicas are clamped to the current bounds."""
+        by_workload: dict[str, Totals] = {}
+        by_region: dict[str, Totals] = {}
+        total = Totals()
+        for w in self.workloads:
+            c = cp.workloads.get(w.name)
+            if c is None:
+                continue
+            st = self._state[w.name]
+            st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
+            st.shadow = ReplicaState(
+                min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
+            )
+            st.last_at = c.last_at
+            if w.elastic is not None:
+                st.remaining_work = c.remaining_work
+                st.shadow_remaining = c.counterfactual_remaining_work
+            t = Totals(
+                c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g
+            )
+            by_workload[w.name] = t
+            r = by_region.get(w.region, Totals())
+            by_region[w.region] = Totals(
+                *(a + b for a, b in zip(_totals(r), _totals(t), strict=True))
+            )
+            total = Totals(*(a + b for a, b in zip(_totals(total), _totals(t), strict=True)))
+        self._ledger = Ledger(by_workload, by_region, total, {})
+        self._ticks = cp.ticks_total
+        self._log.info(
+            "restored state from %s: %d ticks, %d workloads, %.3f g saved",
+            cp.saved_at.isoformat(),
+            cp.ticks_total,
+            len(by_workload),
+            total.saved_g,
+        )
+
+    def _persist(self) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.save(self.checkpoint())
+        except Exception as exc:  # a full disk must not stop scaling
+            self._count_error("state")
+            self._log.warning("state not persisted: %s", exc)
 
     # ------------------------------------------------------------------ errors
     def _count_error(self, source: str) -> None:
@@ -377,6 +454,7 @@ class ScalerLoop:
                 accounts.append(account)
         self._ledger = self._ledger.add(accounts)
         self._ticks += 1
+        self._persist()  # before the snapshot, so a failed save is counted in this one
         with self._errors_lock:
             errors = dict(self._errors)
         snapshot = Snapshot(
@@ -608,6 +686,10 @@ class ScalerLoop:
 def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:
     """Module-level so a process pool can pickle it."""
     return forecaster.fit(history)
+
+
+def _totals(t: Totals) -> tuple[float, float, float, float]:
+    return (t.energy_joules, t.counterfactual_energy_joules, t.emitted_g, t.counterfactual_g)
 
 
 def _last_value(hist: RegularSeries | None) -> float | None:

@@ -459,6 +459,9 @@ class _Background(Protocol):
     def stop(self) -> None: ...
 
 
+MAX_BODY_BYTES = 64 * 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Buffer the response so headers and body leave in one segment (no Nagle/delayed-ACK
@@ -471,8 +474,31 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def _body_length(self) -> int | ApiResponse:
+        """The declared body length, or the refusal: the API takes no request bodies, so a
+        small one is drained (keep-alive stays usable) and a large one is never read."""
+        text = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return _status(400, "BadRequest", f"invalid Content-Length {text[:40]!r}")
+        if length > MAX_BODY_BYTES:
+            return _status(
+                413,
+                "RequestEntityTooLarge",
+                f"request body of {length} bytes over the {MAX_BODY_BYTES}-byte limit",
+            )
+        return length
+
     def _serve(self) -> None:
         owner = self.server.owner
+        length = self._body_length()
+        if isinstance(length, ApiResponse):
+            self.close_connection = True  # the unread body must not be parsed as a request
+            self._send(length)
+            return
         raw_path, _, query = self.path.partition("?")
         headers: dict[str, list[str]] = {}
         for key, value in self.headers.items():
@@ -485,9 +511,11 @@ class _Handler(BaseHTTPRequestHandler):
             peer_certificate_der=peer,
             headers=headers,
         )
-        length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)  # drain a body we do not use, keep the connection usable
+        self._send(response)
+
+    def _send(self, response: ApiResponse) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))

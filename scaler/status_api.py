@@ -16,10 +16,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -123,6 +123,17 @@ def history_json(
     }
 
 
+def _documented_html(*codes: int) -> dict[int | str, dict[str, Any]]:
+    obj = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    return {code: {"description": "HTML page", **obj} for code in codes}
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI for routes that answer JSON objects (FastAPI cannot infer it from a Response)."""
+    obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    return {code: {"description": "JSON object", **obj} for code in codes}
+
+
 def create_status_app(
     holder: SnapshotHolder,
     *,
@@ -158,28 +169,26 @@ def create_status_app(
     def _not_ready() -> OrjsonResponse:
         return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=None, responses=_documented(200))
     def healthz() -> OrjsonResponse:
         return OrjsonResponse({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=None, responses=_documented(200, 503))
     def readyz() -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
         return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
 
-    @app.get("/status")
+    @app.get("/status", response_model=None, responses=_documented(200, 503))
     def status() -> OrjsonResponse:
         snap = holder.current()
         return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
 
-    @app.get("/status/history")
-    def status_history(limit: int | None = None) -> OrjsonResponse:
-        if limit is not None and limit < 1:
-            return OrjsonResponse(
-                {"error": f"limit must be a positive integer, got {limit}"}, status_code=400
-            )
+    @app.get("/status/history", response_model=None, responses=_documented(200))
+    def status_history(
+        limit: Annotated[int | None, Query(ge=1, description="newest points only")] = None,
+    ) -> OrjsonResponse:
         snap = holder.current()
         return OrjsonResponse(
             history_json(
@@ -189,15 +198,19 @@ def create_status_app(
             )
         )
 
-    @app.get("/status/extender")
+    @app.get("/status/extender", response_model=None, responses=_documented(200))
     def status_extender() -> OrjsonResponse:
         return OrjsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
 
-    @app.get("/dashboard")
+    @app.get("/dashboard", response_model=None, responses=_documented_html(200))
     def dashboard() -> HTMLResponse:
         return HTMLResponse(files.index_html)
 
-    @app.get("/dashboard/assets/{name}")
+    @app.get(
+        "/dashboard/assets/{name}",
+        response_model=None,
+        responses={200: {"description": "a dashboard asset (JS, CSS, SVG)"}, **_documented(404)},
+    )
     def dashboard_asset(name: str) -> Response:
         found = files.get(name)
         if found is None:
@@ -205,7 +218,7 @@ def create_status_app(
         body, media_type = found
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/status/{workload}")
+    @app.get("/status/{workload}", response_model=None, responses=_documented(200, 404, 503))
     def status_one(workload: str) -> OrjsonResponse:
         snap = holder.current()
         if snap is None:
@@ -220,7 +233,11 @@ def create_status_app(
             {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
         )
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_model=None,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -4,7 +4,8 @@
 --rate 100 --seconds 10` sends the same POST body with HTTP/1.1 keep-alive over a small pool
 of raw asyncio connections. `--rate R` is open loop: request i is due at t0 + i/R and its
 latency is measured from that due time (so queueing behind a slow answer counts; no
-coordinated omission). `--rate 0` is closed loop: each connection sends its next request as
+coordinated omission). `--method GET` (no body) serves the metrics API soak.
+`--rate 0` is closed loop: each connection sends its next request as
 soon as the previous answer arrives (sustained throughput). Prints one JSON line.
 """
 
@@ -46,12 +47,18 @@ async def _request(
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    body = Path(args.body).read_bytes()
-    payload = (
-        f"POST {args.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
-        f"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    body = Path(args.body).read_bytes() if args.body else b""
+    if args.method == "GET":
+        payload = (
+            f"GET {args.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
+            f"Accept: application/json\r\nAccept-Encoding: identity\r\n\r\n"
+        ).encode()
+    else:
+        payload = (
+            f"POST {args.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
+            f"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(args.connections):
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", args.port))
@@ -122,7 +129,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--body", required=True)
+    parser.add_argument("--body", default="")
+    parser.add_argument("--method", choices=["POST", "GET"], default="POST")
     parser.add_argument("--path", required=True)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)

@@ -75,6 +75,7 @@ MODULES = [
     "scaler.accounting",
     "scaler.schedules",
     "scaler.loop",
+    "scaler.state",
     "scaler.metrics",
     "scaler.status_api",
     "forecasts.regions",

@@ -1,0 +1,181 @@
+"""Fault injection for the extender: the API-server stand-in and the carbon API behind
+`tests.faultproxy.FaultProxy`, the real wiring (`build_extender`), uvicorn on 127.0.0.1.
+
+Aspects: with every dependency hanging, resetting or answering 5xx the webhook still answers
+every prioritize call 200 within budget (p99 under 1 s) from its snapshot, and once the
+carbon it holds is older than `stale_after_seconds` every node gets the neutral score; the
+snapshot job counts the failures (`gridshift_extender_source_errors_total`) and logs them;
+when the dependencies return, carbon is fetched again and the errors clear by themselves.
+Rows go to `tests/artifacts/faults_extender.md` (the scaler's: `faults_scaler.md`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client as kube_client
+from prometheus_client import CollectorRegistry
+
+from config.settings import ExtenderSettings, Settings
+from config.wiring import ExtenderRuntime, build_extender
+from extender.server import build_server
+from extender.snapshot import ExtenderSnapshot
+from forecasts.sources.carbon.uk import UkCarbonIntensitySource
+from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
+from forecasts.time import FrozenClock
+from tests.faultproxy import Fault, FaultProxy
+from tests.integration.carbon_replay import uk_replay_server
+from tests.integration.kube_api import FakeApiServer, make_node
+from tests.integration.prom_fixture import free_port
+from tests.unit.carbon.conftest import REGIONS, ReplayServer
+from tests.unit.carbon.conftest import T0 as CARBON_T0
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+ROWS: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_table() -> Iterator[None]:
+    yield
+    if ROWS:
+        ARTIFACTS.mkdir(exist_ok=True)
+        head = "| fault | component | outcome |\n|---|---|---|\n"
+        (ARTIFACTS / "faults_extender.md").write_text(head + "".join(ROWS))
+
+
+POD = json.loads((ROOT / "tests" / "fixtures" / "extender" / "pod.json").read_text())
+NAMES = [f"gb-{i}" for i in range(3)] + [f"london-{i}" for i in range(3)]
+REQUESTS = 200
+
+
+@pytest.fixture
+def replay() -> Iterator[ReplayServer]:
+    with uk_replay_server() as server:
+        yield server
+
+
+def current(runtime: ExtenderRuntime) -> ExtenderSnapshot:
+    snap = runtime.holder.current()
+    assert snap is not None
+    return snap
+
+
+def _wait(condition, what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fault", [Fault.HANG, Fault.RESET, Fault.HTTP_5XX], ids=lambda f: f.name)
+def test_extender_answers_in_budget_with_every_dependency_down(
+    fault: Fault, replay: ReplayServer
+) -> None:
+    api = FakeApiServer()
+    api.nodes = {n: make_node(n, "GB" if n.startswith("gb") else "london") for n in NAMES}
+    host, port = replay.httpd.server_address[:2]
+    with (
+        api,
+        FaultProxy("127.0.0.1", int(api.url.rsplit(":", 1)[1])) as kube_proxy,
+        FaultProxy(str(host), int(port)) as carbon_proxy,
+    ):
+        clock = FrozenClock(CARBON_T0 + timedelta(minutes=10))
+        configuration = kube_client.Configuration()
+        configuration.host = kube_proxy.url
+        kube = kube_client.CoreV1Api(kube_client.ApiClient(configuration))
+        http_client = httpx.Client(base_url=carbon_proxy.url, timeout=httpx.Timeout(0.3))
+        carbon = UkCarbonIntensitySource(
+            HttpSource(
+                name="uk",
+                client=http_client,
+                clock=clock,
+                retry=RetryPolicy(attempts=2),
+                breaker=CircuitBreaker(failure_threshold=2, reset_timeout_seconds=0.2),
+                cache_ttl_seconds=0.0,
+                sleep=lambda _s: None,
+            ),
+            regions=REGIONS,
+        )
+        settings = Settings(
+            extender=ExtenderSettings(
+                refresh_interval_seconds=0.1,
+                carbon_refresh_interval_seconds=60,
+                gpu_source="none",
+                watch_timeout_seconds=2,
+            )
+        )
+        registry = CollectorRegistry()
+        runtime = build_extender(
+            settings, clock=clock, registry=registry, carbon=carbon, kube_api=kube
+        )
+        listen_port = free_port()
+        server = build_server(runtime.app, listen=f"127.0.0.1:{listen_port}", log_level="warning")
+        thread = threading.Thread(target=server.run, daemon=True)
+        runtime.start()
+        thread.start()
+        url = f"http://127.0.0.1:{listen_port}/scheduler/prioritize"
+        body = {"Pod": POD, "Nodes": None, "NodeNames": NAMES}
+        try:
+            _wait(lambda: server.started, "the server")
+            _wait(
+                lambda: (
+                    (s := runtime.holder.current()) is not None
+                    and len(s.nodes) == len(NAMES)
+                    and {"GB", "london"} <= set(s.carbon)
+                ),
+                "a healthy snapshot",
+            )
+            with httpx.Client(timeout=5) as web:
+                healthy = web.post(url, json=body).json()
+                neutral = settings.extender.neutral_score
+                assert {h["Score"] for h in healthy} != {neutral}  # carbon really scores
+
+                kube_proxy.fault = fault
+                carbon_proxy.fault = fault
+                # the forecast held in the snapshot runs out: carbon is now unknown
+                clock.advance(timedelta(hours=50))
+                _wait(lambda: "GB" in current(runtime).carbon_errors, "the failure")
+                latencies = []
+                for _ in range(REQUESTS):
+                    started = time.monotonic()
+                    r = web.post(url, json=body)
+                    latencies.append(time.monotonic() - started)
+                    assert r.status_code == 200
+                    assert {h["Score"] for h in r.json()} == {neutral}
+                latencies.sort()
+                p99 = latencies[int(0.99 * len(latencies)) - 1]
+                assert p99 < 1.0
+                errors = registry.get_sample_value(
+                    "gridshift_extender_source_errors_total", {"source": "uk", "region": "GB"}
+                )
+                assert errors is not None
+                assert errors >= 1
+
+                kube_proxy.fault = Fault.PASS
+                carbon_proxy.fault = Fault.PASS
+                time.sleep(0.3)  # the breaker half-opens
+                clock.advance(timedelta(minutes=2))  # the next carbon fetch is due
+                _wait(lambda: "GB" not in current(runtime).carbon_errors, "the recovery")
+                _wait(lambda: len(current(runtime).nodes) == len(NAMES), "nodes")
+        finally:
+            server.should_exit = True
+            runtime.stop()
+            thread.join(10)
+            http_client.close()
+    ROWS.append(
+        f"| {fault.value} (API server + carbon API together) | extender | "
+        f"{REQUESTS}/{REQUESTS} prioritize answered 200, p99 {p99 * 1000:.1f} ms, max "
+        f"{latencies[-1] * 1000:.1f} ms, all scores neutral ({neutral}) once carbon "
+        f"expired, {errors:.0f} fetch errors counted; carbon fetched again after "
+        "recovery |\n"
+    )

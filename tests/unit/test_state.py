@@ -1,0 +1,201 @@
+"""scaler.state and the loop's checkpoints: crash safety without a process.
+
+Aspects: JSON round trip; corrupt/unknown-version files are reported naming the field and
+ignored (fresh start, no crash); the file store writes atomically (no temp files left, the old
+checkpoint survives a failed write); a restarted loop continues ticks and savings counters
+from the checkpoint; restored replicas are clamped to current bounds; a store that fails is
+counted, never stops a tick; the ConfigMap store over a fake CoreV1Api.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from scaler.state import (
+    CheckpointError,
+    ConfigMapStateStore,
+    FileStateStore,
+    LoopCheckpoint,
+    WorkloadCheckpoint,
+    checkpoint_from_json,
+    checkpoint_to_json,
+)
+from tests.unit.test_loop import T0, make_loop, web
+
+CP = LoopCheckpoint(
+    saved_at=T0,
+    ticks_total=7,
+    workloads={
+        "web": WorkloadCheckpoint(
+            replicas=12,
+            counterfactual_replicas=13,
+            last_at=T0,
+            energy_joules=1.5e6,
+            counterfactual_energy_joules=1.6e6,
+            emitted_g=100.0,
+            counterfactual_g=120.0,
+        )
+    },
+)
+
+
+def test_round_trip() -> None:
+    assert checkpoint_from_json(checkpoint_to_json(CP)) == CP
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        pytest.param(lambda d: d.pop("ticks_total"), "checkpoint.ticks_total", id="missing"),
+        pytest.param(lambda d: d.update(version=99), "checkpoint.version", id="version"),
+        pytest.param(
+            lambda d: d["workloads"]["web"].update(replicas="x"),
+            "checkpoint.workloads.web.replicas",
+            id="wrong type",
+        ),
+        pytest.param(
+            lambda d: d["workloads"]["web"].update(replicas=-1),
+            "checkpoint.workloads.web",
+            id="negative",
+        ),
+        pytest.param(
+            lambda d: d["workloads"]["web"].update(last_at="2026-01-01T00:00:00"),
+            "checkpoint.workloads.web.last_at",
+            id="naive instant",
+        ),
+    ],
+)
+def test_bad_checkpoint_names_the_field(mutate, field: str) -> None:
+    raw = json.loads(checkpoint_to_json(CP))
+    mutate(raw)
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        checkpoint_from_json(json.dumps(raw))
+
+
+def test_file_store_is_atomic_and_ignores_garbage(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "sub" / "state.json"
+    store = FileStateStore(path)
+    assert store.load() is None
+    store.save(CP)
+    assert store.load() == CP
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temp files left
+
+    bad = LoopCheckpoint(T0, 8, {"web": WorkloadCheckpoint(1, 1, T0, emitted_g=float("nan"))})
+    with pytest.raises(ValueError):
+        store.save(bad)  # NaN is refused before anything is written
+    assert store.load() == CP  # the previous checkpoint survives
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]
+
+    path.write_text('{"version": 1, "ticks_')  # a torn write from some other tool
+    with caplog.at_level(logging.ERROR):
+        assert store.load() is None
+    assert "unusable, starting fresh" in caplog.text
+
+
+def test_restarted_loop_continues_counters(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path / "state.json")
+    loop, clock, _ = make_loop([web()])
+    loop._store = store
+    loop.refit()
+    for _ in range(4):
+        loop.tick()
+        clock.advance(timedelta(minutes=5))
+    before = loop.checkpoint()
+    assert before.ticks_total == 4
+    assert before.workloads["web"].emitted_g > 0
+
+    again, _clock2, _ = make_loop([web()], clock=clock)
+    assert again.checkpoint().ticks_total == 0
+    again = type(again)(
+        again.workloads,
+        carbon=again._carbon,
+        load=again._load,
+        clock=clock,
+        holder=again._holder,
+        params=again._params,
+        settings=again._settings,
+        state_store=store,
+    )
+    again.refit()
+    snap = again.tick()
+    assert snap.ticks_total == 5
+    ws = snap.workloads["web"]
+    assert ws.emitted_g > before.workloads["web"].emitted_g  # continued, not restarted
+    assert again.ledger.total.emitted_g == pytest.approx(ws.emitted_g)
+
+
+def test_restore_clamps_replicas_to_current_bounds() -> None:
+    loop, _, _ = make_loop([web(max_replicas=5)])
+    loop.restore(CP)
+    cp = loop.checkpoint()
+    assert cp.workloads["web"].replicas == 5
+    assert cp.workloads["web"].counterfactual_replicas == 5
+    assert cp.ticks_total == 7
+
+
+def test_failing_store_is_counted_not_fatal(caplog) -> None:
+    class Full:
+        def load(self) -> None:
+            return None
+
+        def save(self, checkpoint: LoopCheckpoint) -> None:
+            raise OSError(28, "No space left on device")
+
+    loop, _, _ = make_loop([web()])
+    loop._store = Full()
+    with caplog.at_level(logging.WARNING):
+        snap = loop.tick()
+    assert "web" in snap.workloads
+    assert loop.tick().source_errors_total["state"] == 2
+    assert "state not persisted" in caplog.text
+
+
+class FakeCoreV1:
+    def __init__(self) -> None:
+        self.maps: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def read_namespaced_config_map(self, name: str, namespace: str) -> Any:
+        if (namespace, name) not in self.maps:
+            raise _ApiError(404)
+        return SimpleNamespace(data=self.maps[(namespace, name)]["data"])
+
+    def replace_namespaced_config_map(self, name: str, namespace: str, body: Any) -> None:
+        if (namespace, name) not in self.maps:
+            raise _ApiError(404)
+        self.maps[(namespace, name)] = body
+
+    def create_namespaced_config_map(self, namespace: str, body: Any) -> None:
+        self.maps[(namespace, body["metadata"]["name"])] = body
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def test_configmap_store() -> None:
+    api = FakeCoreV1()
+    store = ConfigMapStateStore(api, namespace="gridshift", name="gridshift-state")
+    assert store.load() is None
+    store.save(CP)
+    assert store.load() == CP
+    later = LoopCheckpoint(T0 + timedelta(minutes=1), 8, CP.workloads)
+    store.save(later)
+    assert store.load() == later
+    api.maps[("gridshift", "gridshift-state")]["data"]["checkpoint.json"] = "nope"
+    assert store.load() is None
+
+
+def test_saved_at_is_utc() -> None:
+    assert CP.saved_at.tzinfo is not None
+    assert checkpoint_from_json(checkpoint_to_json(CP)).saved_at == datetime(
+        2026, 3, 2, 9, tzinfo=UTC
+    )
