@@ -50,8 +50,9 @@ check: lint typecheck imports unit
 test-integration:
 	$(PY) -m pytest -m "integration or e2e" -q
 
-# The README's test command: set-up, static checks, unit/contract tests, integration tier.
-test: install check test-integration
+# The README's test command: set-up, static checks, unit/contract tests, integration tier
+# (fault, fuzz, security, browser, PromQL and manifest tests), dependency audit.
+test: install check test-integration audit
 
 coverage:
 	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
