@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("GRIDSHIFT_SOAK_SECONDS", "600"))
 RATE = float(os.environ.get("GRIDSHIFT_SOAK_RATE", "200"))
+# Read at import: the autouse fixture clears GRIDSHIFT_* variables before each test runs.
+NODES = int(os.environ.get("GRIDSHIFT_SOAK_NODES", "500"))
 WARMUP_SECONDS = 10.0
 
 
@@ -134,7 +136,7 @@ def test_extender_soak(tmp_path: Path) -> None:
     """Prioritize over SOAK_NODES feasible node names (default 500) of a 5000-node cluster:
     kube-scheduler sends prioritize only the nodes that passed filtering."""
     port = free_port()
-    names = int(os.environ.get("GRIDSHIFT_SOAK_NODES", "500"))
+    names = NODES
     body = tmp_path / "prioritize.json"
     doc = json.loads(bodies(tmp_path)["names"].read_bytes())
     doc["NodeNames"] = doc["NodeNames"][:names]
