@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,27 @@ def _require_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
+def _launch(pw: Any, profile: str) -> Any:
+    """Debian's chromium, headless, with a fresh --user-data-dir and no background traffic
+    (this machine's network is closed; background connections would only be refused)."""
+    return pw.chromium.launch_persistent_context(
+        profile,
+        executable_path=CHROMIUM,
+        headless=True,
+        viewport={"width": 1280, "height": 1000},
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
+
+
 def test_dashboard_renders_live_charts_offline() -> None:
     _require_browser()
     from playwright.sync_api import sync_playwright
@@ -45,22 +67,7 @@ def test_dashboard_renders_live_charts_offline() -> None:
         tempfile.TemporaryDirectory() as profile,
         sync_playwright() as pw,
     ):
-        context = pw.chromium.launch_persistent_context(
-            profile,  # a fresh --user-data-dir
-            executable_path=CHROMIUM,
-            headless=True,
-            viewport={"width": 1280, "height": 1000},
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        context = _launch(pw, profile)
         try:
             page = context.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -125,22 +132,7 @@ def test_dashboard_lists_extender_figures_when_configured() -> None:
         tempfile.TemporaryDirectory() as profile,
         sync_playwright() as pw,
     ):
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            viewport={"width": 1280, "height": 1000},
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        context = _launch(pw, profile)
         try:
             page = context.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
