@@ -893,6 +893,13 @@ class KubeSettings(_Group):
     watch_timeout_seconds: int = Field(
         300, ge=1, le=3600, description="Re-issue watches every 5 min, as informers do."
     )
+    request_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Per API call, so a hung API server never stalls a sync or shutdown; "
+        "Lease calls use at most a quarter of renew_deadline_seconds.",
+    )
 
     @model_validator(mode="after")
     def _renew_before_expiry(self) -> KubeSettings:

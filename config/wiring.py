@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
+import urllib3
 from fastapi import FastAPI
 from kubernetes import client as k8s
 from kubernetes import client as kube_client
@@ -116,6 +117,7 @@ from scaler.kube import (
     ScalerResourceWatcher,
     StatusWriter,
     load_authentication_config_map,
+    register_kube_metrics,
 )
 from scaler.loop import LoopSettings, ScalerLoop, ScalerService
 from scaler.metrics import register_scaler_metrics
@@ -157,6 +159,7 @@ __all__ = [
     "build_scaler",
     "default_http_client",
     "default_last_known_path",
+    "kube_api_client",
     "kube_core_api",
     "load_forecaster_from",
     "load_settings",
@@ -570,13 +573,25 @@ def parse_listen(listen: str, *, field_name: str = "listen") -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
+    """An ApiClient whose transport never sleeps out a `Retry-After` by itself.
+
+    urllib3's default retry policy honours `Retry-After` on 429/503 three times, sleeping
+    outside any request timeout: a 429 storm with `Retry-After: 60` would park the leader
+    election or a sync for minutes. Here a 429/503 comes back at once as an ApiException
+    and the caller's own loop (election rounds, sync retries, relists) paces the retry;
+    connection errors and read timeouts are still retried three times, as by default."""
+    configuration.retries = urllib3.Retry(3, respect_retry_after_header=False)
+    return k8s.ApiClient(configuration)
+
+
 def build_kube_api_client(settings: KubeSettings) -> k8s.ApiClient:
     """A client from the in-cluster service account, else the kubeconfig (no globals)."""
     configuration = k8s.Configuration()
     if settings.kubeconfig is None:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return k8s.ApiClient(configuration)
+            return kube_api_client(configuration)
         except k8s_config.ConfigException:
             log.info("not in a cluster; using ~/.kube/config")
             k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -584,7 +599,7 @@ def build_kube_api_client(settings: KubeSettings) -> k8s.ApiClient:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(settings.kubeconfig), client_configuration=configuration
         )
-    return k8s.ApiClient(configuration)
+    return kube_api_client(configuration)
 
 
 def build_metrics_api_server(
@@ -689,6 +704,7 @@ def build_kube_runtime(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient,
+    registry: CollectorRegistry | None = None,
 ) -> KubeRuntime:
     stop = threading.Event()
     custom = k8s.CustomObjectsApi(api_client)
@@ -701,12 +717,14 @@ def build_kube_runtime(
         clock=clock,
         lease_duration_seconds=settings.lease_duration_seconds,
         renew_deadline_seconds=settings.renew_deadline_seconds,
+        request_timeout_seconds=settings.request_timeout_seconds,
     )
     elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
+    timeout_s = settings.request_timeout_seconds
     controller = KubeController(
         cache=cache,
-        status_writer=StatusWriter(custom),
-        actuator=Actuator(api_client, clock=clock),
+        status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
+        actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
         is_leader=lambda: elector.leading,
         clock=clock,
     )
@@ -715,9 +733,10 @@ def build_kube_runtime(
         cache,
         namespace=settings.watch_namespace,
         watch_timeout_seconds=settings.watch_timeout_seconds,
+        request_timeout_seconds=timeout_s,
         stop=stop,
     )
-    return KubeRuntime(
+    runtime = KubeRuntime(
         watcher=watcher,
         elector=elector,
         controller=controller,
@@ -725,6 +744,9 @@ def build_kube_runtime(
         stop=stop,
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
+    if registry is not None:
+        register_kube_metrics(registry, runtime)
+    return runtime
 
 
 @dataclass
@@ -770,6 +792,7 @@ def start_scaler_services(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> ScalerServices:
     """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`.
 
@@ -805,7 +828,7 @@ def start_scaler_services(
         if settings.kube.enabled:
             assert api_client is not None
             services.kube = build_kube_runtime(
-                settings.kube, holder=holder, clock=clock, api_client=api_client
+                settings.kube, holder=holder, clock=clock, api_client=api_client, registry=registry
             )
             services.kube.start()
             services._exit.callback(services.kube.close)
@@ -918,7 +941,7 @@ def kube_core_api() -> kube_client.CoreV1Api:
             raise RuntimeError(
                 f"no Kubernetes credentials (not in a pod, and no usable kubeconfig: {exc})"
             ) from exc
-    return kube_client.CoreV1Api(kube_client.ApiClient(configuration))
+    return kube_client.CoreV1Api(kube_api_client(configuration))
 
 
 def scoring_policy(s: ExtenderSettings) -> ScoringPolicy:

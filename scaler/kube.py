@@ -22,6 +22,13 @@ Everything here talks to the API server through the official `kubernetes` client
   status patch (only when changed) and actuation (only when the bounds change).
 * `DelegatedTokenReviewer` / `DelegatedAccessReviewer`: TokenReview and SubjectAccessReview
   for the metrics API (`scaler.apiauth`), with small TTL caches.
+* `KubeCollector`: what degraded on the Kubernetes side, as `gridshift_kube_*` metrics.
+
+Every API call carries a client-side timeout (`request_timeout_seconds`), so an API server
+that hangs costs one call its timeout, never a stalled thread: the elector keeps its rounds
+(and so stops acting at its renew deadline), a sync round ends, shutdown releases the Lease.
+Connection errors, timeouts and truncated answers (urllib3/OS errors) are handled like API
+errors: logged, counted, retried on the next round.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +47,8 @@ import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from forecasts.time import Clock
 from scaler.apiauth import AuthenticationConfig, Authenticator, RequestAttributes, UserInfo
@@ -55,6 +64,7 @@ __all__ = [
     "AuthenticationConfigRefresher",
     "DelegatedAccessReviewer",
     "DelegatedTokenReviewer",
+    "KubeCollector",
     "KubeController",
     "KubeRuntime",
     "LeaderElector",
@@ -66,6 +76,7 @@ __all__ = [
     "TargetRef",
     "load_authentication_config_map",
     "parse_scaler_resource",
+    "register_kube_metrics",
     "replica_bounds",
     "status_for",
 ]
@@ -77,6 +88,11 @@ CRD_VERSION = "v1alpha1"
 CRD_PLURAL = "carbonawarescalers"
 MERGE_PATCH = "application/merge-patch+json"
 ACTUATION_MODES = ("none", "hpa", "scaledObject", "scale")
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
+# What an unreachable, hanging or garbling API server raises besides ApiException:
+# transport errors, and (GARBLED) what parsing a cut-off or garbled answer raises.
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+GARBLED = (urllib3.exceptions.HTTPError, OSError, TypeError, KeyError, ValueError)
 
 
 def _as_dict(value: object) -> dict[str, Any]:
@@ -247,6 +263,7 @@ class ScalerResourceWatcher:
         namespace: str | None = None,
         watch_timeout_seconds: int = 300,
         error_backoff_seconds: float = 2.0,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         stop: threading.Event | None = None,
     ) -> None:
         self._api = custom_api
@@ -254,6 +271,8 @@ class ScalerResourceWatcher:
         self.cache = cache
         self._namespace = namespace
         self._timeout = watch_timeout_seconds
+        self._request_timeout = request_timeout_seconds
+        self.errors = 0  # failed list/watch requests (gridshift_kube_api_errors_total)
         self._backoff = error_backoff_seconds
         self._stop = stop or threading.Event()
         self._watch: k8s_watch.Watch | None = None
@@ -272,7 +291,7 @@ class ScalerResourceWatcher:
         )
 
     def list_once(self) -> str:
-        result = self._list_call()()
+        result = _as_dict(self._list_call()(_request_timeout=self._request_timeout))
         self._cache.replace_all(result.get("items") or [])
         self.resource_version = str(result["metadata"]["resourceVersion"])
         self.relists += 1
@@ -293,7 +312,12 @@ class ScalerResourceWatcher:
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._timeout,
+                # the server ends the watch at timeout_seconds; a silent one past that hangs
+                _request_timeout=(self._request_timeout, self._timeout + self._request_timeout),
             ):
+                if not isinstance(event, dict) or not isinstance(event.get("raw_object"), dict):
+                    # the client yields None for a line that is not JSON (a cut-off stream)
+                    raise urllib3.exceptions.ProtocolError(f"undecodable watch event: {event!r}")
                 obj = event["raw_object"]
                 rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
                 if event["type"] == "BOOKMARK":
@@ -320,10 +344,13 @@ class ScalerResourceWatcher:
                 if exc.status == 410:
                     log.info("watch expired (410 Gone), relisting")
                 else:
+                    self.errors += 1
                     log.warning("CarbonAwareScaler watch failed: %s %s", exc.status, exc.reason)
                     self._stop.wait(self._backoff)
                 need_list = True
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except GARBLED as exc:
+                # TypeError/KeyError/ValueError: an answer cut off or garbled on the way
+                self.errors += 1
                 log.warning("CarbonAwareScaler watch connection failed: %s", exc)
                 need_list = True
                 self._stop.wait(self._backoff)
@@ -394,9 +421,16 @@ def status_for(
 class StatusWriter:
     """Merge-patch `/status`, guarded by resourceVersion; 409 -> re-read and retry."""
 
-    def __init__(self, custom_api: k8s.CustomObjectsApi, *, max_attempts: int = 4) -> None:
+    def __init__(
+        self,
+        custom_api: k8s.CustomObjectsApi,
+        *,
+        max_attempts: int = 4,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         self._api = custom_api
         self._max_attempts = max_attempts
+        self._request_timeout = request_timeout_seconds
         self.conflicts = 0
 
     def write(self, resource: ScalerResource, status: Mapping[str, Any]) -> str | None:
@@ -416,6 +450,7 @@ class StatusWriter:
                         resource.name,
                         body,
                         _content_type=MERGE_PATCH,
+                        _request_timeout=self._request_timeout,
                     )
                 )
                 return str(result["metadata"]["resourceVersion"])
@@ -428,7 +463,12 @@ class StatusWriter:
                 try:
                     latest = _as_dict(
                         self._api.get_namespaced_custom_object(
-                            CRD_GROUP, CRD_VERSION, resource.namespace, CRD_PLURAL, resource.name
+                            CRD_GROUP,
+                            CRD_VERSION,
+                            resource.namespace,
+                            CRD_PLURAL,
+                            resource.name,
+                            _request_timeout=self._request_timeout,
                         )
                     )
                 except ApiException as read_exc:
@@ -478,11 +518,18 @@ class ActuationResult:
 class Actuator:
     """Applies a decision to the cluster object the resource opted in for."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        clock: Clock,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._hpa = k8s.AutoscalingV2Api(api_client)
         self._apps = k8s.AppsV1Api(api_client)
         self._clock = clock
+        self._request_timeout = request_timeout_seconds
         self.history: list[ActuationResult] = []
 
     def plan(self, resource: ScalerResource, workload: WorkloadStatus) -> dict[str, Any] | None:
@@ -541,6 +588,11 @@ class Actuator:
                 log.warning(
                     "actuation of %s %s/%s failed: %s", kind, resource.namespace, name, result.error
                 )
+            except TRANSPORT_ERRORS as exc:
+                result = replace(result, error=f"API server unreachable: {type(exc).__name__}")
+                log.warning(
+                    "actuation of %s %s/%s failed: %s", kind, resource.namespace, name, result.error
+                )
         else:
             log.info(
                 "dry-run: would patch %s %s/%s with %s",
@@ -557,29 +609,27 @@ class Actuator:
     ) -> None:
         ns = resource.namespace
         patch = dict(patch_view)
+        kw: dict[str, Any] = {
+            "_content_type": MERGE_PATCH,
+            "_request_timeout": self._request_timeout,
+        }
         if mode == "hpa":
-            self._hpa.patch_namespaced_horizontal_pod_autoscaler(
-                name, ns, patch, _content_type=MERGE_PATCH
-            )
+            self._hpa.patch_namespaced_horizontal_pod_autoscaler(name, ns, patch, **kw)
         elif mode == "scaledObject":
             self._custom.patch_namespaced_custom_object(
-                "keda.sh", "v1alpha1", ns, "scaledobjects", name, patch, _content_type=MERGE_PATCH
+                "keda.sh", "v1alpha1", ns, "scaledobjects", name, patch, **kw
             )
         else:
             target = resource.target
             if target.api_version == "apps/v1" and target.kind == "Deployment":
-                self._apps.patch_namespaced_deployment_scale(
-                    name, ns, patch, _content_type=MERGE_PATCH
-                )
+                self._apps.patch_namespaced_deployment_scale(name, ns, patch, **kw)
             elif target.api_version == "apps/v1" and target.kind == "StatefulSet":
-                self._apps.patch_namespaced_stateful_set_scale(
-                    name, ns, patch, _content_type=MERGE_PATCH
-                )
+                self._apps.patch_namespaced_stateful_set_scale(name, ns, patch, **kw)
             else:
                 group, _, version = target.api_version.rpartition("/")
                 plural = target.kind.lower() + "s"
                 self._custom.patch_namespaced_custom_object_scale(
-                    group, version, ns, plural, name, patch, _content_type=MERGE_PATCH
+                    group, version, ns, plural, name, patch, **kw
                 )
 
 
@@ -595,7 +645,12 @@ class _LeaseRecord:
 
 
 class LeaseLock:
-    """One replica's view of the Lease; `try_acquire_or_renew` is one client-go round."""
+    """One replica's view of the Lease; `try_acquire_or_renew` is one client-go round.
+
+    Each call times out after `request_timeout_seconds` (default: a quarter of the renew
+    deadline, because urllib3 re-sends an idempotent GET/PUT up to three times), so a round
+    against a hanging API server ends by the renew deadline, as client-go's does.
+    """
 
     def __init__(
         self,
@@ -607,6 +662,7 @@ class LeaseLock:
         clock: Clock,
         lease_duration_seconds: int = 15,
         renew_deadline_seconds: float = 10.0,
+        request_timeout_seconds: float | None = None,
     ) -> None:
         if not 0 < renew_deadline_seconds < lease_duration_seconds:
             raise ValueError(
@@ -621,6 +677,10 @@ class LeaseLock:
         self._observed: _LeaseRecord | None = None
         self._observed_at: datetime | None = None
         self._renewed_at: datetime | None = None
+        self._request_timeout = min(
+            request_timeout_seconds or DEFAULT_REQUEST_TIMEOUT_SECONDS, renew_deadline_seconds / 4
+        )
+        self.errors = 0  # failed lease requests (gridshift_kube_api_errors_total)
 
     def _body(self, record: _LeaseRecord | None, holder: str, now: datetime) -> dict[str, Any]:
         keep_acquire = record is not None and record.holder == holder and holder
@@ -661,17 +721,33 @@ class LeaseLock:
     # MicroTime strings are sent exactly as written, not re-serialised by the typed models.
     def _read(self) -> object:
         return self._api.get_namespaced_custom_object(
-            "coordination.k8s.io", "v1", self.namespace, "leases", self.name
+            "coordination.k8s.io",
+            "v1",
+            self.namespace,
+            "leases",
+            self.name,
+            _request_timeout=self._request_timeout,
         )
 
     def _create(self, body: dict[str, Any]) -> object:
         return self._api.create_namespaced_custom_object(
-            "coordination.k8s.io", "v1", self.namespace, "leases", body
+            "coordination.k8s.io",
+            "v1",
+            self.namespace,
+            "leases",
+            body,
+            _request_timeout=self._request_timeout,
         )
 
     def _replace(self, body: dict[str, Any]) -> object:
         return self._api.replace_namespaced_custom_object(
-            "coordination.k8s.io", "v1", self.namespace, "leases", self.name, body
+            "coordination.k8s.io",
+            "v1",
+            self.namespace,
+            "leases",
+            self.name,
+            body,
+            _request_timeout=self._request_timeout,
         )
 
     def is_leader(self) -> bool:
@@ -688,6 +764,7 @@ class LeaseLock:
             lease = self._read()
         except ApiException as exc:
             if exc.status != 404:
+                self.errors += 1
                 log.warning("reading lease %s/%s failed: %s", self.namespace, self.name, exc.status)
                 return self.is_leader()
             try:
@@ -713,6 +790,7 @@ class LeaseLock:
             if exc.status == 409:  # someone else won this round
                 self._renewed_at = None
                 return False
+            self.errors += 1
             log.warning("renewing lease %s/%s failed: %s", self.namespace, self.name, exc.status)
             return self.is_leader()
         self._see(self._record(updated), now)
@@ -729,8 +807,9 @@ class LeaseLock:
         now = self._clock.now()
         try:
             self._replace(self._body(self._observed, "", now))
-        except ApiException as exc:
-            log.warning("releasing lease failed: %s", exc.status)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            self.errors += 1
+            log.warning("releasing lease failed: %s", getattr(exc, "status", exc))
             return False
         finally:
             self._renewed_at = None
@@ -755,16 +834,30 @@ class LeaderElector:
         self._on_stopped = on_stopped_leading
         self._stop = stop or threading.Event()
         self._leading = False
+        self.rounds = 0
+        self.slowest_round_seconds = 0.0
 
     @property
     def leading(self) -> bool:
         return self._leading and self.lock.is_leader()
 
     def step(self) -> bool:
+        started = time.monotonic()
         try:
             self.lock.try_acquire_or_renew()
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (
+            ApiException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            TypeError,
+            KeyError,
+            ValueError,
+        ) as exc:
+            # TypeError/KeyError/ValueError: a garbled Lease answer
+            self.lock.errors += 1
             log.warning("leader election round failed: %s", exc)
+        self.rounds += 1
+        self.slowest_round_seconds = max(self.slowest_round_seconds, time.monotonic() - started)
         now_leading = self.lock.is_leader()
         if now_leading and not self._leading:
             self._leading = True
@@ -810,13 +903,26 @@ class KubeController:
         self._last_status: dict[tuple[str, str], dict[str, Any]] = {}
         self._last_patch: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._last_actuation: dict[tuple[str, str], ActuationResult] = {}
+        self.pending: frozenset[tuple[str, str]] = frozenset()  # failed last sync: retry
+        self.actuation_errors = 0
+        self.status_errors = 0
+
+    def forget(self) -> None:
+        """Drop what was last sent: a new leadership term re-asserts every decision (another
+        leader may have patched the targets in between)."""
+        self._last_status.clear()
+        self._last_patch.clear()
 
     def sync(self, snapshot: Snapshot | None) -> int:
-        """Returns how many status patches were sent. Followers do nothing."""
+        """Returns how many status patches were sent. Followers do nothing.
+
+        `pending` afterwards names the resources whose actuation or status write failed
+        (the runtime retries them without waiting for the next decision)."""
         if snapshot is None or not self._is_leader():
             return 0
         by_key = {(w.namespace, w.name): w for w in snapshot.workloads.values()}
         written = 0
+        pending: set[tuple[str, str]] = set()
         for key, resource in sorted(self._cache.items().items()):
             workload = by_key.get(key)
             if workload is None:
@@ -830,6 +936,9 @@ class KubeController:
                     self._last_patch[key] = patch
                 if result is not None:
                     self._last_actuation[key] = result
+                    if result.error:
+                        self.actuation_errors += 1
+                        pending.add(key)
             status = status_for(
                 workload,
                 resource=resource,
@@ -840,13 +949,16 @@ class KubeController:
                 continue
             try:
                 new_rv = self._status.write(resource, status)
-            except (ApiException, RuntimeError) as exc:
+            except (ApiException, RuntimeError, urllib3.exceptions.HTTPError, OSError) as exc:
+                self.status_errors += 1
+                pending.add(key)
                 log.warning("status of %s/%s not written: %s", *key, exc)
                 continue
             if new_rv is not None:
                 self._last_status[key] = status
                 self._cache.update_resource_version(key, new_rv)
                 written += 1
+        self.pending = frozenset(pending)
         return written
 
 
@@ -1029,6 +1141,9 @@ class KubeRuntime:
         self._threads: list[threading.Thread] = []
         self._synced: Snapshot | None = None
         self._was_leading = False
+        self.sync_errors = 0
+        self.last_sync_seconds = 0.0
+        self.slowest_sync_seconds = 0.0
 
     def resources(self) -> dict[tuple[str, str], ScalerResource]:
         """The watched, valid CarbonAwareScalers by (namespace, name), for the tick loop."""
@@ -1036,20 +1151,34 @@ class KubeRuntime:
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():
-            snapshot = self._current()
-            leading = self.elector.leading
-            if (
-                snapshot is not None
-                and leading
-                and (snapshot is not self._synced or not self._was_leading)
-            ):
-                try:
-                    self.controller.sync(snapshot)
-                    self._synced = snapshot
-                except Exception:
-                    log.exception("Kubernetes sync failed")
-            self._was_leading = leading
+            self.sync_once()
             self._stop.wait(self._poll)
+
+    def sync_once(self) -> bool:
+        """One pass of the sync loop: sync when leading and there is a new snapshot, a new
+        leadership term, or a failed write to retry. True when it synced."""
+        snapshot = self._current()
+        leading = self.elector.leading
+        if leading and not self._was_leading:
+            self.controller.forget()
+        synced = False
+        if (
+            snapshot is not None
+            and leading
+            and (snapshot is not self._synced or not self._was_leading or self.controller.pending)
+        ):
+            started = time.monotonic()
+            try:
+                self.controller.sync(snapshot)
+                self._synced = snapshot
+                synced = True
+            except Exception:
+                self.sync_errors += 1
+                log.exception("Kubernetes sync failed")
+            self.last_sync_seconds = time.monotonic() - started
+            self.slowest_sync_seconds = max(self.slowest_sync_seconds, self.last_sync_seconds)
+        self._was_leading = leading
+        return synced
 
     def start(self) -> None:
         for name, target in (
@@ -1068,3 +1197,52 @@ class KubeRuntime:
         for thread in self._threads:
             thread.join(timeout=timeout_seconds)
         self._threads.clear()
+
+
+class KubeCollector(Collector):
+    """The Kubernetes side's health as metrics (`register_kube_metrics`)."""
+
+    def __init__(self, runtime: KubeRuntime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self._runtime
+        identity = rt.elector.lock.identity
+        leader = GaugeMetricFamily(
+            "gridshift_kube_leader",
+            "1 while this replica holds the Lease and acts (status, actuation); 0 otherwise.",
+            labels=["identity"],
+        )
+        leader.add_metric([identity], 1.0 if rt.elector.leading else 0.0)
+        yield leader
+        errors = CounterMetricFamily(
+            "gridshift_kube_api_errors",
+            "Failed Kubernetes API calls (errors, timeouts, resets, garbled answers) by "
+            "operation: lease, watch, status, actuation, sync.",
+            labels=["operation"],
+        )
+        for operation, count in (
+            ("lease", rt.elector.lock.errors),
+            ("watch", rt.watcher.errors),
+            ("status", rt.controller.status_errors),
+            ("actuation", rt.controller.actuation_errors),
+            ("sync", rt.sync_errors),
+        ):
+            errors.add_metric([operation], float(count))
+        yield errors
+        yield GaugeMetricFamily(
+            "gridshift_kube_sync_pending_resources",
+            "CarbonAwareScalers whose last actuation or status write failed (retried).",
+            value=float(len(rt.controller.pending)),
+        )
+        yield GaugeMetricFamily(
+            "gridshift_kube_sync_duration_seconds",
+            "Wall time of the last status/actuation sync round.",
+            value=rt.last_sync_seconds,
+        )
+
+
+def register_kube_metrics(registry: CollectorRegistry, runtime: KubeRuntime) -> KubeCollector:
+    collector = KubeCollector(runtime)
+    registry.register(collector)
+    return collector

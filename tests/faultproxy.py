@@ -13,6 +13,9 @@ connections see it; open ones are closed on a switch so keep-alive clients recon
 
 It runs its own asyncio loop on a daemon thread; `with FaultProxy(...) as p:` starts and
 stops it. `connections` counts accepted connections (so a test can see a client retried).
+
+`write_fault_table(name, rows)` writes a fault test module's outcome rows (markdown table
+rows) to `tests/artifacts/<name>`, the source of the README's RELIABILITY tables.
 """
 
 from __future__ import annotations
@@ -23,9 +26,22 @@ import enum
 import socket
 import struct
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
-__all__ = ["Fault", "FaultProxy"]
+__all__ = ["ARTIFACTS", "Fault", "FaultProxy", "write_fault_table"]
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def write_fault_table(name: str, rows: Sequence[str]) -> None:
+    """`rows` as `| fault | component | outcome |` lines; nothing when no test ran."""
+    if not rows:
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    head = "| fault | component | outcome |\n|---|---|---|\n"
+    (ARTIFACTS / name).write_text(head + "".join(rows))
 
 
 class Fault(enum.Enum):

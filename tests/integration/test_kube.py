@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from kubernetes import client as k8s
+from prometheus_client import CollectorRegistry
 
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
@@ -22,15 +23,17 @@ from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
+    KubeRuntime,
     LeaderElector,
     LeaseLock,
     ScalerResourceCache,
     ScalerResourceWatcher,
     StatusWriter,
     parse_scaler_resource,
+    register_kube_metrics,
     status_for,
 )
-from scaler.snapshot import Mode, Snapshot, WorkloadStatus
+from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
 
 pytestmark = pytest.mark.integration
@@ -446,6 +449,77 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
     changed = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=4)})
     assert controller.sync(changed) == 1
     assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
+
+
+def leader_runtime(api, clock):
+    """A KubeRuntime (not started) for an HPA-actuated `web` deciding 6 replicas in
+    performance mode, whose elector is stepped by hand on `clock`."""
+    seed_targets(api)
+    holder = SnapshotHolder(
+        Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=6, mode=Mode.PERFORMANCE)})
+    )
+    custom = k8s.CustomObjectsApi(api.client())
+    cache = ScalerResourceCache()
+    cache.replace_all([api.put_object(CRS, cr("web", mode="hpa"))])
+    lock = LeaseLock(
+        custom, namespace="carbon-system", name="gridshift-scaler", identity="a", clock=clock
+    )
+    elector = LeaderElector(lock)
+    controller = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(custom),
+        actuator=Actuator(api.client(), clock=clock),
+        is_leader=lambda: elector.leading,
+        clock=clock,
+    )
+    return KubeRuntime(
+        watcher=ScalerResourceWatcher(custom, cache),
+        elector=elector,
+        controller=controller,
+        current_snapshot=holder.current,
+        stop=threading.Event(),
+    )
+
+
+def test_failed_actuation_is_retried_without_waiting_for_a_new_decision(api):
+    clock = FrozenClock(T0)
+    runtime = leader_runtime(api, clock)
+    registry = CollectorRegistry()
+    register_kube_metrics(registry, runtime)
+    assert runtime.elector.step()
+    api.fail_next("PATCH", "/horizontalpodautoscalers/web", 503)
+    assert runtime.sync_once()
+    assert runtime.controller.pending == {("shop", "web")}
+    assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 1
+    assert registry.get_sample_value("gridshift_kube_sync_pending_resources") == 1.0
+    assert runtime.sync_once(), "same snapshot, but a failed write is retried"
+    assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 6
+    assert runtime.controller.pending == frozenset()
+    assert not runtime.sync_once(), "nothing new, nothing pending: no request"
+    errors = {"operation": "actuation"}
+    assert registry.get_sample_value("gridshift_kube_api_errors_total", errors) == 1.0
+    assert registry.get_sample_value("gridshift_kube_sync_pending_resources") == 0.0
+    assert registry.get_sample_value("gridshift_kube_leader", {"identity": "a"}) == 1.0
+
+
+def test_a_new_leadership_term_reasserts_the_decision(api):
+    clock = FrozenClock(T0)
+    runtime = leader_runtime(api, clock)
+    assert runtime.elector.step()
+    runtime.sync_once()
+    assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 6
+    # a's renewals fail past its renew deadline: it stops leading ...
+    api.fail_next("GET", "/leases/gridshift-scaler", 503)
+    clock.advance(timedelta(seconds=11))
+    assert not runtime.elector.step()
+    runtime.sync_once()
+    # ... meanwhile another leader lowered the HPA floor; a regains the Lease, same decision
+    hpa = api.get_object(f"{HPAS}/web")
+    hpa["spec"]["minReplicas"] = 2
+    api.put_object(HPAS, hpa)
+    assert runtime.elector.step()
+    runtime.sync_once()
+    assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 6
 
 
 # ------------------------------------------------------------------ delegated auth

@@ -1,0 +1,285 @@
+"""Fault injection on the scaler's Kubernetes side: `tests.faultproxy.FaultProxy` between
+the REAL `kubernetes` client of `build_kube_runtime` (CR watch, Lease leader election,
+HPA actuation, status writes) and the API-server stand-in `tests.apiserver.FakeApiServer`.
+
+For each fault (latency past the client timeout, connection reset, 5xx, a 429 storm, a
+truncated body, a hang), with two replicas sharing the API server:
+- no thread stalls: election rounds keep coming, none longer than the renew deadline (the
+  client timeouts bound every call), and a sync round stays within its timeouts;
+- the leader that cannot renew stops acting by its renew deadline (before the Lease
+  expires), so the replicas never both act, and nothing patches the HPA below its floor;
+- `gridshift_kube_leader` drops to 0, `gridshift_kube_api_errors_total{operation="lease"}`
+  counts the failures, a WARNING says the leadership was lost;
+- when the fault clears, one replica leads again by itself and applies the decision held up
+  during the fault; when that leader goes away, the other takes over and actuates.
+A second test cuts only the leader's own path: the other replica takes over once the Lease
+expires, and the cut-off one has stopped acting before that.
+Outcomes go to `tests/artifacts/faults_kube.md` (the README's RELIABILITY table).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from kubernetes import client as k8s
+from prometheus_client import CollectorRegistry
+
+from config.settings import KubeSettings
+from config.wiring import build_kube_runtime, kube_api_client
+from forecasts.sources.clock import SystemClock
+from scaler.kube import KubeRuntime
+from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
+from tests.apiserver import FakeApiServer
+from tests.faultproxy import Fault, FaultProxy, write_fault_table
+from tests.integration.test_kube import CRS, HPAS, cr, seed_targets
+
+pytestmark = pytest.mark.integration
+
+FAULTS = [Fault.LATENCY, Fault.RESET, Fault.HTTP_5XX, Fault.STORM_429, Fault.TRUNCATED, Fault.HANG]
+ROWS: list[str] = []
+LEASE_S = 2
+RENEW_S = 1.0
+TIMEOUT_S = 0.5  # per call; Lease calls use min(this, RENEW_S / 4)
+FAULT_S = 2.5  # longer than the Lease: it expires in everyone's view
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_table() -> Iterator[None]:
+    yield
+    write_fault_table("faults_kube.md", ROWS)
+
+
+def decision(replicas: int) -> Snapshot:
+    at = SystemClock().now()
+    workload = WorkloadStatus(
+        name="web",
+        namespace="shop",
+        region="eu-west-1",
+        desired_replicas=replicas,
+        mode=Mode.PERFORMANCE,
+        reasons=("carbon low",),
+        decided_at=at,
+    )
+    return Snapshot(taken_at=at, workloads={"shop/web": workload})
+
+
+@dataclass
+class Replica:
+    name: str
+    runtime: KubeRuntime
+    registry: CollectorRegistry
+
+    @property
+    def leading(self) -> bool:
+        return self.runtime.elector.leading
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+def seed(api: FakeApiServer) -> None:
+    api.put_object(CRS, cr("web", mode="hpa"))
+    seed_targets(api)  # the HPA, with minReplicas 1
+
+
+def start_replica(name: str, url: str, holder: SnapshotHolder) -> Replica:
+    configuration = k8s.Configuration()
+    configuration.host = url
+    settings = KubeSettings(
+        enabled=True,
+        identity=name,
+        watch_namespace="shop",
+        lease_duration_seconds=LEASE_S,
+        renew_deadline_seconds=RENEW_S,
+        retry_period_seconds=0.2,
+        watch_timeout_seconds=2,
+        request_timeout_seconds=TIMEOUT_S,
+    )
+    registry = CollectorRegistry()
+    runtime = build_kube_runtime(
+        settings,
+        holder=holder,
+        clock=SystemClock(),
+        api_client=kube_api_client(configuration),
+        registry=registry,
+    )
+    runtime.start()
+    return Replica(name, runtime, registry)
+
+
+def wait(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout_s, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def hpa_floor(api: FakeApiServer) -> int:
+    obj = api.get_object(f"{HPAS}/web")
+    assert obj is not None
+    return int(obj["spec"]["minReplicas"])
+
+
+def desired_in_status(api: FakeApiServer) -> int | None:
+    obj = api.get_object(f"{CRS}/web")
+    assert obj is not None
+    return (obj.get("status") or {}).get("desiredReplicas")
+
+
+class Watchdog:
+    """Samples every 10 ms: never two replicas acting at once, the HPA floor never lowered."""
+
+    def __init__(self, api: FakeApiServer, replicas: list[Replica]) -> None:
+        self.api, self.replicas = api, replicas
+        self.both_leading = 0
+        self.floors: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        if sum(r.leading for r in self.replicas) > 1:
+            self.both_leading += 1
+        floor = hpa_floor(self.api)
+        if not self.floors or self.floors[-1] != floor:
+            self.floors.append(floor)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self._sample()
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_api_server_fault(fault: Fault, caplog: pytest.LogCaptureFixture) -> None:
+    holder = SnapshotHolder(decision(6))
+    with FakeApiServer(bookmark_interval_seconds=0.1) as api:
+        seed(api)
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        with FaultProxy(host, int(port), latency_seconds=1.0) as proxy:
+            a = start_replica("replica-a", proxy.url, holder)
+            replicas = [a]
+            try:
+                wait(lambda: a.leading and hpa_floor(api) == 6, "a leading and actuating")
+                b = start_replica("replica-b", proxy.url, holder)
+                replicas.append(b)
+                wait(lambda: b.runtime.elector.rounds >= 2, "b following")
+                assert not b.leading
+                with (
+                    caplog.at_level(logging.WARNING, logger="scaler.kube"),
+                    Watchdog(api, replicas) as dog,
+                ):
+                    proxy.fault = fault
+                    faulted = time.monotonic()
+                    rounds = a.runtime.elector.rounds
+                    holder.publish(decision(8))  # a decision the fault holds up
+                    stopped_s = wait(lambda: not a.leading, "a to stop acting", 5.0)
+                    time.sleep(max(0.0, FAULT_S - (time.monotonic() - faulted)))
+                    rounds_in_fault = a.runtime.elector.rounds - rounds
+                    # a round lasts at most the renew deadline (client timeouts), then waits
+                    # the retry period: at least two rounds in FAULT_S, none of them stuck
+                    assert rounds_in_fault >= 2, "the election loop stalled"
+                    assert not a.leading
+                    assert not b.leading
+                    assert a.metric("gridshift_kube_leader", identity="replica-a") == 0.0
+                    lease_errors = a.metric("gridshift_kube_api_errors_total", operation="lease")
+                    assert lease_errors is not None
+                    assert lease_errors >= 1
+                    assert "replica-a lost the leadership" in caplog.text
+
+                    proxy.fault = Fault.PASS
+                    recovered_s = wait(
+                        lambda: any(r.leading for r in replicas) and hpa_floor(api) == 8,
+                        "a leader applying the held-up decision",
+                    )
+                    leader, other = (a, b) if a.leading else (b, a)
+                    assert leader.metric("gridshift_kube_leader", identity=leader.name) == 1.0
+                    wait(lambda: desired_in_status(api) == 8, "the status of the decision")
+
+                    # the leader goes away: the other replica takes over and actuates
+                    leader.runtime.close()
+                    replicas.remove(leader)
+                    holder.publish(decision(9))
+                    takeover_s = wait(
+                        lambda: other.leading and hpa_floor(api) == 9, "the other taking over"
+                    )
+                slowest_round = max(r.runtime.elector.slowest_round_seconds for r in (a, b))
+                slowest_sync = max(r.runtime.slowest_sync_seconds for r in (a, b))
+                assert slowest_round < RENEW_S + 0.5, f"an election round took {slowest_round} s"
+                assert slowest_sync < 4 * TIMEOUT_S + 0.5, f"a sync round took {slowest_sync} s"
+                assert dog.both_leading == 0
+                assert dog.floors == sorted(dog.floors), f"HPA floor lowered: {dog.floors}"
+                patched = [
+                    r.body["spec"]["minReplicas"]
+                    for r in api.requests
+                    if r.method == "PATCH" and r.path == f"{HPAS}/web"
+                ]
+                assert patched == sorted(patched), f"a patch lowered the floor: {patched}"
+            finally:
+                for replica in replicas:
+                    replica.runtime.close()
+    floors = "→".join(map(str, dog.floors))
+    ROWS.append(
+        f"| {fault.value} | scaler: Lease + HPA actuation (API server) | leader stopped "
+        f"acting {stopped_s:.2f} s into the fault (renew deadline {RENEW_S:g} s, Lease "
+        f"{LEASE_S} s), never two leaders, HPA floor never lowered ({floors}), "
+        f"{rounds_in_fault} election rounds during {FAULT_S:g} s (slowest {slowest_round:.2f} s, "
+        f"slowest sync {slowest_sync:.2f} s), {lease_errors:.0f} lease errors counted; "
+        f"held-up decision applied {recovered_s:.2f} s after the fault cleared "
+        f"(by {leader.name}); the other replica took over in {takeover_s:.2f} s |\n"
+    )
+
+
+@pytest.mark.parametrize("fault", [Fault.HANG, Fault.RESET], ids=lambda f: f.name)
+def test_cut_off_leader_is_replaced_once_its_lease_expires(fault: Fault) -> None:
+    holder = SnapshotHolder(decision(6))
+    with FakeApiServer(bookmark_interval_seconds=0.1) as api:
+        seed(api)
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        with FaultProxy(host, int(port)) as proxy:
+            a = start_replica("replica-a", proxy.url, holder)  # through the proxy
+            replicas = [a]
+            try:
+                wait(lambda: a.leading and hpa_floor(api) == 6, "a leading")
+                b = start_replica("replica-b", api.url, holder)  # direct
+                replicas.append(b)
+                wait(lambda: b.runtime.elector.rounds >= 2, "b following")
+                with Watchdog(api, replicas) as dog:
+                    proxy.fault = fault
+                    cut = time.monotonic()
+                    a_stopped_s = wait(lambda: not a.leading, "a to stop acting", 5.0)
+                    b_took_over_s = wait(lambda: b.leading, "b to take over", 5.0) + a_stopped_s
+                    holder.publish(decision(7))
+                    wait(lambda: hpa_floor(api) == 7, "b actuating")
+                    assert not a.leading
+                    proxy.fault = Fault.PASS
+                    wait(lambda: a.runtime.elector.rounds >= 3, "a back")
+                    time.sleep(0.5)
+                    assert b.leading
+                    assert not a.leading, "a came back and found b holding"
+                    del cut
+                assert dog.both_leading == 0
+                assert b_took_over_s >= LEASE_S - 0.5, "b took over before the Lease expired"
+                assert a_stopped_s < b_took_over_s
+            finally:
+                for replica in replicas:
+                    replica.runtime.close()
+    ROWS.append(
+        f"| {fault.value} on the leader's path only | scaler: Lease | the cut-off leader "
+        f"stopped acting after {a_stopped_s:.2f} s, the other replica took over after "
+        f"{b_took_over_s:.2f} s (Lease {LEASE_S} s) and actuated; never two leaders; the old "
+        "leader came back as a follower |\n"
+    )
