@@ -160,6 +160,8 @@ class KubeNodeInventory:
                 timeout_seconds=self._watch_timeout_s,
                 **kw,
             ):
+                if not isinstance(event, Mapping):  # the client yields None for a non-JSON line
+                    raise ValueError(f"undecodable node watch event: {event!r}")
                 version = self._apply(event) or version
         except ApiException as exc:
             if exc.status == _GONE:
@@ -202,8 +204,9 @@ class KubeNodeInventory:
                 log.info("node watch expired (%s): relisting", exc)
                 self._errors.labels("gone").inc()
                 version = None
-            except (ApiException, HTTPError, OSError, ValueError) as exc:
-                log.warning("node inventory: %s; retrying in %.0fs", exc, self._retry_s)
+            except (ApiException, HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
+                # KeyError/TypeError: the client choking on a garbled watch event
+                log.warning("node inventory: %r; retrying in %.0fs", exc, self._retry_s)
                 self._errors.labels("api").inc()
                 version = None
                 stop.wait(self._retry_s)

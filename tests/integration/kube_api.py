@@ -140,7 +140,9 @@ class FakeApiServer:
                     if "sleep" in ev:  # an idle stretch of the watch
                         time.sleep(ev["sleep"])
                         continue
-                    line = json.dumps(ev).encode() + b"\n"
+                    # {"raw": "..."}: a line sent as is (a garbled stream)
+                    line = ev["raw"].encode() if "raw" in ev else json.dumps(ev).encode()
+                    line += b"\n"
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")

@@ -134,21 +134,14 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_run_loop_relists_after_410_and_keeps_watching(server: FakeApiServer) -> None:
-    registry = CollectorRegistry()
-    inv = inventory(server, registry)
-    server.watch_sessions.extend(
-        [
-            [event("DELETED", make_node("gpu-3", "eu-west-1", rv="101")), gone("101")],
-        ]
-    )
+def relists_then_follows(server: FakeApiServer, inv: KubeNodeInventory, registry) -> None:
+    """Run `inv` until it has relisted once more and then applied a new watch event."""
     stop = threading.Event()
     t = threading.Thread(target=inv.run, args=(stop,), daemon=True)
     t.start()
     try:
-        # after the 410 the loop relists: state comes back from the server's list
         wait_for(lambda: registry.get_sample_value("gridshift_extender_inventory_lists_total") == 2)
-        wait_for(lambda: set(inv.facts()) == {"gpu-1", "gpu-2", "gpu-3"})
+        wait_for(lambda: {"gpu-1", "gpu-2", "gpu-3"} <= set(inv.facts()))
         server.nodes["gpu-5"] = make_node("gpu-5", "eu-west-1", rv="300")
         server.watch_sessions.append([event("ADDED", server.nodes["gpu-5"])])
         wait_for(lambda: "gpu-5" in inv.facts())
@@ -157,10 +150,40 @@ def test_run_loop_relists_after_410_and_keeps_watching(server: FakeApiServer) ->
         inv.stop()
         t.join(timeout=5)
     assert not t.is_alive()
+
+
+def test_run_loop_relists_after_410_and_keeps_watching(server: FakeApiServer) -> None:
+    registry = CollectorRegistry()
+    inv = inventory(server, registry)
+    server.watch_sessions.extend(
+        [
+            [event("DELETED", make_node("gpu-3", "eu-west-1", rv="101")), gone("101")],
+        ]
+    )
+    # after the 410 the loop relists: state comes back from the server's list
+    relists_then_follows(server, inv, registry)
     assert (
         registry.get_sample_value("gridshift_extender_inventory_errors_total", {"kind": "gone"})
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        pytest.param('{"type": "ADDED", "object": {"metadata": {"na', id="cut-off line"),
+        pytest.param('{"type": "ADDED"}', id="event without object"),
+        pytest.param("<html>proxy error</html>", id="not JSON"),
+    ],
+)
+def test_run_loop_survives_a_garbled_watch_stream(server: FakeApiServer, garbled: str) -> None:
+    registry = CollectorRegistry()
+    inv = inventory(server, registry)
+    server.watch_sessions.append([{"raw": garbled}])
+    relists_then_follows(server, inv, registry)
+    errors = registry.get_sample_value("gridshift_extender_inventory_errors_total", {"kind": "api"})
+    assert errors is not None
+    assert errors >= 1
 
 
 def test_run_loop_survives_an_unreachable_api_server() -> None:
