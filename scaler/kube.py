@@ -21,7 +21,8 @@ Everything here talks to the API server through the official `kubernetes` client
 * `KubeController`: one `sync()` per tick: for each resource, the snapshot's decision ->
   status patch (only when changed) and actuation (only when the bounds change).
 * `DelegatedTokenReviewer` / `DelegatedAccessReviewer`: TokenReview and SubjectAccessReview
-  for the metrics API (`scaler.apiauth`), with small TTL caches.
+  for the metrics API (`scaler.apiauth`), with small TTL caches; on the request path, so a
+  hung API server costs a request the review timeout, never a parked server thread.
 * `KubeCollector`: what degraded on the Kubernetes side, as `gridshift_kube_*` metrics.
 
 Every API call carries a client-side timeout (`request_timeout_seconds`), so an API server
@@ -973,8 +974,10 @@ class DelegatedTokenReviewer:
         cache_ttl_seconds: float = 10.0,
         audiences: tuple[str, ...] = (),
         timer: Callable[[], float] = time.monotonic,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         self._api = k8s.CustomObjectsApi(api_client)
+        self._request_timeout = request_timeout_seconds
         self._audiences = audiences
         self._cache: cachetools.TTLCache[str, UserInfo | None] = cachetools.TTLCache(
             maxsize=4096, ttl=cache_ttl_seconds, timer=timer
@@ -991,7 +994,11 @@ class DelegatedTokenReviewer:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
         result = _as_dict(
             self._api.create_cluster_custom_object(
-                "authentication.k8s.io", "v1", "tokenreviews", body
+                "authentication.k8s.io",
+                "v1",
+                "tokenreviews",
+                body,
+                _request_timeout=self._request_timeout,
             )
         )
         status = result.get("status") or {}
@@ -1019,8 +1026,10 @@ class DelegatedAccessReviewer:
         *,
         cache_ttl_seconds: float = 10.0,
         timer: Callable[[], float] = time.monotonic,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         self._api = k8s.CustomObjectsApi(api_client)
+        self._request_timeout = request_timeout_seconds
         self._cache: cachetools.TTLCache[tuple[Any, ...], bool] = cachetools.TTLCache(
             maxsize=4096, ttl=cache_ttl_seconds, timer=timer
         )
@@ -1054,7 +1063,11 @@ class DelegatedAccessReviewer:
         }
         result = _as_dict(
             self._api.create_cluster_custom_object(
-                "authorization.k8s.io", "v1", "subjectaccessreviews", body
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                body,
+                _request_timeout=self._request_timeout,
             )
         )
         allowed = bool((result.get("status") or {}).get("allowed"))
@@ -1109,7 +1122,9 @@ class AuthenticationConfigRefresher:
 def load_authentication_config_map(core_api: k8s.CoreV1Api) -> dict[str, str]:
     """`kube-system/extension-apiserver-authentication` data (for `AuthenticationConfig`)."""
     config_map = core_api.read_namespaced_config_map(
-        "extension-apiserver-authentication", "kube-system"
+        "extension-apiserver-authentication",
+        "kube-system",
+        _request_timeout=DEFAULT_REQUEST_TIMEOUT_SECONDS,
     )
     return dict(config_map.data or {})
 

@@ -13,7 +13,11 @@ truncated body, a hang), with two replicas sharing the API server:
 - when the fault clears, one replica leads again by itself and applies the decision held up
   during the fault; when that leader goes away, the other takes over and actuates.
 A second test cuts only the leader's own path: the other replica takes over once the Lease
-expires, and the cut-off one has stopped acting before that.
+expires, and the cut-off one has stopped acting before that. A third puts the proxy between
+the External Metrics API's delegated TokenReview/SubjectAccessReview and the API server:
+a request with a token not yet reviewed fails fast (500, within the review timeout), one
+reviewed before the fault is still served from the review caches, and fresh tokens are
+accepted again once the fault clears.
 Outcomes go to `tests/artifacts/faults_kube.md` (the README's RELIABILITY table).
 """
 
@@ -24,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -32,11 +37,15 @@ from prometheus_client import CollectorRegistry
 from config.settings import KubeSettings
 from config.wiring import build_kube_runtime, kube_api_client
 from forecasts.sources.clock import SystemClock
-from scaler.kube import KubeRuntime
+from forecasts.time import FrozenClock
+from scaler.apiauth import AuthenticationConfig, Authenticator, Authorizer
+from scaler.kube import DelegatedAccessReviewer, DelegatedTokenReviewer, KubeRuntime
+from scaler.metrics_api import ApiRequest, ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
 from tests.integration.test_kube import CRS, HPAS, cr, seed_targets
+from tests.snapshots import TAKEN_AT, sample_holder
 
 pytestmark = pytest.mark.integration
 
@@ -282,4 +291,79 @@ def test_cut_off_leader_is_replaced_once_its_lease_expires(fault: Fault) -> None
         f"stopped acting after {a_stopped_s:.2f} s, the other replica took over after "
         f"{b_took_over_s:.2f} s (Lease {LEASE_S} s) and actuated; never two leaders; the old "
         "leader came back as a follower |\n"
+    )
+
+
+def metrics_api_via(url: str) -> MetricsApiServer:
+    configuration = k8s.Configuration()
+    configuration.host = url
+    client = kube_api_client(configuration)
+    return MetricsApiServer(
+        ExternalMetricsApi(sample_holder(), clock=FrozenClock(TAKEN_AT)),
+        host="127.0.0.1",
+        port=0,
+        authenticator=Authenticator(
+            AuthenticationConfig(),
+            token_reviewer=DelegatedTokenReviewer(client, request_timeout_seconds=TIMEOUT_S),
+        ),
+        authorizer=Authorizer(
+            access_reviewer=DelegatedAccessReviewer(client, request_timeout_seconds=TIMEOUT_S)
+        ),
+    )
+
+
+def review_handlers(api: FakeApiServer) -> None:
+    def token_review(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "status": {"authenticated": True, "user": {"username": body["spec"]["token"]}},
+        }
+
+    def access_review(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "status": {"allowed": True},
+        }
+
+    api.handlers.update(tokenreviews=token_review, subjectaccessreviews=access_review)
+
+
+METRIC = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/gridshift_desired_replicas"
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_metrics_api_reviews_under_api_server_fault(fault: Fault) -> None:
+    with FakeApiServer() as api:
+        review_handlers(api)
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        with (
+            FaultProxy(host, int(port), latency_seconds=1.0) as proxy,
+            metrics_api_via(proxy.url) as server,
+        ):
+
+            def get(token: str) -> tuple[int, float]:
+                started = time.monotonic()
+                answer = server.respond(
+                    ApiRequest("GET", METRIC),
+                    peer_certificate_der=None,
+                    headers={"authorization": [f"Bearer {token}"]},
+                )
+                return answer.status, time.monotonic() - started
+
+            assert get("hpa")[0] == 200
+            proxy.fault = fault
+            cached, _ = get("hpa")
+            fresh, fresh_s = get("new-caller")
+            assert cached == 200, "a caller reviewed before the fault is still served"
+            assert fresh == 500
+            assert fresh_s < 4 * TIMEOUT_S + 0.5
+            proxy.fault = Fault.PASS
+            assert get("another-caller")[0] == 200
+    ROWS.append(
+        f"| {fault.value} | scaler: External Metrics API (delegated TokenReview/"
+        f"SubjectAccessReview) | a caller reviewed before the fault still answered 200 (review "
+        f"caches); an unreviewed token got 500 in {fresh_s:.2f} s (review timeout "
+        f"{TIMEOUT_S:g} s), never a parked thread; new callers accepted once it cleared |\n"
     )
