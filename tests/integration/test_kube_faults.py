@@ -17,7 +17,8 @@ expires, and the cut-off one has stopped acting before that. A third puts the pr
 the External Metrics API's delegated TokenReview/SubjectAccessReview and the API server:
 a request with a token not yet reviewed fails fast (500, within the review timeout), one
 reviewed before the fault is still served from the review caches, and fresh tokens are
-accepted again once the fault clears.
+accepted again once the fault clears. Last, a CR watch that receives a line that is not JSON
+counts an error and relists instead of losing its thread.
 Outcomes go to `tests/artifacts/faults_kube.md` (the README's RELIABILITY table).
 """
 
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -39,7 +41,13 @@ from config.wiring import build_kube_runtime, kube_api_client
 from forecasts.sources.clock import SystemClock
 from forecasts.time import FrozenClock
 from scaler.apiauth import AuthenticationConfig, Authenticator, Authorizer
-from scaler.kube import DelegatedAccessReviewer, DelegatedTokenReviewer, KubeRuntime
+from scaler.kube import (
+    DelegatedAccessReviewer,
+    DelegatedTokenReviewer,
+    KubeRuntime,
+    ScalerResourceCache,
+    ScalerResourceWatcher,
+)
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
@@ -367,3 +375,49 @@ def test_metrics_api_reviews_under_api_server_fault(fault: Fault) -> None:
         f"caches); an unreviewed token got 500 in {fresh_s:.2f} s (review timeout "
         f"{TIMEOUT_S:g} s), never a parked thread; new callers accepted once it cleared |\n"
     )
+
+
+class _GarbledWatch(BaseHTTPRequestHandler):
+    """Lists return no CarbonAwareScalers; every watch sends one line that is not JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if "watch=true" in self.path:
+            body = b"<html>bad gateway</html>\n"
+        else:
+            body = b'{"items": [], "metadata": {"resourceVersion": "7"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_cr_watch_survives_a_garbled_stream() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _GarbledWatch)
+    httpd.daemon_threads = True
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    configuration = k8s.Configuration()
+    configuration.host = f"http://127.0.0.1:{httpd.server_address[1]}"
+    watcher = ScalerResourceWatcher(
+        k8s.CustomObjectsApi(kube_api_client(configuration)),
+        ScalerResourceCache(),
+        error_backoff_seconds=0.01,
+        request_timeout_seconds=TIMEOUT_S,
+    )
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait(lambda: watcher.errors >= 2 and watcher.relists >= 3, "relists after bad lines")
+        assert thread.is_alive(), "the watch thread must outlive a garbled answer"
+    finally:
+        watcher.stop()
+        thread.join(5)
+        httpd.shutdown()
+        httpd.server_close()
