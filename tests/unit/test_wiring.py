@@ -33,3 +33,21 @@ def test_settings_cross_field_rules():
         MetricsApiSettings(tls_cert_file="/x")
     with pytest.raises(pydantic.ValidationError, match="renew_deadline_seconds"):
         KubeSettings(lease_duration_seconds=5, renew_deadline_seconds=5)
+
+
+def test_kube_api_client_never_sleeps_out_a_retry_after():
+    from kubernetes import client as k8s
+
+    from config.wiring import kube_api_client
+
+    configuration = k8s.Configuration()
+    configuration.host = "http://127.0.0.1:1"
+    retries = kube_api_client(configuration).rest_client.pool_manager.connection_pool_kw["retries"]
+    assert retries.respect_retry_after_header is False
+    assert retries.total == 3, "connection errors and read timeouts are still retried"
+
+
+def test_kube_request_timeout_is_bounded():
+    assert KubeSettings().request_timeout_seconds == 5.0
+    with pytest.raises(pydantic.ValidationError, match="request_timeout_seconds"):
+        KubeSettings(request_timeout_seconds=0)
