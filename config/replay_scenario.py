@@ -205,7 +205,14 @@ class ForecastSpec(_Model):
         "profile_persistence",
         "seasonal_regression",
         "provider",
-    ] = "profile_persistence"
+        "perfect",
+    ] = Field(
+        "profile_persistence",
+        description="How gridshift forecasts carbon: a model fitted on history, the recorded "
+        "provider forecast, or `perfect` (the recorded intensity as its own forecast: the "
+        "assumption of Let's Wait Awhile's and CarbonScaler's error-free runs; an upper bound, "
+        "not a deployable forecast).",
+    )
     carbon_history: str = "7d"
     carbon_refit: str | None = Field(
         None,
@@ -610,7 +617,10 @@ def build_scenario(
         )
     except ValueError as exc:
         raise ScenarioError(f"{source}: {exc}") from exc
-    use_provider = spec.forecast.carbon_model == "provider"
+    use_provider = spec.forecast.carbon_model in ("provider", "perfect")
+    if spec.forecast.carbon_model == "perfect":
+        provider_fc = dict(carbon)
+        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
     return LoadedScenario(
         scenario=scenario,
         params=policy_params_from(settings),
@@ -625,6 +635,7 @@ def build_scenario(
             provider_forecasts=provider_fc if use_provider else None,
             provider_name=providers,
             refit_every=carbon_refit,
+            perfect=spec.forecast.carbon_model == "perfect",
         ),
         load_forecaster=_model(
             spec.forecast.load_model,

@@ -68,6 +68,7 @@ class CarbonForecastSetup:
     provider_forecasts: Mapping[str, RegularSeries] | None = None
     provider_name: Mapping[str, str] | None = None
     refit_every: timedelta | None = None
+    perfect: bool = False  # the provider forecasts are the truth itself (an upper bound)
 
 
 def progress_total(scenario: ReplayScenario) -> int:
@@ -147,7 +148,9 @@ def run_replay(
             if p in out:
                 out[p][w.name] = o
     label = (
-        "recorded provider forecast"
+        "perfect foresight (the recorded intensity as the forecast)"
+        if carbon_forecast.perfect
+        else "recorded provider forecast"
         if carbon_forecast.provider_forecasts
         else f"{carbon_forecast.forecaster.name} on {carbon_forecast.history} of history"
         + (
