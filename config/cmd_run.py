@@ -193,6 +193,8 @@ def run_command(
         services = stack.enter_context(
             start_scaler_services(settings, holder=built.holder, clock=clock)
         )
+        if services.kube is not None:  # actual replicas from the cluster, every tick
+            built.loop.use_replica_reader(services.kube.replicas)
         for line in services.describe():
             click.echo(f"  {line}")
         sys.stdout.flush()

@@ -109,6 +109,7 @@ from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
+    KubeReplicaReader,
     KubeRuntime,
     LeaderElector,
     LeaseLock,
@@ -723,6 +724,7 @@ def build_kube_runtime(
         controller=controller,
         current_snapshot=holder.current,
         stop=stop,
+        replicas=KubeReplicaReader(api_client, resources=cache.items),
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
 
@@ -749,7 +751,10 @@ class ScalerServices:
         if self.keda is not None:
             lines.append(f"KEDA external scaler (gRPC): port {self.keda.port}")
         if self.kube is not None:
-            lines.append("Kubernetes: watching CarbonAwareScalers, leader election on")
+            lines.append(
+                "Kubernetes: watching CarbonAwareScalers, leader election on, "
+                "reading actual replicas each tick"
+            )
         return lines
 
     def __enter__(self) -> ScalerServices:

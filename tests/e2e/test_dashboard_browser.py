@@ -107,7 +107,7 @@ def test_dashboard_renders_live_charts_offline() -> None:
             assert page.locator("#modes rect[data-mode]").count() >= 5
             assert page.locator("#reasons li").count() >= 5
             assert "counterfactual" in page.inner_text("#replicas-hint")
-            assert "not read from the cluster" in page.inner_text("#replicas-note")
+            assert page.inner_text("#replicas-note") == "actual unknown: no cluster connection"
             assert "SAMPLE DATA" in page.inner_text("#data-note")
             assert page.locator("#freshness tbody tr").count() == 3 + 5
             assert page.inner_text("#extender").strip() == "no extender configured"
