@@ -232,7 +232,11 @@
     head.textContent = "from " + ext.url + " at " + ext.polled_at;
     box.appendChild(head);
     const table = document.createElement("table");
-    for (const [k, v] of Object.entries(ext.figures || {})) {
+    for (const [key, value] of Object.entries(ext.figures || {})) {
+      // latencies arrive in seconds; sub-millisecond ones read better in ms
+      const inMs = key.endsWith(" s") && typeof value === "number";
+      const k = inMs ? key.slice(0, -2) + " ms" : key;
+      const v = inMs ? value * 1000 : value;
       const tr = document.createElement("tr");
       const a = document.createElement("td"); a.textContent = k;
       const b = document.createElement("td"); b.className = "num"; b.textContent = typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 3) : String(v);
