@@ -23,7 +23,7 @@ import yaml
 
 from config import cmd_run
 from config.replay_report import render_html, render_table
-from config.replay_scenario import ScenarioError, load_scenario
+from config.replay_scenario import CARBON_MODELS, ScenarioError, load_scenario
 from scaler.replay.engine import progress_total, run_replay
 from scaler.replay.model import PolicyName
 from scaler.replay.summary import summarise
@@ -60,6 +60,13 @@ def _instant(value: str | None, name: str) -> datetime | None:
 @click.option("--noise-percent", type=click.FloatRange(0, 100), help="Degrade carbon forecasts.")
 @click.option("--seed", type=int, default=None, help="Seed for forecast noise (file's default).")
 @click.option(
+    "--carbon-model",
+    type=click.Choice(CARBON_MODELS),
+    default=None,
+    help="How gridshift forecasts carbon in this run (overrides the file's forecast.carbon_model; "
+    "`perfect` plays the recorded intensity as its own forecast: an upper bound).",
+)
+@click.option(
     "--policy",
     "policies",
     multiple=True,
@@ -93,6 +100,7 @@ def replay_command(
     fmt: str,
     noise_percent: float | None,
     seed: int | None,
+    carbon_model: str | None,
     policies: tuple[str, ...],
     scaler_knobs: tuple[str, ...],
     no_progress: bool,
@@ -131,6 +139,7 @@ def replay_command(
             seed=seed,
             policies=tuple(PolicyName(p) for p in policies) or None,
             scaler_overrides=_knobs(scaler_knobs),
+            forecast_overrides=None if carbon_model is None else {"carbon_model": carbon_model},
         )
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -54,7 +54,7 @@ from scaler.workload import (
     WorkloadClass,
 )
 
-__all__ = ["LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
+__all__ = ["CARBON_MODELS", "LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,15 +198,20 @@ class WorkloadSpec(_Model):
         return self
 
 
+CarbonModelName = Literal[
+    "seasonal_naive_day",
+    "seasonal_naive_week",
+    "profile_persistence",
+    "seasonal_regression",
+    "provider",
+    "perfect",
+]
+#: What `forecast.carbon_model` (and `gridshift replay --carbon-model`) may name.
+CARBON_MODELS: tuple[str, ...] = get_args(CarbonModelName)
+
+
 class ForecastSpec(_Model):
-    carbon_model: Literal[
-        "seasonal_naive_day",
-        "seasonal_naive_week",
-        "profile_persistence",
-        "seasonal_regression",
-        "provider",
-        "perfect",
-    ] = Field(
+    carbon_model: CarbonModelName = Field(
         "profile_persistence",
         description="How gridshift forecasts carbon: a model fitted on history, the recorded "
         "provider forecast, or `perfect` (the recorded intensity as its own forecast: the "
@@ -348,9 +353,10 @@ def load_scenario(
     seed: int | None = None,
     policies: tuple[PolicyName, ...] | None = None,
     scaler_overrides: Mapping[str, Any] | None = None,
+    forecast_overrides: Mapping[str, Any] | None = None,
 ) -> LoadedScenario:
     """Read `path` into replay inputs; keyword arguments override the file's values
-    (`scaler_overrides` are merged over the file's `scaler:` mapping)."""
+    (`scaler_overrides` / `forecast_overrides` are merged over its `scaler:` / `forecast:`)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -363,6 +369,14 @@ def load_scenario(
         raise ScenarioError(_format_validation(exc, path)) from exc
     if scaler_overrides:
         spec = spec.model_copy(update={"scaler": {**spec.scaler, **scaler_overrides}})
+    if forecast_overrides:
+        try:
+            forecast = ForecastSpec.model_validate(
+                {**spec.forecast.model_dump(exclude_unset=True), **forecast_overrides}
+            )
+        except ValidationError as exc:
+            raise ScenarioError(_format_validation(exc, path).replace("  ", "  forecast.")) from exc
+        spec = spec.model_copy(update={"forecast": forecast})
     return build_scenario(
         spec,
         base=path.parent,
