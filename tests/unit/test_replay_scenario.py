@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from config.cli import cli
-from config.replay_scenario import ScenarioError, load_scenario
+from config.replay_scenario import ScenarioError, ScenarioFile, load_scenario
 from forecasts.forecast import FittedModel
 from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
@@ -284,3 +285,10 @@ def test_cli_scaler_overrides_change_the_run() -> None:
     bad = runner.invoke(cli, [*base, "--scaler", "=1"])
     assert bad.exit_code == 2
     assert "expected KEY=VALUE" in bad.output
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_scenario_file_is_valid(path: Path) -> None:
+    """The benchmark files need ../shared/data to run; their schema is checked without it."""
+    spec = ScenarioFile.model_validate(yaml.safe_load(path.read_text()))
+    assert spec.workloads
