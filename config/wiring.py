@@ -110,6 +110,7 @@ from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
+    KubeReplicaReader,
     KubeRuntime,
     LeaderElector,
     LeaseLock,
@@ -578,10 +579,12 @@ def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
 
     urllib3's default retry policy honours `Retry-After` on 429/503 three times, sleeping
     outside any request timeout: a 429 storm with `Retry-After: 60` would park the leader
-    election or a sync for minutes. Here a 429/503 comes back at once as an ApiException
-    and the caller's own loop (election rounds, sync retries, relists) paces the retry;
-    connection errors and read timeouts are still retried three times, as by default."""
-    configuration.retries = urllib3.Retry(3, respect_retry_after_header=False)
+    election, a sync or a tick for minutes. Here a 429/503 comes back at once as an
+    ApiException and the caller's own loop (election rounds, sync retries, relists, the next
+    tick) paces the retry. Connection errors are retried three times as by default, a read
+    error (timeout, dropped connection) once: a hung API server costs an idempotent call
+    twice its timeout, not four times."""
+    configuration.retries = urllib3.Retry(3, read=1, respect_retry_after_header=False)
     return k8s.ApiClient(configuration)
 
 
@@ -704,8 +707,12 @@ def build_kube_runtime(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient,
+    wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
 ) -> KubeRuntime:
+    """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
+    `clock`), since other replicas and the API server count real seconds even when
+    `gridshift run --speed` accelerates scaler time."""
     stop = threading.Event()
     custom = k8s.CustomObjectsApi(api_client)
     cache = ScalerResourceCache()
@@ -714,7 +721,7 @@ def build_kube_runtime(
         namespace=settings.lease_namespace,
         name=settings.lease_name,
         identity=settings.identity or socket.gethostname(),
-        clock=clock,
+        clock=wall_clock or clock,
         lease_duration_seconds=settings.lease_duration_seconds,
         renew_deadline_seconds=settings.renew_deadline_seconds,
         request_timeout_seconds=settings.request_timeout_seconds,
@@ -742,6 +749,9 @@ def build_kube_runtime(
         controller=controller,
         current_snapshot=holder.current,
         stop=stop,
+        replicas=KubeReplicaReader(
+            api_client, resources=cache.items, request_timeout_seconds=timeout_s
+        ),
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
     if registry is not None:
@@ -771,7 +781,10 @@ class ScalerServices:
         if self.keda is not None:
             lines.append(f"KEDA external scaler (gRPC): port {self.keda.port}")
         if self.kube is not None:
-            lines.append("Kubernetes: watching CarbonAwareScalers, leader election on")
+            lines.append(
+                "Kubernetes: watching CarbonAwareScalers, leader election on, "
+                "reading actual replicas each tick"
+            )
         return lines
 
     def __enter__(self) -> ScalerServices:
@@ -792,6 +805,7 @@ def start_scaler_services(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient | None = None,
+    wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
 ) -> ScalerServices:
     """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`.
@@ -828,7 +842,12 @@ def start_scaler_services(
         if settings.kube.enabled:
             assert api_client is not None
             services.kube = build_kube_runtime(
-                settings.kube, holder=holder, clock=clock, api_client=api_client, registry=registry
+                settings.kube,
+                holder=holder,
+                clock=clock,
+                api_client=api_client,
+                wall_clock=wall_clock,
+                registry=registry,
             )
             services.kube.start()
             services._exit.callback(services.kube.close)

@@ -1,9 +1,10 @@
 """Cron schedules (CI runs, recurring mode overrides) expanded to windows around a tick.
 
-Expressions are standard five-field crontab (weekday 0 or 7 = Sunday), evaluated by
-APScheduler's `CronTrigger` after translating the weekday field (APScheduler 3.x numbers
-weekdays from Monday = 0). Triggers are parsed once, when the workload is registered, so a bad
-expression fails at start-up with the workload and field named.
+One cron implementation for the whole product: `forecasts.ci.CISchedule` (five-field crontab,
+weekday 0 or 7 = Sunday, day of month OR day of week when both are restricted as POSIX cron
+and Kubernetes CronJobs do, IANA zones with its documented DST rules). Schedules are parsed
+once, when the workload is registered, so a bad expression fails at start-up with the
+workload and field named.
 """
 
 from __future__ import annotations
@@ -12,80 +13,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
-
-from forecasts.time import UTC
+from forecasts.ci import CISchedule
 from scaler.policy import CiWindow, OverrideWindow
 from scaler.snapshot import Mode
 from scaler.workload import CiSchedule, ModeOverride
 
-__all__ = ["WorkloadSchedules", "cron_firings", "crontab_day_of_week"]
+__all__ = ["WorkloadSchedules", "cron_firings"]
 
 
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def crontab_day_of_week(field: str) -> str:
-    """A crontab day-of-week field (0 or 7 = Sunday) as APScheduler 3.x day names.
-
-    APScheduler 3.x reads weekday *numbers* with 0 = Monday (its issue 286), so
-    `CronTrigger.from_crontab("0 9 * * 1-5")` would fire Tuesday to Saturday. Names mean the
-    same in both, so numbers, ranges and steps are expanded to an explicit list of names."""
-    if field == "*":
-        return "*"
-    out: list[str] = []
-    for part in field.split(","):
-        spec, _, step_text = part.partition("/")
-        if spec.replace("-", "").isalpha():  # names and name ranges mean the same in both
-            out.append(part)
-            continue
-        step = int(step_text) if step_text else 1
-        if spec == "*":
-            lo, hi = 0, 6
-        else:
-            first, _, last = spec.partition("-")
-            lo = int(first)
-            hi = int(last) if last else (6 if step_text else lo)
-        if not 0 <= lo <= hi <= 7 or step < 1:
-            raise ValueError(f"day of week {part!r} is out of range 0-7")
-        out.extend(_DAY_NAMES[d % 7] for d in range(lo, hi + 1, step))
-    return ",".join(dict.fromkeys(out))
-
-
-def _trigger(expr: str, timezone: str, *, where: str) -> CronTrigger:
+def _schedule(expr: str, timezone: str, duration: timedelta, *, where: str) -> CISchedule:
     try:
-        fields = expr.split()
-        if len(fields) != 5:
-            raise ValueError(f"expected 5 fields, got {len(fields)}")
-        minute, hour, day, month, dow = fields
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=crontab_day_of_week(dow.lower()),
-            timezone=timezone,
-        )
-    except Exception as exc:  # APScheduler raises ValueError/LookupError variants
+        return CISchedule(name=where, cron=expr, duration=duration, timezone=timezone)
+    except ValueError as exc:
         raise ValueError(f"{where}: invalid cron {expr!r} in zone {timezone!r}: {exc}") from exc
 
 
-def cron_firings(trigger: CronTrigger, *, start: datetime, end: datetime) -> list[datetime]:
+def cron_firings(schedule: CISchedule, *, start: datetime, end: datetime) -> list[datetime]:
     """Firing instants in [start, end), in UTC."""
-    out: list[datetime] = []
-    fire = trigger.get_next_fire_time(None, start)
-    while fire is not None and fire < end:
-        out.append(fire.astimezone(UTC))
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-    return out
+    return list(schedule.fire_times(start=start, end=end))
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSchedules:
     """One workload's parsed CI schedules and overrides."""
 
-    ci: tuple[tuple[CiSchedule, CronTrigger], ...]
-    overrides: tuple[tuple[ModeOverride, CronTrigger | None], ...]
+    ci: tuple[tuple[CiSchedule, CISchedule], ...]
+    overrides: tuple[tuple[ModeOverride, CISchedule | None], ...]
 
     @classmethod
     def parse(
@@ -93,15 +46,18 @@ class WorkloadSchedules:
     ) -> WorkloadSchedules:
         return cls(
             tuple(
-                (c, _trigger(c.cron, c.timezone, where=f"{name}.ci_schedules[{i}]"))
+                (
+                    c,
+                    _schedule(c.cron, c.timezone, c.duration, where=f"{name}.ci_schedules[{i}]"),
+                )
                 for i, c in enumerate(ci)
             ),
             tuple(
                 (
                     o,
                     None
-                    if o.cron is None
-                    else _trigger(o.cron, o.timezone, where=f"{name}.overrides[{i}]"),
+                    if o.cron is None or o.duration is None
+                    else _schedule(o.cron, o.timezone, o.duration, where=f"{name}.overrides[{i}]"),
                 )
                 for i, o in enumerate(overrides)
             ),

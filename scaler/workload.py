@@ -92,7 +92,7 @@ class PowerModel:
 class CiSchedule:
     """Known extra load: `extra_load` for `duration` after each `cron` firing in `timezone`.
 
-    Plain data here; the loop expands it to instants (cron semantics are APScheduler's)."""
+    Plain data here; the loop expands it to instants (`forecasts.ci.CISchedule` semantics)."""
 
     cron: str
     timezone: str

@@ -18,7 +18,9 @@ the External Metrics API's delegated TokenReview/SubjectAccessReview and the API
 a request with a token not yet reviewed fails fast (500, within the review timeout), one
 reviewed before the fault is still served from the review caches, and fresh tokens are
 accepted again once the fault clears. Last, a CR watch that receives a line that is not JSON
-counts an error and relists instead of losing its thread.
+counts an error and relists instead of losing its thread, and the tick, which reads every
+target's actual replicas from the API server, stays within its timeouts under each fault,
+keeps every decision, shows actual replicas as unknown, and reads them again afterwards.
 Outcomes go to `tests/artifacts/faults_kube.md` (the README's RELIABILITY table).
 """
 
@@ -29,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -44,15 +47,28 @@ from scaler.apiauth import AuthenticationConfig, Authenticator, Authorizer
 from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
+    KubeReplicaReader,
     KubeRuntime,
     ScalerResourceCache,
     ScalerResourceWatcher,
 )
+from scaler.loop import ScalerLoop
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi, MetricsApiServer
+from scaler.policy import PolicyParams
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
+from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
-from tests.integration.test_kube import CRS, HPAS, cr, seed_targets
+from tests.integration.test_kube import (
+    CRS,
+    DEPLOYS,
+    HPAS,
+    T0,
+    cr,
+    put_workload_object,
+    seed_targets,
+    workload,
+)
 from tests.snapshots import TAKEN_AT, sample_holder
 
 pytestmark = pytest.mark.integration
@@ -421,3 +437,61 @@ def test_cr_watch_survives_a_garbled_stream() -> None:
         thread.join(5)
         httpd.shutdown()
         httpd.server_close()
+
+
+TICK_WORKLOADS = ("web", "cart", "api")
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_tick_reading_actual_replicas_under_api_server_fault(
+    fault: Fault, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeApiServer() as api:
+        for name in TICK_WORKLOADS:
+            put_workload_object(
+                api, DEPLOYS, "Deployment", name, spec_replicas=4, status_replicas=4
+            )
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        with FaultProxy(host, int(port), latency_seconds=1.0) as proxy:
+            configuration = k8s.Configuration()
+            configuration.host = proxy.url
+            clock = FrozenClock(T0)
+            loop = ScalerLoop(
+                [workload(name) for name in TICK_WORKLOADS],
+                carbon=FakeDailyCarbonSource({"eu-west-1": [300.0] * 24}),
+                load=FakeLoadSource(levels={f"{name}_rps": 30.0 for name in TICK_WORKLOADS}),
+                clock=clock,
+                holder=SnapshotHolder(),
+                params=PolicyParams(),
+                replica_reader=KubeReplicaReader(
+                    kube_api_client(configuration), request_timeout_seconds=TIMEOUT_S
+                ),
+            )
+            loop.refit()
+            before = loop.tick()
+            assert {w.actual_replicas for w in before.workloads.values()} == {4}
+            desired = {n: w.desired_replicas for n, w in before.workloads.items()}
+            proxy.fault = fault
+            clock.advance(timedelta(minutes=1))
+            with caplog.at_level(logging.WARNING, logger="gridshift.scaler"):
+                started = time.monotonic()
+                during = loop.tick()
+                tick_s = time.monotonic() - started
+            assert tick_s < 2 * TIMEOUT_S + 0.5, f"the tick took {tick_s:.2f} s"
+            for name, w in during.workloads.items():
+                assert w.desired_replicas >= desired[name], "a decision dropped"
+                assert w.actual_replicas is None
+                assert "read failed" in w.actual_replicas_note
+            kube_errors = during.source_errors_total["kube"]
+            assert kube_errors >= 1
+            assert "actual replicas of web" in caplog.text
+            proxy.fault = Fault.PASS
+            clock.advance(timedelta(minutes=1))
+            after = loop.tick()
+            assert {w.actual_replicas for w in after.workloads.values()} == {4}
+    ROWS.append(
+        f"| {fault.value} | scaler: tick (actual replicas of 3 targets, API server) | tick "
+        f"took {tick_s:.2f} s (timeout {TIMEOUT_S:g} s), every decision kept, actual "
+        f"replicas shown unknown with the error, {kube_errors} `kube` source errors counted; "
+        "read again on the next tick |\n"
+    )

@@ -14,7 +14,7 @@ import pytest
 from forecasts.sources.clock import AcceleratedClock
 from forecasts.time import FrozenClock
 from scaler.policy import CiWindow
-from scaler.schedules import WorkloadSchedules, crontab_day_of_week
+from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode
 from scaler.workload import CiSchedule, ModeOverride
 
@@ -66,27 +66,26 @@ def test_accelerated_clock() -> None:
         AcceleratedClock(base, speed=0.0)
 
 
-@pytest.mark.parametrize(
-    ("field", "expected"),
-    [
-        pytest.param("*", "*", id="any"),
-        pytest.param("1-5", "mon,tue,wed,thu,fri", id="weekdays"),
-        pytest.param("0", "sun", id="sunday as 0"),
-        pytest.param("7", "sun", id="sunday as 7"),
-        pytest.param("5-7", "fri,sat,sun", id="range to 7"),
-        pytest.param("*/2", "sun,tue,thu,sat", id="step"),
-        pytest.param("1/3", "mon,thu", id="start with step"),
-        pytest.param("mon-fri", "mon-fri", id="names pass through"),
-        pytest.param("sat,0", "sat,sun", id="mixed"),
-    ],
-)
-def test_crontab_day_of_week(field: str, expected: str) -> None:
-    assert crontab_day_of_week(field) == expected
+def test_day_of_month_or_day_of_week_as_in_crontab() -> None:
+    """Both restricted: a day matches if EITHER matches (POSIX cron, Kubernetes CronJobs):
+    `0 9 1 * 1` fires on the 1st and on every Monday, not only on Mondays the 1st."""
+    sched = WorkloadSchedules.parse(
+        "web", [CiSchedule("0 9 1 * 1", "UTC", timedelta(minutes=20), 1.0)], []
+    )
+    april = datetime(2026, 4, 1, tzinfo=UTC)  # a Wednesday
+    fired = {
+        (april + timedelta(days=d)).day
+        for d in range(30)
+        if sched.ci_windows(now=april + timedelta(days=d, hours=9), ahead=timedelta(minutes=1))
+    }
+    assert fired == {1, 6, 13, 20, 27}
 
 
-def test_crontab_day_of_week_refuses_out_of_range() -> None:
-    with pytest.raises(ValueError, match="out of range"):
-        crontab_day_of_week("3-9")
+def test_bad_cron_names_the_workload_and_field() -> None:
+    with pytest.raises(ValueError, match=r"web\.overrides\[0\]: invalid cron '0 25 \* \* \*'"):
+        WorkloadSchedules.parse(
+            "web", [], [ModeOverride("eco", cron="0 25 * * *", duration=timedelta(hours=1))]
+        )
 
 
 def test_weekday_crons_fire_on_crontab_days() -> None:
