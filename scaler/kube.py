@@ -1331,6 +1331,8 @@ class KubeRuntime:
         stop: threading.Event,
         replicas: KubeReplicaReader,
         poll_interval_seconds: float = 1.0,
+        max_retry_backoff_seconds: float = 30.0,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.watcher = watcher
         self.replicas = replicas
@@ -1339,6 +1341,10 @@ class KubeRuntime:
         self._current = current_snapshot
         self._stop = stop
         self._poll = poll_interval_seconds
+        self._max_backoff = max_retry_backoff_seconds
+        self._timer = timer
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
         self._threads: list[threading.Thread] = []
         self._synced: Snapshot | None = None
         self._was_leading = False
@@ -1357,16 +1363,19 @@ class KubeRuntime:
 
     def sync_once(self) -> bool:
         """One pass of the sync loop: sync when leading and there is a new snapshot, a new
-        leadership term, or a failed write to retry. True when it synced."""
+        leadership term, or a failed write whose retry is due (backing off exponentially
+        from the poll interval to `max_retry_backoff_seconds`, so an API server that
+        rate-limits is not hammered). True when it synced."""
         snapshot = self._current()
         leading = self.elector.leading
         if leading and not self._was_leading:
             self.controller.forget()
+        retry_due = bool(self.controller.pending) and self._timer() >= self._retry_at
         synced = False
         if (
             snapshot is not None
             and leading
-            and (snapshot is not self._synced or not self._was_leading or self.controller.pending)
+            and (snapshot is not self._synced or not self._was_leading or retry_due)
         ):
             started = time.monotonic()
             try:
@@ -1378,6 +1387,11 @@ class KubeRuntime:
                 log.exception("Kubernetes sync failed")
             self.last_sync_seconds = time.monotonic() - started
             self.slowest_sync_seconds = max(self.slowest_sync_seconds, self.last_sync_seconds)
+            if self.controller.pending:
+                self._retry_delay = min(self._max_backoff, max(self._poll, 2 * self._retry_delay))
+                self._retry_at = self._timer() + self._retry_delay
+            else:
+                self._retry_delay = 0.0
         self._was_leading = leading
         return synced
 

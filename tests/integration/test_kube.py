@@ -463,7 +463,7 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
     assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
 
 
-def leader_runtime(api, clock):
+def leader_runtime(api, clock, timer=time.monotonic):
     """A KubeRuntime (not started) for an HPA-actuated `web` deciding 6 replicas in
     performance mode, whose elector is stepped by hand on `clock`."""
     seed_targets(api)
@@ -491,26 +491,36 @@ def leader_runtime(api, clock):
         current_snapshot=holder.current,
         stop=threading.Event(),
         replicas=KubeReplicaReader(api.client(), resources=cache.items),
+        poll_interval_seconds=1.0,
+        timer=timer,
     )
 
 
 def test_failed_actuation_is_retried_without_waiting_for_a_new_decision(api):
     clock = FrozenClock(T0)
-    runtime = leader_runtime(api, clock)
+    seconds = [0.0]
+    runtime = leader_runtime(api, clock, timer=lambda: seconds[0])
     registry = CollectorRegistry()
     register_kube_metrics(registry, runtime)
     assert runtime.elector.step()
-    api.fail_next("PATCH", "/horizontalpodautoscalers/web", 503)
+    api.fail_next("PATCH", "/horizontalpodautoscalers/web", 503, times=2)
     assert runtime.sync_once()
     assert runtime.controller.pending == {("shop", "web")}
     assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 1
     assert registry.get_sample_value("gridshift_kube_sync_pending_resources") == 1.0
+    assert not runtime.sync_once(), "the retry waits out its backoff (1 s)"
+    seconds[0] = 1.0
     assert runtime.sync_once(), "same snapshot, but a failed write is retried"
+    assert runtime.controller.pending == {("shop", "web")}
+    seconds[0] = 2.5
+    assert not runtime.sync_once(), "the backoff doubled to 2 s"
+    seconds[0] = 3.0
+    assert runtime.sync_once()
     assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 6
     assert runtime.controller.pending == frozenset()
     assert not runtime.sync_once(), "nothing new, nothing pending: no request"
     errors = {"operation": "actuation"}
-    assert registry.get_sample_value("gridshift_kube_api_errors_total", errors) == 1.0
+    assert registry.get_sample_value("gridshift_kube_api_errors_total", errors) == 2.0
     assert registry.get_sample_value("gridshift_kube_sync_pending_resources") == 0.0
     assert registry.get_sample_value("gridshift_kube_leader", {"identity": "a"}) == 1.0
 
