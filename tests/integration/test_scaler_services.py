@@ -14,6 +14,7 @@ import time
 import grpc
 import pytest
 import trustme
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from config.wiring import start_scaler_services
@@ -92,8 +93,13 @@ def test_everything_from_settings(tmp_path):
                 },
             },
         )
+        registry = CollectorRegistry()
         with start_scaler_services(
-            settings, holder=holder, clock=FrozenClock(TAKEN_AT), api_client=api.client()
+            settings,
+            holder=holder,
+            clock=FrozenClock(TAKEN_AT),
+            api_client=api.client(),
+            registry=registry,
         ) as services:
             assert services.metrics_api is not None
             assert services.keda is not None
@@ -133,6 +139,8 @@ def test_everything_from_settings(tmp_path):
                 time.sleep(0.05)
             assert status is not None, "the leader wrote the decision into the CR status"
             assert (status["desiredReplicas"], status["mode"]) == (4, "eco")
+            leader = registry.get_sample_value("gridshift_kube_leader", {"identity": "replica-a"})
+            assert leader == 1.0, "the Kubernetes side's metrics are on the registry passed in"
         lease = api.get_object(
             "/apis/coordination.k8s.io/v1/namespaces/carbon-system/leases/gridshift-scaler"
         )
