@@ -1,21 +1,25 @@
 """Fault injection for the extender: the API-server stand-in and the carbon API behind
 `tests.faultproxy.FaultProxy`, the real wiring (`build_extender`), uvicorn on 127.0.0.1.
 
-Aspects: with every dependency hanging, resetting or answering 5xx the webhook still answers
-every prioritize call 200 within budget (p99 under 1 s) from its snapshot, and once the
-carbon it holds is older than `stale_after_seconds` every node gets the neutral score; the
-snapshot job counts the failures (`gridshift_extender_source_errors_total`) and logs them;
-when the dependencies return, carbon is fetched again and the errors clear by themselves.
+Aspects, for each fault (latency, reset, 5xx, 429 storm, truncated body, hang) on both
+dependencies at once: the webhook answers every filter and prioritize call 200 within budget
+(p99 under 1 s) from its snapshot; once the carbon it holds has run out every node gets the
+neutral score and a pod's carbon cap fails open (nothing rejected on unknown data), with
+`gridshift_extender_carbon_fresh` 0; the last known nodes are kept; the snapshot job counts
+the failures (`gridshift_extender_source_errors_total`, inventory errors) and logs them.
+When the dependencies return (the provider with data for the present), carbon is fresh and
+scores again and the inventory relists, by themselves.
 Rows go to `tests/artifacts/faults_extender.md` (the scaler's: `faults_scaler.md`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -34,7 +38,7 @@ from tests.faultproxy import Fault, FaultProxy, write_fault_table
 from tests.integration.carbon_replay import uk_replay_server
 from tests.integration.kube_api import FakeApiServer, make_node
 from tests.integration.prom_fixture import free_port
-from tests.unit.carbon.conftest import REGIONS, ReplayServer
+from tests.unit.carbon.conftest import REGIONS, ReplayServer, Reply, fixture_bytes
 from tests.unit.carbon.conftest import T0 as CARBON_T0
 
 pytestmark = pytest.mark.integration
@@ -54,6 +58,19 @@ CAPPED_POD = json.loads(json.dumps(POD))
 CAPPED_POD["metadata"]["annotations"]["gridshift.io/max-gco2-per-kwh"] = "1"
 NAMES = [f"gb-{i}" for i in range(3)] + [f"london-{i}" for i in range(3)]
 REQUESTS = 200
+SHIFT = timedelta(hours=50)  # the fault moves the test clock this far past the recording
+
+
+def shifted(recorded: bytes, by: timedelta) -> bytes:
+    """The recorded UK answer with every `2025-01-20T12:00Z` instant moved by `by`."""
+
+    def move(m: re.Match[bytes]) -> bytes:
+        at = datetime.strptime(m.group(0).decode(), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+        return (at + by).strftime("%Y-%m-%dT%H:%MZ").encode()
+
+    return re.sub(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z", move, recorded)
+
+
 FAULTS = [Fault.LATENCY, Fault.RESET, Fault.HTTP_5XX, Fault.STORM_429, Fault.TRUNCATED, Fault.HANG]
 
 
@@ -155,7 +172,7 @@ def test_extender_answers_in_budget_with_every_dependency_faulty(
                 kube_proxy.fault = fault
                 carbon_proxy.fault = fault
                 # the forecast held in the snapshot runs out: carbon is now unknown
-                clock.advance(timedelta(hours=50))
+                clock.advance(SHIFT)
                 _wait(lambda: "GB" in current(runtime).carbon_errors, "the failure")
                 latencies = []
                 for i in range(REQUESTS):
@@ -182,25 +199,26 @@ def test_extender_answers_in_budget_with_every_dependency_faulty(
                 assert neutral_calls >= REQUESTS // 2
                 inventory_errors = metric("gridshift_extender_inventory_errors_total", kind="api")
 
+                # the provider comes back with data for the (test clock's) present
+                for prefix, case in (
+                    ("/intensity/", "national_fw48h"),
+                    ("/regional/", "regional_object"),
+                ):
+                    answer = shifted(fixture_bytes("uk", case), SHIFT)
+                    replay.route(prefix, Reply(body=answer))
                 kube_proxy.fault = Fault.PASS
                 carbon_proxy.fault = Fault.PASS
                 cleared = time.monotonic()
                 time.sleep(0.3)  # the breaker half-opens
                 clock.advance(timedelta(minutes=2))  # the next carbon fetch is due
-                _wait(lambda: "GB" not in current(runtime).carbon_errors, "carbon recovery")
-                carbon_back_s = time.monotonic() - cleared
-                # (the recorded answer ends 48 h after T0, so what is fetched back at T0+50 h
-                # is itself too old to score with: the fetch recovered, the data is stale)
-                errors_after = metric(
-                    "gridshift_extender_source_errors_total", source="uk", region="GB"
+                _wait(
+                    lambda: metric("gridshift_extender_carbon_fresh", region="GB") == 1.0,
+                    "fresh carbon again",
                 )
-                clock.advance(timedelta(minutes=2))
-                time.sleep(0.3)
-                assert "GB" not in current(runtime).carbon_errors
-                assert (
-                    metric("gridshift_extender_source_errors_total", source="uk", region="GB")
-                    == errors_after
-                ), "no new fetch errors once the dependency is back"
+                carbon_back_s = time.monotonic() - cleared
+                scores = web.post(f"{base}/prioritize", json=body).json()
+                assert {h["Score"] for h in scores} != {neutral}, "carbon scores again"
+                assert web.post(f"{base}/filter", json=capped).json()["NodeNames"] == []
                 _wait(
                     lambda: metric("gridshift_extender_inventory_lists_total") > lists,
                     "the inventory listing again",
@@ -218,6 +236,6 @@ def test_extender_answers_in_budget_with_every_dependency_faulty(
         f"max {max(latencies) * 1000:.1f} ms; once carbon expired every score neutral "
         f"({neutral}, `carbon_fresh` 0) and the 1 g/kWh cap failed open; last known nodes "
         f"kept; {errors:.0f} carbon fetch errors, {inventory_errors:.0f} inventory API errors "
-        f"counted; carbon fetched again {carbon_back_s:.1f} s and nodes relisted "
+        f"counted; fresh carbon scoring again {carbon_back_s:.1f} s and nodes relisted "
         f"{inventory_back_s:.1f} s after the fault cleared |\n"
     )
