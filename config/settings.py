@@ -665,6 +665,13 @@ class ExtenderSettings(_Group):
         None, description="PEM certificate; unset serves plain HTTP (fine behind a mesh)."
     )
     tls_key_file: str | None = Field(None, description="PEM key for tls_cert_file.")
+    tls_reload_check_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Rotated cert/key files are served within 10 s; cert-manager renews days "
+        "ahead, so checking more often only costs stat calls.",
+    )
     carbon_weight: float = Field(
         1.0, ge=0, le=100, description="Carbon is the point of the extender: full weight."
     )

