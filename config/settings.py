@@ -869,6 +869,31 @@ class KedaSettings(_Group):
     stream_poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How fast StreamIsActive notices a new decision."
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="Serving cert (PEM) for the gRPC listener; None = plaintext (KEDA's "
+        "default; set it with enableTLS/caCert on the trigger). Re-read when it changes.",
+    )
+    tls_key_file: Path | None = Field(None, description="Private key for tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="CA that KEDA's client certificate (tlsClientCert) must chain to; set = "
+        "mutual TLS, callers without such a certificate are refused. None = any TLS client.",
+    )
+    tls_reload_check_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="cert-manager renews days ahead; 10 s is plenty."
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_consistent(self) -> KedaSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("keda.tls_cert_file and keda.tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                "keda.tls_client_ca_file needs keda.tls_cert_file/tls_key_file: "
+                "client certificates are only checked over TLS"
+            )
+        return self
 
 
 class KubeSettings(_Group):

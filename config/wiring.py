@@ -102,7 +102,7 @@ from scaler.apiauth import (
 )
 from scaler.extender_watch import ExtenderWatch
 from scaler.history import RecordingHolder, SnapshotHistory
-from scaler.keda import KedaExternalScaler, KedaScalerServer
+from scaler.keda import KedaExternalScaler, KedaScalerServer, ReloadingServerCredentials
 from scaler.kube import (
     Actuator,
     AuthenticationConfigRefresher,
@@ -680,7 +680,17 @@ def build_keda_server(
         clock=clock,
         max_snapshot_age_seconds=max_snapshot_age_seconds,
     )
-    return KedaScalerServer(scaler, address=settings.listen, stop=stop)
+    credentials = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        credentials = ReloadingServerCredentials(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+            check_interval_seconds=settings.tls_reload_check_interval_seconds,
+        ).credentials
+    return KedaScalerServer(
+        scaler, address=settings.listen, stop=stop, server_credentials=credentials
+    )
 
 
 def build_kube_runtime(
@@ -747,7 +757,8 @@ class ScalerServices:
                 f"external metrics API: {self.metrics_api.url}/apis/external.metrics.k8s.io"
             )
         if self.keda is not None:
-            lines.append(f"KEDA external scaler (gRPC): port {self.keda.port}")
+            scheme = "TLS" if self.keda.secure else "plaintext"
+            lines.append(f"KEDA external scaler (gRPC, {scheme}): port {self.keda.port}")
         if self.kube is not None:
             lines.append("Kubernetes: watching CarbonAwareScalers, leader election on")
         return lines

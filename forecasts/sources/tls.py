@@ -14,6 +14,8 @@ each other.
   they bind (asyncio/uvicorn) use `listener_context()`, whose SNI callback (OpenSSL runs it
   for every ClientHello, with or without a server name) swaps in the current context, so
   each new handshake presents the newest certificate.
+* `read_pem_pair`: a certificate chain and its key as PEM bytes, checked to belong together
+  (for listeners that take bytes, e.g. gRPC).
 * `write_atomically`: what a certificate rotator should do (tests use it too).
 """
 
@@ -30,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["FileReloader", "ReloadingTlsContext", "write_atomically"]
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+__all__ = ["FileReloader", "ReloadingTlsContext", "read_pem_pair", "write_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +179,25 @@ class ReloadingTlsContext:
 
         front.sni_callback = switch
         return front
+
+
+def read_pem_pair(cert_file: Path, key_file: Path) -> tuple[bytes, bytes]:
+    """(chain PEM, key PEM); `ValueError` names the file when unparsable or mismatched."""
+    chain, key = Path(cert_file).read_bytes(), Path(key_file).read_bytes()
+    try:
+        leaf = x509.load_pem_x509_certificates(chain)[0]
+    except ValueError as exc:
+        raise ValueError(f"{cert_file}: not a PEM certificate chain ({exc})") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{key_file}: not an unencrypted PEM private key ({exc})") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != private.public_key().public_bytes(serialization.Encoding.DER, spki):
+        raise ValueError(f"{key_file}: private key does not match the certificate in {cert_file}")
+    return chain, key
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -21,14 +21,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import pytest
 import trustme
 
+from config.settings import KedaSettings
+from config.wiring import build_keda_server
 from forecasts.sources.tls import write_atomically
+from forecasts.time import FrozenClock
+from scaler.keda import KedaScalerServer
+from scaler.keda_pb import externalscaler_pb2 as pb
+from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
 from tests.integration.kube_api import FakeApiServer
 from tests.integration.prom_fixture import free_port
+from tests.snapshots import TAKEN_AT, sample_holder
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -134,3 +143,93 @@ def test_extender_process_picks_up_rotated_certificate(tmp_path: Path) -> None:
     assert "reloaded serving certificate" in text
     assert "reload failed, keeping the current one" in text
     print(f"extender: rotated certificate served after {seconds:.2f} s (check interval 0.1 s)")
+
+
+# ---------------------------------------------------------------------------- KEDA gRPC
+def keda_server(tmp_path: Path, **tls: Path) -> KedaScalerServer:
+    settings = KedaSettings(listen="127.0.0.1:0", tls_reload_check_interval_seconds=0.1, **tls)
+    return build_keda_server(settings, holder=sample_holder(), clock=FrozenClock(TAKEN_AT))
+
+
+def spec_call(port: int, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    """A channel that has answered one GetMetricSpec (raises grpc.RpcError otherwise)."""
+    target = f"127.0.0.1:{port}"
+    channel = (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(
+            target, credentials, options=[("grpc.ssl_target_name_override", "localhost")]
+        )
+    )
+    stub = pb_grpc.ExternalScalerStub(channel)
+    ref = pb.ScaledObjectRef(name="web", namespace="shop")
+    try:
+        assert stub.GetMetricSpec(ref, timeout=5).metricSpecs[0].targetSize == 1
+    except BaseException:
+        channel.close()
+        raise
+    return channel
+
+
+def refused(port: int, credentials: grpc.ChannelCredentials | None) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        spec_call(port, credentials).close()
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def client_files(ca: trustme.CA, tmp_path: Path, name: str) -> tuple[bytes, bytes]:
+    leaf = ca.issue_cert(f"{name}.keda.svc", common_name=name)
+    return leaf.private_key_pem.bytes(), b"".join(b.bytes() for b in leaf.cert_chain_pems)
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_keda_grpc_mutual_tls_and_rotation(tmp_path: Path) -> None:
+    first_ca, second_ca, client_ca, rogue_ca = (trustme.CA() for _ in range(4))
+    cert_file, key_file, ca_file = tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.crt"
+    first = issue(first_ca, cert_file, key_file)
+    client_ca.cert_pem.write_to_path(str(ca_file))
+    key, chain = client_files(client_ca, tmp_path, "keda-operator")
+    rogue_key, rogue_chain = client_files(rogue_ca, tmp_path, "keda-operator")
+
+    def creds(ca: trustme.CA, *, key: bytes | None = key, chain: bytes | None = chain) -> Any:
+        return grpc.ssl_channel_credentials(ca.cert_pem.bytes(), key, chain)
+
+    server = keda_server(
+        tmp_path, tls_cert_file=cert_file, tls_key_file=key_file, tls_client_ca_file=ca_file
+    )
+    with server:
+        assert server.secure
+        kept = spec_call(server.port, creds(first_ca))  # mTLS: served
+        refused(server.port, None)  # plaintext
+        refused(server.port, creds(first_ca, key=None, chain=None))  # no client certificate
+        refused(server.port, creds(first_ca, key=rogue_key, chain=rogue_chain))  # wrong CA
+        refused(server.port, creds(second_ca))  # the server is not (yet) the second CA's
+
+        mutual = client_context(first_ca, second_ca)
+        mutual.load_cert_chain(write_pem(tmp_path / "client.pem", key + chain))
+        mutual.set_alpn_protocols(["h2"])
+        assert peer_certificate(server.port, mutual) == first
+        tls_1_1_refused(server.port, first_ca)
+
+        second = issue(second_ca, cert_file, key_file)
+        seconds = eventually(lambda: peer_certificate(server.port, mutual) == second)
+        spec_call(server.port, creds(second_ca)).close()  # a new channel, only the new CA
+        refused(server.port, creds(first_ca))
+        stub = pb_grpc.ExternalScalerStub(kept)  # the channel from before still answers
+        assert stub.GetMetricSpec(pb.ScaledObjectRef(name="web", namespace="shop"), timeout=5)
+        kept.close()
+    print(f"KEDA gRPC: rotated certificate served after {seconds:.2f} s (check interval 0.1 s)")
+
+
+def test_keda_grpc_tls_without_client_ca_serves_any_tls_client(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    issue(ca, cert_file, key_file)
+    with keda_server(tmp_path, tls_cert_file=cert_file, tls_key_file=key_file) as server:
+        spec_call(server.port, grpc.ssl_channel_credentials(ca.cert_pem.bytes())).close()
+        refused(server.port, None)
+
+
+def write_pem(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
