@@ -637,9 +637,44 @@ class ScalerSettings(_Group):
         description="Off by default (stateless, like the HPA); set a path so decisions and "
         "savings counters survive restarts (atomic writes, at most one tick lost).",
     )
+    state_store: Literal["none", "file", "configmap"] = Field(
+        "none",
+        description="Where decisions and savings counters persist: none (stateless, like "
+        "the HPA), file (state_file; implied when only state_file is set) or configmap (in "
+        "the cluster, so a rescheduled pod keeps them).",
+    )
+    state_configmap_name: str = Field(
+        "gridshift-scaler-state",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The name deploy/scaler/rbac.yaml grants access to (resourceNames).",
+    )
+    state_configmap_namespace: str = Field(
+        "carbon-system",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The scaler's own namespace in deploy/ (its Role lives there).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_store_implied(cls, data: object) -> object:
+        # `state_file` alone keeps its meaning from before `state_store` existed
+        if isinstance(data, dict) and data.get("state_file") and "state_store" not in data:
+            return {**data, "state_store": "file"}
+        return data
 
     @model_validator(mode="after")
     def _checks(self) -> ScalerSettings:
+        if self.state_store == "file" and self.state_file is None:
+            raise ValueError("state_store 'file' needs state_file (the checkpoint's path)")
+        if self.state_store != "file" and self.state_file is not None:
+            raise ValueError(
+                f"state_file is only used with state_store 'file', not {self.state_store!r}: "
+                "unset one of them"
+            )
         if self.eco_exit_percentile > self.eco_enter_percentile:
             raise ValueError("eco_exit_percentile must not exceed eco_enter_percentile")
         if self.eco_quantile > self.performance_quantile:

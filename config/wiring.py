@@ -122,7 +122,7 @@ from scaler.metrics import register_scaler_metrics
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
-from scaler.state import FileStateStore
+from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
 from scaler.status_api import create_status_app
 from scaler.workload import (
     CiSchedule,
@@ -155,6 +155,7 @@ __all__ = [
     "build_region_map",
     "build_run_sources",
     "build_scaler",
+    "build_state_store",
     "default_http_client",
     "default_last_known_path",
     "kube_core_api",
@@ -314,6 +315,29 @@ def load_forecaster_from(settings: Settings) -> Forecaster:
     )
 
 
+def build_state_store(
+    settings: Settings,
+    *,
+    api_client: k8s.ApiClient | None = None,
+    logger: logging.Logger | None = None,
+) -> StateStore | None:
+    """The checkpoint store `scaler.state_store` names (None = stateless). The ConfigMap
+    store uses `api_client`, else one from the `kube` settings (kubeconfig / in-cluster)."""
+    s = settings.scaler
+    if s.state_store == "file":
+        assert s.state_file is not None  # ScalerSettings guarantees it
+        return FileStateStore(s.state_file, logger=logger)
+    if s.state_store == "configmap":
+        client = api_client if api_client is not None else build_kube_api_client(settings.kube)
+        return ConfigMapStateStore(
+            k8s.CoreV1Api(client),
+            namespace=s.state_configmap_namespace,
+            name=s.state_configmap_name,
+            logger=logger,
+        )
+    return None
+
+
 def build_scaler(
     settings: Settings,
     *,
@@ -326,6 +350,7 @@ def build_scaler(
     speed: float = 1.0,
     data_note: str = "",
     logger: logging.Logger | None = None,
+    api_client: k8s.ApiClient | None = None,
 ) -> ScalerApp:
     """Build the scaler. `clock` is scaler time (the wall clock, an accelerated one, or a
     stepping clock for replays); `wall_clock` paces APScheduler (default: `clock`)."""
@@ -344,11 +369,7 @@ def build_scaler(
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
         logger=log,
-        state_store=(
-            FileStateStore(settings.scaler.state_file, logger=log)
-            if settings.scaler.state_file is not None
-            else None
-        ),
+        state_store=build_state_store(settings, api_client=api_client, logger=log),
     )
     executor = (
         ProcessPoolExecutor(

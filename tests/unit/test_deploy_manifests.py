@@ -249,3 +249,33 @@ def test_apiservice_points_at_the_scaler_service_and_rbac_is_wired():
     ]
     assert hpa_binding
     assert hpa_binding[0]["subjects"][0]["namespace"] == "kube-system"
+
+
+def test_state_configmap_shipped_and_rbac_limited_to_it():
+    from config.settings import ScalerSettings
+
+    (state,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"].endswith("-state")]
+    name = state["metadata"]["name"]
+    assert name == ScalerSettings().state_configmap_name
+    assert "data" not in state  # the scaler owns the data; kubectl apply never resets it
+    rules = [
+        rule
+        for role in by_kind("Role") + by_kind("ClusterRole")
+        for rule in role.get("rules", [])
+        if "configmaps" in rule.get("resources", []) and "" in rule.get("apiGroups", [])
+    ]
+    writes = [r for r in rules if set(r["verbs"]) & {"update", "patch", "create", "delete"}]
+    assert writes == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [name],
+            "verbs": ["get", "update"],
+        }
+    ]
+    (scaler,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "gridshift-scaler"]
+    env = {e["name"]: e for e in scaler["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GRIDSHIFT_SCALER__STATE_STORE"]["value"] == "configmap"
+    assert env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAME"]["value"] == name
+    ns = env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAMESPACE"]["valueFrom"]["fieldRef"]
+    assert ns["fieldPath"] == "metadata.namespace"
