@@ -3,7 +3,8 @@
 Aspects: KEDA TLS files come as a pair and a client CA needs them (errors name the fields);
 the extender's reload interval is bounded; `read_pem_pair` names the file that is not PEM or
 a key that does not match its certificate; `FileReloader` rebuilds only when a file changes,
-at most once per interval, and keeps the last good value when a rebuild fails.
+at most once per interval, keeps the last good value when a rebuild fails, and follows a
+Kubernetes Secret volume's update (kubelet swaps a `..data` symlink to a new folder).
 """
 
 from __future__ import annotations
@@ -96,3 +97,22 @@ def test_file_reloader_rebuilds_on_change_only_and_keeps_last_good(tmp_path: Pat
     write_atomically(path, b"3")
     reloader.invalidate()
     assert reloader.current() == 3
+
+
+def test_file_reloader_follows_a_secret_volume_symlink_swap(tmp_path: Path) -> None:
+    mount = tmp_path / "tls"
+    mount.mkdir()
+    for version, value in (("..v1", "1"), ("..v2", "2")):
+        (mount / version).mkdir()
+        (mount / version / "tls.crt").write_text(value)
+    (mount / "..data").symlink_to("..v1")
+    (mount / "tls.crt").symlink_to("..data/tls.crt")
+    reloader = FileReloader(
+        files=[mount / "tls.crt"],
+        build=lambda _: (mount / "tls.crt").read_text(),
+        check_interval_seconds=0.0,
+    )
+    assert reloader.current() == "1"
+    (mount / "..data_tmp").symlink_to("..v2")
+    (mount / "..data_tmp").replace(mount / "..data")  # kubelet's atomic swap
+    assert reloader.current() == "2"
