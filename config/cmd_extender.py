@@ -82,10 +82,11 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
         parse_listen(s.listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    registry = CollectorRegistry()
     runtime = build_extender(
         settings,
         clock=SystemClock(),
-        registry=CollectorRegistry(),
+        registry=registry,
         carbon=_carbon_source(settings),
         kube_api=_kube_api(),
     )
@@ -98,6 +99,7 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             tls_key=s.tls_key_file,
             tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
             log_level=log_level,
+            registry=registry,
         )
     finally:
         runtime.stop()

@@ -202,7 +202,9 @@ def run_command(
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.
         services = stack.enter_context(
-            start_scaler_services(settings, holder=built.holder, clock=clock)
+            start_scaler_services(
+                settings, holder=built.holder, clock=clock, registry=built.registry
+            )
         )
         for line in services.describe():
             click.echo(f"  {line}")

@@ -93,6 +93,7 @@ from forecasts.sources.sample import (
     SampleCarbonSource,
     SampleLoadSource,
 )
+from forecasts.sources.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
 from scaler.apiauth import (
     AuthenticationConfig,
@@ -701,16 +702,20 @@ def build_keda_server(
         clock=clock,
         max_snapshot_age_seconds=max_snapshot_age_seconds,
     )
-    credentials = None
+    tls = None
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        credentials = ReloadingServerCredentials(
+        tls = ReloadingServerCredentials(
             cert_file=settings.tls_cert_file,
             key_file=settings.tls_key_file,
             client_ca_file=settings.tls_client_ca_file,
             check_interval_seconds=settings.tls_reload_check_interval_seconds,
-        ).credentials
+        )
     return KedaScalerServer(
-        scaler, address=settings.listen, stop=stop, server_credentials=credentials
+        scaler,
+        address=settings.listen,
+        stop=stop,
+        server_credentials=tls.credentials if tls is not None else None,
+        tls_stats=tls,
     )
 
 
@@ -802,8 +807,10 @@ def start_scaler_services(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> ScalerServices:
-    """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`.
+    """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
+    their TLS listeners' certificate metrics go to `registry` when given.
 
     The one hook for `gridshift run`:
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
@@ -834,6 +841,13 @@ def start_scaler_services(
             services.keda.start()
             services._exit.callback(services.keda.stop)
             log.info("KEDA external scaler on %s", settings.keda.listen)
+        listeners: dict[str, ReloadStats] = {}
+        if services.metrics_api is not None and services.metrics_api.tls is not None:
+            listeners["metrics_api"] = services.metrics_api.tls
+        if services.keda is not None and services.keda.tls_stats is not None:
+            listeners["keda"] = services.keda.tls_stats
+        if registry is not None and listeners:
+            registry.register(TlsCollector(listeners))
         if settings.kube.enabled:
             assert api_client is not None
             services.kube = build_kube_runtime(

@@ -58,7 +58,7 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
-from forecasts.sources.tls import ReloadingTlsContext
+from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
@@ -772,12 +772,14 @@ def build_server(
     tls_key: str | None = None,
     tls_reload_check_interval_seconds: float = 10.0,
     log_level: str = "info",
+    registry: CollectorRegistry | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
 
     With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
     files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart."""
+    rotated certificate is presented on new connections without a restart; its reloads and
+    expiry are exported on `registry` when given."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both a certificate and a key file")
     host, port = parse_listen(listen)
@@ -788,6 +790,8 @@ def build_server(
             key_file=Path(tls_key),
             check_interval_seconds=tls_reload_check_interval_seconds,
         )
+        if registry is not None:
+            registry.register(TlsCollector({"extender": tls}))
     config = uvicorn.Config(
         app,
         host=host,
@@ -813,6 +817,7 @@ def serve(
     tls_key: str | None = None,
     tls_reload_check_interval_seconds: float = 10.0,
     log_level: str = "info",
+    registry: CollectorRegistry | None = None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
 
@@ -825,6 +830,7 @@ def serve(
         tls_key=tls_key,
         tls_reload_check_interval_seconds=tls_reload_check_interval_seconds,
         log_level=log_level,
+        registry=registry,
     )
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:

@@ -45,7 +45,7 @@ from typing import Any
 
 import grpc
 
-from forecasts.sources.tls import FileReloader, read_pem_pair
+from forecasts.sources.tls import FileReloader, ReloadStats, not_after_epoch_s, read_pem_pair
 from forecasts.time import Clock
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
@@ -297,21 +297,32 @@ class ReloadingServerCredentials:
         self._lock = threading.Lock()
         self._served = self._reloader.current()
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            self._served, self.fetch, require_client_authentication=client_ca_file is not None
+            self._served[0], self.fetch, require_client_authentication=client_ca_file is not None
         )
 
-    def _build(self, _: str) -> Any:
+    def _build(self, _: str) -> tuple[Any, float]:
         chain, key = read_pem_pair(self._cert_file, self._key_file)
         roots = None
         if self._ca_file is not None:
             roots = self._ca_file.read_bytes()
             if b"-----BEGIN CERTIFICATE-----" not in roots:
                 raise ValueError(f"{self._ca_file}: no PEM certificate in the client CA file")
-        return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=roots)
+        configuration = grpc.ssl_server_certificate_configuration(
+            [(key, chain)], root_certificates=roots
+        )
+        return configuration, not_after_epoch_s(chain)
 
     @property
     def reloads(self) -> int:
         return self._reloader.reloads
+
+    @property
+    def reload_failures(self) -> int:
+        return self._reloader.reload_failures
+
+    @property
+    def not_after_epoch_s(self) -> float:
+        return self._reloader.current()[1]
 
     def fetch(self) -> Any:
         """gRPC's certificate_configuration_fetcher: a new configuration, or None."""
@@ -320,7 +331,7 @@ class ReloadingServerCredentials:
             if current is self._served:
                 return None
             self._served = current
-            return current
+            return current[0]
 
 
 class KedaScalerServer:
@@ -333,8 +344,10 @@ class KedaScalerServer:
         address: str,
         max_workers: int = 8,
         server_credentials: grpc.ServerCredentials | None = None,
+        tls_stats: ReloadStats | None = None,
         stop: threading.Event | None = None,
     ) -> None:
+        self.tls_stats = tls_stats  # reloads/expiry of the credentials, for metrics
         self._stop = stop or threading.Event()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
         pb_grpc.add_ExternalScalerServicer_to_server(scaler, self._server)

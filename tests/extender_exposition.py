@@ -7,15 +7,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
+from forecasts.sources.tls import TlsCollector
+
 __all__ = ["agent_registry", "extender_registry", "serving", "serving_extender_metrics"]
+
+
+@dataclass(frozen=True)
+class _TlsStats:
+    """An HTTPS extender's certificate figures (`ReloadStats`): one rotation so far."""
+
+    reloads: int = 1
+    reload_failures: int = 0
+    not_after_epoch_s: float = 1_900_000_000.0
 
 
 def extender_registry() -> CollectorRegistry:
     reg = CollectorRegistry()
+    reg.register(TlsCollector({"extender": _TlsStats()}))  # the real collector, as in HTTPS
     latency = Histogram(
         "gridshift_extender_request_duration_seconds", "latency", ["verb"], registry=reg
     )

@@ -14,6 +14,9 @@ each other.
   they bind (asyncio/uvicorn) use `listener_context()`, whose SNI callback (OpenSSL runs it
   for every ClientHello, with or without a server name) swaps in the current context, so
   each new handshake presents the newest certificate.
+* `TlsCollector`: per listener, reloads and failed reloads (counters) and the served
+  certificate's expiry (`gridshift_tls_certificate_expiry_timestamp_seconds`, for alerts
+  when rotation stopped working).
 * `read_pem_pair`: a certificate chain and its key as PEM bytes, checked to belong together
   (for listeners that take bytes, e.g. gRPC).
 * `write_atomically`: what a certificate rotator should do (tests use it too).
@@ -27,15 +30,25 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["FileReloader", "ReloadingTlsContext", "read_pem_pair", "write_atomically"]
+__all__ = [
+    "FileReloader",
+    "ReloadStats",
+    "ReloadingTlsContext",
+    "TlsCollector",
+    "not_after_epoch_s",
+    "read_pem_pair",
+    "write_atomically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +129,12 @@ class FileReloader(Generic[T]):
             return self._value
 
 
+@dataclass(frozen=True, slots=True)
+class _Served:
+    context: ssl.SSLContext
+    not_after_epoch_s: float
+
+
 class ReloadingTlsContext:
     """An `ssl.SSLContext` (TLS 1.2+) rebuilt when the cert/key files or the client CAs change.
 
@@ -143,7 +162,10 @@ class ReloadingTlsContext:
             monotonic=monotonic,
         )
 
-    def _build(self, ca_pem: str) -> ssl.SSLContext:
+    def _build(self, ca_pem: str) -> _Served:
+        return _Served(self._context(ca_pem), not_after_epoch_s(self.cert_file.read_bytes()))
+
+    def _context(self, ca_pem: str) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.cert_file, self.key_file)
@@ -162,15 +184,19 @@ class ReloadingTlsContext:
     def reload_failures(self) -> int:
         return self._reloader.reload_failures
 
+    @property
+    def not_after_epoch_s(self) -> float:
+        return self._reloader.current().not_after_epoch_s
+
     def invalidate(self) -> None:
         self._reloader.invalidate()
 
     def current(self) -> ssl.SSLContext:
-        return self._reloader.current()
+        return self._reloader.current().context
 
     def listener_context(self) -> ssl.SSLContext:
         """A context to bind once: each handshake switches to `current()` (SNI callback)."""
-        front = self._build("")
+        front = self._context("")
 
         def switch(
             conn: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
@@ -179,6 +205,59 @@ class ReloadingTlsContext:
 
         front.sni_callback = switch
         return front
+
+
+def not_after_epoch_s(chain_pem: bytes) -> float:
+    """When the first (leaf) certificate of a PEM chain expires, in epoch seconds."""
+    try:
+        leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    except ValueError as exc:
+        raise ValueError(f"not a PEM certificate chain ({exc})") from None
+    return leaf.not_valid_after_utc.timestamp()
+
+
+class ReloadStats(Protocol):
+    """What a reloading listener reports (`ReloadingTlsContext`, the KEDA credentials)."""
+
+    @property
+    def reloads(self) -> int: ...
+
+    @property
+    def reload_failures(self) -> int: ...
+
+    @property
+    def not_after_epoch_s(self) -> float: ...
+
+
+class TlsCollector(Collector):
+    """Certificate reloads, failed reloads and expiry per TLS listener."""
+
+    def __init__(self, listeners: Mapping[str, ReloadStats]) -> None:
+        self._listeners = dict(listeners)
+
+    def collect(self) -> Iterator[Metric]:
+        reloads = CounterMetricFamily(
+            "gridshift_tls_certificate_reloads",
+            "Serving certificates re-read after their files changed.",
+            labels=["listener"],
+        )
+        failures = CounterMetricFamily(
+            "gridshift_tls_certificate_reload_failures",
+            "Changed certificate files that could not be used (the previous pair is kept).",
+            labels=["listener"],
+        )
+        expiry = GaugeMetricFamily(
+            "gridshift_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate now served expires (epoch seconds).",
+            labels=["listener"],
+        )
+        for name, stats in sorted(self._listeners.items()):
+            reloads.add_metric([name], float(stats.reloads))
+            failures.add_metric([name], float(stats.reload_failures))
+            expiry.add_metric([name], stats.not_after_epoch_s)
+        yield reloads
+        yield failures
+        yield expiry
 
 
 def read_pem_pair(cert_file: Path, key_file: Path) -> tuple[bytes, bytes]:

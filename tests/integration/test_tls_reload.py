@@ -7,12 +7,14 @@ connection opened before the rotation keeps working; a half-written pair keeps t
 certificate; TLS 1.1 is refused before and after. The KEDA gRPC listener (`scaler.keda`)
 with TLS refuses a plaintext client, serves a TLS client, refuses a client without a
 certificate when a client CA is set (mTLS, KEDA's `tlsClientCert`/`tlsClientKey`), picks up
-rotated server files without restart, and refuses TLS 1.1.
+rotated server files without restart, and refuses TLS 1.1. Both export certificate
+reloads, failed reloads and the served certificate's expiry as metrics.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -27,9 +29,11 @@ import grpc
 import httpx
 import pytest
 import trustme
+from cryptography import x509
+from prometheus_client import CollectorRegistry
 
-from config.settings import KedaSettings
-from config.wiring import build_keda_server
+from config.settings import KedaSettings, Settings
+from config.wiring import build_keda_server, start_scaler_services
 from forecasts.sources.tls import write_atomically
 from forecasts.time import FrozenClock
 from scaler.keda import KedaScalerServer
@@ -135,6 +139,20 @@ def test_extender_process_picks_up_rotated_certificate(tmp_path: Path) -> None:
                 time.sleep(0.3)  # a bad rotation keeps the last good certificate
                 assert peer_certificate(port, both) == second
                 assert proc.poll() is None  # never restarted: the same process throughout
+                metrics = keepalive.get(f"https://127.0.0.1:{port}/metrics").text
+                assert 'gridshift_tls_certificate_reloads_total{listener="extender"} 1.0' in metrics
+                assert (
+                    'gridshift_tls_certificate_reload_failures_total{listener="extender"} 1.0'
+                    in metrics
+                )
+                expiry = x509.load_der_x509_certificate(second).not_valid_after_utc.timestamp()
+                served = re.search(
+                    r"gridshift_tls_certificate_expiry_timestamp_seconds"
+                    r'\{listener="extender"\} (\S+)',
+                    metrics,
+                )
+                assert served is not None
+                assert float(served.group(1)) == expiry
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
@@ -215,6 +233,8 @@ def test_keda_grpc_mutual_tls_and_rotation(tmp_path: Path) -> None:
         seconds = eventually(lambda: peer_certificate(server.port, mutual) == second)
         spec_call(server.port, creds(second_ca)).close()  # a new channel, only the new CA
         refused(server.port, creds(first_ca))
+        assert server.tls_stats is not None
+        assert server.tls_stats.reloads == 1
         stub = pb_grpc.ExternalScalerStub(kept)  # the channel from before still answers
         assert stub.GetMetricSpec(pb.ScaledObjectRef(name="web", namespace="shop"), timeout=5)
         kept.close()
@@ -224,10 +244,30 @@ def test_keda_grpc_mutual_tls_and_rotation(tmp_path: Path) -> None:
 def test_keda_grpc_tls_without_client_ca_serves_any_tls_client(tmp_path: Path) -> None:
     ca = trustme.CA()
     cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    issue(ca, cert_file, key_file)
-    with keda_server(tmp_path, tls_cert_file=cert_file, tls_key_file=key_file) as server:
-        spec_call(server.port, grpc.ssl_channel_credentials(ca.cert_pem.bytes())).close()
-        refused(server.port, None)
+    der = issue(ca, cert_file, key_file)
+    settings = Settings.model_validate(
+        {
+            "metrics_api": {"enabled": False},
+            "keda": {
+                "listen": "127.0.0.1:0",
+                "tls_cert_file": str(cert_file),
+                "tls_key_file": str(key_file),
+            },
+        }
+    )
+    registry = CollectorRegistry()
+    with start_scaler_services(
+        settings, holder=sample_holder(), clock=FrozenClock(TAKEN_AT), registry=registry
+    ) as services:
+        assert services.keda is not None
+        assert "KEDA external scaler (gRPC, TLS)" in services.describe()[0]
+        spec_call(services.keda.port, grpc.ssl_channel_credentials(ca.cert_pem.bytes())).close()
+        refused(services.keda.port, None)
+    expiry = x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    labels = {"listener": "keda"}
+    metric = "gridshift_tls_certificate_expiry_timestamp_seconds"
+    assert registry.get_sample_value(metric, labels) == expiry
+    assert registry.get_sample_value("gridshift_tls_certificate_reloads_total", labels) == 0
 
 
 def write_pem(path: Path, data: bytes) -> Path:

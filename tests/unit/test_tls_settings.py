@@ -4,19 +4,29 @@ Aspects: KEDA TLS files come as a pair and a client CA needs them (errors name t
 the extender's reload interval is bounded; `read_pem_pair` names the file that is not PEM or
 a key that does not match its certificate; `FileReloader` rebuilds only when a file changes,
 at most once per interval, keeps the last good value when a rebuild fails, and follows a
-Kubernetes Secret volume's update (kubelet swaps a `..data` symlink to a new folder).
+Kubernetes Secret volume's update (kubelet swaps a `..data` symlink to a new folder);
+`TlsCollector` exports reloads, failed reloads and the served certificate's expiry.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trustme
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from config.settings import ExtenderSettings, KedaSettings
-from forecasts.sources.tls import FileReloader, read_pem_pair, write_atomically
+from forecasts.sources.tls import (
+    FileReloader,
+    ReloadingTlsContext,
+    TlsCollector,
+    not_after_epoch_s,
+    read_pem_pair,
+    write_atomically,
+)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +126,30 @@ def test_file_reloader_follows_a_secret_volume_symlink_swap(tmp_path: Path) -> N
     (mount / "..data_tmp").symlink_to("..v2")
     (mount / "..data_tmp").replace(mount / "..data")  # kubelet's atomic swap
     assert reloader.current() == "2"
+
+
+def test_tls_collector_reports_reloads_failures_and_expiry(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert, key = pair(tmp_path, ca)
+    tls = ReloadingTlsContext(cert_file=cert, key_file=key, check_interval_seconds=0.0)
+    registry = CollectorRegistry()
+    registry.register(TlsCollector({"metrics_api": tls}))
+    labels = {"listener": "metrics_api"}
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    first = not_after_epoch_s(cert.read_bytes())
+    assert value("gridshift_tls_certificate_expiry_timestamp_seconds") == first
+    assert value("gridshift_tls_certificate_reloads_total") == 0
+    leaf = ca.issue_cert("localhost", not_after=datetime(2031, 1, 1, tzinfo=UTC))
+    write_atomically(key, leaf.private_key_pem.bytes())
+    write_atomically(cert, leaf.cert_chain_pems[0].bytes())
+    assert (
+        value("gridshift_tls_certificate_expiry_timestamp_seconds")
+        == datetime(2031, 1, 1, tzinfo=UTC).timestamp()
+    )
+    assert value("gridshift_tls_certificate_reloads_total") == 1
+    write_atomically(key, ca.issue_cert("other").private_key_pem.bytes())  # mismatched pair
+    tls.current()
+    assert value("gridshift_tls_certificate_reload_failures_total") == 1
