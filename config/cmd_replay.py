@@ -19,10 +19,11 @@ from typing import Any
 
 import click
 import orjson
+import yaml
 
 from config import cmd_run
 from config.replay_report import render_html, render_table
-from config.replay_scenario import ScenarioError, load_scenario
+from config.replay_scenario import CARBON_MODELS, ScenarioError, load_scenario
 from scaler.replay.engine import progress_total, run_replay
 from scaler.replay.model import PolicyName
 from scaler.replay.summary import summarise
@@ -59,11 +60,26 @@ def _instant(value: str | None, name: str) -> datetime | None:
 @click.option("--noise-percent", type=click.FloatRange(0, 100), help="Degrade carbon forecasts.")
 @click.option("--seed", type=int, default=None, help="Seed for forecast noise (file's default).")
 @click.option(
+    "--carbon-model",
+    type=click.Choice(CARBON_MODELS),
+    default=None,
+    help="How gridshift forecasts carbon in this run (overrides the file's forecast.carbon_model; "
+    "`perfect` plays the recorded intensity as its own forecast: an upper bound).",
+)
+@click.option(
     "--policy",
     "policies",
     multiple=True,
     type=click.Choice([str(p) for p in PolicyName]),
     help="Run only these policies (repeat; the oracle always runs).",
+)
+@click.option(
+    "--scaler",
+    "scaler_knobs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one of the scenario's scaler settings for this run (repeat), "
+    "e.g. --scaler eco_quantile=0.75.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
@@ -84,7 +100,9 @@ def replay_command(
     fmt: str,
     noise_percent: float | None,
     seed: int | None,
+    carbon_model: str | None,
     policies: tuple[str, ...],
+    scaler_knobs: tuple[str, ...],
     no_progress: bool,
     config_file: Path | None,
     step_seconds: float | None,
@@ -120,6 +138,8 @@ def replay_command(
             noise_percent=noise_percent,
             seed=seed,
             policies=tuple(PolicyName(p) for p in policies) or None,
+            scaler_overrides=_knobs(scaler_knobs),
+            forecast_overrides=None if carbon_model is None else {"carbon_model": carbon_model},
         )
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -149,6 +169,20 @@ def replay_command(
         click.echo(render_table(summary))
         if out_dir is not None:
             click.echo(f"\nwrote {out_dir / 'summary.json'} and {out_dir / 'report.html'}")
+
+
+def _knobs(items: tuple[str, ...]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; values read as YAML scalars (0.75 -> float, true -> bool)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--scaler")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--scaler") from exc
+    return out
 
 
 def _json(summary: dict[str, Any]) -> bytes:

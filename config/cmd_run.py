@@ -143,6 +143,7 @@ def run_command(
     """Run the scaler: ticks, metrics and the status API."""
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per extender poll, too
     log = logging.getLogger("gridshift.scaler")
     wall = SystemClock()
     clock: Clock = AcceleratedClock(wall, speed=speed) if speed != 1.0 else wall
@@ -203,9 +204,15 @@ def run_command(
         # settings enable them; closing releases the Lease and stops the servers.
         services = stack.enter_context(
             start_scaler_services(
-                settings, holder=built.holder, clock=clock, registry=built.registry
+                settings,
+                holder=built.holder,
+                clock=clock,
+                wall_clock=wall,
+                registry=built.registry,
             )
         )
+        if services.kube is not None:  # actual replicas from the cluster, every tick
+            built.loop.use_replica_reader(services.kube.replicas)
         for line in services.describe():
             click.echo(f"  {line}")
         sys.stdout.flush()

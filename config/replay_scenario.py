@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.settings import ScalerSettings, Settings
 from config.wiring import loop_settings_from, policy_params_from
 from forecasts.forecast import Forecaster
+from forecasts.models.catalog import build_model
 from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
@@ -53,7 +54,7 @@ from scaler.workload import (
     WorkloadClass,
 )
 
-__all__ = ["LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
+__all__ = ["CARBON_MODELS", "LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,13 +198,40 @@ class WorkloadSpec(_Model):
         return self
 
 
+CarbonModelName = Literal[
+    "seasonal_naive_day",
+    "seasonal_naive_week",
+    "profile_persistence",
+    "seasonal_regression",
+    "provider",
+    "perfect",
+]
+#: What `forecast.carbon_model` (and `gridshift replay --carbon-model`) may name.
+CARBON_MODELS: tuple[str, ...] = get_args(CarbonModelName)
+
+
 class ForecastSpec(_Model):
-    carbon_model: Literal[
-        "seasonal_naive_day", "seasonal_naive_week", "profile_persistence", "provider"
-    ] = "profile_persistence"
+    carbon_model: CarbonModelName = Field(
+        "profile_persistence",
+        description="How gridshift forecasts carbon: a model fitted on history, the recorded "
+        "provider forecast, or `perfect` (the recorded intensity as its own forecast: the "
+        "assumption of Let's Wait Awhile's and CarbonScaler's error-free runs; an upper bound, "
+        "not a deployable forecast).",
+    )
     carbon_history: str = "7d"
+    carbon_refit: str | None = Field(
+        None,
+        description="Refit the carbon model this often (e.g. 1d) and predict in between from "
+        "the newest history; default: refit at every decision (cheap models).",
+    )
     load_model: Literal["seasonal_naive_day", "seasonal_naive_week", "profile_persistence"] = (
         "profile_persistence"
+    )
+    load_profile: Literal["day", "week"] = Field(
+        "week", description="profile_persistence load model: a daily or a weekly profile."
+    )
+    load_profile_seasons: int = Field(
+        3, ge=1, le=60, description="profile_persistence load model: seasons in the median."
     )
     noise_percent: float = Field(0.0, ge=0, le=100)
     seed: int = 0
@@ -247,13 +275,21 @@ class LoadedScenario:
     source: Path
 
 
-def _model(name: str, step: timedelta, *, load: bool) -> Forecaster:
-    """Carbon: additive daily profile; load: multiplicative weekly profile, errors by hour."""
+def _model(
+    name: str, step: timedelta, *, load: bool, profile: str = "week", seasons: int = 3
+) -> Forecaster:
+    """Carbon: additive daily profile (or a catalog model); load: multiplicative daily or
+    weekly profile over `seasons`, errors by hour."""
     day = max(2, round(timedelta(days=1) / step))
     if name == "profile_persistence":
         if load:
-            return ProfilePersistence(7 * day, seasons=3, multiplicative=True, group_period=day)
+            period = 7 * day if profile == "week" else day
+            return ProfilePersistence(
+                period, seasons=seasons, multiplicative=True, group_period=day
+            )
         return ProfilePersistence(day, seasons=7, group_period=day)
+    if name == "seasonal_regression":
+        return build_model(name, step=step)
     return SeasonalNaive(7 * day if name.endswith("week") else day)
 
 
@@ -316,8 +352,11 @@ def load_scenario(
     noise_percent: float | None = None,
     seed: int | None = None,
     policies: tuple[PolicyName, ...] | None = None,
+    scaler_overrides: Mapping[str, Any] | None = None,
+    forecast_overrides: Mapping[str, Any] | None = None,
 ) -> LoadedScenario:
-    """Read `path` into replay inputs; keyword arguments override the file's values."""
+    """Read `path` into replay inputs; keyword arguments override the file's values
+    (`scaler_overrides` / `forecast_overrides` are merged over its `scaler:` / `forecast:`)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -328,6 +367,16 @@ def load_scenario(
         spec = ScenarioFile.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(_format_validation(exc, path)) from exc
+    if scaler_overrides:
+        spec = spec.model_copy(update={"scaler": {**spec.scaler, **scaler_overrides}})
+    if forecast_overrides:
+        try:
+            forecast = ForecastSpec.model_validate(
+                {**spec.forecast.model_dump(exclude_unset=True), **forecast_overrides}
+            )
+        except ValidationError as exc:
+            raise ScenarioError(_format_validation(exc, path).replace("  ", "  forecast.")) from exc
+        spec = spec.model_copy(update={"forecast": forecast})
     return build_scenario(
         spec,
         base=path.parent,
@@ -416,6 +465,11 @@ def build_scenario(
         step = _duration(spec.period.step, "period.step")
         warmup = _duration(spec.period.warmup, "period.warmup")
         carbon_history = _duration(spec.forecast.carbon_history, "forecast.carbon_history")
+        carbon_refit = (
+            None
+            if spec.forecast.carbon_refit is None
+            else _duration(spec.forecast.carbon_refit, "forecast.carbon_refit")
+        )
         stab = _duration(spec.hpa.downscale_stabilisation, "hpa.downscale_stabilisation")
     except ValueError as exc:
         raise ScenarioError(str(exc)) from exc
@@ -577,7 +631,10 @@ def build_scenario(
         )
     except ValueError as exc:
         raise ScenarioError(f"{source}: {exc}") from exc
-    use_provider = spec.forecast.carbon_model == "provider"
+    use_provider = spec.forecast.carbon_model in ("provider", "perfect")
+    if spec.forecast.carbon_model == "perfect":
+        provider_fc = dict(carbon)
+        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
     return LoadedScenario(
         scenario=scenario,
         params=policy_params_from(settings),
@@ -591,8 +648,16 @@ def build_scenario(
             history=carbon_history,
             provider_forecasts=provider_fc if use_provider else None,
             provider_name=providers,
+            refit_every=carbon_refit,
+            perfect=spec.forecast.carbon_model == "perfect",
         ),
-        load_forecaster=_model(spec.forecast.load_model, step, load=True),
+        load_forecaster=_model(
+            spec.forecast.load_model,
+            step,
+            load=True,
+            profile=spec.forecast.load_profile,
+            seasons=spec.forecast.load_profile_seasons,
+        ),
         refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
         source=source,
     )

@@ -110,6 +110,7 @@ from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
+    KubeReplicaReader,
     KubeRuntime,
     LeaderElector,
     LeaseLock,
@@ -725,7 +726,11 @@ def build_kube_runtime(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient,
+    wall_clock: Clock | None = None,
 ) -> KubeRuntime:
+    """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
+    `clock`), since other replicas and the API server count real seconds even when
+    `gridshift run --speed` accelerates scaler time."""
     stop = threading.Event()
     custom = k8s.CustomObjectsApi(api_client)
     cache = ScalerResourceCache()
@@ -734,7 +739,7 @@ def build_kube_runtime(
         namespace=settings.lease_namespace,
         name=settings.lease_name,
         identity=settings.identity or socket.gethostname(),
-        clock=clock,
+        clock=wall_clock or clock,
         lease_duration_seconds=settings.lease_duration_seconds,
         renew_deadline_seconds=settings.renew_deadline_seconds,
     )
@@ -759,6 +764,7 @@ def build_kube_runtime(
         controller=controller,
         current_snapshot=holder.current,
         stop=stop,
+        replicas=KubeReplicaReader(api_client, resources=cache.items),
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
 
@@ -786,7 +792,10 @@ class ScalerServices:
             scheme = "TLS" if self.keda.secure else "plaintext"
             lines.append(f"KEDA external scaler (gRPC, {scheme}): port {self.keda.port}")
         if self.kube is not None:
-            lines.append("Kubernetes: watching CarbonAwareScalers, leader election on")
+            lines.append(
+                "Kubernetes: watching CarbonAwareScalers, leader election on, "
+                "reading actual replicas each tick"
+            )
         return lines
 
     def __enter__(self) -> ScalerServices:
@@ -807,6 +816,7 @@ def start_scaler_services(
     holder: SnapshotHolder,
     clock: Clock,
     api_client: k8s.ApiClient | None = None,
+    wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
 ) -> ScalerServices:
     """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
@@ -851,7 +861,11 @@ def start_scaler_services(
         if settings.kube.enabled:
             assert api_client is not None
             services.kube = build_kube_runtime(
-                settings.kube, holder=holder, clock=clock, api_client=api_client
+                settings.kube,
+                holder=holder,
+                clock=clock,
+                api_client=api_client,
+                wall_clock=wall_clock,
             )
             services.kube.start()
             services._exit.callback(services.kube.close)

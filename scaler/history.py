@@ -44,6 +44,7 @@ def history_point(snap: Snapshot) -> HistoryPoint:
         name: {
             "desired_replicas": ws.desired_replicas,
             "counterfactual_replicas": ws.counterfactual_replicas,
+            "actual_replicas": ws.actual_replicas,
             "mode": str(ws.mode),
             "reasons": [r for r in ws.reasons if r != snap.data_note][:_MAX_REASONS],
             "stale_inputs": list(ws.stale_inputs),

@@ -12,6 +12,12 @@ Everything here talks to the API server through the official `kubernetes` client
 * `Actuator`: opt-in per resource (`spec.actuation.mode`): HPA `minReplicas`/`maxReplicas`,
   KEDA ScaledObject `minReplicaCount`/`maxReplicaCount`, or the target's `scale`
   subresource. `dryRun: true` (shadow mode) records the patch it would send and sends nothing.
+* `KubeReplicaReader`: once per tick (`scaler.loop.ReplicaReader`), what each workload's
+  target runs now: `status.replicas` of its `scale` subresource (Deployment, StatefulSet or
+  any custom kind with one); for a KEDA ScaledObject the scale of its own scaleTargetRef; for
+  an HPA its `status.currentReplicas`. A CarbonAwareScaler's scaleTargetRef takes precedence
+  over the workload's configured target. Failures become `SourceError`s per workload (a dead
+  API server is tried once per tick, not once per workload).
 * `LeaseLock` + `LeaderElector`: client-go style leader election on a
   `coordination.k8s.io/v1` Lease (optimistic concurrency; expiry measured on our own clock
   from when we last saw the record change, so clock skew between replicas does not matter);
@@ -30,9 +36,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import cachetools
@@ -41,9 +48,16 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from forecasts.sources.errors import (
+    SourceDataError,
+    SourceError,
+    SourceRequestError,
+    SourceUnavailable,
+)
 from forecasts.time import Clock
 from scaler.apiauth import AuthenticationConfig, Authenticator, RequestAttributes, UserInfo
 from scaler.snapshot import Mode, Snapshot, WorkloadStatus
+from scaler.workload import Workload
 
 __all__ = [
     "CRD_GROUP",
@@ -56,6 +70,7 @@ __all__ = [
     "DelegatedAccessReviewer",
     "DelegatedTokenReviewer",
     "KubeController",
+    "KubeReplicaReader",
     "KubeRuntime",
     "LeaderElector",
     "LeaseLock",
@@ -577,10 +592,177 @@ class Actuator:
                 )
             else:
                 group, _, version = target.api_version.rpartition("/")
-                plural = target.kind.lower() + "s"
+                plural = _plural(target.kind)
                 self._custom.patch_namespaced_custom_object_scale(
                     group, version, ns, plural, name, patch, _content_type=MERGE_PATCH
                 )
+
+
+def _plural(kind: str) -> str:
+    """The resource name of a kind, as the API server derives it for simple kinds."""
+    return kind.lower() + "s"
+
+
+# ------------------------------------------------------------------ actual replicas
+#: apiVersion of each `scaler.workload.TargetKind` (a configured target names only its kind).
+WORKLOAD_API_VERSIONS = MappingProxyType(
+    {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "ScaledObject": "keda.sh/v1alpha1"}
+)
+KUBE_SOURCE = "kube"
+
+
+def _replica_count(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SourceDataError(
+            f"{where}: expected a replica count >= 0, got {value!r}", source=KUBE_SOURCE
+        )
+    return value
+
+
+def _translate(exc: ApiException, where: str, resource: str) -> SourceError:
+    status = exc.status or None
+    if status == 404:
+        return SourceRequestError(f"{where} not found", source=KUBE_SOURCE, status=404)
+    if status in (401, 403):
+        return SourceRequestError(
+            f"{where}: access denied (the scaler's RBAC needs get on {resource})",
+            source=KUBE_SOURCE,
+            status=status,
+        )
+    if status is None or status == 429 or status >= 500:
+        return SourceUnavailable(f"{where}: {exc.reason}", source=KUBE_SOURCE, status=status)
+    return SourceRequestError(f"{where}: {exc.reason}", source=KUBE_SOURCE, status=status)
+
+
+class KubeReplicaReader:
+    """The cluster side of `scaler.loop.ReplicaReader` (see the module docstring).
+
+    `resources` returns the watched CarbonAwareScalers by (namespace, name); a workload with
+    one is read through the resource's scaleTargetRef."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        resources: Callable[[], Mapping[tuple[str, str], ScalerResource]] = dict,
+        request_timeout_seconds: float = 5.0,
+    ) -> None:
+        if request_timeout_seconds <= 0:
+            raise ValueError(f"request_timeout_seconds must be > 0, got {request_timeout_seconds}")
+        self._apps = k8s.AppsV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._resources = resources
+        self._timeout = (min(2.0, request_timeout_seconds), request_timeout_seconds)
+
+    @property
+    def name(self) -> str:
+        return KUBE_SOURCE
+
+    def target_of(
+        self,
+        workload: Workload,
+        resources: Mapping[tuple[str, str], ScalerResource] | None = None,
+    ) -> TargetRef:
+        found = (resources if resources is not None else self._resources()).get(
+            (workload.namespace, workload.name)
+        )
+        if found is not None:
+            return found.target
+        kind = str(workload.target.kind)
+        return TargetRef(
+            api_version=WORKLOAD_API_VERSIONS[kind], kind=kind, name=workload.target.name
+        )
+
+    def read(self, workloads: Sequence[Workload]) -> dict[str, int | SourceError]:
+        resources = self._resources()
+        out: dict[str, int | SourceError] = {}
+        unreachable: SourceError | None = None
+        for w in workloads:
+            if unreachable is not None:  # the API server is down: do not wait on it again
+                out[w.name] = unreachable
+                continue
+            try:
+                out[w.name] = self.replicas_of(w.namespace, self.target_of(w, resources))
+            except SourceError as exc:
+                out[w.name] = exc
+                if isinstance(exc, SourceUnavailable) and exc.status is None:
+                    unreachable = exc
+        return out
+
+    def _get(self, group: str, version: str, namespace: str, plural: str, name: str) -> Any:
+        return _as_dict(
+            self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=self._timeout
+            )
+        )
+
+    def replicas_of(self, namespace: str, target: TargetRef) -> int:
+        """What `target` runs now; raises `SourceError`."""
+        where = f"{target.kind} {namespace}/{target.name}"
+        group, _, version = target.api_version.rpartition("/")
+        resource = f"{_plural(target.kind)}/scale"
+        try:
+            if target.kind == "HorizontalPodAutoscaler" and group == "autoscaling":
+                resource = "horizontalpodautoscalers"
+                hpa = self._get(group, version, namespace, resource, target.name)
+                current = (hpa.get("status") or {}).get("currentReplicas")
+                if current is None:
+                    raise SourceDataError(
+                        f"{where} reports no status.currentReplicas yet", source=KUBE_SOURCE
+                    )
+                return _replica_count(current, f"{where} status.currentReplicas")
+            if target.kind == "ScaledObject" and group == "keda.sh":
+                resource = "scaledobjects"
+                scaled = self._get(group, version, namespace, resource, target.name)
+                ref = (scaled.get("spec") or {}).get("scaleTargetRef") or {}
+                name = ref.get("name")
+                kind = ref.get("kind") or "Deployment"
+                if not isinstance(name, str) or not name or kind == "ScaledObject":
+                    raise SourceDataError(
+                        f"{where}: spec.scaleTargetRef names no scalable object: {ref!r}",
+                        source=KUBE_SOURCE,
+                    )
+                inner = TargetRef(
+                    api_version=str(ref.get("apiVersion") or "apps/v1"), kind=kind, name=name
+                )
+                return self.replicas_of(namespace, inner)
+            if group == "apps" and target.kind in ("Deployment", "StatefulSet"):
+                read = (
+                    self._apps.read_namespaced_deployment_scale
+                    if target.kind == "Deployment"
+                    else self._apps.read_namespaced_stateful_set_scale
+                )
+                scale = read(target.name, namespace, _request_timeout=self._timeout)
+                return _replica_count(
+                    scale.status.replicas if scale.status is not None else None,
+                    f"{where} scale status.replicas",
+                )
+            if not group:
+                raise SourceRequestError(
+                    f"{where}: apiVersion {target.api_version!r} has no scale subresource",
+                    source=KUBE_SOURCE,
+                )
+            custom = _as_dict(
+                self._custom.get_namespaced_custom_object_scale(
+                    group,
+                    version,
+                    namespace,
+                    _plural(target.kind),
+                    target.name,
+                    _request_timeout=self._timeout,
+                )
+            )
+            return _replica_count(
+                (custom.get("status") or {}).get("replicas", 0), f"{where} scale status.replicas"
+            )
+        except ApiException as exc:
+            raise _translate(exc, where, resource) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SourceUnavailable(
+                f"{where}: API server unreachable: {exc}", source=KUBE_SOURCE
+            ) from exc
+        except (TypeError, ValueError) as exc:
+            raise SourceDataError(f"{where}: unusable answer: {exc}", source=KUBE_SOURCE) from exc
 
 
 # ------------------------------------------------------------------ leader election
@@ -1003,7 +1185,8 @@ def load_authentication_config_map(core_api: k8s.CoreV1Api) -> dict[str, str]:
 
 
 class KubeRuntime:
-    """The Kubernetes side of `gridshift run`: watcher, elector and a sync loop, as threads.
+    """The Kubernetes side of `gridshift run`: watcher, elector and a sync loop, as threads,
+    and `replicas`, the reader the scaler loop uses for actual replicas each tick.
 
     `start()` launches them; the sync loop calls `KubeController.sync` whenever a new snapshot
     is published (checked every `poll_interval_seconds`) and right after gaining leadership.
@@ -1018,9 +1201,11 @@ class KubeRuntime:
         controller: KubeController,
         current_snapshot: Callable[[], Snapshot | None],
         stop: threading.Event,
+        replicas: KubeReplicaReader,
         poll_interval_seconds: float = 1.0,
     ) -> None:
         self.watcher = watcher
+        self.replicas = replicas
         self.elector = elector
         self.controller = controller
         self._current = current_snapshot

@@ -5,6 +5,11 @@
 frozen `Snapshot` through the `SnapshotHolder`. A `SourceError` marks that input stale, is
 logged and counted; the policy then holds (never scales down on missing data).
 
+With a `ReplicaReader` (the cluster connection, `scaler.kube.KubeReplicaReader`) each tick
+also reads every target's current replica count; a failed read leaves that workload's
+`actual_replicas` unknown (None, with a note), is logged and counted like any source error,
+and never breaks the tick. Without one (replays, no cluster) actual replicas are unknown.
+
 `ScalerLoop.refit()` fits the load models; it runs on its own schedule, off the tick's path,
 and swaps the fitted models in by reference. `ScalerService` uses APScheduler (3.x
 `BackgroundScheduler`) only to trigger ticks and refits. Replays call `tick()` in a loop
@@ -22,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -52,9 +58,22 @@ from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, Worklo
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
 from scaler.workload import Workload, WorkloadClass
 
-__all__ = ["LoopSettings", "RefitReport", "ScalerLoop", "ScalerService"]
+__all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop", "ScalerService"]
 
 _FORECAST_LEVELS = (0.5, 0.75, 0.9, 0.95)
+NO_CLUSTER_NOTE = "no cluster connection"
+
+
+class ReplicaReader(Protocol):
+    """Reads how many replicas each workload's target runs now (I/O; called once per tick).
+
+    `read` answers per workload name: the count, or the `SourceError` that prevented reading
+    it (a missing name means "not read"). It must not raise for one workload's failure."""
+
+    @property
+    def name(self) -> str: ...
+
+    def read(self, workloads: Sequence[Workload]) -> Mapping[str, int | SourceError]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +134,7 @@ class ScalerLoop:
         forecaster: Forecaster | None = None,
         logger: logging.Logger | None = None,
         state_store: StateStore | None = None,
+        replica_reader: ReplicaReader | None = None,
     ) -> None:
         names = [w.name for w in workloads]
         if len(set(names)) != len(names):
@@ -150,11 +170,46 @@ class ScalerLoop:
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
+        self._replica_reader: ReplicaReader | None = None
+        if replica_reader is not None:
+            self.use_replica_reader(replica_reader)
         self._store = state_store
         if state_store is not None:
             restored = state_store.load()
             if restored is not None:
                 self.restore(restored)
+
+    def use_replica_reader(self, reader: ReplicaReader) -> None:
+        """Read actual replicas with `reader` from the next tick on (the composition root
+        attaches the cluster connection once it exists, before ticks are scheduled)."""
+        self._replica_reader = reader
+        with self._errors_lock:
+            self._errors.setdefault(reader.name, 0)
+
+    def _actual_replicas(self, logged: set[str]) -> dict[str, tuple[int | None, str]]:
+        """(count or None, why unknown) per workload; never raises."""
+        reader = self._replica_reader
+        if reader is None:
+            return {w.name: (None, NO_CLUSTER_NOTE) for w in self.workloads}
+        try:
+            answers = reader.read(self.workloads)
+        except Exception as exc:  # a broken reader must not break the tick
+            self._log.exception("reading actual replicas failed")
+            self._count_error(reader.name)
+            return {w.name: (None, f"read failed: {exc}") for w in self.workloads}
+        out: dict[str, tuple[int | None, str]] = {}
+        for w in self.workloads:
+            answer = answers.get(w.name)
+            if isinstance(answer, SourceError):
+                self._source_error(
+                    f"actual replicas of {w.name}", answer, logged, "shown as unknown"
+                )
+                out[w.name] = (None, f"read failed: {answer}")
+            elif answer is None:
+                out[w.name] = (None, "not read")
+            else:
+                out[w.name] = (answer, "")
+        return out
 
     # ------------------------------------------------------------------ state
     def checkpoint(self) -> LoopCheckpoint:
@@ -231,11 +286,17 @@ class ScalerLoop:
         with self._errors_lock:  # ticks and refits run on different threads
             self._errors[source] = self._errors.get(source, 0) + 1
 
-    def _source_error(self, what: str, exc: SourceError, logged: set[str]) -> None:
+    def _source_error(
+        self,
+        what: str,
+        exc: SourceError,
+        logged: set[str],
+        consequence: str = "input marked stale",
+    ) -> None:
         self._count_error(exc.source)
         if exc.source not in logged:
             logged.add(exc.source)
-            self._log.warning("%s: %s; input marked stale", what, exc)
+            self._log.warning("%s: %s; %s", what, exc, consequence)
 
     # ------------------------------------------------------------------ refit
     def refit(self, *, at: datetime | None = None, executor: Executor | None = None) -> RefitReport:
@@ -437,6 +498,7 @@ class ScalerLoop:
         }
         statuses: dict[str, WorkloadStatus] = {}
         accounts: list[IntervalAccount] = []
+        actual = self._actual_replicas(logged)
         for w in self.workloads:
             try:
                 status, account = self._tick_workload(
@@ -449,7 +511,8 @@ class ScalerLoop:
                 if prev is None:
                     continue
                 status, account = prev, None
-            statuses[w.name] = status
+            replicas, note = actual[w.name]
+            statuses[w.name] = replace(status, actual_replicas=replicas, actual_replicas_note=note)
             if account is not None:
                 accounts.append(account)
         self._ledger = self._ledger.add(accounts)

@@ -41,6 +41,12 @@ class ScalerCollector(Collector):
         desired = GaugeMetricFamily(
             "gridshift_desired_replicas", "Replicas the scaler wants now.", labels=_W
         )
+        actual = GaugeMetricFamily(
+            "gridshift_actual_replicas",
+            "Replicas the workload's target runs now (its scale subresource); absent when "
+            "unknown (no cluster connection or the read failed).",
+            labels=_W,
+        )
         cf = GaugeMetricFamily(
             "gridshift_counterfactual_replicas",
             "Replicas the same policy would want in permanent performance mode.",
@@ -105,6 +111,8 @@ class ScalerCollector(Collector):
         for ws in snap.workloads.values():
             lv = [ws.name, ws.namespace, ws.region]
             desired.add_metric(lv, float(ws.desired_replicas))
+            if ws.actual_replicas is not None:
+                actual.add_metric(lv, float(ws.actual_replicas))
             if ws.min_replicas is not None and ws.max_replicas is not None:
                 bounds.add_metric([*lv, "min"], float(ws.min_replicas))
                 bounds.add_metric([*lv, "max"], float(ws.max_replicas))
@@ -131,6 +139,7 @@ class ScalerCollector(Collector):
                 feasible.add_metric(lv, 1.0 if ws.deadline_feasible else 0.0)
         yield from (
             desired,
+            actual,
             bounds,
             capacity,
             cf,

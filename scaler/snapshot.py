@@ -73,6 +73,10 @@ class WorkloadStatus:
     min_replicas: int | None = None
     max_replicas: int | None = None
     capacity_per_replica: float | None = None
+    # What the cluster runs now (the target's scale subresource, read each tick); None when
+    # unknown, and then `actual_replicas_note` says why (no cluster connection, read failed).
+    actual_replicas: int | None = None
+    actual_replicas_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 __all__ = [
     "ExtenderView",
     "OrjsonResponse",
+    "actual_replicas_json",
     "create_status_app",
     "history_json",
     "snapshot_json",
@@ -41,10 +42,6 @@ ExtenderView = Callable[[], Mapping[str, Any]]
 """Returns what is known of a scheduler extender (read from memory, never the network)."""
 
 NO_EXTENDER: Mapping[str, Any] = {"configured": False, "note": "no extender configured"}
-_ACTUAL_NOTE = (
-    "actual replicas are not read from the cluster: dashed lines are the counterfactual "
-    "(permanent performance mode)"
-)
 
 
 class OrjsonResponse(Response):
@@ -112,13 +109,37 @@ def _point_json(p: HistoryPoint) -> dict[str, Any]:
     }
 
 
+def actual_replicas_json(snap: Snapshot | None) -> dict[str, Any]:
+    """Whether the newest tick knew the actual replicas, and why not (for the dashboard)."""
+    if snap is None:
+        return {"reported": False, "note": "actual unknown: no tick yet", "unknown": {}}
+    unknown = {
+        name: ws.actual_replicas_note or "unknown"
+        for name, ws in sorted(snap.workloads.items())
+        if ws.actual_replicas is None
+    }
+    reported = len(unknown) < len(snap.workloads)
+    notes = sorted(set(unknown.values()))
+    if not unknown:
+        note = ""
+    elif not reported:
+        note = "actual unknown: " + "; ".join(notes)
+    else:
+        note = f"actual unknown for {', '.join(unknown)}: " + "; ".join(notes)
+    return {"reported": reported, "note": note, "unknown": unknown}
+
+
 def history_json(
-    points: tuple[HistoryPoint, ...], *, capacity_points: int, data_note: str
+    points: tuple[HistoryPoint, ...],
+    *,
+    capacity_points: int,
+    data_note: str,
+    newest: Snapshot | None = None,
 ) -> dict[str, Any]:
     return {
         "data_note": data_note,
         "capacity_points": capacity_points,
-        "actual_replicas": {"reported": False, "note": _ACTUAL_NOTE},
+        "actual_replicas": actual_replicas_json(newest),
         "points": [_point_json(p) for p in points],
     }
 
@@ -195,6 +216,7 @@ def create_status_app(
                 ring.points(limit=limit),
                 capacity_points=ring.capacity_points,
                 data_note=snap.data_note if snap is not None else "",
+                newest=snap,
             )
         )
 

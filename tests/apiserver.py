@@ -12,12 +12,15 @@ What it answers the way kube-apiserver does:
 * ConfigMaps are validated like kube-apiserver does: string values only, at most 1 MiB of
   data in all (422 Invalid), and a PUT whose name differs from the URL's is a 400.
 * One global, increasing `resourceVersion`; `metadata.generation` bumps on spec changes only.
-* Subresources: `status` (writes touch only `.status`) and `scale` (autoscaling/v1 Scale over
-  `.spec.replicas`, for Deployments, StatefulSets and custom resources).
+* Subresources: `status` (writes touch only `.status`) and `scale` (GET and PATCH/PUT:
+  autoscaling/v1 Scale with `spec.replicas` from the object's spec and `status.replicas` from
+  its status, `status.selector` as a string, for Deployments, StatefulSets and custom
+  resources). `settle_replicas` plays the workload controllers (status follows spec).
 * Watches (`?watch=true`): a chunked stream of `{"type", "object"}` lines, starting after the
   given resourceVersion (or with synthetic ADDED events when none/"0"), periodic BOOKMARK
   events when `allowWatchBookmarks=true`, `timeoutSeconds`, and an ERROR event with a 410
   `Expired` Status when the resourceVersion is older than the last `compact()`.
+* `kubeconfig()` for processes started against it (KUBECONFIG).
 * Hooks for tests: `fail_next(...)` injects an error for matching requests; `handlers` answer
   POSTs to review endpoints (TokenReview, SubjectAccessReview); `requests` records traffic.
 """
@@ -228,8 +231,28 @@ class FakeApiServer:
         self.stop()
 
     def kubeconfig(self) -> str:
-        """A kubeconfig for processes (`KUBECONFIG=...`) to reach this server."""
+        """A kubeconfig for processes started against this server (KUBECONFIG=...)."""
         return kubeconfig_for(self.url)
+
+    def settle_replicas(self, api_path: str) -> int:
+        """Do what the Deployment/StatefulSet controller does once pods are up: set
+        `status.replicas` (and readyReplicas) to `spec.replicas` for every object in the
+        collection at `api_path` whose status differs. Returns how many changed."""
+        route = _parse_route(api_path)
+        changed = 0
+        with self._lock:
+            for (ns, name), obj in list(self._objects.get(route.key, {}).items()):
+                want = (obj.get("spec") or {}).get("replicas")
+                status = obj.get("status") or {}
+                if want is None or status.get("replicas") == want:
+                    continue
+                new = copy.deepcopy(obj)
+                new["status"] = {**status, "replicas": want, "readyReplicas": want}
+                self._store(
+                    _Route(route.group_version, ns or None, route.resource, name, None), new, obj
+                )
+                changed += 1
+        return changed
 
     def client(self) -> kubernetes.client.ApiClient:
         configuration = kubernetes.client.Configuration()
@@ -349,18 +372,27 @@ class FakeApiServer:
 
     @staticmethod
     def _scale_of(obj: Obj, route: _Route) -> Obj:
-        replicas = obj.get("spec", {}).get("replicas", 0)
+        """autoscaling/v1 Scale as kube-apiserver builds it: `spec.replicas` from the object's
+        spec, `status.replicas` from its status (0 until a controller has reported, the JSON
+        omits it), `status.selector` the label selector as a string (Deployments and
+        StatefulSets; custom resources only with a labelSelectorPath, not modelled)."""
+        meta = obj["metadata"]
+        status: Obj = {"replicas": (obj.get("status") or {}).get("replicas", 0)}
+        match_labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels")
+        if match_labels:
+            status["selector"] = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
             "metadata": {
-                "name": obj["metadata"]["name"],
+                "name": meta["name"],
                 "namespace": route.namespace,
-                "resourceVersion": obj["metadata"]["resourceVersion"],
-                "uid": obj["metadata"]["uid"],
+                "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"],
+                "creationTimestamp": meta["creationTimestamp"],
             },
-            "spec": {"replicas": replicas},
-            "status": {"replicas": obj.get("status", {}).get("replicas", replicas)},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+            "status": status,
         }
 
     def _write(self, route: _Route, method: str, body: Any, content_type: str) -> tuple[int, Obj]:

@@ -1,34 +1,25 @@
-"""Local HTTP servers exposing extender- and agent-named metrics (the names and labels of
-`gridshift extender`'s and `gridshift agent`'s /metrics, issue 6) from real
-`CollectorRegistry`s, for the dashboard's extender panel and the PromQL tests while this
-branch has no extender. Served on 127.0.0.1 by prometheus_client's own HTTP server."""
+"""Fixed expositions with `gridshift extender`'s and `gridshift agent`'s metric names and
+labels, from real `CollectorRegistry`s, served on 127.0.0.1 by prometheus_client's own HTTP
+server: exact, hand-picked numbers for the unit and integration tests of the dashboard's
+extender summary (`scaler.extender_watch`), and the GPU agent's metrics for the PromQL test
+(GPU power needs a GPU). The PromQL and browser tests scrape the REAL extender process
+(tests/sample_cluster.py); tests/unit/test_extender_watch.py checks that every family here
+exists in the real extender's registry with the same type.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
-from forecasts.sources.tls import TlsCollector
-
 __all__ = ["agent_registry", "extender_registry", "serving", "serving_extender_metrics"]
-
-
-@dataclass(frozen=True)
-class _TlsStats:
-    """An HTTPS extender's certificate figures (`ReloadStats`): one rotation so far."""
-
-    reloads: int = 1
-    reload_failures: int = 0
-    not_after_epoch_s: float = 1_900_000_000.0
 
 
 def extender_registry() -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(TlsCollector({"extender": _TlsStats()}))  # the real collector, as in HTTPS
     latency = Histogram(
         "gridshift_extender_request_duration_seconds", "latency", ["verb"], registry=reg
     )

@@ -31,6 +31,7 @@ __all__ = [
     "FakeNodeAnnotator",
     "FakeNodeInventory",
     "FakeNvmlLibrary",
+    "FakeReplicaReader",
     "FakeSeriesCarbonSource",
     "hourly_series",
 ]
@@ -151,6 +152,30 @@ class FakeDailyCarbonSource:
         if not self.has_forecast:
             raise SourceRequestError("no forecast on this plan", source=self.name, status=403)
         return self._series(region, at, at + horizon, Quality.FORECAST, at)
+
+
+@dataclass
+class FakeReplicaReader:
+    """Actual replicas per workload name from `replicas`; a name in `fail` answers that
+    `SourceError`; `raise_with` makes the whole read raise (a broken reader)."""
+
+    replicas: dict[str, int] = field(default_factory=dict)
+    fail: dict[str, SourceError] = field(default_factory=dict)
+    raise_with: Exception | None = None
+    name: str = "fake-kube"
+    calls: int = 0
+
+    def read(self, workloads: Sequence[Any]) -> dict[str, int | SourceError]:
+        self.calls += 1
+        if self.raise_with is not None:
+            raise self.raise_with
+        out: dict[str, int | SourceError] = {}
+        for w in workloads:
+            if w.name in self.fail:
+                out[w.name] = self.fail[w.name]
+            elif w.name in self.replicas:
+                out[w.name] = self.replicas[w.name]
+        return out
 
 
 @dataclass

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.forecast import Forecaster
+from forecasts.forecast import FittedModel, Forecaster
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
 from forecasts.sources.errors import SourceDataError, SourceRequestError
-from forecasts.time import ensure_utc, from_epoch_s, to_epoch_s
+from forecasts.time import ensure_utc, floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [
     "CarbonTrace",
@@ -147,7 +147,9 @@ class CarbonTrace:
 class TraceCarbonSource:
     """Recorded carbon traces as a `CarbonSource` (see the module docstring).
 
-    `forecaster` is fitted per forecast call on `forecast_history` before `at`; when
+    `forecaster` is fitted on `forecast_history` before `at` — per forecast call, or, with
+    `refit_every`, once per region every `refit_every` (as `gridshift run` refits on a
+    cadence), predicting in between from the newest history with the fitted model; when
     `use_provider_forecast` is set and a trace has a recorded forecast, that is played
     instead. `noise_fraction` > 0 multiplies each forecast point by (1 + N(0, noise)),
     seeded by (seed, region, at), clipped at 0. Forecasts are cached per (region, at, horizon).
@@ -163,9 +165,14 @@ class TraceCarbonSource:
         noise_fraction: float = 0.0,
         seed: int = 0,
         latest_span: timedelta = timedelta(hours=3),
+        refit_every: timedelta | None = None,
     ) -> None:
         if noise_fraction < 0:
             raise ValueError(f"noise_fraction must be >= 0, got {noise_fraction}")
+        if refit_every is not None and refit_every <= timedelta(0):
+            raise ValueError(f"refit_every must be positive, got {refit_every}")
+        self._refit_every = refit_every
+        self._fits: dict[tuple[str, datetime], FittedModel] = {}
         self._traces = dict(traces)
         self._forecaster = forecaster
         self._history = forecast_history
@@ -225,6 +232,30 @@ class TraceCarbonSource:
             resolution=t.step,
         )
 
+    def _fitted(self, trace: CarbonTrace, hist: RegularSeries, at: datetime) -> FittedModel:
+        """The model for `trace` at `at`: fitted on `hist` now, or (with `refit_every`) the
+        one fitted at the last multiple of `refit_every` at or before `at`, on the history
+        before that instant (so jobs replayed out of time order share fits)."""
+        if self._refit_every is None:
+            return self._forecaster.fit(hist)
+        anchor = floor_to(at, self._refit_every)
+        key = (trace.region, anchor)
+        hit = self._fits.get(key)
+        if hit is not None:
+            return hit
+        t = trace.truth
+        end = self._complete(trace, anchor)
+        lo = max(0, end - max(1, round(self._history / t.step)))
+        if end - lo < 2:
+            raise ValueError(f"not enough history before {anchor} to fit")
+        fitted = self._forecaster.fit(
+            RegularSeries(start=t.time_at(lo), step=t.step, values=t.values[lo:end], unit=t.unit)
+        )
+        if len(self._fits) > 64:
+            self._fits.clear()
+        self._fits[key] = fitted
+        return fitted
+
     def latest(self, region: str, *, at: datetime) -> CarbonSeries:
         """The last few recorded steps that end at or before `at` (never the current one)."""
         trace = self._trace(region)
@@ -280,7 +311,7 @@ class TraceCarbonSource:
                 start=t.time_at(h_lo), step=t.step, values=t.values[h_lo:first], unit=t.unit
             )
             try:
-                fc = self._forecaster.fit(hist).predict(horizon=steps)
+                fc = self._fitted(trace, hist, at).predict(horizon=steps, history=hist)
             except ValueError as exc:
                 raise SourceDataError(
                     f"carbon forecast for {region}: {exc}", source="trace"

@@ -60,12 +60,15 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True, slots=True)
 class CarbonForecastSetup:
     """How gridshift gets carbon forecasts in the replay: `forecaster` fitted on `history`
-    before each decision, or the recorded `provider_forecasts` (per region) where given."""
+    before each decision (or every `refit_every`), or the recorded `provider_forecasts` (per
+    region) where given."""
 
     forecaster: Forecaster
     history: timedelta = timedelta(days=7)
     provider_forecasts: Mapping[str, RegularSeries] | None = None
     provider_name: Mapping[str, str] | None = None
+    refit_every: timedelta | None = None
+    perfect: bool = False  # the provider forecasts are the truth itself (an upper bound)
 
 
 def progress_total(scenario: ReplayScenario) -> int:
@@ -90,6 +93,7 @@ def _carbon_source(scenario: ReplayScenario, setup: CarbonForecastSetup) -> Trac
         use_provider_forecast=bool(setup.provider_forecasts),
         noise_fraction=scenario.forecast_noise_percent / 100.0,
         seed=scenario.seed,
+        refit_every=setup.refit_every,
     )
 
 
@@ -144,9 +148,16 @@ def run_replay(
             if p in out:
                 out[p][w.name] = o
     label = (
-        "recorded provider forecast"
+        "perfect foresight (the recorded intensity as the forecast)"
+        if carbon_forecast.perfect
+        else "recorded provider forecast"
         if carbon_forecast.provider_forecasts
         else f"{carbon_forecast.forecaster.name} on {carbon_forecast.history} of history"
+        + (
+            ""
+            if carbon_forecast.refit_every is None
+            else f", refitted every {carbon_forecast.refit_every}"
+        )
     )
     if scenario.forecast_noise_percent:
         label += f", degraded by {scenario.forecast_noise_percent:g} % noise"

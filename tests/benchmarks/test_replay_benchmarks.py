@@ -6,8 +6,8 @@ the limit, no deadline misses where the issue demands none, gridshift below HPA 
 
 - interactive: Wikipedia load against CISO, DE, PL, SE (EnsembleCI 2021) and GB (NESO 2023);
 - elastic, CarbonScaler's setting: linear and sub-linear throughput on every hourly grid,
-  gridshift on forecasts vs the oracle on the truth; sensitivity with 5 % / 10 % noise on
-  CISO and DE (linear; the grids with published limits, to bound the run time);
+  gridshift on its own forecasts vs the oracle on the truth; sensitivity on every grid (linear):
+  its forecasts degraded by 5 % / 10 % noise, and the truth as the forecast with 0 / 5 / 10 %;
 - Let's Wait Awhile 2020 (DE, GB, FR) next-workday jobs;
 - runtime: a year of hourly replay, 10 workloads in 5 regions (CPU seconds and wall).
 
@@ -55,23 +55,35 @@ def _target(ok: bool, text: str) -> None:
     print(f"TARGET {'PASS' if ok else 'MISS'}: {text}")
 
 
+#: The default eco sizing of `gridshift run` (q0.75 + 10 %, floor median + 5 %): the
+#: benchmark scenarios keep performance sizing in eco mode to hold a 0.1 % SLO; this reports
+#: what the default eco sizing would trade.
+DEFAULT_ECO = {"eco_quantile": 0.75, "eco_headroom": 0.1}
+
+
 @pytest.mark.parametrize(
     "scenario", ["bench-interactive-ensembleci.yaml", "bench-interactive-gb.yaml"]
 )
 def test_interactive_wikipedia(shared_data: Path, scenario: str) -> None:
     s = _replay(shared_data, scenario)
-    print("\nworkload  gridshift-SLO%  perf-SLO%  hpa-SLO%  saving-vs-hpa  saving-vs-static")
+    tradeoff = _replay(shared_data, scenario, scaler_overrides=DEFAULT_ECO)
+    print(
+        "\nworkload  gridshift-SLO%  perf-SLO%  hpa-SLO%  saving-vs-hpa  saving-vs-static"
+        "  | default-eco SLO%  saving-vs-hpa"
+    )
     for name, w in s["workloads"].items():
         p = w["policies"]
         gs = p["gridshift"]
+        eco = tradeoff["workloads"][name]["policies"]["gridshift"]
         print(
-            f"{name:<10} {gs['slo_violation_percent']:>12.2f} "
-            f"{p['gridshift-performance']['slo_violation_percent']:>10.2f} "
+            f"{name:<10} {gs['slo_violation_percent']:>12.3f} "
+            f"{p['gridshift-performance']['slo_violation_percent']:>10.3f} "
             f"{p['hpa']['slo_violation_percent']:>8.2f} {gs['saving_vs']['hpa']:>13.1f}% "
-            f"{gs['saving_vs']['static']:>15.1f}%"
+            f"{gs['saving_vs']['static']:>15.1f}%  | {eco['slo_violation_percent']:>14.3f} "
+            f"{eco['saving_vs']['hpa']:>13.1f}%"
         )
         _target(gs["slo_violation_percent"] <= 0.1, f"{name}: gridshift SLO-violating <= 0.1 %")
-        assert gs["emitted_g"] < p["hpa"]["emitted_g"], name
+        _target(gs["emitted_g"] < p["hpa"]["emitted_g"], f"{name}: gridshift emits less than hpa")
         assert gs["emitted_g"] < p["static"]["emitted_g"], name
         for row in p.values():
             if row["slo_violations"] == 0:
@@ -100,21 +112,41 @@ def test_elastic_carbonscaler_setting(shared_data: Path, profile: str) -> None:
     _elastic_report(s, profile)
 
 
-@pytest.mark.parametrize("noise", [0.0, 5.0, 10.0])
-def test_elastic_sensitivity_to_forecast_error(shared_data: Path, noise: float) -> None:
-    s = _replay(shared_data, "bench-elastic-linear-sensitivity.yaml", noise_percent=noise)
-    _elastic_report(s, f"linear noise {noise:g}%")
+@pytest.mark.parametrize(
+    ("carbon_model", "noise"),
+    [
+        ("seasonal_regression", 5.0),
+        ("seasonal_regression", 10.0),
+        ("perfect", 0.0),
+        ("perfect", 5.0),
+        ("perfect", 10.0),
+    ],
+)
+def test_elastic_sensitivity_to_forecast_error(
+    shared_data: Path, carbon_model: str, noise: float
+) -> None:
+    """The linear runs with gridshift's own forecasts degraded by 5 / 10 % noise, and with
+    the truth as the forecast (CarbonScaler's and Let's Wait Awhile's error-free assumption)
+    degraded the same way: how much of the gap to the oracle is forecast error."""
+    s = _replay(
+        shared_data,
+        "bench-elastic-linear.yaml",
+        noise_percent=noise,
+        forecast_overrides={"carbon_model": carbon_model},
+    )
+    _elastic_report(s, f"linear {carbon_model} noise {noise:g}%")
 
 
-def test_lets_wait_awhile(shared_data: Path) -> None:
-    s = _replay(shared_data, "bench-lwa.yaml")
+@pytest.mark.parametrize("carbon_model", ["profile_persistence", "perfect"])
+def test_lets_wait_awhile(shared_data: Path, carbon_model: str) -> None:
+    s = _replay(shared_data, "bench-lwa.yaml", forecast_overrides={"carbon_model": carbon_model})
     paper = {"ml-DE": 5.9, "ml-GB": 6.6, "ml-FR": 4.8}
     for name, w in s["workloads"].items():
         p = w["policies"]
         print(
-            f"LWA {name}: gridshift {p['gridshift']['saving_vs']['static']:.1f}% "
+            f"LWA {name} ({carbon_model}): gridshift {p['gridshift']['saving_vs']['static']:.1f}% "
             f"(interruptible), oracle {p['oracle']['saving_vs']['static']:.1f}%, "
-            f"paper {paper[name]:.1f}% (non-interruptible), misses "
+            f"paper {paper[name]:.1f}% (non-interruptible, perfect forecast), misses "
             f"{p['gridshift']['deadline_misses']}/{p['gridshift']['jobs']}"
         )
         assert p["oracle"]["emitted_g"] <= p["gridshift"]["emitted_g"] * (1 + 1e-9)

@@ -1,12 +1,15 @@
 """The built-in dashboard in headless Chromium (Debian's `chromium`, driven by Playwright).
 
-Aspects: `gridshift run` on the sample scenario serves /dashboard and its local assets;
-every request the page makes stays on the scaler's own origin (no CDN); the charts draw SVG
-paths with data; the KPIs and legends show numbers; the modes timeline and reasons fill in;
-the extender panel says "no extender configured"; the actual-replicas note is shown; no
-console errors or page errors; a screenshot goes to tests/artifacts/dashboard.png. With
-`server.extender_metrics_url` pointing at a local extender-style /metrics, the extender panel
-lists its figures (tests/artifacts/dashboard-extender.png).
+Aspects: `gridshift run` on the sample scenario, connected to a Kubernetes API stand-in and
+to the real `gridshift extender` (tests/sample_cluster.py), serves /dashboard and its local
+assets; every request the page makes stays on the scaler's own origin (no CDN); the charts
+draw SVG paths with data, the replicas chart with desired, ACTUAL (read from the stand-in,
+following the scaler's own actuation) and counterfactual lines for every workload; the KPIs
+and legends show numbers; the modes timeline and reasons fill in; the extender panel lists
+the real extender's figures (requests, errors, decisions by outcome, nodes, fresh regions);
+no console errors or page errors; a screenshot goes to tests/artifacts/dashboard.png.
+Without a cluster or extender, the page says so: "actual unknown: no cluster connection"
+and "no extender configured" (tests/artifacts/dashboard-no-cluster.png).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.extender_exposition import serving_extender_metrics
-from tests.gridshift_process import RUN_ARGS, running_gridshift
+from tests.gridshift_process import running_gridshift
+from tests.sample_cluster import DEPLOYMENTS, running_sample_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -56,17 +60,21 @@ def _launch(pw: Any, profile: str) -> Any:
     )
 
 
-def test_dashboard_renders_live_charts_offline() -> None:
+WORKLOADS = ("checkout-api", "nightly-training", "report-batch", "search", "web-frontend")
+
+
+def test_dashboard_renders_live_charts_offline(tmp_path: Path) -> None:
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     foreign: list[str] = []
     with (
-        running_gridshift() as gs,
+        running_sample_stack(tmp_path) as stack,
         tempfile.TemporaryDirectory() as profile,
         sync_playwright() as pw,
     ):
+        gs = stack.gridshift
         context = _launch(pw, profile)
         try:
             page = context.new_page()
@@ -83,6 +91,9 @@ def test_dashboard_renders_live_charts_offline() -> None:
             page.wait_for_function(
                 "Number(document.body.dataset.points || 0) >= 10", timeout=60_000
             )
+            page.wait_for_function(
+                "document.querySelectorAll('#extender td').length > 0", timeout=30_000
+            )
             page.wait_for_timeout(2500)  # one more poll cycle with the newest points
 
             for chart in ("chart-carbon", "chart-replicas", "chart-saved"):
@@ -98,6 +109,27 @@ def test_dashboard_renders_live_charts_offline() -> None:
             assert {"sample-solar", "sample-wind", "sample-hydro"} <= set(carbon_labels)
             assert any(lbl.endswith("forecast") for lbl in carbon_labels)
 
+            # desired, actual (from the cluster) and counterfactual for every workload
+            replica_labels = page.eval_on_selector_all(
+                "#chart-replicas svg path.series", "els => els.map(e => e.dataset.label)"
+            )
+            for kind in ("desired", "actual", "counterfactual"):
+                assert {f"{w} {kind}" for w in WORKLOADS} <= set(replica_labels), kind
+            actual_paths = page.eval_on_selector_all(
+                "#chart-replicas svg path.series.dashed", "els => els.map(e => e.dataset.label)"
+            )
+            assert sorted(actual_paths) == sorted(f"{w} actual" for w in WORKLOADS)
+            assert "dashed: actual" in page.inner_text("#replicas-hint")
+            assert page.inner_text("#replicas-note").strip() == ""
+            replicas_legend = page.inner_text("#legend-replicas")
+            assert re.search(r"web-frontend actual \d+", replicas_legend), replicas_legend
+            # the scaler actuated the stand-in's Deployment and the actual count followed
+            status = httpx.get(f"{gs.base_url}/status/web-frontend", timeout=5).json()
+            deployment = stack.api.get_object(f"{DEPLOYMENTS}/web-frontend")
+            assert deployment is not None
+            assert deployment["spec"]["replicas"] == min(20, max(2, status["desired_replicas"]))
+            assert status["actual_replicas"] == deployment["status"]["replicas"]
+
             for kpi in ("kpi-saved", "kpi-emitted", "kpi-cf"):
                 assert NUMBER.search(page.inner_text(f"#{kpi}")), kpi
             assert re.fullmatch(r"\d+ / 5", page.inner_text("#kpi-eco").strip())
@@ -106,11 +138,22 @@ def test_dashboard_renders_live_charts_offline() -> None:
             assert page.locator("#modes .moderow").count() == 5
             assert page.locator("#modes rect[data-mode]").count() >= 5
             assert page.locator("#reasons li").count() >= 5
-            assert "counterfactual" in page.inner_text("#replicas-hint")
-            assert "not read from the cluster" in page.inner_text("#replicas-note")
             assert "SAMPLE DATA" in page.inner_text("#data-note")
             assert page.locator("#freshness tbody tr").count() == 3 + 5
-            assert page.inner_text("#extender").strip() == "no extender configured"
+
+            # the real extender's figures, from the requests the test sent it
+            extender = page.inner_text("#extender")
+            assert stack.extender.metrics_url in extender
+            figures = dict(line.rsplit("\t", 1) for line in extender.splitlines() if "\t" in line)
+            assert float(figures["filter requests"]) >= 2
+            assert float(figures["prioritize scored decisions"]) >= 1
+            assert float(figures["filter errors"]) >= 1  # the malformed bodies
+            assert float(figures["filter mean latency ms"]) > 0
+            assert figures["nodes known"] == "2"
+            assert (figures["regions with fresh carbon"], figures["regions"]) == ("1", "2")
+            # and its answers: the node with the leaner GPUs and fresh carbon scores higher
+            scores = {a["Host"]: a["Score"] for a in stack.extender_answers[-1]["prioritize"]}
+            assert scores["gpu-de-1"] > scores["gpu-fr-1"], scores
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -121,14 +164,13 @@ def test_dashboard_renders_live_charts_offline() -> None:
     assert not foreign, f"the page fetched from elsewhere: {foreign}"
 
 
-def test_dashboard_lists_extender_figures_when_configured() -> None:
+def test_dashboard_without_cluster_or_extender_says_so() -> None:
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     with (
-        serving_extender_metrics() as url,
-        running_gridshift([*RUN_ARGS, "--set", f"server.extender_metrics_url={url}"]) as gs,
+        running_gridshift() as gs,
         tempfile.TemporaryDirectory() as profile,
         sync_playwright() as pw,
     ):
@@ -138,15 +180,17 @@ def test_dashboard_lists_extender_figures_when_configured() -> None:
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{gs.base_url}/dashboard")
-            page.wait_for_function(
-                "document.querySelectorAll('#extender td').length > 0", timeout=60_000
+            page.wait_for_function("Number(document.body.dataset.points || 0) >= 3", timeout=60_000)
+            assert page.inner_text("#replicas-note") == "actual unknown: no cluster connection"
+            assert page.inner_text("#replicas-hint") == "solid: desired · dotted: counterfactual"
+            labels = page.eval_on_selector_all(
+                "#chart-replicas svg path.series", "els => els.map(e => e.dataset.label)"
             )
-            text = page.inner_text("#extender")
-            assert "filter requests" in text
-            assert "prioritize errors" in text
-            assert url in text
+            assert labels
+            assert not [lbl for lbl in labels if lbl.endswith(" actual")]
+            assert page.inner_text("#extender").strip() == "no extender configured"
             ARTIFACTS.mkdir(exist_ok=True)
-            page.locator("#extender").screenshot(path=str(ARTIFACTS / "dashboard-extender.png"))
+            page.screenshot(path=str(ARTIFACTS / "dashboard-no-cluster.png"), full_page=True)
         finally:
             context.close()
     assert not errors, errors

@@ -3,11 +3,16 @@ client: CR list+watch (events, bookmarks, 410 Gone -> relist, invalid resources 
 status merge patches (409 -> re-read and retry, 404), actuation of HPA / ScaledObject /
 scale subresource (Deployment and custom resource) and dry-run touching nothing, Lease
 acquire / renew / expiry takeover / conflict / release, the controller acting only as leader,
-and delegated TokenReview / SubjectAccessReview with caching."""
+delegated TokenReview / SubjectAccessReview with caching, and actual replicas: the scale
+subresource of Deployments, StatefulSets and custom kinds, a ScaledObject's own target, an
+HPA's currentReplicas, a CarbonAwareScaler's target taking precedence; 404/403/5xx and a
+malformed ScaledObject as per-workload SourceErrors; a dead API server tried once per read;
+the tick reading them and surviving failures."""
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client as k8s
 
+from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
 from scaler.kube import (
@@ -22,6 +28,7 @@ from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
     KubeController,
+    KubeReplicaReader,
     LeaderElector,
     LeaseLock,
     ScalerResourceCache,
@@ -30,8 +37,13 @@ from scaler.kube import (
     parse_scaler_resource,
     status_for,
 )
-from scaler.snapshot import Mode, Snapshot, WorkloadStatus
+from scaler.loop import ScalerLoop
+from scaler.policy import PolicyParams
+from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
+from scaler.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, Workload
+from scaler.workload import TargetRef as WorkloadTarget
 from tests.apiserver import FakeApiServer
+from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
 pytestmark = pytest.mark.integration
 
@@ -551,3 +563,173 @@ def test_authentication_config_refresh_picks_up_a_rotated_ca(api):
     with pytest.raises(ValueError, match="requestheader-allowed-names"):
         refresher.refresh_once()
     assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
+
+
+# ------------------------------------------------------------------ actual replicas
+STSS = "/apis/apps/v1/namespaces/shop/statefulsets"
+TRAINERS = "/apis/example.com/v1/namespaces/shop/trainers"
+
+
+def workload(name, kind=TargetKind.DEPLOYMENT, target=None):
+    return Workload(
+        name=name,
+        namespace="shop",
+        target=WorkloadTarget(kind, target or name),
+        load=LoadSpec(LoadSourceKind.PROMQL, f"{name}_rps"),
+        capacity_per_replica=10.0,
+        min_replicas=1,
+        max_replicas=10,
+        power=PowerModel(10.0, 30.0),
+        region="eu-west-1",
+    )
+
+
+def put_workload_object(api, path, kind, name, *, spec_replicas, status_replicas=None):
+    obj = {
+        "apiVersion": path.split("/apis/")[1].rsplit("/namespaces", 1)[0],
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"replicas": spec_replicas, "selector": {"matchLabels": {"app": name}}},
+    }
+    if status_replicas is not None:
+        obj["status"] = {"replicas": status_replicas}
+    api.put_object(path, obj)
+
+
+def put_scaled_object(api, name, spec):
+    api.put_object(
+        SOS,
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": name},
+            "spec": {**spec, "triggers": []},
+        },
+    )
+
+
+def test_actual_replicas_of_every_kind_of_target(api):
+    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=3, status_replicas=2)
+    put_workload_object(api, STSS, "StatefulSet", "trainer", spec_replicas=4, status_replicas=4)
+    put_workload_object(api, DEPLOYS, "Deployment", "report-worker", spec_replicas=1)
+    put_scaled_object(api, "report", {"scaleTargetRef": {"name": "report-worker"}})
+    api.settle_replicas(DEPLOYS)  # the Deployment controller catches up: web 3, report 1
+    put_workload_object(api, TRAINERS, "Trainer", "gpt", spec_replicas=6, status_replicas=5)
+    api.put_object(
+        HPAS,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "api"},
+            "spec": {"maxReplicas": 9, "scaleTargetRef": {"kind": "Deployment", "name": "x"}},
+            "status": {"currentReplicas": 7, "desiredReplicas": 8},
+        },
+    )
+
+    def namespaced(obj):
+        obj["metadata"]["namespace"] = "shop"
+        return obj
+
+    custom = cr("custom", apiVersion="example.com/v1", kind="Trainer")
+    custom["spec"]["scaleTargetRef"]["name"] = "gpt"
+    hpa = cr("api", apiVersion="autoscaling/v2", kind="HorizontalPodAutoscaler")
+    cache = ScalerResourceCache()
+    cache.replace_all([namespaced(custom), namespaced(hpa)])
+    reader = KubeReplicaReader(api.client(), resources=cache.items)
+    got = reader.read(
+        [
+            workload("web"),
+            workload("train", TargetKind.STATEFUL_SET, "trainer"),
+            workload("report", TargetKind.SCALED_OBJECT),
+            workload("custom"),  # its CarbonAwareScaler points at the Trainer "gpt"
+            workload("api"),  # its CarbonAwareScaler points at an HPA
+        ]
+    )
+    assert got == {"web": 3, "train": 4, "report": 1, "custom": 5, "api": 7}
+    gets = [r.path for r in api.requests if r.method == "GET"]
+    assert f"{DEPLOYS}/web/scale" in gets
+    assert f"{STSS}/trainer/scale" in gets
+    assert f"{SOS}/report" in gets
+    assert f"{DEPLOYS}/report-worker/scale" in gets
+    assert f"{TRAINERS}/gpt/scale" in gets
+    assert f"{HPAS}/api" in gets
+    assert reader.name == "kube"
+
+
+def test_scale_subresource_answers_like_the_api_server(api):
+    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=3)
+    scale = k8s.AppsV1Api(api.client()).read_namespaced_deployment_scale("web", "shop")
+    assert (scale.kind, scale.api_version) == ("Scale", "autoscaling/v1")
+    assert scale.spec is not None
+    assert scale.status is not None
+    assert scale.spec.replicas == 3
+    assert scale.status.replicas == 0  # no controller has reported yet
+    assert scale.status.selector == "app=web"
+    assert KubeReplicaReader(api.client()).read([workload("web")]) == {"web": 0}
+
+
+def test_read_failures_are_source_errors_per_workload(api):
+    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=2, status_replicas=2)
+    put_workload_object(api, DEPLOYS, "Deployment", "cart", spec_replicas=1, status_replicas=1)
+    put_workload_object(api, DEPLOYS, "Deployment", "api", spec_replicas=1, status_replicas=1)
+    put_scaled_object(api, "bad", {})  # no scaleTargetRef
+    api.fail_next("GET", "/deployments/cart/scale", 500)
+    api.fail_next("GET", "/deployments/api/scale", 403)
+    got = KubeReplicaReader(api.client()).read(
+        [
+            workload("web"),
+            workload("gone"),
+            workload("cart"),
+            workload("api"),
+            workload("bad", TargetKind.SCALED_OBJECT),
+        ]
+    )
+    assert got["web"] == 2
+    assert isinstance(got["gone"], SourceRequestError)
+    assert "Deployment shop/gone not found" in str(got["gone"])
+    assert isinstance(got["cart"], SourceUnavailable)
+    assert got["cart"].status == 500
+    assert isinstance(got["api"], SourceRequestError)
+    assert "RBAC needs get on deployments/scale" in str(got["api"])
+    assert isinstance(got["bad"], SourceDataError)
+    assert "scaleTargetRef" in str(got["bad"])
+    # the failures were one-off: the next tick reads them again
+    again = KubeReplicaReader(api.client()).read([workload("cart"), workload("api")])
+    assert again == {"cart": 1, "api": 1}
+
+
+def test_a_dead_api_server_is_tried_once_per_tick_not_per_workload():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    configuration = k8s.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    configuration.retries = 0
+    reader = KubeReplicaReader(k8s.ApiClient(configuration), request_timeout_seconds=1.0)
+    got = reader.read([workload("web"), workload("cart"), workload("api")])
+    errors = list(got.values())
+    assert all(isinstance(e, SourceUnavailable) and e.status is None for e in errors), got
+    assert errors[0] is errors[1] is errors[2]
+    assert "API server unreachable" in str(errors[0])
+
+
+def test_the_tick_reads_actual_replicas_and_survives_the_api_server_failing(api):
+    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=5, status_replicas=4)
+    holder = SnapshotHolder()
+    loop = ScalerLoop(
+        [workload("web")],
+        carbon=FakeDailyCarbonSource({"eu-west-1": [300.0] * 24}),
+        load=FakeLoadSource(levels={"web_rps": 30.0}),
+        clock=FrozenClock(T0),
+        holder=holder,
+        params=PolicyParams(),
+        replica_reader=KubeReplicaReader(api.client()),
+    )
+    first = loop.tick().workloads["web"]
+    assert (first.actual_replicas, first.actual_replicas_note) == (4, "")
+    api.fail_next("GET", "/deployments/web/scale", 503)
+    second = loop.tick()
+    assert second.workloads["web"].actual_replicas is None
+    assert "read failed" in second.workloads["web"].actual_replicas_note
+    assert second.source_errors_total["kube"] == 1
+    assert holder.current() is second

@@ -2,7 +2,9 @@
 
 Aspects: the ring is bounded and keeps the newest points in order; re-publishing the same
 instant replaces instead of appending; bad capacity is refused; NaN intensity becomes None;
-the data note is not repeated as a reason; `RecordingHolder` records what it publishes;
+the data note is not repeated as a reason; actual replicas in the points, and the
+"reported"/note summary for every mix of known and unknown (with its reasons);
+`RecordingHolder` records what it publishes;
 `/status/history` (with `limit`, and a clear 400 for a bad one), `/status/extender` without
 an extender, `/dashboard` and its packaged assets (media types, 404 for unknown names), and
 that the page references only local assets.
@@ -22,7 +24,7 @@ from prometheus_client.registry import CollectorRegistry
 from scaler.dashboard import load_dashboard_assets
 from scaler.history import RecordingHolder, SnapshotHistory, history_point
 from scaler.snapshot import RegionCarbon
-from scaler.status_api import create_status_app
+from scaler.status_api import actual_replicas_json, create_status_app
 from tests.snapshots import TAKEN_AT, sample_snapshot
 from tests.unit.test_scaler_outputs import AsgiClient
 
@@ -90,8 +92,8 @@ def client():
 def test_history_endpoint(client):
     body = client.get("/status/history").json()
     assert body["capacity_points"] == 4
-    assert body["actual_replicas"]["reported"] is False
-    assert "counterfactual" in body["actual_replicas"]["note"]
+    assert body["actual_replicas"]["reported"] is False  # sample_snapshot knows no actual
+    assert body["actual_replicas"]["note"] == "actual unknown: unknown"
     assert [p["workloads"]["shop/web"]["desired_replicas"] for p in body["points"]] == [3, 4, 5, 6]
     assert body["points"][-1]["taken_at"].endswith("Z")
     assert body["points"][0]["regions"]["eu-west-1"]["intensity_g_per_kwh"] == 312.5
@@ -159,3 +161,54 @@ def test_dashboard_files_are_package_data():
     on_disk = {p for p in folder.rglob("*") if p.is_file() and p.suffix != ".py"}
     on_disk = {p for p in on_disk if "__pycache__" not in p.parts}
     assert on_disk <= shipped
+
+
+def _with_actual(**by_name):
+    """sample_snapshot with (actual, note) per workload name (web, worker, train)."""
+    snap = sample_snapshot()
+    ws = {
+        key: replace(w, actual_replicas=by_name[w.name][0], actual_replicas_note=by_name[w.name][1])
+        for key, w in snap.workloads.items()
+    }
+    return replace(snap, workloads=ws)
+
+
+@pytest.mark.parametrize(
+    ("by_name", "reported", "note"),
+    [
+        pytest.param(
+            {"web": (4, ""), "worker": (0, ""), "train": (12, "")}, True, "", id="all known"
+        ),
+        pytest.param(
+            {n: (None, "no cluster connection") for n in ("web", "worker", "train")},
+            False,
+            "actual unknown: no cluster connection",
+            id="no cluster",
+        ),
+        pytest.param(
+            {"web": (4, ""), "worker": (None, "read failed: kube: 403"), "train": (12, "")},
+            True,
+            "actual unknown for shop/worker: read failed: kube: 403",
+            id="one read failed",
+        ),
+    ],
+)
+def test_actual_replicas_summary(by_name, reported, note):
+    body = actual_replicas_json(_with_actual(**by_name))
+    assert body["reported"] is reported
+    assert body["note"] == note
+    assert set(body["unknown"]) == {
+        key for key, w in sample_snapshot().workloads.items() if by_name[w.name][0] is None
+    }
+
+
+def test_actual_replicas_summary_before_the_first_tick():
+    assert actual_replicas_json(None)["reported"] is False
+
+
+def test_history_points_carry_actual_replicas():
+    point = history_point(
+        _with_actual(web=(3, ""), worker=(None, "no cluster connection"), train=(12, ""))
+    )
+    assert point.workloads["shop/web"]["actual_replicas"] == 3
+    assert point.workloads["shop/worker"]["actual_replicas"] is None

@@ -2,15 +2,19 @@
 
 Aspects: requests, errors (non-2xx) and mean latency per verb; decisions by outcome; nodes;
 regions with fresh carbon; text without extender metrics and unparsable text are clear
-errors; a non-positive poll interval is refused.
+errors; a non-positive poll interval is refused; the fixed exposition these tests use has
+the real extender's metric families (names and types).
 """
 
 from __future__ import annotations
 
 import httpx
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from extender.scoring import ScoringPolicy
+from extender.server import ExtenderMetrics
+from extender.snapshot import SnapshotHolder
 from forecasts.time import FrozenClock
 from scaler.extender_watch import ExtenderWatch, summarise_extender_metrics
 from tests.extender_exposition import extender_registry
@@ -54,3 +58,18 @@ def test_watch_refuses_bad_interval():
             clock=FrozenClock(TAKEN_AT),
             interval_seconds=0,
         )
+
+
+def _families(registry: CollectorRegistry) -> dict[str, str]:
+    return {f.name: f.type for f in registry.collect()}
+
+
+def test_the_fixed_exposition_has_the_real_extenders_families():
+    real = CollectorRegistry()
+    ExtenderMetrics(
+        real, holder=SnapshotHolder(), clock=FrozenClock(TAKEN_AT), policy=ScoringPolicy()
+    )
+    fixed = _families(extender_registry())
+    assert fixed.items() <= _families(real).items(), set(fixed.items()) - set(
+        _families(real).items()
+    )

@@ -34,7 +34,7 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
-from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
+from tests.fakes import FakeDailyCarbonSource, FakeLoadSource, FakeReplicaReader
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 CLEAN_NIGHT = [400.0] * 8 + [100.0] * 8 + [400.0] * 8  # clean 08:00-16:00
@@ -352,3 +352,66 @@ def test_refit_on_an_executor_matches_in_thread_refit() -> None:
     tiny, _, _ = make_loop([web()], settings=LoopSettings(load_history=timedelta(hours=1)))
     with ThreadPoolExecutor(max_workers=1) as pool:
         assert tiny.refit(executor=pool).failed == ("web",)
+
+
+# ------------------------------------------------------------------ actual replicas
+def test_without_a_cluster_actual_replicas_are_unknown_with_the_reason() -> None:
+    loop, _clock, _holder = make_loop([web()])
+    ws = loop.tick().workloads["web"]
+    assert ws.actual_replicas is None
+    assert ws.actual_replicas_note == "no cluster connection"
+
+
+def test_actual_replicas_are_read_every_tick() -> None:
+    loop, clock, _holder = make_loop(
+        [web(), web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))]
+    )
+    reader = FakeReplicaReader(replicas={"web": 7, "api": 3})
+    loop.use_replica_reader(reader)
+    snap = loop.tick()
+    assert snap.workloads["web"].actual_replicas == 7
+    assert snap.workloads["web"].actual_replicas_note == ""
+    assert snap.workloads["api"].actual_replicas == 3
+    assert snap.source_errors_total["fake-kube"] == 0
+    reader.replicas["web"] = 9
+    clock.advance(timedelta(minutes=1))
+    assert loop.tick().workloads["web"].actual_replicas == 9
+    assert reader.calls == 2
+
+
+def test_a_failed_read_is_unknown_logged_and_counted_and_the_tick_goes_on(caplog) -> None:
+    loop, _clock, _holder = make_loop(
+        [web(), web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))]
+    )
+    down = SourceUnavailable("Deployment default/web: 503", source="fake-kube", status=503)
+    loop.use_replica_reader(FakeReplicaReader(replicas={"api": 2}, fail={"web": down}))
+    loop.refit()
+    with caplog.at_level(logging.WARNING, logger="gridshift.scaler"):
+        snap = loop.tick()
+    web_status = snap.workloads["web"]
+    assert web_status.actual_replicas is None
+    assert "read failed" in web_status.actual_replicas_note
+    assert "503" in web_status.actual_replicas_note
+    assert web_status.desired_replicas == 12  # the decision itself is unaffected
+    assert snap.workloads["api"].actual_replicas == 2
+    assert snap.source_errors_total["fake-kube"] == 1
+    assert "actual replicas of web" in caplog.text
+    assert "shown as unknown" in caplog.text
+
+
+def test_a_reader_that_raises_does_not_break_the_tick(caplog) -> None:
+    loop, _clock, _holder = make_loop([web()])
+    loop.use_replica_reader(FakeReplicaReader(raise_with=RuntimeError("boom")))
+    with caplog.at_level(logging.ERROR, logger="gridshift.scaler"):
+        snap = loop.tick()
+    assert snap.workloads["web"].actual_replicas is None
+    assert snap.workloads["web"].actual_replicas_note == "read failed: boom"
+    assert snap.source_errors_total["fake-kube"] == 1
+    assert "reading actual replicas failed" in caplog.text
+
+
+def test_a_workload_the_reader_skipped_is_not_read() -> None:
+    loop, _clock, _holder = make_loop([web()])
+    loop.use_replica_reader(FakeReplicaReader())
+    ws = loop.tick().workloads["web"]
+    assert (ws.actual_replicas, ws.actual_replicas_note) == (None, "not read")

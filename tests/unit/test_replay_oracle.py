@@ -176,3 +176,55 @@ def test_fractional_greedy_beats_every_integer_schedule(profile: tuple[float, ..
     brute = min(run(s) for s in itertools.product(range(4), repeat=4))
     assert best <= brute + 1e-9
     assert brute < float("inf")
+
+
+@settings(max_examples=8)
+@given(
+    st.lists(st.floats(10.0, 900.0), min_size=HIST + 12, max_size=HIST + 12),
+    st.integers(1, 3),
+    st.integers(2, 6),
+    st.data(),
+)
+def test_perfect_foresight_plan_equals_the_oracle(
+    carbon: list[float], max_r: int, window: int, data: st.DataObject
+) -> None:
+    """With the truth as its forecast and whole replica-hours of linear work, the tick's
+    re-planned greedy is the oracle's schedule: the same gCO2 (the planner loses nothing;
+    every gap to the oracle in the benchmarks is forecast error)."""
+    hours = data.draw(st.integers(1, max_r * window))
+    truth = RegularSeries(start=START - HIST * H, step=H, values=np.array(carbon), unit="")
+    spec = ElasticSpec(1.0, START + 12 * H, (1.0,))
+    scenario = ReplayScenario(
+        name="perfect",
+        start=START,
+        end=START + 4 * H,
+        step=H,
+        workloads=(
+            ReplayWorkload(
+                _wl(
+                    "job",
+                    "A",
+                    min_replicas=0,
+                    max_replicas=max_r,
+                    workload_class=WorkloadClass.ELASTIC,
+                    elastic=spec,
+                ),
+                jobs=(Job(START, START + window * H, hours * 3600.0),),
+            ),
+        ),
+        carbon={"A": truth},
+        policies=(PolicyName.STATIC, PolicyName.GRIDSHIFT, PolicyName.ORACLE),
+    )
+    result = run_replay(
+        scenario,
+        params=PolicyParams(decision_step=H, scale_up_lead=timedelta(0), elastic_slot=H),
+        loop_settings=LoopSettings(load_step=H),
+        carbon_forecast=CarbonForecastSetup(
+            SeasonalNaive(24), provider_forecasts={"A": truth}, perfect=True
+        ),
+    )
+    (gs,) = result.outcomes[PolicyName.GRIDSHIFT]["job"].jobs
+    (best,) = result.outcomes[PolicyName.ORACLE]["job"].jobs
+    assert not gs.missed
+    assert gs.emitted_g == pytest.approx(best.emitted_g, rel=1e-9)
+    assert result.carbon_forecast.startswith("perfect foresight")

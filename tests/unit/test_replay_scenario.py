@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from config.cli import cli
-from config.replay_scenario import ScenarioError, load_scenario
+from config.replay_scenario import ScenarioError, ScenarioFile, load_scenario
+from forecasts.forecast import FittedModel
+from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, read_csv_series
@@ -200,3 +203,92 @@ def test_trace_sources_never_peek(tmp_path: Path) -> None:
     )
     assert s.values[0] == 2.0
     assert np.isnan(s.values[1])
+
+
+class _CountingNaive:
+    """SeasonalNaive(24) that records the end of every history it is fitted on."""
+
+    name = "counting-naive"
+
+    def __init__(self) -> None:
+        self.fitted_until: list[datetime] = []
+
+    def fit(self, history: RegularSeries, *, exog: object = None, seed: int = 0) -> FittedModel:
+        self.fitted_until.append(history.end)
+        return SeasonalNaive(24).fit(history)
+
+
+def test_trace_refit_cadence_shares_fits_and_never_peeks() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    truth = RegularSeries(
+        start=start, step=timedelta(hours=1), values=np.arange(100.0, 100.0 + 24 * 6), unit=""
+    )
+    model = _CountingNaive()
+    src = TraceCarbonSource(
+        {"X": CarbonTrace("X", truth, "t")},
+        forecaster=model,
+        forecast_history=timedelta(days=2),
+        refit_every=timedelta(days=1),
+    )
+    day3 = start + timedelta(days=3)
+    # out of time order, as elastic jobs replay: one fit per day, on history before the day
+    for h in (30, 5, 47, 29):
+        fc = src.forecast("X", at=start + timedelta(hours=48 + h), horizon=timedelta(hours=2))
+        # predicted from the newest history (the value a day before each step), not the fit's
+        assert fc.points[0].value == 100.0 + 48 + h - 24
+    assert model.fitted_until == [day3, start + timedelta(days=2)]
+    with pytest.raises(ValueError, match="refit_every must be positive"):
+        TraceCarbonSource({}, forecaster=model, refit_every=timedelta(0))
+
+
+def test_forecast_models_and_overrides_from_the_file(tmp_path: Path) -> None:
+    body = (
+        "workloads: [{name: w, region: sample-wind, load: {sample: w}, max_replicas: 3,"
+        " power: {idle_watts: 1, busy_watts: 2}}]\n"
+        "forecast: {carbon_model: seasonal_regression, carbon_history: 84d, carbon_refit: 1d,"
+        " load_profile: day, load_profile_seasons: 14}\n"
+        "scaler: {eco_quantile: 0.5}"
+    )
+    loaded = load_scenario(_write(tmp_path, _BASE + body), scaler_overrides={"eco_headroom": 0.05})
+    assert loaded.carbon_forecast.forecaster.name.startswith("seasonal_regression")
+    assert loaded.carbon_forecast.refit_every == timedelta(days=1)
+    assert loaded.carbon_forecast.history == timedelta(days=84)
+    lf = loaded.load_forecaster
+    assert isinstance(lf, ProfilePersistence)
+    assert (lf.period, lf.seasons, lf.multiplicative) == (24, 14, True)
+    assert loaded.params.eco_quantile == 0.5  # the file's
+    assert loaded.params.eco_headroom == 0.05  # the override's
+    bad = body.replace("carbon_refit: 1d", "carbon_refit: soon")
+    with pytest.raises(ScenarioError, match=r"forecast\.carbon_refit"):
+        load_scenario(_write(tmp_path, _BASE + bad))
+
+
+@pytest.mark.integration
+def test_cli_scaler_overrides_change_the_run() -> None:
+    runner = CliRunner()
+    base = ["replay", "--scenario", str(SAMPLE), "--to", "2026-01-05T12:00:00Z", "--json"]
+    lean = runner.invoke(
+        cli, [*base, "--scaler", "eco_headroom=0.05", "--scaler", "eco_quantile=0.5"]
+    )
+    wide = runner.invoke(cli, [*base, "--scaler", "eco_quantile=0.95"])
+    assert lean.exit_code == 0, lean.output
+    assert wide.exit_code == 0, wide.output
+
+    def replica_hours(out: str) -> float:
+        rows = json.loads(out)["workloads"].values()
+        return float(sum(w["policies"]["gridshift"]["replica_hours"] for w in rows))
+
+    assert replica_hours(lean.output) < replica_hours(wide.output)
+    bad = runner.invoke(cli, [*base, "--scaler", "eco_quantile=2"])
+    assert bad.exit_code != 0
+    assert "eco_quantile" in bad.output
+    bad = runner.invoke(cli, [*base, "--scaler", "=1"])
+    assert bad.exit_code == 2
+    assert "expected KEY=VALUE" in bad.output
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_scenario_file_is_valid(path: Path) -> None:
+    """The benchmark files need ../shared/data to run; their schema is checked without it."""
+    spec = ScenarioFile.model_validate(yaml.safe_load(path.read_text()))
+    assert spec.workloads

@@ -3,7 +3,8 @@
 Aspects: metric names (gridshift_ prefix, base units, _total counters) and values read with
 `get_sample_value` on a fresh registry; the sample-data info series; no snapshot yet;
 the status routes (/status, /status/{workload}, 404 with known names, /metrics, /healthz,
-/readyz before and after the first tick), ORJSON bodies with reasons.
+/readyz before and after the first tick), ORJSON bodies with reasons; actual replicas in
+/status and as `gridshift_actual_replicas` only while known.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.registry import CollectorRegistry
 from scaler.metrics import register_scaler_metrics
 from scaler.snapshot import SnapshotHolder
 from scaler.status_api import create_status_app
+from tests.fakes import FakeReplicaReader
 from tests.unit.test_loop import make_loop, web
 
 
@@ -118,3 +120,28 @@ def test_not_ready_before_first_tick() -> None:
         r = client.get(path)
         assert r.status_code == 503
         assert r.json()["error"] == "no tick has completed yet"
+
+
+def test_actual_replicas_in_status_and_metrics_only_when_known() -> None:
+    loop, clock, holder = make_loop([web()])
+    registry = CollectorRegistry()
+    register_scaler_metrics(registry, holder)
+    client = AsgiClient(create_status_app(holder, registry=registry))
+    loop.tick()
+    assert registry.get_sample_value("gridshift_actual_replicas", L) is None
+    body = client.get("/status/web").json()
+    assert body["actual_replicas"] is None
+    assert body["actual_replicas_note"] == "no cluster connection"
+
+    reader = FakeReplicaReader(replicas={"web": 5})
+    loop.use_replica_reader(reader)
+    clock.advance(timedelta(minutes=1))
+    loop.tick()
+    assert registry.get_sample_value("gridshift_actual_replicas", L) == 5.0
+    assert client.get("/status").json()["workloads"]["web"]["actual_replicas"] == 5
+    assert "gridshift_actual_replicas{" in client.get("/metrics").text
+
+    reader.replicas.clear()
+    clock.advance(timedelta(minutes=1))
+    loop.tick()
+    assert registry.get_sample_value("gridshift_actual_replicas", L) is None

@@ -70,7 +70,7 @@
         else d += `L${px},${py}`;
         pen = true; prevY = py;
       }
-      if (d) el("path", { d, stroke: s.color, class: "series" + (s.dashed ? " dashed" : ""), "data-label": s.label }, svg);
+      if (d) el("path", { d, stroke: s.color, class: "series" + (s.dashed ? " dashed" : "") + (s.dotted ? " dotted" : ""), "data-label": s.label }, svg);
     }
   }
 
@@ -82,6 +82,7 @@
       sw.className = "sw";
       sw.style.background = it.color;
       if (it.dashed) sw.style.background = `repeating-linear-gradient(90deg, ${it.color} 0 4px, transparent 4px 7px)`;
+      if (it.dotted) sw.style.background = `repeating-linear-gradient(90deg, ${it.color} 0 2px, transparent 2px 5px)`;
       span.appendChild(sw);
       span.appendChild(document.createTextNode(it.label + " "));
       const num = document.createElement("span");
@@ -108,19 +109,31 @@
     legend($("legend-carbon"), items);
   }
 
+  // desired (solid), actual from the cluster (dashed) and counterfactual (dotted) per workload
   function renderReplicas(points, actual) {
     const names = [...new Set(points.flatMap((p) => Object.keys(p.workloads)))].sort();
     const series = [], items = [];
+    const reported = Boolean(actual && actual.reported);
+    const unknown = (actual && actual.unknown) || {};
+    const pick = (n, key) => points.map((p) => [p.t, p.workloads[n] && p.workloads[n][key] !== undefined ? p.workloads[n][key] : null]);
     names.forEach((n, i) => {
       const color = PALETTE[i % PALETTE.length];
-      series.push({ label: n + " desired", color, step: true, points: points.map((p) => [p.t, p.workloads[n] ? p.workloads[n].desired_replicas : null]) });
-      series.push({ label: n + " counterfactual", color, step: true, dashed: true, points: points.map((p) => [p.t, p.workloads[n] ? p.workloads[n].counterfactual_replicas : null]) });
       const last = points[points.length - 1].workloads[n] || {};
+      series.push({ label: n + " desired", color, step: true, points: pick(n, "desired_replicas") });
       items.push({ label: n + " desired", color, value: fmt(last.desired_replicas, 0) });
-      items.push({ label: n + " counterfactual", color, dashed: true, value: fmt(last.counterfactual_replicas, 0) });
+      if (reported) {
+        series.push({ label: n + " actual", color, step: true, dashed: true, points: pick(n, "actual_replicas") });
+        items.push({ label: n + " actual", color, dashed: true, value: n in unknown ? "unknown" : fmt(last.actual_replicas, 0) });
+      }
+      series.push({ label: n + " counterfactual", color, step: true, dotted: true, points: pick(n, "counterfactual_replicas") });
+      items.push({ label: n + " counterfactual", color, dotted: true, value: fmt(last.counterfactual_replicas, 0) });
     });
-    $("replicas-hint").textContent = actual && actual.reported ? "solid: desired · dashed: actual" : "solid: desired · dashed: counterfactual";
-    $("replicas-note").textContent = actual && !actual.reported ? actual.note : "";
+    $("replicas-hint").textContent = reported
+      ? "solid: desired · dashed: actual (cluster) · dotted: counterfactual"
+      : "solid: desired · dotted: counterfactual";
+    const note = $("replicas-note");
+    note.textContent = actual && actual.note ? actual.note : "";
+    note.className = "note" + (actual && actual.note ? " warn" : "");
     lineChart($("chart-replicas"), series, { zero: true });
     legend($("legend-replicas"), items);
   }
@@ -219,7 +232,11 @@
     head.textContent = "from " + ext.url + " at " + ext.polled_at;
     box.appendChild(head);
     const table = document.createElement("table");
-    for (const [k, v] of Object.entries(ext.figures || {})) {
+    for (const [key, value] of Object.entries(ext.figures || {})) {
+      // latencies arrive in seconds; sub-millisecond ones read better in ms
+      const inMs = key.endsWith(" s") && typeof value === "number";
+      const k = inMs ? key.slice(0, -2) + " ms" : key;
+      const v = inMs ? value * 1000 : value;
       const tr = document.createElement("tr");
       const a = document.createElement("td"); a.textContent = k;
       const b = document.createElement("td"); b.className = "num"; b.textContent = typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 3) : String(v);
