@@ -35,7 +35,7 @@ from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode
-from scaler.state import StateStoreError
+from scaler.state import ConfigMapStateStore, StateStoreError
 
 __all__ = ["replay_command", "run_command"]
 
@@ -213,6 +213,9 @@ def run_command(
         )
         if services.kube is not None:  # actual replicas from the cluster, every tick
             built.loop.use_replica_reader(services.kube.replicas)
+            if isinstance(built.state_store, ConfigMapStateStore):
+                elector = services.kube.elector  # one writer: the replica that leads
+                built.state_store.write_only_when(lambda: elector.leading)
         for line in services.describe():
             click.echo(f"  {line}")
         sys.stdout.flush()

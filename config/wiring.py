@@ -300,6 +300,7 @@ class ScalerApp:
     app: FastAPI
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
+    state_store: StateStore | None = None
 
 
 def load_forecaster_from(settings: Settings) -> Forecaster:
@@ -361,6 +362,7 @@ def build_scaler(
     holder = RecordingHolder(history)
     if forecaster is None:
         forecaster = load_forecaster_from(settings)
+    state_store = build_state_store(settings, api_client=api_client, logger=log)
     loop = ScalerLoop(
         [workload_from(w) for w in settings.scaler.workloads],
         carbon=carbon,
@@ -371,7 +373,7 @@ def build_scaler(
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
         logger=log,
-        state_store=build_state_store(settings, api_client=api_client, logger=log),
+        state_store=state_store,
     )
     executor = (
         ProcessPoolExecutor(
@@ -409,7 +411,7 @@ def build_scaler(
         history=history,
         extender=None if watch is None else watch.view,
     )
-    return ScalerApp(loop, service, holder, app, registry, watch)
+    return ScalerApp(loop, service, holder, app, registry, watch, state_store)
 
 
 # ====================================================================== carbon intensity

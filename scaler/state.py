@@ -245,6 +245,8 @@ class ConfigMapStateStore:
       most that long; `ScalerLoop` logs and counts a failed save and keeps ticking.
     * `load()` raises on anything but "not found" or an unusable checkpoint: starting fresh
       because the API server was briefly unreachable would overwrite the saved counters.
+    * `write_only_when(gate)`: with several replicas, only the one `gate()` approves (the
+      leader) writes; the others skip saving (and still restore at start).
     """
 
     def __init__(
@@ -268,7 +270,13 @@ class ConfigMapStateStore:
         self._timeout = request_timeout_seconds
         self._rv: str | None = None
         self._log = logger or logging.getLogger("gridshift.scaler.state")
+        self._gate: Callable[[], bool] | None = None
         self.conflicts = 0
+        self.skipped = 0
+
+    def write_only_when(self, gate: Callable[[], bool]) -> None:
+        """Save only while `gate()` is true (e.g. while this replica holds the Lease)."""
+        self._gate = gate
 
     @property
     def where(self) -> str:
@@ -318,6 +326,9 @@ class ConfigMapStateStore:
         return self._stored(self._read())
 
     def save(self, checkpoint: LoopCheckpoint) -> None:
+        if self._gate is not None and not self._gate():
+            self.skipped += 1
+            return
         text = checkpoint_to_json(checkpoint)
         size = len(text.encode())
         if size > self.max_bytes:

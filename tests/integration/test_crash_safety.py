@@ -149,6 +149,13 @@ def test_sigkill_then_restart_restores_from_the_configmap(tmp_path: Path) -> Non
             "GRIDSHIFT_SCALER__STATE_STORE": "configmap",
             "GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAMESPACE": "shop",
             "GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAME": "gridshift-state",
+            # as deployed: leader election on, so only the Lease holder writes the ConfigMap
+            "GRIDSHIFT_KUBE__ENABLED": "true",
+            "GRIDSHIFT_KUBE__KUBECONFIG": str(kubeconfig),
+            "GRIDSHIFT_KUBE__LEASE_NAMESPACE": "shop",
+            "GRIDSHIFT_KUBE__LEASE_DURATION_SECONDS": "2",
+            "GRIDSHIFT_KUBE__RENEW_DEADLINE_SECONDS": "1.5",
+            "GRIDSHIFT_KUBE__RETRY_PERIOD_SECONDS": "0.2",
         }
         path = "/api/v1/namespaces/shop/configmaps/gridshift-state"
 
@@ -160,8 +167,12 @@ def test_sigkill_then_restart_restores_from_the_configmap(tmp_path: Path) -> Non
         puts = [r for r in api.requests if r.method == "PUT" and r.path == path]
         assert puts  # every update carried the resourceVersion it was based on
         assert all(r.body["metadata"]["resourceVersion"] for r in puts)
-        # the restarted process kept saving from where it restored
-        assert checkpoint_from_json(read() or b"").ticks_total >= snap["ticks_total"] - 1
+        # the restarted process saved on from where it restored once it held the Lease
+        assert wait_ticks(read, persisted.ticks_total + 1) > persisted.ticks_total
+        lease = api.get_object(
+            "/apis/coordination.k8s.io/v1/namespaces/shop/leases/gridshift-scaler"
+        )
+        assert lease is not None
     print(
         f"configmap: persisted {persisted.ticks_total} ticks / {emitted:.1f} g before kill -9; "
         f"restarted at tick {snap['ticks_total']} with {snap['totals']['emitted_g']:.1f} g"

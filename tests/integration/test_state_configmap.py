@@ -4,7 +4,8 @@ Aspects: nothing stored loads as None; the first save creates the ConfigMap (POS
 saves replace it carrying the last resourceVersion (PUT); another writer in between causes a
 409, a re-read and a successful retry; a checkpoint already stored that is newer is never
 overwritten by an older one; a ConfigMap deleted under us is re-created; a checkpoint over
-the size bound is refused before any request, and the API server's own 1 MiB limit (422)
+the size bound is refused before any request, and a replica that does not lead writes
+nothing, and the API server's own 1 MiB limit (422)
 surfaces as a `StateStoreError` naming it; a 500 or an unreachable API server on save raises
 `StateStoreError` (the loop logs and counts it and the tick completes, the next tick's save
 succeeds); a failing read on start raises instead of starting fresh; the stand-in answers
@@ -107,6 +108,17 @@ def test_newer_checkpoint_already_stored_is_kept(api) -> None:
     ahead.save(later(CP, 5))
     store.save(later(CP, 1))  # 409, re-read: the stored one is newer, leave it
     assert stored(api) == later(CP, 5)
+
+
+def test_only_the_gated_replica_writes(api) -> None:
+    leading = [False]
+    store = store_for(api)
+    store.write_only_when(lambda: leading[0])
+    store.save(CP)
+    assert (writes(api), store.skipped) == ([], 1)  # a follower saves nothing
+    leading[0] = True
+    store.save(CP)
+    assert stored(api) == CP
 
 
 def test_deleted_under_us_is_recreated(api) -> None:
