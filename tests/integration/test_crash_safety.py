@@ -3,7 +3,9 @@
 Aspects: the state file is always a complete checkpoint (atomic replace) even when the
 process is SIGKILLed while ticking fast; a restarted run restores ticks and savings counters
 from it (the status API's `ticks_total` continues from the persisted value, cumulative
-emissions never go back); at most the tick in flight is lost.
+emissions never go back); at most the tick in flight is lost. The same with the ConfigMap
+store and leader election against the API-server stand-in; and an API server that cannot be
+read at start makes `gridshift run` exit with a clear error rather than start from zero.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import httpx
 import pytest
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
-from tests.apiserver import FakeApiServer
+from tests.apiserver import FakeApiServer, kubeconfig_for
+from tests.integration.prom_fixture import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -177,3 +180,25 @@ def test_sigkill_then_restart_restores_from_the_configmap(tmp_path: Path) -> Non
         f"configmap: persisted {persisted.ticks_total} ticks / {emitted:.1f} g before kill -9; "
         f"restarted at tick {snap['ticks_total']} with {snap['totals']['emitted_g']:.1f} g"
     )
+
+
+def test_unreadable_configmap_at_start_exits_instead_of_starting_fresh(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig_for(f"http://127.0.0.1:{free_port()}"))  # nothing there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env.update(KUBECONFIG=str(kubeconfig), GRIDSHIFT_SCALER__STATE_STORE="configmap")
+    done = subprocess.run(
+        [*RUN, "--listen", "127.0.0.1:0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "scaler.state_store=configmap: ConfigMap carbon-system/gridshift-scaler-state: "
+        "API server unreachable" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
