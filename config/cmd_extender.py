@@ -60,7 +60,7 @@ def _kube_api() -> CoreV1Api:
     "--tls-cert",
     path="extender.tls_cert_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="PEM certificate; serve HTTPS (needs --tls-key).",
+    help="PEM certificate; serve HTTPS, TLS 1.2+ (needs --tls-key); re-read when it changes.",
 )
 @setting_option(
     "--tls-key",
@@ -82,10 +82,11 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
         parse_listen(s.listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    registry = CollectorRegistry()
     runtime = build_extender(
         settings,
         clock=SystemClock(),
-        registry=CollectorRegistry(),
+        registry=registry,
         carbon=_carbon_source(settings),
         kube_api=_kube_api(),
     )
@@ -96,7 +97,9 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             listen=s.listen,
             tls_cert=s.tls_cert_file,
             tls_key=s.tls_key_file,
+            tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
             log_level=log_level,
+            registry=registry,
         )
     finally:
         runtime.stop()

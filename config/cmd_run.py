@@ -22,6 +22,7 @@ import click
 import orjson
 import uvicorn
 import yaml
+from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
 from pydantic import ValidationError
 
@@ -34,6 +35,7 @@ from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode
+from scaler.state import ConfigMapStateStore, StateStoreError
 
 __all__ = ["replay_command", "run_command"]
 
@@ -74,6 +76,8 @@ def _explicit_scaler_fields(loaded: LoadedConfig[Settings]) -> dict[str, Any]:
         for path, layer in loaded.provenance.items()
         if path.startswith("scaler.") and layer != "default"
     }
+    if "state_file" in keys:
+        keys.add("state_store")  # implied by state_file (set by the settings' validator)
     return {k: getattr(loaded.settings.scaler, k) for k in keys if k != "workloads"}
 
 
@@ -164,17 +168,24 @@ def run_command(
     sources = _run_sources(settings, clock=clock, seed=seed)
     sock = _bind(listen or settings.server.listen)
     host, port = sock.getsockname()[:2]
-    built = build_scaler(
-        settings,
-        clock=clock,
-        wall_clock=wall,
-        registry=CollectorRegistry(),
-        carbon=sources.carbon,
-        load=sources.load,
-        speed=speed,
-        data_note=sources.note,
-        logger=log,
-    )
+    try:
+        built = build_scaler(
+            settings,
+            clock=clock,
+            wall_clock=wall,
+            registry=CollectorRegistry(),
+            carbon=sources.carbon,
+            load=sources.load,
+            speed=speed,
+            data_note=sources.note,
+            logger=log,
+        )
+    except (StateStoreError, ConfigException) as exc:
+        # never start fresh when saved counters exist but cannot be read: a save would
+        # overwrite them; exit so the pod restarts and tries again
+        raise click.ClickException(
+            f"scaler.state_store={settings.scaler.state_store}: {exc}"
+        ) from None
     if sources.note:
         log.warning("%s", sources.note)
     base = f"http://{host}:{port}"
@@ -202,6 +213,9 @@ def run_command(
         )
         if services.kube is not None:  # actual replicas from the cluster, every tick
             built.loop.use_replica_reader(services.kube.replicas)
+            if isinstance(built.state_store, ConfigMapStateStore):
+                elector = services.kube.elector  # one writer: the replica that leads
+                built.state_store.write_only_when(lambda: elector.leading)
         for line in services.describe():
             click.echo(f"  {line}")
         sys.stdout.flush()

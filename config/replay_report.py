@@ -1,9 +1,11 @@
 """Replay output: a text table, JSON, and a self-contained HTML report with inline plots.
 
-The HTML embeds every figure as base64 PNG (matplotlib, Agg backend): no CDN, no external
-file; it opens offline. Plots: per workload, carbon intensity of its region and demand vs
-capacity per policy (the first two weeks at full resolution), and cumulative emissions of
-every policy over the whole horizon.
+The HTML embeds every figure as base64 PNG (matplotlib `Figure` objects rendered by Agg, no
+pyplot state; matplotlib is imported only when a report is drawn, so the `gridshift` command
+starts without it or a writable matplotlib cache): no CDN, no external file; it opens
+offline. Plots: per workload, carbon intensity of its region and demand vs capacity per
+policy (the first two weeks at full resolution), and cumulative emissions of every policy
+over the whole horizon.
 """
 
 from __future__ import annotations
@@ -14,10 +16,6 @@ import io
 from datetime import timedelta
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from forecasts.time import from_epoch_s, to_epoch_s
@@ -99,10 +97,15 @@ def render_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _figure(**kw: Any) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -118,7 +121,8 @@ def _workload_figure(result: ReplayResult, name: str, window: int) -> str:
     n = min(window, sc.horizon_intervals)
     times = _times(result, n)
     carbon = sc.carbon_on_horizon(w.workload.region)[:n]
-    fig, (ax_c, ax_r) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
+    fig = _figure(figsize=(11, 5.5))
+    ax_c, ax_r = fig.subplots(2, 1, sharex=True)
     ax_c.step(times, carbon, where="post", color="#444444", lw=1)
     ax_c.set_ylabel("gCO2/kWh")
     ax_c.set_title(f"{name} in {w.workload.region}: carbon intensity, capacity per policy")
@@ -142,7 +146,8 @@ def _cumulative_figure(result: ReplayResult) -> str:
     sc = result.scenario
     n = sc.horizon_intervals
     times = _times(result, n)
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    ax = fig.subplots()
     for p in sc.policies:
         total = np.zeros(n)
         for o in result.outcomes[p].values():

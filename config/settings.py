@@ -637,9 +637,44 @@ class ScalerSettings(_Group):
         description="Off by default (stateless, like the HPA); set a path so decisions and "
         "savings counters survive restarts (atomic writes, at most one tick lost).",
     )
+    state_store: Literal["none", "file", "configmap"] = Field(
+        "none",
+        description="Where decisions and savings counters persist: none (stateless, like "
+        "the HPA), file (state_file; implied when only state_file is set) or configmap (in "
+        "the cluster, so a rescheduled pod keeps them).",
+    )
+    state_configmap_name: str = Field(
+        "gridshift-scaler-state",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The name deploy/scaler/rbac.yaml grants access to (resourceNames).",
+    )
+    state_configmap_namespace: str = Field(
+        "carbon-system",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The scaler's own namespace in deploy/ (its Role lives there).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_store_implied(cls, data: object) -> object:
+        # `state_file` alone keeps its meaning from before `state_store` existed
+        if isinstance(data, dict) and data.get("state_file") and "state_store" not in data:
+            return {**data, "state_store": "file"}
+        return data
 
     @model_validator(mode="after")
     def _checks(self) -> ScalerSettings:
+        if self.state_store == "file" and self.state_file is None:
+            raise ValueError("state_store 'file' needs state_file (the checkpoint's path)")
+        if self.state_store != "file" and self.state_file is not None:
+            raise ValueError(
+                f"state_file is only used with state_store 'file', not {self.state_store!r}: "
+                "unset one of them"
+            )
         if self.eco_exit_percentile > self.eco_enter_percentile:
             raise ValueError("eco_exit_percentile must not exceed eco_enter_percentile")
         if self.eco_quantile > self.performance_quantile:
@@ -665,6 +700,13 @@ class ExtenderSettings(_Group):
         None, description="PEM certificate; unset serves plain HTTP (fine behind a mesh)."
     )
     tls_key_file: str | None = Field(None, description="PEM key for tls_cert_file.")
+    tls_reload_check_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Rotated cert/key files are served within 10 s; cert-manager renews days "
+        "ahead, so checking more often only costs stat calls.",
+    )
     carbon_weight: float = Field(
         1.0, ge=0, le=100, description="Carbon is the point of the extender: full weight."
     )
@@ -862,6 +904,31 @@ class KedaSettings(_Group):
     stream_poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How fast StreamIsActive notices a new decision."
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="Serving cert (PEM) for the gRPC listener; None = plaintext (KEDA's "
+        "default; set it with enableTLS/caCert on the trigger). Re-read when it changes.",
+    )
+    tls_key_file: Path | None = Field(None, description="Private key for tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="CA that KEDA's client certificate (tlsClientCert) must chain to; set = "
+        "mutual TLS, callers without such a certificate are refused. None = any TLS client.",
+    )
+    tls_reload_check_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="cert-manager renews days ahead; 10 s is plenty."
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_consistent(self) -> KedaSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("keda.tls_cert_file and keda.tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                "keda.tls_client_ca_file needs keda.tls_cert_file/tls_key_file: "
+                "client certificates are only checked over TLS"
+            )
+        return self
 
 
 class KubeSettings(_Group):

@@ -94,6 +94,7 @@ from forecasts.sources.sample import (
     SampleCarbonSource,
     SampleLoadSource,
 )
+from forecasts.sources.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
 from scaler.apiauth import (
     AuthenticationConfig,
@@ -103,7 +104,7 @@ from scaler.apiauth import (
 )
 from scaler.extender_watch import ExtenderWatch
 from scaler.history import RecordingHolder, SnapshotHistory
-from scaler.keda import KedaExternalScaler, KedaScalerServer
+from scaler.keda import KedaExternalScaler, KedaScalerServer, ReloadingServerCredentials
 from scaler.kube import (
     Actuator,
     AuthenticationConfigRefresher,
@@ -125,7 +126,7 @@ from scaler.metrics import register_scaler_metrics
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
-from scaler.state import FileStateStore
+from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
 from scaler.status_api import create_status_app
 from scaler.workload import (
     CiSchedule,
@@ -158,6 +159,7 @@ __all__ = [
     "build_region_map",
     "build_run_sources",
     "build_scaler",
+    "build_state_store",
     "default_http_client",
     "default_last_known_path",
     "kube_api_client",
@@ -301,6 +303,7 @@ class ScalerApp:
     app: FastAPI
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
+    state_store: StateStore | None = None
 
 
 def load_forecaster_from(settings: Settings) -> Forecaster:
@@ -318,6 +321,29 @@ def load_forecaster_from(settings: Settings) -> Forecaster:
     )
 
 
+def build_state_store(
+    settings: Settings,
+    *,
+    api_client: k8s.ApiClient | None = None,
+    logger: logging.Logger | None = None,
+) -> StateStore | None:
+    """The checkpoint store `scaler.state_store` names (None = stateless). The ConfigMap
+    store uses `api_client`, else one from the `kube` settings (kubeconfig / in-cluster)."""
+    s = settings.scaler
+    if s.state_store == "file":
+        assert s.state_file is not None  # ScalerSettings guarantees it
+        return FileStateStore(s.state_file, logger=logger)
+    if s.state_store == "configmap":
+        client = api_client if api_client is not None else build_kube_api_client(settings.kube)
+        return ConfigMapStateStore(
+            k8s.CoreV1Api(client),
+            namespace=s.state_configmap_namespace,
+            name=s.state_configmap_name,
+            logger=logger,
+        )
+    return None
+
+
 def build_scaler(
     settings: Settings,
     *,
@@ -330,6 +356,7 @@ def build_scaler(
     speed: float = 1.0,
     data_note: str = "",
     logger: logging.Logger | None = None,
+    api_client: k8s.ApiClient | None = None,
 ) -> ScalerApp:
     """Build the scaler. `clock` is scaler time (the wall clock, an accelerated one, or a
     stepping clock for replays); `wall_clock` paces APScheduler (default: `clock`)."""
@@ -338,6 +365,7 @@ def build_scaler(
     holder = RecordingHolder(history)
     if forecaster is None:
         forecaster = load_forecaster_from(settings)
+    state_store = build_state_store(settings, api_client=api_client, logger=log)
     loop = ScalerLoop(
         [workload_from(w) for w in settings.scaler.workloads],
         carbon=carbon,
@@ -348,11 +376,7 @@ def build_scaler(
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
         logger=log,
-        state_store=(
-            FileStateStore(settings.scaler.state_file, logger=log)
-            if settings.scaler.state_file is not None
-            else None
-        ),
+        state_store=state_store,
     )
     executor = (
         ProcessPoolExecutor(
@@ -390,7 +414,7 @@ def build_scaler(
         history=history,
         extender=None if watch is None else watch.view,
     )
-    return ScalerApp(loop, service, holder, app, registry, watch)
+    return ScalerApp(loop, service, holder, app, registry, watch, state_store)
 
 
 # ====================================================================== carbon intensity
@@ -698,7 +722,21 @@ def build_keda_server(
         clock=clock,
         max_snapshot_age_seconds=max_snapshot_age_seconds,
     )
-    return KedaScalerServer(scaler, address=settings.listen, stop=stop)
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = ReloadingServerCredentials(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+            check_interval_seconds=settings.tls_reload_check_interval_seconds,
+        )
+    return KedaScalerServer(
+        scaler,
+        address=settings.listen,
+        stop=stop,
+        server_credentials=tls.credentials if tls is not None else None,
+        tls_stats=tls,
+    )
 
 
 def build_kube_runtime(
@@ -779,7 +817,8 @@ class ScalerServices:
                 f"external metrics API: {self.metrics_api.url}/apis/external.metrics.k8s.io"
             )
         if self.keda is not None:
-            lines.append(f"KEDA external scaler (gRPC): port {self.keda.port}")
+            scheme = "TLS" if self.keda.secure else "plaintext"
+            lines.append(f"KEDA external scaler (gRPC, {scheme}): port {self.keda.port}")
         if self.kube is not None:
             lines.append(
                 "Kubernetes: watching CarbonAwareScalers, leader election on, "
@@ -808,7 +847,9 @@ def start_scaler_services(
     wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
 ) -> ScalerServices:
-    """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`.
+    """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
+    their TLS listeners' certificate metrics and the Kubernetes side's `gridshift_kube_*`
+    metrics go to `registry` when given.
 
     The one hook for `gridshift run`:
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
@@ -839,6 +880,13 @@ def start_scaler_services(
             services.keda.start()
             services._exit.callback(services.keda.stop)
             log.info("KEDA external scaler on %s", settings.keda.listen)
+        listeners: dict[str, ReloadStats] = {}
+        if services.metrics_api is not None and services.metrics_api.tls is not None:
+            listeners["metrics_api"] = services.metrics_api.tls
+        if services.keda is not None and services.keda.tls_stats is not None:
+            listeners["keda"] = services.keda.tls_stats
+        if registry is not None and listeners:
+            registry.register(TlsCollector(listeners))
         if settings.kube.enabled:
             assert api_client is not None
             services.kube = build_kube_runtime(

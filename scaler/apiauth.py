@@ -2,10 +2,10 @@
 
 Owns what k8s.io/apiserver does in Go for an extension API server (reference §2.7):
 
-* `ReloadingTlsContext`: the serving certificate and key are read from files and re-read when
-  either file changes (checked at most every `check_interval_seconds`), so cert-manager
-  rotations need no restart; a half-written pair keeps the previous context. Client
-  certificates are *requested*, not required, and must chain to a trusted CA when sent.
+* `ReloadingTlsContext` (re-exported from `forecasts.sources.tls`, shared with the other
+  TLS listeners): the serving certificate and key are re-read when either file changes, so
+  cert-manager rotations need no restart. Client certificates are *requested*, not
+  required, and must chain to a trusted CA when sent.
 * `AuthenticationConfig`: the `kube-system/extension-apiserver-authentication` ConfigMap
   (or the same data from files): front-proxy CA and allowed names, header names, client CA.
 * `Authenticator`: `X-Remote-*` headers are trusted only when the TLS client certificate was
@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import ssl
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +30,8 @@ from typing import Protocol
 import cachetools
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from forecasts.sources.tls import ReloadingTlsContext, write_atomically
 
 __all__ = [
     "AccessReviewer",
@@ -45,6 +43,7 @@ __all__ = [
     "RequestHeaderConfig",
     "TokenReviewer",
     "UserInfo",
+    "write_atomically",
 ]
 
 log = logging.getLogger(__name__)
@@ -330,89 +329,3 @@ class Authorizer:
         if self._access_reviewer is None:
             return user.via != "anonymous" or self._allow_anonymous
         return self._access_reviewer.allowed(user, attributes)
-
-
-@dataclass(frozen=True, slots=True)
-class _FileStamp:
-    mtime_ns: int
-    size: int
-    inode: int
-
-
-def _stamp(path: Path) -> _FileStamp:
-    st = os.stat(path)
-    return _FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-class ReloadingTlsContext:
-    """An `ssl.SSLContext` rebuilt when the cert/key files change or the client CAs do."""
-
-    def __init__(
-        self,
-        *,
-        cert_file: Path,
-        key_file: Path,
-        client_ca_pem: Callable[[], str] = lambda: "",
-        check_interval_seconds: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._cert_file = Path(cert_file)
-        self._key_file = Path(key_file)
-        self._client_ca_pem = client_ca_pem
-        self._interval = check_interval_seconds
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._stamps = (_stamp(self._cert_file), _stamp(self._key_file))
-        self._ca_pem = client_ca_pem()
-        self._context = self._build(self._ca_pem)  # fails loudly at start-up
-        self._checked_at = monotonic()
-        self.reloads = 0
-
-    def _build(self, ca_pem: str) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self._cert_file, self._key_file)
-        if ca_pem.strip():
-            context.load_verify_locations(cadata=ca_pem)
-            context.verify_mode = ssl.CERT_OPTIONAL
-        context.set_alpn_protocols(["http/1.1"])
-        return context
-
-    def invalidate(self) -> None:
-        """Force a rebuild check on the next `current()` (e.g. after a CA update)."""
-        with self._lock:
-            self._checked_at = float("-inf")
-
-    def current(self) -> ssl.SSLContext:
-        now = self._monotonic()
-        if now - self._checked_at < self._interval:
-            return self._context
-        with self._lock:
-            if now - self._checked_at < self._interval:
-                return self._context
-            self._checked_at = now
-            try:
-                stamps = (_stamp(self._cert_file), _stamp(self._key_file))
-            except OSError as exc:
-                log.warning("TLS files unreadable, keeping the current certificate: %s", exc)
-                return self._context
-            ca_pem = self._client_ca_pem()
-            if stamps == self._stamps and ca_pem == self._ca_pem:
-                return self._context
-            try:
-                context = self._build(ca_pem)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                log.warning("TLS reload failed, keeping the current certificate: %s", exc)
-                return self._context
-            self._context, self._stamps, self._ca_pem = context, stamps, ca_pem
-            self.reloads += 1
-            log.info("reloaded serving certificate from %s", self._cert_file)
-            return self._context
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` in one rename (what a cert rotator should do; tests use it too)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)

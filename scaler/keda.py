@@ -20,6 +20,12 @@ triggers:
 * `StreamIsActive`: sends the current answer at once, then every change, until cancelled.
 * `StreamMetricSpec`: UNIMPLEMENTED on purpose (KEDA then polls `GetMetricSpec`).
 
+TLS (`reloading_server_credentials`): the listener serves the PEM files in the `keda`
+settings, re-read without a restart when they change (each new handshake asks for the newest
+pair); with a client CA every caller must present a certificate chaining to it (mutual TLS).
+KEDA's side: `enableTLS: "true"` in the trigger metadata, and `caCert` (the CA of our serving
+certificate), `tlsClientCert`, `tlsClientKey` as TriggerAuthentication parameters.
+
 Errors are gRPC statuses: INVALID_ARGUMENT (bad metadata, names the key), NOT_FOUND
 (no such workload/region), UNAVAILABLE (no snapshot yet, or one older than
 `max_snapshot_age_seconds`: KEDA keeps its last state / applies its fallback).
@@ -34,16 +40,24 @@ from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from forecasts.sources.tls import FileReloader, ReloadStats, not_after_epoch_s, read_pem_pair
 from forecasts.time import Clock
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
-__all__ = ["KedaExternalScaler", "KedaScalerServer", "ScalerQuery", "parse_metadata"]
+__all__ = [
+    "KedaExternalScaler",
+    "KedaScalerServer",
+    "ReloadingServerCredentials",
+    "ScalerQuery",
+    "parse_metadata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +273,67 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
         return pb.GetMetricsResponse(metricValues=[metric])
 
 
+class ReloadingServerCredentials:
+    """gRPC server credentials from PEM files, re-read when they change (TLS 1.2+, gRPC's
+    floor). gRPC asks `fetch()` on every new handshake; it answers a new configuration only
+    when the files changed, and a bad rotation keeps the last good pair."""
+
+    def __init__(
+        self,
+        *,
+        cert_file: Path,
+        key_file: Path,
+        client_ca_file: Path | None = None,
+        check_interval_seconds: float = 10.0,
+    ) -> None:
+        self._cert_file, self._key_file, self._ca_file = cert_file, key_file, client_ca_file
+        files = [cert_file, key_file] + ([client_ca_file] if client_ca_file else [])
+        self._reloader = FileReloader(
+            files=files,
+            build=self._build,
+            check_interval_seconds=check_interval_seconds,
+            what="KEDA gRPC serving certificate",
+        )
+        self._lock = threading.Lock()
+        self._served = self._reloader.current()
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._served[0], self.fetch, require_client_authentication=client_ca_file is not None
+        )
+
+    def _build(self, _: str) -> tuple[Any, float]:
+        chain, key = read_pem_pair(self._cert_file, self._key_file)
+        roots = None
+        if self._ca_file is not None:
+            roots = self._ca_file.read_bytes()
+            if b"-----BEGIN CERTIFICATE-----" not in roots:
+                raise ValueError(f"{self._ca_file}: no PEM certificate in the client CA file")
+        configuration = grpc.ssl_server_certificate_configuration(
+            [(key, chain)], root_certificates=roots
+        )
+        return configuration, not_after_epoch_s(chain)
+
+    @property
+    def reloads(self) -> int:
+        return self._reloader.reloads
+
+    @property
+    def reload_failures(self) -> int:
+        return self._reloader.reload_failures
+
+    @property
+    def not_after_epoch_s(self) -> float:
+        return self._reloader.current()[1]
+
+    def fetch(self) -> Any:
+        """gRPC's certificate_configuration_fetcher: a new configuration, or None."""
+        current = self._reloader.current()
+        with self._lock:
+            if current is self._served:
+                return None
+            self._served = current
+            return current[0]
+
+
 class KedaScalerServer:
     """A grpc.server running `KedaExternalScaler` (plaintext or TLS from PEM files)."""
 
@@ -269,11 +344,14 @@ class KedaScalerServer:
         address: str,
         max_workers: int = 8,
         server_credentials: grpc.ServerCredentials | None = None,
+        tls_stats: ReloadStats | None = None,
         stop: threading.Event | None = None,
     ) -> None:
+        self.tls_stats = tls_stats  # reloads/expiry of the credentials, for metrics
         self._stop = stop or threading.Event()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
         pb_grpc.add_ExternalScalerServicer_to_server(scaler, self._server)
+        self.secure = server_credentials is not None
         if server_credentials is None:
             self.port = self._server.add_insecure_port(address)
         else:

@@ -8,7 +8,8 @@ the cumulative energy/emission totals. `StateStore` is the role that keeps it; t
   (temp file in the same folder + fsync + rename + fsync of the folder), so a kill -9 in the
   middle of a tick leaves the previous checkpoint intact: at most that tick is lost.
 - `ConfigMapStateStore`: the same JSON in one key of a ConfigMap through the kubernetes client
-  (an update replaces the object whole, so it is atomic on the API server).
+  (an update replaces the object whole, so it is atomic on the API server; optimistic
+  concurrency on `resourceVersion`, bounded size, a deadline per call).
 
 A checkpoint that cannot be read (corrupt, another version) is reported and ignored: the
 scaler then starts fresh rather than crash-looping.
@@ -21,11 +22,15 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -34,6 +39,7 @@ __all__ = [
     "FileStateStore",
     "LoopCheckpoint",
     "StateStore",
+    "StateStoreError",
     "WorkloadCheckpoint",
     "checkpoint_from_json",
     "checkpoint_to_json",
@@ -218,64 +224,174 @@ class FileStateStore:
             os.close(dir_fd)
 
 
-class ConfigMapStateStore:
-    """The checkpoint in `data[key]` of one ConfigMap (created on the first save).
+class StateStoreError(RuntimeError):
+    """The store could not be read or written (names the store and the cause)."""
 
-    `core_v1` is a `kubernetes.client.CoreV1Api` (or anything with the same three methods)."""
+
+# A ConfigMap's data may hold 1 MiB in all (kube-apiserver answers 422 above it); leave room
+# for metadata and a workload list that grows between two saves.
+CONFIGMAP_MAX_BYTES = 900_000
+
+
+class ConfigMapStateStore:
+    """The checkpoint in `data[key]` of one ConfigMap, through the real kubernetes client.
+
+    * Optimistic concurrency: every update carries the `resourceVersion` last seen; a 409
+      re-reads the object and retries (at most `max_attempts` writes), and a checkpoint
+      already stored that is as new as ours or newer (another scaler replica saved it) is
+      left alone, so counters never go back. A 404 on update (someone deleted it) creates it.
+    * Bounded: a checkpoint over `max_bytes` is refused with a `StateStoreError`.
+    * Every call has a `request_timeout_seconds` budget, so a hung API server costs a tick at
+      most that long; `ScalerLoop` logs and counts a failed save and keeps ticking.
+    * `load()` raises on anything but "not found" or an unusable checkpoint: starting fresh
+      because the API server was briefly unreachable would overwrite the saved counters.
+    * `write_only_when(gate)`: with several replicas, only the one `gate()` approves (the
+      leader) writes; the others skip saving (and still restore at start).
+    """
 
     def __init__(
         self,
-        core_v1: Any,
+        core_v1: k8s.CoreV1Api,
         *,
         namespace: str,
         name: str,
         key: str = "checkpoint.json",
+        max_bytes: int = CONFIGMAP_MAX_BYTES,
+        max_attempts: int = 4,
+        request_timeout_seconds: float = 5.0,
         logger: logging.Logger | None = None,
     ) -> None:
         self._api = core_v1
         self.namespace = namespace
         self.name = name
         self.key = key
+        self.max_bytes = max_bytes
+        self._attempts = max_attempts
+        self._timeout = request_timeout_seconds
+        self._rv: str | None = None
         self._log = logger or logging.getLogger("gridshift.scaler.state")
+        self._gate: Callable[[], bool] | None = None
+        self.conflicts = 0
+        self.skipped = 0
 
-    @staticmethod
-    def _status(exc: BaseException) -> int | None:
-        status = getattr(exc, "status", None)
-        return status if isinstance(status, int) else None
+    def write_only_when(self, gate: Callable[[], bool]) -> None:
+        """Save only while `gate()` is true (e.g. while this replica holds the Lease)."""
+        self._gate = gate
 
-    def load(self) -> LoopCheckpoint | None:
+    @property
+    def where(self) -> str:
+        return f"ConfigMap {self.namespace}/{self.name}"
+
+    def _call(
+        self, what: str, call: Callable[[], k8s.V1ConfigMap], *, tolerate: frozenset[int]
+    ) -> k8s.V1ConfigMap | int:
+        """The object `call()` answered (its resourceVersion remembered), or a tolerated
+        error status; anything else is a `StateStoreError`."""
         try:
-            cm = self._api.read_namespaced_config_map(self.name, self.namespace)
-        except Exception as exc:
-            if self._status(exc) == 404:
-                return None
-            raise
-        data = (cm.data if not isinstance(cm, dict) else cm.get("data")) or {}
-        text = data.get(self.key)
+            cm = call()
+        except ApiException as exc:
+            if exc.status in tolerate:
+                return int(exc.status)
+            raise StateStoreError(f"{self.where}: {what} failed: {_reason(exc)}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StateStoreError(f"{self.where}: API server unreachable: {exc}") from None
+        self._rv = cm.metadata.resource_version if cm.metadata else None
+        return cm
+
+    def _read(self) -> k8s.V1ConfigMap | None:
+        """The object (remembering its resourceVersion), or None when there is none."""
+        result = self._call(
+            "read",
+            lambda: self._api.read_namespaced_config_map(
+                self.name, self.namespace, _request_timeout=self._timeout
+            ),
+            tolerate=frozenset({404}),
+        )
+        if isinstance(result, int):
+            self._rv = None
+            return None
+        return result
+
+    def _stored(self, cm: k8s.V1ConfigMap | None) -> LoopCheckpoint | None:
+        text = (cm.data or {}).get(self.key) if cm is not None else None
         if text is None:
             return None
         try:
             return checkpoint_from_json(text)
         except CheckpointError as exc:
-            self._log.error(
-                "ConfigMap %s/%s unusable, starting fresh: %s", self.namespace, self.name, exc
-            )
+            self._log.error("%s unusable, starting fresh: %s", self.where, exc)
             return None
 
+    def load(self) -> LoopCheckpoint | None:
+        return self._stored(self._read())
+
     def save(self, checkpoint: LoopCheckpoint) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/name": "gridshift"},
-            },
-            "data": {self.key: checkpoint_to_json(checkpoint)},
-        }
-        try:
-            self._api.replace_namespaced_config_map(self.name, self.namespace, body)
-        except Exception as exc:
-            if self._status(exc) != 404:
-                raise
-            self._api.create_namespaced_config_map(self.namespace, body)
+        if self._gate is not None and not self._gate():
+            self.skipped += 1
+            return
+        text = checkpoint_to_json(checkpoint)
+        size = len(text.encode())
+        if size > self.max_bytes:
+            raise StateStoreError(
+                f"{self.where}: checkpoint of {size} bytes is over the {self.max_bytes}-byte "
+                f"limit ({len(checkpoint.workloads)} workloads); not saved"
+            )
+        for _ in range(self._attempts):
+            if self._rv is None and self._read() is None:
+                if self._write(text, create=True):
+                    return
+                continue
+            if self._write(text, create=False):
+                return
+            stored = self._stored(self._read())  # 409: someone else wrote; look first
+            if stored is not None and (stored.saved_at, stored.ticks_total) >= (
+                checkpoint.saved_at,
+                checkpoint.ticks_total,
+            ):
+                self._log.info("%s already holds a checkpoint as new; not replaced", self.where)
+                return
+        raise StateStoreError(f"{self.where}: still conflicting after {self._attempts} tries")
+
+    def _write(self, text: str, *, create: bool) -> bool:
+        """True when written; False on 409 (conflict, or it was created meanwhile)."""
+        body = k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(
+                name=self.name,
+                namespace=self.namespace,
+                labels={"app.kubernetes.io/name": "gridshift"},
+                resource_version=None if create else self._rv,
+            ),
+            data={self.key: text},
+        )
+        if create:
+            result = self._call(
+                "create",
+                lambda: self._api.create_namespaced_config_map(
+                    self.namespace, body, _request_timeout=self._timeout
+                ),
+                tolerate=frozenset({409}),  # AlreadyExists: created meanwhile, read it
+            )
+        else:
+            result = self._call(
+                "write",
+                lambda: self._api.replace_namespaced_config_map(
+                    self.name, self.namespace, body, _request_timeout=self._timeout
+                ),
+                tolerate=frozenset({404, 409}),  # deleted under us / Conflict
+            )
+        if result == 409:
+            self.conflicts += 1
+        if isinstance(result, int):
+            self._rv = None if create or result == 404 else self._rv
+            return False
+        return True
+
+
+def _reason(exc: ApiException) -> str:
+    """`<code> <reason>: <message>` from a metav1.Status body (never the whole response)."""
+    try:
+        status = json.loads(exc.body or "{}")
+    except ValueError:
+        status = {}
+    message = status.get("message") if isinstance(status, dict) else None
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")

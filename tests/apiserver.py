@@ -7,7 +7,10 @@ What it answers the way kube-apiserver does:
   scoped: GET (object or list), POST (201, 409 AlreadyExists), PUT (409 Conflict on a stale
   `metadata.resourceVersion`), PATCH (`merge-patch+json`; `strategic-merge-patch+json` treated
   as a merge patch; 409 on a stale resourceVersion in the patch), DELETE. Errors are
-  `metav1.Status` JSON with the matching code (404 NotFound, 409, 415, 422).
+  `metav1.Status` JSON with the matching code (404 NotFound, 409, 415, 422) and, for object
+  errors, `details` {name, group, kind}.
+* ConfigMaps are validated like kube-apiserver does: string values only, at most 1 MiB of
+  data in all (422 Invalid), and a PUT whose name differs from the URL's is a 400.
 * One global, increasing `resourceVersion`; `metadata.generation` bumps on spec changes only.
 * Subresources: `status` (writes touch only `.status`) and `scale` (GET and PATCH/PUT:
   autoscaling/v1 Scale with `spec.replicas` from the object's spec and `status.replicas` from
@@ -37,7 +40,7 @@ from urllib.parse import parse_qs
 
 import kubernetes.client
 
-__all__ = ["FakeApiServer", "RecordedRequest", "merge_patch"]
+__all__ = ["FakeApiServer", "RecordedRequest", "kubeconfig_for", "merge_patch"]
 
 Obj = dict[str, Any]
 
@@ -53,6 +56,16 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def kubeconfig_for(url: str) -> str:
+    """A kubeconfig whose current context talks to `url` with a dummy token."""
+    return (
+        "apiVersion: v1\nkind: Config\nclusters:\n"
+        f"- name: fake\n  cluster:\n    server: {url}\n"
+        "contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n"
+        "current-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n"
+    )
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> Obj:
@@ -102,9 +115,45 @@ class _Route:
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
+        self.details = details
+
+
+def _details(route: _Route, name: str | None) -> dict[str, Any]:
+    """metav1.StatusDetails as kube-apiserver fills it for object errors."""
+    group = route.group_version.split("/")[0] if "/" in route.group_version else ""
+    return {"name": name or "", **({"group": group} if group else {}), "kind": route.resource}
+
+
+# kube-apiserver's ConfigMap validation (k8s.io/kubernetes/pkg/apis/core/validation)
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+
+
+def _validate_config_map(route: _Route, body: Obj) -> None:
+    name = (body.get("metadata") or {}).get("name", "")
+    problems = []
+    total = 0
+    for field_name in ("data", "binaryData"):
+        values = body.get(field_name) or {}
+        if not isinstance(values, dict):
+            problems.append(f"{field_name}: Invalid value: must be a map")
+            continue
+        for key, value in values.items():
+            if not isinstance(value, str):
+                problems.append(f"{field_name}[{key}]: Invalid value: must be a string")
+            else:
+                total += len(key) + len(value)
+    if total > CONFIGMAP_MAX_BYTES:
+        problems.append(f"[]: Too long: must have at most {CONFIGMAP_MAX_BYTES} bytes")
+    if problems:
+        raise ApiError(
+            422,
+            "Invalid",
+            f'ConfigMap "{name}" is invalid: ' + ", ".join(problems),
+            **_details(route, name),
+        )
 
 
 def _parse_route(path: str) -> _Route:
@@ -183,12 +232,7 @@ class FakeApiServer:
 
     def kubeconfig(self) -> str:
         """A kubeconfig for processes started against this server (KUBECONFIG=...)."""
-        return (
-            "apiVersion: v1\nkind: Config\nclusters:\n"
-            f"- name: stand-in\n  cluster:\n    server: {self.url}\n"
-            "contexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: test\n"
-            "current-context: stand-in\nusers:\n- name: test\n  user:\n    token: test-token\n"
-        )
+        return kubeconfig_for(self.url)
 
     def settle_replicas(self, api_path: str) -> int:
         """Do what the Deployment/StatefulSet controller does once pods are up: set
@@ -307,7 +351,12 @@ class FakeApiServer:
         if obj is None:
             group = route.group_version.split("/")[0] if "/" in route.group_version else ""
             resource = f"{route.resource}.{group}" if group else route.resource
-            raise ApiError(404, "NotFound", f'{resource} "{route.name}" not found')
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{resource} "{route.name}" not found',
+                **_details(route, route.name),
+            )
         return obj
 
     @staticmethod
@@ -318,6 +367,7 @@ class FakeApiServer:
                 "Conflict",
                 f'Operation cannot be fulfilled on {route.resource} "{route.name}": the object '
                 "has been modified; please apply your changes to the latest version and try again",
+                **_details(route, route.name),
             )
 
     @staticmethod
@@ -355,9 +405,16 @@ class FakeApiServer:
             name = body.get("metadata", {}).get("name")
             if not name:
                 raise ApiError(422, "Invalid", "metadata.name: Required value")
+            if route.key == ("v1", "configmaps"):
+                _validate_config_map(route, body)
             key = (route.namespace or "", name)
             if key in self._objects.get(route.key, {}):
-                raise ApiError(409, "AlreadyExists", f'{route.resource} "{name}" already exists')
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{route.resource} "{name}" already exists',
+                    **_details(route, name),
+                )
             body.setdefault("metadata", {}).pop("resourceVersion", None)
             return 201, self._store(_Route(**{**route.__dict__, "name": name}), body, None)
         if method == "DELETE":
@@ -374,6 +431,16 @@ class FakeApiServer:
             if isinstance(body.get("metadata"), dict):
                 body["metadata"].pop("resourceVersion", None)
         else:  # PUT
+            sent_name = (body.get("metadata") or {}).get("name")
+            if sent_name and sent_name != route.name:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"the name of the object ({sent_name}) does not match the name on the URL "
+                    f"({route.name})",
+                )
+            if route.key == ("v1", "configmaps") and route.subresource is None:
+                _validate_config_map(route, body)
             self._check_rv(route, current, (body.get("metadata") or {}).get("resourceVersion"))
         new = copy.deepcopy(current)
         if route.subresource == "status":
@@ -444,7 +511,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         owner.requests.append(
-            RecordedRequest(self.command, path, query, dict(self.headers.items()), body)
+            RecordedRequest(
+                self.command, path, query, dict(self.headers.items()), copy.deepcopy(body)
+            )
         )
         try:
             with owner._lock:
@@ -472,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
                 code, result = owner._write(route, self.command, body or {}, content_type)
                 self._send(code, copy.deepcopy(result))
         except ApiError as err:
-            self._send(err.code, status_body(err.code, err.reason, err.message))
+            self._send(err.code, status_body(err.code, err.reason, err.message, **err.details))
 
     def _watch(self, route: _Route, query: dict[str, list[str]]) -> None:
         owner = self.server_owner

@@ -12,7 +12,8 @@ FR). `settling(api)` plays the workload controllers: a moment after the scaler p
 `running_sample_stack(tmp)` runs it all: the stand-in cluster (seeded, settling), the real
 `gridshift extender` on it (driven with a scheduling round every second) and `gridshift run`
 on the sample scenario with `kube.enabled` (CR watch, leader election, actuation and actual
-replicas from the stand-in) and `server.extender_metrics_url` pointing at the extender.
+replicas from the stand-in), the KEDA gRPC listener over TLS (a trustme certificate, so its
+`gridshift_tls_*` metrics exist) and `server.extender_metrics_url` pointing at the extender.
 
 `write_carbon_trace(path, now=...)` writes the extender's carbon input: a CSV in the trace
 layout with hourly DE values up to `now` (fresh) and six-hourly FR values whose newest is
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trustme
 
 from extender.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
 from forecasts.sources.clock import SystemClock
@@ -196,6 +198,14 @@ class SampleStack:
     extender_answers: list[Any]
 
 
+def _keda_serving_files(tmp: Path) -> tuple[Path, Path]:
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    cert, key = tmp / "keda-tls.crt", tmp / "keda-tls.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    return cert, key
+
+
 @contextlib.contextmanager
 def running_sample_stack(tmp: Path) -> Iterator[SampleStack]:
     now = SystemClock().now()
@@ -204,6 +214,7 @@ def running_sample_stack(tmp: Path) -> Iterator[SampleStack]:
         kubeconfig = tmp / "kubeconfig"
         kubeconfig.write_text(api.kubeconfig())
         trace = write_carbon_trace(tmp / "carbon-trace.csv", now=now)
+        keda_cert, keda_key = _keda_serving_files(tmp)
         with (
             settling(api),
             running_extender(
@@ -221,6 +232,15 @@ def running_sample_stack(tmp: Path) -> Iterator[SampleStack]:
                     f"server.extender_metrics_url={extender.metrics_url}",
                     "--set",
                     "server.extender_poll_seconds=1",
+                    # the KEDA gRPC listener over TLS, as deploy/overlays/scaler-keda runs it
+                    "--set",
+                    "keda.enabled=true",
+                    "--set",
+                    "keda.listen=127.0.0.1:0",
+                    "--set",
+                    f"keda.tls_cert_file={keda_cert}",
+                    "--set",
+                    f"keda.tls_key_file={keda_key}",
                 ]
             ) as gridshift,
         ):

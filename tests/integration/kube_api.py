@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 from kubernetes import client
 
+from tests.apiserver import kubeconfig_for
+
 NODE_TEMPLATE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "extender" / "node.json").read_text()
 )
@@ -197,9 +199,4 @@ class FakeApiServer:
             return [(p, q) for m, p, q in self.requests if m == method]
 
     def kubeconfig(self) -> str:
-        return (
-            "apiVersion: v1\nkind: Config\nclusters:\n"
-            f"- name: fake\n  cluster:\n    server: {self.url}\n"
-            "contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n"
-            "current-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n"
-        )
+        return kubeconfig_for(self.url)

@@ -56,3 +56,26 @@ def test_good_file_env_error_and_version() -> None:
     version = gridshift("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("gridshift ")
+
+
+def test_command_starts_on_a_read_only_home_without_plotting_libraries(tmp_path: Path) -> None:
+    """Containers run with a read-only root filesystem: importing the command must not pull
+    in matplotlib (it wants a writable cache under $HOME and crashed `gridshift run` in the
+    image); reports import it only when they draw."""
+    code = (
+        "import sys, config.cli\n"
+        "heavy = sorted(m for m in ('matplotlib', 'prophet', 'cmdstanpy') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(home), "MPLCONFIGDIR": str(home / "mpl")},
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

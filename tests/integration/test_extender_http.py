@@ -60,16 +60,18 @@ def app():
     )
 
 
-def running(**tls: str) -> Generator[str, None, None]:
+def running(tls_cert: str | None = None, tls_key: str | None = None) -> Generator[str, None, None]:
     port = free_port()
-    server = build_server(app(), listen=f"127.0.0.1:{port}", log_level="warning", **tls)
+    server = build_server(
+        app(), listen=f"127.0.0.1:{port}", log_level="warning", tls_cert=tls_cert, tls_key=tls_key
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.01)
-    scheme = "https" if tls else "http"
+    scheme = "https" if tls_cert else "http"
     try:
         yield f"{scheme}://127.0.0.1:{port}"
     finally:

@@ -24,7 +24,13 @@ VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
 SCHEDULER_CONFIG = DEPLOY / "extender" / "kube-scheduler-config.yaml"
 
 
-CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject", "ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {
+    "CarbonAwareScaler",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "ServiceMonitor",
+    "PrometheusRule",
+}
 #: Partial objects kustomize merges into others.
 PATCHES = {
     (k.parent / patch).resolve()

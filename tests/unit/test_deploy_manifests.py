@@ -1,6 +1,7 @@
 """Every object under deploy/ validates: built-in kinds against the real Kubernetes OpenAPI
 schemas (kubernetes-validate, strict, two minor versions), custom resources against their
-CRD's openAPIV3Schema (ours from deploy/crd, KEDA's ScaledObject from our fixture subset).
+CRD's openAPIV3Schema (ours from deploy/crd, KEDA's ScaledObject and TriggerAuthentication
+from our fixture subsets; the example ScaledObject reaches us over mutual TLS).
 Also: the CRD's printer columns and status subresource, the example CR passes our own
 parser, the example HPA asks for a metric we serve with AverageValue 1, the example
 ScaledObject's trigger metadata is accepted by the KEDA servicer, and the wiring between
@@ -25,6 +26,7 @@ DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 CRD_FILE = DEPLOY / "crd" / "carbonawarescalers.gridshift.io.yaml"
 KEDA_SCHEMA = ROOT / "tests" / "fixtures" / "crds" / "keda-scaledobject.schema.yaml"
+KEDA_AUTH_SCHEMA = ROOT / "tests" / "fixtures" / "crds" / "keda-triggerauthentication.schema.yaml"
 
 
 def kustomize_patches():
@@ -54,7 +56,13 @@ def documents():
 
 DOCS = documents()
 # custom resources; PrometheusRule/ServiceMonitor: tests/unit/test_kustomize.py
-CUSTOM_KINDS = {"CarbonAwareScaler", "ScaledObject", "PrometheusRule", "ServiceMonitor"}
+CUSTOM_KINDS = {
+    "CarbonAwareScaler",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "PrometheusRule",
+    "ServiceMonitor",
+}
 
 
 def crd_schema():
@@ -201,6 +209,18 @@ def test_scaledobject_validates_against_keda_schema_and_our_servicer():
         )
 
 
+def test_scaledobject_uses_mutual_tls_through_a_trigger_authentication():
+    (so,) = by_kind("ScaledObject")
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["metadata"]["enableTLS"] == "true"
+    (auth,) = by_kind("TriggerAuthentication")
+    jsonschema.Draft7Validator(yaml.safe_load(KEDA_AUTH_SCHEMA.read_text())).validate(auth)
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["metadata"]["namespace"] == so["metadata"]["namespace"]
+    params = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
+    assert params == {"caCert", "tlsClientCert", "tlsClientKey"}  # KEDA's authParams names
+
+
 def test_example_hpa_uses_a_served_metric_with_average_value_one():
     (hpa,) = by_kind("HorizontalPodAutoscaler")
     (metric,) = hpa["spec"]["metrics"]
@@ -229,3 +249,33 @@ def test_apiservice_points_at_the_scaler_service_and_rbac_is_wired():
     ]
     assert hpa_binding
     assert hpa_binding[0]["subjects"][0]["namespace"] == "kube-system"
+
+
+def test_state_configmap_shipped_and_rbac_limited_to_it():
+    from config.settings import ScalerSettings
+
+    (state,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"].endswith("-state")]
+    name = state["metadata"]["name"]
+    assert name == ScalerSettings().state_configmap_name
+    assert "data" not in state  # the scaler owns the data; kubectl apply never resets it
+    rules = [
+        rule
+        for role in by_kind("Role") + by_kind("ClusterRole")
+        for rule in role.get("rules", [])
+        if "configmaps" in rule.get("resources", []) and "" in rule.get("apiGroups", [])
+    ]
+    writes = [r for r in rules if set(r["verbs"]) & {"update", "patch", "create", "delete"}]
+    assert writes == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [name],
+            "verbs": ["get", "update"],
+        }
+    ]
+    (scaler,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "gridshift-scaler"]
+    env = {e["name"]: e for e in scaler["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GRIDSHIFT_SCALER__STATE_STORE"]["value"] == "configmap"
+    assert env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAME"]["value"] == name
+    ns = env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAMESPACE"]["valueFrom"]["fieldRef"]
+    assert ns["fieldPath"] == "metadata.namespace"

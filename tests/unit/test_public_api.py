@@ -25,6 +25,7 @@ MODULES = [
     "scaler.quantity",
     "scaler.selectors",
     "scaler.apiauth",
+    "forecasts.sources.tls",
     "scaler.metrics_api",
     "scaler.keda",
     "scaler.kube",

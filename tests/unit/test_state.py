@@ -4,7 +4,7 @@ Aspects: JSON round trip; corrupt/unknown-version files are reported naming the 
 ignored (fresh start, no crash); the file store writes atomically (no temp files left, the old
 checkpoint survives a failed write); a restarted loop continues ticks and savings counters
 from the checkpoint; restored replicas are clamped to current bounds; a store that fails is
-counted, never stops a tick; the ConfigMap store over a fake CoreV1Api.
+counted, never stops a tick (the ConfigMap store: tests/integration/test_state_configmap.py).
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from scaler.state import (
     CheckpointError,
-    ConfigMapStateStore,
     FileStateStore,
     LoopCheckpoint,
     WorkloadCheckpoint,
@@ -155,43 +152,6 @@ def test_failing_store_is_counted_not_fatal(caplog) -> None:
     assert "web" in snap.workloads
     assert loop.tick().source_errors_total["state"] == 2
     assert "state not persisted" in caplog.text
-
-
-class FakeCoreV1:
-    def __init__(self) -> None:
-        self.maps: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def read_namespaced_config_map(self, name: str, namespace: str) -> Any:
-        if (namespace, name) not in self.maps:
-            raise _ApiError(404)
-        return SimpleNamespace(data=self.maps[(namespace, name)]["data"])
-
-    def replace_namespaced_config_map(self, name: str, namespace: str, body: Any) -> None:
-        if (namespace, name) not in self.maps:
-            raise _ApiError(404)
-        self.maps[(namespace, name)] = body
-
-    def create_namespaced_config_map(self, namespace: str, body: Any) -> None:
-        self.maps[(namespace, body["metadata"]["name"])] = body
-
-
-class _ApiError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def test_configmap_store() -> None:
-    api = FakeCoreV1()
-    store = ConfigMapStateStore(api, namespace="gridshift", name="gridshift-state")
-    assert store.load() is None
-    store.save(CP)
-    assert store.load() == CP
-    later = LoopCheckpoint(T0 + timedelta(minutes=1), 8, CP.workloads)
-    store.save(later)
-    assert store.load() == later
-    api.maps[("gridshift", "gridshift-state")]["data"]["checkpoint.json"] = "nope"
-    assert store.load() is None
 
 
 def test_saved_at_is_utc() -> None:

@@ -1,0 +1,219 @@
+"""`ConfigMapStateStore` with the real `kubernetes` client against the API-server stand-in.
+
+Aspects: nothing stored loads as None; the first save creates the ConfigMap (POST), later
+saves replace it carrying the last resourceVersion (PUT); another writer in between causes a
+409, a re-read and a successful retry; a checkpoint already stored that is newer is never
+overwritten by an older one; a ConfigMap deleted under us is re-created; a checkpoint over
+the size bound is refused before any request, and a replica that does not lead writes
+nothing, and the API server's own 1 MiB limit (422)
+surfaces as a `StateStoreError` naming it; a 500 or an unreachable API server on save raises
+`StateStoreError` (the loop logs and counts it and the tick completes, the next tick's save
+succeeds); a failing read on start raises instead of starting fresh; the stand-in answers
+ConfigMap errors with kube-apiserver's Status bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import kubernetes.client as k8s
+import pytest
+from prometheus_client import CollectorRegistry
+
+from config.scenario import sample_settings
+from config.wiring import build_scaler
+from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
+from forecasts.time import SteppingClock
+from scaler.state import (
+    ConfigMapStateStore,
+    LoopCheckpoint,
+    StateStoreError,
+    WorkloadCheckpoint,
+    checkpoint_from_json,
+)
+from tests.apiserver import FakeApiServer
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+NS, NAME = "carbon-system", "gridshift-scaler-state"
+PATH = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
+CP = LoopCheckpoint(
+    saved_at=T0,
+    ticks_total=7,
+    workloads={"web": WorkloadCheckpoint(3, 4, T0, emitted_g=12.5, counterfactual_g=20.0)},
+)
+
+
+def later(cp: LoopCheckpoint, minutes: int) -> LoopCheckpoint:
+    return replace(
+        cp, saved_at=cp.saved_at + timedelta(minutes=minutes), ticks_total=cp.ticks_total + minutes
+    )
+
+
+@pytest.fixture
+def api():
+    with FakeApiServer() as server:
+        yield server
+
+
+def store_for(api: FakeApiServer, **kw) -> ConfigMapStateStore:
+    return ConfigMapStateStore(k8s.CoreV1Api(api.client()), namespace=NS, name=NAME, **kw)
+
+
+def writes(api: FakeApiServer) -> list[tuple[str, str | None]]:
+    return [
+        (r.method, (r.body or {}).get("metadata", {}).get("resourceVersion"))
+        for r in api.requests
+        if r.method in ("POST", "PUT") and "configmaps" in r.path
+    ]
+
+
+def stored(api: FakeApiServer) -> LoopCheckpoint:
+    obj = api.get_object(PATH)
+    assert obj is not None
+    return checkpoint_from_json(obj["data"]["checkpoint.json"])
+
+
+def test_create_then_replace_with_resource_version(api) -> None:
+    store = store_for(api)
+    assert store.load() is None
+    store.save(CP)
+    rv_after_create = api.get_object(PATH)["metadata"]["resourceVersion"]
+    store.save(later(CP, 1))
+    assert writes(api) == [("POST", None), ("PUT", rv_after_create)]
+    assert store_for(api).load() == later(CP, 1)  # a fresh process reads what was saved
+    assert api.get_object(PATH)["metadata"]["labels"] == {"app.kubernetes.io/name": "gridshift"}
+
+
+def test_conflict_rereads_and_retries(api) -> None:
+    store = store_for(api)
+    store.save(CP)
+    other = store_for(api)  # a second replica writes an older checkpoint in between
+    other.load()
+    other.save(replace(CP, ticks_total=CP.ticks_total))
+    store.save(later(CP, 1))
+    assert store.conflicts == 1
+    assert [m for m, _ in writes(api)] == ["POST", "PUT", "PUT", "PUT"]
+    assert stored(api) == later(CP, 1)
+
+
+def test_newer_checkpoint_already_stored_is_kept(api) -> None:
+    store = store_for(api)
+    store.save(CP)
+    ahead = store_for(api)
+    ahead.load()
+    ahead.save(later(CP, 5))
+    store.save(later(CP, 1))  # 409, re-read: the stored one is newer, leave it
+    assert stored(api) == later(CP, 5)
+
+
+def test_only_the_gated_replica_writes(api) -> None:
+    leading = [False]
+    store = store_for(api)
+    store.write_only_when(lambda: leading[0])
+    store.save(CP)
+    assert (writes(api), store.skipped) == ([], 1)  # a follower saves nothing
+    leading[0] = True
+    store.save(CP)
+    assert stored(api) == CP
+
+
+def test_deleted_under_us_is_recreated(api) -> None:
+    store = store_for(api)
+    store.save(CP)
+    api.delete_object(PATH)
+    store.save(later(CP, 1))
+    assert stored(api) == later(CP, 1)
+    assert [m for m, _ in writes(api)] == ["POST", "PUT", "POST"]
+
+
+def test_size_bound_and_api_server_limit(api) -> None:
+    big = replace(
+        CP, workloads={f"w{i:05d}": CP.workloads["web"] for i in range(4000)}
+    )  # ~1.2 MB of JSON
+    with pytest.raises(StateStoreError, match=r"over the 900000-byte limit \(4000 workloads\)"):
+        store_for(api).save(big)
+    assert writes(api) == []  # refused before any request
+    with pytest.raises(StateStoreError, match=r"422 .*Too long: must have at most 1048576 bytes"):
+        store_for(api, max_bytes=10**8).save(big)
+
+
+def test_api_errors_raise_store_errors(api) -> None:
+    store = store_for(api)
+    api.fail_next("GET", "configmaps", 500)
+    with pytest.raises(StateStoreError, match="read failed: 500"):
+        store.load()  # never "start fresh" on a failed read
+    store.save(CP)
+    api.fail_next("PUT", "configmaps", 500)
+    with pytest.raises(StateStoreError, match="write failed: 500"):
+        store.save(later(CP, 1))
+    store.save(later(CP, 2))
+    assert stored(api) == later(CP, 2)
+    api.stop()
+    with pytest.raises(StateStoreError, match="unreachable"):
+        store_for(api).save(later(CP, 3))  # a new connection: refused
+
+
+def test_stand_in_answers_configmap_errors_like_kube_apiserver(api) -> None:
+    core = k8s.CoreV1Api(api.client())
+
+    def status_of(exc: k8s.ApiException) -> dict[str, object]:
+        body: dict[str, object] = json.loads(str(exc.body))
+        return body
+
+    def config_map(name: str = NAME, rv: str | None = None) -> k8s.V1ConfigMap:
+        meta = k8s.V1ObjectMeta(name=name, resource_version=rv)
+        return k8s.V1ConfigMap(metadata=meta, data={"k": "v"})
+
+    with pytest.raises(k8s.ApiException) as missing:
+        core.read_namespaced_config_map(NAME, NS)
+    status = status_of(missing.value)
+    assert (status["kind"], status["code"], status["reason"]) == ("Status", 404, "NotFound")
+    assert status["details"] == {"name": NAME, "kind": "configmaps"}
+    core.create_namespaced_config_map(NS, config_map())
+    with pytest.raises(k8s.ApiException) as exists:
+        core.create_namespaced_config_map(NS, config_map())
+    assert status_of(exists.value)["reason"] == "AlreadyExists"
+    with pytest.raises(k8s.ApiException) as stale:
+        core.replace_namespaced_config_map(NAME, NS, config_map(rv="1"))
+    assert (stale.value.status, status_of(stale.value)["reason"]) == (409, "Conflict")
+    with pytest.raises(k8s.ApiException) as renamed:
+        core.replace_namespaced_config_map(NAME, NS, config_map("other"))
+    assert renamed.value.status == 400
+
+
+def test_loop_keeps_ticking_when_the_configmap_cannot_be_written(api) -> None:
+    settings = sample_settings(T0)
+    scaler = settings.scaler.model_copy(update={"state_store": "configmap"})
+    settings = settings.model_copy(update={"scaler": scaler})
+
+    def build():
+        return build_scaler(
+            settings,
+            clock=SteppingClock(T0, timedelta(minutes=1)),
+            registry=CollectorRegistry(),
+            carbon=SampleCarbonSource(),
+            load=SampleLoadSource(),
+            api_client=api.client(),
+        )
+
+    built = build()
+    built.loop.refit()
+    built.loop.tick()
+    assert stored(api).ticks_total == 1
+    api.fail_next("PUT", "configmaps", 503)
+    snap = built.loop.tick()  # the save fails; the tick does not
+    assert len(snap.workloads) == 5  # published all the same
+    assert snap.source_errors_total["state"] == 1
+    assert (
+        built.registry.get_sample_value("gridshift_source_errors_total", {"source": "state"}) == 1
+    )
+    built.loop.tick()
+    assert stored(api).ticks_total == 3
+    emitted = sum(w.emitted_g for w in stored(api).workloads.values())
+    restarted = build()  # a new process restores from the ConfigMap
+    assert restarted.loop.checkpoint().ticks_total == 3
+    assert sum(w.emitted_g for w in restarted.loop.checkpoint().workloads.values()) == emitted
