@@ -1,5 +1,6 @@
-"""What a scaler container from deploy/ serves, read from its own environment through the real
-settings loader, and what the real server code answers to its probes.
+"""The metrics-API grants, what a scaler container from deploy/ serves (read from its own
+environment through the real settings loader) and what the real server code answers to its
+probes.
 
 Shared by tests/unit/test_deploy_manifests.py (the files) and
 tests/integration/test_kustomize_overlays.py (what `kubectl kustomize` renders): a probe must hit
@@ -21,6 +22,17 @@ from scaler.metrics_api import ApiRequest, ExternalMetricsApi
 from scaler.status_api import create_status_app
 from tests.snapshots import TAKEN_AT, sample_holder
 from tests.unit.test_scaler_outputs import AsgiClient
+
+# (kind, name) of the grants only the External Metrics API path needs: scaler-hpa ships them
+# (deploy/overlays/scaler-hpa/metrics-api-rbac.yaml), scaler-keda must not
+METRICS_API_RBAC = frozenset(
+    {
+        ("ClusterRoleBinding", "gridshift-scaler:system:auth-delegator"),
+        ("RoleBinding", "gridshift-scaler-auth-reader"),
+        ("ClusterRole", "gridshift-external-metrics-reader"),
+        ("ClusterRoleBinding", "gridshift-hpa-external-metrics"),
+    }
+)
 
 # what a fieldRef/secretKeyRef resolves to in the pod; the tests only need a string
 FROM_THE_POD = "from-the-pod"

@@ -30,7 +30,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy_probes import container_settings, probe_answer
+from tests.deploy_probes import METRICS_API_RBAC, container_settings, probe_answer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -169,14 +169,6 @@ def test_rbac_is_least_privilege(overlay: str) -> None:
             assert "*" not in rule.get("resources", []), where
             assert "*" not in rule.get("apiGroups", []), where
             assert "secrets" not in rule.get("resources", []), where
-
-
-METRICS_API_RBAC = {
-    ("ClusterRoleBinding", "gridshift-scaler:system:auth-delegator"),
-    ("RoleBinding", "gridshift-scaler-auth-reader"),
-    ("ClusterRole", "gridshift-external-metrics-reader"),
-    ("ClusterRoleBinding", "gridshift-hpa-external-metrics"),
-}
 
 
 def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:

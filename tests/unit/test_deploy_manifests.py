@@ -25,6 +25,7 @@ import yaml
 from scaler.keda import parse_metadata
 from scaler.kube import parse_scaler_resource
 from scaler.metrics_api import METRIC_NAMES
+from tests.deploy_probes import METRICS_API_RBAC, container_settings, probe_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -288,12 +289,6 @@ def test_state_configmap_shipped_and_rbac_limited_to_it():
 
 # ---------------------------------------------------------------- per-overlay RBAC and probes
 OVERLAYS = DEPLOY / "overlays"
-METRICS_API_RBAC = {
-    ("ClusterRoleBinding", "gridshift-scaler:system:auth-delegator"),
-    ("RoleBinding", "gridshift-scaler-auth-reader"),
-    ("ClusterRole", "gridshift-external-metrics-reader"),
-    ("ClusterRoleBinding", "gridshift-hpa-external-metrics"),
-}
 
 
 def overlay_files(directory: Path) -> list[Path]:
@@ -382,8 +377,6 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay():
     ],
 )
 def test_probes_reach_what_the_container_serves(overlay, metrics_api_enabled, server):
-    from tests.deploy_probes import container_settings, probe_answer
-
     container = scaler_container(overlay)
     assert container_settings(container).metrics_api.enabled is metrics_api_enabled
     for probe in ("readinessProbe", "livenessProbe"):
