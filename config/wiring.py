@@ -855,13 +855,16 @@ def start_scaler_services(
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
     """
     services = ScalerServices()
+    # the metrics API's cluster authentication matters only while it serves: disabled (the
+    # KEDA install), nothing reads extension-apiserver-authentication or reviews tokens
+    metrics_api = settings.metrics_api
+    metrics_api_needs_cluster = metrics_api.enabled and (
+        metrics_api.authentication_from_cluster
+        or metrics_api.delegated_authentication
+        or metrics_api.delegated_authorization
+    )
     try:
-        if api_client is None and (
-            settings.kube.enabled
-            or settings.metrics_api.authentication_from_cluster
-            or settings.metrics_api.delegated_authentication
-            or settings.metrics_api.delegated_authorization
-        ):
+        if api_client is None and (settings.kube.enabled or metrics_api_needs_cluster):
             api_client = build_kube_api_client(settings.kube)
         if settings.metrics_api.enabled:
             services.metrics_api = build_metrics_api_server(

@@ -8,8 +8,13 @@ KEDA overlay has none; least privilege and hardening on every workload (non-root
 root filesystem, all capabilities dropped, no privilege escalation, seccomp RuntimeDefault,
 requests and limits, liveness and readiness probes); every Deployment has a matching
 PodDisruptionBudget; every overlay has a NetworkPolicy selecting its pods; RBAC grants no
-wildcards and no secrets access. The list of validated objects is written to
-tests/artifacts/validated-objects.txt.
+wildcards and no secrets access; the four metrics-API grants (auth-delegator,
+extension-apiserver-authentication reader, HPA external-metrics reader and binding) render only
+in scaler-hpa; each scaler's probes reach a port its container serves with the settings its env
+gives, with the right scheme, on a path the real server there answers 200 (KEDA: the metrics
+API is off, so the status server); every Service targetPort and NetworkPolicy port names a
+container port. The validated objects of each overlay and version are written to
+tests/artifacts/validated-<overlay>-<version>.txt.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.deploy_probes import METRICS_API_RBAC, container_settings, probe_answer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -162,3 +169,58 @@ def test_rbac_is_least_privilege(overlay: str) -> None:
             assert "*" not in rule.get("resources", []), where
             assert "*" not in rule.get("apiGroups", []), where
             assert "secrets" not in rule.get("resources", []), where
+
+
+def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:
+    def rbac(overlay: str) -> set[tuple[str, str]]:
+        return {
+            (d["kind"], d["metadata"]["name"])
+            for d in render(overlay)
+            if d["apiVersion"].startswith("rbac.authorization.k8s.io/")
+        }
+
+    assert rbac("scaler-hpa") >= METRICS_API_RBAC
+    assert not rbac("scaler-keda") & METRICS_API_RBAC
+    # nothing else differs: the scaler's own grants are the same in both
+    assert rbac("scaler-hpa") - METRICS_API_RBAC == rbac("scaler-keda")
+    (reader,) = [d for d in render("scaler-hpa") if d["metadata"]["name"].endswith("auth-reader")]
+    assert reader["metadata"]["namespace"] == "kube-system"
+
+
+@pytest.mark.parametrize(
+    ("overlay", "metrics_api_enabled", "server"),
+    [
+        pytest.param("scaler-hpa", True, "metrics_api", id="hpa"),
+        pytest.param("scaler-keda", False, "status", id="keda"),
+    ],
+)
+def test_scaler_probes_reach_what_the_container_serves(
+    overlay: str, metrics_api_enabled: bool, server: str
+) -> None:
+    (deployment,) = [d for d in render(overlay) if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    settings = container_settings(container)
+    assert settings.metrics_api.enabled is metrics_api_enabled
+    for probe in ("readinessProbe", "livenessProbe"):
+        listener, status = probe_answer(container, probe)
+        assert (listener.server, status) == (server, 200), (overlay, probe)
+    env = {e["name"] for e in container["env"]}
+    metrics_api_env = {n for n in env if n.startswith("GRIDSHIFT_METRICS_API__")}
+    if not metrics_api_enabled:  # off, and nothing left that reads as if it were configured
+        assert metrics_api_env == {"GRIDSHIFT_METRICS_API__ENABLED"}
+        assert not settings.metrics_api.authentication_from_cluster
+
+
+@pytest.mark.parametrize("overlay", ["scaler-hpa", "scaler-keda"])
+def test_service_and_network_policy_ports_name_container_ports(overlay: str) -> None:
+    docs = render(overlay)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    named = {p["name"] for p in container["ports"]}
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    targets = {p["targetPort"] for p in service["spec"]["ports"]}
+    assert targets <= named, (overlay, targets - named)
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert allowed <= named, (overlay, allowed - named)
+    assert ("metrics-api" in named) is (overlay == "scaler-hpa")

@@ -5,12 +5,17 @@ from our fixture subsets; the example ScaledObject reaches us over mutual TLS).
 Also: the CRD's printer columns and status subresource, the example CR passes our own
 parser, the example HPA asks for a metric we serve with AverageValue 1, the example
 ScaledObject's trigger metadata is accepted by the KEDA servicer, and the wiring between
-APIService, Service and RBAC names is consistent."""
+APIService, Service and RBAC names is consistent; the four metrics-API grants
+(auth-delegator, extension-apiserver-authentication reader, HPA external-metrics reader and
+its binding) are in the scaler-hpa overlay and not in scaler-keda; each overlay's scaler probes
+reach a port its container serves with the settings its env gives (through the real loader),
+with the right scheme, on a path the real server there answers 200."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -20,6 +25,7 @@ import yaml
 from scaler.keda import parse_metadata
 from scaler.kube import parse_scaler_resource
 from scaler.metrics_api import METRIC_NAMES
+from tests.deploy_probes import METRICS_API_RBAC, container_settings, probe_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -279,3 +285,102 @@ def test_state_configmap_shipped_and_rbac_limited_to_it():
     assert env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAME"]["value"] == name
     ns = env["GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAMESPACE"]["valueFrom"]["fieldRef"]
     assert ns["fieldPath"] == "metadata.namespace"
+
+
+# ---------------------------------------------------------------- per-overlay RBAC and probes
+OVERLAYS = DEPLOY / "overlays"
+
+
+def overlay_files(directory: Path) -> list[Path]:
+    """The resource files a kustomization pulls in through `bases:`/`resources:`, depth
+    first (patches are not resources). tests/integration/test_kustomize_overlays.py checks
+    the same with `kubectl kustomize`."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    files: list[Path] = []
+    for entry in kustomization.get("bases", []) + kustomization.get("resources", []):
+        path = (directory / entry).resolve()
+        files += overlay_files(path) if path.is_dir() else [path]
+    return files
+
+
+def overlay_objects(overlay: str) -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in overlay_files(OVERLAYS / overlay)
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def overlay_patches(overlay: str) -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((OVERLAYS / overlay / "kustomization.yaml").read_text())
+    return [
+        doc
+        for name in kustomization.get("patchesStrategicMerge", [])
+        for doc in yaml.safe_load_all((OVERLAYS / overlay / name).read_text())
+        if doc
+    ]
+
+
+def merge_by(
+    key: str, base: list[dict[str, Any]], patch: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Strategic merge of a keyed list as the scaler patches use it: entries merge by `key`,
+    `$patch: delete` removes one, new ones are appended."""
+    out = {item[key]: dict(item) for item in base}
+    for item in patch:
+        if item.get("$patch") == "delete":
+            out.pop(item[key], None)
+        else:
+            out[item[key]] = {**out.get(item[key], {}), **item}
+    return list(out.values())
+
+
+def scaler_container(overlay: str) -> dict[str, Any]:
+    """The scaler container with the overlay's Deployment patches applied (env and ports
+    merged by key, probes replaced): the subset of strategic merge those patches use."""
+    (deployment,) = [d for d in overlay_objects(overlay) if d["kind"] == "Deployment"]
+    container: dict[str, Any]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for patch in overlay_patches(overlay):
+        if patch["kind"] != "Deployment":
+            continue
+        for change in patch["spec"]["template"]["spec"].get("containers", []):
+            assert change["name"] == container["name"]
+            for field, value in change.items():
+                if field == "env":
+                    container["env"] = merge_by("name", container["env"], value)
+                elif field == "ports":
+                    container["ports"] = merge_by("containerPort", container["ports"], value)
+                elif field != "name":
+                    container[field] = value
+    return container
+
+
+def test_metrics_api_rbac_only_in_the_hpa_overlay():
+    def kinds_and_names(overlay):
+        return {(d["kind"], d["metadata"]["name"]) for d in overlay_objects(overlay)}
+
+    assert kinds_and_names("scaler-hpa") >= METRICS_API_RBAC
+    assert not kinds_and_names("scaler-keda") & METRICS_API_RBAC
+    # what both need stays in the base
+    shared = {("ClusterRole", "gridshift-scaler"), ("Role", "gridshift-scaler-leader-election")}
+    assert kinds_and_names("scaler-keda") >= shared
+    assert kinds_and_names("scaler-hpa") >= shared
+
+
+@pytest.mark.parametrize(
+    ("overlay", "metrics_api_enabled", "server"),
+    [
+        pytest.param("scaler-hpa", True, "metrics_api", id="hpa probes the metrics API"),
+        pytest.param("scaler-keda", False, "status", id="keda probes the status server"),
+    ],
+)
+def test_probes_reach_what_the_container_serves(overlay, metrics_api_enabled, server):
+    container = scaler_container(overlay)
+    assert container_settings(container).metrics_api.enabled is metrics_api_enabled
+    for probe in ("readinessProbe", "livenessProbe"):
+        listener, status = probe_answer(container, probe)
+        assert (listener.server, status) == (server, 200), (overlay, probe)
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert (6443 in ports) is metrics_api_enabled

@@ -3,6 +3,8 @@ the metrics API / kube settings groups."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pydantic
 import pytest
 
@@ -52,3 +54,38 @@ def test_kube_request_timeout_is_bounded():
     assert KubeSettings().request_timeout_seconds == 5.0
     with pytest.raises(pydantic.ValidationError, match="request_timeout_seconds"):
         KubeSettings(request_timeout_seconds=0)
+
+
+def test_disabled_metrics_api_needs_no_cluster_access(tmp_path):
+    """The KEDA install turns the metrics API off: its cluster-authentication flags must
+    then not make the scaler load Kubernetes credentials (here: a kubeconfig that does not
+    exist, which raises as soon as anything tries) or read extension-apiserver-authentication."""
+    from kubernetes.config import ConfigException
+
+    from config.settings import KedaSettings, Settings
+    from config.wiring import start_scaler_services
+    from forecasts.time import FrozenClock
+    from scaler.snapshot import SnapshotHolder
+
+    def settings(*, enabled: bool) -> Settings:
+        return Settings(
+            metrics_api=MetricsApiSettings(
+                enabled=enabled,
+                authentication_from_cluster=True,
+                delegated_authentication=True,
+                delegated_authorization=True,
+            ),
+            keda=KedaSettings(enabled=False),
+            kube=KubeSettings(enabled=False, kubeconfig=tmp_path / "missing-kubeconfig"),
+        )
+
+    clock = FrozenClock(datetime(2025, 3, 1, tzinfo=UTC))
+    with start_scaler_services(
+        settings(enabled=False), holder=SnapshotHolder(), clock=clock
+    ) as services:
+        assert services.metrics_api is None
+        assert services.kube is None
+        assert services.describe() == []
+    # the same flags with the API on do need the cluster: the kubeconfig is read (and missing)
+    with pytest.raises((ConfigException, OSError)):
+        start_scaler_services(settings(enabled=True), holder=SnapshotHolder(), clock=clock)
