@@ -262,7 +262,9 @@ class ConfigMapStateStore:
       at the start of each tick, re-reads the ConfigMap on the first tick of a new term (the
       gate turned true) and hands the stored checkpoint to the loop, remembering the
       resourceVersion it read; `save()` writes nothing until that re-read succeeded, so the
-      first write of a term continues from the previous leader's last checkpoint.
+      first write of a term continues from the previous leader's last checkpoint. A 409 on
+      a gated save means another replica wrote since (a term this one missed between two
+      ticks): nothing is written and the next tick takes over again.
     """
 
     def __init__(
@@ -382,7 +384,19 @@ class ConfigMapStateStore:
                 if self._write(text, create=True):
                     return
                 continue
+            conflicts = self.conflicts
             if self._write(text, create=False):
+                return
+            if self._gate is not None and self.conflicts > conflicts:
+                # one writer per term: a 409 means another replica led (and wrote) since
+                # our last save, a term this one missed between two ticks; take over again
+                self._writing = False
+                self.skipped += 1
+                self._log.warning(
+                    "%s was written by another replica since our last save; not replaced, "
+                    "continuing from it on the next tick",
+                    self.where,
+                )
                 return
             stored = self._stored(self._read())  # 409: someone else wrote; look first
             if stored is not None and (stored.saved_at, stored.ticks_total) >= (

@@ -13,7 +13,8 @@ ConfigMap errors with kube-apiserver's Status bodies. Leader handover (real `Lea
 `LeaderElector` on the stand-in): a follower that takes the Lease over, after the leader
 released it or after it expired (the leader killed), re-reads the ConfigMap before its first
 write and saves on from the previous leader's last checkpoint with the resourceVersion it
-read; a failed re-read delays its first write rather than writing its own counters.
+read; a failed re-read delays its first write rather than writing its own counters; a 409
+on a gated save (another replica led in between) is not written over but taken over.
 """
 
 from __future__ import annotations
@@ -135,6 +136,21 @@ def test_only_the_gated_replica_writes(api) -> None:
     leading[0] = True  # a new term re-reads again
     assert store.takeover() == CP
     assert store.takeovers == 2
+
+
+def test_a_term_missed_between_two_ticks_is_taken_over(api) -> None:
+    store = store_for(api)
+    store.write_only_when(lambda: True)
+    assert store.takeover() is None
+    store.save(CP)
+    other = store_for(api)  # another replica led meanwhile and saved on
+    other.load()
+    other.save(later(CP, 1))
+    store.save(replace(later(CP, 2), ticks_total=9))  # 409: newer, but not written over
+    assert (stored(api), store.conflicts, store.skipped) == (later(CP, 1), 1, 1)
+    assert store.takeover() == later(CP, 1)  # the next tick continues from it
+    store.save(later(CP, 3))
+    assert stored(api) == later(CP, 3)
 
 
 def test_failed_reread_on_takeover_delays_the_first_write(api) -> None:
