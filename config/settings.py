@@ -779,6 +779,13 @@ class ExtenderSettings(_Group):
     watch_timeout_seconds: int = Field(
         300, gt=0, le=3600, description="client-go's reflector uses 5-10 minute watches."
     )
+    inventory_request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="One node LIST page (500 nodes) answers in well under 1 s; 10 s spares a "
+        "loaded API server yet counts a hung one within seconds, re-send included.",
+    )
     agent_listen: str = Field(
         "127.0.0.1:9402", description="Agent /metrics on loopback; 0.0.0.0:9402 in the pod."
     )

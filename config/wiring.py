@@ -1114,6 +1114,7 @@ def build_extender(
             registry=registry,
             label_selector=s.node_label_selector,
             watch_timeout_seconds=s.watch_timeout_seconds,
+            request_timeout_seconds=s.inventory_request_timeout_seconds,
         )
         nodes = inventory
     if carbon is None:

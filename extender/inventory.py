@@ -6,6 +6,13 @@ Protocol, as client-go's reflector does it: a paginated LIST gives the state and
 advances the version (BOOKMARK only advances it); the server ends each watch after
 `timeoutSeconds` and we resume from the last version. `410 Gone` (an expired version, as an
 ERROR event or an HTTP status) means the cache may have missed events: relist.
+
+Timeouts: `request_timeout_seconds` is the budget of one LIST page, including the one
+re-send urllib3 makes of an idempotent call after a read timeout (`config.wiring.
+kube_api_client`), so each try gets half of it and a hung API server is counted as an error
+within the budget. A watch connects within the same half; its read timeout is the
+server-side `timeoutSeconds` plus the budget, since a healthy server may stay silent until it
+ends the watch but never longer.
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ class KubeNodeInventory:
         label_selector: str | None = None,
         page_size: int = 500,
         watch_timeout_seconds: int = 300,
-        request_timeout_seconds: float = 30.0,
+        request_timeout_seconds: float = 10.0,
         retry_seconds: float = 5.0,
     ) -> None:
+        if request_timeout_seconds <= 0:
+            raise ValueError(f"request_timeout_seconds must be > 0, got {request_timeout_seconds}")
         self._api = api
         self._rules = rules
         self._selector = label_selector
@@ -93,7 +102,7 @@ class KubeNodeInventory:
 
     # ------------------------------------------------------------------ list
     def _kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"_request_timeout": self._request_timeout_s}
+        kw: dict[str, Any] = {"_request_timeout": self._request_timeout_s / 2}  # 2 tries
         if self._selector:
             kw["label_selector"] = self._selector
         return kw
@@ -150,8 +159,12 @@ class KubeNodeInventory:
         version = resource_version
         kw = self._kwargs()
         # The server may stay silent for a whole watch (bookmarks are best effort): the read
-        # timeout must outlast timeoutSeconds, or an idle watch would end in a costly relist.
-        kw["_request_timeout"] = (self._request_timeout_s, self._watch_timeout_s + 30.0)
+        # timeout must outlast timeoutSeconds, or an idle watch would end in a costly relist;
+        # silence past timeoutSeconds plus the request budget means a hung API server.
+        kw["_request_timeout"] = (
+            self._request_timeout_s / 2,
+            self._watch_timeout_s + self._request_timeout_s,
+        )
         try:
             for event in w.stream(
                 self._api.list_node,

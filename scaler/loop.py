@@ -272,6 +272,19 @@ class ScalerLoop:
             total.saved_g,
         )
 
+    def _take_over(self) -> None:
+        """Continue from the store's checkpoint when this replica just became its writer."""
+        if self._store is None:
+            return
+        try:
+            stored = self._store.takeover()
+        except Exception as exc:  # the save is skipped until the re-read succeeds
+            self._count_error("state")
+            self._log.warning("state not re-read on taking over: %s; not saving yet", exc)
+            return
+        if stored is not None:
+            self.restore(stored)
+
     def _persist(self) -> None:
         if self._store is None:
             return
@@ -490,6 +503,7 @@ class ScalerLoop:
     def tick(self) -> Snapshot:
         """One decision for every workload; publishes and returns the snapshot."""
         started = time.monotonic()
+        self._take_over()  # before deciding: a new leader continues from the last save
         now = self._clock.now()
         logged: set[str] = set()
         previous = dict(self._last_region)

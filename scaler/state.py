@@ -73,11 +73,17 @@ class LoopCheckpoint:
 
 
 class StateStore(Protocol):
-    """Keeps the newest `LoopCheckpoint`; `load()` is None when there is none yet."""
+    """Keeps the newest `LoopCheckpoint`; `load()` is None when there is none yet.
+
+    `takeover()` is asked at the start of every tick: a checkpoint to continue from when this
+    replica has just become the store's writer (another replica may have saved since this
+    one started), else None."""
 
     def load(self) -> LoopCheckpoint | None: ...
 
     def save(self, checkpoint: LoopCheckpoint) -> None: ...
+
+    def takeover(self) -> LoopCheckpoint | None: ...
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -202,6 +208,10 @@ class FileStateStore:
             self._log.error("state file %s unusable, starting fresh: %s", self.path, exc)
             return None
 
+    def takeover(self) -> LoopCheckpoint | None:
+        """None: one process owns a state file, so nobody else writes it meanwhile."""
+        return None
+
     def save(self, checkpoint: LoopCheckpoint) -> None:
         data = checkpoint_to_json(checkpoint).encode()
         folder = self.path.parent
@@ -247,6 +257,14 @@ class ConfigMapStateStore:
       because the API server was briefly unreachable would overwrite the saved counters.
     * `write_only_when(gate)`: with several replicas, only the one `gate()` approves (the
       leader) writes; the others skip saving (and still restore at start).
+    * Handover: a replica that becomes the writer has counters of its own (restored at its
+      start, then its follower ticks) while the previous leader saved on. `takeover()`, asked
+      at the start of each tick, re-reads the ConfigMap on the first tick of a new term (the
+      gate turned true) and hands the stored checkpoint to the loop, remembering the
+      resourceVersion it read; `save()` writes nothing until that re-read succeeded, so the
+      first write of a term continues from the previous leader's last checkpoint. A 409 on
+      a gated save means another replica wrote since (a term this one missed between two
+      ticks): nothing is written and the next tick takes over again.
     """
 
     def __init__(
@@ -271,8 +289,10 @@ class ConfigMapStateStore:
         self._rv: str | None = None
         self._log = logger or logging.getLogger("gridshift.scaler.state")
         self._gate: Callable[[], bool] | None = None
+        self._writing = False  # re-read since the gate last turned true
         self.conflicts = 0
         self.skipped = 0
+        self.takeovers = 0
 
     def write_only_when(self, gate: Callable[[], bool]) -> None:
         """Save only while `gate()` is true (e.g. while this replica holds the Lease)."""
@@ -325,10 +345,33 @@ class ConfigMapStateStore:
     def load(self) -> LoopCheckpoint | None:
         return self._stored(self._read())
 
+    def takeover(self) -> LoopCheckpoint | None:
+        """On the first call of a new term (the gate turned true): the checkpoint stored now,
+        or None when there is none; None on every other call. Raises `StateStoreError` when
+        the re-read fails (then `save()` keeps skipping and the next call retries)."""
+        if self._gate is None:
+            return None
+        if not self._gate():
+            self._writing = False
+            return None
+        if self._writing:
+            return None
+        stored = self._stored(self._read())
+        self._writing = True
+        self.takeovers += 1
+        what = "nothing stored yet"
+        if stored is not None:
+            what = f"continuing from tick {stored.ticks_total} saved at {stored.saved_at}"
+        self._log.info("took over %s at resourceVersion %s: %s", self.where, self._rv, what)
+        return stored
+
     def save(self, checkpoint: LoopCheckpoint) -> None:
-        if self._gate is not None and not self._gate():
-            self.skipped += 1
-            return
+        if self._gate is not None:
+            if not self._gate():
+                self._writing = False
+            if not self._writing:  # a follower, or leading since `takeover()`: re-read first
+                self.skipped += 1
+                return
         text = checkpoint_to_json(checkpoint)
         size = len(text.encode())
         if size > self.max_bytes:
@@ -341,7 +384,19 @@ class ConfigMapStateStore:
                 if self._write(text, create=True):
                     return
                 continue
+            conflicts = self.conflicts
             if self._write(text, create=False):
+                return
+            if self._gate is not None and self.conflicts > conflicts:
+                # one writer per term: a 409 means another replica led (and wrote) since
+                # our last save, a term this one missed between two ticks; take over again
+                self._writing = False
+                self.skipped += 1
+                self._log.warning(
+                    "%s was written by another replica since our last save; not replaced, "
+                    "continuing from it on the next tick",
+                    self.where,
+                )
                 return
             stored = self._stored(self._read())  # 409: someone else wrote; look first
             if stored is not None and (stored.saved_at, stored.ticks_total) >= (

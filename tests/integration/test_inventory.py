@@ -2,20 +2,28 @@
 paginated LIST with resourceVersion, WATCH events applied (ADDED/MODIFIED/DELETED),
 BOOKMARK advancing the version, the next watch resuming from it with bookmarks asked for,
 410 Gone as an ERROR event or on a LIST continue -> relist, the run loop recovering, and the
-agent's node annotation PATCH (strategic merge) read back by the inventory."""
+agent's node annotation PATCH (strategic merge) read back by the inventory. A hung API server
+(`tests.faultproxy` HANG) costs a LIST at most `extender.inventory_request_timeout_seconds`,
+urllib3's re-send included, before it is counted as an error (wired by `build_extender`)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
+from kubernetes import client as kube_client
 from prometheus_client import CollectorRegistry
 
+from config.settings import ExtenderSettings, Settings
+from config.wiring import build_extender, kube_api_client
 from extender.agent import KubeNodeAnnotator
 from extender.energy import ANNOTATION_KEY
 from extender.inventory import KubeNodeInventory, _Expired
 from extender.nodes import RegionRules
+from forecasts.time import FrozenClock
+from tests.faultproxy import Fault, FaultProxy
 from tests.integration.kube_api import FakeApiServer, bookmark, event, gone, make_node
 
 pytestmark = pytest.mark.integration
@@ -204,6 +212,52 @@ def test_run_loop_survives_an_unreachable_api_server() -> None:
     t.join(timeout=5)
     assert not t.is_alive()
     assert not inv.synced
+
+
+def test_a_hung_list_is_counted_within_the_configured_timeout(server: FakeApiServer) -> None:
+    budget_s = 1.0
+    port = int(server.url.rsplit(":", 1)[1])
+    with FaultProxy("127.0.0.1", port) as proxy:
+        proxy.fault = Fault.HANG
+        configuration = kube_client.Configuration()
+        configuration.host = proxy.url
+        registry = CollectorRegistry()
+        settings = Settings(
+            extender=ExtenderSettings(gpu_source="none", inventory_request_timeout_seconds=budget_s)
+        )
+        runtime = build_extender(
+            settings,
+            clock=FrozenClock(datetime(2026, 3, 2, tzinfo=UTC)),
+            registry=registry,
+            carbon=None,
+            # as `gridshift extender` builds it: urllib3 re-sends a GET once on a read timeout
+            kube_api=kube_client.CoreV1Api(kube_api_client(configuration)),
+        )
+        inv = runtime.inventory
+        assert inv is not None
+        stop = threading.Event()
+        t = threading.Thread(target=inv.run, args=(stop,), daemon=True)
+
+        def errors() -> float:
+            value = registry.get_sample_value(
+                "gridshift_extender_inventory_errors_total", {"kind": "api"}
+            )
+            return value or 0.0
+
+        started = time.monotonic()
+        t.start()
+        try:
+            wait_for(lambda: errors() >= 1, timeout=5 * budget_s)
+            counted_after_s = time.monotonic() - started
+            sent = proxy.connections
+        finally:
+            stop.set()
+            t.join(timeout=5)
+    assert not t.is_alive()
+    assert not inv.synced
+    assert sent == 2  # the LIST and urllib3's one re-send both hung
+    assert 0.8 * budget_s <= counted_after_s < budget_s + 0.3
+    print(f"hung node LIST counted as an error after {counted_after_s:.2f} s (budget {budget_s} s)")
 
 
 def test_agent_annotation_patch_reaches_the_inventory(server: FakeApiServer) -> None:

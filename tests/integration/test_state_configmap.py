@@ -9,7 +9,12 @@ nothing, and the API server's own 1 MiB limit (422)
 surfaces as a `StateStoreError` naming it; a 500 or an unreachable API server on save raises
 `StateStoreError` (the loop logs and counts it and the tick completes, the next tick's save
 succeeds); a failing read on start raises instead of starting fresh; the stand-in answers
-ConfigMap errors with kube-apiserver's Status bodies.
+ConfigMap errors with kube-apiserver's Status bodies. Leader handover (real `LeaseLock` and
+`LeaderElector` on the stand-in): a follower that takes the Lease over, after the leader
+released it or after it expired (the leader killed), re-reads the ConfigMap before its first
+write and saves on from the previous leader's last checkpoint with the resourceVersion it
+read; a failed re-read delays its first write rather than writing its own counters; a 409
+on a gated save (another replica led in between) is not written over but taken over.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from config.scenario import sample_settings
-from config.wiring import build_scaler
+from config.wiring import ScalerApp, build_scaler
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
-from forecasts.time import SteppingClock
+from forecasts.time import FrozenClock, SteppingClock
+from scaler.kube import LeaderElector, LeaseLock
 from scaler.state import (
     ConfigMapStateStore,
     LoopCheckpoint,
@@ -114,11 +120,51 @@ def test_only_the_gated_replica_writes(api) -> None:
     leading = [False]
     store = store_for(api)
     store.write_only_when(lambda: leading[0])
+    assert store.takeover() is None
     store.save(CP)
     assert (writes(api), store.skipped) == ([], 1)  # a follower saves nothing
     leading[0] = True
+    store.save(CP)  # leading since the tick started: nothing re-read yet, so no write
+    assert (writes(api), store.skipped) == ([], 2)
+    assert store.takeover() is None  # nothing stored yet
+    assert store.takeover() is None  # once per term
     store.save(CP)
     assert stored(api) == CP
+    leading[0] = False
+    store.save(later(CP, 1))
+    assert stored(api) == CP
+    leading[0] = True  # a new term re-reads again
+    assert store.takeover() == CP
+    assert store.takeovers == 2
+
+
+def test_a_term_missed_between_two_ticks_is_taken_over(api) -> None:
+    store = store_for(api)
+    store.write_only_when(lambda: True)
+    assert store.takeover() is None
+    store.save(CP)
+    other = store_for(api)  # another replica led meanwhile and saved on
+    other.load()
+    other.save(later(CP, 1))
+    store.save(replace(later(CP, 2), ticks_total=9))  # 409: newer, but not written over
+    assert (stored(api), store.conflicts, store.skipped) == (later(CP, 1), 1, 1)
+    assert store.takeover() == later(CP, 1)  # the next tick continues from it
+    store.save(later(CP, 3))
+    assert stored(api) == later(CP, 3)
+
+
+def test_failed_reread_on_takeover_delays_the_first_write(api) -> None:
+    store_for(api).save(CP)
+    store = store_for(api)
+    store.write_only_when(lambda: True)
+    api.fail_next("GET", "configmaps", 503)
+    with pytest.raises(StateStoreError, match="read failed: 503"):
+        store.takeover()
+    store.save(later(CP, 1))  # never its own counters over the stored ones
+    assert stored(api) == CP
+    assert store.takeover() == CP
+    store.save(later(CP, 2))
+    assert stored(api) == later(CP, 2)
 
 
 def test_deleted_under_us_is_recreated(api) -> None:
@@ -217,3 +263,99 @@ def test_loop_keeps_ticking_when_the_configmap_cannot_be_written(api) -> None:
     restarted = build()  # a new process restores from the ConfigMap
     assert restarted.loop.checkpoint().ticks_total == 3
     assert sum(w.emitted_g for w in restarted.loop.checkpoint().workloads.values()) == emitted
+
+
+def replica(
+    api: FakeApiServer, identity: str, wall: FrozenClock
+) -> tuple[ScalerApp, LeaderElector]:
+    """One `gridshift run` replica as `cmd_run` wires it: ConfigMap store gated on the Lease."""
+    settings = sample_settings(T0)
+    scaler = settings.scaler.model_copy(update={"state_store": "configmap"})
+    built = build_scaler(
+        settings.model_copy(update={"scaler": scaler}),
+        clock=wall,
+        registry=CollectorRegistry(),
+        carbon=SampleCarbonSource(),
+        load=SampleLoadSource(),
+        api_client=api.client(),
+    )
+    lock = LeaseLock(
+        k8s.CustomObjectsApi(api.client()),
+        namespace=NS,
+        name="gridshift-scaler",
+        identity=identity,
+        clock=wall,
+        lease_duration_seconds=15,
+        renew_deadline_seconds=10,
+    )
+    elector = LeaderElector(lock)
+    assert built.state_store is not None
+    assert isinstance(built.state_store, ConfigMapStateStore)
+    built.state_store.write_only_when(lambda: elector.leading)
+    built.loop.refit()
+    return built, elector
+
+
+def totals(cp: LoopCheckpoint) -> tuple[float, float]:
+    ws = cp.workloads.values()
+    return sum(w.emitted_g for w in ws), sum(w.counterfactual_g for w in ws)
+
+
+@pytest.mark.parametrize("how", ["released", "killed"])
+def test_new_leader_continues_from_the_previous_leaders_checkpoint(api, how, caplog) -> None:
+    wall = FrozenClock(T0)
+    a, a_elector = replica(api, "a", wall)
+    assert a_elector.step()  # A leads
+    for _ in range(2):  # A ticks alone first: B starts later, with fewer counters
+        wall.advance(timedelta(minutes=1))
+        a_elector.step()
+        a.loop.tick()
+    b, b_elector = replica(api, "b", wall)  # restores A's tick 2
+    for _ in range(3):  # B misses A's next ticks (a slow start, a pause of its process)
+        wall.advance(timedelta(minutes=1))
+        a_elector.step()
+        a.loop.tick()
+    for _ in range(6):  # both tick every minute; only the Lease holder saves
+        wall.advance(timedelta(minutes=1))
+        for elector, built in ((a_elector, a), (b_elector, b)):
+            elector.step()
+            built.loop.tick()
+    last_a = stored(api)
+    rv_a = api.get_object(PATH)["metadata"]["resourceVersion"]
+    assert last_a.ticks_total == 11
+    assert b.loop.checkpoint().ticks_total == 8  # B's own count lags A's
+    assert not b_elector.leading
+    if how == "released":  # graceful: SIGTERM ends A's elector, which releases the Lease
+        assert a_elector.lock.release()
+    else:  # kill -9: A stops renewing; B waits out the lease duration
+        wall.advance(timedelta(seconds=5))
+        assert not b_elector.step()
+    puts_before = len(writes(api))
+    with caplog.at_level("INFO", logger="gridshift.scaler"):
+        wall.advance(timedelta(minutes=1))
+        assert b_elector.step()
+        b.loop.tick()
+    first_b = stored(api)
+    # B's first save continues from A's last checkpoint, not from B's own 8 ticks
+    assert first_b.ticks_total == last_a.ticks_total + 1
+    emitted_a, cf_a = totals(last_a)
+    emitted_b, cf_b = totals(first_b)
+    assert emitted_b > emitted_a  # counters never go back
+    assert cf_b > cf_a
+    assert b.loop.checkpoint() == first_b  # what B holds is what it saved
+    for name, w in first_b.workloads.items():
+        assert w.emitted_g >= last_a.workloads[name].emitted_g
+        before = last_a.workloads[name].last_at
+        assert w.last_at is not None
+        assert before is not None
+        assert w.last_at > before
+    # one PUT, carrying the resourceVersion B read on taking over: no conflict
+    assert writes(api)[puts_before:] == [("PUT", rv_a)]
+    assert (b.state_store.conflicts, b.state_store.takeovers) == (0, 1)  # type: ignore[union-attr]
+    assert f"took over ConfigMap {NS}/{NAME} at resourceVersion {rv_a}" in caplog.text
+    assert "continuing from tick 11" in caplog.text
+    print(
+        f"handover ({how}): A saved tick {last_a.ticks_total} / {emitted_a:.1f} g emitted, "
+        f"B had {8} ticks of its own; B's first save: tick {first_b.ticks_total} / "
+        f"{emitted_b:.1f} g"
+    )

@@ -67,6 +67,14 @@ def test_overrides_are_validated(tmp_path) -> None:
             id="interval > max age",
         ),
         pytest.param({"max_body_bytes": 0}, "greater than 0", id="body limit"),
+        pytest.param(
+            {"inventory_request_timeout_seconds": 0}, "greater than 0", id="no list timeout"
+        ),
+        pytest.param(
+            {"inventory_request_timeout_seconds": 301},
+            "less than or equal to 300",
+            id="list timeout past 5 min",
+        ),
     ],
 )
 def test_settings_bounds(fields, fragment) -> None:

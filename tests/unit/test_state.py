@@ -145,6 +145,9 @@ def test_failing_store_is_counted_not_fatal(caplog) -> None:
         def save(self, checkpoint: LoopCheckpoint) -> None:
             raise OSError(28, "No space left on device")
 
+        def takeover(self) -> None:
+            return None
+
     loop, _, _ = make_loop([web()])
     loop._store = Full()
     with caplog.at_level(logging.WARNING):
