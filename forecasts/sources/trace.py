@@ -232,6 +232,14 @@ class TraceCarbonSource:
             resolution=t.step,
         )
 
+    def _history_before(self, trace: CarbonTrace, end: int) -> RegularSeries | None:
+        """`forecast_history` of the truth ending before step `end`; None under 2 steps."""
+        t = trace.truth
+        lo = max(0, end - max(1, round(self._history / t.step)))
+        if end - lo < 2:
+            return None
+        return RegularSeries(start=t.time_at(lo), step=t.step, values=t.values[lo:end], unit=t.unit)
+
     def _fitted(self, trace: CarbonTrace, hist: RegularSeries, at: datetime) -> FittedModel:
         """The model for `trace` at `at`: fitted on `hist` now, or (with `refit_every`) the
         one fitted at the last multiple of `refit_every` at or before `at`, on the history
@@ -243,14 +251,10 @@ class TraceCarbonSource:
         hit = self._fits.get(key)
         if hit is not None:
             return hit
-        t = trace.truth
-        end = self._complete(trace, anchor)
-        lo = max(0, end - max(1, round(self._history / t.step)))
-        if end - lo < 2:
+        anchor_hist = self._history_before(trace, self._complete(trace, anchor))
+        if anchor_hist is None:
             raise ValueError(f"not enough history before {anchor} to fit")
-        fitted = self._forecaster.fit(
-            RegularSeries(start=t.time_at(lo), step=t.step, values=t.values[lo:end], unit=t.unit)
-        )
+        fitted = self._forecaster.fit(anchor_hist)
         if len(self._fits) > 64:
             self._fits.clear()
         self._fits[key] = fitted
@@ -302,14 +306,11 @@ class TraceCarbonSource:
                 values = np.where(np.isnan(values), t.values[lo:hi], values)
             provider = f"{trace.provider} forecast"
         else:
-            h_lo = max(0, first - max(1, round(self._history / t.step)))
-            if first - h_lo < 2:
+            hist = self._history_before(trace, first)
+            if hist is None:
                 raise SourceDataError(
                     f"not enough carbon history for {region} before {at}", source="trace"
                 )
-            hist = RegularSeries(
-                start=t.time_at(h_lo), step=t.step, values=t.values[h_lo:first], unit=t.unit
-            )
             try:
                 fc = self._fitted(trace, hist, at).predict(horizon=steps, history=hist)
             except ValueError as exc:
