@@ -190,7 +190,7 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:
 @pytest.mark.parametrize(
     ("overlay", "metrics_api_enabled", "server"),
     [
-        pytest.param("scaler-hpa", True, "metrics_api", id="hpa"),
+        pytest.param("scaler-hpa", True, "status", id="hpa"),
         pytest.param("scaler-keda", False, "status", id="keda"),
     ],
 )

@@ -372,7 +372,7 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay():
 @pytest.mark.parametrize(
     ("overlay", "metrics_api_enabled", "server"),
     [
-        pytest.param("scaler-hpa", True, "metrics_api", id="hpa probes the metrics API"),
+        pytest.param("scaler-hpa", True, "status", id="hpa probes the status server"),
         pytest.param("scaler-keda", False, "status", id="keda probes the status server"),
     ],
 )
