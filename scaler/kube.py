@@ -724,6 +724,17 @@ class KubeReplicaReader:
             api_version=WORKLOAD_API_VERSIONS[kind], kind=kind, name=workload.target.name
         )
 
+    def in_effect(self, workloads: Sequence[Workload]) -> frozenset[str]:
+        """Workloads with a CarbonAwareScaler that actuates for real (mode set, not dry-run):
+        the cluster runs what gridshift decides, so their actual replicas are accounted."""
+        resources = self._resources()
+        out: set[str] = set()
+        for w in workloads:
+            found = resources.get((w.namespace, w.name))
+            if found is not None and found.actuation.mode != "none" and not found.actuation.dry_run:
+                out.add(w.name)
+        return frozenset(out)
+
     def read(self, workloads: Sequence[Workload]) -> dict[str, int | SourceError]:
         resources = self._resources()
         out: dict[str, int | SourceError] = {}

@@ -68,12 +68,16 @@ class ReplicaReader(Protocol):
     """Reads how many replicas each workload's target runs now (I/O; called once per tick).
 
     `read` answers per workload name: the count, or the `SourceError` that prevented reading
-    it (a missing name means "not read"). It must not raise for one workload's failure."""
+    it (a missing name means "not read"). It must not raise for one workload's failure.
+    `in_effect` names the workloads whose targets gridshift itself sets (actuation on, not a
+    dry run): their intervals are accounted at the replicas that actually ran."""
 
     @property
     def name(self) -> str: ...
 
     def read(self, workloads: Sequence[Workload]) -> Mapping[str, int | SourceError]: ...
+
+    def in_effect(self, workloads: Sequence[Workload]) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,17 @@ class ScalerLoop:
         self._replica_reader = reader
         with self._errors_lock:
             self._errors.setdefault(reader.name, 0)
+
+    def _in_effect(self) -> frozenset[str]:
+        """Workloads whose decisions reach the cluster (see `ReplicaReader`); never raises."""
+        reader = self._replica_reader
+        if reader is None:
+            return frozenset()
+        try:
+            return reader.in_effect(self.workloads)
+        except Exception:  # accounting falls back to the decided replicas
+            self._log.exception("asking which workloads are actuated failed")
+            return frozenset()
 
     def _actual_replicas(self, logged: set[str]) -> dict[str, tuple[int | None, str]]:
         """(count or None, why unknown) per workload; never raises."""
@@ -513,10 +528,12 @@ class ScalerLoop:
         statuses: dict[str, WorkloadStatus] = {}
         accounts: list[IntervalAccount] = []
         actual = self._actual_replicas(logged)
+        effect = self._in_effect()
         for w in self.workloads:
             try:
+                ran = actual[w.name][0] if w.name in effect else None
                 status, account = self._tick_workload(
-                    w, now, regions[w.region], previous.get(w.region), logged
+                    w, now, regions[w.region], previous.get(w.region), logged, ran
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
@@ -559,7 +576,10 @@ class ScalerLoop:
         region: _RegionView,
         previous: _RegionView | None,
         logged: set[str],
+        ran: int | None = None,
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
+        """One workload's decision; `ran` is its actual replica count when its decisions are
+        in effect in the cluster (the interval is accounted at it)."""
         st = self._state[w.name]
         params = self._params
         hist, load_stale = (
@@ -575,13 +595,19 @@ class ScalerLoop:
         measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
         if w.power.measured_query is not None and measured is None:
             stale_inputs.append("power")
-        account = self._account(w, st, now, previous or region, load_now, measured)
+        decided = st.replicas.current
+        account = self._account(w, st, now, previous or region, load_now, measured, ran)
         if account is not None:
             st.window.append(account)
             while st.window and st.window[0].end <= now - self._settings.budget_window:
                 st.window.popleft()
 
         reasons: list[str] = []
+        if account is not None and ran is not None and ran != decided:
+            reasons.append(
+                f"accounted at the {ran} replicas running, not the {decided} decided "
+                "(the cluster has not caught up)"
+            )
         budget_behind = False
         if w.budget_reduction_percent is not None and w.workload_class is not WorkloadClass.ELASTIC:
             budget = budget_status(
@@ -717,9 +743,12 @@ class ScalerLoop:
         region: _RegionView,
         load_now: float | None,
         measured_watts: float | None = None,
+        ran: int | None = None,
     ) -> IntervalAccount | None:
-        """Account [last tick, now) at the replicas decided last tick (and the shadow's), with
-        the carbon intensity the last tick saw (held over the interval).
+        """Account [last tick, now) at the replicas decided last tick, or at `ran` (the count
+        the cluster runs at the end of the interval, when the decisions are in effect there),
+        and the shadow's, with the carbon intensity the last tick saw (held over the interval).
+        Elastic work progresses at the same replicas.
 
         With a measured power series, the actual watts are measured; the counterfactual keeps
         the measured load-dependent part and idles its own replica count:
@@ -727,7 +756,8 @@ class ScalerLoop:
         if st.last_at is None or now <= st.last_at:
             return None
         seconds = (now - st.last_at).total_seconds()
-        replicas, cf_replicas = st.replicas.current, st.shadow.current
+        replicas = st.replicas.current if ran is None else max(0, ran)
+        cf_replicas = st.shadow.current
         if w.elastic is not None:
             st.remaining_work = max(
                 0.0, st.remaining_work - w.elastic.throughput(replicas) * seconds

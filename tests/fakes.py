@@ -157,13 +157,18 @@ class FakeDailyCarbonSource:
 @dataclass
 class FakeReplicaReader:
     """Actual replicas per workload name from `replicas`; a name in `fail` answers that
-    `SourceError`; `raise_with` makes the whole read raise (a broken reader)."""
+    `SourceError`; `raise_with` makes the whole read raise (a broken reader); names in
+    `actuated` are in effect (gridshift sets their targets)."""
 
     replicas: dict[str, int] = field(default_factory=dict)
     fail: dict[str, SourceError] = field(default_factory=dict)
     raise_with: Exception | None = None
     name: str = "fake-kube"
     calls: int = 0
+    actuated: frozenset[str] = frozenset()
+
+    def in_effect(self, workloads: Sequence[Any]) -> frozenset[str]:
+        return frozenset(w.name for w in workloads) & self.actuated
 
     def read(self, workloads: Sequence[Any]) -> dict[str, int | SourceError]:
         self.calls += 1

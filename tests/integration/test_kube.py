@@ -818,3 +818,24 @@ def test_the_tick_reads_actual_replicas_and_survives_the_api_server_failing(api)
     assert "read failed" in second.workloads["web"].actual_replicas_note
     assert second.source_errors_total["kube"] == 1
     assert holder.current() is second
+
+
+def test_only_workloads_gridshift_actuates_for_real_are_in_effect(api):
+    """Accounting uses actual replicas only where gridshift sets the target: a
+    CarbonAwareScaler with an actuation mode and no dry run."""
+
+    def namespaced(obj):
+        obj["metadata"]["namespace"] = "shop"
+        return obj
+
+    cache = ScalerResourceCache()
+    cache.replace_all(
+        [
+            namespaced(cr("live", mode="scale")),
+            namespaced(cr("shadow", mode="scale", dry_run=True)),
+            namespaced(cr("metric-only")),  # mode none: an HPA of its own reads our metric
+        ]
+    )
+    reader = KubeReplicaReader(api.client(), resources=cache.items)
+    names = ["live", "shadow", "metric-only", "no-resource"]
+    assert reader.in_effect([workload(n) for n in names]) == frozenset({"live"})

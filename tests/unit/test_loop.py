@@ -415,3 +415,50 @@ def test_a_workload_the_reader_skipped_is_not_read() -> None:
     loop.use_replica_reader(FakeReplicaReader())
     ws = loop.tick().workloads["web"]
     assert (ws.actual_replicas, ws.actual_replicas_note) == (None, "not read")
+
+
+def test_actuated_workloads_are_accounted_at_the_replicas_that_ran() -> None:
+    """gridshift decides 12 replicas for web, but the cluster runs 6 (pods pending): where
+    gridshift's decisions are in effect the interval is accounted at the 6 that ran; where
+    they are not (dry run, or an HPA of its own) at the decision, as before."""
+    api = web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "web_rps"))
+    loop, clock, _ = make_loop([web(), api])
+    loop.use_replica_reader(
+        FakeReplicaReader(replicas={"web": 6, "api": 6}, actuated=frozenset({"web"}))
+    )
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(hours=1))
+    snap = loop.tick()
+    ran, decided = snap.workloads["web"], snap.workloads["api"]
+    assert decided.desired_replicas == 12
+    # 6 replicas at utilisation 100/60 (capped at busy) vs 12 at 100/120, for one hour
+    assert ran.energy_joules == pytest.approx(6 * 30.0 * 3600, rel=1e-6)
+    assert decided.energy_joules == pytest.approx(12 * (10 + 20 * 100 / 120) * 3600, rel=1e-6)
+    assert any("accounted at the 6 replicas running, not the 12" in r for r in ran.reasons)
+    assert not any("accounted at" in r for r in decided.reasons)
+
+
+def test_an_unknown_actual_count_falls_back_to_the_decision() -> None:
+    down = SourceUnavailable("Deployment default/web: 503", source="fake-kube", status=503)
+    loop, clock, _ = make_loop([web()])
+    loop.use_replica_reader(FakeReplicaReader(fail={"web": down}, actuated=frozenset({"web"})))
+    loop.refit()
+    loop.tick()
+    clock.advance(timedelta(hours=1))
+    ws = loop.tick().workloads["web"]
+    assert ws.energy_joules == pytest.approx(12 * (10 + 20 * 100 / 120) * 3600, rel=1e-6)
+
+
+def test_elastic_work_progresses_only_at_the_replicas_that_ran() -> None:
+    """The plan asks for 2 replicas; the cluster runs none (unschedulable): no work is done,
+    so the remaining work stays and the plan keeps asking."""
+    job = train_job(max_replicas=2, work=3 * 2 * 3600.0, hours=3)
+    loop, clock, _ = make_loop([job])
+    loop.use_replica_reader(FakeReplicaReader(replicas={"train": 0}, actuated=frozenset({"train"})))
+    first = loop.tick().workloads["train"]
+    assert first.desired_replicas == 2
+    clock.advance(timedelta(hours=1))
+    stuck = loop.tick().workloads["train"]
+    assert stuck.remaining_work == 6 * 3600.0
+    assert stuck.energy_joules == 0.0
