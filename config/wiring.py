@@ -339,6 +339,7 @@ def build_state_store(
             k8s.CoreV1Api(client),
             namespace=s.state_configmap_namespace,
             name=s.state_configmap_name,
+            request_timeout_seconds=settings.kube.request_timeout_seconds,
             logger=logger,
         )
     return None

@@ -108,7 +108,7 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 5.0
 # What an unreachable, hanging or garbling API server raises besides ApiException:
 # transport errors, and (GARBLED) what parsing a cut-off or garbled answer raises.
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
-GARBLED = (urllib3.exceptions.HTTPError, OSError, TypeError, KeyError, ValueError)
+GARBLED = (*TRANSPORT_ERRORS, TypeError, KeyError, ValueError)
 
 
 def _as_dict(value: object) -> dict[str, Any]:
@@ -696,7 +696,7 @@ class KubeReplicaReader:
         api_client: k8s.ApiClient,
         *,
         resources: Callable[[], Mapping[tuple[str, str], ScalerResource]] = dict,
-        request_timeout_seconds: float = 5.0,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         if request_timeout_seconds <= 0:
             raise ValueError(f"request_timeout_seconds must be > 0, got {request_timeout_seconds}")
@@ -819,7 +819,7 @@ class KubeReplicaReader:
             )
         except ApiException as exc:
             raise _translate(exc, where, resource) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise SourceUnavailable(
                 f"{where}: API server unreachable: {exc}", source=KUBE_SOURCE
             ) from exc
@@ -1002,7 +1002,7 @@ class LeaseLock:
         now = self._clock.now()
         try:
             self._replace(self._body(self._observed, "", now))
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
             self.errors += 1
             log.warning("releasing lease failed: %s", getattr(exc, "status", exc))
             return False
@@ -1040,14 +1040,7 @@ class LeaderElector:
         started = time.monotonic()
         try:
             self.lock.try_acquire_or_renew()
-        except (
-            ApiException,
-            urllib3.exceptions.HTTPError,
-            OSError,
-            TypeError,
-            KeyError,
-            ValueError,
-        ) as exc:
+        except (ApiException, *GARBLED) as exc:
             # TypeError/KeyError/ValueError: a garbled Lease answer
             self.lock.errors += 1
             log.warning("leader election round failed: %s", exc)
@@ -1144,7 +1137,7 @@ class KubeController:
                 continue
             try:
                 new_rv = self._status.write(resource, status)
-            except (ApiException, RuntimeError, urllib3.exceptions.HTTPError, OSError) as exc:
+            except (ApiException, RuntimeError, *TRANSPORT_ERRORS) as exc:
                 self.status_errors += 1
                 pending.add(key)
                 log.warning("status of %s/%s not written: %s", *key, exc)
@@ -1306,7 +1299,7 @@ class AuthenticationConfigRefresher:
         while not self._stop.wait(self._interval):
             try:
                 self.refresh_once()
-            except (ApiException, ValueError, urllib3.exceptions.HTTPError, OSError) as exc:
+            except (ApiException, ValueError, *TRANSPORT_ERRORS) as exc:
                 log.warning("keeping the current authentication config: %s", exc)
 
     def stop(self) -> None:

@@ -28,9 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+
+from scaler.kube import DEFAULT_REQUEST_TIMEOUT_SECONDS, TRANSPORT_ERRORS
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -276,7 +277,7 @@ class ConfigMapStateStore:
         key: str = "checkpoint.json",
         max_bytes: int = CONFIGMAP_MAX_BYTES,
         max_attempts: int = 4,
-        request_timeout_seconds: float = 5.0,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         logger: logging.Logger | None = None,
     ) -> None:
         self._api = core_v1
@@ -285,7 +286,7 @@ class ConfigMapStateStore:
         self.key = key
         self.max_bytes = max_bytes
         self._attempts = max_attempts
-        self._timeout = request_timeout_seconds
+        self.request_timeout_seconds = request_timeout_seconds
         self._rv: str | None = None
         self._log = logger or logging.getLogger("gridshift.scaler.state")
         self._gate: Callable[[], bool] | None = None
@@ -313,7 +314,7 @@ class ConfigMapStateStore:
             if exc.status in tolerate:
                 return int(exc.status)
             raise StateStoreError(f"{self.where}: {what} failed: {_reason(exc)}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise StateStoreError(f"{self.where}: API server unreachable: {exc}") from None
         self._rv = cm.metadata.resource_version if cm.metadata else None
         return cm
@@ -323,7 +324,7 @@ class ConfigMapStateStore:
         result = self._call(
             "read",
             lambda: self._api.read_namespaced_config_map(
-                self.name, self.namespace, _request_timeout=self._timeout
+                self.name, self.namespace, _request_timeout=self.request_timeout_seconds
             ),
             tolerate=frozenset({404}),
         )
@@ -422,7 +423,7 @@ class ConfigMapStateStore:
             result = self._call(
                 "create",
                 lambda: self._api.create_namespaced_config_map(
-                    self.namespace, body, _request_timeout=self._timeout
+                    self.namespace, body, _request_timeout=self.request_timeout_seconds
                 ),
                 tolerate=frozenset({409}),  # AlreadyExists: created meanwhile, read it
             )
@@ -430,7 +431,7 @@ class ConfigMapStateStore:
             result = self._call(
                 "write",
                 lambda: self._api.replace_namespaced_config_map(
-                    self.name, self.namespace, body, _request_timeout=self._timeout
+                    self.name, self.namespace, body, _request_timeout=self.request_timeout_seconds
                 ),
                 tolerate=frozenset({404, 409}),  # deleted under us / Conflict
             )

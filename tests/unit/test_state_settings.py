@@ -66,3 +66,10 @@ def test_wiring_builds_the_named_store(tmp_path: Path) -> None:
     )
     assert isinstance(cm, ConfigMapStateStore)
     assert (cm.namespace, cm.name, cm.where) == ("ops", "state", "ConfigMap ops/state")
+    assert cm.request_timeout_seconds == 5.0  # kube.request_timeout_seconds, like every kube call
+    slow = Settings.model_validate(
+        {"scaler": {"state_store": "configmap"}, "kube": {"request_timeout_seconds": 2.5}}
+    )
+    slow_cm = build_state_store(slow, api_client=client)
+    assert isinstance(slow_cm, ConfigMapStateStore)
+    assert slow_cm.request_timeout_seconds == 2.5
