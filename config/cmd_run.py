@@ -20,7 +20,6 @@ from typing import Any
 
 import click
 import orjson
-import uvicorn
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -32,6 +31,8 @@ from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
 from forecasts.sources.clock import AcceleratedClock, SystemClock
+from forecasts.sources.listener import ListenerCollector, ListenerStats
+from forecasts.sources.listener import build_server as build_listener
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode
@@ -195,9 +196,10 @@ def run_command(
         + (f", time x{speed:g}" if speed != 1.0 else "")
         + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
     )
-    server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
-    )
+    status_listener = ListenerStats()
+    built.registry.register(ListenerCollector({"status": status_listener}))
+    # bounded like every listener: header bytes, head/body deadlines, connection cap
+    server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the

@@ -39,9 +39,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from extender.nodes import RegionRules, build_node_facts, gpu_count
 from extender.scoring import (
@@ -58,6 +60,12 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.sources.listener import (
+    ListenerCollector,
+    ListenerLimits,
+    ListenerStats,
+)
+from forecasts.sources.listener import build_server as build_listener
 from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
@@ -85,6 +93,7 @@ ENDPOINTS = {
 }
 
 _EMPTY_NODE_FACTS: Mapping[str, NodeFacts] = {}
+_RANK_START_WITHIN = timedelta(days=366)  # forecasts reach days ahead; history a year back
 _NODES_PLACEHOLDER = "\x00gridshift-nodes\x00"
 _NODES_PLACEHOLDER_JSON = orjson.dumps(_NODES_PLACEHOLDER)
 
@@ -249,7 +258,10 @@ def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
             r = c.resources
             if r is not None:
                 containers.append({"resources": {"limits": r.limits, "requests": r.requests}})
-    prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    try:
+        prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    except ValueError as exc:
+        raise WireError(f"Pod.spec: {exc}") from None
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
 
 
@@ -260,6 +272,14 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
     In full mode each node is decoded only as deeply as the answer needs: its name when
     nothing about it can matter (filter without a cap, an opted-out pod), its labels for
     regions, and its status and GPU annotation only for prioritizing a GPU pod."""
+    try:
+        return _parse_args(body, rules=rules, verb=verb)
+    except RecursionError:
+        # msgspec stops at its own depth limit; a Pod or Node is never nested that deep
+        raise WireError("request body: JSON nested too deeply") from None
+
+
+def _parse_args(body: bytes, *, rules: RegionRules, verb: str) -> ParsedArgs:
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
     raw_pod, nodes, names = _decode_args(body)
@@ -304,11 +324,15 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
             continue
         status = node.status if isinstance(node, _Node) else None
         node_meta = node.metadata or _Meta()
+        try:
+            gpus = gpu_count(status.allocatable, status.capacity) if status else 0
+        except ValueError as exc:
+            raise WireError(f"{where}.status: {exc}") from None
         facts[meta.name] = build_node_facts(
             meta.name,
             labels=node_meta.labels or {},
             annotations=node_meta.annotations or {},
-            gpus=gpu_count(status.allocatable, status.capacity) if status else 0,
+            gpus=gpus,
             rules=rules,
             with_gpu_energy=want_gpu,
         )
@@ -535,7 +559,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
             parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter")
         except WireError as exc:
-            m.requests.labels("filter", str(exc.status)).inc()
             log.info("filter: rejected request: %s", exc)
             return _filter_error(str(exc), exc.status)
         try:
@@ -566,14 +589,12 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                 response = Response(b"".join(pieces), media_type="application/json")
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
-            m.requests.labels("filter", "500").inc()
             return _filter_error(f"internal error: {type(exc).__name__}: {exc}", 500)
         _count_prefs(m, parsed.pod)
         outcome = "opted_out" if parsed.pod.opt_out else ("capped" if result.rejected else "passed")
         m.decisions.labels("filter", outcome).inc()
         m.nodes.labels("passed").inc(len(result.passed))
         m.nodes.labels("rejected").inc(len(result.rejected))
-        m.requests.labels("filter", "200").inc()
         m.latency.labels("filter").observe(time.monotonic() - started)
         return response
 
@@ -582,7 +603,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             parsed = parse_args(await _read_body(request, ctx.max_body_bytes), rules=ctx.rules)
         except WireError as exc:
-            m.requests.labels("prioritize", str(exc.status)).inc()
             log.info("prioritize: rejected request: %s", exc)
             return _json({"Error": str(exc)}, exc.status)
         try:
@@ -603,7 +623,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             response = _json([{"Host": h, "Score": s} for h, s in result.scores.items()])
         except Exception as exc:
             log.exception("prioritize failed for pod %s", parsed.pod_name)
-            m.requests.labels("prioritize", "500").inc()
             return _json({"Error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         _count_prefs(m, parsed.pod)
         if result.neutral_reason is not None:
@@ -611,7 +630,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             m.decisions.labels("prioritize", "neutral").inc()
         else:
             m.decisions.labels("prioritize", "scored").inc()
-        m.requests.labels("prioritize", "200").inc()
         m.latency.labels("prioritize").observe(time.monotonic() - started)
         return response
 
@@ -621,7 +639,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             duration, start = _rank_params(request.query_params, now=now)
         except WireError as exc:
-            m.requests.labels("rank", "400").inc()
             return _json({"error": str(exc)}, 400)
         snap = ctx.holder.current()
         carbon = snap.carbon if snap is not None else {}
@@ -629,7 +646,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             ranks = rank_regions(carbon, now=now, start=start, duration=duration, policy=ctx.policy)
         except Exception as exc:
             log.exception("regions/rank failed")
-            m.requests.labels("rank", "500").inc()
             return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         out = []
         for i, r in enumerate(ranks, start=1):
@@ -649,7 +665,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                     "note": ri.note,
                 }
             )
-        m.requests.labels("rank", "200").inc()
         m.latency.labels("rank").observe(time.monotonic() - started)
         return _json(
             {
@@ -707,8 +722,10 @@ def _rank_params(params: Mapping[str, str], *, now: datetime) -> tuple[timedelta
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
             start = ensure_utc(parsed, name="start")
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise WireError(f"start: {raw!r} is not an RFC 3339 time with offset ({exc})") from None
+        if abs(start - now) > _RANK_START_WITHIN:
+            raise WireError(f"start: {raw!r} is more than {_RANK_START_WITHIN.days} days from now")
     return duration, start
 
 
@@ -746,7 +763,54 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/", h["index"], methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_CountResponses, metrics=ctx.metrics)])
+
+
+_VERBS = {
+    "/scheduler/filter": "filter",
+    "/scheduler/prioritize": "prioritize",
+    "/regions/rank": "rank",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/": "index",
+}
+
+
+class _CountResponses:
+    """Counts every response by verb and code (`gridshift_extender_requests_total`), 404,
+    405 and 500 included, and turns an exception that escaped a handler into the webhook's
+    JSON `{"Error": ...}` 500 instead of Starlette's plain-text one."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ExtenderMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 0
+
+        async def counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, counting)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if status:
+                raise
+            status = 500
+            await _json({"Error": f"internal error: {type(exc).__name__}"}, 500)(
+                scope, receive, send
+            )
+        finally:
+            verb = _VERBS.get(scope["path"], "other")
+            self._metrics.requests.labels(verb, str(status or 500)).inc()
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -764,6 +828,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+def listener_error(status: int, message: str) -> bytes:
+    """Errors the listener answers itself (431, 408, 503, bad framing): the webhook's own
+    `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
+    return orjson.dumps({"Error": message})
+
+
 def build_server(
     app: Starlette,
     *,
@@ -773,13 +843,17 @@ def build_server(
     tls_reload_check_interval_seconds: float = 10.0,
     log_level: str = "info",
     registry: CollectorRegistry | None = None,
+    limits: ListenerLimits | None = None,
+    stats: ListenerStats | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
+    """A bounded uvicorn server for `app` (`forecasts.sources.listener`: header bytes,
+    head and body deadlines, keep-alive, connection cap, strict framing); `.run()` serves
+    until stopped.
 
     With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
     files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads and
-    expiry are exported on `registry` when given."""
+    rotated certificate is presented on new connections without a restart; its reloads,
+    expiry and the listener's refusals are exported on `registry` when given."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both a certificate and a key file")
     host, port = parse_listen(listen)
@@ -792,21 +866,19 @@ def build_server(
         )
         if registry is not None:
             registry.register(TlsCollector({"extender": tls}))
-    config = uvicorn.Config(
+    stats = stats or ListenerStats()
+    if registry is not None:
+        registry.register(ListenerCollector({"extender": stats}))
+    return build_listener(
         app,
         host=host,
         port=port,
+        limits=limits or ListenerLimits(),
+        stats=stats,
+        tls_context=tls.listener_context if tls is not None else None,
+        error_body=listener_error,
         log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        lifespan="off",
-        timeout_keep_alive=30,
-        ssl_context_factory=(
-            (lambda config, default: tls.listener_context()) if tls is not None else None
-        ),
     )
-    return uvicorn.Server(config)
 
 
 def serve(
