@@ -31,6 +31,7 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.serving import parse_listen
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
@@ -89,13 +90,14 @@ def _run_sources(settings: Settings, *, clock: Clock, seed: int) -> RunSources:
 
 
 def _bind(listen: str) -> socket.socket:
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, int(port_text)))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise click.BadParameter(

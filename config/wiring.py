@@ -71,6 +71,9 @@ from extender.server import create_app
 from extender.snapshot import SnapshotHolder as ExtenderSnapshotHolder
 from forecasts.forecast import Forecaster
 from forecasts.models.catalog import build_load_forecaster
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
+from forecasts.platform.serving import parse_listen
+from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.regions import NodeRule, Region, RegionMap
 from forecasts.series import Signal
 from forecasts.sources.carbon.base import CarbonSource
@@ -84,7 +87,6 @@ from forecasts.sources.carbon.fallback import (
 from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.load import LoadSource
 from forecasts.sources.prometheus import PrometheusLoadSource
 from forecasts.sources.routing import PrefixRoutedLoadSource, RegionRoutedCarbonSource
@@ -94,7 +96,6 @@ from forecasts.sources.sample import (
     SampleCarbonSource,
     SampleLoadSource,
 )
-from forecasts.sources.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
 from scaler.apiauth import (
     AuthenticationConfig,
@@ -168,7 +169,6 @@ __all__ = [
     "load_settings",
     "load_settings_with_sources",
     "loop_settings_from",
-    "parse_listen",
     "policy_params_from",
     "region_rules",
     "scoring_policy",
@@ -588,17 +588,6 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- scaler on Kubernetes
-def parse_listen(listen: str, *, field_name: str = "listen") -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port); ValueError names the setting."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not host:
-        raise ValueError(f"{field_name}: expected host:port, got {listen!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{field_name}: port {port} out of range 0..65535")
-    return host.strip("[]"), port
-
-
 def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
     """An ApiClient whose transport never sleeps out a `Retry-After` by itself.
 
