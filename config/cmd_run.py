@@ -35,6 +35,7 @@ from forecasts.platform.serving import parse_listen
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
+from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
 from scaler.state import ConfigMapStateStore, StateStoreError
 
@@ -303,29 +304,26 @@ def replay_command(
 def replay(
     loop: ScalerLoop, *, start: datetime, end: datetime, step: timedelta, settings: Settings
 ) -> dict[str, Any]:
-    """Tick from `start` until `end`; refit on the settings' period of replayed time."""
-    refit_every = timedelta(seconds=settings.forecast.refit_interval_seconds)
-    loop.refit(at=start)
-    next_refit = start + refit_every
+    """Tick from `start` until `end` (the replay engine's `tick_over`) and summarise; refit on
+    the settings' period of replayed time."""
     hours = step.total_seconds() / 3600.0
     replica_h: dict[str, float] = {}
     cf_replica_h: dict[str, float] = {}
     eco_ticks: dict[str, int] = {}
     ticks = 0
-    at = start
-    while at < end:
-        snap = loop.tick()
-        at = snap.taken_at
+    for snap in tick_over(
+        loop,
+        start=start,
+        step=step,
+        intervals=-((start - end) // step),  # ceil: the last tick starts before `end`
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+    ):
         ticks += 1
         for name, ws in snap.workloads.items():
             replica_h[name] = replica_h.get(name, 0.0) + ws.desired_replicas * hours
             cf = ws.counterfactual_replicas if ws.counterfactual_replicas is not None else 0
             cf_replica_h[name] = cf_replica_h.get(name, 0.0) + cf * hours
             eco_ticks[name] = eco_ticks.get(name, 0) + (ws.mode is Mode.ECO)
-        at = at + step
-        if at >= next_refit and at < end:
-            loop.refit(at=at)
-            next_refit = at + refit_every
     ledger = loop.ledger
     workloads = {
         name: {
