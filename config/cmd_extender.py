@@ -21,16 +21,17 @@ from config.wiring import (
     kube_core_api,
 )
 from extender.agent import create_agent_app
-from extender.server import parse_listen, serve
-from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.clock import SystemClock
-from forecasts.sources.listener import (
+from extender.server import webhook_error_body
+from forecasts.platform.listener import (
     ListenerCollector,
     ListenerStats,
     ThreadedServer,
     bind_socket,
 )
-from forecasts.sources.listener import build_server as build_listener
+from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.serving import parse_listen, serve
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.clock import SystemClock
 
 __all__ = ["agent_command", "extender_command"]
 
@@ -108,6 +109,7 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
             log_level=log_level,
             registry=registry,
+            error_body=webhook_error_body,
         )
     finally:
         runtime.stop()

@@ -239,7 +239,7 @@ def _moved(old: float | None, new: float | None, fraction: float) -> bool:
 
 def create_agent_app(registry: CollectorRegistry) -> Starlette:
     """The agent's HTTP endpoints (`GET /metrics`, `GET /healthz`), served on the bounded
-    listener (`forecasts.sources.listener`) like every other gridshift listener."""
+    listener (`forecasts.platform.listener`) like every other gridshift listener."""
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

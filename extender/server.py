@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -60,13 +57,6 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
-from forecasts.sources.listener import (
-    ListenerCollector,
-    ListenerLimits,
-    ListenerStats,
-)
-from forecasts.sources.listener import build_server as build_listener
-from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
@@ -74,11 +64,9 @@ __all__ = [
     "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
-    "build_server",
     "create_app",
     "parse_args",
-    "parse_listen",
-    "serve",
+    "webhook_error_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -766,6 +754,12 @@ def create_app(
     return Starlette(routes=routes, middleware=[Middleware(_CountResponses, metrics=ctx.metrics)])
 
 
+def webhook_error_body(status: int, message: str) -> bytes:
+    """Errors the listener answers itself (431, 408, 503, bad framing) in the webhook's own
+    `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
+    return orjson.dumps({"Error": message})
+
+
 _VERBS = {
     "/scheduler/filter": "filter",
     "/scheduler/prioritize": "prioritize",
@@ -811,101 +805,3 @@ class _CountResponses:
         finally:
             verb = _VERBS.get(scope["path"], "other")
             self._metrics.requests.labels(verb, str(status or 500)).inc()
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::]:8888`) -> (host, port); `ValueError` names the problem."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT")
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"listen {listen!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"listen {listen!r}: port {port} out of range 0..65535")
-    return host, port
-
-
-def listener_error(status: int, message: str) -> bytes:
-    """Errors the listener answers itself (431, 408, 503, bad framing): the webhook's own
-    `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
-    return orjson.dumps({"Error": message})
-
-
-def build_server(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-    limits: ListenerLimits | None = None,
-    stats: ListenerStats | None = None,
-) -> uvicorn.Server:
-    """A bounded uvicorn server for `app` (`forecasts.sources.listener`: header bytes,
-    head and body deadlines, keep-alive, connection cap, strict framing); `.run()` serves
-    until stopped.
-
-    With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
-    files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads,
-    expiry and the listener's refusals are exported on `registry` when given."""
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("TLS needs both a certificate and a key file")
-    host, port = parse_listen(listen)
-    tls = None
-    if tls_cert is not None and tls_key is not None:
-        tls = ReloadingTlsContext(
-            cert_file=Path(tls_cert),
-            key_file=Path(tls_key),
-            check_interval_seconds=tls_reload_check_interval_seconds,
-        )
-        if registry is not None:
-            registry.register(TlsCollector({"extender": tls}))
-    stats = stats or ListenerStats()
-    if registry is not None:
-        registry.register(ListenerCollector({"extender": stats}))
-    return build_listener(
-        app,
-        host=host,
-        port=port,
-        limits=limits or ListenerLimits(),
-        stats=stats,
-        tls_context=tls.listener_context if tls is not None else None,
-        error_body=listener_error,
-        log_level=log_level,
-    )
-
-
-def serve(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
-
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
-    server = build_server(
-        app,
-        listen=listen,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_reload_check_interval_seconds=tls_reload_check_interval_seconds,
-        log_level=log_level,
-        registry=registry,
-    )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
-        server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)

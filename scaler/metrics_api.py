@@ -5,7 +5,7 @@ Reference: `shared/reference/kubernetes-protocols.md` §2. Two parts:
 * `ExternalMetricsApi`: routing, content negotiation and the wire JSON (discovery, legacy and
   aggregated; `ExternalMetricValueList`; `metav1.Status` errors). It reads the current
   `Snapshot` once per request and never calls the network.
-* `MetricsApiServer`: HTTP/1.1 on the bounded listener (`forecasts.sources.listener`: header
+* `MetricsApiServer`: HTTP/1.1 on the bounded listener (`forecasts.platform.listener`: header
   bytes, head deadline, keep-alive, connection cap, strict framing), HTTPS with certificate
   reload and client certificate authentication (`scaler.apiauth`), for the kube-aggregator
   and the HPA.
@@ -37,8 +37,8 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from forecasts.sources.listener import ListenerLimits, ListenerStats, ThreadedServer, bind_socket
-from forecasts.sources.listener import build_server as build_listener
+from forecasts.platform.listener import ListenerLimits, ListenerStats, ThreadedServer, bind_socket
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.time import Clock
 from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, RequestAttributes
 from scaler.quantity import format_quantity

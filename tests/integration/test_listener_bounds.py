@@ -1,4 +1,4 @@
-"""Every HTTP listener is bounded (`forecasts.sources.listener`), over real loopback sockets.
+"""Every HTTP listener is bounded (`forecasts.platform.listener`), over real loopback sockets.
 
 Listeners: the External Metrics API (HTTPS, client certificates), the extender webhook,
 the scaler's status/dashboard server and the GPU agent's metrics server. For each:
@@ -28,14 +28,14 @@ import trustme
 from prometheus_client import CollectorRegistry
 
 from extender.agent import create_agent_app
-from forecasts.sources.listener import (
+from forecasts.platform.listener import (
     ListenerCollector,
     ListenerLimits,
     ListenerStats,
     ThreadedServer,
     bind_socket,
 )
-from forecasts.sources.listener import build_server as build_listener
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.time import FrozenClock
 from scaler.apiauth import Authorizer, ReloadingTlsContext
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
