@@ -235,4 +235,6 @@ def test_run_refreshes_at_the_short_interval_until_ready() -> None:
     )
     refresher.run(stop, interval_seconds=3600, until_ready_interval_seconds=0)
     assert holder.published == 3
-    assert holder.current().ready
+    current = holder.current()
+    assert current is not None
+    assert current.ready
