@@ -20,7 +20,7 @@ from config.wiring import (
     build_extender,
     kube_core_api,
 )
-from extender.server import parse_listen, serve
+from forecasts.platform.serving import parse_listen, serve
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
 

@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from extender.energy import GpuEnergy
 from extender.scoring import NodeFacts
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.time import Clock
 
 __all__ = ["GpuPowerSource", "NodeInventory", "SnapshotRefresher", "merge_series"]

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -58,7 +55,6 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
-from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
@@ -66,11 +62,8 @@ __all__ = [
     "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
-    "build_server",
     "create_app",
     "parse_args",
-    "parse_listen",
-    "serve",
 ]
 
 log = logging.getLogger(__name__)
@@ -756,93 +749,3 @@ def create_app(
         Route("/", h["index"], methods=["GET"]),
     ]
     return Starlette(routes=routes)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::]:8888`) -> (host, port); `ValueError` names the problem."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT")
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"listen {listen!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"listen {listen!r}: port {port} out of range 0..65535")
-    return host, port
-
-
-def build_server(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> uvicorn.Server:
-    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
-
-    With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
-    files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads and
-    expiry are exported on `registry` when given."""
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("TLS needs both a certificate and a key file")
-    host, port = parse_listen(listen)
-    tls = None
-    if tls_cert is not None and tls_key is not None:
-        tls = ReloadingTlsContext(
-            cert_file=Path(tls_cert),
-            key_file=Path(tls_key),
-            check_interval_seconds=tls_reload_check_interval_seconds,
-        )
-        if registry is not None:
-            registry.register(TlsCollector({"extender": tls}))
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        lifespan="off",
-        timeout_keep_alive=30,
-        ssl_context_factory=(
-            (lambda config, default: tls.listener_context()) if tls is not None else None
-        ),
-    )
-    return uvicorn.Server(config)
-
-
-def serve(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
-
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
-    server = build_server(
-        app,
-        listen=listen,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_reload_check_interval_seconds=tls_reload_check_interval_seconds,
-        log_level=log_level,
-        registry=registry,
-    )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
-        server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)

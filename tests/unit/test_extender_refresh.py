@@ -16,8 +16,8 @@ from extender.energy import GpuEnergy
 from extender.refresh import SnapshotRefresher, merge_series
 from extender.scoring import NodeFacts
 from extender.snapshot import SnapshotHolder
+from forecasts.platform.errors import SourceUnavailable
 from forecasts.series import Quality
-from forecasts.sources.errors import SourceUnavailable
 from forecasts.time import FrozenClock
 from tests.fakes import FakeGpuPowerSource, FakeNodeInventory, FakeSeriesCarbonSource, hourly_series
 

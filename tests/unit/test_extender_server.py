@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from extender.nodes import RegionRules, node_facts
 from extender.scoring import ScoringPolicy
-from extender.server import create_app, parse_listen
+from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.serving import parse_listen
 from forecasts.time import FrozenClock
 from tests.fakes import hourly_series
 
