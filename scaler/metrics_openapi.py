@@ -124,119 +124,79 @@ def _path(group: str, version: str) -> str:
     return f"/apis/{group}/{version}/namespaces/{{namespace}}/{{metricName}}"
 
 
-def _v2(group: str, version: str, metrics: Sequence[str]) -> dict[str, Any]:
-    return {
-        "swagger": "2.0",
-        "info": {"title": "gridshift external metrics", "version": version},
-        "paths": {
-            _path(group, version): {
-                "get": {
-                    "description": "list the values of an external metric in a namespace",
-                    "consumes": ["*/*"],
-                    "produces": ["application/json"],
-                    "schemes": ["https"],
-                    "tags": [f"externalMetrics_{version}"],
-                    "operationId": f"listExternalMetrics{version.capitalize()}",
-                    "parameters": [
-                        {
-                            "uniqueItems": True,
-                            "type": "string",
-                            "description": "A selector to restrict the list of returned "
-                            "objects by their labels. Defaults to everything.",
-                            "name": "labelSelector",
-                            "in": "query",
-                        }
-                    ],
-                    "responses": {
-                        "200": {"description": "OK", "schema": {"$ref": _PREFIX_V2 + _LIST}},
-                        "401": {"description": "Unauthorized"},
-                    },
-                    "x-kubernetes-action": "list",
-                    "x-kubernetes-group-version-kind": {
-                        "group": group,
-                        "kind": "ExternalMetricValueList",
-                        "version": version,
-                    },
-                },
-                "parameters": [
-                    {
-                        "uniqueItems": True,
-                        "type": "string",
-                        "description": "object name and auth scope, such as for teams and projects",
-                        "name": "namespace",
-                        "in": "path",
-                        "required": True,
-                    },
-                    {
-                        "uniqueItems": True,
-                        "type": "string",
-                        "enum": list(metrics),
-                        "description": "name of the external metric",
-                        "name": "metricName",
-                        "in": "path",
-                        "required": True,
-                    },
-                ],
-            }
+def _parameter(
+    name: str, where: str, description: str, schema: dict[str, Any], *, v3: bool
+) -> dict[str, Any]:
+    """Swagger 2.0 puts the type beside the name, OpenAPI 3 under `schema`."""
+    param: dict[str, Any] = {"name": name, "in": where, "description": description}
+    if where == "path":
+        param["required"] = True
+    if v3:
+        param["schema"] = schema
+    else:
+        param.update(schema)
+    return param
+
+
+def _document(group: str, version: str, metrics: Sequence[str], *, v3: bool) -> dict[str, Any]:
+    """The Swagger 2.0 (`v3=False`) or OpenAPI 3.0 document of the one metric path."""
+    ref = (_PREFIX_V3 if v3 else _PREFIX_V2) + _LIST
+    ok: dict[str, Any] = (
+        {"description": "OK", "content": {"application/json": {"schema": {"$ref": ref}}}}
+        if v3
+        else {"description": "OK", "schema": {"$ref": ref}}
+    )
+    text = {"type": "string", "uniqueItems": True}
+    get: dict[str, Any] = {
+        "description": "list the values of an external metric in a namespace",
+        "tags": [f"externalMetrics_{version}"],
+        "operationId": f"listExternalMetrics{version.capitalize()}",
+        "parameters": [
+            _parameter(
+                "labelSelector",
+                "query",
+                "A selector to restrict the list of returned objects by their labels. "
+                "Defaults to everything.",
+                text,
+                v3=v3,
+            )
+        ],
+        "responses": {"200": ok, "401": {"description": "Unauthorized"}},
+        "x-kubernetes-action": "list",
+        "x-kubernetes-group-version-kind": {
+            "group": group,
+            "kind": "ExternalMetricValueList",
+            "version": version,
         },
-        "definitions": _schemas(_PREFIX_V2, group=group, version=version),
     }
-
-
-def _v3(group: str, version: str, metrics: Sequence[str]) -> dict[str, Any]:
+    if not v3:
+        get |= {"consumes": ["*/*"], "produces": ["application/json"], "schemes": ["https"]}
+    path_item = {
+        "get": get,
+        "parameters": [
+            _parameter(
+                "namespace",
+                "path",
+                "object name and auth scope, such as for teams and projects",
+                text,
+                v3=v3,
+            ),
+            _parameter(
+                "metricName",
+                "path",
+                "name of the external metric",
+                {"type": "string", "enum": list(metrics)},
+                v3=v3,
+            ),
+        ],
+    }
+    head = {"openapi": "3.0.0"} if v3 else {"swagger": "2.0"}
+    schemas = _schemas(_PREFIX_V3 if v3 else _PREFIX_V2, group=group, version=version)
     return {
-        "openapi": "3.0.0",
+        **head,
         "info": {"title": "gridshift external metrics", "version": version},
-        "paths": {
-            _path(group, version): {
-                "get": {
-                    "tags": [f"externalMetrics_{version}"],
-                    "description": "list the values of an external metric in a namespace",
-                    "operationId": f"listExternalMetrics{version.capitalize()}",
-                    "parameters": [
-                        {
-                            "name": "labelSelector",
-                            "in": "query",
-                            "description": "A selector to restrict the list of returned "
-                            "objects by their labels. Defaults to everything.",
-                            "schema": {"type": "string", "uniqueItems": True},
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "OK",
-                            "content": {
-                                "application/json": {"schema": {"$ref": _PREFIX_V3 + _LIST}}
-                            },
-                        },
-                        "401": {"description": "Unauthorized"},
-                    },
-                    "x-kubernetes-action": "list",
-                    "x-kubernetes-group-version-kind": {
-                        "group": group,
-                        "kind": "ExternalMetricValueList",
-                        "version": version,
-                    },
-                },
-                "parameters": [
-                    {
-                        "name": "namespace",
-                        "in": "path",
-                        "description": "object name and auth scope, such as for teams and projects",
-                        "required": True,
-                        "schema": {"type": "string", "uniqueItems": True},
-                    },
-                    {
-                        "name": "metricName",
-                        "in": "path",
-                        "description": "name of the external metric",
-                        "required": True,
-                        "schema": {"type": "string", "enum": list(metrics)},
-                    },
-                ],
-            }
-        },
-        "components": {"schemas": _schemas(_PREFIX_V3, group=group, version=version)},
+        "paths": {_path(group, version): path_item},
+        **({"components": {"schemas": schemas}} if v3 else {"definitions": schemas}),
     }
 
 
@@ -259,8 +219,8 @@ class OpenApiDocuments:
 
 
 def build_documents(*, group: str, version: str, metrics: Sequence[str]) -> OpenApiDocuments:
-    v2 = orjson.dumps(_v2(group, version, metrics), option=orjson.OPT_SORT_KEYS)
-    v3 = orjson.dumps(_v3(group, version, metrics), option=orjson.OPT_SORT_KEYS)
+    v2 = orjson.dumps(_document(group, version, metrics, v3=False), option=orjson.OPT_SORT_KEYS)
+    v3 = orjson.dumps(_document(group, version, metrics, v3=True), option=orjson.OPT_SORT_KEYS)
     gv = f"apis/{group}/{version}"
     v3_path = f"/openapi/v3/{gv}"
     v3_etag = etag_of(v3)
