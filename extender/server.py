@@ -8,7 +8,7 @@ URL paths (urlPrefix `http(s)://HOST:PORT/scheduler`, `filterVerb: filter`,
 | POST /scheduler/filter       | ExtenderArgs -> ExtenderFilterResult                            |
 | POST /scheduler/prioritize   | ExtenderArgs -> HostPriorityList (`[{"Host", "Score"}]`, 0..10) |
 | GET  /regions/rank           | regions by intensity; `?duration=2h&start=<RFC 3339>` optional  |
-| GET  /healthz, /readyz       | liveness; readiness (a snapshot exists)                         |
+| GET  /healthz, /readyz       | liveness; readiness (nodes listed and carbon fetched)           |
 | GET  /metrics                | Prometheus metrics of this process                              |
 | GET  /                       | this list as JSON                                               |
 
@@ -76,7 +76,7 @@ ENDPOINTS = {
     "POST /scheduler/prioritize": "ExtenderArgs -> HostPriorityList (scores 0..10)",
     "GET /regions/rank": "regions ranked by gCO2/kWh; optional duration=2h, start=RFC 3339",
     "GET /healthz": "liveness",
-    "GET /readyz": "readiness: 200 once a snapshot is published",
+    "GET /readyz": "readiness: 200 once the nodes are listed and their regions' carbon fetched",
     "GET /metrics": "Prometheus metrics",
 }
 
@@ -355,6 +355,10 @@ class _SnapshotCollector(Collector):
         synced = GaugeMetricFamily(
             "gridshift_extender_nodes_synced", "1 once the node inventory has listed"
         )
+        ready = GaugeMetricFamily(
+            "gridshift_extender_ready",
+            "1 once nodes are listed and their regions' carbon fetched (/readyz is 200)",
+        )
         carbon_age = GaugeMetricFamily(
             "gridshift_extender_carbon_age_seconds",
             "Age of the newest carbon value at or before now, per region",
@@ -369,7 +373,9 @@ class _SnapshotCollector(Collector):
             age.add_metric([], -1.0)
             nodes.add_metric([], 0.0)
             synced.add_metric([], 0.0)
+            ready.add_metric([], 0.0)
         else:
+            ready.add_metric([], 1.0 if snap.ready else 0.0)
             now = self._clock.now()
             age.add_metric([], (now - snap.taken_at).total_seconds())
             nodes.add_metric([], float(len(snap.nodes)))
@@ -379,7 +385,7 @@ class _SnapshotCollector(Collector):
                 if ri.age_seconds is not None:
                     carbon_age.add_metric([region, ri.provider], ri.age_seconds)
                 fresh.add_metric([region], 1.0 if ri.status is DataStatus.FRESH else 0.0)
-        yield from (age, nodes, synced, carbon_age, fresh)
+        yield from (age, nodes, synced, ready, carbon_age, fresh)
 
 
 class ExtenderMetrics:
@@ -670,7 +676,10 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         snap = ctx.holder.current()
         if snap is None:
             return _json({"status": "not ready", "reason": "no snapshot published yet"}, 503)
-        return _json({"status": "ready", "nodes_synced": snap.nodes_synced})
+        reason = snap.not_ready_reason
+        if reason is not None:
+            return _json({"status": "not ready", "reason": reason}, 503)
+        return _json({"status": "ready", "nodes_synced": True, "regions": sorted(snap.carbon)})
 
     async def index(request: Request) -> Response:
         return _json({"service": "gridshift extender", "endpoints": ENDPOINTS})

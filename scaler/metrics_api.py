@@ -19,6 +19,9 @@ Metrics (all namespaced; the HPA asks in its own namespace):
   (gCO2eq/kWh), in any namespace; labels region, topology.kubernetes.io/region, provider.
 * `gridshift_eco_mode`: one item per workload; 1 in eco mode, 0 in performance.
 
+Also served: `/openapi/v2` and `/openapi/v3` (`scaler.metrics_openapi`), which kube-apiserver's
+aggregator downloads from every APIService (a 404 there is logged as an error each resync).
+
 `labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.selectors`); the HPA
 sums all items it gets, so select one workload (`workload=web`).
 """
@@ -41,6 +44,7 @@ from forecasts.platform.listener import ListenerLimits, ListenerStats, ThreadedS
 from forecasts.platform.listener import build_server as build_listener
 from forecasts.time import Clock
 from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, RequestAttributes
+from scaler.metrics_openapi import build_documents
 from scaler.quantity import format_quantity
 from scaler.selectors import LabelSelector, SelectorError, parse_selector
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder
@@ -78,6 +82,7 @@ AGGREGATED_DISCOVERY_V2BETA1 = (
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 )
 _HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
+_OPENAPI = build_documents(group=GROUP, version=VERSION, metrics=METRIC_NAMES)
 
 
 def format_timestamp(at: datetime) -> str:
@@ -93,6 +98,7 @@ class ApiRequest:
     path: str
     query: str = ""
     accept: str = ""
+    if_none_match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +282,8 @@ class ExternalMetricsApi:
             if request.method not in ("GET", "HEAD"):
                 return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
             return ApiResponse(200, b"ok", "text/plain; charset=utf-8")
+        if path == "/openapi" or path.startswith("/openapi/"):
+            return _openapi(request, path)
         parts = [unquote(p) for p in path.strip("/").split("/")] if path != "/" else []
         if not parts or parts[0] != "apis" or (len(parts) > 1 and parts[1] != GROUP):
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -447,6 +455,33 @@ class ExternalMetricsApi:
         )
 
 
+def _openapi(request: ApiRequest, path: str) -> ApiResponse:
+    """`/openapi/v2`, `/openapi/v3` and the group-version document (`scaler.metrics_openapi`)."""
+    if request.method not in ("GET", "HEAD"):
+        return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
+    docs = _OPENAPI
+    if path == "/openapi/v2":
+        body, etag = docs.v2, docs.v2_etag
+    elif path == "/openapi/v3":
+        body, etag = docs.v3_discovery, docs.v3_discovery_etag
+    elif path == docs.v3_path:
+        body, etag = docs.v3, docs.v3_etag
+    else:
+        return _status(404, "NotFound", "the server could not find the requested resource")
+    if not _accepts_json(_parse_accept(request.accept)):
+        return _not_acceptable(request.accept)
+    headers = {"Etag": f'"{etag}"', "Vary": "Accept"}
+    if path == docs.v3_path:
+        wanted = parse_qs(request.query).get("hash", [""])[0]
+        if wanted and wanted != etag:
+            return ApiResponse(301, b"", headers={"Location": docs.v3_url})
+        if wanted:
+            headers["Cache-Control"] = "public, immutable"
+    if etag in {t.strip().removeprefix("W/").strip('"') for t in request.if_none_match.split(",")}:
+        return ApiResponse(304, b"", headers=headers)
+    return ApiResponse(200, body, JSON, headers)
+
+
 def _not_acceptable(accept: str) -> ApiResponse:
     return _status(
         406,
@@ -463,7 +498,7 @@ class _Background(Protocol):
 
 
 MAX_BODY_BYTES = 64 * 1024
-_SERVER_HEADERS = [
+_SERVER_HEADERS = [  # a response's own Cache-Control (e.g. /openapi's) wins
     (b"cache-control", b"no-cache, private"),
     (b"server", b"gridshift-metrics-api"),
 ]
@@ -565,6 +600,7 @@ class MetricsApiServer:
             scope["raw_path"].decode("latin-1"),
             scope["query_string"].decode("latin-1"),
             (headers.get("accept") or [""])[0],
+            (headers.get("if-none-match") or [""])[0],
         )
         response = await asyncio.to_thread(
             self.respond, request, peer_certificate_der=peer, headers=headers
@@ -573,11 +609,14 @@ class MetricsApiServer:
 
     @staticmethod
     async def _send(send: Any, method: str, response: ApiResponse, *, close: bool = False) -> None:
+        own = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+        ]
         headers = [
             (b"content-type", response.content_type.encode("latin-1")),
             (b"content-length", str(len(response.body)).encode()),
-            *_SERVER_HEADERS,
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()),
+            *(h for h in _SERVER_HEADERS if h[0] not in {k for k, _ in own}),
+            *own,
         ]
         if close:
             headers.append((b"connection", b"close"))
