@@ -90,6 +90,13 @@ class PrometheusSettings(_Group):
         description="Gaps up to 3 steps (a few missed scrapes) are interpolated; longer "
         "ones stay NaN (marked). 0 disables interpolation.",
     )
+    batch_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Workload queries per batched range query: one request per 500 "
+        "workloads keeps each answer a few MB at a day of five-minute steps.",
+    )
     scrape_interval_seconds: float = Field(
         15.0,
         gt=0,

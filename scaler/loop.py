@@ -1,9 +1,13 @@
 """The scaler's tick: adapters -> pure core -> one immutable `Snapshot`.
 
 `ScalerLoop.tick()` reads `now` from the injected clock once, asks the adapters for carbon
-(per region) and load (per workload), runs the pure policy and accounting, and publishes one
-frozen `Snapshot` through the `SnapshotHolder`. A `SourceError` marks that input stale, is
-logged and counted; the policy then holds (never scales down on missing data).
+(once per region, shared by every workload there) and for every workload's load (and
+measured power) in one batched call per kind (`forecasts.sources.load.history_many`: one
+Prometheus range query per `prometheus.batch_size` workloads), runs the pure policy and
+accounting, and publishes one frozen `Snapshot` through the `SnapshotHolder`. A `SourceError`
+marks that input stale, is logged and counted; the policy then holds (never scales down on
+missing data). A batched answer is per query, so an error marks only the workloads whose
+query failed.
 
 With a `ReplicaReader` (the cluster connection, `scaler.kube.KubeReplicaReader`) each tick
 also reads every target's current replica count; a failed read leaves that workload's
@@ -38,7 +42,7 @@ from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.errors import SourceError, SourceRequestError
-from forecasts.sources.load import LoadSource
+from forecasts.sources.load import BatchLoadSource, LoadSource, history_many
 from forecasts.time import Clock, floor_to
 from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
 from scaler.policy import (
@@ -120,6 +124,17 @@ class _RegionView:
     forecast: CarbonSeries | None
     outlook: CarbonOutlook | None
     status: RegionCarbon
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What one tick fetched for every workload: carbon per region (this tick's and the
+    last), load and measured power per query (a series or the error fetching it)."""
+
+    region: _RegionView
+    previous: _RegionView | None
+    loads: Mapping[str, RegularSeries | SourceError]
+    powers: Mapping[str, RegularSeries | SourceError]
 
 
 class ScalerLoop:
@@ -340,16 +355,13 @@ class ScalerLoop:
         failed: list[str] = []
         logged: set[str] = set()
         histories: dict[str, RegularSeries] = {}
-        for w in self.workloads:
-            if w.elastic is not None:
-                continue  # elastic work is planned from carbon, not a load forecast
+        # elastic work is planned from carbon, not a load forecast
+        forecast_load = [w for w in self.workloads if w.elastic is None]
+        window = (end - self._settings.load_history, end)
+        got = self._prefetch([w.load.query for w in forecast_load], window, "refit load")
+        for w in forecast_load:
             try:
-                histories[w.name] = self._load.history(
-                    w.load.query,
-                    start=end - self._settings.load_history,
-                    end=end,
-                    step=self._settings.load_step,
-                )
+                histories[w.name] = self._history(w.load.query, window, got)
             except SourceError as exc:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
@@ -461,17 +473,56 @@ class ScalerLoop:
         return view
 
     # ------------------------------------------------------------------ load
-    def _load_history(
-        self, w: Workload, now: datetime, logged: set[str]
-    ) -> tuple[RegularSeries | None, bool]:
+    def _load_window(self, now: datetime) -> tuple[datetime, datetime]:
         end = floor_to(now, self._settings.load_step)
+        return end - self._settings.tick_history, end
+
+    def _power_window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = floor_to(now, self._settings.load_step) + self._settings.load_step
+        return end - self._settings.load_stale_after, end
+
+    def _prefetch(
+        self, queries: Sequence[str], window: tuple[datetime, datetime], what: str
+    ) -> Mapping[str, RegularSeries | SourceError]:
+        """Every workload's `what` series in one batched call (one Prometheus range query
+        per `batch_size` queries) where the source batches; else empty, and each workload
+        asks on its own as before. Empty too on an unexpected failure of the batch, so one
+        bad query cannot stop the others."""
+        if not queries or not isinstance(self._load, BatchLoadSource):
+            return {}
+        start, end = window
         try:
-            hist = self._load.history(
-                w.load.query,
-                start=end - self._settings.tick_history,
-                end=end,
-                step=self._settings.load_step,
+            return history_many(
+                self._load, queries, start=start, end=end, step=self._settings.load_step
             )
+        except Exception:
+            self._log.exception("batched %s query failed; asking per workload", what)
+            self._count_error("internal")
+            return {}
+
+    def _history(
+        self,
+        query: str,
+        window: tuple[datetime, datetime],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> RegularSeries:
+        got = prefetched.get(query)
+        if got is None:
+            start, end = window
+            return self._load.history(query, start=start, end=end, step=self._settings.load_step)
+        if isinstance(got, SourceError):
+            raise got
+        return got
+
+    def _load_history(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> tuple[RegularSeries | None, bool]:
+        try:
+            hist = self._history(w.load.query, self._load_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
@@ -481,19 +532,19 @@ class ScalerLoop:
         newest_end = hist.time_at(int(valid[-1])) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
-    def _measured_watts(self, w: Workload, now: datetime, logged: set[str]) -> float | None:
+    def _measured_watts(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> float | None:
         """Newest total watts of the workload from its measured power series, if it has one."""
         query = w.power.measured_query
         if query is None:
             return None
-        end = floor_to(now, self._settings.load_step) + self._settings.load_step
         try:
-            hist = self._load.history(
-                query,
-                start=end - self._settings.load_stale_after,
-                end=end,
-                step=self._settings.load_step,
-            )
+            hist = self._history(query, self._power_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"power {w.name}", exc, logged)
             return None
@@ -529,11 +580,29 @@ class ScalerLoop:
         accounts: list[IntervalAccount] = []
         actual = self._actual_replicas(logged)
         effect = self._in_effect()
+        loads = self._prefetch(
+            [w.load.query for w in self.workloads if w.elastic is None],
+            self._load_window(now),
+            "load",
+        )
+        powers = self._prefetch(
+            [
+                w.power.measured_query
+                for w in self.workloads
+                if w.power.measured_query is not None and self._state[w.name].last_at is not None
+            ],
+            self._power_window(now),
+            "power",
+        )
         for w in self.workloads:
             try:
                 ran = actual[w.name][0] if w.name in effect else None
                 status, account = self._tick_workload(
-                    w, now, regions[w.region], previous.get(w.region), logged, ran
+                    w,
+                    now,
+                    _Inputs(regions[w.region], previous.get(w.region), loads, powers),
+                    logged,
+                    ran,
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
@@ -573,8 +642,7 @@ class ScalerLoop:
         self,
         w: Workload,
         now: datetime,
-        region: _RegionView,
-        previous: _RegionView | None,
+        inputs: _Inputs,
         logged: set[str],
         ran: int | None = None,
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
@@ -582,8 +650,11 @@ class ScalerLoop:
         in effect in the cluster (the interval is accounted at it)."""
         st = self._state[w.name]
         params = self._params
+        region, previous = inputs.region, inputs.previous
         hist, load_stale = (
-            (None, False) if w.elastic is not None else self._load_history(w, now, logged)
+            (None, False)
+            if w.elastic is not None
+            else self._load_history(w, now, logged, inputs.loads)
         )
         load_now = _last_value(hist)
         stale_inputs: list[str] = []
@@ -592,7 +663,9 @@ class ScalerLoop:
         if region.status.stale:
             stale_inputs.append("carbon")
 
-        measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
+        measured = (
+            self._measured_watts(w, now, logged, inputs.powers) if st.last_at is not None else None
+        )
         if w.power.measured_query is not None and measured is None:
             stale_inputs.append("power")
         decided = st.replicas.current
