@@ -42,9 +42,10 @@ from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.errors import SourceError, SourceRequestError
-from forecasts.sources.load import BatchLoadSource, LoadSource, history_many
+from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
 from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
+from scaler.inputs import LoadInputs
 from scaler.policy import (
     CarbonOutlook,
     ModeState,
@@ -186,6 +187,12 @@ class ScalerLoop:
         # every source starts at 0, so the errors counter exists before the first error
         self._errors: dict[str, int] = {carbon.name: 0, load.name: 0}
         self._errors_lock = threading.Lock()
+        self._inputs = LoadInputs(
+            load,
+            step=settings.load_step,
+            logger=self._log,
+            on_internal_error=lambda: self._count_error("internal"),
+        )
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
@@ -358,10 +365,10 @@ class ScalerLoop:
         # elastic work is planned from carbon, not a load forecast
         forecast_load = [w for w in self.workloads if w.elastic is None]
         window = (end - self._settings.load_history, end)
-        got = self._prefetch([w.load.query for w in forecast_load], window, "refit load")
+        got = self._inputs.loads(forecast_load, window, "refit load")
         for w in forecast_load:
             try:
-                histories[w.name] = self._history(w.load.query, window, got)
+                histories[w.name] = self._inputs.load_of(w, window, got)
             except SourceError as exc:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
@@ -481,39 +488,6 @@ class ScalerLoop:
         end = floor_to(now, self._settings.load_step) + self._settings.load_step
         return end - self._settings.load_stale_after, end
 
-    def _prefetch(
-        self, queries: Sequence[str], window: tuple[datetime, datetime], what: str
-    ) -> Mapping[str, RegularSeries | SourceError]:
-        """Every workload's `what` series in one batched call (one Prometheus range query
-        per `batch_size` queries) where the source batches; else empty, and each workload
-        asks on its own as before. Empty too on an unexpected failure of the batch, so one
-        bad query cannot stop the others."""
-        if not queries or not isinstance(self._load, BatchLoadSource):
-            return {}
-        start, end = window
-        try:
-            return history_many(
-                self._load, queries, start=start, end=end, step=self._settings.load_step
-            )
-        except Exception:
-            self._log.exception("batched %s query failed; asking per workload", what)
-            self._count_error("internal")
-            return {}
-
-    def _history(
-        self,
-        query: str,
-        window: tuple[datetime, datetime],
-        prefetched: Mapping[str, RegularSeries | SourceError],
-    ) -> RegularSeries:
-        got = prefetched.get(query)
-        if got is None:
-            start, end = window
-            return self._load.history(query, start=start, end=end, step=self._settings.load_step)
-        if isinstance(got, SourceError):
-            raise got
-        return got
-
     def _load_history(
         self,
         w: Workload,
@@ -522,7 +496,7 @@ class ScalerLoop:
         prefetched: Mapping[str, RegularSeries | SourceError],
     ) -> tuple[RegularSeries | None, bool]:
         try:
-            hist = self._history(w.load.query, self._load_window(now), prefetched)
+            hist = self._inputs.load_of(w, self._load_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
@@ -544,7 +518,7 @@ class ScalerLoop:
         if query is None:
             return None
         try:
-            hist = self._history(query, self._power_window(now), prefetched)
+            hist = self._inputs.history(query, self._power_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"power {w.name}", exc, logged)
             return None
@@ -580,12 +554,10 @@ class ScalerLoop:
         accounts: list[IntervalAccount] = []
         actual = self._actual_replicas(logged)
         effect = self._in_effect()
-        loads = self._prefetch(
-            [w.load.query for w in self.workloads if w.elastic is None],
-            self._load_window(now),
-            "load",
+        loads = self._inputs.loads(
+            [w for w in self.workloads if w.elastic is None], self._load_window(now), "load"
         )
-        powers = self._prefetch(
+        powers = self._inputs.queries(
             [
                 w.power.measured_query
                 for w in self.workloads

@@ -5,6 +5,9 @@ rule, so pure code can name it; this module keeps the imports of `scaler.loop` a
 `config.wiring` working. Adapters: `forecasts.sources.prometheus.PrometheusLoadSource`
 (PromQL), `forecasts.sources.sample.SampleLoadSource` (SAMPLE DATA).
 
+`history_grouped` asks a grouped query (one series per workload, picked by labels) where the
+source can answer it (Prometheus, through the router).
+
 `history_many` is how a caller with many queries (the scaler's tick) asks for them: one
 batched request where the source offers `history_many` (Prometheus), else one `history` call
 per query. Either way the answer is per query, a series or the `SourceError` that query alone
@@ -19,9 +22,9 @@ from typing import Protocol, runtime_checkable
 
 from forecasts.load import LoadSource
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceError
+from forecasts.sources.errors import SourceError, SourceRequestError
 
-__all__ = ["BatchLoadSource", "LoadSource", "history_many"]
+__all__ = ["BatchLoadSource", "GroupedLoadSource", "LoadSource", "history_grouped", "history_many"]
 
 
 @runtime_checkable
@@ -38,6 +41,32 @@ class BatchLoadSource(Protocol):
     def history_many(
         self, queries: Sequence[str], *, start: datetime, end: datetime, step: timedelta
     ) -> Mapping[str, RegularSeries | SourceError]: ...
+
+
+@runtime_checkable
+class GroupedLoadSource(Protocol):
+    """A `LoadSource` that answers a grouped query with every series it returns, by labels."""
+
+    @property
+    def name(self) -> str: ...
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Mapping[frozenset[tuple[str, str]], RegularSeries]: ...
+
+
+def history_grouped(
+    source: LoadSource, query: str, *, start: datetime, end: datetime, step: timedelta
+) -> Mapping[frozenset[tuple[str, str]], RegularSeries]:
+    """Every series of the grouped `query`, by labels; a source that cannot group raises
+    `SourceRequestError` (grouped loads need PromQL)."""
+    if not isinstance(source, GroupedLoadSource):
+        raise SourceRequestError(
+            f"{source.name} cannot answer the grouped query {query!r} (load `match` needs a "
+            f"PromQL source)",
+            source=source.name,
+        )
+    return source.history_grouped(query, start=start, end=end, step=step)
 
 
 def history_many(

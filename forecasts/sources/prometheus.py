@@ -211,6 +211,21 @@ def _labels_text(labels: Mapping[str, str]) -> str:
     return f"{name}{{{rest}}}"
 
 
+def _parse_pairs(pairs: list[Any]) -> tuple[FloatArray, FloatArray] | None:
+    """(epoch seconds, values) of `[time, "value"]` pairs in one go; None when any pair is
+    malformed (the caller then finds and names it)."""
+    try:
+        times = np.array([p[0] for p in pairs], dtype=np.float64)
+        values = np.array([p[1] for p in pairs], dtype=np.float64)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    if times.ndim != 1 or values.ndim != 1 or any(len(p) != 2 for p in pairs):
+        return None
+    if any(not isinstance(p[1], str) for p in pairs):
+        return None
+    return times, values
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
@@ -252,7 +267,7 @@ class PrometheusLoadSource:
     short_gap_steps: int = 3
     query_timeout_seconds: float | None = None
     post_above_bytes: int = 2048
-    batch_size: int = 500
+    batch_size: int = 1
     _unbatchable: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -280,7 +295,7 @@ class PrometheusLoadSource:
         breaker: CircuitBreaker | None = None,
         max_points_per_request: int = 11_000,
         short_gap_steps: int = 3,
-        batch_size: int = 500,
+        batch_size: int = 1,
         name: str = "prometheus",
         transport: httpx.BaseTransport | None = None,
     ) -> PrometheusLoadSource:
@@ -423,6 +438,36 @@ class PrometheusLoadSource:
                 )
             except SourceError as exc:
                 out[q] = exc
+
+    def fetch_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta, unit: str = "1"
+    ) -> dict[frozenset[tuple[str, str]], LoadHistory]:
+        """Every series of a grouped `query` (e.g. `sum by (namespace, workload) (...)`) as
+        its own `LoadHistory` (the gap rule per series), keyed by its labels; one range query
+        (split only past `max_points_per_request` steps). A query with no series raises
+        `SourceDataError`; picking a workload's series is `select_series`."""
+        if not query.strip():
+            raise ValueError("query is empty")
+        got = self._range(query, start=start, end=end, step=step, shown=query)
+        if not got.per_series:
+            raise self._data_error(f"query {query!r} returned no series in the window")
+        return {
+            labels: self._history(
+                query,
+                got,
+                {labels: values},
+                non_finite={labels: got.non_finite.get(labels, 0)},
+                unit=unit,
+            )
+            for labels, values in got.per_series.items()
+        }
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[frozenset[tuple[str, str]], RegularSeries]:
+        """`fetch_grouped`, series only (the `GroupedLoadSource` role)."""
+        got = self.fetch_grouped(query, start=start, end=end, step=step)
+        return {labels: h.series for labels, h in got.items()}
 
     def history_many(
         self, queries: Sequence[str], *, start: datetime, end: datetime, step: timedelta
@@ -599,24 +644,61 @@ class PrometheusLoadSource:
             seen = got.per_series.get(key)
             if seen is None:
                 seen = got.per_series[key] = np.full(n, np.nan)
-            for pair in pairs:
-                ts, value = self._sample(pair, query=query)
-                pos = (to_epoch_s(ts) - first_s) / step_s
-                idx = round(pos)
-                if abs(pos - idx) > 1e-6 or not 0 <= idx < n:
-                    raise self._data_error(
-                        f"query {query!r}: sample at {ts.isoformat()} is off the requested "
-                        f"grid (start {from_epoch_s(first_s).isoformat()}, step {step_s}s, "
-                        f"{n} points)"
-                    )
-                if not math.isfinite(value):
-                    got.non_finite[key] = got.non_finite.get(key, 0) + 1
-                    continue
-                if not np.isnan(seen[idx]) and seen[idx] != value:
-                    raise self._data_error(
-                        f"query {query!r}: two different values for {ts.isoformat()}"
-                    )
-                seen[idx] = value
+            fast = _parse_pairs(pairs)
+            if fast is None:  # malformed somewhere: the exact per-sample error below
+                self._merge_pairs(
+                    pairs, seen, got, key, first_s=first_s, step_s=step_s, query=query
+                )
+                continue
+            times, values = fast
+            pos = (times - first_s) / step_s
+            idx = np.rint(pos).astype(np.int64)
+            bad = (np.abs(pos - idx) > 1e-6) | (idx < 0) | (idx >= n)
+            finite = np.isfinite(values)
+            clash = ~bad & finite
+            clash[clash] &= ~np.isnan(seen[idx[clash]]) & (seen[idx[clash]] != values[clash])
+            if bad.any() or clash.any() or np.unique(idx[finite]).size != int(finite.sum()):
+                self._merge_pairs(
+                    pairs, seen, got, key, first_s=first_s, step_s=step_s, query=query
+                )
+                continue
+            non_finite = int((~finite).sum())
+            if non_finite:
+                got.non_finite[key] = got.non_finite.get(key, 0) + non_finite
+            seen[idx[finite]] = values[finite]
+
+    def _merge_pairs(
+        self,
+        pairs: list[Any],
+        seen: FloatArray,
+        got: _RangeAnswer,
+        key: frozenset[tuple[str, str]],
+        *,
+        first_s: float,
+        step_s: float,
+        query: str,
+    ) -> None:
+        """Sample by sample, raising on the first sample that cannot be placed (the slow path
+        of `_merge_matrix`, for answers its vectorised path finds fault with)."""
+        n = got.n
+        for pair in pairs:
+            ts, value = self._sample(pair, query=query)
+            pos = (to_epoch_s(ts) - first_s) / step_s
+            idx = round(pos)
+            if abs(pos - idx) > 1e-6 or not 0 <= idx < n:
+                raise self._data_error(
+                    f"query {query!r}: sample at {ts.isoformat()} is off the requested "
+                    f"grid (start {from_epoch_s(first_s).isoformat()}, step {step_s}s, "
+                    f"{n} points)"
+                )
+            if not math.isfinite(value):
+                got.non_finite[key] = got.non_finite.get(key, 0) + 1
+                continue
+            if not np.isnan(seen[idx]) and seen[idx] != value:
+                raise self._data_error(
+                    f"query {query!r}: two different values for {ts.isoformat()}"
+                )
+            seen[idx] = value
 
     def _combine(
         self,

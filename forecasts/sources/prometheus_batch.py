@@ -1,5 +1,14 @@
 """Batching many workloads' PromQL into one range query, and splitting the answer (pure).
 
+Two ways, both answering per workload:
+
+- **Grouped families** (the fast one): workloads that share one grouped expression, such as
+  `sum by (namespace, workload) (rate(http_requests_total[2m]))`, each name the labels of
+  their series (`load.match`); the expression is asked once per tick and `select_series` picks
+  each workload's series out of the answer. Prometheus evaluates one aggregation over all
+  series, which costs less than the per-workload queries it replaces.
+- **Tagged batches** (any expressions): below.
+
 Each workload declares its own PromQL expression (`load.promql`, `power.measured_promql`), so
 the batch cannot assume a shared metric or label schema. Instead every distinct expression is
 tagged with a label naming its position and the tagged expressions are joined with `or`:
@@ -24,9 +33,17 @@ fails, and keeps asking that one alone afterwards.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["BATCH_LABEL", "batch_query", "chunks", "split_by_label", "tag"]
+__all__ = [
+    "BATCH_LABEL",
+    "SeriesIndex",
+    "batch_query",
+    "chunks",
+    "select_series",
+    "split_by_label",
+    "tag",
+]
 
 #: The label that carries a series' position in the batch. Queries that already return a
 #: label of this name cannot be batched (their own value would be overwritten).
@@ -89,3 +106,50 @@ def chunks(items: Sequence[V], size: int) -> list[Sequence[V]]:
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class SeriesIndex(Generic[V]):
+    """A grouped answer's series, looked up by labels: each distinct set of `match` label
+    names is indexed once (one pass over the series), so picking every workload's series
+    costs one pass per label set, not one per workload."""
+
+    def __init__(self, series: Mapping[frozenset[tuple[str, str]], V]) -> None:
+        self._series = series
+        self._by_names: dict[tuple[str, ...], dict[tuple[str, ...], list[V]]] = {}
+
+    def select(self, match: Sequence[tuple[str, str]]) -> V:
+        """The one series whose labels include every `match` pair; `ValueError` naming the
+        labels when none or several match (a `by (...)` that drops a matched label, or
+        labels that do not single out one group)."""
+        wanted = dict(match)
+        if not wanted:
+            raise ValueError("match names no label")
+        names = tuple(sorted(wanted))
+        index = self._by_names.get(names)
+        if index is None:
+            index = self._by_names[names] = {}
+            for labels, value in self._series.items():
+                have = dict(labels)
+                if all(name in have for name in names):
+                    index.setdefault(tuple(have[k] for k in names), []).append(value)
+        found = index.get(tuple(wanted[k] for k in names), [])
+        shown = ", ".join(f'{k}="{wanted[k]}"' for k in names)
+        if not found:
+            raise ValueError(
+                f"no series matches {{{shown}}} among the {len(self._series)} the grouped "
+                f"query returned: check that its `by (...)` keeps these labels, or whether "
+                f"the workload stopped reporting"
+            )
+        if len(found) > 1:
+            raise ValueError(
+                f"{len(found)} series match {{{shown}}}; keep only the matched labels in the "
+                f"query's `by (...)` or add labels to `match`"
+            )
+        return found[0]
+
+
+def select_series(
+    series: Mapping[frozenset[tuple[str, str]], V], match: Sequence[tuple[str, str]]
+) -> V:
+    """`SeriesIndex(series).select(match)`, for one lookup."""
+    return SeriesIndex(series).select(match)

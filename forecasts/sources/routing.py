@@ -14,7 +14,7 @@ from forecasts.load import LoadSource
 from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.errors import SourceError, SourceRequestError
-from forecasts.sources.load import history_many
+from forecasts.sources.load import history_grouped, history_many
 
 __all__ = ["PrefixRoutedLoadSource", "RegionRoutedCarbonSource"]
 
@@ -109,3 +109,9 @@ class PrefixRoutedLoadSource:
         for source, qs in by_source.values():
             out.update(history_many(source, qs, start=start, end=end, step=step))
         return {q: out[q] for q in dict.fromkeys(queries)}
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Mapping[frozenset[tuple[str, str]], RegularSeries]:
+        """The grouped query from the source its prefix routes to."""
+        return history_grouped(self._for(query), query, start=start, end=end, step=step)

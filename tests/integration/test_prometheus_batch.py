@@ -52,6 +52,7 @@ GOOD = [
 
 
 def _source(url: str, **kwargs: Any) -> PrometheusLoadSource:
+    kwargs.setdefault("batch_size", 500)  # tagged batches are off by default
     return PrometheusLoadSource.connect(
         PrometheusConnection(url=url, timeout_seconds=10.0),
         clock=FrozenClock(END + timedelta(days=1)),
@@ -234,3 +235,60 @@ def test_a_tick_asks_once_for_every_load_and_marks_only_the_broken_one_stale(
         source.fetch(GOOD[0], start=now - 55 * M, end=now + 5 * M, step=5 * M).series.values[-1]
     )
     assert snap.source_errors_total["prometheus"] == 4  # two stale loads, two ticks
+
+
+def test_a_grouped_query_answers_each_group_as_its_own_query(
+    backfilled_prometheus: PrometheusServer, make_source: Callable[..., Any]
+) -> None:
+    source, sent = make_source(backfilled_prometheus.url)
+    window: dict[str, Any] = {"start": T0, "end": END, "step": 5 * M}
+    got = source.fetch_grouped("sum by (instance) (gs_queue_depth)", **window)
+    assert len(sent) == 1
+    assert sorted(dict(k)["instance"] for k in got) == ["a", "b"]
+    for labels, history in got.items():
+        instance = dict(labels)["instance"]
+        alone = source.fetch(f'sum(gs_queue_depth{{instance="{instance}"}})', **window)
+        np.testing.assert_array_equal(history.series.values, alone.series.values)
+        assert history.interpolated == alone.interpolated
+        assert history.marked == alone.marked
+    with pytest.raises(SourceDataError, match="no series"):
+        source.fetch_grouped('sum by (job) (gs_nothing{job="x"})', **window)
+
+
+def test_a_tick_asks_a_grouped_family_once(
+    backfilled_prometheus: PrometheusServer, make_source: Callable[..., Any]
+) -> None:
+    source, sent = make_source(backfilled_prometheus.url)
+    family = "sum by (instance) (gs_queue_depth)"
+    workloads = [
+        Workload(
+            name=f"queue-{instance}",
+            namespace="default",
+            target=TargetRef(TargetKind.DEPLOYMENT, instance),
+            load=LoadSpec(LoadSourceKind.PROMQL, family, match=(("instance", instance),)),
+            capacity_per_replica=10.0,
+            min_replicas=1,
+            max_replicas=40,
+            power=PowerModel(10.0, 30.0),
+            region="r1",
+        )
+        for instance in ("a", "b", "gone")
+    ]
+    now = T0 + 100 * M
+    loop = ScalerLoop(
+        workloads,
+        carbon=FakeDailyCarbonSource({"r1": [100.0] * 24}),
+        load=source,
+        clock=FrozenClock(now),
+        holder=SnapshotHolder(),
+        params=PolicyParams(),
+        settings=LoopSettings(load_step=5 * M, tick_history=60 * M, load_history=60 * M),
+    )
+    snap = loop.tick()
+    assert sent == [family]
+    stale = {n: w.stale_inputs for n, w in snap.workloads.items()}
+    assert stale == {"queue-a": (), "queue-b": (), "queue-gone": ("load",)}
+    alone = source.fetch(
+        'sum(gs_queue_depth{instance="b"})', start=now - 60 * M, end=now, step=5 * M
+    )
+    assert snap.workloads["queue-b"].load_now == alone.series.values[-1]

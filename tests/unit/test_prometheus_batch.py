@@ -27,6 +27,7 @@ from forecasts.sources.prometheus_batch import (
     BATCH_LABEL,
     batch_query,
     chunks,
+    select_series,
     split_by_label,
     tag,
 )
@@ -107,6 +108,45 @@ def test_split_by_label_refuses_a_series_without_the_tag() -> None:
         split_by_label({_labels(gridshift_query="0"): 1, _labels(job="x"): 2})
 
 
+GROUPED = {
+    _labels(namespace="a", workload="web"): 1,
+    _labels(namespace="b", workload="web"): 2,
+    _labels(namespace="a", workload="api"): 3,
+}
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        pytest.param((("namespace", "a"), ("workload", "web")), 1, id="both labels"),
+        pytest.param((("workload", "api"),), 3, id="one label singles it out"),
+    ],
+)
+def test_select_series_picks_the_one_matching_series(
+    match: tuple[tuple[str, str], ...], expected: int
+) -> None:
+    assert select_series(GROUPED, match) == expected
+
+
+@pytest.mark.parametrize(
+    ("match", "text"),
+    [
+        pytest.param((("workload", "web"),), r'2 series match \{workload="web"\}', id="several"),
+        pytest.param(
+            (("namespace", "c"), ("workload", "web")),
+            r'no series matches \{namespace="c", workload="web"\} among the 3',
+            id="none",
+        ),
+        pytest.param((), "names no label", id="empty match"),
+    ],
+)
+def test_select_series_refuses_none_or_several(
+    match: tuple[tuple[str, str], ...], text: str
+) -> None:
+    with pytest.raises(ValueError, match=text):
+        select_series(GROUPED, match)
+
+
 @pytest.mark.parametrize(
     ("n", "size", "lengths"),
     [
@@ -184,12 +224,19 @@ def test_the_router_batches_each_route_and_fails_unrouted_queries_alone() -> Non
     assert isinstance(unrouted["x"], SourceRequestError)
 
 
-def _workload(name: str, query: str, *, watts: str | None = None, region: str = "r1") -> Workload:
+def _workload(
+    name: str,
+    query: str,
+    *,
+    watts: str | None = None,
+    region: str = "r1",
+    match: tuple[tuple[str, str], ...] = (),
+) -> Workload:
     return Workload(
         name=name,
         namespace="default",
         target=TargetRef(TargetKind.DEPLOYMENT, name),
-        load=LoadSpec(LoadSourceKind.PROMQL, query),
+        load=LoadSpec(LoadSourceKind.PROMQL, query, match=match),
         capacity_per_replica=10.0,
         min_replicas=1,
         max_replicas=40,
@@ -255,3 +302,87 @@ def test_an_unavailable_batch_marks_every_workload_of_it_stale() -> None:
     snap = loop.tick()
     assert load.batches == [("a", "b")]
     assert {w.stale_inputs for w in snap.workloads.values()} == {("load",)}
+
+
+@dataclass
+class FakeGroupedLoadSource(FakeBatchLoadSource):
+    """Also answers grouped queries: `groups[query]` maps label sets to constant levels."""
+
+    groups: dict[str, dict[frozenset[tuple[str, str]], float]] = field(default_factory=dict)
+    grouped_calls: list[str] = field(default_factory=list)
+    grouped_error: SourceError | None = None
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Mapping[frozenset[tuple[str, str]], RegularSeries]:
+        self.grouped_calls.append(query)
+        if self.grouped_error is not None:
+            raise self.grouped_error
+        n = round((end - start) / step)
+        return {
+            labels: RegularSeries(start=start, step=step, values=np.full(n, level), unit="1")
+            for labels, level in self.groups[query].items()
+        }
+
+
+FAMILY = "sum by (workload) (rate(http_requests_total[2m]))"
+
+
+def _grouped_loop(load: FakeLoadSource) -> tuple[ScalerLoop, FrozenClock]:
+    clock = FrozenClock(T0)
+    workloads = [
+        _workload("web", FAMILY, match=(("workload", "web"),)),
+        _workload("api", FAMILY, match=(("workload", "api"),)),
+        _workload("gone", FAMILY, match=(("workload", "gone"),)),
+        _workload("plain", "a"),
+    ]
+    loop = ScalerLoop(
+        workloads,
+        carbon=FakeDailyCarbonSource({"r1": [100.0] * 24}),
+        load=load,
+        clock=clock,
+        holder=SnapshotHolder(),
+        params=PolicyParams(max_step_replicas=100),
+        settings=LoopSettings(),
+    )
+    return loop, clock
+
+
+def test_a_grouped_family_is_one_query_per_tick_and_a_missing_series_fails_alone() -> None:
+    load = FakeGroupedLoadSource(
+        levels={"a": 100.0},
+        groups={FAMILY: {_labels(workload="web"): 100.0, _labels(workload="api"): 50.0}},
+    )
+    loop, _ = _grouped_loop(load)
+    loop.refit()
+    snap = loop.tick()
+    assert load.grouped_calls == [FAMILY, FAMILY]  # the refit's and the tick's
+    assert load.batches == [("a",), ("a",)]
+    stale = {n: w.stale_inputs for n, w in snap.workloads.items()}
+    assert stale == {"web": (), "api": (), "gone": ("load",), "plain": ()}
+    assert snap.workloads["web"].load_now == 100.0
+    assert snap.workloads["api"].load_now == 50.0
+    assert snap.workloads["web"].desired_replicas == snap.workloads["plain"].desired_replicas
+
+
+def test_a_failed_family_marks_its_workloads_stale_only() -> None:
+    load = FakeGroupedLoadSource(
+        levels={"a": 100.0},
+        groups={FAMILY: {}},
+        grouped_error=SourceUnavailable("down", source="fake-load"),
+    )
+    loop, _ = _grouped_loop(load)
+    snap = loop.tick()
+    assert load.grouped_calls == [FAMILY]  # asked once, not once per workload
+    assert {n for n, w in snap.workloads.items() if w.stale_inputs} == {"web", "api", "gone"}
+    assert snap.source_errors_total["fake-load"] == 3
+
+
+def test_a_source_without_grouping_fails_grouped_workloads_with_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop, _ = _grouped_loop(FakeBatchLoadSource(levels={"a": 100.0}))
+    snap = loop.tick()
+    assert snap.workloads["plain"].stale_inputs == ()
+    assert snap.workloads["web"].stale_inputs == ("load",)
+    assert "cannot answer the grouped query" in caplog.text
