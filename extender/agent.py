@@ -21,7 +21,13 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from extender.energy import ANNOTATION_KEY, EnergyWindow, GpuEnergy, GpuSample, encode_annotation
+from extender.core.energy import (
+    ANNOTATION_KEY,
+    EnergyWindow,
+    GpuEnergy,
+    GpuSample,
+    encode_annotation,
+)
 from extender.nvml import Nvml
 from forecasts.time import Clock
 

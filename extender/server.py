@@ -40,8 +40,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from extender.nodes import RegionRules, build_node_facts, gpu_count
-from extender.scoring import (
+from extender.core.nodes import RegionRules, build_node_facts, gpu_count
+from extender.core.scoring import (
     DataStatus,
     NodeFacts,
     NodeTable,
