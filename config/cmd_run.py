@@ -20,7 +20,6 @@ from typing import Any
 
 import click
 import orjson
-import uvicorn
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -31,6 +30,8 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.listener import ListenerCollector, ListenerStats
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
@@ -198,9 +199,10 @@ def run_command(
         + (f", time x{speed:g}" if speed != 1.0 else "")
         + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
     )
-    server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
-    )
+    status_listener = ListenerStats()
+    built.registry.register(ListenerCollector({"status": status_listener}))
+    # bounded like every listener: header bytes, head/body deadlines, connection cap
+    server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
