@@ -23,11 +23,11 @@ import orjson
 from config.options import settings_from_context, settings_options
 from config.settings import CARBON_PROVIDERS, Settings
 from config.wiring import build_carbon_source, build_region_map
+from forecasts.platform.errors import SourceError
 from forecasts.regions import UnknownRegion
 from forecasts.series import CarbonSeries
 from forecasts.sources.carbon.fallback import FallbackSource, format_age, series_to_dict
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.errors import SourceError
 from forecasts.time import Clock, parse_duration
 
 __all__ = ["carbon", "render"]

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 from kubernetes.client import CoreV1Api
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from config.options import setting_option, settings_from_context, settings_options
 from config.settings import Settings
@@ -20,7 +20,16 @@ from config.wiring import (
     build_extender,
     kube_core_api,
 )
-from extender.server import parse_listen, serve
+from extender.agent import create_agent_app
+from extender.server import webhook_error_body
+from forecasts.platform.listener import (
+    ListenerCollector,
+    ListenerStats,
+    ThreadedServer,
+    bind_socket,
+)
+from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.serving import parse_listen, serve
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
 
@@ -100,6 +109,7 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
             log_level=log_level,
             registry=registry,
+            error_body=webhook_error_body,
         )
     finally:
         runtime.stop()
@@ -140,7 +150,14 @@ def agent_command(
         node_name=node_name if annotate else None,
         kube_api=_kube_api() if annotate else None,
     )
-    start_http_server(port, addr=host, registry=registry)
+    listener = ListenerStats()
+    registry.register(ListenerCollector({"agent": listener}))
+    server = ThreadedServer(
+        build_listener(create_agent_app(registry), stats=listener, loop="asyncio"),
+        bind_socket(host, port),
+        name="agent-metrics",
+    )
+    server.start()
     log.info("agent metrics on http://%s:%d/metrics", host, port)
     agent.start()
     stop = threading.Event()
@@ -157,3 +174,4 @@ def agent_command(
             stop.wait()  # keep serving gridshift_nvml_available 0
     finally:
         agent.nvml.close()
+        server.stop()

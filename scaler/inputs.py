@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from forecasts.platform.errors import SourceDataError, SourceError
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceDataError, SourceError
 from forecasts.sources.load import BatchLoadSource, LoadSource, history_grouped, history_many
 from forecasts.sources.prometheus_batch import SeriesIndex
-from scaler.workload import Workload
+from scaler.core.workload import Workload
 
 __all__ = ["LoadInputs"]
 

@@ -39,14 +39,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
-from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
-from scaler.inputs import LoadInputs
-from scaler.policy import (
+from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
+from scaler.core.policy import (
     CarbonOutlook,
     ModeState,
     PolicyParams,
@@ -58,10 +57,11 @@ from scaler.policy import (
     elastic_slots,
     slot_intensities,
 )
+from scaler.core.workload import Workload, WorkloadClass
+from scaler.inputs import LoadInputs
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
-from scaler.workload import Workload, WorkloadClass
 
 __all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop", "ScalerService"]
 

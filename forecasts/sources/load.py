@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from forecasts.load import LoadSource
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceError, SourceRequestError
 
 __all__ = ["BatchLoadSource", "GroupedLoadSource", "LoadSource", "history_grouped", "history_many"]
 

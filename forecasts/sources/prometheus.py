@@ -48,9 +48,9 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.load import LoadHistory
+from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceDataError, SourceError, SourceRequestError
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.prometheus_batch import batch_query, chunks, split_by_label
 from forecasts.time import Clock, ensure_utc, floor_to, from_epoch_s, to_epoch_s
 

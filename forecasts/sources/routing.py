@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from forecasts.load import LoadSource
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.sources.load import history_grouped, history_many
 
 __all__ = ["PrefixRoutedLoadSource", "RegionRoutedCarbonSource"]

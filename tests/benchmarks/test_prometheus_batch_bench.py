@@ -30,14 +30,21 @@ import httpx
 import numpy as np
 import pytest
 
-from forecasts.sources.http import RetryPolicy
+from forecasts.platform.http import RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource
 from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource
 from forecasts.time import FrozenClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
+    LoadSourceKind,
+    LoadSpec,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+)
 from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.snapshot import Snapshot, SnapshotHolder
-from scaler.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, TargetRef, Workload
 from tests.integration.prom_fixture import PrometheusServer, backfill, running_prometheus
 
 pytestmark = pytest.mark.slow

@@ -20,19 +20,26 @@ import numpy as np
 import pytest
 
 from forecasts.load import LoadHistory
-from forecasts.sources.errors import (
+from forecasts.platform.errors import (
     SourceDataError,
     SourceError,
     SourceRequestError,
     SourceUnavailable,
 )
-from forecasts.sources.http import RetryPolicy
+from forecasts.platform.http import RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource, rate_query
 from forecasts.time import FrozenClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
+    LoadSourceKind,
+    LoadSpec,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+)
 from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
-from scaler.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, TargetRef, Workload
 from tests.fakes import FakeDailyCarbonSource
 from tests.integration.history import SPAN_S, T0
 from tests.integration.prom_fixture import PrometheusServer, free_port

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from forecasts.platform.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.sources.load import BatchLoadSource, history_many
 from forecasts.sources.prometheus_batch import (
     BATCH_LABEL,
@@ -33,10 +33,17 @@ from forecasts.sources.prometheus_batch import (
 )
 from forecasts.sources.routing import PrefixRoutedLoadSource
 from forecasts.time import FrozenClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
+    LoadSourceKind,
+    LoadSpec,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+)
 from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
-from scaler.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, TargetRef, Workload
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
 T0 = datetime(2024, 1, 15, 9, tzinfo=UTC)
