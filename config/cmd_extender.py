@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 import click
 from kubernetes.client import CoreV1Api
@@ -23,6 +20,7 @@ from config.wiring import (
 from extender.server import parse_listen, serve
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
+from forecasts.sources.signals import stop_on_signals
 
 __all__ = ["agent_command", "extender_command"]
 
@@ -102,7 +100,10 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             registry=registry,
         )
     finally:
-        runtime.stop()
+        runtime.stop()  # a refresh in progress finishes first
+        log.info(
+            "extender stopped after %d ticks (snapshot refreshes)", runtime.refresher.refreshes
+        )
 
 
 @click.command("agent")
@@ -143,17 +144,12 @@ def agent_command(
     start_http_server(port, addr=host, registry=registry)
     log.info("agent metrics on http://%s:%d/metrics", host, port)
     agent.start()
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        if agent.nvml.available:
-            agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
-        else:
-            stop.wait()  # keep serving gridshift_nvml_available 0
-    finally:
-        agent.nvml.close()
+    with stop_on_signals() as stop:
+        try:
+            if agent.nvml.available:
+                agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
+            else:
+                stop.wait()  # keep serving gridshift_nvml_available 0
+        finally:
+            agent.nvml.close()
+    log.info("agent stopped after %d ticks (NVML samples)", agent.ticks)

@@ -32,6 +32,7 @@ from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
 from forecasts.sources.clock import AcceleratedClock, SystemClock
+from forecasts.sources.signals import stop_on_signals
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode
@@ -193,12 +194,17 @@ def run_command(
         f"gridshift run: {len(built.loop.workloads)} workloads"
         + (f" on {sources.note}" if sources.note else "")
         + (f", time x{speed:g}" if speed != 1.0 else "")
-        + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
+        + f"\n  dashboard: {base}/dashboard\n  metrics:   {base}/metrics"
+        + f"\n  status:    {base}/status\n  health:    {base}/healthz"
+        + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
     )
     server = uvicorn.Server(
         uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
     )
     with contextlib.ExitStack() as stack:
+        # Ctrl-C like SIGTERM: uvicorn stops serving, then (stack unwinding) the tick in
+        # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
+        stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.

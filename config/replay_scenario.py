@@ -682,9 +682,7 @@ def _sample_day_ahead(
         epochs.append(fc.epoch_s[keep])
         values.append(fc.values[keep])
         at += day
-    return fill_gaps(
-        _mean_grid(np.concatenate(epochs), np.concatenate(values), start, end, step)
-    )
+    return fill_gaps(_mean_grid(np.concatenate(epochs), np.concatenate(values), start, end, step))
 
 
 def _mean_grid(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -58,6 +57,7 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.sources.signals import stop_on_signals
 from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
@@ -821,8 +821,8 @@ def serve(
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
 
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
+    uvicorn re-raises the signal it caught after its graceful shutdown; `stop_on_signals`
+    turns that into a normal return (exit status 0), for Ctrl-C as for SIGTERM."""
     server = build_server(
         app,
         listen=listen,
@@ -832,8 +832,5 @@ def serve(
         log_level=log_level,
         registry=registry,
     )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
+    with stop_on_signals():
         server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
