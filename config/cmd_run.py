@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -295,7 +296,13 @@ def replay_command(
         load=sources.load,
         data_note=sources.note,
     )
-    summary = replay(built.loop, start=start, end=end, step=step, settings=settings)
+    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
+        click.echo(
+            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            "(Ctrl-C stops and summarises the ticks run)",
+            err=True,
+        )
+        summary = replay(built.loop, start=start, end=end, step=step, settings=settings, stop=stop)
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
@@ -305,9 +312,16 @@ def replay_command(
 
 
 def replay(
-    loop: ScalerLoop, *, start: datetime, end: datetime, step: timedelta, settings: Settings
+    loop: ScalerLoop,
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    settings: Settings,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Tick from `start` until `end`; refit on the settings' period of replayed time."""
+    """Tick from `start` until `end` (or until `stop` is set: then the summary covers the
+    ticks run, and says so); refit on the settings' period of replayed time."""
     refit_every = timedelta(seconds=settings.forecast.refit_interval_seconds)
     loop.refit(at=start)
     next_refit = start + refit_every
@@ -318,6 +332,8 @@ def replay(
     ticks = 0
     at = start
     while at < end:
+        if stop is not None and stop.is_set():
+            break
         snap = loop.tick()
         at = snap.taken_at
         ticks += 1
@@ -345,7 +361,8 @@ def replay(
     }
     return {
         "from": start.isoformat(),
-        "to": end.isoformat(),
+        "to": min(at, end).isoformat(),
+        "interrupted": at < end,
         "step_seconds": step.total_seconds(),
         "ticks": ticks,
         "total": {
@@ -371,7 +388,8 @@ def _format_summary(s: dict[str, Any]) -> str:
     if s["data_note"]:
         lines.append(s["data_note"])
     lines += [
-        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s",
+        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s"
+        + (f" (stopped after {s['ticks']} ticks: interrupted)" if s.get("interrupted") else ""),
         f"emitted {t['emitted_g']:.1f} gCO2eq, performance-only {t['counterfactual_g']:.1f} g, "
         f"saved {t['saved_g']:.1f} g",
         f"replica-hours {t['replica_hours']:.1f} (performance-only "
