@@ -32,12 +32,12 @@ from config.wiring import (
     build_region_map,
     default_last_known_path,
 )
+from forecasts.platform.errors import SourceError
 from forecasts.regions import UnknownRegion
 from forecasts.series import CarbonSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.fallback import format_age, series_to_dict
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.errors import SourceError
 from forecasts.sources.sample import SAMPLE_PROVIDER, SAMPLE_REGIONS, SampleCarbonSource
 from forecasts.time import Clock, parse_duration
 

@@ -17,10 +17,10 @@ from config.wiring import (
     build_extender,
     kube_core_api,
 )
-from extender.server import parse_listen, serve
+from forecasts.platform.serving import parse_listen, serve
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.signals import stop_on_signals
+from forecasts.platform.signals import stop_on_signals
 
 __all__ = ["agent_command", "extender_command"]
 

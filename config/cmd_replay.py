@@ -24,7 +24,7 @@ import yaml
 from config import cmd_run
 from config.replay_report import render_html, render_table
 from config.replay_scenario import CARBON_MODELS, ScenarioError, load_scenario
-from forecasts.sources.signals import stop_on_signals
+from forecasts.platform.signals import stop_on_signals
 from scaler.replay.engine import progress_total, run_replay
 from scaler.replay.model import PolicyName
 from scaler.replay.summary import summarise

@@ -32,10 +32,12 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.serving import parse_listen
 from forecasts.sources.clock import AcceleratedClock, SystemClock
-from forecasts.sources.signals import stop_on_signals
+from forecasts.platform.signals import stop_on_signals
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
+from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
 from scaler.state import ConfigMapStateStore, StateStoreError
 
@@ -91,13 +93,14 @@ def _run_sources(settings: Settings, *, clock: Clock, seed: int) -> RunSources:
 
 
 def _bind(listen: str) -> socket.socket:
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, int(port_text)))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise click.BadParameter(
@@ -320,32 +323,31 @@ def replay(
     settings: Settings,
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Tick from `start` until `end` (or until `stop` is set: then the summary covers the
-    ticks run, and says so); refit on the settings' period of replayed time."""
-    refit_every = timedelta(seconds=settings.forecast.refit_interval_seconds)
-    loop.refit(at=start)
-    next_refit = start + refit_every
+    """Tick from `start` until `end` (the replay engine's `tick_over`) and summarise; refit on
+    the settings' period of replayed time. When `stop` is set (Ctrl-C) the summary covers
+    the ticks run so far, and says so."""
     hours = step.total_seconds() / 3600.0
     replica_h: dict[str, float] = {}
     cf_replica_h: dict[str, float] = {}
     eco_ticks: dict[str, int] = {}
     ticks = 0
     at = start
-    while at < end:
-        if stop is not None and stop.is_set():
-            break
-        snap = loop.tick()
-        at = snap.taken_at
+    for snap in tick_over(
+        loop,
+        start=start,
+        step=step,
+        intervals=-((start - end) // step),  # ceil: the last tick starts before `end`
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+    ):
         ticks += 1
+        at = snap.taken_at + step
         for name, ws in snap.workloads.items():
             replica_h[name] = replica_h.get(name, 0.0) + ws.desired_replicas * hours
             cf = ws.counterfactual_replicas if ws.counterfactual_replicas is not None else 0
             cf_replica_h[name] = cf_replica_h.get(name, 0.0) + cf * hours
             eco_ticks[name] = eco_ticks.get(name, 0) + (ws.mode is Mode.ECO)
-        at = at + step
-        if at >= next_refit and at < end:
-            loop.refit(at=at)
-            next_refit = at + refit_every
+        if stop is not None and stop.is_set():
+            break
     ledger = loop.ledger
     workloads = {
         name: {

@@ -27,8 +27,8 @@ from forecasts.forecast import Forecaster
 from forecasts.models.catalog import build_model
 from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.errors import SourceError
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceError
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.sources.trace import fill_gaps, read_csv_series
 from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s

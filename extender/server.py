@@ -8,7 +8,7 @@ URL paths (urlPrefix `http(s)://HOST:PORT/scheduler`, `filterVerb: filter`,
 | POST /scheduler/filter       | ExtenderArgs -> ExtenderFilterResult                            |
 | POST /scheduler/prioritize   | ExtenderArgs -> HostPriorityList (`[{"Host", "Score"}]`, 0..10) |
 | GET  /regions/rank           | regions by intensity; `?duration=2h&start=<RFC 3339>` optional  |
-| GET  /healthz, /readyz       | liveness; readiness (a snapshot exists)                         |
+| GET  /healthz, /readyz       | liveness; readiness (nodes listed and carbon fetched)           |
 | GET  /metrics                | Prometheus metrics of this process                              |
 | GET  /                       | this list as JSON                                               |
 
@@ -27,12 +27,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -57,8 +55,6 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
-from forecasts.sources.signals import stop_on_signals
-from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
@@ -66,11 +62,8 @@ __all__ = [
     "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
-    "build_server",
     "create_app",
     "parse_args",
-    "parse_listen",
-    "serve",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,7 +73,7 @@ ENDPOINTS = {
     "POST /scheduler/prioritize": "ExtenderArgs -> HostPriorityList (scores 0..10)",
     "GET /regions/rank": "regions ranked by gCO2/kWh; optional duration=2h, start=RFC 3339",
     "GET /healthz": "liveness",
-    "GET /readyz": "readiness: 200 once a snapshot is published",
+    "GET /readyz": "readiness: 200 once the nodes are listed and their regions' carbon fetched",
     "GET /metrics": "Prometheus metrics",
 }
 
@@ -343,6 +336,10 @@ class _SnapshotCollector(Collector):
         synced = GaugeMetricFamily(
             "gridshift_extender_nodes_synced", "1 once the node inventory has listed"
         )
+        ready = GaugeMetricFamily(
+            "gridshift_extender_ready",
+            "1 once nodes are listed and their regions' carbon fetched (/readyz is 200)",
+        )
         carbon_age = GaugeMetricFamily(
             "gridshift_extender_carbon_age_seconds",
             "Age of the newest carbon value at or before now, per region",
@@ -357,7 +354,9 @@ class _SnapshotCollector(Collector):
             age.add_metric([], -1.0)
             nodes.add_metric([], 0.0)
             synced.add_metric([], 0.0)
+            ready.add_metric([], 0.0)
         else:
+            ready.add_metric([], 1.0 if snap.ready else 0.0)
             now = self._clock.now()
             age.add_metric([], (now - snap.taken_at).total_seconds())
             nodes.add_metric([], float(len(snap.nodes)))
@@ -367,7 +366,7 @@ class _SnapshotCollector(Collector):
                 if ri.age_seconds is not None:
                     carbon_age.add_metric([region, ri.provider], ri.age_seconds)
                 fresh.add_metric([region], 1.0 if ri.status is DataStatus.FRESH else 0.0)
-        yield from (age, nodes, synced, carbon_age, fresh)
+        yield from (age, nodes, synced, ready, carbon_age, fresh)
 
 
 class ExtenderMetrics:
@@ -667,7 +666,10 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         snap = ctx.holder.current()
         if snap is None:
             return _json({"status": "not ready", "reason": "no snapshot published yet"}, 503)
-        return _json({"status": "ready", "nodes_synced": snap.nodes_synced})
+        reason = snap.not_ready_reason
+        if reason is not None:
+            return _json({"status": "not ready", "reason": reason}, 503)
+        return _json({"status": "ready", "nodes_synced": True, "regions": sorted(snap.carbon)})
 
     async def index(request: Request) -> Response:
         return _json({"service": "gridshift extender", "endpoints": ENDPOINTS})
@@ -747,90 +749,3 @@ def create_app(
         Route("/", h["index"], methods=["GET"]),
     ]
     return Starlette(routes=routes)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::]:8888`) -> (host, port); `ValueError` names the problem."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT")
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"listen {listen!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"listen {listen!r}: port {port} out of range 0..65535")
-    return host, port
-
-
-def build_server(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> uvicorn.Server:
-    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
-
-    With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
-    files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads and
-    expiry are exported on `registry` when given."""
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("TLS needs both a certificate and a key file")
-    host, port = parse_listen(listen)
-    tls = None
-    if tls_cert is not None and tls_key is not None:
-        tls = ReloadingTlsContext(
-            cert_file=Path(tls_cert),
-            key_file=Path(tls_key),
-            check_interval_seconds=tls_reload_check_interval_seconds,
-        )
-        if registry is not None:
-            registry.register(TlsCollector({"extender": tls}))
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        lifespan="off",
-        timeout_keep_alive=30,
-        ssl_context_factory=(
-            (lambda config, default: tls.listener_context()) if tls is not None else None
-        ),
-    )
-    return uvicorn.Server(config)
-
-
-def serve(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
-
-    uvicorn re-raises the signal it caught after its graceful shutdown; `stop_on_signals`
-    turns that into a normal return (exit status 0), for Ctrl-C as for SIGTERM."""
-    server = build_server(
-        app,
-        listen=listen,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_reload_check_interval_seconds=tls_reload_check_interval_seconds,
-        log_level=log_level,
-        registry=registry,
-    )
-    with stop_on_signals():
-        server.run()

@@ -35,9 +35,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
 from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status

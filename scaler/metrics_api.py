@@ -17,6 +17,9 @@ Metrics (all namespaced; the HPA asks in its own namespace):
   (gCO2eq/kWh), in any namespace; labels region, topology.kubernetes.io/region, provider.
 * `gridshift_eco_mode`: one item per workload; 1 in eco mode, 0 in performance.
 
+Also served: `/openapi/v2` and `/openapi/v3` (`scaler.metrics_openapi`), which kube-apiserver's
+aggregator downloads from every APIService (a 404 there is logged as an error each resync).
+
 `labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.selectors`); the HPA
 sums all items it gets, so select one workload (`workload=web`).
 """
@@ -38,6 +41,7 @@ import orjson
 
 from forecasts.time import Clock
 from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, RequestAttributes
+from scaler.metrics_openapi import build_documents
 from scaler.quantity import format_quantity
 from scaler.selectors import LabelSelector, SelectorError, parse_selector
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder
@@ -75,6 +79,7 @@ AGGREGATED_DISCOVERY_V2BETA1 = (
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 )
 _HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
+_OPENAPI = build_documents(group=GROUP, version=VERSION, metrics=METRIC_NAMES)
 
 
 def format_timestamp(at: datetime) -> str:
@@ -90,6 +95,7 @@ class ApiRequest:
     path: str
     query: str = ""
     accept: str = ""
+    if_none_match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +279,8 @@ class ExternalMetricsApi:
             if request.method not in ("GET", "HEAD"):
                 return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
             return ApiResponse(200, b"ok", "text/plain; charset=utf-8")
+        if path == "/openapi" or path.startswith("/openapi/"):
+            return _openapi(request, path)
         parts = [unquote(p) for p in path.strip("/").split("/")] if path != "/" else []
         if not parts or parts[0] != "apis" or (len(parts) > 1 and parts[1] != GROUP):
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -444,6 +452,33 @@ class ExternalMetricsApi:
         )
 
 
+def _openapi(request: ApiRequest, path: str) -> ApiResponse:
+    """`/openapi/v2`, `/openapi/v3` and the group-version document (`scaler.metrics_openapi`)."""
+    if request.method not in ("GET", "HEAD"):
+        return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
+    docs = _OPENAPI
+    if path == "/openapi/v2":
+        body, etag = docs.v2, docs.v2_etag
+    elif path == "/openapi/v3":
+        body, etag = docs.v3_discovery, docs.v3_discovery_etag
+    elif path == docs.v3_path:
+        body, etag = docs.v3, docs.v3_etag
+    else:
+        return _status(404, "NotFound", "the server could not find the requested resource")
+    if not _accepts_json(_parse_accept(request.accept)):
+        return _not_acceptable(request.accept)
+    headers = {"Etag": f'"{etag}"', "Vary": "Accept"}
+    if path == docs.v3_path:
+        wanted = parse_qs(request.query).get("hash", [""])[0]
+        if wanted and wanted != etag:
+            return ApiResponse(301, b"", headers={"Location": docs.v3_url})
+        if wanted:
+            headers["Cache-Control"] = "public, immutable"
+    if etag in {t.strip().removeprefix("W/").strip('"') for t in request.if_none_match.split(",")}:
+        return ApiResponse(304, b"", headers=headers)
+    return ApiResponse(200, body, JSON, headers)
+
+
 def _not_acceptable(accept: str) -> ApiResponse:
     return _status(
         406,
@@ -507,7 +542,13 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(self.connection, ssl.SSLSocket):
             peer = self.connection.getpeercert(binary_form=True)
         response = owner.respond(
-            ApiRequest(self.command, raw_path, query, self.headers.get("Accept", "")),
+            ApiRequest(
+                self.command,
+                raw_path,
+                query,
+                self.headers.get("Accept", ""),
+                self.headers.get("If-None-Match", ""),
+            ),
             peer_certificate_der=peer,
             headers=headers,
         )
@@ -519,7 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("Cache-Control", "no-cache, private")
+        if "Cache-Control" not in response.headers:
+            self.send_header("Cache-Control", "no-cache, private")
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.end_headers()

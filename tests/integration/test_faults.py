@@ -25,8 +25,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource
 from forecasts.time import FrozenClock
 from scaler.loop import LoopSettings, ScalerLoop

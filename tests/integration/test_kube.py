@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
-from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
 from scaler.kube import (

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from extender.nodes import RegionRules, node_facts
 from extender.scoring import ScoringPolicy
-from extender.server import create_app, parse_listen
+from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.serving import parse_listen
 from forecasts.time import FrozenClock
 from tests.fakes import hourly_series
 
@@ -370,8 +371,42 @@ def test_health_readiness_and_index() -> None:
     assert h.client.get("/healthz").json() == {"status": "ok"}
     assert h.client.get("/readyz").status_code == 503
     h.holder.publish(snapshot())
-    assert h.client.get("/readyz").json() == {"status": "ready", "nodes_synced": True}
+    assert h.client.get("/readyz").json() == {
+        "status": "ready",
+        "nodes_synced": True,
+        "regions": ["DE", "FR", "IE"],
+    }
+    assert h.sample("gridshift_extender_ready") == 1
     assert "POST /scheduler/filter" in h.client.get("/").json()["endpoints"]
+
+
+@pytest.mark.parametrize(
+    ("synced", "pending", "reason"),
+    [
+        pytest.param(False, frozenset(), "node inventory has not listed", id="nodes not listed"),
+        pytest.param(
+            True, frozenset({"FR", "DE"}), "carbon not fetched yet for DE, FR", id="carbon not in"
+        ),
+        pytest.param(False, frozenset({"FR"}), "node inventory", id="neither"),
+    ],
+)
+def test_not_ready_until_nodes_and_carbon_are_both_in(synced, pending, reason) -> None:
+    """Before both inputs are in every node would score neutral and caps would pass: the
+    Service must not route kube-scheduler here yet (issue: a 300 g/kWh cap bound to 400)."""
+    base = snapshot()
+    h = Harness(
+        snap=ExtenderSnapshot(
+            taken_at=NOW,
+            nodes=base.nodes,
+            carbon=base.carbon,
+            nodes_synced=synced,
+            carbon_pending=pending,
+        )
+    )
+    r = h.client.get("/readyz")
+    assert r.status_code == 503
+    assert reason in r.json()["reason"]
+    assert h.sample("gridshift_extender_ready") == 0
 
 
 def test_metrics_endpoint_reports_freshness(h: Harness) -> None:

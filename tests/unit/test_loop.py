@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from forecasts.sources.errors import SourceDataError, SourceUnavailable
+from forecasts.platform.errors import SourceDataError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.policy import PolicyParams

@@ -1,4 +1,4 @@
-"""Ctrl-C like SIGTERM (`forecasts.sources.signals.stop_on_signals`).
+"""Ctrl-C like SIGTERM (`forecasts.platform.signals.stop_on_signals`).
 
 Aspects: inside, SIGINT and SIGTERM set the event instead of raising KeyboardInterrupt or
 ending the process; the previous handlers come back after; outside the main thread the
@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from forecasts.sources.signals import stop_on_signals
+from forecasts.platform.signals import stop_on_signals
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
