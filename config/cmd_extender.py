@@ -18,9 +18,9 @@ from config.wiring import (
     kube_core_api,
 )
 from forecasts.platform.serving import parse_listen, serve
+from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
-from forecasts.platform.signals import stop_on_signals
 
 __all__ = ["agent_command", "extender_command"]
 

@@ -33,8 +33,8 @@ from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
 from forecasts.platform.serving import parse_listen
-from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.platform.signals import stop_on_signals
+from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
 from scaler.replay.engine import tick_over
