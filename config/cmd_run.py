@@ -21,7 +21,6 @@ from typing import Any
 
 import click
 import orjson
-import uvicorn
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -32,6 +31,8 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.listener import ListenerCollector, ListenerStats
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
@@ -202,9 +203,10 @@ def run_command(
         + f"\n  status:    {base}/status\n  health:    {base}/healthz"
         + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
     )
-    server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
-    )
+    status_listener = ListenerStats()
+    built.registry.register(ListenerCollector({"status": status_listener}))
+    # bounded like every listener: header bytes, head/body deadlines, connection cap
+    server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:
         # Ctrl-C like SIGTERM: uvicorn stops serving, then (stack unwinding) the tick in
         # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0

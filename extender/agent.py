@@ -19,13 +19,18 @@ from typing import Protocol
 from kubernetes import client
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from extender.energy import ANNOTATION_KEY, EnergyWindow, GpuEnergy, GpuSample, encode_annotation
 from extender.nvml import Nvml
 from forecasts.time import Clock
 
-__all__ = ["GpuAgent", "KubeNodeAnnotator", "NodeAnnotator"]
+__all__ = ["GpuAgent", "KubeNodeAnnotator", "NodeAnnotator", "create_agent_app"]
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +237,21 @@ def _moved(old: float | None, new: float | None, fraction: float) -> bool:
     if not (math.isfinite(old) and math.isfinite(new)):
         return True
     return abs(new - old) > fraction * max(abs(old), 1e-9)
+
+
+def create_agent_app(registry: CollectorRegistry) -> Starlette:
+    """The agent's HTTP endpoints (`GET /metrics`, `GET /healthz`), served on the bounded
+    listener (`forecasts.platform.listener`) like every other gridshift listener."""
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

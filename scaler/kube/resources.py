@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -106,7 +106,7 @@ class ScalerResourceCache:
         self._items: dict[tuple[str, str], ScalerResource] = {}
         self._invalid: dict[tuple[str, str], str] = {}
 
-    def replace_all(self, objects: list[Mapping[str, Any]]) -> None:
+    def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
         items, invalid = {}, {}
         for obj in objects:
             key, parsed, error = self._parse(obj)
