@@ -161,7 +161,6 @@ def agent_command(
     server.start()
     log.info("agent metrics on http://%s:%d/metrics", host, port)
     agent.start()
-<<<<<<< HEAD
     with stop_on_signals() as stop:
         try:
             if agent.nvml.available:
@@ -170,21 +169,5 @@ def agent_command(
                 stop.wait()  # keep serving gridshift_nvml_available 0
         finally:
             agent.nvml.close()
+            server.stop()
     log.info("agent stopped after %d ticks (NVML samples)", agent.ticks)
-=======
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        if agent.nvml.available:
-            agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
-        else:
-            stop.wait()  # keep serving gridshift_nvml_available 0
-    finally:
-        agent.nvml.close()
-        server.stop()
->>>>>>> main
