@@ -32,18 +32,8 @@ from forecasts.series import RegularSeries
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.sources.trace import fill_gaps, read_csv_series
 from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s
-from scaler.loop import LoopSettings
-from scaler.policy import PolicyParams
-from scaler.replay.engine import CarbonForecastSetup
-from scaler.replay.model import (
-    HpaParams,
-    Job,
-    KedaParams,
-    PolicyName,
-    ReplayScenario,
-    ReplayWorkload,
-)
-from scaler.workload import (
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
     ElasticSpec,
     LoadSourceKind,
     LoadSpec,
@@ -52,6 +42,16 @@ from scaler.workload import (
     TargetRef,
     Workload,
     WorkloadClass,
+)
+from scaler.loop import LoopSettings
+from scaler.replay.engine import CarbonForecastSetup
+from scaler.replay.model import (
+    HpaParams,
+    Job,
+    KedaParams,
+    PolicyName,
+    ReplayScenario,
+    ReplayWorkload,
 )
 
 __all__ = ["CARBON_MODELS", "LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]

@@ -26,7 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from extender.energy import ANNOTATION_KEY, EnergyWindow, GpuEnergy, GpuSample, encode_annotation
+from extender.core.energy import (
+    ANNOTATION_KEY,
+    EnergyWindow,
+    GpuEnergy,
+    GpuSample,
+    encode_annotation,
+)
 from extender.nvml import Nvml
 from forecasts.time import Clock
 

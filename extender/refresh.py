@@ -19,8 +19,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries

@@ -40,8 +40,8 @@ from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
-from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
-from scaler.policy import (
+from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
+from scaler.core.policy import (
     CarbonOutlook,
     ModeState,
     PolicyParams,
@@ -53,10 +53,10 @@ from scaler.policy import (
     elastic_slots,
     slot_intensities,
 )
+from scaler.core.workload import Workload, WorkloadClass
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
-from scaler.workload import Workload, WorkloadClass
 
 __all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop", "ScalerService"]
 

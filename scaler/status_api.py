@@ -24,8 +24,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from scaler.core.history import HistoryPoint, SnapshotHistory
 from scaler.dashboard import DashboardAssets, load_dashboard_assets
-from scaler.history import HistoryPoint, SnapshotHistory
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
 __all__ = [

@@ -29,8 +29,9 @@ from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
 from forecasts.time import SteppingClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.replay.model import (
     JobOutcome,
     PolicyName,
@@ -50,7 +51,6 @@ from scaler.replay.policies import (
     static_replicas,
 )
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder
-from scaler.workload import ElasticSpec, Workload
 
 __all__ = [
     "CarbonForecastSetup",
