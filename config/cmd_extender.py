@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 import click
 from kubernetes.client import CoreV1Api
@@ -30,6 +27,7 @@ from forecasts.platform.listener import (
 )
 from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen, serve
+from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
 
@@ -112,7 +110,10 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             error_body=webhook_error_body,
         )
     finally:
-        runtime.stop()
+        runtime.stop()  # a refresh in progress finishes first
+        log.info(
+            "extender stopped after %d ticks (snapshot refreshes)", runtime.refresher.refreshes
+        )
 
 
 @click.command("agent")
@@ -160,18 +161,13 @@ def agent_command(
     server.start()
     log.info("agent metrics on http://%s:%d/metrics", host, port)
     agent.start()
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        if agent.nvml.available:
-            agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
-        else:
-            stop.wait()  # keep serving gridshift_nvml_available 0
-    finally:
-        agent.nvml.close()
-        server.stop()
+    with stop_on_signals() as stop:
+        try:
+            if agent.nvml.available:
+                agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
+            else:
+                stop.wait()  # keep serving gridshift_nvml_available 0
+        finally:
+            agent.nvml.close()
+            server.stop()
+    log.info("agent stopped after %d ticks (NVML samples)", agent.ticks)
