@@ -26,7 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from extender.energy import ANNOTATION_KEY, EnergyWindow, GpuEnergy, GpuSample, encode_annotation
+from extender.core.energy import (
+    ANNOTATION_KEY,
+    EnergyWindow,
+    GpuEnergy,
+    GpuSample,
+    encode_annotation,
+)
 from extender.nvml import Nvml
 from forecasts.time import Clock
 
@@ -154,6 +160,7 @@ class GpuAgent:
         self._min_change = min_change_fraction
         self.last_samples: tuple[GpuSample, ...] = ()
         self.last_summary: GpuEnergy | None = None
+        self.ticks = 0  # completed samples (stopping says how many)
         self._written: GpuEnergy | None = None
         self._written_at: datetime | None = None
         self._writes = Counter(
@@ -224,6 +231,7 @@ class GpuAgent:
         while not stop.is_set():
             try:
                 self.tick()
+                self.ticks += 1
             except Exception:
                 log.exception("GPU agent tick failed")
             stop.wait(interval_seconds)

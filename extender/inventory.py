@@ -21,8 +21,8 @@ from typing import Any
 from kubernetes import client
 from prometheus_client import CollectorRegistry, Counter
 
-from extender.nodes import RegionRules, node_facts
-from extender.scoring import NodeFacts
+from extender.core.nodes import RegionRules, node_facts
+from extender.core.scoring import NodeFacts
 from forecasts.platform.reflector import Reflector
 
 __all__ = ["KubeNodeInventory"]

@@ -42,8 +42,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from extender.nodes import RegionRules, build_node_facts, gpu_count
-from extender.scoring import (
+from extender.core.nodes import RegionRules, build_node_facts, gpu_count
+from extender.core.scoring import (
     DataStatus,
     NodeFacts,
     NodeTable,

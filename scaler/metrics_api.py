@@ -22,7 +22,7 @@ Metrics (all namespaced; the HPA asks in its own namespace):
 Also served: `/openapi/v2` and `/openapi/v3` (`scaler.metrics_openapi`), which kube-apiserver's
 aggregator downloads from every APIService (a 404 there is logged as an error each resync).
 
-`labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.selectors`); the HPA
+`labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.core.selectors`); the HPA
 sums all items it gets, so select one workload (`workload=web`).
 """
 
@@ -44,9 +44,9 @@ from forecasts.platform.listener import ListenerLimits, ListenerStats, ThreadedS
 from forecasts.platform.listener import build_server as build_listener
 from forecasts.time import Clock
 from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, RequestAttributes
+from scaler.core.quantity import format_quantity
+from scaler.core.selectors import LabelSelector, SelectorError, parse_selector
 from scaler.metrics_openapi import build_documents
-from scaler.quantity import format_quantity
-from scaler.selectors import LabelSelector, SelectorError, parse_selector
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder
 
 __all__ = [

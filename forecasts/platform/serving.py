@@ -9,7 +9,6 @@ certificate reload.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import uvicorn
@@ -24,6 +23,7 @@ from forecasts.platform.listener import (
     json_error_body,
 )
 from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.signals import stop_on_signals
 from forecasts.platform.tls import ReloadingTlsContext, TlsCollector
 
 __all__ = ["build_server", "parse_listen", "serve"]
@@ -102,8 +102,8 @@ def serve(
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
 
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
+    uvicorn re-raises the signal it caught after its graceful shutdown; `stop_on_signals`
+    turns that into a normal return (exit status 0), for Ctrl-C as for SIGTERM."""
     server = build_server(
         app,
         listen=listen,
@@ -115,8 +115,5 @@ def serve(
         name=name,
         error_body=error_body,
     )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
+    with stop_on_signals():
         server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender, kube_api_client
 from extender.agent import KubeNodeAnnotator
-from extender.energy import ANNOTATION_KEY
+from extender.core.energy import ANNOTATION_KEY
+from extender.core.nodes import RegionRules
 from extender.inventory import KubeNodeInventory
-from extender.nodes import RegionRules
 from forecasts.platform.reflector import ResourceExpired
 from forecasts.time import FrozenClock
 from tests.faultproxy import Fault, FaultProxy

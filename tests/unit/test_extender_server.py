@@ -20,8 +20,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from extender.nodes import RegionRules, node_facts
-from extender.scoring import ScoringPolicy
+from extender.core.nodes import RegionRules, node_facts
+from extender.core.scoring import ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.platform.serving import parse_listen
@@ -219,8 +219,8 @@ def test_prioritize_full_mode_uses_the_request_labels(h: Harness) -> None:
 
 
 def test_full_mode_takes_gpu_energy_from_the_inventory_when_the_request_has_none() -> None:
-    from extender.energy import ANNOTATION_KEY, GpuEnergy
-    from extender.scoring import NodeFacts
+    from extender.core.energy import ANNOTATION_KEY, GpuEnergy
+    from extender.core.scoring import NodeFacts
 
     lean = GpuEnergy(100.0, None, None, 8, NOW, 300.0)
     hungry = GpuEnergy(400.0, None, None, 8, NOW, 300.0)

@@ -28,7 +28,7 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-from extender.energy import GpuEnergy
+from extender.core.energy import GpuEnergy
 from forecasts.series import CarbonSeries, CarbonUnit
 from forecasts.time import parse_duration, to_epoch_s
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from extender.energy import ANNOTATION_KEY, decode_annotation
-from extender.scoring import GPU_RESOURCE, NodeFacts, gpu_quantity
+from extender.core.energy import ANNOTATION_KEY, decode_annotation
+from extender.core.scoring import GPU_RESOURCE, NodeFacts, gpu_quantity
 
 __all__ = [
     "DEFAULT_REGION_LABELS",
