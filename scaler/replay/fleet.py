@@ -62,8 +62,10 @@ def partition(scenario: ReplayScenario, parts: int) -> tuple[ReplayScenario, ...
         # close the run once it holds its share, or when every run still to open needs
         # one of the workloads left
         to_open = parts - len(runs)
-        if runs[-1] and to_open > 0 and (
-            done >= total * len(runs) / parts or len(ordered) - i <= to_open
+        if (
+            runs[-1]
+            and to_open > 0
+            and (done >= total * len(runs) / parts or len(ordered) - i <= to_open)
         ):
             runs.append([])
         runs[-1].append(w)
