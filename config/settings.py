@@ -8,9 +8,11 @@ live in `config.loading`; this module only declares the shape, bounds and defaul
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -279,6 +281,11 @@ class CarbonRegionSettings(_Group):
         default_factory=list,
         description="Node-label rules (label -> glob); a node matching any rule is in the region.",
     )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Cloud region/zone names that mean this region whatever `match` says "
+        "(an override); none by default.",
+    )
     fallback_order: list[str] | None = Field(
         None, description="This region's own provider order; unset = `carbon.fallback_order`."
     )
@@ -317,6 +324,11 @@ def _default_regions() -> dict[str, CarbonRegionSettings]:
         "gb-south": CarbonRegionSettings(
             zones={"uk": "12", "electricitymaps": "GB"},
             description="South England (UK API region 12).",
+        ),
+        "IE": CarbonRegionSettings(
+            zones={"electricitymaps": "IE", "carbon_aware_sdk": "northeurope"},
+            match=[{r: "eu-west-1"}, {r: "northeurope"}],
+            description="Ireland; AWS eu-west-1 and Azure North Europe (Dublin).",
         ),
         "DE": CarbonRegionSettings(
             zones={
@@ -372,7 +384,7 @@ class CarbonSettings(_Group):
     trace: CarbonTraceSettings = CarbonTraceSettings()
     regions: dict[str, CarbonRegionSettings] = Field(
         default_factory=_default_regions,
-        description="Sample regions for GB, DE, FR and California; replace with your own.",
+        description="Sample regions for GB, IE, DE, FR and California; replace with your own.",
     )
 
     @model_validator(mode="after")
@@ -391,7 +403,20 @@ class CarbonSettings(_Group):
             if key in seen:
                 raise ValueError(f"regions: {seen[key]!r} and {name!r} differ only in case")
             seen[key] = name
+        owner: dict[str, str] = {}
+        for name, region in self.regions.items():
+            for alias in region.aliases:
+                if alias in owner and owner[alias] != name:
+                    raise ValueError(
+                        f"regions: alias {alias!r} is listed by both {owner[alias]!r} and {name!r}"
+                    )
+                owner[alias] = name
         return self
+
+    def region_named(self, name: str) -> str | None:
+        """The configured region called `name` (any case), or None."""
+        key = name.casefold()
+        return next((r for r in self.regions if r.casefold() == key), None)
 
 
 #: The names `forecasts.models.catalog.LOAD_MODEL_CHOICES` accepts (kept equal by a test; a
@@ -693,6 +718,15 @@ class ScalerSettings(_Group):
 
 
 class ExtenderSettings(_Group):
+    #: Removed keys and where their meaning went (shown instead of "unknown key").
+    moved_fields: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "region_aliases": "region aliases moved to the one region model: list each cloud "
+            "region/zone under carbon.regions.<REGION>.aliases (e.g. carbon.regions.IE.aliases"
+            ": [eu-west-1]); nodes are also placed by the regions' `match` rules",
+        }
+    )
+
     listen: str = Field(
         "127.0.0.1:8888", description="Loopback by default; set 0.0.0.0:8888 in-cluster."
     )
@@ -746,15 +780,14 @@ class ExtenderSettings(_Group):
         ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"),
         description="Well-known zone labels; zones may be aliased to carbon regions.",
     )
-    region_aliases: dict[str, str] = Field(
-        default_factory=dict,
-        description="Cloud region/zone -> carbon region (eu-west-1: IE); none by default.",
-    )
     default_region: str | None = Field(
-        None, description="Region of unlabelled nodes; unset leaves them neutral."
+        None,
+        description="Configured carbon region of nodes no label or match rule places; unset "
+        "leaves them neutral.",
     )
     regions: tuple[str, ...] = Field(
-        (), description="Extra regions to rank for /regions/rank even without nodes there."
+        (),
+        description="Configured carbon regions to rank for /regions/rank even without nodes.",
     )
     refresh_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="Node changes reach scores within ten seconds."
@@ -1028,3 +1061,17 @@ class Settings(BaseSettings):
     metrics_api: MetricsApiSettings = MetricsApiSettings()
     keda: KedaSettings = KedaSettings()
     kube: KubeSettings = KubeSettings()
+
+    @model_validator(mode="after")
+    def _regions_are_configured(self) -> Settings:
+        """Every region the extender names must be a configured carbon region (one model)."""
+        known = ", ".join(self.carbon.regions) or "(none)"
+        named = [("extender.regions", r) for r in self.extender.regions]
+        if self.extender.default_region is not None:
+            named.append(("extender.default_region", self.extender.default_region))
+        for where, name in named:
+            if self.carbon.region_named(name) is None:
+                raise ValueError(
+                    f"{where}: {name!r} is not a configured region (carbon.regions: {known})"
+                )
+        return self
