@@ -28,9 +28,9 @@ from types import MappingProxyType
 __all__ = [
     "DEFAULT_REGION_LABELS",
     "DEFAULT_ZONE_LABELS",
+    "OWN_REGION_LABEL",
     "REGION_LABEL",
     "ZONE_LABEL",
-    "OWN_REGION_LABEL",
     "NodeRule",
     "Region",
     "RegionMap",
