@@ -247,3 +247,8 @@ class RegionResolver:
 
     def is_configured(self, name: str) -> bool:
         return self.regions.find(name) is not None
+
+    def configured_region(self, name: str) -> str | None:
+        """`resolve(name)` when that is a configured region, else None."""
+        resolved = self.resolve(name)
+        return resolved if self.is_configured(resolved) else None

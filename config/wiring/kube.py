@@ -10,6 +10,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -25,6 +26,7 @@ from config.settings import (
     Settings,
 )
 from config.version import __version__
+from config.wiring.carbon import build_region_resolver
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
@@ -51,8 +53,11 @@ from scaler.kube import (
     load_authentication_config_map,
     register_kube_metrics,
 )
+from scaler.kube.events import EventRecorder
+from scaler.kube.workloads import ClusterWorkloads
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import SnapshotHolder
+from scaler.workload import Workload
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +243,8 @@ def build_kube_runtime(
     api_client: k8s.ApiClient,
     wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    configured: Sequence[Workload] = (),
+    resolve_region: Callable[[str], str | None] | None = None,
 ) -> KubeRuntime:
     """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
     `clock`), since other replicas and the API server count real seconds even when
@@ -257,12 +264,24 @@ def build_kube_runtime(
     )
     elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
     timeout_s = settings.request_timeout_seconds
+    workloads = ClusterWorkloads(
+        configured,
+        resources=cache.items,
+        resolve_region=resolve_region or (lambda name: name),
+    )
     controller = KubeController(
         cache=cache,
         status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
         actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
         is_leader=lambda: elector.leading,
         clock=clock,
+        events=EventRecorder(
+            k8s.CoreV1Api(api_client),
+            clock=wall_clock or clock,
+            instance=lock.identity,
+            request_timeout_seconds=timeout_s,
+        ),
+        problems=workloads.problems,
     )
     watcher = ScalerResourceWatcher(
         custom,
@@ -281,6 +300,7 @@ def build_kube_runtime(
         replicas=KubeReplicaReader(
             api_client, resources=cache.items, request_timeout_seconds=timeout_s
         ),
+        workloads=workloads,
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
     if registry is not None:
@@ -337,10 +357,12 @@ def start_scaler_services(
     api_client: k8s.ApiClient | None = None,
     wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    workloads: Sequence[Workload] = (),
 ) -> ScalerServices:
     """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
     their TLS listeners' certificate metrics and the Kubernetes side's `gridshift_kube_*`
-    metrics go to `registry` when given.
+    metrics go to `registry` when given. `workloads` are the config-file workloads; on a
+    cluster, `services.kube.workloads.current` adds the CarbonAwareScalers to them.
 
     The one hook for `gridshift run`:
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
@@ -383,6 +405,7 @@ def start_scaler_services(
             registry.register(TlsCollector(listeners))
         if settings.kube.enabled:
             assert api_client is not None
+            resolver = build_region_resolver(settings)
             services.kube = build_kube_runtime(
                 settings.kube,
                 holder=holder,
@@ -390,6 +413,12 @@ def start_scaler_services(
                 api_client=api_client,
                 wall_clock=wall_clock,
                 registry=registry,
+                configured=workloads,
+                resolve_region=lambda name: (
+                    resolver.resolve(name)
+                    if resolver.is_configured(resolver.resolve(name))
+                    else None
+                ),
             )
             services.kube.start()
             services._exit.callback(services.kube.close)

@@ -198,6 +198,7 @@ def test_resolver_resolves_written_names(name: str, expected: str) -> None:
     node with that cloud label."""
     assert RESOLVER.resolve(name) == expected
     assert RESOLVER.is_configured(expected) == (expected != "atlantis")
+    assert RESOLVER.configured_region(name) == (None if expected == "atlantis" else expected)
 
 
 def test_resolver_default_region_is_canonical_and_own_label_can_be_off() -> None:
