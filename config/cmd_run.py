@@ -14,13 +14,13 @@ import contextlib
 import logging
 import socket
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
-import uvicorn
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -31,7 +31,10 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.listener import ListenerCollector, ListenerStats
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
+from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
@@ -196,12 +199,18 @@ def run_command(
         f"gridshift run: {len(built.loop.workloads)} workloads"
         + (f" on {sources.note}" if sources.note else "")
         + (f", time x{speed:g}" if speed != 1.0 else "")
-        + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
+        + f"\n  dashboard: {base}/dashboard\n  metrics:   {base}/metrics"
+        + f"\n  status:    {base}/status\n  health:    {base}/healthz"
+        + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
     )
-    server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
-    )
+    status_listener = ListenerStats()
+    built.registry.register(ListenerCollector({"status": status_listener}))
+    # bounded like every listener: header bytes, head/body deadlines, connection cap
+    server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:
+        # Ctrl-C like SIGTERM: uvicorn stops serving, then (stack unwinding) the tick in
+        # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
+        stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.
@@ -295,7 +304,13 @@ def replay_command(
         load=sources.load,
         data_note=sources.note,
     )
-    summary = replay(built.loop, start=start, end=end, step=step, settings=settings)
+    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
+        click.echo(
+            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            "(Ctrl-C stops and summarises the ticks run)",
+            err=True,
+        )
+        summary = replay(built.loop, start=start, end=end, step=step, settings=settings, stop=stop)
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
@@ -305,15 +320,23 @@ def replay_command(
 
 
 def replay(
-    loop: ScalerLoop, *, start: datetime, end: datetime, step: timedelta, settings: Settings
+    loop: ScalerLoop,
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    settings: Settings,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Tick from `start` until `end` (the replay engine's `tick_over`) and summarise; refit on
-    the settings' period of replayed time."""
+    the settings' period of replayed time. When `stop` is set (Ctrl-C) the summary covers
+    the ticks run so far, and says so."""
     hours = step.total_seconds() / 3600.0
     replica_h: dict[str, float] = {}
     cf_replica_h: dict[str, float] = {}
     eco_ticks: dict[str, int] = {}
     ticks = 0
+    at = start
     for snap in tick_over(
         loop,
         start=start,
@@ -322,11 +345,14 @@ def replay(
         refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
     ):
         ticks += 1
+        at = snap.taken_at + step
         for name, ws in snap.workloads.items():
             replica_h[name] = replica_h.get(name, 0.0) + ws.desired_replicas * hours
             cf = ws.counterfactual_replicas if ws.counterfactual_replicas is not None else 0
             cf_replica_h[name] = cf_replica_h.get(name, 0.0) + cf * hours
             eco_ticks[name] = eco_ticks.get(name, 0) + (ws.mode is Mode.ECO)
+        if stop is not None and stop.is_set():
+            break
     ledger = loop.ledger
     workloads = {
         name: {
@@ -342,7 +368,8 @@ def replay(
     }
     return {
         "from": start.isoformat(),
-        "to": end.isoformat(),
+        "to": min(at, end).isoformat(),
+        "interrupted": at < end,
         "step_seconds": step.total_seconds(),
         "ticks": ticks,
         "total": {
@@ -368,7 +395,8 @@ def _format_summary(s: dict[str, Any]) -> str:
     if s["data_note"]:
         lines.append(s["data_note"])
     lines += [
-        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s",
+        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s"
+        + (f" (stopped after {s['ticks']} ticks: interrupted)" if s.get("interrupted") else ""),
         f"emitted {t['emitted_g']:.1f} gCO2eq, performance-only {t['counterfactual_g']:.1f} g, "
         f"saved {t['saved_g']:.1f} g",
         f"replica-hours {t['replica_hours']:.1f} (performance-only "

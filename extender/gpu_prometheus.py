@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from extender.energy import GpuEnergy
+from extender.core.energy import GpuEnergy
 from forecasts.platform.errors import SourceDataError
 from forecasts.platform.http import HttpSource
 from forecasts.time import from_epoch_s, to_epoch_s

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries
@@ -95,6 +95,7 @@ class SnapshotRefresher:
         self._fetched_at: dict[str, datetime] = {}
         self._gpu: Mapping[str, GpuEnergy] = {}
         self._no_forecast: set[str] = set()
+        self.refreshes = 0  # completed refreshes (the extender's "ticks")
         self._fetch_errors = Counter(
             "gridshift_extender_source_errors",
             "Failed fetches by the snapshot job, by source and region",
@@ -197,6 +198,7 @@ class SnapshotRefresher:
         while not stop.is_set():
             try:
                 ready = self.refresh().ready
+                self.refreshes += 1
             except Exception:  # the job must outlive any bug in one refresh
                 log.exception("extender snapshot refresh failed")
             stop.wait(

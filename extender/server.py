@@ -36,12 +36,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from extender.nodes import RegionRules, build_node_facts, gpu_count
-from extender.scoring import (
+from extender.core.nodes import RegionRules, build_node_facts, gpu_count
+from extender.core.scoring import (
     DataStatus,
     NodeFacts,
     NodeTable,
@@ -64,6 +66,7 @@ __all__ = [
     "WireError",
     "create_app",
     "parse_args",
+    "webhook_error_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ ENDPOINTS = {
 }
 
 _EMPTY_NODE_FACTS: Mapping[str, NodeFacts] = {}
+_RANK_START_WITHIN = timedelta(days=366)  # forecasts reach days ahead; history a year back
 _NODES_PLACEHOLDER = "\x00gridshift-nodes\x00"
 _NODES_PLACEHOLDER_JSON = orjson.dumps(_NODES_PLACEHOLDER)
 
@@ -242,7 +246,10 @@ def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
             r = c.resources
             if r is not None:
                 containers.append({"resources": {"limits": r.limits, "requests": r.requests}})
-    prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    try:
+        prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    except ValueError as exc:
+        raise WireError(f"Pod.spec: {exc}") from None
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
 
 
@@ -253,6 +260,14 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
     In full mode each node is decoded only as deeply as the answer needs: its name when
     nothing about it can matter (filter without a cap, an opted-out pod), its labels for
     regions, and its status and GPU annotation only for prioritizing a GPU pod."""
+    try:
+        return _parse_args(body, rules=rules, verb=verb)
+    except RecursionError:
+        # msgspec stops at its own depth limit; a Pod or Node is never nested that deep
+        raise WireError("request body: JSON nested too deeply") from None
+
+
+def _parse_args(body: bytes, *, rules: RegionRules, verb: str) -> ParsedArgs:
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
     raw_pod, nodes, names = _decode_args(body)
@@ -297,11 +312,15 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
             continue
         status = node.status if isinstance(node, _Node) else None
         node_meta = node.metadata or _Meta()
+        try:
+            gpus = gpu_count(status.allocatable, status.capacity) if status else 0
+        except ValueError as exc:
+            raise WireError(f"{where}.status: {exc}") from None
         facts[meta.name] = build_node_facts(
             meta.name,
             labels=node_meta.labels or {},
             annotations=node_meta.annotations or {},
-            gpus=gpu_count(status.allocatable, status.capacity) if status else 0,
+            gpus=gpus,
             rules=rules,
             with_gpu_energy=want_gpu,
         )
@@ -534,7 +553,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
             parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter")
         except WireError as exc:
-            m.requests.labels("filter", str(exc.status)).inc()
             log.info("filter: rejected request: %s", exc)
             return _filter_error(str(exc), exc.status)
         try:
@@ -565,14 +583,12 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                 response = Response(b"".join(pieces), media_type="application/json")
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
-            m.requests.labels("filter", "500").inc()
             return _filter_error(f"internal error: {type(exc).__name__}: {exc}", 500)
         _count_prefs(m, parsed.pod)
         outcome = "opted_out" if parsed.pod.opt_out else ("capped" if result.rejected else "passed")
         m.decisions.labels("filter", outcome).inc()
         m.nodes.labels("passed").inc(len(result.passed))
         m.nodes.labels("rejected").inc(len(result.rejected))
-        m.requests.labels("filter", "200").inc()
         m.latency.labels("filter").observe(time.monotonic() - started)
         return response
 
@@ -581,7 +597,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             parsed = parse_args(await _read_body(request, ctx.max_body_bytes), rules=ctx.rules)
         except WireError as exc:
-            m.requests.labels("prioritize", str(exc.status)).inc()
             log.info("prioritize: rejected request: %s", exc)
             return _json({"Error": str(exc)}, exc.status)
         try:
@@ -602,7 +617,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             response = _json([{"Host": h, "Score": s} for h, s in result.scores.items()])
         except Exception as exc:
             log.exception("prioritize failed for pod %s", parsed.pod_name)
-            m.requests.labels("prioritize", "500").inc()
             return _json({"Error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         _count_prefs(m, parsed.pod)
         if result.neutral_reason is not None:
@@ -610,7 +624,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             m.decisions.labels("prioritize", "neutral").inc()
         else:
             m.decisions.labels("prioritize", "scored").inc()
-        m.requests.labels("prioritize", "200").inc()
         m.latency.labels("prioritize").observe(time.monotonic() - started)
         return response
 
@@ -620,7 +633,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             duration, start = _rank_params(request.query_params, now=now)
         except WireError as exc:
-            m.requests.labels("rank", "400").inc()
             return _json({"error": str(exc)}, 400)
         snap = ctx.holder.current()
         carbon = snap.carbon if snap is not None else {}
@@ -628,7 +640,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             ranks = rank_regions(carbon, now=now, start=start, duration=duration, policy=ctx.policy)
         except Exception as exc:
             log.exception("regions/rank failed")
-            m.requests.labels("rank", "500").inc()
             return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         out = []
         for i, r in enumerate(ranks, start=1):
@@ -648,7 +659,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                     "note": ri.note,
                 }
             )
-        m.requests.labels("rank", "200").inc()
         m.latency.labels("rank").observe(time.monotonic() - started)
         return _json(
             {
@@ -709,8 +719,10 @@ def _rank_params(params: Mapping[str, str], *, now: datetime) -> tuple[timedelta
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
             start = ensure_utc(parsed, name="start")
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise WireError(f"start: {raw!r} is not an RFC 3339 time with offset ({exc})") from None
+        if abs(start - now) > _RANK_START_WITHIN:
+            raise WireError(f"start: {raw!r} is more than {_RANK_START_WITHIN.days} days from now")
     return duration, start
 
 
@@ -748,4 +760,57 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/", h["index"], methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_CountResponses, metrics=ctx.metrics)])
+
+
+def webhook_error_body(status: int, message: str) -> bytes:
+    """Errors the listener answers itself (431, 408, 503, bad framing) in the webhook's own
+    `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
+    return orjson.dumps({"Error": message})
+
+
+_VERBS = {
+    "/scheduler/filter": "filter",
+    "/scheduler/prioritize": "prioritize",
+    "/regions/rank": "rank",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/": "index",
+}
+
+
+class _CountResponses:
+    """Counts every response by verb and code (`gridshift_extender_requests_total`), 404,
+    405 and 500 included, and turns an exception that escaped a handler into the webhook's
+    JSON `{"Error": ...}` 500 instead of Starlette's plain-text one."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ExtenderMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 0
+
+        async def counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, counting)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if status:
+                raise
+            status = 500
+            await _json({"Error": f"internal error: {type(exc).__name__}"}, 500)(
+                scope, receive, send
+            )
+        finally:
+            verb = _VERBS.get(scope["path"], "other")
+            self._metrics.requests.labels(verb, str(status or 500)).inc()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from extender.scoring import NodeFacts, NodeTable
+from extender.core.scoring import NodeFacts, NodeTable
 from forecasts.series import CarbonSeries
 
 __all__ = ["ExtenderSnapshot", "SnapshotHolder"]

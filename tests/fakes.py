@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pynvml
 
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal

@@ -22,12 +22,12 @@ from config.settings import (
 from config.wiring.carbon import build_region_resolver
 from config.wiring.kube import kube_api_client
 from extender.agent import GpuAgent, KubeNodeAnnotator
+from extender.core.nodes import RegionRules
+from extender.core.scoring import ScoringPolicy
 from extender.gpu_prometheus import GpuExporter, PrometheusGpuPower
 from extender.inventory import KubeNodeInventory
-from extender.nodes import RegionRules
 from extender.nvml import Nvml, load_pynvml
 from extender.refresh import GpuPowerSource, NodeInventory, SnapshotRefresher
-from extender.scoring import ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import SnapshotHolder as ExtenderSnapshotHolder
 from forecasts.platform.http import HttpSource

@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from config.crossref import cross_reference_problems
+from config.errors import ConfigError
 from config.loading import LoadedConfig, Override, load_config
 from config.settings import (
     Settings,
@@ -27,12 +29,21 @@ def load_settings_with_sources(
     """Defaults < YAML file (`config_file` or `$GRIDSHIFT_CONFIG`) < `GRIDSHIFT_*` env <
     `overrides`, validated, with the layer of every value. Raises `config.errors.ConfigError`
     listing every problem. `environ` defaults to the process environment (read only here)."""
-    return load_config(
+    loaded = load_config(
         model=model,
         environ=os.environ if environ is None else environ,
         config_file=config_file,
         overrides=overrides,
     )
+    # names that point at other settings must exist (a workload's region, aliases, targets)
+    problems = (
+        cross_reference_problems(loaded.settings, provenance=loaded.provenance)
+        if isinstance(loaded.settings, Settings)  # tests load demo models too
+        else []
+    )
+    if problems:
+        raise ConfigError(problems)
+    return loaded
 
 
 def load_settings(

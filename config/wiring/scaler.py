@@ -27,15 +27,9 @@ from forecasts.models.catalog import build_load_forecaster
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock
-from scaler.extender_watch import ExtenderWatch
-from scaler.history import RecordingHolder, SnapshotHistory
-from scaler.loop import LoopSettings, ScalerLoop, ScalerService
-from scaler.metrics import register_scaler_metrics
-from scaler.policy import PolicyParams
-from scaler.snapshot import SnapshotHolder
-from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
-from scaler.status_api import create_status_app
-from scaler.workload import (
+from scaler.core.history import RecordingHolder, SnapshotHistory
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
     CiSchedule,
     ElasticSpec,
     LoadSourceKind,
@@ -47,6 +41,12 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.extender_watch import ExtenderWatch
+from scaler.loop import LoopSettings, ScalerLoop, ScalerService
+from scaler.metrics import register_scaler_metrics
+from scaler.snapshot import SnapshotHolder
+from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
+from scaler.status_api import create_status_app
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,12 @@ log = logging.getLogger(__name__)
 def workload_from(ws: WorkloadSettings) -> Workload:
     """Translate one workload's settings into the pure `Workload` value."""
     load = (
-        LoadSpec(LoadSourceKind.PROMQL, ws.load.promql, ws.load.unit)
+        LoadSpec(
+            LoadSourceKind.PROMQL,
+            ws.load.promql,
+            ws.load.unit,
+            match=tuple(sorted((ws.load.match or {}).items())),
+        )
         if ws.load.promql is not None
         else LoadSpec(LoadSourceKind.TRACE, ws.load.trace or "", ws.load.unit)
     )

@@ -4,6 +4,8 @@
 - `http`: the outbound HTTP client (timeouts, retries with jittered backoff, limits, caching).
 - `tls`: certificate/key files re-read on change, for listeners and clients.
 - `serving`: `HOST:PORT` parsing and the uvicorn bootstrap of a Starlette app.
+- `listener`: the bounded HTTP listener every server runs on (limits, deadlines, cap).
+- `signals`: Ctrl-C like SIGTERM: a clean stop for every long-running command.
 - `reflector`: list + watch of one Kubernetes resource kind into a store (client-go style).
 
 Nothing here knows a carbon provider, a workload or a node: that is the rooms above.

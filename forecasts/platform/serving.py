@@ -1,19 +1,29 @@
-"""Listener bootstrap: `HOST:PORT` parsing and a uvicorn server for a Starlette app.
+"""Listener bootstrap: `HOST:PORT` parsing and a bounded uvicorn server for a Starlette app.
 
 One parser for every listen setting (`server.listen`, `metrics_api.listen`, `keda.listen`,
 `extender.listen`, `extender.agent_listen`, `--listen`); `build_server`/`serve` run an ASGI
-app on uvicorn (httptools + uvloop), optionally over TLS with certificate reload.
+app on the bounded listener (`forecasts.platform.listener`: header bytes, head and body
+deadlines, keep-alive, connection cap, strict framing), optionally over TLS with
+certificate reload.
 """
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from forecasts.platform.listener import (
+    ErrorBody,
+    ListenerCollector,
+    ListenerLimits,
+    ListenerStats,
+    json_error_body,
+)
+from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.signals import stop_on_signals
 from forecasts.platform.tls import ReloadingTlsContext, TlsCollector
 
 __all__ = ["build_server", "parse_listen", "serve"]
@@ -40,13 +50,17 @@ def build_server(
     log_level: str = "info",
     registry: CollectorRegistry | None = None,
     name: str = "extender",
+    limits: ListenerLimits | None = None,
+    stats: ListenerStats | None = None,
+    error_body: ErrorBody = json_error_body,
 ) -> uvicorn.Server:
-    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
+    """A bounded uvicorn server for `app`; `.run()` serves until stopped.
 
     With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
     files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads and
-    expiry are exported on `registry` when given, labelled `name`."""
+    rotated certificate is presented on new connections without a restart; its reloads,
+    expiry and the listener's refusals are exported on `registry` when given, labelled
+    `name`. `error_body` shapes the JSON of what the listener refuses itself."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both a certificate and a key file")
     host, port = parse_listen(listen)
@@ -59,21 +73,19 @@ def build_server(
         )
         if registry is not None:
             registry.register(TlsCollector({name: tls}))
-    config = uvicorn.Config(
+    stats = stats or ListenerStats()
+    if registry is not None:
+        registry.register(ListenerCollector({name: stats}))
+    return build_listener(
         app,
         host=host,
         port=port,
+        limits=limits or ListenerLimits(),
+        stats=stats,
+        tls_context=tls.listener_context if tls is not None else None,
+        error_body=error_body,
         log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        lifespan="off",
-        timeout_keep_alive=30,
-        ssl_context_factory=(
-            (lambda config, default: tls.listener_context()) if tls is not None else None
-        ),
     )
-    return uvicorn.Server(config)
 
 
 def serve(
@@ -86,11 +98,12 @@ def serve(
     log_level: str = "info",
     registry: CollectorRegistry | None = None,
     name: str = "extender",
+    error_body: ErrorBody = json_error_body,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
 
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
+    uvicorn re-raises the signal it caught after its graceful shutdown; `stop_on_signals`
+    turns that into a normal return (exit status 0), for Ctrl-C as for SIGTERM."""
     server = build_server(
         app,
         listen=listen,
@@ -100,9 +113,7 @@ def serve(
         log_level=log_level,
         registry=registry,
         name=name,
+        error_body=error_body,
     )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
+    with stop_on_signals():
         server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)

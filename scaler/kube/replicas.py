@@ -18,15 +18,15 @@ from forecasts.platform.errors import (
     SourceRequestError,
     SourceUnavailable,
 )
+from scaler.core.workload import Workload
 from scaler.kube.actuation import plural_of
 from scaler.kube.api import DEFAULT_REQUEST_TIMEOUT_SECONDS, TRANSPORT_ERRORS, as_dict
 from scaler.kube.resources import ScalerResource, TargetRef
-from scaler.workload import Workload
 
 log = logging.getLogger(__name__)
 
 
-#: apiVersion of each `scaler.workload.TargetKind` (a configured target names only its kind).
+#: apiVersion of each `scaler.core.workload.TargetKind` (a configured target names only its kind).
 WORKLOAD_API_VERSIONS = MappingProxyType(
     {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "ScaledObject": "keda.sh/v1alpha1"}
 )

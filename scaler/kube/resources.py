@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -127,7 +127,7 @@ class ScalerResourceCache:
         self._items: dict[tuple[str, str], ScalerResource] = {}
         self._invalid: dict[tuple[str, str], InvalidResource] = {}
 
-    def replace_all(self, objects: list[Mapping[str, Any]]) -> None:
+    def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
         items: dict[tuple[str, str], ScalerResource] = {}
         invalid: dict[tuple[str, str], InvalidResource] = {}
         for obj in objects:

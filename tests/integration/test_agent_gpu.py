@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from extender.agent import GpuAgent
-from extender.energy import decode_annotation
+from extender.core.energy import decode_annotation
 from extender.nvml import Nvml, load_pynvml
 from forecasts.sources.clock import SystemClock
 from tests.fakes import FakeNodeAnnotator

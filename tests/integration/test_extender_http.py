@@ -19,8 +19,8 @@ import pytest
 import trustme
 from prometheus_client import CollectorRegistry
 
-from extender.nodes import RegionRules
-from extender.scoring import NodeFacts, ScoringPolicy
+from extender.core.nodes import RegionRules
+from extender.core.scoring import NodeFacts, ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.platform.serving import build_server

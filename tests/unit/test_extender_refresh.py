@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from extender.energy import GpuEnergy
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from extender.refresh import SnapshotRefresher, merge_series
-from extender.scoring import NodeFacts
 from extender.snapshot import SnapshotHolder
 from forecasts.platform.errors import SourceUnavailable
 from forecasts.series import Quality

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from forecasts.time import FrozenClock
+from scaler.core.quantity import milli_value
 from scaler.metrics_api import (
     AGGREGATED_DISCOVERY_V2,
     AGGREGATED_DISCOVERY_V2BETA1,
@@ -23,7 +24,6 @@ from scaler.metrics_api import (
     ExternalMetricsApi,
     format_timestamp,
 )
-from scaler.quantity import milli_value
 from scaler.snapshot import SnapshotHolder
 from tests.snapshots import TAKEN_AT, sample_holder, sample_snapshot
 
