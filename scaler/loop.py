@@ -463,9 +463,7 @@ class ScalerLoop:
         histories: dict[str, RegularSeries] = {}
         # elastic work is planned from carbon, not a load forecast
         forecast_load = [
-            w
-            for w in self.workloads
-            if w.elastic is None and (only is None or w.name in only)
+            w for w in self.workloads if w.elastic is None and (only is None or w.name in only)
         ]
         window = (end - self._settings.load_history, end)
         got = self._load_inputs.loads(forecast_load, window, "refit load")

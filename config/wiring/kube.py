@@ -36,6 +36,7 @@ from scaler.apiauth import (
     Authorizer,
     ReloadingTlsContext,
 )
+from scaler.core.workload import Workload
 from scaler.keda import KedaExternalScaler, KedaScalerServer, ReloadingServerCredentials
 from scaler.kube import (
     Actuator,
@@ -57,7 +58,6 @@ from scaler.kube.events import EventRecorder
 from scaler.kube.workloads import ClusterWorkloads
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import SnapshotHolder
-from scaler.workload import Workload
 
 log = logging.getLogger(__name__)
 

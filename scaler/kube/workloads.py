@@ -21,8 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from forecasts.time import ensure_utc
-from scaler.kube.resources import ScalerResource
-from scaler.workload import (
+from scaler.core.workload import (
     CiSchedule,
     ElasticSpec,
     LoadSourceKind,
@@ -33,6 +32,7 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.kube.resources import ScalerResource
 
 __all__ = [
     "ClusterWorkloads",

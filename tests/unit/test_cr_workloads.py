@@ -21,9 +21,7 @@ import pytest
 import yaml
 
 from forecasts.regions import REGION_LABEL, NodeRule, Region, RegionMap, RegionResolver
-from scaler.kube.resources import parse_scaler_resource
-from scaler.kube.workloads import ClusterWorkloads, compose_workloads, workload_from_resource
-from scaler.workload import (
+from scaler.core.workload import (
     LoadSourceKind,
     LoadSpec,
     PowerModel,
@@ -32,6 +30,8 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.kube.resources import parse_scaler_resource
+from scaler.kube.workloads import ClusterWorkloads, compose_workloads, workload_from_resource
 
 EXAMPLE = (
     Path(__file__).resolve().parents[2] / "deploy" / "scaler" / "example-carbonawarescaler.yaml"
