@@ -808,6 +808,30 @@ class ExtenderSettings(_Group):
         description="Configured carbon region of nodes no label or match rule places; unset "
         "leaves them neutral.",
     )
+    max_intensity_g_per_kwh: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Cluster-wide carbon threshold: filter out nodes whose region is fresher "
+        "and dirtier than this; off by default; a pod's gridshift.io/max-gco2-per-kwh wins.",
+    )
+    prefer_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions whose nodes get a score bonus; none by default; a pod's "
+        "gridshift.io/prefer-regions annotation replaces the list.",
+    )
+    avoid_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions filtered out unless no other node fits (fails open); none by "
+        "default; a pod's gridshift.io/avoid-regions annotation replaces the list.",
+    )
+    prefer_bonus: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="A fifth of the best node's goodness: breaks near-ties toward preferred "
+        "regions without overriding a clearly cleaner grid.",
+    )
     regions: tuple[str, ...] = Field(
         (),
         description="Configured carbon regions to rank for /regions/rank even without nodes.",

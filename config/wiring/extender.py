@@ -65,6 +65,10 @@ def scoring_policy(s: ExtenderSettings) -> ScoringPolicy:
         neutral_score=s.neutral_score,
         stale_after_seconds=s.stale_after_seconds,
         gpu_stale_after_seconds=s.gpu_stale_after_seconds,
+        max_intensity_g_per_kwh=s.max_intensity_g_per_kwh,
+        prefer_regions=frozenset(s.prefer_regions),
+        avoid_regions=frozenset(s.avoid_regions),
+        prefer_bonus=s.prefer_bonus,
     )
 
 
