@@ -1,11 +1,12 @@
 """Configuration, scenario and secret files are read bounded (`config.files`).
 
 Aspects: a FIFO named as a secret file or as the config file is refused at once (never
-blocks), so is a device (`/dev/null` here: `/dev/zero` would be read forever before); a config file over the size limit (10 MB) and a secret file
-over its limit are refused before they are read; a 338-byte YAML alias bomb is refused
-after composing, without expanding it; each refusal is a configuration error naming the
-file that `gridshift config check` reports with exit status 2, in under a second; the
-scenario reader (`replay --config`) takes the same bounds; ordinary files still load.
+blocks), so is a device (`/dev/null` here; `/dev/zero` was read until memory ran out); a
+config file over the size limit (10 MB) and a secret file over its limit are refused
+before they are read; a 338-byte YAML alias bomb is refused after composing, without
+expanding it; each refusal is a configuration error naming the file, which
+`gridshift config check` reports with exit status 2, in under a second; ordinary files and
+ordinary aliases still load.
 """
 
 from __future__ import annotations
