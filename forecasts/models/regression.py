@@ -198,6 +198,41 @@ class SeasonalRegression:
             parts.append(exog[target])
         return np.hstack(parts)
 
+    def _lead_features(
+        self,
+        values: FloatArray,
+        origin: int,
+        hs: _IntArray,
+        *,
+        start_s: float,
+        step_s: float,
+        exog: FloatArray | None,
+    ) -> FloatArray:
+        """`_features` of one origin for every lead in `hs` (row i: lead hs[i])."""
+        m = self.season_steps
+        target = origin + hs - 1
+        back = m * ((hs + m - 1) // m)
+        level = float(np.mean(values[origin - m : origin]))
+        n = hs.size
+        cols = [
+            np.ones(n),
+            np.full(n, values[origin - 1]),
+            np.full(n, level),
+            values[target - back],
+            values[target - back - m],
+        ]
+        cols += [np.full(n, values[origin - lag]) for lag in self.extra_lags]
+        terms: list[tuple[float, int]] = [(m * step_s, self.fourier_order)]
+        if self.week_steps:
+            w = self.week_steps
+            cols.append(values[target - w * ((hs + w - 1) // w)])
+            terms.append((w * step_s, self.fourier_order))
+        t_s = start_s + target.astype(float) * step_s
+        parts = [np.column_stack(cols), fourier_terms(t_s, terms=terms)]
+        if exog is not None:
+            parts.append(exog[target])
+        return np.hstack(parts)
+
 
 @dataclass(frozen=True, slots=True)
 class SeasonalRegressionFit:
@@ -246,6 +281,13 @@ class SeasonalRegressionFit:
         if ex_f is not None:
             ex_work = np.vstack([np.zeros((base, ex_f.shape[1])), ex_f])
         done = 0
+        if horizon <= block:
+            # One origin, every lead at once (the common case: no recursive blocks).
+            hs = np.arange(1, horizon + 1, dtype=np.int64)
+            x = spec._lead_features(work, base, hs, start_s=start_s, step_s=step_s, exog=ex_work)
+            mean[:] = np.einsum("ij,ij->i", x, self.coefs[:horizon])
+            qs[:, :] = (mean[:, None] + self.spreads[:horizon]).T
+            done = horizon
         while done < horizon:
             origin = np.array([base + done], dtype=np.int64)
             k = done // block
