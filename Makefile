@@ -2,7 +2,7 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 SRC := forecasts scaler extender config tests
-DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow
+DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
 .PHONY: audit fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
@@ -48,7 +48,7 @@ unit:
 check: lint typecheck imports unit
 
 test-integration:
-	$(PY) -m pytest -m "integration or e2e" -q
+	$(PY) -m pytest -m "integration or e2e or fuzz" -q
 
 # The README's test command: set-up, static checks, unit/contract tests, integration tier
 # (fault, fuzz, security, browser, PromQL and manifest tests), dependency audit.

@@ -746,6 +746,11 @@ class ExtenderSettings(_Group):
         ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"),
         description="Well-known zone labels; zones may be aliased to carbon regions.",
     )
+    nodes_file: str | None = Field(
+        None,
+        description="A NodeList (YAML/JSON) to serve instead of watching the cluster; without"
+        " it and without credentials the extender serves the SAMPLE DATA nodes (offline).",
+    )
     region_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Cloud region/zone -> carbon region (eu-west-1: IE); none by default.",

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from forecasts.platform.errors import SourceDataError
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceDataError
 from forecasts.time import from_epoch_s, to_epoch_s
 
 __all__ = [

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.carbon_forecast import KnownSeries
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import ensure_utc, from_epoch_s, to_epoch_s
 
 __all__ = [

@@ -32,9 +32,9 @@ from forecasts.carbon_forecast import (
     forecast_carbon,
     plan_carbon_forecast,
 )
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [
