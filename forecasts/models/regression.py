@@ -168,12 +168,14 @@ class SeasonalRegression:
         self,
         values: FloatArray,
         origins: _IntArray,
-        h: int,
+        h: int | _IntArray,
         *,
         start_s: float,
         step_s: float,
         exog: FloatArray | None,
     ) -> FloatArray:
+        """Feature rows for targets `origins + h - 1`; `h` is one lead for every origin or
+        one lead per origin (one origin's whole horizon at once)."""
         m = self.season_steps
         target = origins + h - 1
         back = m * ((h + m - 1) // m)
@@ -191,41 +193,6 @@ class SeasonalRegression:
         if self.week_steps:
             w = self.week_steps
             cols.append(values[target - w * ((h + w - 1) // w)])
-            terms.append((w * step_s, self.fourier_order))
-        t_s = start_s + target.astype(float) * step_s
-        parts = [np.column_stack(cols), fourier_terms(t_s, terms=terms)]
-        if exog is not None:
-            parts.append(exog[target])
-        return np.hstack(parts)
-
-    def _lead_features(
-        self,
-        values: FloatArray,
-        origin: int,
-        hs: _IntArray,
-        *,
-        start_s: float,
-        step_s: float,
-        exog: FloatArray | None,
-    ) -> FloatArray:
-        """`_features` of one origin for every lead in `hs` (row i: lead hs[i])."""
-        m = self.season_steps
-        target = origin + hs - 1
-        back = m * ((hs + m - 1) // m)
-        level = float(np.mean(values[origin - m : origin]))
-        n = hs.size
-        cols = [
-            np.ones(n),
-            np.full(n, values[origin - 1]),
-            np.full(n, level),
-            values[target - back],
-            values[target - back - m],
-        ]
-        cols += [np.full(n, values[origin - lag]) for lag in self.extra_lags]
-        terms: list[tuple[float, int]] = [(m * step_s, self.fourier_order)]
-        if self.week_steps:
-            w = self.week_steps
-            cols.append(values[target - w * ((hs + w - 1) // w)])
             terms.append((w * step_s, self.fourier_order))
         t_s = start_s + target.astype(float) * step_s
         parts = [np.column_stack(cols), fourier_terms(t_s, terms=terms)]
@@ -284,7 +251,8 @@ class SeasonalRegressionFit:
         if horizon <= block:
             # One origin, every lead at once (the common case: no recursive blocks).
             hs = np.arange(1, horizon + 1, dtype=np.int64)
-            x = spec._lead_features(work, base, hs, start_s=start_s, step_s=step_s, exog=ex_work)
+            origins = np.full(horizon, base, dtype=np.int64)
+            x = spec._features(work, origins, hs, start_s=start_s, step_s=step_s, exog=ex_work)
             mean[:] = np.einsum("ij,ij->i", x, self.coefs[:horizon])
             qs[:, :] = (mean[:, None] + self.spreads[:horizon]).T
             done = horizon

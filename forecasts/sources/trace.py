@@ -194,7 +194,9 @@ class TraceCarbonSource:
         """Every recorded provider forecast value with the instant it became known."""
         return self._trace(region).provider_forecast
 
-    def exog(self, region: str, *, start: datetime, end: datetime) -> KnownSeries | None:
+    def exog(
+        self, region: str, *, start: datetime, end: datetime, at: datetime
+    ) -> KnownSeries | None:
         """The region's recorded day-ahead inputs (each row with when it became known)."""
         return self._trace(region).exog
 

@@ -66,7 +66,11 @@ class RegularHistory(Protocol):
 class ExogSource(Protocol):
     """Day-ahead inputs per region (weather, generation forecasts) with when each was known."""
 
-    def exog(self, region: str, *, start: datetime, end: datetime) -> KnownSeries | None: ...
+    def exog(
+        self, region: str, *, start: datetime, end: datetime, at: datetime
+    ) -> KnownSeries | None:
+        """Inputs for [start, end) with when each row became known, as known at `at`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,7 @@ class CarbonForecasting:
         provider = None if self._mode == "own" else self._provider_now(region, end, horizon)
         exog = None
         if self._exog is not None and self._mode != "provider":
-            exog = self._exog.exog(region, start=start, end=end + horizon)
+            exog = self._exog.exog(region, start=start, end=end + horizon, at=end)
         return CarbonInputs(self._history(region, start, end), provider=provider, exog=exog)
 
     # ------------------------------------------------------------------ the forecast
