@@ -991,6 +991,13 @@ class KedaSettings(_Group):
     stream_poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How fast StreamIsActive notices a new decision."
     )
+    max_streams: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Open StreamIsActive streams at most (KEDA opens one per external-push"
+        " ScaledObject; each holds a thread); past it RESOURCE_EXHAUSTED.",
+    )
     tls_cert_file: Path | None = Field(
         None,
         description="Serving cert (PEM) for the gRPC listener; None = plaintext (KEDA's "

@@ -217,6 +217,7 @@ def build_keda_server(
         stop=stop,
         clock=clock,
         max_snapshot_age_seconds=max_snapshot_age_seconds,
+        max_streams=settings.max_streams,
     )
     tls = None
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
