@@ -24,7 +24,7 @@ def audit() -> ModuleType:
     return module
 
 
-def dep(name: str, *, vulns=(), skip: str | None = None) -> dict:
+def dep(name: str, *, vulns=(), skip: str | None = None) -> dict[str, object]:
     if skip:
         return {"name": name, "skip_reason": skip}
     return {"name": name, "version": "1.0", "vulns": list(vulns)}
