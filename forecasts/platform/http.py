@@ -509,7 +509,7 @@ class HttpSource:
             if isinstance(kind, str) and kind:
                 error_type = kind
                 parts.append(kind)
-            for key in ("error", "message", "msg", "title", "detail"):
+            for key in ("error", "message", "msg", "title", "detail", "reason"):
                 val = data.get(key)
                 if isinstance(val, dict):
                     val = val.get("message") or val.get("code")
