@@ -18,6 +18,8 @@ protocol adds (measured in `tests/benchmarks/test_listener_attack.py`):
 * the idle keep-alive timeout (`keep_alive_timeout_seconds`, uvicorn's own);
 * with TLS: a handshake deadline, failed handshakes counted, and the peer certificate in
   the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM);
+* after a burst of connections (an attack) the freed heap is given back to the OS, so the
+  process returns to its baseline memory;
 * every refusal is JSON in the listener's own error format (`error_body`) and counted in
   `ListenerStats`, exported by `ListenerCollector` as `gridshift_listener_refusals_total`.
 """
@@ -26,6 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import http
 import logging
 import socket
@@ -105,6 +110,8 @@ class ListenerStats:
     handshake_failures: int = 0
     open_connections: int = 0
     pending_handshakes: int = 0
+    #: set while many connections are open; cleared (and memory trimmed) once few are
+    crowded: bool = False
 
     def refusals(self) -> dict[str, int]:
         return {
@@ -140,6 +147,31 @@ class ListenerCollector(Collector):
             open_.add_metric([name], float(stats.open_connections + stats.pending_handshakes))
         yield refused
         yield open_
+
+
+_CROWDED = 256  # open connections that mark a burst (an attack, a thundering herd)
+_CALM = 16  # back under this many: give the burst's freed heap back to the OS
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _trim_heap() -> None:
+    """Collect the burst's reference cycles (protocol <-> transport) and return free heap
+    pages to the OS (glibc keeps them), so the process goes back to its baseline memory
+    instead of staying at its attack peak. One pause of a few ms, once per burst."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _raw_response(status: int, body: bytes) -> bytes:
@@ -194,6 +226,7 @@ class _BoundedH11(H11Protocol):
             self._refuse(503, f"over {limits.max_connections} open connections; retry later")
             return
         stats.open_connections += 1
+        stats.crowded = stats.crowded or stats.open_connections > _CROWDED
         self._counted = True
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -205,7 +238,11 @@ class _BoundedH11(H11Protocol):
         self._cancel_head_timer()
         if self._counted:
             self._counted = False
-            self.stats.open_connections -= 1
+            stats = self.stats
+            stats.open_connections -= 1
+            if stats.crowded and stats.open_connections + stats.pending_handshakes < _CALM:
+                stats.crowded = False
+                self.loop.call_later(1.0, _trim_heap)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
