@@ -174,6 +174,10 @@ def _trim_heap() -> None:
         _MALLOC_TRIM(0)
 
 
+async def _closed(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a closed connection's protocol points at instead of its own bound methods."""
+
+
 def _raw_response(status: int, body: bytes) -> bytes:
     phrase = http.HTTPStatus(status).phrase
     head = (
@@ -244,6 +248,10 @@ class _BoundedH11(H11Protocol):
                 stats.crowded = False
                 self.loop.call_later(1.0, _trim_heap)
         super().connection_lost(exc)
+        # self.app is a bound method of self: a reference cycle that would keep this
+        # protocol, its h11 buffer (up to max_header_bytes) and its transport alive until a
+        # full GC. Break it, so a closed connection's memory is freed at once.
+        self.app = self._inner = _closed
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:
@@ -358,12 +366,14 @@ class _CountingTls(SSLProtocol):
             server_side=True,
             ssl_handshake_timeout=limits.tls_handshake_timeout_seconds,  # type: ignore[arg-type]
         )
-        self._app = app
+        self._app: _BoundedH11 | None = app
+        self._stats = app.stats
+        self._limits = app.limits
         self._pending = False
         self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        stats, limits = self._app.stats, self._app.limits
+        stats, limits = self._stats, self._limits
         if stats.open_connections + stats.pending_handshakes >= limits.max_connections:
             stats.refused_connections += 1
             self._refused = True
@@ -376,7 +386,7 @@ class _CountingTls(SSLProtocol):
     def _done_pending(self) -> None:
         if self._pending:
             self._pending = False
-            self._app.stats.pending_handshakes -= 1
+            self._stats.pending_handshakes -= 1
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         self._done_pending()
@@ -384,10 +394,11 @@ class _CountingTls(SSLProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._done_pending()
-        if not self._app._made and not self._refused:
-            self._app.stats.handshake_failures += 1
+        if self._app is not None and not self._app._made and not self._refused:
+            self._stats.handshake_failures += 1
             log.debug("TLS handshake failed: %s", exc)
         super().connection_lost(exc)
+        self._app = None  # app -> its TLS transport -> this protocol: break the cycle
 
 
 @dataclass(slots=True)
