@@ -1,11 +1,21 @@
-# gridshift — all entry points. `make run` and `make test` do their own set-up.
+# gridshift — all entry points. `make run` and `make test` do their own set-up, in the project
+# virtual environment .venv (never the system Python): `make run` installs gridshift with its
+# runtime dependencies only, `make test` adds the dev extra. Once .venv exists every target
+# uses it (its python and tools first on PATH); without it, the surrounding Python.
+# VENV_FLAGS=--system-site-packages reuses packages already installed on the machine.
+VENV ?= .venv
+VENV_FLAGS ?=
+ifneq ($(wildcard $(VENV)/bin/python),)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+endif
 PY ?= python3
 PIP ?= $(PY) -m pip
 SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
-.PHONY: audit fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
+.PHONY: audit fuzz install install-system install-python venv run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
 install: install-system install-python
 
@@ -21,12 +31,19 @@ install-system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-install-python:
-	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+$(VENV)/bin/python:
+	python3 -m venv $(VENV_FLAGS) $(VENV)
 
-# The main job on its embedded default (the bundled sample scenario).
-run: install-python
-	gridshift run
+venv: $(VENV)/bin/python
+
+# gridshift editable in .venv, with the dev extra (tests, linters, type checker, audit)
+install-python: venv
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# The main job on its embedded default (the bundled sample scenario); runtime dependencies only.
+run: venv
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	$(VENV)/bin/gridshift run
 
 fmt:
 	ruff format $(SRC)
@@ -52,7 +69,8 @@ test-integration:
 
 # The README's test command: set-up, static checks, unit/contract tests, integration tier
 # (fault, fuzz, security, browser, PromQL and manifest tests), dependency audit.
-test: install check test-integration audit
+test: install
+	$(MAKE) check test-integration audit
 
 coverage:
 	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
@@ -77,10 +95,10 @@ audit:
 
 # Install the git pre-commit hook (.pre-commit-config.yaml: ruff + import-linter, local only).
 hooks: install-python
-	pre-commit install
+	$(VENV)/bin/pre-commit install
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info .coverage
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info .coverage $(VENV)
 
 # Regenerate the KEDA external scaler gRPC modules from scaler/keda_pb/externalscaler.proto.
 .PHONY: proto
