@@ -36,7 +36,7 @@ from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
-from forecasts.time import Clock, SteppingClock, ensure_utc
+from forecasts.time import Clock, SteppingClock, ensure_utc, humanize_duration
 from scaler.loop import ScalerLoop
 from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
@@ -303,7 +303,8 @@ def replay_command(
     )
     with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
         click.echo(
-            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            f"replaying {start.isoformat()} -> {end.isoformat()} "
+            f"in steps of {humanize_duration(step)} "
             "(Ctrl-C stops and summarises the ticks run)",
             err=True,
         )

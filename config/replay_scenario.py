@@ -31,7 +31,7 @@ from forecasts.platform.errors import SourceError
 from forecasts.series import RegularSeries
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.sources.trace import fill_gaps, read_csv_series
-from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s
+from forecasts.time import ensure_utc, floor_to, humanize_duration, parse_duration, to_epoch_s
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import (
     ElasticSpec,
@@ -478,7 +478,9 @@ def build_scenario(
     if p_end <= p_start:
         raise ScenarioError("period: end must be after start")
     if (p_end - p_start) % step:
-        raise ScenarioError(f"period: {p_start} .. {p_end} is not a whole number of {step} steps")
+        raise ScenarioError(
+            f"period: {p_start} .. {p_end} is not a whole number of {humanize_duration(step)} steps"
+        )
     region_names = [r.name for r in spec.regions]
     for w in spec.workloads:
         if w.region not in region_names:

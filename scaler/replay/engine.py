@@ -28,7 +28,7 @@ import numpy as np
 from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
-from forecasts.time import SteppingClock
+from forecasts.time import SteppingClock, humanize_duration
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
@@ -158,11 +158,12 @@ def run_replay(
         if carbon_forecast.perfect
         else "recorded provider forecast"
         if carbon_forecast.provider_forecasts
-        else f"{carbon_forecast.forecaster.name} on {carbon_forecast.history} of history"
+        else f"{carbon_forecast.forecaster.name} on "
+        f"{humanize_duration(carbon_forecast.history)} of history"
         + (
             ""
             if carbon_forecast.refit_every is None
-            else f", refitted every {carbon_forecast.refit_every}"
+            else f", refitted every {humanize_duration(carbon_forecast.refit_every)}"
         )
     )
     if scenario.forecast_noise_percent:

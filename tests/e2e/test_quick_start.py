@@ -1,7 +1,7 @@
 """The README's quick start on a fresh clone, as a new user meets it.
 
 A `git clone` of this checkout's HEAD into a temporary folder; a new virtual environment
-(`python3 -m venv --system-site-packages`, so the dependencies already on the machine are
+(`python3 -m venv --system-site-packages --without-pip`, so the dependencies already on the machine are
 reused and nothing is downloaded: gridshift itself is installed from the clone with
 `pip install --no-deps --no-index --no-build-isolation -e`); a fresh HOME (no carbon cache, no
 kubeconfig). Then every "try it" command of the README's command table runs from the clone,
@@ -71,8 +71,10 @@ def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, d
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
     venv = base / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
-    )
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+        timeout=120,
+    )  # the machine's pip, setuptools and wheel install into it (no seeded, wheel-less copy)
     subprocess.run(
         [
             str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
