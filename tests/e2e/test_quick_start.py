@@ -1,8 +1,8 @@
 """The README's quick start on a fresh clone, as a new user meets it.
 
 A `git clone` of this checkout's HEAD into a temporary folder; a new virtual environment
-(`python3 -m venv --system-site-packages --without-pip`, so the dependencies already on the machine are
-reused and nothing is downloaded: gridshift itself is installed from the clone with
+(`python3 -m venv --system-site-packages --without-pip`, so the dependencies already on the
+machine are reused and nothing is downloaded: gridshift itself is installed from the clone with
 `pip install --no-deps --no-index --no-build-isolation -e`); a fresh HOME (no carbon cache, no
 kubeconfig). Then every "try it" command of the README's command table runs from the clone,
 as written, offline: the short ones must exit 0 (or 2 where the README says "exit 2"); the
