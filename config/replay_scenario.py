@@ -285,12 +285,12 @@ def _model(
         if load:
             period = 7 * day if profile == "week" else day
             return ProfilePersistence(
-                period, seasons=seasons, multiplicative=True, group_period=day
+                period, seasons=seasons, multiplicative=True, group_period=day, label=name
             )
-        return ProfilePersistence(day, seasons=7, group_period=day)
+        return ProfilePersistence(day, seasons=7, group_period=day, label=name)
     if name == "seasonal_regression":
         return build_model(name, step=step)
-    return SeasonalNaive(7 * day if name.endswith("week") else day)
+    return SeasonalNaive(7 * day if name.endswith("week") else day, label=name)
 
 
 class _Reader:
