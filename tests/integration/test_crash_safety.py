@@ -29,6 +29,7 @@ import pytest
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
 from tests.apiserver import FakeApiServer, kubeconfig_for
+from tests.gridshift_process import sample_config
 from tests.integration.prom_fixture import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,6 +160,9 @@ def configmap_run(
     kubeconfig.write_text(api.kubeconfig())
     env = {
         "KUBECONFIG": str(kubeconfig),
+        # on a cluster the workloads come from config and CarbonAwareScalers (no implicit
+        # SAMPLE DATA scenario there): the sample workloads as a config file
+        "GRIDSHIFT_CONFIG": str(sample_config(tmp_path)),
         "GRIDSHIFT_SCALER__STATE_STORE": "configmap",
         "GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAMESPACE": "shop",
         "GRIDSHIFT_SCALER__STATE_CONFIGMAP_NAME": "gridshift-state",

@@ -2,7 +2,9 @@
 client: CR list+watch (events, bookmarks, 410 Gone -> relist, invalid resources kept aside),
 status merge patches (409 -> re-read and retry, 404), actuation of HPA / ScaledObject /
 scale subresource (Deployment and custom resource) and dry-run touching nothing, Lease
-acquire / renew / expiry takeover / conflict / release, the controller acting only as leader,
+acquire / renew / expiry takeover / conflict / release, the controller acting only as leader
+and never leaving a CR silent (AwaitingDecision, Ready=False + one Warning Event per problem,
+decision and mode-change Events), every write naming gridshift (user agent, fieldManager),
 delegated TokenReview / SubjectAccessReview with caching, and actual replicas: the scale
 subresource of Deployments, StatefulSets and custom kinds, a ScaledObject's own target, an
 HPA's currentReplicas, a CarbonAwareScaler's target taking precedence; 404/403/5xx and a
@@ -282,6 +284,39 @@ def test_actuation_patches_the_opted_in_object(api, mode, decided, path, expecte
         assert patch.path == f"{DEPLOYS}/web/scale"
 
 
+def test_writes_name_gridshift_as_user_agent_and_field_manager(api):
+    """Through the production client (config.wiring.kube_api_client): every request says
+    `User-Agent: gridshift/<version>`, every write `?fieldManager=gridshift` (the API server
+    records both in audit logs and managedFields)."""
+    from config.version import __version__
+    from config.wiring import kube_api_client
+
+    seed_targets(api)
+    configuration = k8s.Configuration()
+    configuration.host = api.url
+    client = kube_api_client(configuration)
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa")))
+    result = Actuator(client, clock=FrozenClock(T0)).actuate(resource, decision(replicas=4))
+    assert result is not None
+    assert result.applied, result.error
+    custom = k8s.CustomObjectsApi(client)
+    StatusWriter(custom).write(resource, {"desiredReplicas": 4})
+    lock = LeaseLock(
+        custom,
+        namespace="carbon-system",
+        name="gridshift-scaler",
+        identity="a",
+        clock=FrozenClock(T0),
+    )
+    assert lock.try_acquire_or_renew()
+    writes = [r for r in api.requests if r.method in ("POST", "PUT", "PATCH")]
+    assert {r.method for r in writes} >= {"PATCH", "POST"}
+    for r in api.requests:
+        assert r.headers["User-Agent"] == f"gridshift/{__version__}", r.path
+    for r in writes:
+        assert r.query.get("fieldManager") == ["gridshift"], (r.method, r.path)
+
+
 def test_custom_resource_scale_subresource(api):
     api.put_object(
         "/apis/example.com/v1/namespaces/shop/trainers",
@@ -461,6 +496,62 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
     changed = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=4)})
     assert controller.sync(changed) == 1
     assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
+
+
+def test_controller_never_leaves_a_cr_silent(api):
+    """A valid CR the loop has not decided for yet says so (Ready=Unknown); one the loop
+    cannot use gets Ready=False with the reason and one Warning Event (not one per sync);
+    once decided it gets Ready=True and a decision Event, and a mode change is an Event."""
+    from scaler.kube.events import EventRecorder
+    from scaler.kube.workloads import WorkloadProblem
+
+    seed_targets(api)
+    cache = ScalerResourceCache()
+    bad = cr("bad")
+    bad["spec"]["maxReplicas"] = 0
+    cache.replace_all([api.put_object(CRS, d) for d in (cr("web"), cr("api"), bad)])
+    problems = {("shop", "api"): WorkloadProblem("UnknownRegion", "spec.region: 'x' is unknown")}
+    clock = FrozenClock(T0)
+    controller = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(k8s.CustomObjectsApi(api.client())),
+        actuator=Actuator(api.client(), clock=clock),
+        is_leader=lambda: True,
+        clock=clock,
+        events=EventRecorder(k8s.CoreV1Api(api.client()), clock=clock, instance="a"),
+        problems=lambda: problems,
+    )
+
+    def ready(name):
+        (condition,) = [
+            c
+            for c in api.get_object(f"{CRS}/{name}")["status"]["conditions"]
+            if c["type"] == "Ready"
+        ]
+        return condition["status"], condition["reason"]
+
+    def events(name):
+        posted = [r.body for r in api.requests if r.method == "POST" and "/events" in r.path]
+        return [(e["type"], e["reason"]) for e in posted if e["involvedObject"]["name"] == name]
+
+    empty = Snapshot(taken_at=T0, workloads={})
+    assert controller.sync(empty) == 3
+    assert ready("web") == ("Unknown", "AwaitingDecision")
+    assert ready("api") == ("False", "UnknownRegion")
+    assert ready("bad") == ("False", "InvalidSpec")
+    clock.advance(timedelta(minutes=1))
+    assert controller.sync(Snapshot(taken_at=T0, workloads={})) == 0, "nothing new to say"
+    assert events("api") == [("Warning", "UnknownRegion")], "one Event, not one per sync"
+    assert events("bad") == [("Warning", "InvalidSpec")]
+    assert controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": decision()})) == 1
+    assert ready("web") == ("True", "DecisionPublished")
+    perf = decision(replicas=5, mode=Mode.PERFORMANCE)  # from 3 replicas in eco mode
+    controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": perf}))
+    assert events("web") == [
+        ("Normal", "ScalingDecision"),
+        ("Normal", "ModeChanged"),
+        ("Normal", "ScalingDecision"),
+    ]
 
 
 def leader_runtime(api, clock, timer=time.monotonic):

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from config.cli import cli
+from config.errors import ConfigError
 from config.loading import Override
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender, load_settings, region_rules, scoring_policy
@@ -84,10 +85,20 @@ def test_settings_bounds(fields, fragment) -> None:
 
 def test_settings_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("GRIDSHIFT_EXTENDER__CARBON_WEIGHT", "2.5")
-    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-central-1": "DE"}')
-    s = load_settings().extender
-    assert scoring_policy(s).carbon_weight == 2.5
-    assert region_rules(s).region_for({"topology.kubernetes.io/region": "eu-central-1"}) == "DE"
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__DEFAULT_REGION", "FR")
+    settings = load_settings()
+    assert scoring_policy(settings.extender).carbon_weight == 2.5
+    rules = region_rules(settings)
+    # one region model: the carbon regions' match rules place cloud regions (no aliases)
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-2"}) == "GB"
+    assert rules.region_for({}) == "FR"  # the default
+
+
+def test_old_region_aliases_setting_says_where_it_went(monkeypatch) -> None:
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-west-1": "IE"}')
+    with pytest.raises(ConfigError, match=r"carbon\.regions\.<REGION>\.aliases"):
+        load_settings()
 
 
 def test_build_extender_needs_nodes_or_an_api() -> None:
@@ -106,3 +117,27 @@ def test_build_extender_needs_nodes_or_an_api() -> None:
     )
     assert runtime.inventory is None
     assert runtime.refresher.refresh().nodes_synced
+
+
+def test_an_alias_names_one_region_only() -> None:
+    from config.settings import CarbonRegionSettings, CarbonSettings
+
+    regions = {
+        "IE": CarbonRegionSettings(zones={"electricitymaps": "IE"}, aliases=["eu-west-1"]),
+        "GB": CarbonRegionSettings(zones={"uk": "national"}, aliases=["eu-west-1"]),
+    }
+    with pytest.raises(ValidationError, match="alias 'eu-west-1' is listed by both 'IE' and 'GB'"):
+        CarbonSettings(regions=regions)
+
+
+def test_an_alias_overrides_the_match_rules() -> None:
+    from config.settings import CarbonRegionSettings, Settings
+
+    settings = Settings()
+    regions = dict(settings.carbon.regions)
+    regions["FR"] = CarbonRegionSettings(**{**regions["FR"].model_dump(), "aliases": ["eu-west-1"]})
+    carbon = settings.carbon.model_copy(update={"regions": regions})
+    rules = region_rules(settings.model_copy(update={"carbon": carbon}))
+    # IE's match rule claims eu-west-1, but FR's alias overrides it
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "FR"
+    assert region_rules(settings).region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"

@@ -1,6 +1,6 @@
 """One vocabulary for models: the name a flag or setting takes is the name every output
 prints (not `seasonal_naive_24` for `--model seasonal_naive_day`, `ets_24` for `ets`,
-`profile_persistence_24_add` for `carbon_model: profile_persistence`)."""
+`profile_persistence_168_mul` for `load_model: profile_persistence`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from config.replay_scenario import CARBON_MODELS, _model
+from config.replay_scenario import _load_model
 from forecasts.models.catalog import MODEL_NAMES, build_load_forecaster, build_model
 
 
@@ -18,15 +18,10 @@ def test_catalog_models_are_named_as_the_flags(name: str, step: timedelta) -> No
     assert build_model(name, step=step).name == name
 
 
-def test_replay_models_are_named_as_the_scenario_file() -> None:
+def test_replay_load_model_is_named_as_the_scenario_file() -> None:
     step = timedelta(hours=1)
-    for name in CARBON_MODELS:
-        if name in ("provider", "perfect"):
-            continue
-        assert _model(name, step, load=False).name == name
-    assert _model("profile_persistence", step, load=True, profile="week").name == (
-        "profile_persistence"
-    )
+    for profile in ("day", "week"):
+        assert _load_model(step, profile=profile, seasons=3).name == "profile_persistence"
 
 
 def test_auto_names_its_baseline_as_the_flag() -> None:
