@@ -26,6 +26,7 @@ from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
 from pydantic import ValidationError
 
+from config.files import read_yaml_file
 from config.loading import LoadedConfig
 from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
@@ -49,7 +50,7 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _read_settings(path: Path) -> Settings:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml_file(path) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--config") from exc
     if not isinstance(data, dict):

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from config.files import read_yaml_file
 from config.settings import ScalerSettings, Settings
 from config.wiring import loop_settings_from, policy_params_from
 from forecasts.carbon_forecast import KnownSeries
@@ -380,7 +381,7 @@ def load_scenario(
     """Read `path` into replay inputs; keyword arguments override the file's values
     (`scaler_overrides` / `forecast_overrides` are merged over its `scaler:` / `forecast:`)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
     if not isinstance(raw, dict):
