@@ -71,7 +71,16 @@ def wire_metrics_api(plane: KubePlane, *, port: int) -> None:
         "--type=merge",
         "-p",
         yaml.safe_dump(
-            {"spec": {"caBundle": plane.ca_bundle_b64(), "service": {"port": port}}},
+            {
+                "spec": {
+                    "caBundle": plane.ca_bundle_b64(),
+                    "service": {
+                        "namespace": SCALER_NAMESPACE,
+                        "name": SCALER_SERVICE,
+                        "port": port,
+                    },
+                }
+            },
             default_flow_style=True,
         ),
     )

@@ -35,6 +35,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,9 +57,11 @@ __all__ = [
     "KUBE_DIR",
     "KubePlane",
     "ManagedProcess",
+    "keda_bin_dir",
     "plane_bin_dir",
     "require_plane_binaries",
     "running_plane",
+    "start_process",
     "wait_until",
 ]
 
@@ -158,10 +161,15 @@ class ManagedProcess:
                 self.process.wait(timeout=5)
 
 
-def _start(name: str, argv: Sequence[str], workdir: Path) -> ManagedProcess:
+def start_process(
+    name: str, argv: Sequence[str], workdir: Path, *, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """Start one component with its output in `workdir/<name>.log`."""
     log = workdir / f"{name}.log"
     with log.open("ab") as out:
-        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        process = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env
+        )
     return ManagedProcess(name, process, log)
 
 
@@ -226,12 +234,10 @@ class KubePlane:
 
     def http(self, **kwargs: Any) -> httpx.Client:
         """An httpx client on the API server with the admin client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.workdir / "admin.crt"), str(self.workdir / "admin.key"))
         return httpx.Client(
-            base_url=self.server,
-            verify=str(self.ca_file),
-            cert=(str(self.workdir / "admin.crt"), str(self.workdir / "admin.key")),
-            timeout=kwargs.pop("timeout", 10.0),
-            **kwargs,
+            base_url=self.server, verify=context, timeout=kwargs.pop("timeout", 10.0), **kwargs
         )
 
     def get(self, path: str) -> Any:
@@ -426,7 +432,7 @@ class KubePlane:
         cfg["leaderElection"] = {"leaderElect": False}
         path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        proc = _start(
+        proc = start_process(
             name,
             [str(self.bin_dir / "kube-scheduler"), f"--config={path}", "--secure-port=0", "-v=2"],
             self.workdir,
@@ -580,7 +586,7 @@ def running_plane(
     started = time.monotonic()
     try:
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        plane.processes["etcd"] = _start(
+        plane.processes["etcd"] = start_process(
             "etcd",
             [
                 str(bin_dir / "etcd"),
@@ -597,7 +603,7 @@ def running_plane(
             timeout_s=ready_timeout_s,
             what="etcd healthy",
         )
-        plane.processes["kube-apiserver"] = _start(
+        plane.processes["kube-apiserver"] = start_process(
             "kube-apiserver",
             _apiserver_args(bin_dir, workdir, etcd_url=etcd_url, port=api_port),
             workdir,
@@ -608,7 +614,7 @@ def running_plane(
                 timeout_s=ready_timeout_s,
                 what="kube-apiserver /readyz",
             )
-        plane.processes["kube-controller-manager"] = _start(
+        plane.processes["kube-controller-manager"] = start_process(
             "kube-controller-manager",
             _controller_manager_args(
                 bin_dir, workdir, kubeconfig, hpa_sync_seconds=hpa_sync_seconds
