@@ -2,7 +2,7 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 SRC := forecasts scaler extender config tests
-DEFAULT_MARKERS := not integration and not e2e and not cluster and not gpu and not record and not slow
+DEFAULT_MARKERS := not integration and not e2e and not cluster and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
 .PHONY: audit fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration test-cluster kube-plane bench coverage clean hooks
@@ -48,7 +48,7 @@ unit:
 check: lint typecheck imports unit
 
 test-integration:
-	$(PY) -m pytest -m "integration or e2e" -q
+	$(PY) -m pytest -m "integration or e2e or fuzz" -q
 
 # The real Kubernetes control plane of the cluster tier (kube-apiserver, controller-manager,
 # scheduler, kubectl, etcd v1.37.2; KEDA v2.20.2), built from the Go module proxy by

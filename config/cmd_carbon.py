@@ -1,8 +1,12 @@
 """`gridshift carbon now|history|forecast`: grid carbon intensity from the configured providers.
 
 Each subcommand asks the region's fallback chain (`--source` first when given). When the
-preferred source fails, the next one answers, or the last known value (stale, with its age);
-stderr says so, and the JSON/CSV/table output carries `source`, `stale` and `age`.
+preferred source fails, the next one answers, or the last known value (stale, with its age)
+from the last-known cache (`carbon.last_known_path`, default ~/.cache/gridshift/carbon.json,
+which every fetch updates); stderr says so, the table says STALE with the cache's path, and
+JSON/CSV carry `source`, `stale` and `age`. A region with no configured source is an error,
+never an answer from that cache. `--source sample` (and any `sample-*` region, the ones the
+embedded `gridshift run` uses) answers offline from the bundled SAMPLE DATA generator.
 
 Exit codes: 0 answered (possibly by a fallback), 1 no source could answer, 2 usage or
 configuration error.
@@ -22,12 +26,19 @@ import orjson
 
 from config.options import settings_from_context, settings_options
 from config.settings import CARBON_PROVIDERS, Settings
-from config.wiring import build_carbon_source, build_region_map
+from config.wiring import (
+    build_carbon_source,
+    build_carbon_sources,
+    build_region_map,
+    default_last_known_path,
+)
+from forecasts.platform.errors import SourceError
 from forecasts.regions import UnknownRegion
 from forecasts.series import CarbonSeries
-from forecasts.sources.carbon.fallback import FallbackSource, format_age, series_to_dict
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.carbon.fallback import format_age, series_to_dict
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.errors import SourceError
+from forecasts.sources.sample import SAMPLE_PROVIDER, SAMPLE_REGIONS, SampleCarbonSource
 from forecasts.time import Clock, parse_duration
 
 __all__ = ["carbon", "render"]
@@ -72,13 +83,19 @@ DURATION = _Duration()
 
 def _common(func: Callable[..., None]) -> Callable[..., None]:
     options = [
-        click.option("--region", "-r", required=True, help="gridshift region, e.g. GB, DE."),
+        click.option(
+            "--region",
+            "-r",
+            required=True,
+            help="gridshift region, e.g. GB, DE, or sample-wind (SAMPLE DATA, offline).",
+        ),
         click.option(
             "--source",
             "-s",
-            type=click.Choice(CARBON_PROVIDERS),
+            type=click.Choice((*CARBON_PROVIDERS, SAMPLE_PROVIDER)),
             default=None,
-            help="Provider to ask first (the rest of the chain stays as fallback).",
+            help="Provider to ask first (the rest of the chain stays as fallback); `sample`: "
+            f"the offline SAMPLE DATA regions ({', '.join(SAMPLE_REGIONS)}).",
         ),
         click.option(
             "--format",
@@ -129,7 +146,7 @@ def history_cmd(
 ) -> None:
     """Measured and estimated values over [start, end)."""
 
-    def ask(src: FallbackSource, clock: Clock) -> CarbonSeries:
+    def ask(src: CarbonSource, clock: Clock) -> CarbonSeries:
         stop = end or clock.now()
         begin = start or stop - timedelta(hours=24)
         if begin >= stop:
@@ -188,7 +205,7 @@ def _answer(
     prefer: str | None,
     fmt: str,
     verbose: bool,
-    ask: Callable[[FallbackSource, Clock], CarbonSeries],
+    ask: Callable[[CarbonSource, Clock], CarbonSeries],
 ) -> None:
     # Provider failures are summarised once below; -v shows each as it happens.
     logging.basicConfig(
@@ -197,37 +214,82 @@ def _answer(
     )
     settings = _settings()
     clock = _clock()
+    if prefer == SAMPLE_PROVIDER or (prefer is None and region in SAMPLE_REGIONS):
+        _answer_sample(query, region=region, fmt=fmt, clock=clock, ask=ask)
+        return
     try:
         canonical = build_region_map(settings.carbon).get(region).name
     except UnknownRegion as exc:
-        raise click.BadParameter(str(exc), param_hint="--region") from None
+        raise click.BadParameter(
+            f"{exc}; or one of the SAMPLE DATA regions {', '.join(SAMPLE_REGIONS)}",
+            param_hint="--region",
+        ) from None
     try:
         source = build_carbon_source(settings, clock=clock, prefer=prefer)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
     chain = [s.name for s in source.chain(canonical)]
-    if prefer is not None and (not chain or chain[0] != prefer):
-        _warn(f"region {canonical} has no {prefer} zone; asking {', '.join(chain) or 'nobody'}")
+    if not chain:
+        _, missing = build_carbon_sources(settings, clock=clock)
+        why = "; ".join(f"{name}: {reason}" for name, reason in sorted(missing.items()))
+        raise click.UsageError(
+            f"no carbon source is configured for region {canonical} ({why or 'no zone'}); "
+            "configure one (gridshift config fields | grep carbon), or use --source sample "
+            "for the offline SAMPLE DATA"
+        )
+    if prefer is not None and chain[0] != prefer:
+        _warn(f"region {canonical} has no {prefer} zone; asking {', '.join(chain)}")
     try:
         series = ask(source, clock)
     except SourceError as exc:
         raise click.ClickException(f"carbon {query} for {canonical}: {exc}") from None
     answered_by = LAST_KNOWN if series.stale else series.provider
-    wanted = prefer or (chain[0] if chain else None)
+    wanted = prefer or chain[0]
     age = clock.now() - series.fetched_at
+    cache = settings.carbon.last_known_path or default_last_known_path()
     if series.stale:
-        _warn(f"no source answered; serving a stale value: {series.note}")
-    elif series.note or (wanted is not None and answered_by != wanted):
+        _warn(f"no source answered; serving a stale value from {cache}: {series.note}")
+    elif series.note or answered_by != wanted:
         _warn(f"{wanted} did not answer; {answered_by} did: {series.note}")
-    click.echo(render(series, fmt=fmt, query=query, source=answered_by, age=age), nl=False)
+    text = render(series, fmt=fmt, query=query, source=answered_by, age=age, cache=str(cache))
+    click.echo(text, nl=False)
+
+
+def _answer_sample(
+    query: str,
+    *,
+    region: str,
+    fmt: str,
+    clock: Clock,
+    ask: Callable[[CarbonSource, Clock], CarbonSeries],
+) -> None:
+    """SAMPLE DATA, offline: never the network, never the last-known cache."""
+    if region not in SAMPLE_REGIONS:
+        raise click.BadParameter(
+            f"{region!r} is not a SAMPLE DATA region; --source sample knows "
+            f"{', '.join(SAMPLE_REGIONS)}",
+            param_hint="--region",
+        )
+    series = ask(SampleCarbonSource(), clock)
+    age = timedelta(0)  # generated just now, whatever instant it describes
+    click.echo(render(series, fmt=fmt, query=query, source=SAMPLE_PROVIDER, age=age), nl=False)
 
 
 def _warn(message: str) -> None:
     click.echo(f"gridshift carbon: warning: {message}", err=True)
 
 
-def render(series: CarbonSeries, *, fmt: str, query: str, source: str, age: timedelta) -> str:
-    """The series as table, json or csv text (ending in a newline)."""
+def render(
+    series: CarbonSeries,
+    *,
+    fmt: str,
+    query: str,
+    source: str,
+    age: timedelta,
+    cache: str | None = None,
+) -> str:
+    """The series as table, json or csv text (ending in a newline); a stale (last known)
+    answer says so in every format, the table with the cache it came from."""
     if fmt == "json":
         doc = {
             "query": query,
@@ -277,6 +339,12 @@ def render(series: CarbonSeries, *, fmt: str, query: str, source: str, age: time
         f"{series.signal.value} signal in {series.unit.value}{factor}, "
         f"{format_age(series.resolution)} resolution, {len(series)} points",
     ]
+    if series.stale:
+        lines.append(
+            "STALE: no source answered; this is the last known value"
+            + (f" from {cache}" if cache else "")
+            + f", fetched {format_age(age)} ago"
+        )
     if series.note:
         lines.append(f"note: {series.note}")
     lines.append(f"{'time (UTC)':<18}  {'value':>9}  quality")

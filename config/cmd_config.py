@@ -85,7 +85,7 @@ def show(ctx: click.Context, fmt: str, sources: bool) -> None:
 def fields(ctx: click.Context, fmt: str) -> None:
     """List every setting: type, bounds, default, env variable, why."""
     state = ctx.find_object(RunState) or RunState()
-    model = state.settings_model
+    model = state.model()
     cfg = model.model_config
     docs = describe_fields(
         model,

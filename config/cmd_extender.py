@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 import click
 from kubernetes.client import CoreV1Api
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from config.options import setting_option, settings_from_context, settings_options
 from config.settings import Settings
@@ -20,7 +17,17 @@ from config.wiring import (
     build_extender,
     kube_core_api,
 )
-from extender.server import parse_listen, serve
+from extender.agent import create_agent_app
+from extender.server import webhook_error_body
+from forecasts.platform.listener import (
+    ListenerCollector,
+    ListenerStats,
+    ThreadedServer,
+    bind_socket,
+)
+from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.serving import parse_listen, serve
+from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
 
@@ -100,9 +107,13 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
             tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
             log_level=log_level,
             registry=registry,
+            error_body=webhook_error_body,
         )
     finally:
-        runtime.stop()
+        runtime.stop()  # a refresh in progress finishes first
+        log.info(
+            "extender stopped after %d ticks (snapshot refreshes)", runtime.refresher.refreshes
+        )
 
 
 @click.command("agent")
@@ -140,20 +151,23 @@ def agent_command(
         node_name=node_name if annotate else None,
         kube_api=_kube_api() if annotate else None,
     )
-    start_http_server(port, addr=host, registry=registry)
+    listener = ListenerStats()
+    registry.register(ListenerCollector({"agent": listener}))
+    server = ThreadedServer(
+        build_listener(create_agent_app(registry), stats=listener, loop="asyncio"),
+        bind_socket(host, port),
+        name="agent-metrics",
+    )
+    server.start()
     log.info("agent metrics on http://%s:%d/metrics", host, port)
     agent.start()
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        if agent.nvml.available:
-            agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
-        else:
-            stop.wait()  # keep serving gridshift_nvml_available 0
-    finally:
-        agent.nvml.close()
+    with stop_on_signals() as stop:
+        try:
+            if agent.nvml.available:
+                agent.run(stop, interval_seconds=s.agent_sample_interval_seconds)
+            else:
+                stop.wait()  # keep serving gridshift_nvml_available 0
+        finally:
+            agent.nvml.close()
+            server.stop()
+    log.info("agent stopped after %d ticks (NVML samples)", agent.ticks)

@@ -36,9 +36,9 @@ from forecasts.backtest import (
 from forecasts.carbon_forecast import BiasDecision, align, decide_bias_correction, forecast_carbon
 from forecasts.forecast import Forecast, Forecaster
 from forecasts.models.catalog import DEFAULT_SELECTION, MODEL_NAMES, build_model, season_steps
+from forecasts.platform.errors import SourceDataError
 from forecasts.series import RegularSeries
 from forecasts.sources.csv_series import SeriesSpec, parse_series_spec, read_csv_series
-from forecasts.sources.errors import SourceDataError
 from forecasts.time import parse_duration
 
 __all__ = ["backtest_command", "forecast_command"]

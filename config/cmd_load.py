@@ -26,9 +26,9 @@ from config.options import setting_option, settings_from_context, settings_optio
 from config.wiring import build_prometheus_source
 from forecasts.ci import CISchedule, expand_runs
 from forecasts.load import LoadHistory
+from forecasts.platform.errors import SourceError
+from forecasts.platform.http import RetryPolicy
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.errors import SourceError
-from forecasts.sources.http import RetryPolicy
 from forecasts.sources.prometheus import rate_query
 from forecasts.time import UTC, Clock, ensure_utc, parse_duration
 

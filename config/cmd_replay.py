@@ -24,6 +24,7 @@ import yaml
 from config import cmd_run
 from config.replay_report import render_html, render_table
 from config.replay_scenario import CARBON_MODELS, ScenarioError, load_scenario
+from forecasts.platform.signals import stop_on_signals
 from scaler.replay.engine import progress_total, run_replay
 from scaler.replay.model import PolicyName
 from scaler.replay.summary import summarise
@@ -146,18 +147,39 @@ def replay_command(
     sc = loaded.scenario
     total = progress_total(sc)
     show = not no_progress and total > 500
-    with click.progressbar(
-        length=total, label=f"replay {sc.name}", file=sys.stderr if show else io.StringIO()
-    ) as bar:
-        result = run_replay(
-            sc,
-            params=loaded.params,
-            loop_settings=loaded.loop_settings,
-            carbon_forecast=loaded.carbon_forecast,
-            load_forecaster=loaded.load_forecaster,
-            refit_every=loaded.refit_every,
-            progress=bar.update,
+    done = [0]
+    with (
+        stop_on_signals() as stop,
+        click.progressbar(
+            length=total, label=f"replay {sc.name}", file=sys.stderr if show else io.StringIO()
+        ) as bar,
+    ):
+
+        def progress(n: int) -> None:
+            bar.update(n)
+            done[0] += n
+            if stop.is_set():  # Ctrl-C / SIGTERM: stop after the step in progress
+                raise _Stopped
+
+        try:
+            result = run_replay(
+                sc,
+                params=loaded.params,
+                loop_settings=loaded.loop_settings,
+                carbon_forecast=loaded.carbon_forecast,
+                load_forecaster=loaded.load_forecaster,
+                refit_every=loaded.refit_every,
+                progress=progress,
+            )
+        except _Stopped:
+            result = None
+    if result is None:
+        click.echo(
+            f"replay {sc.name}: stopped after {done[0]} of {total} ticks (interrupted); no "
+            "summary, the policies would be compared over unequal spans",
+            err=True,
         )
+        return
     summary = summarise(result)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +191,10 @@ def replay_command(
         click.echo(render_table(summary))
         if out_dir is not None:
             click.echo(f"\nwrote {out_dir / 'summary.json'} and {out_dir / 'report.html'}")
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM during a scenario replay."""
 
 
 def _knobs(items: tuple[str, ...]) -> dict[str, Any]:

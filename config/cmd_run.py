@@ -14,13 +14,13 @@ import contextlib
 import logging
 import socket
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
-import uvicorn
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -31,9 +31,14 @@ from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import RunSources, build_run_sources, build_scaler, start_scaler_services
+from forecasts.platform.listener import ListenerCollector, ListenerStats
+from forecasts.platform.listener import build_server as build_listener
+from forecasts.platform.serving import parse_listen
+from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc
 from scaler.loop import ScalerLoop
+from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
 from scaler.state import ConfigMapStateStore, StateStoreError
 
@@ -89,13 +94,14 @@ def _run_sources(settings: Settings, *, clock: Clock, seed: int) -> RunSources:
 
 
 def _bind(listen: str) -> socket.socket:
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, int(port_text)))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise click.BadParameter(
@@ -193,12 +199,18 @@ def run_command(
         f"gridshift run: {len(built.loop.workloads)} workloads"
         + (f" on {sources.note}" if sources.note else "")
         + (f", time x{speed:g}" if speed != 1.0 else "")
-        + f"\n  metrics: {base}/metrics\n  status:  {base}/status\n  health:  {base}/healthz"
+        + f"\n  dashboard: {base}/dashboard\n  metrics:   {base}/metrics"
+        + f"\n  status:    {base}/status\n  health:    {base}/healthz"
+        + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
     )
-    server = uvicorn.Server(
-        uvicorn.Config(built.app, log_level="warning", lifespan="on", access_log=False)
-    )
+    status_listener = ListenerStats()
+    built.registry.register(ListenerCollector({"status": status_listener}))
+    # bounded like every listener: header bytes, head/body deadlines, connection cap
+    server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:
+        # Ctrl-C like SIGTERM: uvicorn stops serving, then (stack unwinding) the tick in
+        # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
+        stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.
@@ -289,7 +301,13 @@ def replay_command(
         load=sources.load,
         data_note=sources.note,
     )
-    summary = replay(built.loop, start=start, end=end, step=step, settings=settings)
+    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
+        click.echo(
+            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            "(Ctrl-C stops and summarises the ticks run)",
+            err=True,
+        )
+        summary = replay(built.loop, start=start, end=end, step=step, settings=settings, stop=stop)
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
@@ -299,31 +317,39 @@ def replay_command(
 
 
 def replay(
-    loop: ScalerLoop, *, start: datetime, end: datetime, step: timedelta, settings: Settings
+    loop: ScalerLoop,
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    settings: Settings,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Tick from `start` until `end`; refit on the settings' period of replayed time."""
-    refit_every = timedelta(seconds=settings.forecast.refit_interval_seconds)
-    loop.refit(at=start)
-    next_refit = start + refit_every
+    """Tick from `start` until `end` (the replay engine's `tick_over`) and summarise; refit on
+    the settings' period of replayed time. When `stop` is set (Ctrl-C) the summary covers
+    the ticks run so far, and says so."""
     hours = step.total_seconds() / 3600.0
     replica_h: dict[str, float] = {}
     cf_replica_h: dict[str, float] = {}
     eco_ticks: dict[str, int] = {}
     ticks = 0
     at = start
-    while at < end:
-        snap = loop.tick()
-        at = snap.taken_at
+    for snap in tick_over(
+        loop,
+        start=start,
+        step=step,
+        intervals=-((start - end) // step),  # ceil: the last tick starts before `end`
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+    ):
         ticks += 1
+        at = snap.taken_at + step
         for name, ws in snap.workloads.items():
             replica_h[name] = replica_h.get(name, 0.0) + ws.desired_replicas * hours
             cf = ws.counterfactual_replicas if ws.counterfactual_replicas is not None else 0
             cf_replica_h[name] = cf_replica_h.get(name, 0.0) + cf * hours
             eco_ticks[name] = eco_ticks.get(name, 0) + (ws.mode is Mode.ECO)
-        at = at + step
-        if at >= next_refit and at < end:
-            loop.refit(at=at)
-            next_refit = at + refit_every
+        if stop is not None and stop.is_set():
+            break
     ledger = loop.ledger
     workloads = {
         name: {
@@ -339,7 +365,8 @@ def replay(
     }
     return {
         "from": start.isoformat(),
-        "to": end.isoformat(),
+        "to": min(at, end).isoformat(),
+        "interrupted": at < end,
         "step_seconds": step.total_seconds(),
         "ticks": ticks,
         "total": {
@@ -365,7 +392,8 @@ def _format_summary(s: dict[str, Any]) -> str:
     if s["data_note"]:
         lines.append(s["data_note"])
     lines += [
-        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s",
+        f"replay {s['from']} -> {s['to']}: {s['ticks']} ticks of {s['step_seconds']:g} s"
+        + (f" (stopped after {s['ticks']} ticks: interrupted)" if s.get("interrupted") else ""),
         f"emitted {t['emitted_g']:.1f} gCO2eq, performance-only {t['counterfactual_g']:.1f} g, "
         f"saved {t['saved_g']:.1f} g",
         f"replica-hours {t['replica_hours']:.1f} (performance-only "

@@ -13,7 +13,7 @@ Specific flags are applied after `--set`, so `--tick-interval 5` beats
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ import click
 
 from config.loading import CONFIG_ENV, LoadedConfig, Override
 from config.settings import Settings
+from config.state import RunState
 from config.wiring import load_settings_with_sources
 
 __all__ = [
@@ -33,15 +34,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 _META_KEY = "gridshift.settings_inputs"
-
-
-@dataclass
-class RunState:
-    """Per-invocation state on `ctx.obj`: what `main()` needs, and what tests may inject."""
-
-    debug: bool = False
-    settings_model: type[Settings] = Settings
-    environ: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -121,7 +113,7 @@ def loaded_settings_from_context(ctx: click.Context) -> LoadedConfig[Settings]:
         config_file=inputs.config_file,
         overrides=[*inputs.sets, *inputs.flags],
         environ=state.environ,
-        model=state.settings_model,
+        model=state.model(),
     )
 
 

@@ -19,13 +19,24 @@ from typing import Protocol
 from kubernetes import client
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from extender.energy import ANNOTATION_KEY, EnergyWindow, GpuEnergy, GpuSample, encode_annotation
+from extender.core.energy import (
+    ANNOTATION_KEY,
+    EnergyWindow,
+    GpuEnergy,
+    GpuSample,
+    encode_annotation,
+)
 from extender.nvml import Nvml
 from forecasts.time import Clock
 
-__all__ = ["GpuAgent", "KubeNodeAnnotator", "NodeAnnotator"]
+__all__ = ["GpuAgent", "KubeNodeAnnotator", "NodeAnnotator", "create_agent_app"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +160,7 @@ class GpuAgent:
         self._min_change = min_change_fraction
         self.last_samples: tuple[GpuSample, ...] = ()
         self.last_summary: GpuEnergy | None = None
+        self.ticks = 0  # completed samples (stopping says how many)
         self._written: GpuEnergy | None = None
         self._written_at: datetime | None = None
         self._writes = Counter(
@@ -219,6 +231,7 @@ class GpuAgent:
         while not stop.is_set():
             try:
                 self.tick()
+                self.ticks += 1
             except Exception:
                 log.exception("GPU agent tick failed")
             stop.wait(interval_seconds)
@@ -230,3 +243,21 @@ def _moved(old: float | None, new: float | None, fraction: float) -> bool:
     if not (math.isfinite(old) and math.isfinite(new)):
         return True
     return abs(new - old) > fraction * max(abs(old), 1e-9)
+
+
+def create_agent_app(registry: CollectorRegistry) -> Starlette:
+    """The agent's HTTP endpoints (`GET /metrics`, `GET /healthz`), served on the bounded
+    listener (`forecasts.platform.listener`) like every other gridshift listener."""
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

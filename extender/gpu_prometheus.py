@@ -17,9 +17,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from extender.energy import GpuEnergy
-from forecasts.sources.errors import SourceDataError
-from forecasts.sources.http import HttpSource
+from extender.core.energy import GpuEnergy
+from forecasts.platform.errors import SourceDataError
+from forecasts.platform.http import HttpSource
 from forecasts.time import from_epoch_s, to_epoch_s
 
 __all__ = ["GpuExporter", "PrometheusGpuPower"]

@@ -1,11 +1,6 @@
-"""Node inventory: list + watch v1.Nodes with the kubernetes client (the `nodeCacheCapable`
-mode's cache).
-
-Protocol, as client-go's reflector does it: a paginated LIST gives the state and its
-`resourceVersion`; a WATCH from there (with bookmarks) applies ADDED/MODIFIED/DELETED and
-advances the version (BOOKMARK only advances it); the server ends each watch after
-`timeoutSeconds` and we resume from the last version. `410 Gone` (an expired version, as an
-ERROR event or an HTTP status) means the cache may have missed events: relist.
+"""Node inventory: list + watch of v1.Nodes (the `nodeCacheCapable` mode's cache), through the
+shared reflector (`forecasts.platform.reflector`: paginated LIST, WATCH with bookmarks, relist
+on 410 Gone or failure).
 
 Timeouts: `request_timeout_seconds` is the budget of one LIST page, including the one
 re-send urllib3 makes of an idempotent call after a read timeout (`config.wiring.
@@ -19,28 +14,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-import orjson
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 from prometheus_client import CollectorRegistry, Counter
-from urllib3.exceptions import HTTPError
 
-from extender.nodes import RegionRules, node_facts
-from extender.scoring import NodeFacts
+from extender.core.nodes import RegionRules, node_facts
+from extender.core.scoring import NodeFacts
+from forecasts.platform.reflector import Reflector
 
 __all__ = ["KubeNodeInventory"]
 
 log = logging.getLogger(__name__)
-
-_GONE = 410
-
-
-class _Expired(Exception):
-    """The watched or listed resourceVersion is too old (HTTP 410)."""
 
 
 class KubeNodeInventory:
@@ -58,21 +45,11 @@ class KubeNodeInventory:
         request_timeout_seconds: float = 10.0,
         retry_seconds: float = 5.0,
     ) -> None:
-        if request_timeout_seconds <= 0:
-            raise ValueError(f"request_timeout_seconds must be > 0, got {request_timeout_seconds}")
-        self._api = api
         self._rules = rules
-        self._selector = label_selector
-        self._page_size = page_size
-        self._watch_timeout_s = watch_timeout_seconds
-        self._request_timeout_s = request_timeout_seconds
-        self._retry_s = retry_seconds
         self._lock = threading.Lock()
         self._facts: dict[str, NodeFacts] = {}
         self._view: Mapping[str, NodeFacts] = MappingProxyType({})
         self._synced = False
-        self.resource_version: str | None = None
-        self._watch: Any = None
         self._lists = Counter(
             "gridshift_extender_inventory_lists",
             "Full node LISTs (the first one, then one after each 410 Gone or error)",
@@ -90,6 +67,20 @@ class KubeNodeInventory:
             ["kind"],
             registry=registry,
         )
+        self._reflector = Reflector(
+            api.list_node,
+            self,
+            name="node",
+            log=log,
+            request_timeout_seconds=request_timeout_seconds,
+            tries_per_request=2,
+            label_selector=label_selector,
+            page_size=page_size,
+            watch_timeout_seconds=watch_timeout_seconds,
+            retry_seconds=retry_seconds,
+            on_event=lambda kind: self._events.labels(kind).inc(),
+            on_error=lambda kind: self._errors.labels(kind).inc(),
+        )
 
     # ------------------------------------------------------------------ readers
     def facts(self) -> Mapping[str, NodeFacts]:
@@ -100,45 +91,33 @@ class KubeNodeInventory:
     def synced(self) -> bool:
         return self._synced
 
-    # ------------------------------------------------------------------ list
-    def _kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"_request_timeout": self._request_timeout_s / 2}  # 2 tries
-        if self._selector:
-            kw["label_selector"] = self._selector
-        return kw
+    @property
+    def resource_version(self) -> str | None:
+        return self._reflector.resource_version or None
 
-    def relist(self) -> str:
-        """LIST all nodes (paginated) and replace the cache; returns the list's version."""
+    # ------------------------------------------------------------------ store (reflector)
+    def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
         facts: dict[str, NodeFacts] = {}
-        token: str | None = None
-        version = ""
-        while True:
-            kw = self._kwargs()
-            kw["limit"] = self._page_size
-            if token:
-                kw["_continue"] = token
-            try:
-                resp: Any = self._api.list_node(_preload_content=False, **kw)
-            except ApiException as exc:
-                if exc.status == _GONE:
-                    raise _Expired(str(exc.reason)) from None
-                raise
-            body = orjson.loads(resp.data)
-            for i, item in enumerate(body.get("items") or ()):
-                self._add(facts, item, where=f"items[{i}]")
-            meta = body.get("metadata") or {}
-            version = str(meta.get("resourceVersion") or "")
-            token = meta.get("continue") or None
-            if not token:
-                break
+        for i, item in enumerate(objects):
+            self._add(facts, item, where=f"items[{i}]")
         with self._lock:
             self._facts = facts
             self._view = MappingProxyType(dict(facts))
             self._synced = True
-            self.resource_version = version
         self._lists.inc()
-        log.info("node inventory listed %d nodes at resourceVersion %s", len(facts), version)
-        return version
+        log.info("node inventory listed %d nodes", len(facts))
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        if event_type in ("ADDED", "MODIFIED"):
+            with self._lock:
+                if self._add(self._facts, obj, where=f"{event_type} event") is not None:
+                    self._view = MappingProxyType(dict(self._facts))
+        elif event_type == "DELETED":
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            with self._lock:
+                if isinstance(name, str) and self._facts.pop(name, None) is not None:
+                    self._view = MappingProxyType(dict(self._facts))
 
     def _add(self, into: dict[str, NodeFacts], obj: Any, *, where: str) -> str | None:
         try:
@@ -150,81 +129,20 @@ class KubeNodeInventory:
         into[f.name] = f
         return f.name
 
-    # ------------------------------------------------------------------ watch
+    # ------------------------------------------------------------------ list + watch
+    def relist(self) -> str:
+        """LIST all nodes (paginated) and replace the cache; returns the list's version.
+        Raises `ResourceExpired` on 410 Gone."""
+        return self._reflector.list_once()
+
     def watch_once(self, resource_version: str) -> str:
         """One WATCH from `resource_version` until the server ends it; returns the last
-        version seen. Raises `_Expired` on 410 Gone."""
-        w: Any = watch.Watch()  # type: ignore[no-untyped-call]
-        self._watch = w
-        version = resource_version
-        kw = self._kwargs()
-        # The server may stay silent for a whole watch (bookmarks are best effort): the read
-        # timeout must outlast timeoutSeconds, or an idle watch would end in a costly relist;
-        # silence past timeoutSeconds plus the request budget means a hung API server.
-        kw["_request_timeout"] = (
-            self._request_timeout_s / 2,
-            self._watch_timeout_s + self._request_timeout_s,
-        )
-        try:
-            for event in w.stream(
-                self._api.list_node,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self._watch_timeout_s,
-                **kw,
-            ):
-                if not isinstance(event, Mapping):  # the client yields None for a non-JSON line
-                    raise ValueError(f"undecodable node watch event: {event!r}")
-                version = self._apply(event) or version
-        except ApiException as exc:
-            if exc.status == _GONE:
-                raise _Expired(str(exc.reason)) from None
-            raise
-        finally:
-            self._watch = None
-        return version
+        version seen. Raises `ResourceExpired` on 410 Gone."""
+        return self._reflector.watch_once(resource_version)
 
-    def _apply(self, event: Mapping[str, Any]) -> str | None:
-        kind = str(event.get("type"))
-        raw = event.get("raw_object")
-        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
-        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-        self._events.labels(kind).inc()
-        if kind in ("ADDED", "MODIFIED"):
-            with self._lock:
-                if self._add(self._facts, raw, where=f"{kind} event") is not None:
-                    self._view = MappingProxyType(dict(self._facts))
-        elif kind == "DELETED":
-            name = meta.get("name") if isinstance(meta, Mapping) else None
-            with self._lock:
-                if isinstance(name, str) and self._facts.pop(name, None) is not None:
-                    self._view = MappingProxyType(dict(self._facts))
-        with self._lock:
-            if isinstance(version, str) and version:
-                self.resource_version = version
-        return version if isinstance(version, str) and version else None
-
-    # ------------------------------------------------------------------ loop
     def run(self, stop: threading.Event) -> None:
         """List, then watch until `stop`; relist after 410 Gone or any failure."""
-        version: str | None = None
-        while not stop.is_set():
-            try:
-                if version is None:
-                    version = self.relist()
-                version = self.watch_once(version)
-            except _Expired as exc:
-                log.info("node watch expired (%s): relisting", exc)
-                self._errors.labels("gone").inc()
-                version = None
-            except (ApiException, HTTPError, OSError, ValueError, KeyError, TypeError) as exc:
-                # KeyError/TypeError: the client choking on a garbled watch event
-                log.warning("node inventory: %r; retrying in %.0fs", exc, self._retry_s)
-                self._errors.labels("api").inc()
-                version = None
-                stop.wait(self._retry_s)
+        self._reflector.run(stop)
 
     def stop(self) -> None:
-        w = self._watch
-        if w is not None:
-            w.stop()
+        self._reflector.stop()

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from extender.energy import GpuSample
+from extender.core.energy import GpuSample
 
 __all__ = ["Nvml", "load_pynvml"]
 

@@ -19,12 +19,12 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.time import Clock
 
 __all__ = ["GpuPowerSource", "NodeInventory", "SnapshotRefresher", "merge_series"]
@@ -95,6 +95,7 @@ class SnapshotRefresher:
         self._fetched_at: dict[str, datetime] = {}
         self._gpu: Mapping[str, GpuEnergy] = {}
         self._no_forecast: set[str] = set()
+        self.refreshes = 0  # completed refreshes (the extender's "ticks")
         self._fetch_errors = Counter(
             "gridshift_extender_source_errors",
             "Failed fetches by the snapshot job, by source and region",
@@ -129,12 +130,18 @@ class SnapshotRefresher:
                     facts = nodes.get(name)
                     if facts is not None and facts.gpu is None:
                         nodes[name] = replace(facts, gpu=energy)
+            pending = (
+                frozenset(r for r in regions if r not in self._fetched_at)
+                if self._carbon is not None
+                else frozenset()
+            )
             snapshot = ExtenderSnapshot(
                 taken_at=now,
                 nodes=nodes,  # a private dict: plain dict lookups are the hot path
                 carbon=MappingProxyType({r: s for r, s in self._series.items() if r in regions}),
                 carbon_errors=MappingProxyType(dict(self._errors)),
                 nodes_synced=self._nodes.synced,
+                carbon_pending=pending,
             )
             self._holder.publish(snapshot)
         if self._freeze_gc:
@@ -175,11 +182,25 @@ class SnapshotRefresher:
         self._errors.pop(region, None)
         self._fetched_at[region] = now
 
-    def run(self, stop: threading.Event, *, interval_seconds: float) -> None:
-        """Refresh every `interval_seconds` until `stop` is set; errors never end the loop."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        interval_seconds: float,
+        until_ready_interval_seconds: float = 0.2,
+    ) -> None:
+        """Refresh every `interval_seconds` until `stop` is set; errors never end the loop.
+
+        Until a snapshot is ready (nodes listed, carbon fetched for their regions) it refreshes
+        every `until_ready_interval_seconds`, so readiness follows the inventory's first list
+        within a fraction of a second instead of one whole interval later."""
+        ready = False
         while not stop.is_set():
             try:
-                self.refresh()
+                ready = self.refresh().ready
+                self.refreshes += 1
             except Exception:  # the job must outlive any bug in one refresh
                 log.exception("extender snapshot refresh failed")
-            stop.wait(interval_seconds)
+            stop.wait(
+                interval_seconds if ready else min(interval_seconds, until_ready_interval_seconds)
+            )

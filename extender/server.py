@@ -8,7 +8,7 @@ URL paths (urlPrefix `http(s)://HOST:PORT/scheduler`, `filterVerb: filter`,
 | POST /scheduler/filter       | ExtenderArgs -> ExtenderFilterResult                            |
 | POST /scheduler/prioritize   | ExtenderArgs -> HostPriorityList (`[{"Host", "Score"}]`, 0..10) |
 | GET  /regions/rank           | regions by intensity; `?duration=2h&start=<RFC 3339>` optional  |
-| GET  /healthz, /readyz       | liveness; readiness (a snapshot exists)                         |
+| GET  /healthz, /readyz       | liveness; readiness (nodes listed and carbon fetched)           |
 | GET  /metrics                | Prometheus metrics of this process                              |
 | GET  /                       | this list as JSON                                               |
 
@@ -23,28 +23,27 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from extender.nodes import RegionRules, build_node_facts, gpu_count
-from extender.scoring import (
+from extender.core.nodes import RegionRules, build_node_facts, gpu_count
+from extender.core.scoring import (
     DataStatus,
     NodeFacts,
     NodeTable,
@@ -58,7 +57,6 @@ from extender.scoring import (
     score_table,
 )
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
-from forecasts.sources.tls import ReloadingTlsContext, TlsCollector
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
@@ -66,11 +64,9 @@ __all__ = [
     "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
-    "build_server",
     "create_app",
     "parse_args",
-    "parse_listen",
-    "serve",
+    "webhook_error_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,11 +76,12 @@ ENDPOINTS = {
     "POST /scheduler/prioritize": "ExtenderArgs -> HostPriorityList (scores 0..10)",
     "GET /regions/rank": "regions ranked by gCO2/kWh; optional duration=2h, start=RFC 3339",
     "GET /healthz": "liveness",
-    "GET /readyz": "readiness: 200 once a snapshot is published",
+    "GET /readyz": "readiness: 200 once the nodes are listed and their regions' carbon fetched",
     "GET /metrics": "Prometheus metrics",
 }
 
 _EMPTY_NODE_FACTS: Mapping[str, NodeFacts] = {}
+_RANK_START_WITHIN = timedelta(days=366)  # forecasts reach days ahead; history a year back
 _NODES_PLACEHOLDER = "\x00gridshift-nodes\x00"
 _NODES_PLACEHOLDER_JSON = orjson.dumps(_NODES_PLACEHOLDER)
 
@@ -249,7 +246,10 @@ def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
             r = c.resources
             if r is not None:
                 containers.append({"resources": {"limits": r.limits, "requests": r.requests}})
-    prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    try:
+        prefs = pod_preferences(meta.annotations or {}, containers=containers)
+    except ValueError as exc:
+        raise WireError(f"Pod.spec: {exc}") from None
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
 
 
@@ -260,6 +260,14 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
     In full mode each node is decoded only as deeply as the answer needs: its name when
     nothing about it can matter (filter without a cap, an opted-out pod), its labels for
     regions, and its status and GPU annotation only for prioritizing a GPU pod."""
+    try:
+        return _parse_args(body, rules=rules, verb=verb)
+    except RecursionError:
+        # msgspec stops at its own depth limit; a Pod or Node is never nested that deep
+        raise WireError("request body: JSON nested too deeply") from None
+
+
+def _parse_args(body: bytes, *, rules: RegionRules, verb: str) -> ParsedArgs:
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
     raw_pod, nodes, names = _decode_args(body)
@@ -304,11 +312,15 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
             continue
         status = node.status if isinstance(node, _Node) else None
         node_meta = node.metadata or _Meta()
+        try:
+            gpus = gpu_count(status.allocatable, status.capacity) if status else 0
+        except ValueError as exc:
+            raise WireError(f"{where}.status: {exc}") from None
         facts[meta.name] = build_node_facts(
             meta.name,
             labels=node_meta.labels or {},
             annotations=node_meta.annotations or {},
-            gpus=gpu_count(status.allocatable, status.capacity) if status else 0,
+            gpus=gpus,
             rules=rules,
             with_gpu_energy=want_gpu,
         )
@@ -343,6 +355,10 @@ class _SnapshotCollector(Collector):
         synced = GaugeMetricFamily(
             "gridshift_extender_nodes_synced", "1 once the node inventory has listed"
         )
+        ready = GaugeMetricFamily(
+            "gridshift_extender_ready",
+            "1 once nodes are listed and their regions' carbon fetched (/readyz is 200)",
+        )
         carbon_age = GaugeMetricFamily(
             "gridshift_extender_carbon_age_seconds",
             "Age of the newest carbon value at or before now, per region",
@@ -357,7 +373,9 @@ class _SnapshotCollector(Collector):
             age.add_metric([], -1.0)
             nodes.add_metric([], 0.0)
             synced.add_metric([], 0.0)
+            ready.add_metric([], 0.0)
         else:
+            ready.add_metric([], 1.0 if snap.ready else 0.0)
             now = self._clock.now()
             age.add_metric([], (now - snap.taken_at).total_seconds())
             nodes.add_metric([], float(len(snap.nodes)))
@@ -367,7 +385,7 @@ class _SnapshotCollector(Collector):
                 if ri.age_seconds is not None:
                     carbon_age.add_metric([region, ri.provider], ri.age_seconds)
                 fresh.add_metric([region], 1.0 if ri.status is DataStatus.FRESH else 0.0)
-        yield from (age, nodes, synced, carbon_age, fresh)
+        yield from (age, nodes, synced, ready, carbon_age, fresh)
 
 
 class ExtenderMetrics:
@@ -535,7 +553,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
             parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter")
         except WireError as exc:
-            m.requests.labels("filter", str(exc.status)).inc()
             log.info("filter: rejected request: %s", exc)
             return _filter_error(str(exc), exc.status)
         try:
@@ -566,14 +583,12 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                 response = Response(b"".join(pieces), media_type="application/json")
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
-            m.requests.labels("filter", "500").inc()
             return _filter_error(f"internal error: {type(exc).__name__}: {exc}", 500)
         _count_prefs(m, parsed.pod)
         outcome = "opted_out" if parsed.pod.opt_out else ("capped" if result.rejected else "passed")
         m.decisions.labels("filter", outcome).inc()
         m.nodes.labels("passed").inc(len(result.passed))
         m.nodes.labels("rejected").inc(len(result.rejected))
-        m.requests.labels("filter", "200").inc()
         m.latency.labels("filter").observe(time.monotonic() - started)
         return response
 
@@ -582,7 +597,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             parsed = parse_args(await _read_body(request, ctx.max_body_bytes), rules=ctx.rules)
         except WireError as exc:
-            m.requests.labels("prioritize", str(exc.status)).inc()
             log.info("prioritize: rejected request: %s", exc)
             return _json({"Error": str(exc)}, exc.status)
         try:
@@ -603,7 +617,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             response = _json([{"Host": h, "Score": s} for h, s in result.scores.items()])
         except Exception as exc:
             log.exception("prioritize failed for pod %s", parsed.pod_name)
-            m.requests.labels("prioritize", "500").inc()
             return _json({"Error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         _count_prefs(m, parsed.pod)
         if result.neutral_reason is not None:
@@ -611,7 +624,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             m.decisions.labels("prioritize", "neutral").inc()
         else:
             m.decisions.labels("prioritize", "scored").inc()
-        m.requests.labels("prioritize", "200").inc()
         m.latency.labels("prioritize").observe(time.monotonic() - started)
         return response
 
@@ -621,7 +633,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             duration, start = _rank_params(request.query_params, now=now)
         except WireError as exc:
-            m.requests.labels("rank", "400").inc()
             return _json({"error": str(exc)}, 400)
         snap = ctx.holder.current()
         carbon = snap.carbon if snap is not None else {}
@@ -629,7 +640,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             ranks = rank_regions(carbon, now=now, start=start, duration=duration, policy=ctx.policy)
         except Exception as exc:
             log.exception("regions/rank failed")
-            m.requests.labels("rank", "500").inc()
             return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
         out = []
         for i, r in enumerate(ranks, start=1):
@@ -649,7 +659,6 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                     "note": ri.note,
                 }
             )
-        m.requests.labels("rank", "200").inc()
         m.latency.labels("rank").observe(time.monotonic() - started)
         return _json(
             {
@@ -667,7 +676,10 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         snap = ctx.holder.current()
         if snap is None:
             return _json({"status": "not ready", "reason": "no snapshot published yet"}, 503)
-        return _json({"status": "ready", "nodes_synced": snap.nodes_synced})
+        reason = snap.not_ready_reason
+        if reason is not None:
+            return _json({"status": "not ready", "reason": reason}, 503)
+        return _json({"status": "ready", "nodes_synced": True, "regions": sorted(snap.carbon)})
 
     async def index(request: Request) -> Response:
         return _json({"service": "gridshift extender", "endpoints": ENDPOINTS})
@@ -707,8 +719,10 @@ def _rank_params(params: Mapping[str, str], *, now: datetime) -> tuple[timedelta
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
             start = ensure_utc(parsed, name="start")
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise WireError(f"start: {raw!r} is not an RFC 3339 time with offset ({exc})") from None
+        if abs(start - now) > _RANK_START_WITHIN:
+            raise WireError(f"start: {raw!r} is more than {_RANK_START_WITHIN.days} days from now")
     return duration, start
 
 
@@ -746,94 +760,57 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/", h["index"], methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_CountResponses, metrics=ctx.metrics)])
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::]:8888`) -> (host, port); `ValueError` names the problem."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"listen {listen!r}: expected HOST:PORT")
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"listen {listen!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"listen {listen!r}: port {port} out of range 0..65535")
-    return host, port
+def webhook_error_body(status: int, message: str) -> bytes:
+    """Errors the listener answers itself (431, 408, 503, bad framing) in the webhook's own
+    `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
+    return orjson.dumps({"Error": message})
 
 
-def build_server(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> uvicorn.Server:
-    """A uvicorn server (httptools + uvloop) for `app`; `.run()` serves until stopped.
-
-    With `tls_cert`/`tls_key` it serves HTTPS, TLS 1.2 or later only, and re-reads the
-    files when they change (checked at most every `tls_reload_check_interval_seconds`), so a
-    rotated certificate is presented on new connections without a restart; its reloads and
-    expiry are exported on `registry` when given."""
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("TLS needs both a certificate and a key file")
-    host, port = parse_listen(listen)
-    tls = None
-    if tls_cert is not None and tls_key is not None:
-        tls = ReloadingTlsContext(
-            cert_file=Path(tls_cert),
-            key_file=Path(tls_key),
-            check_interval_seconds=tls_reload_check_interval_seconds,
-        )
-        if registry is not None:
-            registry.register(TlsCollector({"extender": tls}))
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        lifespan="off",
-        timeout_keep_alive=30,
-        ssl_context_factory=(
-            (lambda config, default: tls.listener_context()) if tls is not None else None
-        ),
-    )
-    return uvicorn.Server(config)
+_VERBS = {
+    "/scheduler/filter": "filter",
+    "/scheduler/prioritize": "prioritize",
+    "/regions/rank": "rank",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/": "index",
+}
 
 
-def serve(
-    app: Starlette,
-    *,
-    listen: str,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    tls_reload_check_interval_seconds: float = 10.0,
-    log_level: str = "info",
-    registry: CollectorRegistry | None = None,
-) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then return (so callers can stop their jobs).
+class _CountResponses:
+    """Counts every response by verb and code (`gridshift_extender_requests_total`), 404,
+    405 and 500 included, and turns an exception that escaped a handler into the webhook's
+    JSON `{"Error": ...}` 500 instead of Starlette's plain-text one."""
 
-    uvicorn re-raises the signal it caught after its graceful shutdown; a no-op SIGTERM
-    handler installed for the duration turns that into a normal return (exit status 0)."""
-    server = build_server(
-        app,
-        listen=listen,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_reload_check_interval_seconds=tls_reload_check_interval_seconds,
-        log_level=log_level,
-        registry=registry,
-    )
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
-        server.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self, app: ASGIApp, *, metrics: ExtenderMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 0
+
+        async def counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, counting)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if status:
+                raise
+            status = 500
+            await _json({"Error": f"internal error: {type(exc).__name__}"}, 500)(
+                scope, receive, send
+            )
+        finally:
+            verb = _VERBS.get(scope["path"], "other")
+            self._metrics.requests.labels(verb, str(status or 500)).inc()

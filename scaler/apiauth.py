@@ -2,7 +2,7 @@
 
 Owns what k8s.io/apiserver does in Go for an extension API server (reference §2.7):
 
-* `ReloadingTlsContext` (re-exported from `forecasts.sources.tls`, shared with the other
+* `ReloadingTlsContext` (re-exported from `forecasts.platform.tls`, shared with the other
   TLS listeners): the serving certificate and key are re-read when either file changes, so
   cert-manager rotations need no restart. Client certificates are *requested*, not
   required, and must chain to a trusted CA when sent.
@@ -31,7 +31,7 @@ import cachetools
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from forecasts.sources.tls import ReloadingTlsContext, write_atomically
+from forecasts.platform.tls import ReloadingTlsContext, write_atomically
 
 __all__ = [
     "AccessReviewer",

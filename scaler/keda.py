@@ -45,7 +45,7 @@ from typing import Any
 
 import grpc
 
-from forecasts.sources.tls import FileReloader, ReloadStats, not_after_epoch_s, read_pem_pair
+from forecasts.platform.tls import FileReloader, ReloadStats, not_after_epoch_s, read_pem_pair
 from forecasts.time import Clock
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc

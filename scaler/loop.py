@@ -35,13 +35,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
-from scaler.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
-from scaler.policy import (
+from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
+from scaler.core.policy import (
     CarbonOutlook,
     ModeState,
     PolicyParams,
@@ -53,10 +53,10 @@ from scaler.policy import (
     elastic_slots,
     slot_intensities,
 )
+from scaler.core.workload import Workload, WorkloadClass
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
-from scaler.workload import Workload, WorkloadClass
 
 __all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop", "ScalerService"]
 
@@ -827,13 +827,19 @@ class ScalerService:
         self._wall = wall_clock
         self._log = logger or logging.getLogger("gridshift.scaler")
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self.ticks_run = 0  # ticks this process ran (the loop's count includes restored ones)
+
+    def _tick(self) -> None:
+        snap = self.loop.tick()
+        self.ticks_run += 1
+        self._log.info("%s", tick_line(snap))
 
     def start(self) -> None:
         """Fit the models once (so the first tick can forecast), then schedule."""
         self.loop.refit(executor=self._executor)
         now = self._wall.now()
         self._scheduler.add_job(
-            self.loop.tick,
+            self._tick,
             IntervalTrigger(seconds=self._tick_interval.total_seconds(), timezone="UTC"),
             id="tick",
             next_run_time=now,
@@ -861,7 +867,23 @@ class ScalerService:
         self.loop.refit(executor=self._executor)
 
     def shutdown(self) -> None:
+        """Stop scheduling; a tick in progress finishes first."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+            self._log.info("stopped after %d ticks", self.ticks_run)
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def tick_line(snap: Snapshot) -> str:
+    """One console line per tick: each workload's decision and mode, gCO2 saved so far."""
+    parts = []
+    for name, ws in sorted(snap.workloads.items()):
+        stale = f", stale {'+'.join(ws.stale_inputs)}" if ws.stale_inputs else ""
+        parts.append(f"{name} {ws.desired_replicas} ({ws.mode.value}{stale})")
+    saved = sum(ws.saved_g for ws in snap.workloads.values())
+    return (
+        f"tick {snap.ticks_total} at {snap.taken_at:%Y-%m-%d %H:%M}Z: "
+        + (", ".join(parts) or "no workloads")
+        + f"; saved {saved:.1f} gCO2 so far"
+    )

@@ -5,8 +5,10 @@ Reference: `shared/reference/kubernetes-protocols.md` §2. Two parts:
 * `ExternalMetricsApi`: routing, content negotiation and the wire JSON (discovery, legacy and
   aggregated; `ExternalMetricValueList`; `metav1.Status` errors). It reads the current
   `Snapshot` once per request and never calls the network.
-* `MetricsApiServer`: a threaded HTTP/1.1 server, HTTPS with certificate reload and client
-  certificate authentication (`scaler.apiauth`), for the kube-aggregator and the HPA.
+* `MetricsApiServer`: HTTP/1.1 on the bounded listener (`forecasts.platform.listener`: header
+  bytes, head deadline, keep-alive, connection cap, strict framing), HTTPS with certificate
+  reload and client certificate authentication (`scaler.apiauth`), for the kube-aggregator
+  and the HPA.
 
 Metrics (all namespaced; the HPA asks in its own namespace):
 
@@ -17,29 +19,34 @@ Metrics (all namespaced; the HPA asks in its own namespace):
   (gCO2eq/kWh), in any namespace; labels region, topology.kubernetes.io/region, provider.
 * `gridshift_eco_mode`: one item per workload; 1 in eco mode, 0 in performance.
 
-`labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.selectors`); the HPA
+Also served: `/openapi/v2` and `/openapi/v3` (`scaler.metrics_openapi`), which kube-apiserver's
+aggregator downloads from every APIService (a 404 there is logged as an error each resync).
+
+`labelSelector` narrows the items (full `labels.Parse` grammar, `scaler.core.selectors`); the HPA
 sums all items it gets, so select one workload (`workload=web`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from forecasts.platform.listener import ListenerLimits, ListenerStats, ThreadedServer, bind_socket
+from forecasts.platform.listener import build_server as build_listener
 from forecasts.time import Clock
 from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, RequestAttributes
-from scaler.quantity import format_quantity
-from scaler.selectors import LabelSelector, SelectorError, parse_selector
+from scaler.core.quantity import format_quantity
+from scaler.core.selectors import LabelSelector, SelectorError, parse_selector
+from scaler.metrics_openapi import build_documents
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder
 
 __all__ = [
@@ -75,6 +82,7 @@ AGGREGATED_DISCOVERY_V2BETA1 = (
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 )
 _HEALTH_PATHS = ("/healthz", "/readyz", "/livez")
+_OPENAPI = build_documents(group=GROUP, version=VERSION, metrics=METRIC_NAMES)
 
 
 def format_timestamp(at: datetime) -> str:
@@ -90,6 +98,7 @@ class ApiRequest:
     path: str
     query: str = ""
     accept: str = ""
+    if_none_match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +282,8 @@ class ExternalMetricsApi:
             if request.method not in ("GET", "HEAD"):
                 return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
             return ApiResponse(200, b"ok", "text/plain; charset=utf-8")
+        if path == "/openapi" or path.startswith("/openapi/"):
+            return _openapi(request, path)
         parts = [unquote(p) for p in path.strip("/").split("/")] if path != "/" else []
         if not parts or parts[0] != "apis" or (len(parts) > 1 and parts[1] != GROUP):
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -444,6 +455,33 @@ class ExternalMetricsApi:
         )
 
 
+def _openapi(request: ApiRequest, path: str) -> ApiResponse:
+    """`/openapi/v2`, `/openapi/v3` and the group-version document (`scaler.metrics_openapi`)."""
+    if request.method not in ("GET", "HEAD"):
+        return _status(405, "MethodNotAllowed", f"method {request.method} not allowed")
+    docs = _OPENAPI
+    if path == "/openapi/v2":
+        body, etag = docs.v2, docs.v2_etag
+    elif path == "/openapi/v3":
+        body, etag = docs.v3_discovery, docs.v3_discovery_etag
+    elif path == docs.v3_path:
+        body, etag = docs.v3, docs.v3_etag
+    else:
+        return _status(404, "NotFound", "the server could not find the requested resource")
+    if not _accepts_json(_parse_accept(request.accept)):
+        return _not_acceptable(request.accept)
+    headers = {"Etag": f'"{etag}"', "Vary": "Accept"}
+    if path == docs.v3_path:
+        wanted = parse_qs(request.query).get("hash", [""])[0]
+        if wanted and wanted != etag:
+            return ApiResponse(301, b"", headers={"Location": docs.v3_url})
+        if wanted:
+            headers["Cache-Control"] = "public, immutable"
+    if etag in {t.strip().removeprefix("W/").strip('"') for t in request.if_none_match.split(",")}:
+        return ApiResponse(304, b"", headers=headers)
+    return ApiResponse(200, body, JSON, headers)
+
+
 def _not_acceptable(accept: str) -> ApiResponse:
     return _status(
         406,
@@ -460,105 +498,30 @@ class _Background(Protocol):
 
 
 MAX_BODY_BYTES = 64 * 1024
+_SERVER_HEADERS = [  # a response's own Cache-Control (e.g. /openapi's) wins
+    (b"cache-control", b"no-cache, private"),
+    (b"server", b"gridshift-metrics-api"),
+]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Buffer the response so headers and body leave in one segment (no Nagle/delayed-ACK
-    # 40 ms stall); BaseHTTPRequestHandler flushes after each request.
-    wbufsize = 64 * 1024
-    server_version = "gridshift-metrics-api"
-    sys_version = ""
-    server: _Server
+def _listener_error(status: int, message: str) -> bytes:
+    reason = {408: "Timeout", 431: "RequestHeaderFieldsTooLarge", 503: "ServiceUnavailable"}
+    return _status(status, reason.get(status, "BadRequest"), message).body
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
 
-    def _body_length(self) -> int | ApiResponse:
-        """The declared body length, or the refusal: the API takes no request bodies, so a
-        small one is drained (keep-alive stays usable) and a large one is never read."""
-        text = self.headers.get("Content-Length") or "0"
-        try:
-            length = int(text)
-        except ValueError:
-            length = -1
-        if length < 0:
-            return _status(400, "BadRequest", f"invalid Content-Length {text[:40]!r}")
-        if length > MAX_BODY_BYTES:
-            return _status(
-                413,
-                "RequestEntityTooLarge",
-                f"request body of {length} bytes over the {MAX_BODY_BYTES}-byte limit",
-            )
-        return length
-
-    def _serve(self) -> None:
-        owner = self.server.owner
-        length = self._body_length()
-        if isinstance(length, ApiResponse):
-            self.close_connection = True  # the unread body must not be parsed as a request
-            self._send(length)
-            return
-        raw_path, _, query = self.path.partition("?")
-        headers: dict[str, list[str]] = {}
-        for key, value in self.headers.items():
-            headers.setdefault(key.lower(), []).append(value)
-        peer = None
-        if isinstance(self.connection, ssl.SSLSocket):
-            peer = self.connection.getpeercert(binary_form=True)
-        response = owner.respond(
-            ApiRequest(self.command, raw_path, query, self.headers.get("Accept", "")),
-            peer_certificate_der=peer,
-            headers=headers,
+def _body_refusal(headers: Mapping[str, Sequence[str]]) -> ApiResponse | None:
+    """The API takes no request bodies: a small one is ignored, a large one refused unread."""
+    text = (headers.get("content-length") or ["0"])[0]
+    length = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else -1
+    if length < 0:
+        return _status(400, "BadRequest", f"invalid Content-Length {text[:40]!r}")
+    if length > MAX_BODY_BYTES:
+        return _status(
+            413,
+            "RequestEntityTooLarge",
+            f"request body of {length} bytes over the {MAX_BODY_BYTES}-byte limit",
         )
-        if length:
-            self.rfile.read(length)  # drain a body we do not use, keep the connection usable
-        self._send(response)
-
-    def _send(self, response: ApiResponse) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("Cache-Control", "no-cache, private")
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: MetricsApiServer) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tls = self.owner.tls
-        if tls is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(self.owner.handshake_timeout_seconds)
-        try:
-            wrapped = tls.current().wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            self.owner.count_handshake_failure(exc)
-            request.close()
-            return
-        try:
-            wrapped.settimeout(self.owner.idle_timeout_seconds)
-            super().finish_request(wrapped, client_address)
-        finally:
-            wrapped.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+    return None
 
 
 class MetricsApiServer:
@@ -575,18 +538,36 @@ class MetricsApiServer:
         tls: ReloadingTlsContext | None = None,
         handshake_timeout_seconds: float = 10.0,
         idle_timeout_seconds: float = 90.0,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.api = api
         self.tls = tls
         self.authenticator = authenticator
         self.authorizer = authorizer
-        self.handshake_timeout_seconds = handshake_timeout_seconds
-        self.idle_timeout_seconds = idle_timeout_seconds
-        self.handshake_failures = 0
-        self._server = _Server((host, port), self)
-        self._thread: threading.Thread | None = None
+        self.stats = ListenerStats()
+        limits = limits or ListenerLimits(
+            tls_handshake_timeout_seconds=handshake_timeout_seconds,
+            keep_alive_timeout_seconds=idle_timeout_seconds,
+            accept_chunked=False,  # no endpoint takes a body
+        )
+        self._server = ThreadedServer(
+            build_listener(
+                self._asgi,
+                limits=limits,
+                stats=self.stats,
+                tls_context=tls.listener_context if tls is not None else None,
+                error_body=_listener_error,
+                loop="asyncio",
+            ),
+            bind_socket(host, port),
+            name="metrics-api",
+        )
         self._background: list[_Background] = []
         self._background_threads: list[threading.Thread] = []
+
+    @property
+    def handshake_failures(self) -> int:
+        return self.stats.handshake_failures
 
     def add_background(self, task: _Background) -> None:
         """A helper loop (e.g. trust refresh) started and stopped with the server."""
@@ -594,17 +575,54 @@ class MetricsApiServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.address
 
     @property
     def url(self) -> str:
         host, port = self.address
         return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
-    def count_handshake_failure(self, exc: BaseException) -> None:
-        self.handshake_failures += 1
-        log.info("TLS handshake failed: %s", exc)
+    async def _asgi(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """One request: authenticate, authorize and answer off the event loop (an access
+        review may call the API server), then send the JSON as the HPA expects it."""
+        headers: dict[str, list[str]] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key.decode("latin-1"), []).append(value.decode("latin-1"))
+        method = scope["method"]
+        refusal = _body_refusal(headers)
+        if refusal is not None:
+            await self._send(send, method, refusal, close=True)
+            return
+        chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
+        peer = ssl.PEM_cert_to_DER_cert(chain[0]) if chain else None
+        request = ApiRequest(
+            method,
+            scope["raw_path"].decode("latin-1"),
+            scope["query_string"].decode("latin-1"),
+            (headers.get("accept") or [""])[0],
+            (headers.get("if-none-match") or [""])[0],
+        )
+        response = await asyncio.to_thread(
+            self.respond, request, peer_certificate_der=peer, headers=headers
+        )
+        await self._send(send, method, response)
+
+    @staticmethod
+    async def _send(send: Any, method: str, response: ApiResponse, *, close: bool = False) -> None:
+        own = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+        ]
+        headers = [
+            (b"content-type", response.content_type.encode("latin-1")),
+            (b"content-length", str(len(response.body)).encode()),
+            *(h for h in _SERVER_HEADERS if h[0] not in {k for k, _ in own}),
+            *own,
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = b"" if method == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
 
     def respond(
         self,
@@ -645,13 +663,7 @@ class MetricsApiServer:
         return self.api.handle(request)
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="metrics-api",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start()
         for task in self._background:
             thread = threading.Thread(target=task.run, name="metrics-api-bg", daemon=True)
             thread.start()
@@ -662,10 +674,7 @@ class MetricsApiServer:
             task.stop()
         for thread in self._background_threads:
             thread.join(timeout=5)
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> MetricsApiServer:
         self.start()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from forecasts.ci import CISchedule
-from scaler.policy import CiWindow, OverrideWindow
+from scaler.core.policy import CiWindow, OverrideWindow
+from scaler.core.workload import CiSchedule, ModeOverride
 from scaler.snapshot import Mode
-from scaler.workload import CiSchedule, ModeOverride
 
 __all__ = ["WorkloadSchedules", "cron_firings"]
 

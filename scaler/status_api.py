@@ -5,9 +5,9 @@ recent snapshots' chart points, from a bounded in-memory ring), `GET /status/ext
 the dashboard knows of a scheduler extender), `GET /metrics` (Prometheus text from the
 registry passed in), `GET /healthz` (the process answers), `GET /readyz` (a tick has
 published a snapshot), `GET /dashboard` and `GET /dashboard/assets/{name}` (the built-in
-dashboard, packaged files read once at start). Handlers only read the current snapshot
-and memory; none calls the network. When the scaler runs on the SAMPLE DATA scenario
-every answer carries `data_note`.
+dashboard, packaged files read once at start; `GET /` redirects there). Handlers only read
+the current snapshot and memory; none calls the network. When the scaler runs on the SAMPLE
+DATA scenario every answer carries `data_note`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from scaler.core.history import HistoryPoint, SnapshotHistory
 from scaler.dashboard import DashboardAssets, load_dashboard_assets
-from scaler.history import HistoryPoint, SnapshotHistory
 from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
 __all__ = [
@@ -223,6 +223,10 @@ def create_status_app(
     @app.get("/status/extender", response_model=None, responses=_documented(200))
     def status_extender() -> OrjsonResponse:
         return OrjsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
+
+    @app.get("/", response_model=None, include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard", status_code=307)
 
     @app.get("/dashboard", response_model=None, responses=_documented_html(200))
     def dashboard() -> HTMLResponse:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from config.loading import load_config
 from config.settings import Settings
-from config.wiring import parse_listen
+from forecasts.platform.serving import parse_listen
 from forecasts.time import FrozenClock
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi
 from scaler.status_api import create_status_app

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pynvml
 
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
-from forecasts.sources.errors import SourceError, SourceRequestError
 from forecasts.time import floor_to, to_epoch_s
 
 __all__ = [

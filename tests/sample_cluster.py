@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import trustme
 
-from extender.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
+from extender.core.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
 from forecasts.sources.clock import SystemClock
 from forecasts.time import floor_to
 from tests.apiserver import FakeApiServer

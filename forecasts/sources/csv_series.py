@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from forecasts.platform.errors import SourceDataError
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceDataError
 from forecasts.time import from_epoch_s
 
 __all__ = ["SeriesSpec", "list_columns", "parse_series_spec", "read_csv_series"]

@@ -48,9 +48,9 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.load import LoadHistory
+from forecasts.platform.errors import SourceDataError, SourceError
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.series import RegularSeries
-from forecasts.sources.errors import SourceDataError, SourceError
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.time import Clock, ensure_utc, floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from forecasts.load import LoadSource
+from forecasts.platform.errors import SourceRequestError
 from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceRequestError
 
 __all__ = ["PrefixRoutedLoadSource", "RegionRoutedCarbonSource"]
 

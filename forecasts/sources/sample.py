@@ -33,8 +33,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from forecasts.platform.errors import SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
-from forecasts.sources.errors import SourceRequestError
 from forecasts.time import ensure_utc, floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [

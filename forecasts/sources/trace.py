@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import FittedModel, Forecaster
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import ensure_utc, floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [

@@ -19,7 +19,7 @@ seeded noise.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -29,8 +29,9 @@ from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
 from forecasts.time import SteppingClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.replay.model import (
     JobOutcome,
     PolicyName,
@@ -49,10 +50,15 @@ from scaler.replay.policies import (
     score_interactive,
     static_replicas,
 )
-from scaler.snapshot import Mode, SnapshotHolder
-from scaler.workload import ElasticSpec, Workload
+from scaler.snapshot import Mode, Snapshot, SnapshotHolder
 
-__all__ = ["CarbonForecastSetup", "ReplayResult", "progress_total", "run_replay"]
+__all__ = [
+    "CarbonForecastSetup",
+    "ReplayResult",
+    "progress_total",
+    "run_replay",
+    "tick_over",
+]
 
 Progress = Callable[[int], None]
 
@@ -164,6 +170,28 @@ def run_replay(
     return ReplayResult(scenario, out, label, time.monotonic() - started, ticks)
 
 
+# ----------------------------------------------------------------------------- the loop
+def tick_over(
+    loop: ScalerLoop,
+    *,
+    start: datetime,
+    step: timedelta,
+    intervals: int,
+    refit_every: timedelta,
+) -> Iterator[Snapshot]:
+    """THE replay loop: `loop.tick()` `intervals` times from `start` (the loop's clock is a
+    `SteppingClock(start, step)`), refitting its forecasters at `start` and then every
+    `refit_every` of replayed time (never after the last tick). Yields each snapshot."""
+    loop.refit(at=start)
+    next_refit = start + refit_every
+    for i in range(intervals):
+        yield loop.tick()
+        at = start + step * (i + 1)
+        if at >= next_refit and i + 1 < intervals:
+            loop.refit(at=at)
+            next_refit = at + refit_every
+
+
 # ----------------------------------------------------------------------------- interactive
 
 
@@ -193,11 +221,11 @@ def _gridshift_interactive(
     eco = {w.name: np.zeros(n) for w in inter}
     perf = {w.name: np.zeros(n) for w in inter}
     eco_ticks = dict.fromkeys(eco, 0)
-    loop.refit(at=scenario.start)
-    next_refit = scenario.start + refit_every
     batch = max(1, n // 200)
-    for i in range(n):
-        snap = loop.tick()
+    ticks = tick_over(
+        loop, start=scenario.start, step=scenario.step, intervals=n, refit_every=refit_every
+    )
+    for i, snap in enumerate(ticks):
         for w in inter:
             ws = snap.workloads.get(w.name)
             if ws is None:  # the loop logged a failure and had no decision yet: hold
@@ -208,10 +236,6 @@ def _gridshift_interactive(
             cf = ws.counterfactual_replicas
             perf[w.name][i] = ws.desired_replicas if cf is None else cf
             eco_ticks[w.name] += ws.mode is Mode.ECO
-        at = scenario.start + scenario.step * (i + 1)
-        if at >= next_refit and i + 1 < n:
-            loop.refit(at=at)
-            next_refit = at + refit_every
         if (i + 1) % batch == 0:
             tick(batch)
     tick(n % batch)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from forecasts.series import RegularSeries
 from forecasts.time import ensure_utc, to_epoch_s
-from scaler.workload import Workload, WorkloadClass
+from scaler.core.workload import Workload, WorkloadClass
 
 __all__ = [
     "HpaParams",

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from scaler.core.workload import ElasticSpec, Workload
 from scaler.replay.model import (
     HpaParams,
     Job,
@@ -43,7 +44,6 @@ from scaler.replay.model import (
     PolicyName,
     WorkloadOutcome,
 )
-from scaler.workload import ElasticSpec, Workload
 
 __all__ = [
     "hpa_replicas",

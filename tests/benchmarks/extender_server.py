@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender
-from extender.energy import GpuEnergy
-from extender.scoring import NodeFacts
-from extender.server import serve
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
+from forecasts.platform.serving import serve
 from forecasts.sources.clock import SystemClock
 from forecasts.time import floor_to
 from tests.fakes import FakeNodeInventory, FakeSeriesCarbonSource, hourly_series

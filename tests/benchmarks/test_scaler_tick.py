@@ -39,8 +39,8 @@ from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
 from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
+from scaler.core.policy import PolicyParams
 from scaler.loop import ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
 
 pytestmark = pytest.mark.slow  # `make bench` runs it; `make unit` skips it

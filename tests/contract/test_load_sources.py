@@ -20,8 +20,8 @@ import numpy.typing as npt
 import pytest
 
 from forecasts.load import LoadSource
-from forecasts.sources.errors import SourceError
-from forecasts.sources.http import HttpSource, RetryPolicy
+from forecasts.platform.errors import SourceError
+from forecasts.platform.http import HttpSource, RetryPolicy
 from forecasts.sources.prometheus import PrometheusLoadSource
 from forecasts.sources.sample import SampleLoadSource, sample_load
 from forecasts.time import FrozenClock

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from extender.core.nodes import RegionRules
+from extender.core.scoring import NodeFacts
 from extender.inventory import KubeNodeInventory
-from extender.nodes import RegionRules
 from extender.refresh import NodeInventory
-from extender.scoring import NodeFacts
 from tests.fakes import FakeNodeInventory
 from tests.integration.kube_api import FakeApiServer, make_node
 

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from extender.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
+from extender.core.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
 from forecasts.sources.clock import SystemClock
 from tests.integration.kube_api import FakeApiServer, make_node
 

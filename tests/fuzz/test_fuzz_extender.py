@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extender.nodes import RegionRules
+from extender.core.nodes import RegionRules
 from extender.server import ParsedArgs, WireError, parse_args
 from tests.fuzz import timeout_s
 

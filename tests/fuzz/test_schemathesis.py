@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from schemathesis import checks
 from starlette.routing import Route
 
-from extender.nodes import RegionRules
-from extender.scoring import NodeFacts, ScoringPolicy
+from extender.core.nodes import RegionRules
+from extender.core.scoring import NodeFacts, ScoringPolicy
 from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.time import FrozenClock

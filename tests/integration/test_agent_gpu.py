@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from extender.agent import GpuAgent
-from extender.energy import decode_annotation
+from extender.core.energy import decode_annotation
 from extender.nvml import Nvml, load_pynvml
 from forecasts.sources.clock import SystemClock
 from tests.fakes import FakeNodeAnnotator
@@ -101,18 +101,31 @@ def test_agent_on_a_real_gpu() -> None:
                 if s.memory_total_bytes is not None and s.memory_used_bytes is not None:
                     assert 0 <= s.memory_used_bytes <= s.memory_total_bytes
             time.sleep(1)
+    except BaseException:
+        nvml.close()
+        raise
     finally:
         stop.set()
         if loader is not None:
             loader.join(timeout=30)
-        nvml.close()
+    # Read the exported metrics while NVML is still open: the collector reports live state.
+    available_while_open = registry.get_sample_value("gridshift_nvml_available")
+    first = agent.last_samples[0]
+    exported_power = registry.get_sample_value(
+        "gridshift_gpu_power_watts",
+        {"gpu": str(first.index), "uuid": first.uuid, "model": first.name},
+    )
+    nvml.close()
+    assert available_while_open == 1
+    assert exported_power == first.power_watts
+    # Closed NVML is reported as unavailable, not as a stale 1.
+    assert registry.get_sample_value("gridshift_nvml_available") == 0
     summary = agent.last_summary
     assert summary is not None
     print(
         f"window: {summary.power_watts:.1f} W per GPU over {summary.window_seconds:.0f} s, "
         f"idle {summary.idle_power_watts} W, energy per busy GPU-second {summary.joules_per_work} J"
     )
-    assert registry.get_sample_value("gridshift_nvml_available") == 1
     assert notes.writes, "the agent never annotated"
     decoded, problem = decode_annotation(notes.writes[-1][2])
     assert decoded is not None, problem

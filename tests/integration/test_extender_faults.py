@@ -29,10 +29,10 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import ExtenderSettings, Settings
 from config.wiring import ExtenderRuntime, build_extender, kube_api_client
-from extender.server import build_server
 from extender.snapshot import ExtenderSnapshot
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
+from forecasts.platform.serving import build_server
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.time import FrozenClock
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
 from tests.integration.carbon_replay import uk_replay_server

@@ -19,10 +19,11 @@ import pytest
 import trustme
 from prometheus_client import CollectorRegistry
 
-from extender.nodes import RegionRules
-from extender.scoring import NodeFacts, ScoringPolicy
-from extender.server import build_server, create_app
+from extender.core.nodes import RegionRules
+from extender.core.scoring import NodeFacts, ScoringPolicy
+from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.serving import build_server
 from forecasts.time import FrozenClock
 from tests.fakes import hourly_series
 

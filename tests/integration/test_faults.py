@@ -25,15 +25,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource
 from forecasts.time import FrozenClock
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import LoadSourceKind, LoadSpec
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.metrics import register_scaler_metrics
-from scaler.policy import PolicyParams
 from scaler.snapshot import SnapshotHolder
-from scaler.workload import LoadSourceKind, LoadSpec
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 from tests.faultproxy import Fault, FaultProxy
 from tests.integration import history as prom_history

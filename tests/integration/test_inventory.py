@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender, kube_api_client
 from extender.agent import KubeNodeAnnotator
-from extender.energy import ANNOTATION_KEY
-from extender.inventory import KubeNodeInventory, _Expired
-from extender.nodes import RegionRules
+from extender.core.energy import ANNOTATION_KEY
+from extender.core.nodes import RegionRules
+from extender.inventory import KubeNodeInventory
+from forecasts.platform.reflector import ResourceExpired
 from forecasts.time import FrozenClock
 from tests.faultproxy import Fault, FaultProxy
 from tests.integration.kube_api import FakeApiServer, bookmark, event, gone, make_node
@@ -124,13 +125,13 @@ def test_gone_error_event_raises_expired(server: FakeApiServer) -> None:
     inv = inventory(server)
     rv = inv.relist()
     server.watch_sessions.append([gone(rv)])
-    with pytest.raises(_Expired, match="too old resource version"):
+    with pytest.raises(ResourceExpired, match="too old resource version"):
         inv.watch_once(rv)
 
 
 def test_expired_continue_token_raises_expired(server: FakeApiServer) -> None:
     server.expired_continue.add("2")
-    with pytest.raises(_Expired):
+    with pytest.raises(ResourceExpired):
         inventory(server).relist()
 
 

@@ -21,9 +21,12 @@ import pytest
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
-from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, Workload
+from scaler.core.workload import TargetRef as WorkloadTarget
 from scaler.kube import (
     Actuator,
     DelegatedAccessReviewer,
@@ -41,10 +44,7 @@ from scaler.kube import (
     status_for,
 )
 from scaler.loop import ScalerLoop
-from scaler.policy import PolicyParams
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
-from scaler.workload import LoadSourceKind, LoadSpec, PowerModel, TargetKind, Workload
-from scaler.workload import TargetRef as WorkloadTarget
 from tests.apiserver import FakeApiServer
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 

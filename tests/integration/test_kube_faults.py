@@ -44,6 +44,7 @@ from config.wiring import build_kube_runtime, kube_api_client
 from forecasts.sources.clock import SystemClock
 from forecasts.time import FrozenClock
 from scaler.apiauth import AuthenticationConfig, Authenticator, Authorizer
+from scaler.core.policy import PolicyParams
 from scaler.kube import (
     DelegatedAccessReviewer,
     DelegatedTokenReviewer,
@@ -54,7 +55,6 @@ from scaler.kube import (
 )
 from scaler.loop import ScalerLoop
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi, MetricsApiServer
-from scaler.policy import PolicyParams
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource

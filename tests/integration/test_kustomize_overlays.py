@@ -2,8 +2,10 @@
 
 Aspects: the four overlays (scaler-hpa, scaler-keda, extender, gpu-agent) render; every
 built-in object validates against the real Kubernetes OpenAPI schemas of two minor versions
-(kubernetes-validate, strict); ServiceMonitor and PrometheusRule against our schemas written
-from prometheus-operator's published CRD fields; the HPA overlay has the APIService and the
+(kubernetes-validate, strict); no overlay renders a prometheus-operator object, and the
+optional component deploy/components/monitoring added to a scaler overlay renders the
+ServiceMonitor and PrometheusRule, valid against our schemas written from prometheus-operator's
+published CRD fields; the HPA overlay has the APIService and the
 KEDA overlay has none; least privilege and hardening on every workload (non-root, read-only
 root filesystem, all capabilities dropped, no privilege escalation, seccomp RuntimeDefault,
 requests and limits, liveness and readiness probes); every Deployment has a matching
@@ -19,6 +21,7 @@ tests/artifacts/validated-<overlay>-<version>.txt.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from functools import cache
@@ -36,6 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "overlays"
+MONITORING = ROOT / "deploy" / "components" / "monitoring"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CRD_SCHEMAS = ROOT / "tests" / "fixtures" / "crds"
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
@@ -48,11 +52,15 @@ NAMES = ("scaler-hpa", "scaler-keda", "extender", "gpu-agent")
 
 @cache
 def render(overlay: str) -> tuple[dict[str, Any], ...]:
+    return render_dir(OVERLAYS / overlay)
+
+
+def render_dir(directory: Path) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl missing: apt-get install kubernetes-client (make install-system)")
     out = subprocess.run(
-        [kubectl, "kustomize", str(OVERLAYS / overlay)],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         check=False,
@@ -101,7 +109,7 @@ def test_validation_really_rejects() -> None:
     broken["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
-    (monitor,) = [d for d in render("scaler-keda") if d["kind"] == "ServiceMonitor"]
+    monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text())
     monitor = {**monitor, "spec": {**monitor["spec"], "endpoint": []}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(monitor, yaml.safe_load(CUSTOM_SCHEMAS["ServiceMonitor"].read_text()))
@@ -114,7 +122,44 @@ def test_apiservice_only_in_the_hpa_overlay() -> None:
     assert not [d for d in render("scaler-keda") if d["kind"] == "APIService"]
     for overlay in ("scaler-hpa", "scaler-keda"):
         kinds = {d["kind"] for d in render(overlay)}
-        assert {"ServiceMonitor", "PrometheusRule", "CustomResourceDefinition"} <= kinds
+        assert "CustomResourceDefinition" in kinds
+
+
+@pytest.mark.parametrize("overlay", NAMES)
+def test_overlays_need_no_prometheus_operator(overlay: str) -> None:
+    """`kubectl apply -k` of an overlay must work on a cluster without prometheus-operator:
+    no monitoring.coreos.com object is rendered (they are in deploy/components/monitoring)."""
+    groups = {d["apiVersion"].split("/")[0] for d in render(overlay)}
+    assert "monitoring.coreos.com" not in groups
+
+
+@pytest.mark.parametrize("overlay", ["scaler-hpa", "scaler-keda"])
+def test_monitoring_component_adds_the_operator_objects(overlay: str, tmp_path: Path) -> None:
+    """The user overlay deploy/components/monitoring/kustomization.yaml documents renders the
+    ServiceMonitor and PrometheusRule beside the overlay, each valid for prometheus-operator,
+    and the ServiceMonitor selects the scaler's Service by a port that Service has."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(OVERLAYS / overlay, tmp_path)],
+                "components": [os.path.relpath(MONITORING, tmp_path)],
+            }
+        )
+    )
+    docs = render_dir(tmp_path)
+    extra = [d for d in docs if d["kind"] in CUSTOM_SCHEMAS]
+    assert sorted(d["kind"] for d in extra) == ["PrometheusRule", "ServiceMonitor"]
+    for doc in extra:
+        jsonschema.validate(doc, yaml.safe_load(CUSTOM_SCHEMAS[doc["kind"]].read_text()))
+    assert len(docs) == len(render(overlay)) + 2
+    (monitor,) = [d for d in extra if d["kind"] == "ServiceMonitor"]
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
 
 
 @pytest.mark.parametrize("overlay", NAMES)

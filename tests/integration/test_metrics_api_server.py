@@ -6,7 +6,8 @@
 * a client certificate from an unknown CA: the TLS handshake is refused;
 * a client-CA certificate authenticates as its CN/O; no certificate: 401, health still 200;
 * authorization denial (403) and system:masters bypass;
-* serving certificate rotation picked up without restart; plain HTTP with anonymous allowed.
+* serving certificate rotation picked up without restart; plain HTTP with anonymous allowed;
+* the aggregator's OpenAPI download (/openapi/v2, /openapi/v3): authorized, ETag and 304.
 """
 
 from __future__ import annotations
@@ -172,6 +173,40 @@ def test_aggregator_availability_probe_gets_200(pki):
         )
     assert status == 200
     assert json.loads(body)["kind"] == "APIResourceList"
+
+
+def test_aggregator_openapi_download_is_authorized_and_cached_by_etag(pki):
+    """kube-aggregator's OpenAPI controllers GET /openapi/v2 (Accept: application/json) and
+    /openapi/v3 as system:kube-aggregator with no group; the request is authorized like any
+    non-resource path, and the ETag it keeps makes the next download a 304."""
+    reviewer = RecordingReviewer()
+    proxy_cert = pki.client_files(pki.front_proxy_ca, "front-proxy-client")
+    context = pki.client_context(client_cert=proxy_cert)
+    aggregator = {"X-Remote-User": "system:kube-aggregator", "Accept": "application/json"}
+    with make_server(pki, reviewer=reviewer) as server:
+        host, port = server.address
+        conn = http.client.HTTPSConnection(host, port, context=context, timeout=5)
+        try:
+            conn.request("GET", "/openapi/v2", headers=aggregator)
+            first = conn.getresponse()
+            spec = json.loads(first.read())
+            etag = first.getheader("Etag") or ""
+            conn.request("GET", "/openapi/v2", headers={**aggregator, "If-None-Match": etag})
+            again = conn.getresponse()
+            again.read()
+            conn.request("GET", "/openapi/v3", headers=aggregator)
+            discovery = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+    assert first.status == 200
+    assert spec["swagger"] == "2.0"
+    assert etag.startswith('"')
+    assert len(etag) == 130  # quoted SHA-512 hex
+    assert again.status == 304
+    assert list(discovery["paths"]) == ["apis/external.metrics.k8s.io/v1beta1"]
+    user, attrs = reviewer.calls[0]
+    assert (user.name, set(user.groups)) == ("system:kube-aggregator", {"system:authenticated"})
+    assert (attrs.verb, attrs.path, attrs.resource_request) == ("get", "/openapi/v2", False)
 
 
 def test_disallowed_common_name_makes_x_remote_headers_ignored(pki):

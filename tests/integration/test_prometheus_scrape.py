@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from forecasts.platform.http import RetryPolicy
 from forecasts.sources.clock import SystemClock
-from forecasts.sources.http import RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource
 from tests.integration.prom_fixture import running_prometheus
 

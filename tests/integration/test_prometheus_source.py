@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
-from forecasts.sources.http import RetryPolicy
+from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.http import RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource, rate_query
 from forecasts.time import FrozenClock, to_epoch_s
 from tests.integration.history import (

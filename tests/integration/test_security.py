@@ -113,7 +113,10 @@ def test_metrics_api_body_limit_413_and_bad_length_400() -> None:
         def raw(head: bytes) -> bytes:
             with socket.create_connection((host, port), timeout=5) as sock:
                 sock.sendall(head)  # the declared body never comes: it must not be awaited
-                return sock.recv(65536)
+                answer = b""
+                while chunk := sock.recv(65536):  # the refusal closes the connection
+                    answer += chunk
+                return answer
 
         big = raw(
             f"POST {HPA_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {10**10}\r\n\r\n".encode()

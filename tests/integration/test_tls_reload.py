@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import KedaSettings, Settings
 from config.wiring import build_keda_server, start_scaler_services
-from forecasts.sources.tls import write_atomically
+from forecasts.platform.tls import write_atomically
 from forecasts.time import FrozenClock
 from scaler.keda import KedaScalerServer
 from scaler.keda_pb import externalscaler_pb2 as pb

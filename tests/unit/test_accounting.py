@@ -1,4 +1,4 @@
-"""scaler.accounting: energy, emissions, counterfactual savings, ledger, budgets.
+"""scaler.core.accounting: energy, emissions, counterfactual savings, ledger, budgets.
 
 Aspects: energy = replicas x watts x time; emissions integrate the carbon step function
 (signal and provider stated); uncovered time emits nothing; saved = counterfactual - emitted;
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
-from scaler.accounting import Ledger, account_interval, budget_status
+from scaler.core.accounting import Ledger, account_interval, budget_status
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 

@@ -10,6 +10,8 @@ tree; `main()`: config errors exit 2, unexpected errors one line + hint (exit 1)
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +21,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel, ValidationError
 
 import config.cmd_config
-from config.cli import GridshiftGroup, cli, main
+from config.cli import LAZY_COMMANDS, GridshiftGroup, cli, main
 from config.options import (
     RunState,
     loaded_settings_from_context,
@@ -188,7 +190,10 @@ def test_command_specific_setting_flags() -> None:
 
 def all_command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = [prefix]
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
         if isinstance(command, click.Group):
             paths.extend(all_command_paths(command, (*prefix, name)))
         else:
@@ -312,3 +317,35 @@ def test_fields_lists_every_setting_with_env_bounds_and_secret_file_form() -> No
     regions = next(r for r in rows if r["path"] == "vault.regions")
     assert regions["type"] == "dict[str, RegionDemo]"
     assert regions["default"] == {}
+
+
+def test_root_help_lists_every_command_with_its_own_first_words() -> None:
+    """The lazily loaded commands' one-line help in `gridshift --help` matches each
+    command's own help text (so the table cannot drift)."""
+    ctx = click.Context(cli)
+    for name, (_module, _attr, line) in LAZY_COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert (command.help or "").startswith(line.removesuffix("...").rstrip(".")), name
+    fresh = GridshiftGroup("gridshift", lazy=LAZY_COMMANDS)
+    helped = CliRunner().invoke(fresh, ["--help"]).stdout
+    for name, (_module, _attr, line) in LAZY_COMMANDS.items():
+        assert f"  {name:<12}{line}" in helped
+    assert not fresh.commands  # listing them imported none
+
+
+@pytest.mark.integration  # a fresh interpreter (a subprocess)
+def test_root_help_imports_no_heavy_library() -> None:
+    """`gridshift --help` loads no command module, nor numpy/pydantic/kubernetes/uvicorn."""
+    code = (
+        "import sys\n"
+        "from config.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ['numpy', 'pandas', 'pydantic', 'kubernetes', 'uvicorn', 'statsmodels',"
+        " 'matplotlib', 'httpx', 'starlette', 'config.cmd_run', 'config.settings']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=20
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -84,10 +84,10 @@ def test_settings_bounds(fields, fragment) -> None:
 
 def test_settings_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("GRIDSHIFT_EXTENDER__CARBON_WEIGHT", "2.5")
-    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-west-1": "IE"}')
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-central-1": "DE"}')
     s = load_settings().extender
     assert scoring_policy(s).carbon_weight == 2.5
-    assert region_rules(s).region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"
+    assert region_rules(s).region_for({"topology.kubernetes.io/region": "eu-central-1"}) == "DE"
 
 
 def test_build_extender_needs_nodes_or_an_api() -> None:

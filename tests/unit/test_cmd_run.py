@@ -47,7 +47,7 @@ def test_replay_json_summary() -> None:
         "--json",
     )
     assert r.exit_code == 0, r.output
-    s = json.loads(r.output)
+    s = json.loads(r.stdout)
     assert s["ticks"] == 24
     assert s["data_note"].startswith("SAMPLE DATA")
     assert s["total"]["emitted_g"] > 0
@@ -68,7 +68,7 @@ def test_replay_table_output() -> None:
         "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-02T01:00:00Z", "--step-seconds", "600"
     )
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("SAMPLE DATA")
+    assert r.stdout.startswith("SAMPLE DATA")
     assert "replica-hours" in r.output
     assert "region sample-solar" in r.output
 
@@ -97,7 +97,7 @@ def test_replay_with_a_sample_config(tmp_path: Path) -> None:
         "--json",
     )
     assert r.exit_code == 0, r.output
-    assert list(json.loads(r.output)["workloads"]) == ["svc"]
+    assert list(json.loads(r.stdout)["workloads"]) == ["svc"]
 
 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forecasts.platform.errors import SourceDataError
 from forecasts.sources.csv_series import list_columns, parse_series_spec, read_csv_series
-from forecasts.sources.errors import SourceDataError
 
 LONG = """timestamp_utc,region,gco2,forecast
 2023-01-01T00:00:00Z,GB,100,90

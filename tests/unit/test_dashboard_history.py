@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
+from scaler.core.history import RecordingHolder, SnapshotHistory, history_point
 from scaler.dashboard import load_dashboard_assets
-from scaler.history import RecordingHolder, SnapshotHistory, history_point
 from scaler.snapshot import RegionCarbon
 from scaler.status_api import actual_replicas_json, create_status_app
 from tests.snapshots import TAKEN_AT, sample_snapshot

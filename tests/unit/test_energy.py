@@ -1,4 +1,4 @@
-"""extender.energy: the node annotation (round trip, size, tolerant decoding) and the
+"""extender.core.energy: the node annotation (round trip, size, tolerant decoding) and the
 rolling window (energy counters vs integrated power, counter resets, energy per unit of work,
 idle power, window eviction)."""
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from extender.energy import (
+from extender.core.energy import (
     ANNOTATION_KEY,
     EnergyWindow,
     GpuEnergy,

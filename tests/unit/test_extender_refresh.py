@@ -1,7 +1,9 @@
 """extender.refresh: one refresh builds the snapshot from the inventory, carbon (latest plus
 forecast, merged) and optional GPU power; carbon is re-fetched only when due; failures keep
 the previous series (which ages into staleness), are recorded and counted; a source without
-forecasts is asked once; the run loop survives a failing refresh."""
+forecasts is asked once; the run loop survives a failing refresh; a snapshot is ready only once
+the inventory has listed and every region in use has had its first carbon fetch (a failed one
+counts), and until then the loop refreshes at its short until-ready interval."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from extender.energy import GpuEnergy
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import NodeFacts
 from extender.refresh import SnapshotRefresher, merge_series
-from extender.scoring import NodeFacts
 from extender.snapshot import SnapshotHolder
+from forecasts.platform.errors import SourceUnavailable
 from forecasts.series import Quality
-from forecasts.sources.errors import SourceUnavailable
 from forecasts.time import FrozenClock
 from tests.fakes import FakeGpuPowerSource, FakeNodeInventory, FakeSeriesCarbonSource, hourly_series
 
@@ -159,3 +161,80 @@ def test_freeze_gc_moves_the_published_snapshot_out_of_the_cyclic_gc() -> None:
     assert gc.get_freeze_count() > 0
     assert not gc.is_finalized(snap)
     assert snap.nodes["a"].region == "FR"  # still the live, published object
+
+
+def test_ready_only_when_inventory_listed_and_carbon_fetched() -> None:
+    _, _, _, nodes, carbon, refresher = setup()
+    nodes.synced = False
+    nodes.nodes = {}
+    snap = refresher.refresh()
+    assert not snap.ready
+    assert "node inventory" in (snap.not_ready_reason or "")
+    nodes.synced = True
+    nodes.nodes = {"a": NodeFacts("a", region="FR"), "b": NodeFacts("b", region="DE")}
+    carbon.errors["DE"] = SourceUnavailable("down", source="fake")
+    snap = refresher.refresh()  # listed and fetched in the same refresh: ready at once
+    assert snap.ready, snap.not_ready_reason
+    assert snap.carbon_pending == frozenset()
+    assert "DE" in snap.carbon_errors  # failed, but tried: neutral for DE, visibly
+
+
+def test_without_a_carbon_source_only_the_inventory_counts() -> None:
+    holder = SnapshotHolder()
+    nodes = FakeNodeInventory({"a": NodeFacts("a", region="FR")}, synced=False)
+    refresher = SnapshotRefresher(
+        holder=holder,
+        clock=FrozenClock(NOW),
+        nodes=nodes,
+        carbon=None,
+        registry=CollectorRegistry(),
+    )
+    assert not refresher.refresh().ready
+    nodes.synced = True
+    assert refresher.refresh().ready
+
+
+class _StopWhenReady(SnapshotHolder):
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+        self.published = 0
+
+    def publish(self, snapshot) -> None:
+        super().publish(snapshot)
+        self.published += 1
+        if snapshot.ready:
+            self.stop.set()
+
+
+def test_run_refreshes_at_the_short_interval_until_ready() -> None:
+    """An hour-long interval, yet the loop reaches readiness at once: until ready it waits
+    `until_ready_interval_seconds` (0 here), not the interval (the test would time out)."""
+    stop = threading.Event()
+    holder = _StopWhenReady(stop)
+    calls = 0
+
+    class ListsOnThirdLook(FakeNodeInventory):
+        def facts(self):
+            nonlocal calls
+            calls += 1
+            if calls >= 3:
+                self.synced = True
+                self.nodes = {"a": NodeFacts("a", region="FR")}
+            return super().facts()
+
+    nodes = ListsOnThirdLook({}, synced=False)
+    refresher = SnapshotRefresher(
+        holder=holder,
+        clock=FrozenClock(NOW),
+        nodes=nodes,
+        carbon=FakeSeriesCarbonSource(
+            series={"FR": hourly_series("FR", NOW - timedelta(hours=1), [50, 55])}
+        ),
+        registry=CollectorRegistry(),
+    )
+    refresher.run(stop, interval_seconds=3600, until_ready_interval_seconds=0)
+    assert holder.published == 3
+    current = holder.current()
+    assert current is not None
+    assert current.ready

@@ -20,10 +20,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from extender.nodes import RegionRules, node_facts
-from extender.scoring import ScoringPolicy
-from extender.server import create_app, parse_listen
+from extender.core.nodes import RegionRules, node_facts
+from extender.core.scoring import ScoringPolicy
+from extender.server import create_app
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
+from forecasts.platform.serving import parse_listen
 from forecasts.time import FrozenClock
 from tests.fakes import hourly_series
 
@@ -218,8 +219,8 @@ def test_prioritize_full_mode_uses_the_request_labels(h: Harness) -> None:
 
 
 def test_full_mode_takes_gpu_energy_from_the_inventory_when_the_request_has_none() -> None:
-    from extender.energy import ANNOTATION_KEY, GpuEnergy
-    from extender.scoring import NodeFacts
+    from extender.core.energy import ANNOTATION_KEY, GpuEnergy
+    from extender.core.scoring import NodeFacts
 
     lean = GpuEnergy(100.0, None, None, 8, NOW, 300.0)
     hungry = GpuEnergy(400.0, None, None, 8, NOW, 300.0)
@@ -370,8 +371,42 @@ def test_health_readiness_and_index() -> None:
     assert h.client.get("/healthz").json() == {"status": "ok"}
     assert h.client.get("/readyz").status_code == 503
     h.holder.publish(snapshot())
-    assert h.client.get("/readyz").json() == {"status": "ready", "nodes_synced": True}
+    assert h.client.get("/readyz").json() == {
+        "status": "ready",
+        "nodes_synced": True,
+        "regions": ["DE", "FR", "IE"],
+    }
+    assert h.sample("gridshift_extender_ready") == 1
     assert "POST /scheduler/filter" in h.client.get("/").json()["endpoints"]
+
+
+@pytest.mark.parametrize(
+    ("synced", "pending", "reason"),
+    [
+        pytest.param(False, frozenset(), "node inventory has not listed", id="nodes not listed"),
+        pytest.param(
+            True, frozenset({"FR", "DE"}), "carbon not fetched yet for DE, FR", id="carbon not in"
+        ),
+        pytest.param(False, frozenset({"FR"}), "node inventory", id="neither"),
+    ],
+)
+def test_not_ready_until_nodes_and_carbon_are_both_in(synced, pending, reason) -> None:
+    """Before both inputs are in every node would score neutral and caps would pass: the
+    Service must not route kube-scheduler here yet (issue: a 300 g/kWh cap bound to 400)."""
+    base = snapshot()
+    h = Harness(
+        snap=ExtenderSnapshot(
+            taken_at=NOW,
+            nodes=base.nodes,
+            carbon=base.carbon,
+            nodes_synced=synced,
+            carbon_pending=pending,
+        )
+    )
+    r = h.client.get("/readyz")
+    assert r.status_code == 503
+    assert reason in r.json()["reason"]
+    assert h.sample("gridshift_extender_ready") == 0
 
 
 def test_metrics_endpoint_reports_freshness(h: Harness) -> None:
@@ -403,3 +438,90 @@ def test_parse_listen(listen, expected) -> None:
 def test_parse_listen_rejects(listen) -> None:
     with pytest.raises(ValueError, match="listen"):
         parse_listen(listen)
+
+
+# ---------------------------------------------------------------------------- hostile input
+def _gpu_pod(quantity: Any) -> dict[str, Any]:
+    limits = {"nvidia.com/gpu": quantity}
+    return {"metadata": {"name": "p"}, "spec": {"containers": [{"resources": {"limits": limits}}]}}
+
+
+def _gpu_node(quantity: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "a"}, "status": {"allocatable": {"nvidia.com/gpu": quantity}}}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        pytest.param(cache_args(["a"], _gpu_pod("²")), "not a Kubernetes quantity", id="pod ²"),
+        pytest.param(cache_args(["a"], _gpu_pod("9" * 5000)), "5000 digits", id="pod 5000 digits"),
+        pytest.param(
+            b'{"Pod":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "nested too deeply",
+            id="arrays nested 1e5 deep",
+        ),
+        pytest.param(
+            b'{"NodeNames":["a"],"Pod":{"metadata":{"annotations":'
+            + b'{"a":' * 100_000
+            + b"1"
+            + b"}" * 100_000
+            + b"}}}",
+            "nested too deeply",
+            id="objects nested 1e5 deep",
+        ),
+    ],
+)
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+def test_hostile_input_is_400_json_and_counted(h: Harness, verb, body, fragment) -> None:
+    r = h.post(verb, body)
+    assert r.status_code == 400, r.text
+    assert fragment in r.json()["Error"]
+    assert h.sample("gridshift_extender_requests_total", {"verb": verb, "code": "400"}) == 1
+
+
+@pytest.mark.parametrize("quantity", ["²", "9" * 5000], ids=["superscript two", "5000 digits"])
+def test_hostile_node_quantity_is_400_when_prioritizing_a_gpu_pod(h: Harness, quantity) -> None:
+    r = h.post("prioritize", full_args([_gpu_node(quantity)], _gpu_pod("1")))
+    assert r.status_code == 400
+    assert r.json()["Error"].startswith("Nodes.items[0].status: nvidia.com/gpu")
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param("0001-01-01T00:00:00+14:00", id="before year 1 in UTC"),
+        pytest.param("9999-12-31T23:59:59-14:00", id="after year 9999 in UTC"),
+        pytest.param("0001-01-01T00:00:00Z", id="two thousand years ago"),
+    ],
+)
+def test_regions_rank_out_of_range_start_is_400(h: Harness, start) -> None:
+    r = h.client.get("/regions/rank", params={"start": start, "duration": "30d"})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("start:")
+    assert h.sample("gridshift_extender_requests_total", {"verb": "rank", "code": "400"}) == 1
+
+
+def test_every_response_is_counted_by_code_5xx_included() -> None:
+    class BrokenHolder:
+        def current(self) -> None:
+            raise RuntimeError("bug")
+
+    registry = CollectorRegistry()
+    app = create_app(
+        BrokenHolder(),  # type: ignore[arg-type]
+        clock=FrozenClock(NOW),
+        policy=ScoringPolicy(),
+        rules=RULES,
+        registry=registry,
+    )
+    client = AsgiClient(app)
+    r = client.get("/readyz")  # the handler does not catch: the exception escapes it
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"Error": "internal error: RuntimeError"}
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/scheduler/filter").status_code == 405
+    sample = registry.get_sample_value
+    assert sample("gridshift_extender_requests_total", {"verb": "readyz", "code": "500"}) == 1
+    assert sample("gridshift_extender_requests_total", {"verb": "other", "code": "404"}) == 1
+    assert sample("gridshift_extender_requests_total", {"verb": "filter", "code": "405"}) == 1

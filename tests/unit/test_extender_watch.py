@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from extender.scoring import ScoringPolicy
+from extender.core.scoring import ScoringPolicy
 from extender.server import ExtenderMetrics
 from extender.snapshot import SnapshotHolder
 from forecasts.time import FrozenClock

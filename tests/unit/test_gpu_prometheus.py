@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from extender.gpu_prometheus import GpuExporter, PrometheusGpuPower
-from forecasts.sources.errors import SourceDataError, SourceRequestError
-from forecasts.sources.http import HttpSource, RetryPolicy
+from forecasts.platform.errors import SourceDataError, SourceRequestError
+from forecasts.platform.http import HttpSource, RetryPolicy
 from forecasts.time import FrozenClock
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

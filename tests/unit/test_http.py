@@ -1,4 +1,4 @@
-"""forecasts.sources.http: the robust HTTP layer every carbon adapter uses.
+"""forecasts.platform.http: the robust HTTP layer every carbon adapter uses.
 
 Aspects: full-jitter backoff bounds and determinism; Retry-After in seconds, as an HTTP date,
 unparseable, and over the limit; no retry on 401/403/404; one token renewal on 401; TTL cache
@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forecasts.sources.errors import (
+from forecasts.platform.errors import (
     SourceDataError,
     SourceRequestError,
     SourceUnavailable,
 )
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy, redact
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy, redact
 from forecasts.time import FrozenClock
 
 T0 = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)

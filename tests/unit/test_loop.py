@@ -16,13 +16,10 @@ from typing import Any
 
 import pytest
 
-from forecasts.sources.errors import SourceDataError, SourceUnavailable
+from forecasts.platform.errors import SourceDataError, SourceUnavailable
 from forecasts.time import FrozenClock
-from scaler.loop import LoopSettings, ScalerLoop
-from scaler.policy import PolicyParams
-from scaler.schedules import WorkloadSchedules
-from scaler.snapshot import Mode, SnapshotHolder
-from scaler.workload import (
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
     CiSchedule,
     ElasticSpec,
     LoadSourceKind,
@@ -34,6 +31,9 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.loop import LoopSettings, ScalerLoop
+from scaler.schedules import WorkloadSchedules
+from scaler.snapshot import Mode, SnapshotHolder
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource, FakeReplicaReader
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday

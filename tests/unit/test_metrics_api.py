@@ -2,7 +2,9 @@
 aggregated, content negotiation), metric lists as the HPA requests them (protobuf-first
 Accept, `+`-encoded and set-based selectors), golden bodies, Status errors (404 unknown
 metric, 400 bad selector, 405, 406, 500 no/stale snapshot), timestamps and quantities,
-and what the HPA computes from the reply."""
+what the HPA computes from the reply, and the OpenAPI documents kube-apiserver's aggregator
+downloads (v2 and v3: valid, every reference resolved, ETag and If-None-Match, the v3
+discovery URL's hash, stale-hash redirect, immutable caching)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from forecasts.time import FrozenClock
+from scaler.core.quantity import milli_value
 from scaler.metrics_api import (
     AGGREGATED_DISCOVERY_V2,
     AGGREGATED_DISCOVERY_V2BETA1,
@@ -21,7 +24,6 @@ from scaler.metrics_api import (
     ExternalMetricsApi,
     format_timestamp,
 )
-from scaler.quantity import milli_value
 from scaler.snapshot import SnapshotHolder
 from tests.snapshots import TAKEN_AT, sample_holder, sample_snapshot
 
@@ -294,7 +296,8 @@ def test_other_verbs_are_405(method):
         "/apis/external.metrics.k8s.io/v1beta2",
         f"{BASE}/namespaces/shop",
         f"{BASE}/gridshift_desired_replicas",
-        "/openapi/v2",
+        "/openapi/v3/apis/custom.metrics.k8s.io/v1beta2",
+        "/openapi",
         "/",
     ],
 )
@@ -326,3 +329,103 @@ def test_authorization_attributes_for_the_hpa_call():
     )
     assert attrs.resource_request
     assert not make_api().attributes("GET", BASE).resource_request
+
+
+# ---------------------------------------------------------------- /openapi (aggregator)
+def openapi_get(path, *, query="", accept="application/json", if_none_match=""):
+    return make_api().handle(ApiRequest("GET", path, query, accept, if_none_match))
+
+
+def refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def test_openapi_v2_is_swagger_with_every_reference_defined():
+    response = openapi_get("/openapi/v2")  # what kube-aggregator's downloader sends
+    assert (response.status, response.content_type) == (200, "application/json")
+    doc = body(response)
+    assert doc["swagger"] == "2.0"
+    (path,) = doc["paths"]
+    assert path == f"{BASE}/namespaces/{{namespace}}/{{metricName}}"
+    enum = next(p["enum"] for p in doc["paths"][path]["parameters"] if p["name"] == "metricName")
+    assert enum == [
+        "gridshift_desired_replicas",
+        "gridshift_carbon_intensity_g_per_kwh",
+        "gridshift_eco_mode",
+    ]
+    for ref in refs(doc):
+        assert ref.removeprefix("#/definitions/") in doc["definitions"], ref
+    gvk = doc["definitions"][
+        "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValueList"
+    ]["x-kubernetes-group-version-kind"]
+    assert gvk == [
+        {
+            "group": "external.metrics.k8s.io",
+            "kind": "ExternalMetricValueList",
+            "version": "v1beta1",
+        }
+    ]
+
+
+def test_openapi_documents_pass_a_spec_validator():
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(body(openapi_get("/openapi/v2")))
+    discovery = body(openapi_get("/openapi/v3"))
+    url = discovery["paths"]["apis/external.metrics.k8s.io/v1beta1"]["serverRelativeURL"]
+    path, _, query = url.partition("?")
+    validator.validate(body(openapi_get(path, query=query)))
+
+
+def test_openapi_v3_discovery_names_the_document_by_its_hash():
+    import hashlib
+
+    discovery = openapi_get("/openapi/v3")
+    assert discovery.status == 200
+    (gv,) = body(discovery)["paths"]
+    assert gv == "apis/external.metrics.k8s.io/v1beta1"
+    url = body(discovery)["paths"][gv]["serverRelativeURL"]
+    path, _, query = url.partition("?")
+    assert path == "/openapi/v3/apis/external.metrics.k8s.io/v1beta1"
+    document = openapi_get(path, query=query)
+    assert document.status == 200
+    # kube-openapi's hash: SHA-512 of the served bytes, upper-case hex; the ETag quotes it
+    digest = hashlib.sha512(document.body).hexdigest().upper()
+    assert query == f"hash={digest}"
+    assert document.headers["Etag"] == f'"{digest}"'
+    assert document.headers["Cache-Control"] == "public, immutable"
+    doc = body(document)
+    assert doc["openapi"].startswith("3.0")
+    for ref in refs(doc):
+        assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
+    without_hash = openapi_get(path)
+    assert without_hash.status == 200
+    assert "Cache-Control" not in without_hash.headers
+
+
+def test_openapi_v3_stale_hash_redirects_to_the_current_one():
+    current = body(openapi_get("/openapi/v3"))["paths"]["apis/external.metrics.k8s.io/v1beta1"]
+    response = openapi_get("/openapi/v3/apis/external.metrics.k8s.io/v1beta1", query="hash=ABC")
+    assert response.status == 301
+    assert response.headers["Location"] == current["serverRelativeURL"]
+
+
+def test_openapi_etag_gives_304_when_unchanged():
+    first = openapi_get("/openapi/v2")
+    again = openapi_get("/openapi/v2", if_none_match=first.headers["Etag"])
+    assert (again.status, again.body) == (304, b"")
+    assert openapi_get("/openapi/v2", if_none_match='"OTHER"').status == 200
+
+
+def test_openapi_is_served_before_the_first_snapshot_and_refuses_other_verbs():
+    api = make_api(SnapshotHolder())
+    assert api.handle(ApiRequest("GET", "/openapi/v2")).status == 200
+    assert api.handle(ApiRequest("POST", "/openapi/v2")).status == 405
+    assert api.handle(ApiRequest("GET", "/openapi/v2", accept="application/protobuf")).status == 406

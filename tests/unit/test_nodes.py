@@ -1,12 +1,12 @@
-"""extender.nodes: region rules (label order, aliases for regions and zones, default) and
+"""extender.core.nodes: region rules (label order, aliases for regions and zones, default) and
 node JSON -> NodeFacts (GPU capacity, the agent annotation, malformed objects named)."""
 
 from __future__ import annotations
 
 import pytest
 
-from extender.energy import ANNOTATION_KEY
-from extender.nodes import RegionRules, node_facts
+from extender.core.energy import ANNOTATION_KEY
+from extender.core.nodes import RegionRules, node_facts
 
 RULES = RegionRules(aliases={"eu-west-1": "IE", "europe-west4-a": "NL"}, default_region=None)
 
@@ -88,7 +88,7 @@ def test_malformed_nodes_name_the_field(obj, fragment) -> None:
 
 
 def test_gpu_count_takes_the_first_block_that_has_gpus() -> None:
-    from extender.nodes import gpu_count
+    from extender.core.nodes import gpu_count
 
     assert gpu_count(None, {"nvidia.com/gpu": 2}) == 2
     assert gpu_count({"cpu": "4"}, {"nvidia.com/gpu": "8"}) == 8
@@ -97,7 +97,7 @@ def test_gpu_count_takes_the_first_block_that_has_gpus() -> None:
 
 
 def test_gpu_energy_decoding_can_be_skipped() -> None:
-    from extender.nodes import build_node_facts
+    from extender.core.nodes import build_node_facts
 
     annotations = {ANNOTATION_KEY: '{"v":1,"w":250.5,"gpus":4,"at":1767225600}'}
     f = build_node_facts(

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from extender.agent import GpuAgent
-from extender.energy import ANNOTATION_KEY, decode_annotation
+from extender.core.energy import ANNOTATION_KEY, decode_annotation
 from extender.nvml import Nvml
 from forecasts.time import FrozenClock
 from tests.fakes import FakeGpu, FakeNodeAnnotator, FakeNvmlLibrary

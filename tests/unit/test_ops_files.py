@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 RULES = ROOT / "deploy" / "prometheus" / "gridshift-rules.yaml"
-RULE_CR = ROOT / "deploy" / "prometheus" / "prometheus-rule.yaml"
+RULE_CR = ROOT / "deploy" / "components" / "monitoring" / "prometheus-rule.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "gridshift-dashboard.json"
 README = ROOT / "deploy" / "README.md"
 

@@ -1,4 +1,4 @@
-"""scaler.policy: modes, interactive replicas, elastic plans.
+"""scaler.core.policy: modes, interactive replicas, elastic plans.
 
 Aspects: mode switching on the percentile rank, hysteresis, minimum dwell, absolute cap,
 overrides (until / windows), stale and missing carbon, budget-behind entry; replicas from the
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from forecasts.forecast import Forecast
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
-from scaler.policy import (
+from scaler.core.policy import (
     CarbonOutlook,
     CiWindow,
     ModeState,
@@ -38,8 +38,7 @@ from scaler.policy import (
     plan_elastic,
     slot_intensities,
 )
-from scaler.snapshot import Mode
-from scaler.workload import (
+from scaler.core.workload import (
     ElasticSpec,
     LoadSourceKind,
     LoadSpec,
@@ -49,6 +48,7 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.snapshot import Mode
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 P = PolicyParams()

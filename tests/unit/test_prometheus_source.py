@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.settings import PrometheusSettings
-from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
-from forecasts.sources.http import HttpSource, RetryPolicy
+from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.http import HttpSource, RetryPolicy
 from forecasts.sources.prometheus import (
     PrometheusConnection,
     PrometheusLoadSource,

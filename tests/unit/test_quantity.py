@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.quantity import format_quantity, milli_value, parse_quantity
+from scaler.core.quantity import format_quantity, milli_value, parse_quantity
 
 
 @pytest.mark.parametrize(

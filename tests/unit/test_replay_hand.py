@@ -13,8 +13,18 @@ import pytest
 
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
+    ElasticSpec,
+    LoadSourceKind,
+    LoadSpec,
+    PowerModel,
+    TargetKind,
+    TargetRef,
+    Workload,
+    WorkloadClass,
+)
 from scaler.loop import LoopSettings
-from scaler.policy import PolicyParams
 from scaler.replay.engine import CarbonForecastSetup, run_replay
 from scaler.replay.model import (
     HpaParams,
@@ -26,16 +36,6 @@ from scaler.replay.model import (
     ReplayWorkload,
 )
 from scaler.replay.summary import summarise
-from scaler.workload import (
-    ElasticSpec,
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-    WorkloadClass,
-)
 
 H = timedelta(hours=1)
 START = datetime(2026, 3, 2, tzinfo=UTC)  # hour 0 of a day

@@ -17,12 +17,8 @@ from hypothesis import strategies as st
 
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
-from scaler.loop import LoopSettings
-from scaler.policy import PolicyParams
-from scaler.replay.engine import CarbonForecastSetup, run_replay
-from scaler.replay.model import Job, PolicyName, ReplayScenario, ReplayWorkload
-from scaler.replay.policies import oracle_job, run_job
-from scaler.workload import (
+from scaler.core.policy import PolicyParams
+from scaler.core.workload import (
     ElasticSpec,
     LoadSourceKind,
     LoadSpec,
@@ -32,6 +28,10 @@ from scaler.workload import (
     Workload,
     WorkloadClass,
 )
+from scaler.loop import LoopSettings
+from scaler.replay.engine import CarbonForecastSetup, run_replay
+from scaler.replay.model import Job, PolicyName, ReplayScenario, ReplayWorkload
+from scaler.replay.policies import oracle_job, run_job
 
 H = timedelta(hours=1)
 START = datetime(2026, 5, 4, tzinfo=UTC)

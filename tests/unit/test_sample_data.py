@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from forecasts.platform.errors import SourceRequestError
 from forecasts.series import Quality
-from forecasts.sources.errors import SourceRequestError
 from forecasts.sources.sample import (
     SAMPLE_NOTE,
     SAMPLE_REGIONS,

@@ -18,7 +18,7 @@ from config.settings import ScalerSettings, Settings, WorkloadSettings
 from config.wiring import build_scaler, loop_settings_from, policy_params_from, workload_from
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
-from scaler.workload import LoadSourceKind, TargetKind, WorkloadClass
+from scaler.core.workload import LoadSourceKind, TargetKind, WorkloadClass
 
 T = datetime(2026, 3, 2, tzinfo=UTC)
 

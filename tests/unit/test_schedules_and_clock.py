@@ -13,10 +13,10 @@ import pytest
 
 from forecasts.sources.clock import AcceleratedClock
 from forecasts.time import FrozenClock
-from scaler.policy import CiWindow
+from scaler.core.policy import CiWindow
+from scaler.core.workload import CiSchedule, ModeOverride
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode
-from scaler.workload import CiSchedule, ModeOverride
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday
 

@@ -1,4 +1,4 @@
-"""extender.scoring: pod annotations, region intensity (now / over the expected run time),
+"""extender.core.scoring: pod annotations, region intensity (now / over the expected run time),
 scores (range, best gets 10, weights, GPU energy, neutral on missing/stale/opt-out), filter
 (caps, never rejecting for lack of data, every node once), region ranking (where and when),
 and the hypothesis invariants (ints in 0..10 incl. NaN and empty, order independence,
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extender.energy import GpuEnergy
-from extender.scoring import (
+from extender.core.energy import GpuEnergy
+from extender.core.scoring import (
     DataStatus,
     NeutralReason,
     NodeFacts,

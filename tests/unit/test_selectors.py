@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.selectors import Operator, SelectorError, parse_selector
+from scaler.core.selectors import Operator, SelectorError, parse_selector
 
 LABELS = {"workload": "web", "region": "eu-west-1", "topology.kubernetes.io/region": "eu-west-1"}
 

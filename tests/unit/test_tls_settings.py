@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from config.settings import ExtenderSettings, KedaSettings
-from forecasts.sources.tls import (
+from forecasts.platform.tls import (
     FileReloader,
     ReloadingTlsContext,
     TlsCollector,

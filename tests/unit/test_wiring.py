@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from config.settings import KubeSettings, MetricsApiSettings
-from config.wiring import parse_listen
+from forecasts.platform.serving import parse_listen
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""scaler.workload: every invalid workload is refused with the field named.
+"""scaler.core.workload: every invalid workload is refused with the field named.
 
 Aspects: power model order and interpolation; CI schedule and override shapes; elastic
 profile (positive, non-increasing) and throughput sums; workload bounds and class/spec pairing.
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scaler.workload import (
+from scaler.core.workload import (
     CiSchedule,
     ElasticSpec,
     LoadSourceKind,

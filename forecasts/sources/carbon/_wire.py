@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import Clock, ensure_utc
 
 __all__ = [

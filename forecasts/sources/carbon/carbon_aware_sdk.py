@@ -20,6 +20,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from forecasts.platform.errors import SourceDataError
+from forecasts.platform.http import HttpSource
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon._wire import (
@@ -35,8 +37,6 @@ from forecasts.sources.carbon._wire import (
     parse_intensity,
     zone_of,
 )
-from forecasts.sources.errors import SourceDataError
-from forecasts.sources.http import HttpSource
 
 __all__ = ["CarbonAwareSdkSource", "parse_timespan"]
 

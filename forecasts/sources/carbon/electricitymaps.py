@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceDataError
+from forecasts.platform.http import HttpSource
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon._wire import (
@@ -32,8 +34,6 @@ from forecasts.sources.carbon._wire import (
     parse_intensity,
     zone_of,
 )
-from forecasts.sources.errors import SourceDataError
-from forecasts.sources.http import HttpSource
 from forecasts.time import floor_to
 
 __all__ = ["ElectricityMapsSource"]

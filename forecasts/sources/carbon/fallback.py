@@ -27,10 +27,10 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from forecasts.platform.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonPoint, CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon.base import CarbonSource
-from forecasts.sources.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.time import Clock, ensure_utc
 
 __all__ = [

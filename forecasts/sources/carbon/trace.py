@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon._wire import RawPoint, infer_resolution, zone_of
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import Clock, floor_to
 
 __all__ = ["TraceCarbonSource"]

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceDataError, SourceRequestError
+from forecasts.platform.http import HttpSource
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon._wire import (
@@ -38,8 +40,6 @@ from forecasts.sources.carbon._wire import (
     parse_number,
     zone_of,
 )
-from forecasts.sources.errors import SourceDataError, SourceRequestError
-from forecasts.sources.http import HttpSource
 
 __all__ = ["LBS_PER_MWH_TO_G_PER_KWH", "WattTimeSource"]
 

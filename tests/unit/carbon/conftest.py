@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.regions import NodeRule, Region, RegionMap
-from forecasts.sources.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.time import FrozenClock
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "carbon"

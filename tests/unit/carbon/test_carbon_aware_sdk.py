@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, Quality, Signal
 from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource, parse_timespan
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from tests.unit.carbon.conftest import REGIONS, T0, Harness, Reply, fixture_bytes
 
 M, F = Quality.MEASURED, Quality.FORECAST

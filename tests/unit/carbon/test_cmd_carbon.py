@@ -73,9 +73,14 @@ def test_forecast_json_then_fallback_to_last_known(
     assert stale["age_seconds"] >= 0
     assert stale["points"] == doc["points"]
     assert "connection failed" in stale["note"]
-    assert "warning: no source answered; serving a stale value: last known value from uk" in (
+    cache = env / "carbon.json"
+    assert f"warning: no source answered; serving a stale value from {cache}: last known" in (
         second.stderr
     )
+    table = run(*FORECAST)  # the table itself says so, not only stderr
+    assert table.exit_code == 0, table.stderr
+    assert "(provider uk; STALE," in table.stdout
+    assert f"STALE: no source answered; this is the last known value from {cache}" in (table.stdout)
 
 
 def test_nothing_to_fall_back_to_exits_1(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,3 +186,47 @@ def test_region_without_a_zone_for_the_preferred_source_warns(
     monkeypatch.setenv("GRIDSHIFT_CARBON__TRACE__PATH", str(trace))
     result = run("now", "-r", "gb-london", "--source", "trace", "--at", "2025-01-20T12:10Z")
     assert "region gb-london has no trace zone" in result.stderr
+
+
+@pytest.mark.parametrize("query", ["now", "history", "forecast"])
+@pytest.mark.parametrize("region", ["sample-solar", "sample-wind", "sample-hydro"])
+def test_sample_source_answers_offline_for_the_regions_run_uses(
+    env: Path, server: ReplayServer, query: str, region: str
+) -> None:
+    """`--source sample` (and a sample-* region alone) answers from SAMPLE DATA: no request
+    reaches any provider, nothing lands in the last-known cache."""
+    for args in (("--source", "sample"), ()):
+        result = run(query, "--region", region, *args, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["source"] == "sample"
+        assert doc["stale"] is False
+        assert doc["note"].startswith("SAMPLE DATA")
+        assert doc["points"]
+        assert all(p["value"] > 0 for p in doc["points"])
+    assert server.seen == []
+    assert not (env / "carbon.json").exists()
+
+
+def test_sample_source_rejects_a_real_region(env: Path) -> None:
+    result = run("now", "--region", "GB", "--source", "sample")
+    assert result.exit_code == 2
+    assert "'GB' is not a SAMPLE DATA region" in result.stderr
+    assert "sample-solar, sample-wind, sample-hydro" in result.stderr
+
+
+def test_no_configured_source_never_answers_from_the_cache(
+    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value cached by an earlier command is not served when no source is configured for
+    the region: that is a configuration error naming what is missing."""
+    server.route("/intensity/", Reply.fixture("uk", "national_fw48h"))
+    assert run(*FORECAST).exit_code == 0  # fills the last-known cache
+    assert (env / "carbon.json").exists()
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__ENABLED", "false")
+    result = run(*FORECAST[:3], "--at", AT)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "no carbon source is configured for region GB" in result.stderr
+    assert "uk: disabled by carbon.uk.enabled=false" in result.stderr
+    assert "--source sample" in result.stderr

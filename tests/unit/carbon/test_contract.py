@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
@@ -24,7 +25,6 @@ from forecasts.sources.carbon.fallback import FallbackSource, MemoryLastKnown
 from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
-from forecasts.sources.errors import SourceRequestError
 from tests.fakes import FakeCarbonSource
 from tests.unit.carbon.conftest import FIXTURES, REGIONS, T0, Harness, ReplayServer, Reply
 

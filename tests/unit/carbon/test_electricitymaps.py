@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
-from forecasts.sources.errors import SourceDataError, SourceError, SourceRequestError
 from tests.unit.carbon.conftest import REGIONS, T0, Harness, Reply
 
 M, E, F = Quality.MEASURED, Quality.ESTIMATED, Quality.FORECAST

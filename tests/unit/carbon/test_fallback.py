@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forecasts.platform.errors import SourceRequestError, SourceUnavailable
 from forecasts.regions import Region, RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon.fallback import (
@@ -27,7 +28,6 @@ from forecasts.sources.carbon.fallback import (
     series_from_dict,
     series_to_dict,
 )
-from forecasts.sources.errors import SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from tests.fakes import FakeCarbonSource
 from tests.unit.carbon.conftest import T0

@@ -20,18 +20,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from forecasts.series import CarbonSeries, Signal
-from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
-from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
-from forecasts.sources.carbon.uk import UkCarbonIntensitySource
-from forecasts.sources.carbon.watttime import WattTimeSource
-from forecasts.sources.errors import (
+from forecasts.platform.errors import (
     SourceDataError,
     SourceError,
     SourceRequestError,
     SourceUnavailable,
 )
-from forecasts.sources.http import HttpSource
+from forecasts.platform.http import HttpSource
+from forecasts.series import CarbonSeries, Signal
+from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
+from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
+from forecasts.sources.carbon.uk import UkCarbonIntensitySource
+from forecasts.sources.carbon.watttime import WattTimeSource
 from tests.unit.carbon.conftest import (
     HTML_ERROR_PAGE,
     REGIONS,

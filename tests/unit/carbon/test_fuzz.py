@@ -20,13 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceError
+from forecasts.platform.http import HttpSource, RetryPolicy
 from forecasts.series import CarbonSeries, CarbonUnit, Signal
 from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
 from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
-from forecasts.sources.errors import SourceError
-from forecasts.sources.http import HttpSource, RetryPolicy
 from forecasts.time import FrozenClock
 from tests.unit.carbon.conftest import REGIONS, T0, fixture_bytes
 

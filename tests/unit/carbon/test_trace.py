@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.series import CarbonSeries, Quality
 from forecasts.sources.carbon.trace import TraceCarbonSource
-from forecasts.sources.errors import SourceDataError, SourceRequestError
 from forecasts.time import FrozenClock
 from tests.unit.carbon.conftest import FIXTURES, REGIONS, T0
 

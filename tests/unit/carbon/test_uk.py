@@ -13,14 +13,14 @@ from datetime import timedelta
 
 import pytest
 
-from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
-from forecasts.sources.carbon.uk import UkCarbonIntensitySource
-from forecasts.sources.errors import (
+from forecasts.platform.errors import (
     SourceDataError,
     SourceError,
     SourceRequestError,
     SourceUnavailable,
 )
+from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
+from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from tests.unit.carbon.conftest import REGIONS, T0, Harness, Reply
 
 M, F = Quality.MEASURED, Quality.FORECAST

@@ -16,9 +16,9 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
+from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon.watttime import LBS_PER_MWH_TO_G_PER_KWH, WattTimeSource
-from forecasts.sources.errors import SourceDataError, SourceError, SourceRequestError
 from tests.unit.carbon.conftest import HTML_ERROR_PAGE, REGIONS, T0, Harness, Reply
 
 M, E, F = Quality.MEASURED, Quality.ESTIMATED, Quality.FORECAST

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from forecasts.platform.errors import SourceDataError
 from forecasts.sources.carbon._wire import (
     as_list,
     as_mapping,
@@ -20,7 +21,6 @@ from forecasts.sources.carbon._wire import (
     parse_intensity,
     parse_number,
 )
-from forecasts.sources.errors import SourceDataError
 
 T = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ import httpx
 import orjson
 from cachetools import TTLCache
 
-from forecasts.sources.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
 from forecasts.time import Clock
 
 __all__ = ["CircuitBreaker", "HttpSource", "RetryPolicy", "redact"]

@@ -28,7 +28,7 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-from extender.energy import GpuEnergy
+from extender.core.energy import GpuEnergy
 from forecasts.series import CarbonSeries, CarbonUnit
 from forecasts.time import parse_duration, to_epoch_s
 
@@ -50,6 +50,7 @@ __all__ = [
     "ScoreResult",
     "ScoringPolicy",
     "filter_nodes",
+    "gpu_quantity",
     "pod_preferences",
     "rank_regions",
     "region_intensities",
@@ -150,15 +151,30 @@ class RegionIntensity:
 
 
 # ---------------------------------------------------------------------------- pod
-def _parse_quantity_int(value: object) -> int:
-    """An extended-resource quantity ("2", 2): whole numbers only, else 0."""
+_MAX_GPU_DIGITS = 9  # a billion GPUs: past any real node or pod
+
+
+def gpu_quantity(value: object) -> int:
+    """An extended-resource quantity ("2", 2) as a whole number; 0 for a non-number (or a
+    negative one), as the scheduler treats an absent request. `ValueError` for a value that
+    looks like a number but is not one we can use: non-ASCII digits ("²"), or more than
+    `_MAX_GPU_DIGITS` digits (a 5,000-digit string would otherwise reach `int()`)."""
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
+        if value >= 10**_MAX_GPU_DIGITS:
+            raise ValueError(f"{GPU_RESOURCE}: {value} is not a plausible GPU count")
         return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return 0
+    if not isinstance(value, str):
+        return 0
+    text = value.strip()
+    if not text.isascii():
+        raise ValueError(f"{GPU_RESOURCE}: {value[:20]!r} is not a Kubernetes quantity")
+    if not text.isdigit():
+        return 0
+    if len(text) > _MAX_GPU_DIGITS:
+        raise ValueError(f"{GPU_RESOURCE}: a quantity of {len(text)} digits is not plausible")
+    return int(text)
 
 
 def _gpus_requested(containers: Iterable[Mapping[str, object]]) -> int:
@@ -171,7 +187,7 @@ def _gpus_requested(containers: Iterable[Mapping[str, object]]) -> int:
         for key in ("limits", "requests"):
             block = resources.get(key)
             if isinstance(block, Mapping):
-                counts.append(_parse_quantity_int(block.get(GPU_RESOURCE)))
+                counts.append(gpu_quantity(block.get(GPU_RESOURCE)))
         total += max(counts, default=0)
     return total
 

@@ -32,8 +32,8 @@ import numpy as np
 from forecasts.forecast import Forecast
 from forecasts.series import CarbonSeries
 from forecasts.time import floor_to, to_epoch_s
+from scaler.core.workload import ElasticSpec, Workload
 from scaler.snapshot import Mode
-from scaler.workload import ElasticSpec, Workload
 
 __all__ = [
     "CarbonOutlook",

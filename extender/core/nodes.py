@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from extender.energy import ANNOTATION_KEY, decode_annotation
-from extender.scoring import GPU_RESOURCE, NodeFacts
+from extender.core.energy import ANNOTATION_KEY, decode_annotation
+from extender.core.scoring import GPU_RESOURCE, NodeFacts, gpu_quantity
 
 __all__ = [
     "DEFAULT_REGION_LABELS",
@@ -77,13 +77,11 @@ def _str_map(value: object, *, where: str) -> dict[str, str]:
 def gpu_count(*blocks: Mapping[str, object] | None) -> int:
     """`nvidia.com/gpu` from the first of `allocatable`, `capacity` that has it (else 0)."""
     for block in blocks:
-        if block is None:
-            continue
-        raw = block.get(GPU_RESOURCE)
+        raw = None if block is None else block.get(GPU_RESOURCE)
         if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
-            return raw
+            return gpu_quantity(raw)
         if isinstance(raw, str) and raw.strip().isdigit():
-            return int(raw.strip())
+            return gpu_quantity(raw)  # ValueError for "²" or 5,000 digits
     return 0
 
 

@@ -153,6 +153,7 @@ class ReloadingTlsContext:
     ) -> None:
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
+        self._client_ca_pem = client_ca_pem
         self._alpn = list(alpn_protocols)
         self._reloader = FileReloader(
             files=(self.cert_file, self.key_file),
@@ -195,8 +196,10 @@ class ReloadingTlsContext:
         return self._reloader.current().context
 
     def listener_context(self) -> ssl.SSLContext:
-        """A context to bind once: each handshake switches to `current()` (SNI callback)."""
-        front = self._context("")
+        """A context to bind once: each handshake switches to `current()` (SNI callback).
+        OpenSSL keeps the verify mode of the context bound first, so the front one asks for
+        client certificates whenever client CAs are configured."""
+        front = self._context(self._client_ca_pem())
 
         def switch(
             conn: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _: ssl.SSLContext

@@ -1,0 +1,94 @@
+"""Cross-references between settings that field validation cannot see: every name that
+points at another setting must exist.
+
+- `scaler.workloads[i].region` is a region in `carbon.regions` (or a SAMPLE DATA region);
+- `extender.region_aliases` values, `extender.default_region` and `extender.regions` are
+  regions in `carbon.regions`;
+- no two workloads scale the same target (namespace, kind, name): they would fight.
+
+Each broken reference is one `Problem` naming the field, the value, the layer it came from and
+a "did you mean" where a known name is close. `config check`, `run` and the extender all load
+settings through `config.wiring.load_settings_with_sources`, which raises them as one
+`ConfigError` (exit 2), so a typo such as `GBB` stops the start instead of warning every tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from config.errors import Problem
+from config.settings import Settings
+from forecasts.sources.sample import SAMPLE_REGIONS
+
+__all__ = ["cross_reference_problems"]
+
+
+def _source(provenance: Mapping[str, str], path: str) -> str | None:
+    """The layer that set `path` (or the nearest enclosing path a layer set)."""
+    parts = path.split(".")
+    while parts:
+        found = provenance.get(".".join(parts))
+        if found is not None:
+            return found if found != "default" else None
+        parts.pop()
+    return None
+
+
+def _unknown_region(
+    path: str,
+    name: str,
+    known: list[str],
+    provenance: Mapping[str, str],
+    *,
+    what: str = "region",
+) -> Problem:
+    from config.schema import suggest  # the same "did you mean" as unknown keys
+
+    near = suggest(name, known)
+    hint = f" (did you mean {near!r}?)" if near else ""
+    return Problem(
+        path=path,
+        message=f"unknown {what} {name!r}{hint}; known: {', '.join(known)}",
+        value=repr(name),
+        source=_source(provenance, path),
+    )
+
+
+def cross_reference_problems(
+    settings: Settings, *, provenance: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Every broken reference in `settings` (empty when all resolve)."""
+    prov = provenance or {}
+    regions = list(settings.carbon.regions)
+    with_sample = [*regions, *SAMPLE_REGIONS]
+    problems: list[Problem] = []
+    targets: dict[tuple[str, str, str], str] = {}
+    for i, w in enumerate(settings.scaler.workloads):
+        if w.region not in with_sample:
+            problems.append(
+                _unknown_region(f"scaler.workloads.{i}.region", w.region, with_sample, prov)
+            )
+        key = (w.namespace, w.target.kind, w.target.name)
+        other = targets.setdefault(key, w.name)
+        if other != w.name:
+            problems.append(
+                Problem(
+                    path=f"scaler.workloads.{i}.target",
+                    message=f"workloads {other!r} and {w.name!r} both scale {w.target.kind} "
+                    f"{w.namespace}/{w.target.name}; each target needs one workload",
+                    source=_source(prov, f"scaler.workloads.{i}.target"),
+                )
+            )
+    ext = settings.extender
+    for alias, region in sorted(ext.region_aliases.items()):
+        if region not in regions:
+            path = f"extender.region_aliases.{alias}"
+            problems.append(_unknown_region(path, region, regions, prov))
+    if ext.default_region is not None and ext.default_region not in regions:
+        problems.append(
+            _unknown_region("extender.default_region", ext.default_region, regions, prov)
+        )
+    for i, region in enumerate(ext.regions):
+        if region not in regions:
+            problems.append(_unknown_region(f"extender.regions.{i}", region, regions, prov))
+    return problems

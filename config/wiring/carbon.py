@@ -1,0 +1,202 @@
+"""Carbon intensity: the configured providers (with fallback, last-known store and region routing)
+as one `CarbonSource` per region.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from config.settings import (
+    CarbonSettings,
+    Settings,
+)
+from config.version import __version__
+from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
+from forecasts.regions import NodeRule, Region, RegionMap
+from forecasts.series import Signal
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
+from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
+from forecasts.sources.carbon.fallback import (
+    FallbackSource,
+    FileLastKnown,
+    LastKnownStore,
+)
+from forecasts.sources.carbon.trace import TraceCarbonSource
+from forecasts.sources.carbon.uk import UkCarbonIntensitySource
+from forecasts.sources.carbon.watttime import WattTimeSource
+from forecasts.time import Clock
+
+log = logging.getLogger(__name__)
+
+
+class HttpClientFactory(Protocol):
+    def __call__(self, base_url: str, *, timeout_seconds: float) -> httpx.Client: ...
+
+
+def default_http_client(base_url: str, *, timeout_seconds: float) -> httpx.Client:
+    """The production client: one per provider, explicit timeouts, no redirects followed
+    (a redirect from an API is a misconfiguration we want to see)."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_seconds),
+        headers={"User-Agent": f"gridshift/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+def default_last_known_path() -> Path:
+    return Path.home() / ".cache" / "gridshift" / "carbon.json"
+
+
+def build_region_map(carbon: CarbonSettings) -> RegionMap:
+    """The pure region model derived from the settings."""
+    return RegionMap.of(
+        Region(
+            name=name,
+            zones=dict(region.zones),
+            rules=tuple(NodeRule(labels=dict(rule)) for rule in region.match),
+            fallback_order=tuple(region.fallback_order or ()),
+            description=region.description,
+        )
+        for name, region in carbon.regions.items()
+    )
+
+
+def build_carbon_sources(
+    settings: Settings,
+    *,
+    clock: Clock,
+    regions: RegionMap | None = None,
+    http_client_factory: HttpClientFactory = default_http_client,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, CarbonSource], dict[str, str]]:
+    """Every configured provider adapter by name, and why each missing one is missing."""
+    carbon = settings.carbon
+    regions = regions if regions is not None else build_region_map(carbon)
+    h = carbon.http
+
+    def http(name: str, base_url: str, timeout_seconds: float) -> HttpSource:
+        return HttpSource(
+            name=name,
+            client=http_client_factory(base_url, timeout_seconds=timeout_seconds),
+            clock=clock,
+            retry=RetryPolicy(
+                attempts=h.retry_attempts,
+                base_delay_seconds=h.retry_base_delay_seconds,
+                max_delay_seconds=h.retry_max_delay_seconds,
+                max_retry_after_seconds=h.max_retry_after_seconds,
+            ),
+            breaker=CircuitBreaker(
+                failure_threshold=h.breaker_failure_threshold,
+                reset_timeout_seconds=h.breaker_reset_seconds,
+            ),
+            cache_ttl_seconds=h.cache_ttl_seconds,
+            sleep=sleep,
+        )
+
+    sources: dict[str, CarbonSource] = {}
+    missing: dict[str, str] = {}
+    em = carbon.electricitymaps
+    if em.token is not None:
+        sources["electricitymaps"] = ElectricityMapsSource(
+            http("electricitymaps", em.base_url, em.timeout_seconds),
+            regions=regions,
+            token=em.token,
+            emission_factor=em.emission_factor,
+            disable_estimations=em.disable_estimations,
+        )
+    else:
+        missing["electricitymaps"] = "needs carbon.electricitymaps.token"
+    wt = carbon.watttime
+    if wt.username is not None and wt.password is not None:
+        sources["watttime"] = WattTimeSource(
+            http("watttime", wt.base_url, wt.timeout_seconds),
+            regions=regions,
+            username=wt.username,
+            password=wt.password,
+            signal_type=wt.signal_type,
+            token_renew_after=timedelta(seconds=wt.token_renew_after_seconds),
+        )
+    else:
+        missing["watttime"] = "needs carbon.watttime.username and .password"
+    if carbon.uk.enabled:
+        sources["uk"] = UkCarbonIntensitySource(
+            http("uk", carbon.uk.base_url, carbon.uk.timeout_seconds), regions=regions
+        )
+    else:
+        missing["uk"] = "disabled by carbon.uk.enabled=false"
+    sdk = carbon.carbon_aware_sdk
+    if sdk.base_url is not None:
+        sources["carbon_aware_sdk"] = CarbonAwareSdkSource(
+            http("carbon_aware_sdk", sdk.base_url, sdk.timeout_seconds),
+            regions=regions,
+            signal=Signal(sdk.signal),
+        )
+    else:
+        missing["carbon_aware_sdk"] = "needs carbon.carbon_aware_sdk.base_url"
+    if carbon.trace.path is not None:
+        sources["trace"] = TraceCarbonSource(
+            carbon.trace.path,
+            regions=regions,
+            clock=clock,
+            emission_factor=carbon.trace.emission_factor,
+            zeros_as_missing=carbon.trace.zeros_as_missing,
+        )
+    else:
+        missing["trace"] = "needs carbon.trace.path"
+    return sources, missing
+
+
+def build_carbon_source(
+    settings: Settings,
+    *,
+    clock: Clock,
+    prefer: str | None = None,
+    http_client_factory: HttpClientFactory = default_http_client,
+    sleep: Callable[[float], None] = time.sleep,
+    last_known: LastKnownStore | None = None,
+) -> FallbackSource:
+    """The carbon source the rest of gridshift uses: per region, the configured providers
+    that have a zone for it, in fallback order (`prefer` first), then the last known value.
+
+    Raises `ValueError` when `prefer` names a provider that is not configured.
+    """
+    carbon = settings.carbon
+    regions = build_region_map(carbon)
+    sources, missing = build_carbon_sources(
+        settings,
+        clock=clock,
+        regions=regions,
+        http_client_factory=http_client_factory,
+        sleep=sleep,
+    )
+    if prefer is not None and prefer not in sources:
+        reason = missing.get(prefer, "unknown provider")
+        known = ", ".join(sorted({*sources, *missing}))
+        raise ValueError(f"carbon source {prefer!r} is not available: {reason} (known: {known})")
+    chains: dict[str, list[CarbonSource]] = {}
+    for region in regions.regions:
+        order = list(region.fallback_order or carbon.fallback_order)
+        if prefer is not None:
+            order = [prefer, *(name for name in order if name != prefer)]
+        chains[region.name] = [
+            sources[name] for name in order if name in sources and region.zone(name) is not None
+        ]
+    store = last_known
+    if store is None:
+        store = FileLastKnown(carbon.last_known_path or default_last_known_path())
+    return FallbackSource(
+        chains,
+        regions=regions,
+        clock=clock,
+        last_known=store,
+        last_known_max_age=timedelta(seconds=carbon.last_known_max_age_seconds),
+    )

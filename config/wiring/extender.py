@@ -1,0 +1,216 @@
+"""The scheduler extender and the GPU agent: inventory, scoring policy, refresher, ASGI app; NVML
+or Prometheus GPU power.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from kubernetes import client as kube_client
+from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
+
+from config.settings import (
+    ExtenderSettings,
+    Settings,
+)
+from config.wiring.kube import kube_api_client
+from extender.agent import GpuAgent, KubeNodeAnnotator
+from extender.core.nodes import RegionRules
+from extender.core.scoring import ScoringPolicy
+from extender.gpu_prometheus import GpuExporter, PrometheusGpuPower
+from extender.inventory import KubeNodeInventory
+from extender.nvml import Nvml, load_pynvml
+from extender.refresh import GpuPowerSource, NodeInventory, SnapshotRefresher
+from extender.server import create_app
+from extender.snapshot import SnapshotHolder as ExtenderSnapshotHolder
+from forecasts.platform.http import HttpSource
+from forecasts.sources.carbon.base import CarbonSource
+from forecasts.time import Clock
+
+log = logging.getLogger(__name__)
+
+
+def kube_core_api() -> kube_client.CoreV1Api:
+    """In-cluster credentials when running in a pod, else the local kubeconfig."""
+    from kubernetes import config as kube_config  # heavy (auth plugins); only when serving
+
+    configuration = kube_client.Configuration()
+    try:
+        kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except kube_config.ConfigException:
+        try:
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except (kube_config.ConfigException, OSError) as exc:
+            raise RuntimeError(
+                f"no Kubernetes credentials (not in a pod, and no usable kubeconfig: {exc})"
+            ) from exc
+    return kube_client.CoreV1Api(kube_api_client(configuration))
+
+
+def scoring_policy(s: ExtenderSettings) -> ScoringPolicy:
+    return ScoringPolicy(
+        carbon_weight=s.carbon_weight,
+        gpu_energy_weight=s.gpu_energy_weight,
+        neutral_score=s.neutral_score,
+        stale_after_seconds=s.stale_after_seconds,
+        gpu_stale_after_seconds=s.gpu_stale_after_seconds,
+    )
+
+
+def region_rules(s: ExtenderSettings) -> RegionRules:
+    return RegionRules(
+        region_labels=s.region_labels,
+        zone_labels=s.zone_labels,
+        aliases=dict(s.region_aliases),
+        default_region=s.default_region,
+    )
+
+
+@dataclass
+class ExtenderRuntime:
+    """The webhook app plus the background jobs that feed its snapshot."""
+
+    app: Starlette
+    holder: ExtenderSnapshotHolder
+    refresher: SnapshotRefresher
+    inventory: KubeNodeInventory | None
+    refresh_interval_seconds: float
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        jobs: list[tuple[str, Any]] = []
+        inventory = self.inventory
+        if inventory is not None:
+            jobs.append(("node-inventory", lambda: inventory.run(self._stop)))
+        jobs.append(
+            (
+                "snapshot-refresh",
+                lambda: self.refresher.run(
+                    self._stop, interval_seconds=self.refresh_interval_seconds
+                ),
+            )
+        )
+        for name, target in jobs:
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.inventory is not None:
+            self.inventory.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def _gpu_power_source(settings: Settings, *, clock: Clock) -> GpuPowerSource | None:
+    choice = settings.extender.gpu_source
+    if choice not in ("dcgm", "kepler"):
+        return None
+    http = HttpSource(
+        name=f"prometheus-{choice}",
+        client=httpx.Client(
+            base_url=settings.prometheus.url, timeout=settings.prometheus.timeout_seconds
+        ),
+        clock=clock,
+        cache_ttl_seconds=1e-6,
+    )
+    return PrometheusGpuPower(http, exporter=GpuExporter(choice))
+
+
+def build_extender(
+    settings: Settings,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry,
+    carbon: CarbonSource | None,
+    kube_api: kube_client.CoreV1Api | None,
+    nodes: NodeInventory | None = None,
+    gpu_power: GpuPowerSource | None = None,
+) -> ExtenderRuntime:
+    """The extender: webhook app, node inventory (when `kube_api`), snapshot job.
+
+    `nodes` overrides the inventory (tests, benchmarks); `gpu_power` overrides the
+    DCGM/Kepler source chosen by `extender.gpu_source`."""
+    s = settings.extender
+    rules = region_rules(s)
+    policy = scoring_policy(s)
+    holder = ExtenderSnapshotHolder()
+    inventory: KubeNodeInventory | None = None
+    if nodes is None:
+        if kube_api is None:
+            raise ValueError("build_extender needs kube_api (or a NodeInventory as nodes)")
+        inventory = KubeNodeInventory(
+            kube_api,
+            rules=rules,
+            registry=registry,
+            label_selector=s.node_label_selector,
+            watch_timeout_seconds=s.watch_timeout_seconds,
+            request_timeout_seconds=s.inventory_request_timeout_seconds,
+        )
+        nodes = inventory
+    if carbon is None:
+        log.warning("no carbon source configured: carbon scores are neutral")
+    refresher = SnapshotRefresher(
+        holder=holder,
+        clock=clock,
+        nodes=nodes,
+        carbon=carbon,
+        registry=registry,
+        regions=s.regions,
+        gpu_power=gpu_power if gpu_power is not None else _gpu_power_source(settings, clock=clock),
+        carbon_interval_seconds=s.carbon_refresh_interval_seconds,
+        forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
+        freeze_gc=s.freeze_gc,
+    )
+    app = create_app(
+        holder,
+        clock=clock,
+        policy=policy,
+        rules=rules,
+        registry=registry,
+        max_body_bytes=s.max_body_bytes,
+    )
+    return ExtenderRuntime(
+        app=app,
+        holder=holder,
+        refresher=refresher,
+        inventory=inventory,
+        refresh_interval_seconds=s.refresh_interval_seconds,
+    )
+
+
+def build_agent(
+    settings: Settings,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry,
+    node_name: str | None,
+    nvml_lib: Any = None,
+    kube_api: kube_client.CoreV1Api | None = None,
+) -> GpuAgent:
+    """The GPU agent. Without `node_name` or `kube_api` it only exports metrics."""
+    s = settings.extender
+    annotator = KubeNodeAnnotator(kube_api) if kube_api is not None and node_name else None
+    return GpuAgent(
+        Nvml(nvml_lib if nvml_lib is not None else load_pynvml()),
+        clock=clock,
+        registry=registry,
+        node_name=node_name,
+        annotator=annotator,
+        window=timedelta(seconds=s.agent_window_seconds),
+        annotation_interval_seconds=s.agent_annotation_interval_seconds,
+        annotation_max_age_seconds=s.agent_annotation_max_age_seconds,
+        min_change_fraction=s.agent_min_change_fraction,
+    )

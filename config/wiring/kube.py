@@ -1,0 +1,366 @@
+"""The scaler on Kubernetes: the API client, External Metrics API server, KEDA external scaler,
+CRD/lease runtime; `start_scaler_services` starts what the settings enable and returns a context
+manager whose `close()` shuts it all down gracefully (servers stop accepting, the Lease is
+released).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from prometheus_client.registry import CollectorRegistry
+
+from config.settings import (
+    KedaSettings,
+    KubeSettings,
+    MetricsApiSettings,
+    Settings,
+)
+from forecasts.platform.serving import parse_listen
+from forecasts.platform.tls import ReloadStats, TlsCollector
+from forecasts.time import Clock
+from scaler.apiauth import (
+    AuthenticationConfig,
+    Authenticator,
+    Authorizer,
+    ReloadingTlsContext,
+)
+from scaler.keda import KedaExternalScaler, KedaScalerServer, ReloadingServerCredentials
+from scaler.kube import (
+    Actuator,
+    AuthenticationConfigRefresher,
+    DelegatedAccessReviewer,
+    DelegatedTokenReviewer,
+    KubeController,
+    KubeReplicaReader,
+    KubeRuntime,
+    LeaderElector,
+    LeaseLock,
+    ScalerResourceCache,
+    ScalerResourceWatcher,
+    StatusWriter,
+    load_authentication_config_map,
+    register_kube_metrics,
+)
+from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
+from scaler.snapshot import SnapshotHolder
+
+log = logging.getLogger(__name__)
+
+
+def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
+    """An ApiClient whose transport never sleeps out a `Retry-After` by itself.
+
+    urllib3's default retry policy honours `Retry-After` on 429/503 three times, sleeping
+    outside any request timeout: a 429 storm with `Retry-After: 60` would park the leader
+    election, a sync or a tick for minutes. Here a 429/503 comes back at once as an
+    ApiException and the caller's own loop (election rounds, sync retries, relists, the next
+    tick) paces the retry. Connection errors are retried three times as by default, a read
+    error (timeout, dropped connection) once: a hung API server costs an idempotent call
+    twice its timeout, not four times."""
+    configuration.retries = urllib3.Retry(3, read=1, respect_retry_after_header=False)
+    return k8s.ApiClient(configuration)
+
+
+def build_kube_api_client(settings: KubeSettings) -> k8s.ApiClient:
+    """A client from the in-cluster service account, else the kubeconfig (no globals)."""
+    configuration = k8s.Configuration()
+    if settings.kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return kube_api_client(configuration)
+        except k8s_config.ConfigException:
+            log.info("not in a cluster; using ~/.kube/config")
+            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig), client_configuration=configuration
+        )
+    return kube_api_client(configuration)
+
+
+def build_metrics_api_server(
+    settings: MetricsApiSettings,
+    *,
+    holder: SnapshotHolder,
+    clock: Clock,
+    api_client: k8s.ApiClient | None = None,
+) -> MetricsApiServer:
+    needs_cluster = (
+        settings.authentication_from_cluster
+        or settings.delegated_authentication
+        or settings.delegated_authorization
+    )
+    if needs_cluster and api_client is None:
+        raise ValueError(
+            "metrics_api: authentication_from_cluster / delegated_* need Kubernetes access "
+            "(pass api_client or enable kube)"
+        )
+    if settings.authentication_from_cluster:
+        assert api_client is not None
+        auth_config = AuthenticationConfig.from_config_map(
+            load_authentication_config_map(k8s.CoreV1Api(api_client))
+        )
+    else:
+        auth_config = AuthenticationConfig.from_files(
+            requestheader_client_ca_file=settings.requestheader_client_ca_file,
+            requestheader_allowed_names=settings.requestheader_allowed_names,
+            client_ca_file=settings.client_ca_file,
+        )
+    token_reviewer = (
+        DelegatedTokenReviewer(api_client, cache_ttl_seconds=settings.review_cache_ttl_seconds)
+        if settings.delegated_authentication and api_client is not None
+        else None
+    )
+    access_reviewer = (
+        DelegatedAccessReviewer(api_client, cache_ttl_seconds=settings.review_cache_ttl_seconds)
+        if settings.delegated_authorization and api_client is not None
+        else None
+    )
+    authenticator = Authenticator(auth_config, token_reviewer=token_reviewer)
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = ReloadingTlsContext(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_pem=lambda: authenticator.config.trusted_ca_pem(),
+            check_interval_seconds=settings.tls_reload_check_interval_seconds,
+        )
+    elif not settings.allow_anonymous:
+        log.warning("metrics API without TLS: only anonymous requests can arrive, all refused")
+    host, port = parse_listen(settings.listen, field_name="metrics_api.listen")
+    api = ExternalMetricsApi(
+        holder, clock=clock, max_snapshot_age_seconds=settings.max_snapshot_age_seconds
+    )
+    server = MetricsApiServer(
+        api,
+        host=host,
+        port=port,
+        authenticator=authenticator,
+        authorizer=Authorizer(
+            access_reviewer=access_reviewer, allow_anonymous=settings.allow_anonymous
+        ),
+        tls=tls,
+    )
+    if settings.authentication_from_cluster:
+        assert api_client is not None
+        server.add_background(
+            AuthenticationConfigRefresher(
+                k8s.CoreV1Api(api_client),
+                authenticator,
+                on_change=tls.invalidate if tls is not None else lambda: None,
+                interval_seconds=settings.authentication_refresh_interval_seconds,
+            )
+        )
+    return server
+
+
+def build_keda_server(
+    settings: KedaSettings,
+    *,
+    holder: SnapshotHolder,
+    clock: Clock,
+    max_snapshot_age_seconds: float | None = None,
+    stop: threading.Event | None = None,
+) -> KedaScalerServer:
+    stop = stop or threading.Event()
+    parse_listen(settings.listen, field_name="keda.listen")
+    scaler = KedaExternalScaler(
+        holder,
+        stream_poll_interval_seconds=settings.stream_poll_interval_seconds,
+        stop=stop,
+        clock=clock,
+        max_snapshot_age_seconds=max_snapshot_age_seconds,
+    )
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        tls = ReloadingServerCredentials(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+            check_interval_seconds=settings.tls_reload_check_interval_seconds,
+        )
+    return KedaScalerServer(
+        scaler,
+        address=settings.listen,
+        stop=stop,
+        server_credentials=tls.credentials if tls is not None else None,
+        tls_stats=tls,
+    )
+
+
+def build_kube_runtime(
+    settings: KubeSettings,
+    *,
+    holder: SnapshotHolder,
+    clock: Clock,
+    api_client: k8s.ApiClient,
+    wall_clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> KubeRuntime:
+    """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
+    `clock`), since other replicas and the API server count real seconds even when
+    `gridshift run --speed` accelerates scaler time."""
+    stop = threading.Event()
+    custom = k8s.CustomObjectsApi(api_client)
+    cache = ScalerResourceCache()
+    lock = LeaseLock(
+        custom,
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+        identity=settings.identity or socket.gethostname(),
+        clock=wall_clock or clock,
+        lease_duration_seconds=settings.lease_duration_seconds,
+        renew_deadline_seconds=settings.renew_deadline_seconds,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
+    elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
+    timeout_s = settings.request_timeout_seconds
+    controller = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
+        actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
+        is_leader=lambda: elector.leading,
+        clock=clock,
+    )
+    watcher = ScalerResourceWatcher(
+        custom,
+        cache,
+        namespace=settings.watch_namespace,
+        watch_timeout_seconds=settings.watch_timeout_seconds,
+        request_timeout_seconds=timeout_s,
+        stop=stop,
+    )
+    runtime = KubeRuntime(
+        watcher=watcher,
+        elector=elector,
+        controller=controller,
+        current_snapshot=holder.current,
+        stop=stop,
+        replicas=KubeReplicaReader(
+            api_client, resources=cache.items, request_timeout_seconds=timeout_s
+        ),
+        poll_interval_seconds=min(1.0, settings.retry_period_seconds),
+    )
+    if registry is not None:
+        register_kube_metrics(registry, runtime)
+    return runtime
+
+
+@dataclass
+class ScalerServices:
+    """What `start_scaler_services` started; closing stops it all, newest first."""
+
+    metrics_api: MetricsApiServer | None = None
+    keda: KedaScalerServer | None = None
+    kube: KubeRuntime | None = None
+    _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def close(self) -> None:
+        self._exit.close()
+
+    def describe(self) -> list[str]:
+        """One line per running service, for the start-up banner."""
+        lines: list[str] = []
+        if self.metrics_api is not None:
+            lines.append(
+                f"external metrics API: {self.metrics_api.url}/apis/external.metrics.k8s.io"
+            )
+        if self.keda is not None:
+            scheme = "TLS" if self.keda.secure else "plaintext"
+            lines.append(f"KEDA external scaler (gRPC, {scheme}): port {self.keda.port}")
+        if self.kube is not None:
+            lines.append(
+                "Kubernetes: watching CarbonAwareScalers, leader election on, "
+                "reading actual replicas each tick"
+            )
+        return lines
+
+    def __enter__(self) -> ScalerServices:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def start_scaler_services(
+    settings: Settings,
+    *,
+    holder: SnapshotHolder,
+    clock: Clock,
+    api_client: k8s.ApiClient | None = None,
+    wall_clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+) -> ScalerServices:
+    """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
+    their TLS listeners' certificate metrics and the Kubernetes side's `gridshift_kube_*`
+    metrics go to `registry` when given.
+
+    The one hook for `gridshift run`:
+    `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
+    """
+    services = ScalerServices()
+    # the metrics API's cluster authentication matters only while it serves: disabled (the
+    # KEDA install), nothing reads extension-apiserver-authentication or reviews tokens
+    metrics_api = settings.metrics_api
+    metrics_api_needs_cluster = metrics_api.enabled and (
+        metrics_api.authentication_from_cluster
+        or metrics_api.delegated_authentication
+        or metrics_api.delegated_authorization
+    )
+    try:
+        if api_client is None and (settings.kube.enabled or metrics_api_needs_cluster):
+            api_client = build_kube_api_client(settings.kube)
+        if settings.metrics_api.enabled:
+            services.metrics_api = build_metrics_api_server(
+                settings.metrics_api, holder=holder, clock=clock, api_client=api_client
+            )
+            services.metrics_api.start()
+            services._exit.callback(services.metrics_api.stop)
+            log.info("External Metrics API on %s", services.metrics_api.url)
+        if settings.keda.enabled:
+            services.keda = build_keda_server(
+                settings.keda,
+                holder=holder,
+                clock=clock,
+                max_snapshot_age_seconds=settings.metrics_api.max_snapshot_age_seconds,
+            )
+            services.keda.start()
+            services._exit.callback(services.keda.stop)
+            log.info("KEDA external scaler on %s", settings.keda.listen)
+        listeners: dict[str, ReloadStats] = {}
+        if services.metrics_api is not None and services.metrics_api.tls is not None:
+            listeners["metrics_api"] = services.metrics_api.tls
+        if services.keda is not None and services.keda.tls_stats is not None:
+            listeners["keda"] = services.keda.tls_stats
+        if registry is not None and listeners:
+            registry.register(TlsCollector(listeners))
+        if settings.kube.enabled:
+            assert api_client is not None
+            services.kube = build_kube_runtime(
+                settings.kube,
+                holder=holder,
+                clock=clock,
+                api_client=api_client,
+                wall_clock=wall_clock,
+                registry=registry,
+            )
+            services.kube.start()
+            services._exit.callback(services.kube.close)
+    except BaseException:
+        services.close()
+        raise
+    return services

@@ -1,0 +1,106 @@
+"""`config check` verifies cross-references (config/crossref.py).
+
+Aspects: a workload region that is no carbon region (`GBB`) with "did you mean"; SAMPLE DATA
+regions accepted (the ones `run` uses); extender aliases, default region and ranked regions
+must be carbon regions; two workloads on one target; every problem at once, exit 2, the layer
+named; a configuration whose references resolve passes; `run` refuses to start on them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config.cli import cli
+
+WORKLOAD = """
+    - name: {name}
+      namespace: {namespace}
+      target: {{name: {target}}}
+      load: {{trace: "sample:web"}}
+      capacity_per_replica: 20
+      region: {region}
+"""
+
+
+def _workload(name: str, region: str, *, target: str | None = None, namespace: str = "a") -> str:
+    return WORKLOAD.format(name=name, region=region, target=target or name, namespace=namespace)
+
+
+def _check(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
+    path = tmp_path / "gridshift.yaml"
+    path.write_text(text)
+    command = list(args) or ["config", "check"]
+    result = CliRunner().invoke(cli, [*command, "--config", str(path)])
+    return result.exit_code, result.output
+
+
+def test_resolving_references_pass(tmp_path: Path) -> None:
+    text = "scaler:\n  workloads:" + _workload("web", "GB") + _workload("batch", "sample-wind")
+    text += "extender:\n  region_aliases: {eu-central-1: DE}\n  default_region: FR\n"
+    code, out = _check(tmp_path, text)
+    assert code == 0, out
+    assert out.startswith("configuration OK")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        pytest.param(
+            "scaler:\n  workloads:" + _workload("web", "GBB"),
+            "scaler.workloads.0.region: unknown region 'GBB' (did you mean 'GB'?)",
+            id="workload region typo",
+        ),
+        pytest.param(
+            "extender:\n  region_aliases: {eu-west-2: gb-londn}\n",
+            "extender.region_aliases.eu-west-2: unknown region 'gb-londn' (did you mean "
+            "'gb-london'?)",
+            id="alias to a missing region",
+        ),
+        pytest.param(
+            "extender:\n  default_region: DEE\n",
+            "extender.default_region: unknown region 'DEE' (did you mean 'DE'?)",
+            id="default region",
+        ),
+        pytest.param(
+            "extender:\n  regions: [FR, Narnia]\n",
+            "extender.regions.1: unknown region 'Narnia'; known: GB",
+            id="ranked region",
+        ),
+        pytest.param(
+            "scaler:\n  workloads:"
+            + _workload("web", "GB")
+            + _workload("web-copy", "GB", target="web"),
+            "scaler.workloads.1.target: workloads 'web' and 'web-copy' both scale Deployment a/web",
+            id="one target, two workloads",
+        ),
+    ],
+)
+def test_broken_reference_is_a_readable_error(
+    tmp_path: Path, yaml_text: str, expected: str
+) -> None:
+    code, out = _check(tmp_path, yaml_text)
+    assert code == 2
+    assert "gridshift: configuration error (1 problem" in out
+    assert expected in out
+    assert "(from file:" in out
+    assert "Traceback" not in out
+
+
+def test_same_target_name_in_other_namespaces_is_fine(tmp_path: Path) -> None:
+    text = "scaler:\n  workloads:" + _workload("web", "GB")
+    text += _workload("web-b", "GB", target="web", namespace="b")
+    assert _check(tmp_path, text)[0] == 0
+
+
+def test_every_problem_at_once_and_run_refuses_too(tmp_path: Path) -> None:
+    text = "scaler:\n  workloads:" + _workload("web", "GBB")
+    text += "extender:\n  default_region: DEE\n"
+    code, out = _check(tmp_path, text)
+    assert code == 2
+    assert "(2 problems)" in out
+    code, out = _check(tmp_path, text, "run", "--listen", "127.0.0.1:0")
+    assert code == 2
+    assert "unknown region 'GBB'" in out
