@@ -15,6 +15,7 @@ needs changed, and `gridshift run` started beside it as the scaler Deployment's 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def wire_metrics_api(plane: KubePlane, *, port: int) -> None:
         "v1beta1.external.metrics.k8s.io",
         "--type=merge",
         "-p",
-        yaml.safe_dump(
+        json.dumps(
             {
                 "spec": {
                     "caBundle": plane.ca_bundle_b64(),
@@ -80,8 +81,7 @@ def wire_metrics_api(plane: KubePlane, *, port: int) -> None:
                         "port": port,
                     },
                 }
-            },
-            default_flow_style=True,
+            }
         ),
     )
 

@@ -336,7 +336,10 @@ class KubePlane:
         return name
 
     def delete_namespace(self, name: str) -> None:
-        """Force-delete its pods (no kubelet confirms), then delete it (not waited for)."""
+        """Force-delete its pods (no kubelet confirms) and delete it, not waiting: while an
+        aggregated API (an APIService) is unavailable, the namespace controller cannot
+        discover every resource and the namespace stays Terminating
+        (NamespaceDeletionDiscoveryFailure), so tests never reuse a namespace name."""
         self.force_delete_pods(name)
         with contextlib.suppress(ApiException):
             self.core.delete_namespace(name)

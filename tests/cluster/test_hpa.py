@@ -104,10 +104,17 @@ def test_real_hpa_scales_a_deployment_from_gridshifts_external_metric(
         assert wait_until(
             lambda: replicas_of(plane) == (4, 4), timeout_s=120, what="4 replicas from the HPA"
         )
-        hpa = plane.get(f"/apis/autoscaling/v2/namespaces/{shop}/horizontalpodautoscalers/web")
-        current = hpa["status"]["currentMetrics"][0]["external"]
-        assert current["metric"]["name"] == "gridshift_desired_replicas"
-        assert current["current"]["averageValue"] == "1"  # 4 across 4 replicas
+        hpa_path = f"/apis/autoscaling/v2/namespaces/{shop}/horizontalpodautoscalers/web"
+
+        def per_replica() -> str | None:
+            (current,) = plane.get(hpa_path)["status"]["currentMetrics"]
+            assert current["external"]["metric"]["name"] == "gridshift_desired_replicas"
+            value: str = current["external"]["current"]["averageValue"]
+            return value if value == "1" else None
+
+        # the status shows ceil(sum / status.replicas): 4 at 1 replica, then 1 at 4
+        wait_until(per_replica, timeout_s=60, what="HPA status: averageValue 1 at 4 replicas")
+        hpa = plane.get(hpa_path)
         active = {c["type"]: c for c in hpa["status"]["conditions"]}["ScalingActive"]
         assert active["status"] == "True", active
 

@@ -14,6 +14,7 @@ stand-in of tests/integration/test_crash_safety.py for these cases).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from kubernetes import watch as k8s_watch
+from urllib3.exceptions import ProtocolError
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
 from tests.cluster.install import SCALER_NAMESPACE, running_scaler, scaler_config
@@ -77,6 +79,10 @@ class ConfigMapWatch:
         self._thread.start()
 
     def _run(self, plane: KubePlane, resource_version: str) -> None:
+        with contextlib.suppress(ProtocolError):  # stop() cuts the stream mid-response
+            self._follow(plane, resource_version)
+
+    def _follow(self, plane: KubePlane, resource_version: str) -> None:
         for event in self._watch.stream(
             plane.core.list_namespaced_config_map,
             SCALER_NAMESPACE,
@@ -91,10 +97,11 @@ class ConfigMapWatch:
 
     def stop(self) -> None:
         self._watch.stop()
+        self._thread.join(timeout=10)
 
 
-@pytest.fixture
-def shop(plane: KubePlane, scaler_hpa: str, fresh_scaler_state: None) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
     plane.create_namespace(WORKLOAD_NS)
     plane.apply(deployment("web", WORKLOAD_NS, 2))
     yield WORKLOAD_NS
@@ -102,7 +109,7 @@ def shop(plane: KubePlane, scaler_hpa: str, fresh_scaler_state: None) -> Iterato
 
 
 def test_follower_takes_the_lease_over_and_continues_the_killed_leaders_checkpoint(
-    plane: KubePlane, shop: str, tmp_path: Path
+    plane: KubePlane, shop: str, fresh_scaler_state: None, tmp_path: Path
 ) -> None:
     config_a = scaler_config(plane, tmp_path, workloads=[workload()], identity="replica-a")
     config_b = scaler_config(plane, tmp_path, workloads=[workload()], identity="replica-b")
@@ -144,7 +151,7 @@ def test_follower_takes_the_lease_over_and_continues_the_killed_leaders_checkpoi
 
 
 def test_restarted_replica_restores_its_counters_from_the_configmap(
-    plane: KubePlane, shop: str, tmp_path: Path
+    plane: KubePlane, shop: str, fresh_scaler_state: None, tmp_path: Path
 ) -> None:
     config = scaler_config(plane, tmp_path, workloads=[workload()], identity="replica-a")
     with running_scaler(plane, config, tick_seconds=0.2) as first:

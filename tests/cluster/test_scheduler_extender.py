@@ -17,6 +17,7 @@ import contextlib
 import functools
 import math
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def scheduler_config(plane: KubePlane, *, port: int, node_cache_capable: bool) -
 
 
 @contextlib.contextmanager
-def running_extender(plane: KubePlane, tmp_path: Path) -> Iterator[str]:
+def running_extender(plane: KubePlane, tmp_path: Path, *, port: int) -> Iterator[str]:
     """`gridshift extender` over HTTPS as the gridshift-extender service account, with
     deploy/'s args and env; yields its https base URL once /readyz answers 200."""
     manifest = yaml.safe_load_all((DEPLOY / "extender" / "extender.yaml").read_text())
@@ -74,7 +75,6 @@ def running_extender(plane: KubePlane, tmp_path: Path) -> Iterator[str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     cert, key = plane.serving_cert("extender", EXTENDER_NAME, "localhost")
-    port = free_port()
     args = [a for a in container["args"] if not a.startswith(("--listen", "--tls-"))]
     args += [f"--listen=127.0.0.1:{port}", f"--tls-cert={cert}", f"--tls-key={key}"]
     kubeconfig = plane.service_account_kubeconfig(NAMESPACE, "gridshift-extender")
@@ -97,7 +97,9 @@ def running_extender(plane: KubePlane, tmp_path: Path) -> Iterator[str]:
         )
     base = f"https://127.0.0.1:{port}"
     try:
-        with httpx.Client(verify=str(plane.ca_file), timeout=5) as client:
+        with httpx.Client(
+            verify=ssl.create_default_context(cafile=str(plane.ca_file)), timeout=5
+        ) as client:
 
             def ready() -> bool:
                 if proc.poll() is not None:
@@ -112,14 +114,14 @@ def running_extender(plane: KubePlane, tmp_path: Path) -> Iterator[str]:
         _stop(proc, None)
 
 
-def pod(name: str, *, cap_g_per_kwh: int | None = None) -> dict[str, Any]:
+def pod(name: str, namespace: str, *, cap_g_per_kwh: int | None = None) -> dict[str, Any]:
     annotations = (
         {} if cap_g_per_kwh is None else {"gridshift.io/max-gco2-per-kwh": str(cap_g_per_kwh)}
     )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "batch", "annotations": annotations},
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {
             "containers": [
                 {
@@ -132,8 +134,8 @@ def pod(name: str, *, cap_g_per_kwh: int | None = None) -> dict[str, Any]:
     }
 
 
-def node_of(plane: KubePlane, name: str) -> str | None:
-    node: str | None = plane.core.read_namespaced_pod(name, "batch").spec.node_name
+def node_of(plane: KubePlane, name: str, namespace: str) -> str | None:
+    node: str | None = plane.core.read_namespaced_pod(name, namespace).spec.node_name
     return node
 
 
@@ -150,15 +152,13 @@ def extender_cluster(plane: KubePlane) -> Iterator[None]:
 
 
 @pytest.fixture
-def batch(plane: KubePlane, extender_cluster: None) -> Iterator[str]:
-    plane.create_namespace("batch")
-    yield "batch"
-    plane.delete_namespace("batch")
-    wait_until(
-        lambda: not [n for n in plane.core.list_namespace().items if n.metadata.name == "batch"],
-        timeout_s=60,
-        what="namespace batch deleted",
-    )
+def batch(
+    plane: KubePlane, extender_cluster: None, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    name = f"batch-{request.node.callspec.id.replace(' ', '-')}"
+    plane.create_namespace(name)
+    yield name
+    plane.delete_namespace(name)
 
 
 @pytest.mark.parametrize("node_cache_capable", [True, False], ids=["node names", "node objects"])
@@ -166,41 +166,46 @@ def test_scheduler_places_pods_by_carbon_and_enforces_caps(
     plane: KubePlane, batch: str, tmp_path: Path, node_cache_capable: bool
 ) -> None:
     plane.core.patch_node(LOW, {"spec": {"unschedulable": False}})
-    with running_extender(plane, tmp_path) as base:
+    port = free_port()
+    config = scheduler_config(plane, port=port, node_cache_capable=node_cache_capable)
+    mode = "names" if node_cache_capable else "nodes"
+    # the scheduler first, as in a cluster: the extender starts (or restarts) beside it
+    with (
+        plane.scheduler(config, name=f"kube-scheduler-{mode}"),
+        running_extender(plane, tmp_path, port=port) as base,
+    ):
         # the first pods, created the moment the extender is ready: caps hold from the start
-        for index in range(3):
-            plane.core.create_namespaced_pod(batch, pod(f"capped-{index}", cap_g_per_kwh=300))
-        port = int(base.rsplit(":", 1)[1])
-        config = scheduler_config(plane, port=port, node_cache_capable=node_cache_capable)
-        with plane.scheduler(
-            config, name=f"kube-scheduler-{'names' if node_cache_capable else 'nodes'}"
-        ):
-            for name in ("capped-0", "capped-1", "capped-2"):
-                placed = wait_until(
-                    functools.partial(node_of, plane, name), timeout_s=60, what=f"{name} bound"
-                )
-                assert placed == LOW, name
-            plane.core.create_namespaced_pod(batch, pod("free"))
-            assert wait_until(lambda: node_of(plane, "free"), timeout_s=60, what="bound") == LOW
-
-            # no low-carbon node left: the capped pod waits, the uncapped one takes DE
-            plane.core.patch_node(LOW, {"spec": {"unschedulable": True}})
-            plane.core.create_namespaced_pod(batch, pod("capped-late", cap_g_per_kwh=300))
-            plane.core.create_namespaced_pod(batch, pod("free-late"))
-            assert (
-                wait_until(lambda: node_of(plane, "free-late"), timeout_s=60, what="bound") == HIGH
+        for name in ("capped-0", "capped-1", "capped-2"):
+            plane.core.create_namespaced_pod(batch, pod(name, batch, cap_g_per_kwh=300))
+        for name in ("capped-0", "capped-1", "capped-2"):
+            placed = wait_until(
+                functools.partial(node_of, plane, name, batch), timeout_s=60, what=f"{name} bound"
             )
+            assert placed == LOW, name
+        plane.core.create_namespaced_pod(batch, pod("free", batch))
+        assert wait_until(lambda: node_of(plane, "free", batch), timeout_s=60, what="bound") == LOW
 
-            def refused() -> str:
-                events = plane.core.list_namespaced_event(
-                    batch, field_selector="involvedObject.name=capped-late,reason=FailedScheduling"
-                ).items
-                return " ".join(e.message for e in events)
+        # no low-carbon node left: the capped pod waits, the uncapped one takes DE
+        plane.core.patch_node(LOW, {"spec": {"unschedulable": True}})
+        plane.core.create_namespaced_pod(batch, pod("capped-late", batch, cap_g_per_kwh=300))
+        plane.core.create_namespaced_pod(batch, pod("free-late", batch))
+        assert (
+            wait_until(lambda: node_of(plane, "free-late", batch), timeout_s=60, what="bound")
+            == HIGH
+        )
 
-            message = wait_until(refused, timeout_s=60, what="FailedScheduling for capped-late")
-            assert node_of(plane, "capped-late") is None
-            assert re.search(r"300", message), message
-        with httpx.Client(verify=str(plane.ca_file), timeout=5) as client:
+        def refused() -> str:
+            events = plane.core.list_namespaced_event(
+                batch, field_selector="involvedObject.name=capped-late,reason=FailedScheduling"
+            ).items
+            return " ".join(e.message for e in events)
+
+        message = wait_until(refused, timeout_s=60, what="FailedScheduling for capped-late")
+        assert node_of(plane, "capped-late", batch) is None
+        assert re.search(r"300", message), message
+        with httpx.Client(
+            verify=ssl.create_default_context(cafile=str(plane.ca_file)), timeout=5
+        ) as client:
             metrics = client.get(f"{base}/metrics", extensions={"sni_hostname": EXTENDER_NAME}).text
         samples = {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value
