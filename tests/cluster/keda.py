@@ -44,7 +44,7 @@ KEDA_MODULE = "github.com/kedacore/keda/v2"
 def keda_module_dir() -> Path:
     """KEDA's module in the Go module cache, at the version tests/kube/keda/go.mod requires."""
     version = re.search(
-        rf"^require {re.escape(KEDA_MODULE)} (v\S+)",
+        rf"^\s*(?:require\s+)?{re.escape(KEDA_MODULE)} (v\S+)",
         (KUBE_DIR / "keda" / "go.mod").read_text(),
         re.M,
     )
