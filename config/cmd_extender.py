@@ -16,9 +16,16 @@ from config.wiring import (
     build_carbon_sources,
     build_extender,
     kube_core_api,
+    region_rules,
 )
 from extender.agent import create_agent_app
 from extender.server import webhook_error_body
+from extender.static_nodes import (
+    NodeFileError,
+    StaticNodeInventory,
+    read_node_file,
+    sample_inventory,
+)
 from forecasts.platform.listener import (
     ListenerCollector,
     ListenerStats,
@@ -30,25 +37,56 @@ from forecasts.platform.serving import parse_listen, serve
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
+from forecasts.sources.routing import RegionRoutedCarbonSource
+from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource
 
 __all__ = ["agent_command", "extender_command"]
 
 log = logging.getLogger(__name__)
 
 
-def _carbon_source(settings: Settings) -> CarbonSource | None:
+def _carbon_source(settings: Settings) -> CarbonSource:
     """The carbon provider chain for the extender's snapshot job (the same fallback chain as
     `gridshift carbon`); with no provider configured the extender scores by GPU energy only
     and says so (carbon scores neutral)."""
     clock = SystemClock()
+    sample = {region: SampleCarbonSource() for region in SAMPLE_REGIONS}
     sources, missing = build_carbon_sources(settings, clock=clock)
     if not sources:
         log.warning(
-            "no carbon source configured (%s): carbon scores stay neutral",
+            "no carbon source configured (%s): carbon scores stay neutral, except in the "
+            "SAMPLE DATA regions",
             "; ".join(f"{name}: {why}" for name, why in sorted(missing.items())),
         )
-        return None
-    return build_carbon_source(settings, clock=clock)
+        return RegionRoutedCarbonSource(by_region=sample)
+    # SAMPLE DATA regions (the sample nodes') answered offline by the sample generator
+    return RegionRoutedCarbonSource(
+        by_region=sample, default=build_carbon_source(settings, clock=clock)
+    )
+
+
+def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | None]:
+    """Where the nodes come from, said in one log line: `extender.nodes_file`, else the
+    cluster (list + watch), else -- no Kubernetes credentials -- the SAMPLE DATA nodes."""
+    rules = region_rules(settings)
+    path = settings.extender.nodes_file
+    if path is not None:
+        try:
+            inventory = read_node_file(path, rules=rules)
+        except NodeFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nodes") from None
+        log.info("nodes: %s (no cluster watch)", inventory.describe())
+        return inventory, None
+    try:
+        return None, kube_core_api()
+    except RuntimeError as exc:
+        inventory = sample_inventory(rules=rules)
+        log.warning(
+            "%s: serving %s (SAMPLE DATA, offline); pass --nodes FILE for your own nodes",
+            exc,
+            inventory.describe(),
+        )
+        return inventory, None
 
 
 def _kube_api() -> CoreV1Api:
@@ -75,6 +113,14 @@ def _kube_api() -> CoreV1Api:
     type=click.Path(exists=True, dir_okay=False),
     help="PEM private key.",
 )
+@setting_option(
+    "--nodes",
+    path="extender.nodes_file",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Serve these nodes (a NodeList, YAML or JSON: kubectl get nodes -o yaml) instead of "
+    "watching a cluster.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_context
 def extender_command(ctx: click.Context, log_level: str) -> None:
@@ -90,12 +136,14 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     registry = CollectorRegistry()
+    nodes, kube_api = _nodes(settings)
     runtime = build_extender(
         settings,
         clock=SystemClock(),
         registry=registry,
         carbon=_carbon_source(settings),
-        kube_api=_kube_api(),
+        kube_api=kube_api,
+        nodes=nodes,
     )
     runtime.start()
     try:

@@ -1,9 +1,13 @@
 """The scaler's tick: adapters -> pure core -> one immutable `Snapshot`.
 
 `ScalerLoop.tick()` reads `now` from the injected clock once, asks the adapters for carbon
-(per region) and load (per workload), runs the pure policy and accounting, and publishes one
-frozen `Snapshot` through the `SnapshotHolder`. A `SourceError` marks that input stale, is
-logged and counted; the policy then holds (never scales down on missing data).
+(once per region, shared by every workload there) and for every workload's load (and
+measured power) in one batched call per kind (`forecasts.sources.load.history_many`: one
+Prometheus range query per `prometheus.batch_size` workloads), runs the pure policy and
+accounting, and publishes one frozen `Snapshot` through the `SnapshotHolder`. A `SourceError`
+marks that input stale, is logged and counted; the policy then holds (never scales down on
+missing data). A batched answer is per query, so an error marks only the workloads whose
+query failed.
 
 With a `ReplicaReader` (the cluster connection, `scaler.kube.KubeReplicaReader`) each tick
 also reads every target's current replica count; a failed read leaves that workload's
@@ -23,7 +27,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -43,6 +47,7 @@ from forecasts.time import Clock, floor_to
 from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
 from scaler.core.policy import (
     CarbonOutlook,
+    ModeDecision,
     ModeState,
     PolicyParams,
     ReplicaState,
@@ -54,6 +59,7 @@ from scaler.core.policy import (
     slot_intensities,
 )
 from scaler.core.workload import Workload, WorkloadClass
+from scaler.inputs import LoadInputs
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
@@ -115,6 +121,38 @@ class _WorkloadState:
 
 
 @dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one tick fetched for every workload at once: load by workload name, measured
+    power by query (a series, or the error fetching it)."""
+
+    loads: Mapping[str, RegularSeries | SourceError]
+    powers: Mapping[str, RegularSeries | SourceError]
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What one workload's tick read: load history (interactive only) and measured power."""
+
+    history: RegularSeries | None
+    load_stale: bool
+    load_now: float | None
+    measured_watts: float | None
+    stale_inputs: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Decision:
+    """One workload's decision as the tick builds it (mode first, then the target)."""
+
+    mode: ModeDecision
+    reasons: list[str]
+    target: int = 0
+    load_forecast: dict[str, float] = field(default_factory=dict)
+    deadline: datetime | None = None
+    feasible: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _RegionView:
     latest: CarbonSeries | None
     forecast: CarbonSeries | None
@@ -156,21 +194,21 @@ class ScalerLoop:
         self._schedules = {
             w.name: WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides) for w in workloads
         }
-        self._state = {
-            w.name: _WorkloadState(
-                replicas=ReplicaState(w.min_replicas),
-                shadow=ReplicaState(w.min_replicas),
-                remaining_work=w.elastic.total_work if w.elastic else 0.0,
-                shadow_remaining=w.elastic.total_work if w.elastic else 0.0,
-            )
-            for w in workloads
-        }
+        self._state = {w.name: _fresh_state(w) for w in workloads}
+        self._restorable: dict[str, WorkloadCheckpoint] = {}
+        self._workload_source: Callable[[], Sequence[Workload]] | None = None
         self._models: Mapping[str, FittedModel] = {}
         self._last_region: dict[str, _RegionView] = {}
         self._ledger = Ledger()
         # every source starts at 0, so the errors counter exists before the first error
         self._errors: dict[str, int] = {carbon.name: 0, load.name: 0}
         self._errors_lock = threading.Lock()
+        self._load_inputs = LoadInputs(
+            load,
+            step=settings.load_step,
+            logger=self._log,
+            on_internal_error=lambda: self._count_error("internal"),
+        )
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
@@ -244,6 +282,8 @@ class ScalerLoop:
                 emitted_g=t.emitted_g,
                 counterfactual_g=t.counterfactual_g,
             )
+        for name, kept in self._restorable.items():  # not listed since the restore (yet)
+            out.setdefault(name, kept)
         saved_at = max((c.last_at for c in out.values() if c.last_at), default=None)
         return LoopCheckpoint(
             saved_at=saved_at or self._clock.now(), ticks_total=self._ticks, workloads=out
@@ -251,41 +291,116 @@ class ScalerLoop:
 
     def restore(self, cp: LoopCheckpoint) -> None:
         """Continue from a checkpoint; workloads it does not name start fresh, workloads it
-        names that are gone are dropped. Replicas are clamped to the current bounds."""
-        by_workload: dict[str, Totals] = {}
-        by_region: dict[str, Totals] = {}
-        total = Totals()
-        for w in self.workloads:
-            c = cp.workloads.get(w.name)
-            if c is None:
-                continue
-            st = self._state[w.name]
-            st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
-            st.shadow = ReplicaState(
-                min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
-            )
-            st.last_at = c.last_at
-            if w.elastic is not None:
-                st.remaining_work = c.remaining_work
-                st.shadow_remaining = c.counterfactual_remaining_work
-            t = Totals(
-                c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g
-            )
-            by_workload[w.name] = t
-            r = by_region.get(w.region, Totals())
-            by_region[w.region] = Totals(
-                *(a + b for a, b in zip(_totals(r), _totals(t), strict=True))
-            )
-            total = Totals(*(a + b for a, b in zip(_totals(total), _totals(t), strict=True)))
-        self._ledger = Ledger(by_workload, by_region, total, {})
+        names that are gone are dropped. Replicas are clamped to the current bounds. The
+        checkpoint is kept: a workload that appears later (a new CarbonAwareScaler listed
+        after the start) continues from it too (`set_workloads`)."""
+        self._ledger = Ledger()
+        self._restorable = dict(cp.workloads)
+        restored = [w for w in self.workloads if self._restore_workload(w)]
         self._ticks = cp.ticks_total
         self._log.info(
             "restored state from %s: %d ticks, %d workloads, %.3f g saved",
             cp.saved_at.isoformat(),
             cp.ticks_total,
-            len(by_workload),
-            total.saved_g,
+            len(restored),
+            self._ledger.total.saved_g,
         )
+
+    def _restore_workload(self, w: Workload) -> bool:
+        """Continue `w` from the kept checkpoint (once); False when it names no such one."""
+        c = self._restorable.pop(w.name, None)
+        if c is None:
+            return False
+        st = self._state[w.name]
+        st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
+        st.shadow = ReplicaState(
+            min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
+        )
+        st.last_at = c.last_at
+        if w.elastic is not None:
+            st.remaining_work = c.remaining_work
+            st.shadow_remaining = c.counterfactual_remaining_work
+        t = Totals(c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g)
+        led = self._ledger
+        by_workload = {**led.by_workload, w.name: t}
+        by_region = dict(led.by_region)
+        by_region[w.region] = _sum_totals(by_region.get(w.region, Totals()), t)
+        self._ledger = Ledger(by_workload, by_region, _sum_totals(led.total, t), led.provenance)
+        return True
+
+    # ------------------------------------------------------------------ workloads
+    def use_workload_source(self, source: Callable[[], Sequence[Workload]]) -> None:
+        """Take the workload set from `source` before every tick (config-file workloads plus
+        the CarbonAwareScalers the cluster has now); see `set_workloads`."""
+        self._workload_source = source
+
+    def set_workloads(self, workloads: Sequence[Workload]) -> None:
+        """Replace the workload set between ticks. A new workload starts fresh (or from the
+        kept checkpoint) and gets its load model fitted at once; a changed one keeps its
+        replicas and mode (elastic work restarts when its work or deadline changed); a gone
+        one is dropped."""
+        names = [w.name for w in workloads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workload names must be unique: {names}")
+        old = {w.name: w for w in self.workloads}
+        state: dict[str, _WorkloadState] = {}
+        schedules: dict[str, WorkloadSchedules] = {}
+        added: list[Workload] = []
+        for w in workloads:
+            prev = old.get(w.name)
+            st = self._state.get(w.name)
+            if prev is None or st is None:
+                st = _fresh_state(w)
+                added.append(w)
+            elif prev.elastic != w.elastic:
+                st.remaining_work = st.shadow_remaining = w.elastic.total_work if w.elastic else 0.0
+            state[w.name] = st
+            keep = prev is not None and (prev.ci_schedules, prev.overrides) == (
+                w.ci_schedules,
+                w.overrides,
+            )
+            schedules[w.name] = (
+                self._schedules[w.name]
+                if keep
+                else WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides)
+            )
+        self._state, self._schedules, self.workloads = state, schedules, tuple(workloads)
+        for w in added:
+            self._restore_workload(w)
+        gone = sorted(set(old) - set(names))
+        if added or gone:
+            self._log.info(
+                "workloads now %s (added %s, removed %s)",
+                ", ".join(names) or "none",
+                ", ".join(w.name for w in added) or "none",
+                ", ".join(gone) or "none",
+            )
+        fit = [w.name for w in added if w.elastic is None]
+        if fit:
+            self.refit(only=fit)
+
+    def _start_from_actual(self, w: Workload, running: int | None) -> None:
+        """A workload's first decision starts from what its target runs now (clamped to its
+        bounds), not from min_replicas: a new CarbonAwareScaler that actuates must not scale
+        a running Deployment down to its floor while an input is still stale."""
+        st = self._state[w.name]
+        if st.last_at is not None or st.last_status is not None or running is None:
+            return
+        start = min(w.max_replicas, max(w.min_replicas, running))
+        st.replicas = ReplicaState(start)
+        st.shadow = ReplicaState(start)
+
+    def _refresh_workloads(self) -> None:
+        source = self._workload_source
+        if source is None:
+            return
+        try:
+            workloads = tuple(source())
+            if workloads != self.workloads:
+                self.set_workloads(workloads)
+        except Exception:  # keep deciding for the workloads we have
+            self._log.exception("updating the workload set failed; keeping the previous one")
+            self._count_error("internal")
 
     def _take_over(self) -> None:
         """Continue from the store's checkpoint when this replica just became its writer."""
@@ -327,7 +442,13 @@ class ScalerLoop:
             self._log.warning("%s: %s; %s", what, exc, consequence)
 
     # ------------------------------------------------------------------ refit
-    def refit(self, *, at: datetime | None = None, executor: Executor | None = None) -> RefitReport:
+    def refit(
+        self,
+        *,
+        at: datetime | None = None,
+        executor: Executor | None = None,
+        only: Collection[str] | None = None,
+    ) -> RefitReport:
         """Fit every workload's load model on its history up to `at` (default: the clock's
         now); a workload whose fit fails keeps its previous model.
 
@@ -340,16 +461,15 @@ class ScalerLoop:
         failed: list[str] = []
         logged: set[str] = set()
         histories: dict[str, RegularSeries] = {}
-        for w in self.workloads:
-            if w.elastic is not None:
-                continue  # elastic work is planned from carbon, not a load forecast
+        # elastic work is planned from carbon, not a load forecast
+        forecast_load = [
+            w for w in self.workloads if w.elastic is None and (only is None or w.name in only)
+        ]
+        window = (end - self._settings.load_history, end)
+        got = self._load_inputs.loads(forecast_load, window, "refit load")
+        for w in forecast_load:
             try:
-                histories[w.name] = self._load.history(
-                    w.load.query,
-                    start=end - self._settings.load_history,
-                    end=end,
-                    step=self._settings.load_step,
-                )
+                histories[w.name] = self._load_inputs.load_of(w, window, got)
             except SourceError as exc:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
@@ -369,7 +489,7 @@ class ScalerLoop:
             except ValueError as exc:
                 self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
                 failed.append(name)
-        self._models = models
+        self._models = {k: v for k, v in models.items() if k in self._state}
         self._refits += 1
         self._last_refit_at = now
         seconds = time.monotonic() - started
@@ -461,17 +581,23 @@ class ScalerLoop:
         return view
 
     # ------------------------------------------------------------------ load
-    def _load_history(
-        self, w: Workload, now: datetime, logged: set[str]
-    ) -> tuple[RegularSeries | None, bool]:
+    def _load_window(self, now: datetime) -> tuple[datetime, datetime]:
         end = floor_to(now, self._settings.load_step)
+        return end - self._settings.tick_history, end
+
+    def _power_window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = floor_to(now, self._settings.load_step) + self._settings.load_step
+        return end - self._settings.load_stale_after, end
+
+    def _load_history(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> tuple[RegularSeries | None, bool]:
         try:
-            hist = self._load.history(
-                w.load.query,
-                start=end - self._settings.tick_history,
-                end=end,
-                step=self._settings.load_step,
-            )
+            hist = self._load_inputs.load_of(w, self._load_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
@@ -481,19 +607,19 @@ class ScalerLoop:
         newest_end = hist.time_at(int(valid[-1])) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
-    def _measured_watts(self, w: Workload, now: datetime, logged: set[str]) -> float | None:
+    def _measured_watts(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> float | None:
         """Newest total watts of the workload from its measured power series, if it has one."""
         query = w.power.measured_query
         if query is None:
             return None
-        end = floor_to(now, self._settings.load_step) + self._settings.load_step
         try:
-            hist = self._load.history(
-                query,
-                start=end - self._settings.load_stale_after,
-                end=end,
-                step=self._settings.load_step,
-            )
+            hist = self._load_inputs.history(query, self._power_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"power {w.name}", exc, logged)
             return None
@@ -518,6 +644,7 @@ class ScalerLoop:
     def tick(self) -> Snapshot:
         """One decision for every workload; publishes and returns the snapshot."""
         started = time.monotonic()
+        self._refresh_workloads()  # CarbonAwareScalers created, changed or deleted since
         self._take_over()  # before deciding: a new leader continues from the last save
         now = self._clock.now()
         logged: set[str] = set()
@@ -529,11 +656,27 @@ class ScalerLoop:
         accounts: list[IntervalAccount] = []
         actual = self._actual_replicas(logged)
         effect = self._in_effect()
+        fetched = _Fetched(
+            loads=self._load_inputs.loads(
+                [w for w in self.workloads if w.elastic is None], self._load_window(now), "load"
+            ),
+            powers=self._load_inputs.queries(
+                [
+                    w.power.measured_query
+                    for w in self.workloads
+                    if w.power.measured_query is not None
+                    and self._state[w.name].last_at is not None
+                ],
+                self._power_window(now),
+                "power",
+            ),
+        )
         for w in self.workloads:
             try:
                 ran = actual[w.name][0] if w.name in effect else None
+                self._start_from_actual(w, actual[w.name][0])
                 status, account = self._tick_workload(
-                    w, now, regions[w.region], previous.get(w.region), logged, ran
+                    w, now, regions[w.region], previous.get(w.region), logged, fetched, ran
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
@@ -576,38 +719,83 @@ class ScalerLoop:
         region: _RegionView,
         previous: _RegionView | None,
         logged: set[str],
+        fetched: _Fetched,
         ran: int | None = None,
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
-        """One workload's decision; `ran` is its actual replica count when its decisions are
-        in effect in the cluster (the interval is accounted at it)."""
+        """One workload's decision, in four steps: its inputs, the interval just ended
+        accounted, the decision, its status. `ran` is its actual replica count when its
+        decisions are in effect in the cluster (the interval is accounted at it)."""
         st = self._state[w.name]
-        params = self._params
+        inputs = self._inputs(w, st, now, region, logged, fetched)
+        account, reasons = self._account_window(w, st, now, previous or region, inputs, ran)
+        decision = self._decide(w, st, now, region, inputs, reasons)
+        st.last_at = now
+        status = self._status(w, st, now, region, inputs, account, decision)
+        st.last_status = status
+        return status, account
+
+    def _inputs(
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        logged: set[str],
+        fetched: _Fetched,
+    ) -> _Inputs:
+        """Step 1: load history (interactive only), measured power, and which are stale."""
         hist, load_stale = (
-            (None, False) if w.elastic is not None else self._load_history(w, now, logged)
+            (None, False)
+            if w.elastic is not None
+            else self._load_history(w, now, logged, fetched.loads)
         )
-        load_now = _last_value(hist)
         stale_inputs: list[str] = []
         if load_stale:
             stale_inputs.append("load")
         if region.status.stale:
             stale_inputs.append("carbon")
-
-        measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
+        measured = (
+            self._measured_watts(w, now, logged, fetched.powers) if st.last_at is not None else None
+        )
         if w.power.measured_query is not None and measured is None:
             stale_inputs.append("power")
+        return _Inputs(hist, load_stale, _last_value(hist), measured, tuple(stale_inputs))
+
+    def _account_window(
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        inputs: _Inputs,
+        ran: int | None,
+    ) -> tuple[IntervalAccount | None, list[str]]:
+        """Step 2: account the interval since the last tick and keep the budget window;
+        the reasons it gives (accounted at replicas other than decided)."""
         decided = st.replicas.current
-        account = self._account(w, st, now, previous or region, load_now, measured, ran)
+        account = self._account(w, st, now, region, inputs.load_now, inputs.measured_watts, ran)
+        reasons: list[str] = []
         if account is not None:
             st.window.append(account)
             while st.window and st.window[0].end <= now - self._settings.budget_window:
                 st.window.popleft()
-
-        reasons: list[str] = []
         if account is not None and ran is not None and ran != decided:
             reasons.append(
                 f"accounted at the {ran} replicas running, not the {decided} decided "
                 "(the cluster has not caught up)"
             )
+        return account, reasons
+
+    def _decide(
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        inputs: _Inputs,
+        reasons: list[str],
+    ) -> _Decision:
+        """Step 3: the mode (budget, overrides, outlook), then the replica target."""
         budget_behind = False
         if w.budget_reduction_percent is not None and w.workload_class is not WorkloadClass.ELASTIC:
             budget = budget_status(
@@ -619,74 +807,99 @@ class ScalerLoop:
             region.outlook,
             state=st.mode,
             now=now,
-            params=params,
+            params=self._params,
             overrides=self._schedules[w.name].override_windows(now=now),
             budget_behind=budget_behind,
         )
         st.mode = mode_decision.state
-        mode = mode_decision.mode
-        load_forecast: dict[str, float] = {}
-        deadline = None
-        feasible = None
+        decision = _Decision(mode_decision, reasons)
         if w.elastic is not None:
-            deadline = w.elastic.deadline
-            starts, ends = elastic_slots(now, deadline, params.elastic_slot)
-            intens = slot_intensities(region.forecast, starts=starts, ends=ends) if starts else None
-            decision = decide_elastic(
-                w,
-                remaining_work=st.remaining_work if w.elastic is not None else None,
-                intensities=intens,
-                carbon_stale=region.outlook is None or region.outlook.stale,
-                current=st.replicas.current,
-                now=now,
-                params=params,
-            )
-            target = decision.target
-            feasible = decision.plan.feasible if decision.plan else None
-            was = st.last_status.deadline_feasible if st.last_status else None
-            if feasible is False and was is not False:
-                self._log.warning("%s: %s", w.name, decision.reasons[0])
-            reasons.extend(decision.reasons)
-            st.replicas = ReplicaState(target)
-            shadow_target = w.max_replicas if st.shadow_remaining > 0 else w.min_replicas
-            st.shadow = ReplicaState(shadow_target)
+            self._decide_elastic(w, st, now, region, decision)
         else:
-            forecast, why = self._forecast(w, hist, now)
-            if why:
-                reasons.append(why)
-            if forecast is not None:
-                idx = min(forecast.horizon - 1, max(0, forecast.index_of(now) or 0))
-                load_forecast["mean"] = float(forecast.mean[idx])
-                for q in _FORECAST_LEVELS:
-                    load_forecast[f"{q:g}"] = float(forecast.quantile(q)[idx])
-            ci = self._schedules[w.name].ci_windows(
-                now=now, ahead=params.decision_step + params.scale_up_lead
-            )
-            decision_r = decide_replicas(
-                w,
-                forecast=forecast,
-                load_stale=load_stale,
-                mode=mode,
-                state=st.replicas,
-                now=now,
-                params=params,
-                ci_windows=ci,
-            )
-            shadow = decide_replicas(
-                w,
-                forecast=forecast,
-                load_stale=load_stale,
-                mode=Mode.PERFORMANCE,
-                state=st.shadow,
-                now=now,
-                params=params,
-                ci_windows=ci,
-            )
-            target = decision_r.target
-            st.replicas = decision_r.state
-            st.shadow = shadow.state
-            reasons.extend(decision_r.reasons)
-        st.last_at = now
+            self._decide_interactive(w, st, now, inputs, decision)
+        return decision
+
+    def _decide_elastic(
+        self, w: Workload, st: _WorkloadState, now: datetime, region: _RegionView, d: _Decision
+    ) -> None:
+        """An elastic job: replicas from the plan over the slots to its deadline."""
+        assert w.elastic is not None
+        params = self._params
+        d.deadline = w.elastic.deadline
+        starts, ends = elastic_slots(now, d.deadline, params.elastic_slot)
+        intens = slot_intensities(region.forecast, starts=starts, ends=ends) if starts else None
+        decision = decide_elastic(
+            w,
+            remaining_work=st.remaining_work,
+            intensities=intens,
+            carbon_stale=region.outlook is None or region.outlook.stale,
+            current=st.replicas.current,
+            now=now,
+            params=params,
+        )
+        d.target = decision.target
+        d.feasible = decision.plan.feasible if decision.plan else None
+        was = st.last_status.deadline_feasible if st.last_status else None
+        if d.feasible is False and was is not False:
+            self._log.warning("%s: %s", w.name, decision.reasons[0])
+        d.reasons.extend(decision.reasons)
+        st.replicas = ReplicaState(d.target)
+        shadow_target = w.max_replicas if st.shadow_remaining > 0 else w.min_replicas
+        st.shadow = ReplicaState(shadow_target)
+
+    def _decide_interactive(
+        self, w: Workload, st: _WorkloadState, now: datetime, inputs: _Inputs, d: _Decision
+    ) -> None:
+        """An interactive workload: replicas from the load forecast in the decided mode, and
+        the performance-only shadow beside it."""
+        params = self._params
+        forecast, why = self._forecast(w, inputs.history, now)
+        if why:
+            d.reasons.append(why)
+        if forecast is not None:
+            idx = min(forecast.horizon - 1, max(0, forecast.index_of(now) or 0))
+            d.load_forecast["mean"] = float(forecast.mean[idx])
+            for q in _FORECAST_LEVELS:
+                d.load_forecast[f"{q:g}"] = float(forecast.quantile(q)[idx])
+        ci = self._schedules[w.name].ci_windows(
+            now=now, ahead=params.decision_step + params.scale_up_lead
+        )
+        decision_r = decide_replicas(
+            w,
+            forecast=forecast,
+            load_stale=inputs.load_stale,
+            mode=d.mode.mode,
+            state=st.replicas,
+            now=now,
+            params=params,
+            ci_windows=ci,
+        )
+        shadow = decide_replicas(
+            w,
+            forecast=forecast,
+            load_stale=inputs.load_stale,
+            mode=Mode.PERFORMANCE,
+            state=st.shadow,
+            now=now,
+            params=params,
+            ci_windows=ci,
+        )
+        d.target = decision_r.target
+        st.replicas = decision_r.state
+        st.shadow = shadow.state
+        d.reasons.extend(decision_r.reasons)
+
+    def _status(
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        inputs: _Inputs,
+        account: IntervalAccount | None,
+        d: _Decision,
+    ) -> WorkloadStatus:
+        """Step 4: the workload's status, with its running totals."""
         totals = self._ledger.by_workload.get(w.name)
         emitted = (totals.emitted_g if totals else 0.0) + (account.emitted_g if account else 0.0)
         cf = (totals.counterfactual_g if totals else 0.0) + (
@@ -696,28 +909,28 @@ class ScalerLoop:
             account.energy_joules if account else 0.0
         )
         note = self._settings.data_note
-        status = WorkloadStatus(
+        return WorkloadStatus(
             name=w.name,
             namespace=w.namespace,
             region=w.region,
-            desired_replicas=target,
-            mode=mode,
+            desired_replicas=d.target,
+            mode=d.mode.mode,
             reasons=(
                 *((note,) if note else ()),
-                *mode_decision.reasons,
-                *reasons,
+                *d.mode.reasons,
+                *d.reasons,
             ),
             decided_at=now,
-            stale_inputs=tuple(stale_inputs),
+            stale_inputs=inputs.stale_inputs,
             emitted_g=emitted,
             saved_g=cf - emitted,
             workload_class=str(w.workload_class),
             target_kind=str(w.target.kind),
             target_name=w.target.name,
-            mode_since=mode_decision.since,
-            load_now=load_now,
+            mode_since=d.mode.since,
+            load_now=inputs.load_now,
             load_unit=w.load.unit,
-            load_forecast=load_forecast,
+            load_forecast=d.load_forecast,
             counterfactual_replicas=st.shadow.current,
             load_model=model.name if (model := self._models.get(w.name)) is not None else None,
             energy_joules=energy,
@@ -726,14 +939,12 @@ class ScalerLoop:
                 f"{region.status.provider}/{region.status.signal}" if region.latest else "none"
             ),
             remaining_work=st.remaining_work if w.elastic is not None else None,
-            deadline=deadline,
-            deadline_feasible=feasible,
+            deadline=d.deadline,
+            deadline_feasible=d.feasible,
             min_replicas=w.min_replicas,
             max_replicas=w.max_replicas,
             capacity_per_replica=w.capacity_per_replica,
         )
-        st.last_status = status
-        return status, account
 
     def _account(
         self,
@@ -788,6 +999,20 @@ class ScalerLoop:
             counterfactual_replica_watts=cf_watts,
             carbon=region.latest,
         )
+
+
+def _fresh_state(w: Workload) -> _WorkloadState:
+    work = w.elastic.total_work if w.elastic else 0.0
+    return _WorkloadState(
+        replicas=ReplicaState(w.min_replicas),
+        shadow=ReplicaState(w.min_replicas),
+        remaining_work=work,
+        shadow_remaining=work,
+    )
+
+
+def _sum_totals(a: Totals, b: Totals) -> Totals:
+    return Totals(*(x + y for x, y in zip(_totals(a), _totals(b), strict=True)))
 
 
 def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:

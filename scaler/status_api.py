@@ -163,10 +163,13 @@ def create_status_app(
     history: SnapshotHistory | None = None,
     extender: ExtenderView | None = None,
     assets: DashboardAssets | None = None,
+    region_policy: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
     ends the process), e.g. to stop the scheduler. `history` backs `/status/history` (an
-    empty ring of 1 when absent); `extender` feeds the dashboard's extender panel."""
+    empty ring of 1 when absent); `extender` feeds the dashboard's extender panel, and
+    `region_policy` (the scheduling threshold and prefer/avoid regions operators set) is
+    shown there with it."""
     ring = history if history is not None else SnapshotHistory(1)
     files = assets if assets is not None else load_dashboard_assets()
 
@@ -222,7 +225,10 @@ def create_status_app(
 
     @app.get("/status/extender", response_model=None, responses=_documented(200))
     def status_extender() -> OrjsonResponse:
-        return OrjsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
+        body = dict(extender() if extender is not None else NO_EXTENDER)
+        if region_policy is not None:
+            body["region_policy"] = dict(region_policy)
+        return OrjsonResponse(body)
 
     @app.get("/", response_model=None, include_in_schema=False)
     def root() -> RedirectResponse:

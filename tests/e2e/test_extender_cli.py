@@ -130,3 +130,122 @@ def test_agent_without_gpu_keeps_serving_metrics() -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert err.decode().count("NVML unavailable") == 1
+
+
+def _readme_offline_block() -> list[str]:
+    """The curl lines of the README's "Without a cluster" example, verbatim."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("**Without a cluster.**")
+    block = text[
+        text.index("```sh\n", start) + 6 : text.index("```\n", text.index("```sh\n", start))
+    ]
+    return [line for line in block.splitlines() if line.startswith("curl ")]
+
+
+def test_readme_offline_extender_requests_run_as_written(tmp_path: Path) -> None:
+    """No cluster credentials: the extender serves the SAMPLE DATA nodes (one log line says
+    so) and the README's filter, prioritize and /regions/rank requests answer as described.
+    Only the port differs (a free one instead of the default 8888)."""
+    curls = _readme_offline_block()
+    assert len(curls) == 3
+    for curl, path in zip(
+        curls, ("/scheduler/filter", "/scheduler/prioritize", "/regions/rank?"), strict=True
+    ):
+        assert f"http://127.0.0.1:8888{path}" in curl
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    env["GRIDSHIFT_CARBON__LAST_KNOWN_PATH"] = str(tmp_path / "carbon.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", ok=lambda r: r.status_code == 200, proc=proc)
+        answers = []
+        for line in curls:
+            run = subprocess.run(
+                line.replace("127.0.0.1:8888", f"127.0.0.1:{port}"),
+                shell=True,
+                capture_output=True,
+                check=True,
+                timeout=10,
+            )
+            answers.append(orjson.loads(run.stdout))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    log = err.decode()
+    assert log.count("serving 6 nodes from the SAMPLE DATA node list") == 1
+    assert "extender stopped after" in log
+    filtered, prioritized, ranked = answers
+    assert filtered["NodeNames"] == ["gpu-sample-hydro-1"]
+    rejected = filtered["FailedAndUnresolvableNodes"]
+    assert set(rejected) == {"gpu-sample-solar-1", "gpu-sample-wind-1"}
+    assert "above cap 100 (gridshift.io/max-gco2-per-kwh)" in rejected["gpu-sample-wind-1"]
+    scores = {h["Host"]: h["Score"] for h in prioritized}
+    assert scores["gpu-sample-hydro-1"] == 10
+    assert all(0 <= s < 10 for host, s in scores.items() if host != "gpu-sample-hydro-1")
+    regions = [r["region"] for r in ranked["regions"]]
+    assert sorted(regions) == ["sample-hydro", "sample-solar", "sample-wind"]
+    assert regions[0] == "sample-hydro"
+    assert all(r["provider"] == "sample" and r["status"] == "fresh" for r in ranked["regions"])
+
+
+GPU_POD = {
+    "metadata": {"name": "train", "namespace": "ml"},
+    "spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+}
+
+
+def test_nodes_file_replaces_the_cluster(tmp_path: Path) -> None:
+    """`--nodes FILE` (a NodeList) serves those nodes, said in one log line; no cluster."""
+    from extender.static_nodes import sample_node_list
+
+    nodes = sample_node_list()
+    nodes["items"] = nodes["items"][:2]
+    path = tmp_path / "nodes.json"
+    path.write_bytes(orjson.dumps(nodes))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "config",
+            "extender",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--nodes",
+            str(path),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", ok=lambda r: r.status_code == 200, proc=proc)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/scheduler/prioritize",
+            json={"Pod": GPU_POD, "NodeNames": ["gpu-sample-solar-1", "gpu-sample-solar-2"]},
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert r.status_code == 200
+    assert {h["Host"] for h in r.json()} == {"gpu-sample-solar-1", "gpu-sample-solar-2"}
+    assert f"nodes: 2 nodes from {path} in sample-solar (no cluster watch)" in err.decode()
+    assert "SAMPLE DATA node list" not in err.decode()
+    assert proc.returncode == 0
