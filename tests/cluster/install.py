@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,27 @@ __all__ = [
     "scaler_config",
     "wait_api_service",
     "wire_metrics_api",
+    "write_carbon_trace",
 ]
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCALER_NAMESPACE = "carbon-system"
 SCALER_SERVICE = "gridshift-scaler"
 MONITORING_CRDS = Path(__file__).with_name("monitoring-crds.yaml")
+
+
+def write_carbon_trace(path: Path, levels_g_per_kwh: Mapping[str, float]) -> Path:
+    """A carbon trace CSV (carbon.trace.path) with hourly values for two days up to the current
+    hour, all fresh: each region at its level with a small daily swing."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # noqa: TID251
+    rows = ["timestamp_utc,region,gco2_per_kwh"]
+    for hours_back in range(48, -1, -1):
+        at = end - timedelta(hours=hours_back)
+        swing = math.sin(2 * math.pi * at.hour / 24)
+        for region, level in levels_g_per_kwh.items():
+            rows.append(f"{at:%Y-%m-%dT%H:%M:%SZ},{region},{level * (1 + 0.05 * swing):.1f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def _overlay_kinds(plane: KubePlane, overlay: str) -> set[str]:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.install import DEPLOY, running_scaler, scaler_config
+from tests.cluster.install import DEPLOY, running_scaler, scaler_config, write_carbon_trace
 from tests.cluster.plane import KubePlane, wait_until
 from tests.cluster.test_hpa import deployment, example_hpa
 
@@ -102,10 +102,34 @@ def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
             id="unknown actuation mode",
         ),
         pytest.param(
-            with_spec(ciSchedules=["* *"]),
-            "spec.ciSchedules[0]",
+            with_spec(ciSchedules=[{"cron": "* *", "extraLoad": 1}]),
+            "spec.ciSchedules[0].cron",
             "should be at least 9 chars long",
             id="short cron",
+        ),
+        pytest.param(
+            with_spec(workloadClass="elastic"),
+            "spec",
+            "spec.elastic is required exactly when workloadClass is elastic",
+            id="CEL: elastic without its work",
+        ),
+        pytest.param(
+            with_spec(power={"idleWatts": 50, "busyWatts": 10}),
+            "spec.power",
+            "idleWatts must not exceed busyWatts",
+            id="CEL: idle above busy",
+        ),
+        pytest.param(
+            with_spec(modeOverrides=[{"mode": "eco", "cron": "0 1 * * *"}]),
+            "spec.modeOverrides[0]",
+            "a cron override needs durationSeconds",
+            id="CEL: cron override without duration",
+        ),
+        pytest.param(
+            with_spec(budget={"reductionPercent": 100}),
+            "spec.budget.reductionPercent",
+            "reductionPercent must be in (0, 100)",
+            id="CEL: budget of 100 %",
         ),
         pytest.param(
             with_spec(region="r" * 64),
@@ -141,34 +165,51 @@ def test_scaler_writes_status_and_kubectl_prints_the_columns(
     plane.apply(deployment("web", shop, 1))
     plane.apply(example_hpa(shop))
     cr = example()
+    # the config-file workload of the same namespace/name is the base (its SAMPLE DATA load:
+    # no Prometheus needed); the CR overrides it field by field
+    del cr["spec"]["load"]
+    cr["spec"].update(minReplicas=3, maxReplicas=3, actuation={"mode": "hpa", "dryRun": True})
     # a spec write cannot set status (the status subresource is separate)
     cr["status"] = {"desiredReplicas": 99}
     created = create(plane, cr)
     assert "status" not in created or created["status"].get("desiredReplicas") != 99
-    workload = {
+    base = {
         "name": "web",
         "namespace": shop,
         "target": {"kind": "Deployment", "name": "web"},
         "load": {"trace": "sample:web-frontend"},
         "capacity_per_replica": 20,
-        "min_replicas": 3,
-        "max_replicas": 3,
-        "region": "sample-wind",
+        "min_replicas": 1,
+        "max_replicas": 10,
+        "region": "IE",
     }
-    config = scaler_config(plane, tmp_path, workloads=[workload], identity="a")
-    with running_scaler(plane, config):
+    # carbon for the CR's eu-west-1 (IE by the carbon regions' match rules) from a trace
+    carbon = {
+        "trace": {"path": str(write_carbon_trace(tmp_path / "carbon.csv", {"IE": 300}))},
+        "uk": {"enabled": False},
+    }
+    config = scaler_config(
+        plane, tmp_path, workloads=[base], identity="a", extra={"carbon": carbon}
+    )
+    with running_scaler(plane, config) as scaler:
 
         def status() -> dict[str, Any] | None:
             obj = plane.custom.get_namespaced_custom_object(GROUP, VERSION, shop, PLURAL, "web")
             got: dict[str, Any] | None = obj.get("status")
             return got if got and "lastActuation" in got else None
 
-        got = wait_until(status, timeout_s=60, what="status with the dry-run actuation")
-    assert got["desiredReplicas"] == 3
+        try:
+            got = wait_until(status, timeout_s=60, what="status with the dry-run actuation")
+        except AssertionError:
+            obj = plane.custom.get_namespaced_custom_object(GROUP, VERSION, shop, PLURAL, "web")
+            raise AssertionError(
+                f"status {obj.get('status')}; scaler: {''.join(scaler.output)[-3000:]}"
+            ) from None
+    assert got["desiredReplicas"] == 3  # the CR's bounds, not the base's
     assert got["mode"] in ("eco", "performance")
     assert got["observedGeneration"] == created["metadata"]["generation"]
     ready = {c["type"]: c for c in got["conditions"]}["Ready"]
-    assert ready["status"] == "True"
+    assert ready["status"] == "True", got["conditions"]
     actuation = got["lastActuation"]
     assert actuation["dryRun"] is True
     assert actuation["applied"] is False
@@ -176,19 +217,12 @@ def test_scaler_writes_status_and_kubectl_prints_the_columns(
     hpa = plane.get(f"/apis/autoscaling/v2/namespaces/{shop}/horizontalpodautoscalers/web")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 20)  # untouched
 
+    crd = yaml.safe_load((DEPLOY / "crd" / "carbonawarescalers.gridshift.io.yaml").read_text())
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     table = plane.kubectl("get", "cas", "-n", shop).stdout.splitlines()
     header = table[0].split()
-    assert header == [
-        "NAME",
-        "TARGET",
-        "REGION",
-        "MODE",
-        "DESIRED",
-        "ACTUATION",
-        "SAVED-GCO2",
-        "READY",
-        "AGE",
-    ]
+    # kubectl shows the columns of priority 0 (the rest with -o wide)
+    assert header == ["NAME", *(c["name"].upper() for c in columns if not c.get("priority"))]
     row = dict(zip(header, table[1].split(), strict=True))
     assert row["NAME"] == "web"
     assert row["TARGET"] == "web"

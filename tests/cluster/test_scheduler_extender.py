@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import re
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.install import DEPLOY
+from tests.cluster.install import DEPLOY, write_carbon_trace
 from tests.cluster.plane import KubePlane, free_port, wait_until
 from tests.gridshift_process import REPO, _env, _stop
 
@@ -39,19 +37,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 NAMESPACE = "gridshift-system"
 LOW, HIGH = "node-fr", "node-de"  # eu-west-3 -> FR about 60 g/kWh, eu-central-1 -> DE about 400
 EXTENDER_NAME = "gridshift-extender.gridshift-system.svc"
-
-
-def write_trace(path: Path) -> Path:
-    """Hourly FR and DE intensities for two days up to the current hour (all fresh)."""
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # noqa: TID251
-    rows = ["timestamp_utc,region,gco2_per_kwh"]
-    for hours_back in range(48, -1, -1):
-        at = end - timedelta(hours=hours_back)
-        daily = math.sin(2 * math.pi * at.hour / 24)
-        rows.append(f"{at:%Y-%m-%dT%H:%M:%SZ},DE,{400 + 20 * daily:.1f}")
-        rows.append(f"{at:%Y-%m-%dT%H:%M:%SZ},FR,{60 + 10 * daily:.1f}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def scheduler_config(plane: KubePlane, *, port: int, node_cache_capable: bool) -> dict[str, Any]:
@@ -82,7 +67,9 @@ def running_extender(plane: KubePlane, tmp_path: Path, *, port: int) -> Iterator
         KUBECONFIG=str(kubeconfig),
         GRIDSHIFT_EXTENDER__GPU_SOURCE="none",  # no agent DaemonSet here: carbon only
         GRIDSHIFT_CARBON__UK__ENABLED="false",  # no provider API is reachable
-        GRIDSHIFT_CARBON__TRACE__PATH=str(write_trace(tmp_path / "carbon.csv")),
+        GRIDSHIFT_CARBON__TRACE__PATH=str(
+            write_carbon_trace(tmp_path / "carbon.csv", {"DE": 400, "FR": 60})
+        ),
         GRIDSHIFT_CARBON__LAST_KNOWN_PATH=str(tmp_path / "carbon-last-known.json"),
     )
     log = tmp_path / f"extender-{port}.log"
