@@ -31,6 +31,8 @@ __all__ = [
     "DEPLOY",
     "SCALER_NAMESPACE",
     "SCALER_SERVICE",
+    "config_workload",
+    "deployment",
     "install_overlay",
     "running_scaler",
     "scaler_config",
@@ -57,6 +59,45 @@ def write_carbon_trace(path: Path, levels_g_per_kwh: Mapping[str, float]) -> Pat
             rows.append(f"{at:%Y-%m-%dT%H:%M:%SZ},{region},{level * (1 + 0.05 * swing):.1f}")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
+    """A Deployment whose pods never run (no kubelet): its replica counts are what matter."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+            },
+        },
+    }
+
+
+def config_workload(
+    namespace: str,
+    *,
+    replicas: tuple[int, int],
+    target_kind: str = "Deployment",
+    region: str = "sample-wind",
+) -> dict[str, Any]:
+    """A config-file workload `web` on SAMPLE DATA load (no Prometheus needed) with min and
+    max `replicas`: min = max makes gridshift's decision exactly that number."""
+    return {
+        "name": "web",
+        "namespace": namespace,
+        "target": {"kind": target_kind, "name": "web"},
+        "load": {"trace": "sample:web-frontend"},
+        "capacity_per_replica": 20,
+        "min_replicas": replicas[0],
+        "max_replicas": replicas[1],
+        "region": region,
+    }
 
 
 def _overlay_kinds(plane: KubePlane, overlay: str) -> set[str]:

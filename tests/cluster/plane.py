@@ -335,6 +335,15 @@ class KubePlane:
         )
         return name
 
+    @contextlib.contextmanager
+    def namespace(self, name: str) -> Iterator[str]:
+        """A namespace for the duration of a test (deleted on exit, not waited for)."""
+        self.create_namespace(name)
+        try:
+            yield name
+        finally:
+            self.delete_namespace(name)
+
     def delete_namespace(self, name: str) -> None:
         """Force-delete its pods (no kubelet confirms) and delete it, not waiting: while an
         aggregated API (an APIService) is unavailable, the namespace controller cannot

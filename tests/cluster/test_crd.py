@@ -21,9 +21,16 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.install import DEPLOY, running_scaler, scaler_config, write_carbon_trace
+from tests.cluster.install import (
+    DEPLOY,
+    config_workload,
+    deployment,
+    running_scaler,
+    scaler_config,
+    write_carbon_trace,
+)
 from tests.cluster.plane import KubePlane, wait_until
-from tests.cluster.test_hpa import deployment, example_hpa
+from tests.cluster.test_hpa import example_hpa
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -57,9 +64,8 @@ def create(plane: KubePlane, body: dict[str, Any], *, dry_run: bool = False) -> 
 
 @pytest.fixture(scope="module")
 def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
-    plane.create_namespace(NAMESPACE)
-    yield NAMESPACE
-    plane.delete_namespace(NAMESPACE)
+    with plane.namespace(NAMESPACE) as name:
+        yield name
 
 
 @pytest.mark.parametrize(
@@ -173,16 +179,7 @@ def test_scaler_writes_status_and_kubectl_prints_the_columns(
     cr["status"] = {"desiredReplicas": 99}
     created = create(plane, cr)
     assert "status" not in created or created["status"].get("desiredReplicas") != 99
-    base = {
-        "name": "web",
-        "namespace": shop,
-        "target": {"kind": "Deployment", "name": "web"},
-        "load": {"trace": "sample:web-frontend"},
-        "capacity_per_replica": 20,
-        "min_replicas": 1,
-        "max_replicas": 10,
-        "region": "IE",
-    }
+    base = config_workload(shop, replicas=(1, 10), region="IE")
     # carbon for the CR's eu-west-1 (IE by the carbon regions' match rules) from a trace
     carbon = {
         "trace": {"path": str(write_carbon_trace(tmp_path / "carbon.csv", {"IE": 300}))},

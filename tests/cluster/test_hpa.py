@@ -13,6 +13,7 @@ the HPA reports the metric it read. No kubelet: the replica counts are what is c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import yaml
 
 from tests.cluster.install import (
     DEPLOY,
+    config_workload,
+    deployment,
     running_scaler,
     scaler_config,
     wait_api_service,
@@ -33,35 +36,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 NAMESPACE = "shop-hpa"
 
 
-def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
-
-
 def workload(replicas: int) -> dict[str, Any]:
     """A workload gridshift decides exactly `replicas` for (min = max)."""
-    return {
-        "name": "web",
-        "namespace": NAMESPACE,
-        "target": {"kind": "Deployment", "name": "web"},
-        "load": {"trace": "sample:web-frontend"},
-        "capacity_per_replica": 20,
-        "min_replicas": replicas,
-        "max_replicas": replicas,
-        "region": "sample-wind",
-    }
+    return config_workload(NAMESPACE, replicas=(replicas, replicas))
 
 
 def example_hpa(namespace: str) -> dict[str, Any]:
@@ -80,10 +57,9 @@ def replicas_of(plane: KubePlane) -> tuple[int, int]:
 
 
 @pytest.fixture
-def shop(plane: KubePlane, scaler_hpa: str) -> Any:
-    plane.create_namespace(NAMESPACE)
-    yield NAMESPACE
-    plane.delete_namespace(NAMESPACE)
+def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
+    with plane.namespace(NAMESPACE) as name:
+        yield name
 
 
 def test_real_hpa_scales_a_deployment_from_gridshifts_external_metric(

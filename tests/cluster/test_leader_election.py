@@ -26,9 +26,14 @@ from kubernetes import watch as k8s_watch
 from urllib3.exceptions import ProtocolError
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
-from tests.cluster.install import SCALER_NAMESPACE, running_scaler, scaler_config
+from tests.cluster.install import (
+    SCALER_NAMESPACE,
+    config_workload,
+    deployment,
+    running_scaler,
+    scaler_config,
+)
 from tests.cluster.plane import KubePlane, wait_until
-from tests.cluster.test_hpa import deployment
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -37,16 +42,7 @@ WORKLOAD_NS = "shop-lease"
 
 
 def workload() -> dict[str, Any]:
-    return {
-        "name": "web",
-        "namespace": WORKLOAD_NS,
-        "target": {"kind": "Deployment", "name": "web"},
-        "load": {"trace": "sample:web-frontend"},
-        "capacity_per_replica": 20,
-        "min_replicas": 2,
-        "max_replicas": 20,
-        "region": "sample-wind",
-    }
+    return config_workload(WORKLOAD_NS, replicas=(2, 20))
 
 
 def stored(plane: KubePlane) -> tuple[LoopCheckpoint | None, str]:
@@ -102,10 +98,9 @@ class ConfigMapWatch:
 
 @pytest.fixture(scope="module")
 def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
-    plane.create_namespace(WORKLOAD_NS)
-    plane.apply(deployment("web", WORKLOAD_NS, 2))
-    yield WORKLOAD_NS
-    plane.delete_namespace(WORKLOAD_NS)
+    with plane.namespace(WORKLOAD_NS) as name:
+        plane.apply(deployment("web", name, 2))
+        yield name
 
 
 def test_follower_takes_the_lease_over_and_continues_the_killed_leaders_checkpoint(

@@ -142,10 +142,8 @@ def extender_cluster(plane: KubePlane) -> Iterator[None]:
 def batch(
     plane: KubePlane, extender_cluster: None, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    name = f"batch-{request.node.callspec.id.replace(' ', '-')}"
-    plane.create_namespace(name)
-    yield name
-    plane.delete_namespace(name)
+    with plane.namespace(f"batch-{request.node.callspec.id.replace(' ', '-')}") as name:
+        yield name
 
 
 @pytest.mark.parametrize("node_cache_capable", [True, False], ids=["node names", "node objects"])
