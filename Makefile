@@ -5,7 +5,7 @@ SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
-.PHONY: audit fuzz install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
+.PHONY: audit fuzz lock install install-system install-python run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
 install: install-system install-python
 
@@ -21,8 +21,17 @@ install-system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Exact, hash-checked versions from the lock file, then gridshift itself (editable, no deps).
 install-python:
-	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PIP) install -q --disable-pip-version-check --no-deps -e .
+
+# Re-resolve the lock files from pyproject.toml (needs uv: `pip install uv`). requirements.lock
+# is what the image installs (runtime only); requirements-dev.lock adds the dev extra.
+UV_COMPILE := uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-annotate -q --custom-compile-command "make lock"
+lock:
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
 
 # The main job on its embedded default (the bundled sample scenario).
 run: install-python
