@@ -1,9 +1,13 @@
 """The scaler's tick: adapters -> pure core -> one immutable `Snapshot`.
 
 `ScalerLoop.tick()` reads `now` from the injected clock once, asks the adapters for carbon
-(per region) and load (per workload), runs the pure policy and accounting, and publishes one
-frozen `Snapshot` through the `SnapshotHolder`. A `SourceError` marks that input stale, is
-logged and counted; the policy then holds (never scales down on missing data).
+(once per region, shared by every workload there) and for every workload's load (and
+measured power) in one batched call per kind (`forecasts.sources.load.history_many`: one
+Prometheus range query per `prometheus.batch_size` workloads), runs the pure policy and
+accounting, and publishes one frozen `Snapshot` through the `SnapshotHolder`. A `SourceError`
+marks that input stale, is logged and counted; the policy then holds (never scales down on
+missing data). A batched answer is per query, so an error marks only the workloads whose
+query failed.
 
 With a `ReplicaReader` (the cluster connection, `scaler.kube.KubeReplicaReader`) each tick
 also reads every target's current replica count; a failed read leaves that workload's
@@ -55,6 +59,7 @@ from scaler.core.policy import (
     slot_intensities,
 )
 from scaler.core.workload import Workload, WorkloadClass
+from scaler.inputs import LoadInputs
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
@@ -113,6 +118,15 @@ class _WorkloadState:
     last_at: datetime | None = None
     last_status: WorkloadStatus | None = None
     window: deque[IntervalAccount] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one tick fetched for every workload at once: load by workload name, measured
+    power by query (a series, or the error fetching it)."""
+
+    loads: Mapping[str, RegularSeries | SourceError]
+    powers: Mapping[str, RegularSeries | SourceError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +209,12 @@ class ScalerLoop:
         # every source starts at 0, so the errors counter exists before the first error
         self._errors: dict[str, int] = {carbon.name: 0, load.name: 0}
         self._errors_lock = threading.Lock()
+        self._load_inputs = LoadInputs(
+            load,
+            step=settings.load_step,
+            logger=self._log,
+            on_internal_error=lambda: self._count_error("internal"),
+        )
         self._ticks = 0
         self._refits = 0
         self._last_refit_at: datetime | None = None
@@ -364,16 +384,13 @@ class ScalerLoop:
         failed: list[str] = []
         logged: set[str] = set()
         histories: dict[str, RegularSeries] = {}
-        for w in self.workloads:
-            if w.elastic is not None:
-                continue  # elastic work is planned from carbon, not a load forecast
+        # elastic work is planned from carbon, not a load forecast
+        forecast_load = [w for w in self.workloads if w.elastic is None]
+        window = (end - self._settings.load_history, end)
+        got = self._load_inputs.loads(forecast_load, window, "refit load")
+        for w in forecast_load:
             try:
-                histories[w.name] = self._load.history(
-                    w.load.query,
-                    start=end - self._settings.load_history,
-                    end=end,
-                    step=self._settings.load_step,
-                )
+                histories[w.name] = self._load_inputs.load_of(w, window, got)
             except SourceError as exc:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
@@ -485,17 +502,23 @@ class ScalerLoop:
         return view
 
     # ------------------------------------------------------------------ load
-    def _load_history(
-        self, w: Workload, now: datetime, logged: set[str]
-    ) -> tuple[RegularSeries | None, bool]:
+    def _load_window(self, now: datetime) -> tuple[datetime, datetime]:
         end = floor_to(now, self._settings.load_step)
+        return end - self._settings.tick_history, end
+
+    def _power_window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = floor_to(now, self._settings.load_step) + self._settings.load_step
+        return end - self._settings.load_stale_after, end
+
+    def _load_history(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> tuple[RegularSeries | None, bool]:
         try:
-            hist = self._load.history(
-                w.load.query,
-                start=end - self._settings.tick_history,
-                end=end,
-                step=self._settings.load_step,
-            )
+            hist = self._load_inputs.load_of(w, self._load_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
@@ -505,19 +528,19 @@ class ScalerLoop:
         newest_end = hist.time_at(int(valid[-1])) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
-    def _measured_watts(self, w: Workload, now: datetime, logged: set[str]) -> float | None:
+    def _measured_watts(
+        self,
+        w: Workload,
+        now: datetime,
+        logged: set[str],
+        prefetched: Mapping[str, RegularSeries | SourceError],
+    ) -> float | None:
         """Newest total watts of the workload from its measured power series, if it has one."""
         query = w.power.measured_query
         if query is None:
             return None
-        end = floor_to(now, self._settings.load_step) + self._settings.load_step
         try:
-            hist = self._load.history(
-                query,
-                start=end - self._settings.load_stale_after,
-                end=end,
-                step=self._settings.load_step,
-            )
+            hist = self._load_inputs.history(query, self._power_window(now), prefetched)
         except SourceError as exc:
             self._source_error(f"power {w.name}", exc, logged)
             return None
@@ -553,11 +576,26 @@ class ScalerLoop:
         accounts: list[IntervalAccount] = []
         actual = self._actual_replicas(logged)
         effect = self._in_effect()
+        fetched = _Fetched(
+            loads=self._load_inputs.loads(
+                [w for w in self.workloads if w.elastic is None], self._load_window(now), "load"
+            ),
+            powers=self._load_inputs.queries(
+                [
+                    w.power.measured_query
+                    for w in self.workloads
+                    if w.power.measured_query is not None
+                    and self._state[w.name].last_at is not None
+                ],
+                self._power_window(now),
+                "power",
+            ),
+        )
         for w in self.workloads:
             try:
                 ran = actual[w.name][0] if w.name in effect else None
                 status, account = self._tick_workload(
-                    w, now, regions[w.region], previous.get(w.region), logged, ran
+                    w, now, regions[w.region], previous.get(w.region), logged, fetched, ran
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
@@ -600,13 +638,14 @@ class ScalerLoop:
         region: _RegionView,
         previous: _RegionView | None,
         logged: set[str],
+        fetched: _Fetched,
         ran: int | None = None,
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
         """One workload's decision, in four steps: its inputs, the interval just ended
         accounted, the decision, its status. `ran` is its actual replica count when its
         decisions are in effect in the cluster (the interval is accounted at it)."""
         st = self._state[w.name]
-        inputs = self._inputs(w, st, now, region, logged)
+        inputs = self._inputs(w, st, now, region, logged, fetched)
         account, reasons = self._account_window(w, st, now, previous or region, inputs, ran)
         decision = self._decide(w, st, now, region, inputs, reasons)
         st.last_at = now
@@ -615,18 +654,28 @@ class ScalerLoop:
         return status, account
 
     def _inputs(
-        self, w: Workload, st: _WorkloadState, now: datetime, region: _RegionView, logged: set[str]
+        self,
+        w: Workload,
+        st: _WorkloadState,
+        now: datetime,
+        region: _RegionView,
+        logged: set[str],
+        fetched: _Fetched,
     ) -> _Inputs:
         """Step 1: load history (interactive only), measured power, and which are stale."""
         hist, load_stale = (
-            (None, False) if w.elastic is not None else self._load_history(w, now, logged)
+            (None, False)
+            if w.elastic is not None
+            else self._load_history(w, now, logged, fetched.loads)
         )
         stale_inputs: list[str] = []
         if load_stale:
             stale_inputs.append("load")
         if region.status.stale:
             stale_inputs.append("carbon")
-        measured = self._measured_watts(w, now, logged) if st.last_at is not None else None
+        measured = (
+            self._measured_watts(w, now, logged, fetched.powers) if st.last_at is not None else None
+        )
         if w.power.measured_query is not None and measured is None:
             stale_inputs.append("power")
         return _Inputs(hist, load_stale, _last_value(hist), measured, tuple(stale_inputs))

@@ -31,6 +31,7 @@ def build_prometheus_source(
         clock=clock,
         retry=retry,
         max_points_per_request=settings.max_points_per_request,
+        batch_size=settings.batch_size,
         short_gap_steps=settings.short_gap_steps,
         transport=transport,
     )

@@ -54,7 +54,12 @@ log = logging.getLogger(__name__)
 def workload_from(ws: WorkloadSettings) -> Workload:
     """Translate one workload's settings into the pure `Workload` value."""
     load = (
-        LoadSpec(LoadSourceKind.PROMQL, ws.load.promql, ws.load.unit)
+        LoadSpec(
+            LoadSourceKind.PROMQL,
+            ws.load.promql,
+            ws.load.unit,
+            match=tuple(sorted((ws.load.match or {}).items())),
+        )
         if ws.load.promql is not None
         else LoadSpec(LoadSourceKind.TRACE, ws.load.trace or "", ws.load.unit)
     )

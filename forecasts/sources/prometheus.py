@@ -48,9 +48,10 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.load import LoadHistory
-from forecasts.platform.errors import SourceDataError, SourceError
+from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
 from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.series import RegularSeries
+from forecasts.sources.prometheus_batch import batch_query, chunks, split_by_label
 from forecasts.time import Clock, ensure_utc, floor_to, from_epoch_s, to_epoch_s
 
 __all__ = [
@@ -210,8 +211,44 @@ def _labels_text(labels: Mapping[str, str]) -> str:
     return f"{name}{{{rest}}}"
 
 
+def _parse_pairs(pairs: list[Any]) -> tuple[FloatArray, FloatArray] | None:
+    """(epoch seconds, values) of `[time, "value"]` pairs in one go; None when any pair is
+    malformed (the caller then finds and names it)."""
+    try:
+        times = np.array([p[0] for p in pairs], dtype=np.float64)
+        values = np.array([p[1] for p in pairs], dtype=np.float64)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    if times.ndim != 1 or values.ndim != 1 or any(len(p) != 2 for p in pairs):
+        return None
+    if any(not isinstance(p[1], str) for p in pairs):
+        return None
+    return times, values
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    start: datetime
+    end: datetime
+    step: timedelta
+    unit: str
+
+
+@dataclass(slots=True)
+class _RangeAnswer:
+    """Every series of one range query on its grid, as the requests brought them."""
+
+    first: datetime
+    step: timedelta
+    n: int
+    per_series: dict[frozenset[tuple[str, str]], FloatArray] = field(default_factory=dict)
+    non_finite: dict[frozenset[tuple[str, str]], int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    requests: int = 0
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -230,8 +267,12 @@ class PrometheusLoadSource:
     short_gap_steps: int = 3
     query_timeout_seconds: float | None = None
     post_above_bytes: int = 2048
+    batch_size: int = 1
+    _unbatchable: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 2 <= self.max_points_per_request <= PROMETHEUS_MAX_POINTS:
             raise ValueError(
                 f"max_points_per_request must be in [2, {PROMETHEUS_MAX_POINTS}], "
@@ -254,6 +295,7 @@ class PrometheusLoadSource:
         breaker: CircuitBreaker | None = None,
         max_points_per_request: int = 11_000,
         short_gap_steps: int = 3,
+        batch_size: int = 1,
         name: str = "prometheus",
         transport: httpx.BaseTransport | None = None,
     ) -> PrometheusLoadSource:
@@ -272,6 +314,7 @@ class PrometheusLoadSource:
             http=http,
             max_points_per_request=max_points_per_request,
             short_gap_steps=short_gap_steps,
+            batch_size=batch_size,
             # Prometheus stops (and says `timeout`) a little before the client gives up.
             query_timeout_seconds=round(connection.timeout_seconds * 0.9, 3),
         )
@@ -302,6 +345,141 @@ class PrometheusLoadSource:
         """Range query over the aligned window; see the module docstring for the rules."""
         if not query.strip():
             raise ValueError("query is empty")
+        got = self._range(query, start=start, end=end, step=step, shown=query)
+        return self._history(
+            query, got, got.per_series, non_finite=got.non_finite, aggregate=aggregate, unit=unit
+        )
+
+    def fetch_many(
+        self,
+        queries: Sequence[str],
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        unit: str = "1",
+    ) -> dict[str, LoadHistory | SourceError]:
+        """`fetch` of every query of `queries` in one range request per `batch_size` queries.
+
+        Answers per query: its `LoadHistory`, or the `SourceError` that `fetch(query)` would
+        have raised (no series, several series, ...), so one broken query fails alone. A batch
+        Prometheus refuses (400/422: a query that cannot be tagged, a syntax error) is cut in
+        halves until the refused query is found (a few requests per broken query, not one
+        per query); that query is asked alone, now and from then on. An unreachable
+        Prometheus fails every query of the batch. See
+        `forecasts.sources.prometheus_batch` for how the batch is built and split.
+        """
+        distinct = list(dict.fromkeys(queries))
+        if any(not q.strip() for q in distinct):
+            raise ValueError("query is empty")
+        window = _Window(start, end, step, unit)
+        out: dict[str, LoadHistory | SourceError] = {}
+        batched = [q for q in distinct if q not in self._unbatchable]
+        for part in chunks(batched, self.batch_size):
+            if len(part) == 1:
+                self._fetch_alone(part[0], window, out)
+            else:
+                self._fetch_batch(part, window, out)
+        for q in distinct:
+            if q in self._unbatchable and q not in out:
+                self._fetch_alone(q, window, out)
+        return {q: out[q] for q in distinct}
+
+    def _fetch_alone(
+        self, query: str, window: _Window, out: dict[str, LoadHistory | SourceError]
+    ) -> None:
+        try:
+            out[query] = self.fetch(
+                query, start=window.start, end=window.end, step=window.step, unit=window.unit
+            )
+        except SourceError as exc:
+            out[query] = exc
+
+    def _fetch_batch(
+        self, part: Sequence[str], window: _Window, out: dict[str, LoadHistory | SourceError]
+    ) -> None:
+        """One tagged request for `part`; a refused one is bisected until the query that
+        cannot be batched is found (it is then asked alone, now and from then on)."""
+        try:
+            got = self._range(
+                batch_query(part),
+                start=window.start,
+                end=window.end,
+                step=window.step,
+                shown=f"batch of {len(part)} queries",
+            )
+        except SourceRequestError:
+            if len(part) == 1:
+                self._unbatchable.add(part[0])
+                self._fetch_alone(part[0], window, out)
+                return
+            mid = len(part) // 2
+            self._fetch_batch(part[:mid], window, out)
+            self._fetch_batch(part[mid:], window, out)
+            return
+        except SourceError as exc:
+            out.update(dict.fromkeys(part, exc))
+            return
+        try:
+            groups = split_by_label(got.per_series)
+            non_finite = split_by_label(got.non_finite)
+        except ValueError as exc:
+            out.update(dict.fromkeys(part, self._data_error(f"batch answer: {exc}")))
+            return
+        for i, q in enumerate(part):
+            key = str(i)
+            try:
+                out[q] = self._history(
+                    q,
+                    got,
+                    groups.get(key, {}),
+                    non_finite=non_finite.get(key, {}),
+                    unit=window.unit,
+                )
+            except SourceError as exc:
+                out[q] = exc
+
+    def fetch_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta, unit: str = "1"
+    ) -> dict[frozenset[tuple[str, str]], LoadHistory]:
+        """Every series of a grouped `query` (e.g. `sum by (namespace, workload) (...)`) as
+        its own `LoadHistory` (the gap rule per series), keyed by its labels; one range query
+        (split only past `max_points_per_request` steps). A query with no series raises
+        `SourceDataError`; picking a workload's series is `select_series`."""
+        if not query.strip():
+            raise ValueError("query is empty")
+        got = self._range(query, start=start, end=end, step=step, shown=query)
+        if not got.per_series:
+            raise self._data_error(f"query {query!r} returned no series in the window")
+        return {
+            labels: self._history(
+                query,
+                got,
+                {labels: values},
+                non_finite={labels: got.non_finite.get(labels, 0)},
+                unit=unit,
+            )
+            for labels, values in got.per_series.items()
+        }
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[frozenset[tuple[str, str]], RegularSeries]:
+        """`fetch_grouped`, series only (the `GroupedLoadSource` role)."""
+        got = self.fetch_grouped(query, start=start, end=end, step=step)
+        return {labels: h.series for labels, h in got.items()}
+
+    def history_many(
+        self, queries: Sequence[str], *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[str, RegularSeries | SourceError]:
+        """`history` of every query in as few requests as `fetch_many` takes."""
+        got = self.fetch_many(queries, start=start, end=end, step=step)
+        return {q: v if isinstance(v, SourceError) else v.series for q, v in got.items()}
+
+    def _range(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta, shown: str
+    ) -> _RangeAnswer:
+        """Every series of `query` on the aligned grid (split into requests as needed)."""
         if step < timedelta(milliseconds=1):
             raise ValueError(f"step must be at least 1ms, got {step}")
         first = floor_to(ensure_utc(start, name="start"), step)
@@ -317,10 +495,7 @@ class PrometheusLoadSource:
         step_s = step.total_seconds()
         first_s = to_epoch_s(first)
         n = round((to_epoch_s(last) - first_s) / step_s) + 1
-        per_series: dict[frozenset[tuple[str, str]], FloatArray] = {}
-        warnings: list[str] = []
-        non_finite = 0
-        requests = 0
+        got = _RangeAnswer(first=first, step=step, n=n)
         for lo in range(0, n, self.max_points_per_request):
             hi = min(n, lo + self.max_points_per_request) - 1
             params = {
@@ -329,22 +504,32 @@ class PrometheusLoadSource:
                 "end": _format_seconds(first_s + hi * step_s),
                 "step": _format_seconds(step_s),
             }
-            data = self._call(_QUERY_RANGE, params, query=query, warnings=warnings)
-            requests += 1
-            non_finite += self._merge_matrix(
-                data, per_series, n=n, first_s=first_s, step_s=step_s, query=query
-            )
-        raw = self._combine(per_series, n=n, query=query, aggregate=aggregate)
+            data = self._call(_QUERY_RANGE, params, query=shown, warnings=got.warnings)
+            got.requests += 1
+            self._merge_matrix(data, got, first_s=first_s, step_s=step_s, query=shown)
+        return got
+
+    def _history(
+        self,
+        query: str,
+        got: _RangeAnswer,
+        per_series: dict[frozenset[tuple[str, str]], FloatArray],
+        *,
+        non_finite: Mapping[frozenset[tuple[str, str]], int],
+        aggregate: Literal["one", "sum"] = "one",
+        unit: str,
+    ) -> LoadHistory:
+        raw = self._combine(per_series, n=got.n, query=query, aggregate=aggregate)
         return LoadHistory.from_samples(
             query,
             raw,
-            start=first,
-            step=step,
+            start=got.first,
+            step=got.step,
             unit=unit,
             short_gap_steps=self.short_gap_steps,
-            non_finite_samples=non_finite,
-            requests=requests,
-            warnings=tuple(dict.fromkeys(warnings)),
+            non_finite_samples=sum(non_finite.values()),
+            requests=got.requests,
+            warnings=tuple(dict.fromkeys(got.warnings)),
         )
 
     # ------------------------------------------------------------------ instant queries
@@ -437,48 +622,83 @@ class PrometheusLoadSource:
     def _merge_matrix(
         self,
         data: dict[str, Any],
-        per_series: dict[frozenset[tuple[str, str]], FloatArray],
+        got: _RangeAnswer,
         *,
-        n: int,
         first_s: float,
         step_s: float,
         query: str,
-    ) -> int:
-        """Place one answer's samples on the grid; returns the count of non-finite samples."""
+    ) -> None:
+        """Place one answer's samples on the grid of `got`, counting non-finite samples."""
         kind = data.get("resultType")
         result = data.get("result")
         if kind != "matrix" or not isinstance(result, list):
             raise self._data_error(
                 f"query {query!r}: expected resultType matrix from query_range, got {kind!r}"
             )
-        non_finite = 0
+        n = got.n
         for item in result:
             key = frozenset(self._labels(item, query=query).items())
             pairs = item.get("values")
             if not isinstance(pairs, list):
                 raise self._data_error(f"query {query!r}: series without a values list")
-            seen = per_series.get(key)
+            seen = got.per_series.get(key)
             if seen is None:
-                seen = per_series[key] = np.full(n, np.nan)
-            for pair in pairs:
-                ts, value = self._sample(pair, query=query)
-                pos = (to_epoch_s(ts) - first_s) / step_s
-                idx = round(pos)
-                if abs(pos - idx) > 1e-6 or not 0 <= idx < n:
-                    raise self._data_error(
-                        f"query {query!r}: sample at {ts.isoformat()} is off the requested "
-                        f"grid (start {from_epoch_s(first_s).isoformat()}, step {step_s}s, "
-                        f"{n} points)"
-                    )
-                if not math.isfinite(value):
-                    non_finite += 1
-                    continue
-                if not np.isnan(seen[idx]) and seen[idx] != value:
-                    raise self._data_error(
-                        f"query {query!r}: two different values for {ts.isoformat()}"
-                    )
-                seen[idx] = value
-        return non_finite
+                seen = got.per_series[key] = np.full(n, np.nan)
+            fast = _parse_pairs(pairs)
+            if fast is None:  # malformed somewhere: the exact per-sample error below
+                self._merge_pairs(
+                    pairs, seen, got, key, first_s=first_s, step_s=step_s, query=query
+                )
+                continue
+            times, values = fast
+            pos = (times - first_s) / step_s
+            idx = np.rint(pos).astype(np.int64)
+            bad = (np.abs(pos - idx) > 1e-6) | (idx < 0) | (idx >= n)
+            finite = np.isfinite(values)
+            clash = ~bad & finite
+            clash[clash] &= ~np.isnan(seen[idx[clash]]) & (seen[idx[clash]] != values[clash])
+            if bad.any() or clash.any() or np.unique(idx[finite]).size != int(finite.sum()):
+                self._merge_pairs(
+                    pairs, seen, got, key, first_s=first_s, step_s=step_s, query=query
+                )
+                continue
+            non_finite = int((~finite).sum())
+            if non_finite:
+                got.non_finite[key] = got.non_finite.get(key, 0) + non_finite
+            seen[idx[finite]] = values[finite]
+
+    def _merge_pairs(
+        self,
+        pairs: list[Any],
+        seen: FloatArray,
+        got: _RangeAnswer,
+        key: frozenset[tuple[str, str]],
+        *,
+        first_s: float,
+        step_s: float,
+        query: str,
+    ) -> None:
+        """Sample by sample, raising on the first sample that cannot be placed (the slow path
+        of `_merge_matrix`, for answers its vectorised path finds fault with)."""
+        n = got.n
+        for pair in pairs:
+            ts, value = self._sample(pair, query=query)
+            pos = (to_epoch_s(ts) - first_s) / step_s
+            idx = round(pos)
+            if abs(pos - idx) > 1e-6 or not 0 <= idx < n:
+                raise self._data_error(
+                    f"query {query!r}: sample at {ts.isoformat()} is off the requested "
+                    f"grid (start {from_epoch_s(first_s).isoformat()}, step {step_s}s, "
+                    f"{n} points)"
+                )
+            if not math.isfinite(value):
+                got.non_finite[key] = got.non_finite.get(key, 0) + 1
+                continue
+            if not np.isnan(seen[idx]) and seen[idx] != value:
+                raise self._data_error(
+                    f"query {query!r}: two different values for {ts.isoformat()}"
+                )
+            seen[idx] = value
 
     def _combine(
         self,

@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from forecasts.load import LoadSource
-from forecasts.platform.errors import SourceRequestError
+from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.load import history_grouped, history_many
 
 __all__ = ["PrefixRoutedLoadSource", "RegionRoutedCarbonSource"]
 
@@ -74,16 +75,43 @@ class PrefixRoutedLoadSource:
             names.append(self._default.name)
         return "+".join(dict.fromkeys(names)) or "none"
 
-    def history(
-        self, query: str, *, start: datetime, end: datetime, step: timedelta
-    ) -> RegularSeries:
+    def _for(self, query: str) -> LoadSource:
         for prefix, source in self._routes:
             if query.startswith(prefix):
-                return source.history(query, start=start, end=end, step=step)
+                return source
         if self._default is None:
             raise SourceRequestError(
                 f"no load source answers {query!r} "
                 f"(prefixes: {', '.join(p for p, _ in self._routes) or 'none'})",
                 source="load-router",
             )
-        return self._default.history(query, start=start, end=end, step=step)
+        return self._default
+
+    def history(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> RegularSeries:
+        return self._for(query).history(query, start=start, end=end, step=step)
+
+    def history_many(
+        self, queries: Sequence[str], *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[str, RegularSeries | SourceError]:
+        """Each route's queries in one `history_many` of its source (one batch for
+        Prometheus); a query no route answers gets its `SourceRequestError`."""
+        out: dict[str, RegularSeries | SourceError] = {}
+        by_source: dict[int, tuple[LoadSource, list[str]]] = {}
+        for q in dict.fromkeys(queries):
+            try:
+                source = self._for(q)
+            except SourceRequestError as exc:
+                out[q] = exc
+                continue
+            by_source.setdefault(id(source), (source, []))[1].append(q)
+        for source, qs in by_source.values():
+            out.update(history_many(source, qs, start=start, end=end, step=step))
+        return {q: out[q] for q in dict.fromkeys(queries)}
+
+    def history_grouped(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Mapping[frozenset[tuple[str, str]], RegularSeries]:
+        """The grouped query from the source its prefix routes to."""
+        return history_grouped(self._for(query), query, start=start, end=end, step=step)

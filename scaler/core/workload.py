@@ -55,15 +55,23 @@ class TargetRef:
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
-    """Where demand comes from: a PromQL expression or the name of a trace/sample series."""
+    """Where demand comes from: a PromQL expression or the name of a trace/sample series.
+
+    With `match`, `query` is a grouped PromQL expression shared by many workloads (e.g.
+    `sum by (namespace, workload) (rate(http_requests_total[2m]))`) and the workload's load is
+    its one series whose labels include every `match` pair; workloads sharing the query are
+    fetched with one range query per tick."""
 
     kind: LoadSourceKind
     query: str
     unit: str = "requests/s"
+    match: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.query.strip():
             raise ValueError("load query must not be empty")
+        if self.match and self.kind is not LoadSourceKind.PROMQL:
+            raise ValueError("load match labels need a PromQL load query")
 
 
 @dataclass(frozen=True, slots=True)

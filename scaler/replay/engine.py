@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -32,6 +33,7 @@ from forecasts.time import SteppingClock
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
+from scaler.replay.fleet import merge, partition, work_units
 from scaler.replay.model import (
     JobOutcome,
     PolicyName,
@@ -190,6 +192,50 @@ def tick_over(
         if at >= next_refit and i + 1 < intervals:
             loop.refit(at=at)
             next_refit = at + refit_every
+
+
+def run_replay_parallel(
+    scenario: ReplayScenario,
+    *,
+    executor: Executor,
+    parts: int,
+    params: PolicyParams,
+    loop_settings: LoopSettings,
+    carbon_forecast: CarbonForecastSetup,
+    load_forecaster: Forecaster | None = None,
+    refit_every: timedelta = timedelta(hours=1),
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """`run_replay` of `scenario` cut into `parts` (`scaler.replay.fleet.partition`), each
+    part on `executor` (a Dask cluster's, a process pool), merged into exactly the result of
+    `run_replay` on the whole scenario. `progress` advances as parts finish."""
+    started = time.monotonic()
+    pieces = partition(scenario, parts)
+    futures = {
+        executor.submit(
+            run_replay,
+            piece,
+            params=params,
+            loop_settings=loop_settings,
+            carbon_forecast=carbon_forecast,
+            load_forecaster=load_forecaster,
+            refit_every=refit_every,
+        ): piece
+        for piece in pieces
+    }
+    total_work = sum(work_units(scenario, w) for w in scenario.workloads)
+    units = progress_total(scenario)
+    reported = 0
+    results = []
+    for future in as_completed(futures):
+        results.append(future.result())
+        if progress is not None:
+            piece = futures[future]
+            share = sum(work_units(scenario, w) for w in piece.workloads) / total_work
+            step = units - reported if len(results) == len(pieces) else round(units * share)
+            progress(step)
+            reported += step
+    return merge(scenario, results, seconds=time.monotonic() - started)
 
 
 # ----------------------------------------------------------------------------- interactive

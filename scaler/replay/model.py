@@ -159,6 +159,9 @@ class ReplayScenario:
     forecast_noise_percent: float = 0.0
     seed: int = 0
     notes: tuple[str, ...] = field(default=())
+    #: Extends the horizon to at least this instant: a part of a fleet replay keeps the
+    #: whole scenario's horizon (set by `scaler.replay.fleet.partition`).
+    horizon_until: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", ensure_utc(self.start, name="start"))
@@ -212,7 +215,8 @@ class ReplayScenario:
     @property
     def horizon_end(self) -> datetime:
         """End of the period or of the latest job deadline (rounded up to the grid)."""
-        last = max([self.end, *(j.deadline for w in self.workloads for j in w.jobs)])
+        deadlines = (j.deadline for w in self.workloads for j in w.jobs)
+        last = max([self.end, self.horizon_until or self.end, *deadlines])
         n = -(-(last - self.start) // self.step)
         return self.start + n * self.step
 
