@@ -9,7 +9,7 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY forecasts ./forecasts
 COPY scaler ./scaler
 COPY extender ./extender
@@ -19,7 +19,7 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-COPY requirements.lock /tmp/requirements.lock
+COPY --from=build /src/requirements.lock /tmp/requirements.lock
 COPY --from=build /wheels /wheels
 RUN python -m pip install --require-hashes -r /tmp/requirements.lock \
     && python -m pip install --no-deps --no-index /wheels/gridshift-*.whl \

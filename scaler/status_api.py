@@ -18,7 +18,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
+import msgspec
+import numpy as np
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,7 +31,7 @@ from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
 __all__ = [
     "ExtenderView",
-    "OrjsonResponse",
+    "JsonResponse",
     "actual_replicas_json",
     "create_status_app",
     "history_json",
@@ -44,13 +45,22 @@ ExtenderView = Callable[[], Mapping[str, Any]]
 NO_EXTENDER: Mapping[str, Any] = {"configured": False, "note": "no extender configured"}
 
 
-class OrjsonResponse(Response):
-    """JSON rendered by orjson (NaN and infinities become null)."""
+def _numpy_to_python(value: object) -> object:
+    """numpy arrays and scalars as plain lists and numbers (msgspec's encoder hook)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__} as JSON")
+
+
+class JsonResponse(Response):
+    """JSON rendered by msgspec (NaN and infinities become null; numpy values as numbers)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+        return msgspec.json.encode(content, enc_hook=_numpy_to_python)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -181,37 +191,37 @@ def create_status_app(
     app = FastAPI(
         lifespan=lifespan,
         title="gridshift scaler status",
-        default_response_class=OrjsonResponse,
+        default_response_class=JsonResponse,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
 
-    def _not_ready() -> OrjsonResponse:
-        return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
+    def _not_ready() -> JsonResponse:
+        return JsonResponse({"error": "no tick has completed yet"}, status_code=503)
 
     @app.get("/healthz", response_model=None, responses=_documented(200))
-    def healthz() -> OrjsonResponse:
-        return OrjsonResponse({"status": "ok"})
+    def healthz() -> JsonResponse:
+        return JsonResponse({"status": "ok"})
 
     @app.get("/readyz", response_model=None, responses=_documented(200, 503))
-    def readyz() -> OrjsonResponse:
+    def readyz() -> JsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
-        return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
+        return JsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
 
     @app.get("/status", response_model=None, responses=_documented(200, 503))
-    def status() -> OrjsonResponse:
+    def status() -> JsonResponse:
         snap = holder.current()
-        return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
+        return _not_ready() if snap is None else JsonResponse(snapshot_json(snap))
 
     @app.get("/status/history", response_model=None, responses=_documented(200))
     def status_history(
         limit: Annotated[int | None, Query(ge=1, description="newest points only")] = None,
-    ) -> OrjsonResponse:
+    ) -> JsonResponse:
         snap = holder.current()
-        return OrjsonResponse(
+        return JsonResponse(
             history_json(
                 ring.points(limit=limit),
                 capacity_points=ring.capacity_points,
@@ -221,8 +231,8 @@ def create_status_app(
         )
 
     @app.get("/status/extender", response_model=None, responses=_documented(200))
-    def status_extender() -> OrjsonResponse:
-        return OrjsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
+    def status_extender() -> JsonResponse:
+        return JsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
 
     @app.get("/", response_model=None, include_in_schema=False)
     def root() -> RedirectResponse:
@@ -240,22 +250,22 @@ def create_status_app(
     def dashboard_asset(name: str) -> Response:
         found = files.get(name)
         if found is None:
-            return OrjsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
+            return JsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
         body, media_type = found
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     @app.get("/status/{workload}", response_model=None, responses=_documented(200, 404, 503))
-    def status_one(workload: str) -> OrjsonResponse:
+    def status_one(workload: str) -> JsonResponse:
         snap = holder.current()
         if snap is None:
             return _not_ready()
         ws = snap.workloads.get(workload)
         if ws is None:
-            return OrjsonResponse(
+            return JsonResponse(
                 {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
                 status_code=404,
             )
-        return OrjsonResponse(
+        return JsonResponse(
             {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
         )
 
