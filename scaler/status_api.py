@@ -20,10 +20,14 @@ from typing import Annotated, Any
 
 import msgspec
 import numpy as np
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
+from pydantic import Field, TypeAdapter, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from scaler.core.history import HistoryPoint, SnapshotHistory
 from scaler.dashboard import DashboardAssets, load_dashboard_assets
@@ -154,15 +158,26 @@ def history_json(
     }
 
 
-def _documented_html(*codes: int) -> dict[int | str, dict[str, Any]]:
-    obj = {"content": {"text/html": {"schema": {"type": "string"}}}}
-    return {code: {"description": "HTML page", **obj} for code in codes}
+_LIMIT = TypeAdapter(Annotated[int, Field(ge=1)])
 
 
-def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI for routes that answer JSON objects (FastAPI cannot infer it from a Response)."""
-    obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    return {code: {"description": "JSON object", **obj} for code in codes}
+def _query_int(request: Request, name: str) -> int | JSONResponse | None:
+    """A `?name=` integer >= 1 (the last one given), or the 422 answer naming the problem
+    (pydantic's error, as `scaler/status_openapi.json` declares the parameter)."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    try:
+        return _LIMIT.validate_python(values[-1])
+    except ValidationError as exc:
+        detail = [{**e, "loc": ["query", name]} for e in exc.errors(include_url=False)]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 (no such route, wrong method) as `{"detail": ...}` JSON."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_status_app(
@@ -173,53 +188,42 @@ def create_status_app(
     history: SnapshotHistory | None = None,
     extender: ExtenderView | None = None,
     assets: DashboardAssets | None = None,
-) -> FastAPI:
-    """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
-    ends the process), e.g. to stop the scheduler. `history` backs `/status/history` (an
-    empty ring of 1 when absent); `extender` feeds the dashboard's extender panel."""
+) -> Starlette:
+    """The status app (Starlette; its OpenAPI document is `scaler/status_openapi.json`);
+    `on_shutdown` runs when the server stops (before a re-raised signal ends the process),
+    e.g. to stop the scheduler. `history` backs `/status/history` (an empty ring of 1 when
+    absent); `extender` feeds the dashboard's extender panel."""
     ring = history if history is not None else SnapshotHistory(1)
     files = assets if assets is not None else load_dashboard_assets()
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
             if on_shutdown is not None:
                 on_shutdown()
 
-    app = FastAPI(
-        lifespan=lifespan,
-        title="gridshift scaler status",
-        default_response_class=JsonResponse,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-
     def _not_ready() -> JsonResponse:
         return JsonResponse({"error": "no tick has completed yet"}, status_code=503)
 
-    @app.get("/healthz", response_model=None, responses=_documented(200))
-    def healthz() -> JsonResponse:
+    def healthz(request: Request) -> Response:
         return JsonResponse({"status": "ok"})
 
-    @app.get("/readyz", response_model=None, responses=_documented(200, 503))
-    def readyz() -> JsonResponse:
+    def readyz(request: Request) -> Response:
         snap = holder.current()
         if snap is None:
             return _not_ready()
         return JsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
 
-    @app.get("/status", response_model=None, responses=_documented(200, 503))
-    def status() -> JsonResponse:
+    def status(request: Request) -> Response:
         snap = holder.current()
         return _not_ready() if snap is None else JsonResponse(snapshot_json(snap))
 
-    @app.get("/status/history", response_model=None, responses=_documented(200))
-    def status_history(
-        limit: Annotated[int | None, Query(ge=1, description="newest points only")] = None,
-    ) -> JsonResponse:
+    def status_history(request: Request) -> Response:
+        limit = _query_int(request, "limit")
+        if isinstance(limit, Response):
+            return limit
         snap = holder.current()
         return JsonResponse(
             history_json(
@@ -230,32 +234,25 @@ def create_status_app(
             )
         )
 
-    @app.get("/status/extender", response_model=None, responses=_documented(200))
-    def status_extender() -> JsonResponse:
+    def status_extender(request: Request) -> Response:
         return JsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
 
-    @app.get("/", response_model=None, include_in_schema=False)
-    def root() -> RedirectResponse:
+    def root(request: Request) -> Response:
         return RedirectResponse("/dashboard", status_code=307)
 
-    @app.get("/dashboard", response_model=None, responses=_documented_html(200))
-    def dashboard() -> HTMLResponse:
+    def dashboard(request: Request) -> Response:
         return HTMLResponse(files.index_html)
 
-    @app.get(
-        "/dashboard/assets/{name}",
-        response_model=None,
-        responses={200: {"description": "a dashboard asset (JS, CSS, SVG)"}, **_documented(404)},
-    )
-    def dashboard_asset(name: str) -> Response:
+    def dashboard_asset(request: Request) -> Response:
+        name = str(request.path_params["name"])
         found = files.get(name)
         if found is None:
             return JsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
         body, media_type = found
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/status/{workload}", response_model=None, responses=_documented(200, 404, 503))
-    def status_one(workload: str) -> JsonResponse:
+    def status_one(request: Request) -> Response:
+        workload = str(request.path_params["workload"])
         snap = holder.current()
         if snap is None:
             return _not_ready()
@@ -269,12 +266,23 @@ def create_status_app(
             {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
         )
 
-    @app.get(
-        "/metrics",
-        response_model=None,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    get = ["GET"]
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=get),
+            Route("/readyz", readyz, methods=get),
+            Route("/status", status, methods=get),
+            Route("/status/history", status_history, methods=get),
+            Route("/status/extender", status_extender, methods=get),
+            Route("/", root, methods=get),
+            Route("/dashboard", dashboard, methods=get),
+            Route("/dashboard/assets/{name}", dashboard_asset, methods=get),
+            Route("/status/{workload}", status_one, methods=get),
+            Route("/metrics", metrics, methods=get),
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )

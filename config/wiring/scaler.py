@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from fastapi import FastAPI
 from kubernetes import client as k8s
 from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
 
 from config.settings import (
     Settings,
@@ -147,7 +147,7 @@ class ScalerApp:
     loop: ScalerLoop
     service: ScalerService
     holder: SnapshotHolder
-    app: FastAPI
+    app: Starlette
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
     state_store: StateStore | None = None
