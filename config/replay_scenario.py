@@ -449,6 +449,23 @@ def _job_times(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Period:
+    """The replayed period and what it implies: the data to read reaches back `history`
+    before `start` and forward to the last job's deadline."""
+
+    step: timedelta
+    warmup: timedelta
+    carbon_history: timedelta
+    carbon_refit: timedelta | None
+    stabilisation: timedelta
+    start: datetime
+    end: datetime
+    jobs: dict[str, list[tuple[datetime, datetime, float]]]
+    horizon_end: datetime
+    data_start: datetime
+
+
 def build_scenario(
     spec: ScenarioFile,
     *,
@@ -461,6 +478,79 @@ def build_scenario(
     seed: int | None = None,
     policies: tuple[PolicyName, ...] | None = None,
 ) -> LoadedScenario:
+    """The scenario file as a replay, in its steps: the period, the regions' carbon, the
+    workloads, the scaler's settings at the replay step, and the forecasters."""
+    period = _period(spec, start=start, end=end)
+    reader = _Reader(
+        base, shared_data_root(environ), period.data_start, period.horizon_end, period.step
+    )
+    notes = list(spec.notes)
+    carbon, provider_fc, providers = _region_carbon(spec, period, reader, notes)
+    workloads, max_window = _replay_workloads(spec, period, reader)
+    for field, n in reader.gaps.items():
+        if n:
+            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
+    settings = _replay_settings(spec, period, max_window, source)
+    try:
+        scenario = ReplayScenario(
+            name=spec.name,
+            start=period.start,
+            end=period.end,
+            step=period.step,
+            workloads=tuple(workloads),
+            carbon=carbon,
+            policies=policies or spec.policies,
+            hpa=HpaParams(
+                spec.hpa.target_utilisation,
+                spec.hpa.tolerance,
+                period.stabilisation,
+                spec.hpa.lag_intervals,
+            ),
+            keda=KedaParams(spec.keda.max_replicas_fractions),
+            forecast_noise_percent=(
+                spec.forecast.noise_percent if noise_percent is None else noise_percent
+            ),
+            seed=spec.forecast.seed if seed is None else seed,
+            notes=tuple(dict.fromkeys(notes)),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+    use_provider = spec.forecast.carbon_model in ("provider", "perfect")
+    if spec.forecast.carbon_model == "perfect":
+        provider_fc = dict(carbon)
+        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
+    step = period.step
+    return LoadedScenario(
+        scenario=scenario,
+        params=policy_params_from(settings),
+        loop_settings=loop_settings_from(settings),
+        carbon_forecast=CarbonForecastSetup(
+            forecaster=_model(
+                "profile_persistence" if use_provider else spec.forecast.carbon_model,
+                step,
+                load=False,
+            ),
+            history=period.carbon_history,
+            provider_forecasts=provider_fc if use_provider else None,
+            provider_name=providers,
+            refit_every=period.carbon_refit,
+            perfect=spec.forecast.carbon_model == "perfect",
+        ),
+        load_forecaster=_model(
+            spec.forecast.load_model,
+            step,
+            load=True,
+            profile=spec.forecast.load_profile,
+            seasons=spec.forecast.load_profile_seasons,
+        ),
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+        source=source,
+    )
+
+
+def _period(spec: ScenarioFile, *, start: datetime | None, end: datetime | None) -> _Period:
+    """Step 1: durations, the period (a whole number of steps), regions the workloads name,
+    and the elastic jobs, whose deadlines set how far the carbon must reach."""
     try:
         step = _duration(spec.period.step, "period.step")
         warmup = _duration(spec.period.warmup, "period.warmup")
@@ -486,23 +576,36 @@ def build_scenario(
                 f"workloads.{w.name}.region: {w.region!r} is not one of the regions "
                 f"({', '.join(region_names)})"
             )
-    # jobs first: their deadlines set how far the carbon must reach
     jobs: dict[str, list[tuple[datetime, datetime, float]]] = {}
     for w in spec.workloads:
         if w.elastic is not None:
             jobs[w.name] = _job_times(w.elastic, p_start, p_end, step)
     last = max([p_end, *(dl for js in jobs.values() for _, dl, _ in js)])
-    horizon_end = p_start + step * math.ceil((last - p_start) / step)
     history = max(warmup, carbon_history) + step
-    data_start = p_start - history
-    shared = shared_data_root(environ)
-    reader = _Reader(base, shared, data_start, horizon_end, step)
+    return _Period(
+        step=step,
+        warmup=warmup,
+        carbon_history=carbon_history,
+        carbon_refit=carbon_refit,
+        stabilisation=stab,
+        start=p_start,
+        end=p_end,
+        jobs=jobs,
+        horizon_end=p_start + step * math.ceil((last - p_start) / step),
+        data_start=p_start - history,
+    )
+
+
+def _region_carbon(
+    spec: ScenarioFile, period: _Period, reader: _Reader, notes: list[str]
+) -> tuple[dict[str, RegularSeries], dict[str, RegularSeries], dict[str, str]]:
+    """Step 2: each region's carbon intensity on the replay grid, its provider forecast
+    where recorded (day-ahead for SAMPLE DATA), and the provider's name."""
+    data_start, horizon_end, step = period.data_start, period.horizon_end, period.step
     sample_carbon = SampleCarbonSource(seed=spec.forecast.seed)
-    sample_load = SampleLoadSource(seed=spec.forecast.seed)
     carbon: dict[str, RegularSeries] = {}
     provider_fc: dict[str, RegularSeries] = {}
     providers: dict[str, str] = {}
-    notes = list(spec.notes)
     for r in spec.regions:
         field = f"regions.{r.name}.carbon"
         if isinstance(r.carbon, SampleSource):
@@ -530,6 +633,15 @@ def build_scenario(
                 "forecast.carbon_model: provider needs carbon.forecast_column for regions "
                 + ", ".join(missing)
             )
+    return carbon, provider_fc, providers
+
+
+def _replay_workloads(
+    spec: ScenarioFile, period: _Period, reader: _Reader
+) -> tuple[list[ReplayWorkload], timedelta]:
+    """Step 3: each workload with its demand (interactive) or jobs (elastic); and the widest
+    job window (how far ahead the scaler must see carbon)."""
+    sample_load = SampleLoadSource(seed=spec.forecast.seed)
     workloads: list[ReplayWorkload] = []
     max_window = timedelta(0)
     for w in spec.workloads:
@@ -551,11 +663,12 @@ def build_scenario(
             if not w.min_replicas <= e.base_replicas <= w.max_replicas:
                 raise ScenarioError(f"{field}.elastic.base_replicas must lie in [min, max]")
             base_replicas = e.base_replicas
-            probe = ElasticSpec(1.0, horizon_end, profile)
+            probe = ElasticSpec(1.0, period.horizon_end, profile)
             rate = probe.throughput(e.base_replicas) * 3600.0
-            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs[w.name])
-            max_window = max([max_window, *(dl - t for t, dl, _ in jobs[w.name])])
-            elastic_spec = ElasticSpec(job_list[0].work, horizon_end, profile)
+            jobs = period.jobs[w.name]
+            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs)
+            max_window = max([max_window, *(dl - t for t, dl, _ in jobs)])
+            elastic_spec = ElasticSpec(job_list[0].work, period.horizon_end, profile)
         workload = Workload(
             name=w.name,
             namespace="replay",
@@ -573,14 +686,23 @@ def build_scenario(
         demand: RegularSeries | None = None
         if w.load is not None and w.workload_class == "interactive":
             if isinstance(w.load, SampleSource):
-                demand = sample_load.history(w.load.sample, start=data_start, end=p_end, step=step)
-                demand = RegularSeries(start=data_start, step=step, values=demand.values, unit="")
+                demand = sample_load.history(
+                    w.load.sample, start=period.data_start, end=period.end, step=period.step
+                )
+                demand = RegularSeries(
+                    start=period.data_start, step=period.step, values=demand.values, unit=""
+                )
             else:
                 demand = reader.csv(w.load, f"{field}.load")
         workloads.append(ReplayWorkload(workload, demand, job_list, base_replicas))
-    for field, n in reader.gaps.items():
-        if n:
-            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
+    return workloads, max_window
+
+
+def _replay_settings(
+    spec: ScenarioFile, period: _Period, max_window: timedelta, source: Path
+) -> Settings:
+    """Step 4: the scenario's scaler knobs over the defaults, at the replay step."""
+    step, warmup = period.step, period.warmup
     overrides = dict(spec.scaler)
     overrides.update(
         {
@@ -612,58 +734,7 @@ def build_scenario(
         )
     except ValidationError as exc:
         raise ScenarioError(_format_validation(exc, source).replace("  ", "  scaler.")) from exc
-    settings = Settings().model_copy(update={"scaler": scaler})
-    try:
-        scenario = ReplayScenario(
-            name=spec.name,
-            start=p_start,
-            end=p_end,
-            step=step,
-            workloads=tuple(workloads),
-            carbon=carbon,
-            policies=policies or spec.policies,
-            hpa=HpaParams(
-                spec.hpa.target_utilisation, spec.hpa.tolerance, stab, spec.hpa.lag_intervals
-            ),
-            keda=KedaParams(spec.keda.max_replicas_fractions),
-            forecast_noise_percent=(
-                spec.forecast.noise_percent if noise_percent is None else noise_percent
-            ),
-            seed=spec.forecast.seed if seed is None else seed,
-            notes=tuple(dict.fromkeys(notes)),
-        )
-    except ValueError as exc:
-        raise ScenarioError(f"{source}: {exc}") from exc
-    use_provider = spec.forecast.carbon_model in ("provider", "perfect")
-    if spec.forecast.carbon_model == "perfect":
-        provider_fc = dict(carbon)
-        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
-    return LoadedScenario(
-        scenario=scenario,
-        params=policy_params_from(settings),
-        loop_settings=loop_settings_from(settings),
-        carbon_forecast=CarbonForecastSetup(
-            forecaster=_model(
-                "profile_persistence" if use_provider else spec.forecast.carbon_model,
-                step,
-                load=False,
-            ),
-            history=carbon_history,
-            provider_forecasts=provider_fc if use_provider else None,
-            provider_name=providers,
-            refit_every=carbon_refit,
-            perfect=spec.forecast.carbon_model == "perfect",
-        ),
-        load_forecaster=_model(
-            spec.forecast.load_model,
-            step,
-            load=True,
-            profile=spec.forecast.load_profile,
-            seasons=spec.forecast.load_profile_seasons,
-        ),
-        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
-        source=source,
-    )
+    return Settings().model_copy(update={"scaler": scaler})
 
 
 def _sample_day_ahead(
