@@ -68,7 +68,7 @@ def _carbon_source(settings: Settings) -> CarbonSource:
 def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | None]:
     """Where the nodes come from, said in one log line: `extender.nodes_file`, else the
     cluster (list + watch), else -- no Kubernetes credentials -- the SAMPLE DATA nodes."""
-    rules = region_rules(settings.extender)
+    rules = region_rules(settings)
     path = settings.extender.nodes_file
     if path is not None:
         try:

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import sys
+from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import click
 import numpy as np
 
+from config.fleet import fleet_executor, fleet_options, plan_fleet
 from config.forecast_report import (
     forecast_rows,
     forecast_table,
@@ -41,7 +43,11 @@ from forecasts.series import RegularSeries
 from forecasts.sources.csv_series import SeriesSpec, parse_series_spec, read_csv_series
 from forecasts.time import parse_duration
 
-__all__ = ["backtest_command", "forecast_command"]
+__all__ = ["BACKTEST_WORTH_A_CLUSTER", "backtest_command", "forecast_command"]
+
+#: Model fits (series x models x origins) from which `--workers auto` starts a local cluster:
+#: the slower models take about a second a fit, so 200 fits outweigh a cluster's start.
+BACKTEST_WORTH_A_CLUSTER = 200
 
 
 def _duration_steps(text: str, step: timedelta, *, name: str) -> int:
@@ -88,24 +94,33 @@ def _select(
     horizon: int,
     origins: int,
     progress: bool,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, BacktestResult], Selection]:
+    """Backtest every model (on `executor`, one task per model, when given) and select."""
     day, week = season_steps(series.step)
     points = rolling_origins(
         len(series), horizon=horizon, count=origins, stride=day, min_train=2 * week + 2 * day
     )
     total = len(points) * len(models)
+    common: dict[str, Any] = {
+        "origins": points,
+        "horizon": horizon,
+        "train_steps": 16 * week,
+        "mase_periods": (day, week),
+    }
     with click.progressbar(
         length=total, label="backtesting", file=sys.stderr if progress else io.StringIO()
     ) as bar:
-        results = run_backtests(
-            series,
-            models,
-            origins=points,
-            horizon=horizon,
-            train_steps=16 * week,
-            mase_periods=(day, week),
-            on_origin=lambda _name, _i: bar.update(1),
-        )
+        if executor is None:
+            results = run_backtests(
+                series, models, on_origin=lambda _name, _i: bar.update(1), **common
+            )
+        else:  # the models are independent: the same results, gathered in model order
+            futures = [executor.submit(run_backtests, series, [m], **common) for m in models]
+            results = {}
+            for future in futures:
+                results.update(future.result())
+                bar.update(len(points))
     return results, select_model(results)
 
 
@@ -269,6 +284,7 @@ def _render_forecast(
 @click.option(
     "--format", "fmt", default="table", show_default=True, type=click.Choice(("table", "json"))
 )
+@fleet_options
 def backtest_command(
     series_specs: tuple[str, ...],
     models: str,
@@ -276,6 +292,8 @@ def backtest_command(
     origins: int,
     out_dir: Path | None,
     fmt: str,
+    workers: str,
+    scheduler_address: str | None,
 ) -> None:
     """Rolling-origin backtest of models on CSV series, with per-series model selection."""
     specs = []
@@ -285,35 +303,20 @@ def backtest_command(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--series") from exc
     report: dict[str, Any] = {}
-    for spec in specs:
-        series = _load(spec)
-        steps = _duration_steps(horizon, series.step, name="--horizon")
-        forecasters = _models(models, series.step)
-        if not any(m.name.startswith("seasonal_naive") for m in forecasters):
-            forecasters.insert(0, build_model("seasonal_naive_day", step=series.step))
-        try:
-            results, selection = _select(
-                series, forecasters, horizon=steps, origins=origins, progress=True
-            )
-        except ValueError as exc:
-            raise click.ClickException(f"{spec.label}: {exc}") from exc
-        errors = {k: r.errors[0] for k, r in results.items() if r.errors}
-        table = scores_table(selection.scores, errors=errors, chosen=selection.model)
-        report[spec.label] = {
-            "selected": selection.model,
-            "baseline": selection.baseline,
-            "reasons": list(selection.reasons),
-            "scores": {k: v.as_dict() for k, v in selection.scores.items()},
-            "errors": errors,
-            "origins": len(results[selection.model].origins),
-            "horizon_steps": steps,
-        }
-        if fmt == "table":
-            click.echo(f"\n{spec.label}  ({len(series)} steps of {series.step}, horizon {steps})")
-            click.echo(table)
-            click.echo("\n".join(f"  {r}" for r in selection.reasons))
-        if out_dir is not None:
-            _write_plots(out_dir, spec, series, results[selection.model], table, selection)
+    n_models = len([m for m in models.split(",") if m.strip()]) + 1  # + the baseline
+    plan = plan_fleet(
+        workers,
+        scheduler_address,
+        parts=n_models,
+        work=len(specs) * n_models * origins,
+        worth_it=BACKTEST_WORTH_A_CLUSTER,
+        unit="model fits",
+    )
+    if not plan.single_process:
+        click.echo(f"backtest: {plan.why}", err=True)
+    with fleet_executor(plan) as (executor, _parts):
+        for spec in specs:
+            _backtest_one(spec, models, horizon, origins, out_dir, fmt, executor, report)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "backtest.json").write_text(json.dumps(report, indent=2))
@@ -321,6 +324,47 @@ def backtest_command(
             click.echo(f"\nwrote {out_dir / 'backtest.json'} and the plots")
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
+
+
+def _backtest_one(
+    spec: SeriesSpec,
+    models: str,
+    horizon: str,
+    origins: int,
+    out_dir: Path | None,
+    fmt: str,
+    executor: Executor | None,
+    report: dict[str, Any],
+) -> None:
+    """Backtest one series, print its table, add it to `report`, write its plots."""
+    series = _load(spec)
+    steps = _duration_steps(horizon, series.step, name="--horizon")
+    forecasters = _models(models, series.step)
+    if not any(m.name.startswith("seasonal_naive") for m in forecasters):
+        forecasters.insert(0, build_model("seasonal_naive_day", step=series.step))
+    try:
+        results, selection = _select(
+            series, forecasters, horizon=steps, origins=origins, progress=True, executor=executor
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"{spec.label}: {exc}") from exc
+    errors = {k: r.errors[0] for k, r in results.items() if r.errors}
+    table = scores_table(selection.scores, errors=errors, chosen=selection.model)
+    report[spec.label] = {
+        "selected": selection.model,
+        "baseline": selection.baseline,
+        "reasons": list(selection.reasons),
+        "scores": {k: v.as_dict() for k, v in selection.scores.items()},
+        "errors": errors,
+        "origins": len(results[selection.model].origins),
+        "horizon_steps": steps,
+    }
+    if fmt == "table":
+        click.echo(f"\n{spec.label}  ({len(series)} steps of {series.step}, horizon {steps})")
+        click.echo(table)
+        click.echo("\n".join(f"  {r}" for r in selection.reasons))
+    if out_dir is not None:
+        _write_plots(out_dir, spec, series, results[selection.model], table, selection)
 
 
 def _write_plots(

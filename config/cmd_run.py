@@ -156,7 +156,7 @@ def run_command(
     # defaults < --config FILE / $GRIDSHIFT_CONFIG < GRIDSHIFT_* env < --set (errors: exit 2)
     loaded = loaded_settings_from_context(ctx)
     settings = loaded.settings
-    if not settings.scaler.workloads:
+    if not settings.scaler.workloads and not settings.kube.enabled:
         from_file = [layer for layer in loaded.layers if layer.startswith("file:")]
         if from_file:
             raise click.BadParameter(
@@ -221,10 +221,13 @@ def run_command(
                 clock=clock,
                 wall_clock=wall,
                 registry=built.registry,
+                workloads=built.loop.workloads,
             )
         )
         if services.kube is not None:  # actual replicas from the cluster, every tick
             built.loop.use_replica_reader(services.kube.replicas)
+            if services.kube.workloads is not None:  # CRD-first: each CR is a workload
+                built.loop.use_workload_source(services.kube.workloads.current)
             if isinstance(built.state_store, ConfigMapStateStore):
                 elector = services.kube.elector  # one writer: the replica that leads
                 built.state_store.write_only_when(lambda: elector.leading)

@@ -2,8 +2,9 @@
 points at another setting must exist.
 
 - `scaler.workloads[i].region` is a region in `carbon.regions` (or a SAMPLE DATA region);
-- `extender.region_aliases` values, `extender.default_region` and `extender.regions` are
-  regions in `carbon.regions`;
+- `extender.default_region`, `extender.regions`, `extender.prefer_regions` and
+  `extender.avoid_regions` are regions in `carbon.regions` (aliases
+  live in `carbon.regions.<REGION>.aliases`, so they name a region by construction);
 - no two workloads scale the same target (namespace, kind, name): they would fight.
 
 Each broken reference is one `Problem` naming the field, the value, the layer it came from and
@@ -80,15 +81,13 @@ def cross_reference_problems(
                 )
             )
     ext = settings.extender
-    for alias, region in sorted(ext.region_aliases.items()):
-        if region not in regions:
-            path = f"extender.region_aliases.{alias}"
-            problems.append(_unknown_region(path, region, regions, prov))
     if ext.default_region is not None and ext.default_region not in regions:
         problems.append(
             _unknown_region("extender.default_region", ext.default_region, regions, prov)
         )
-    for i, region in enumerate(ext.regions):
-        if region not in regions:
-            problems.append(_unknown_region(f"extender.regions.{i}", region, regions, prov))
+    for field_name in ("regions", "prefer_regions", "avoid_regions"):
+        for i, region in enumerate(getattr(ext, field_name)):
+            if region not in regions:
+                path = f"extender.{field_name}.{i}"
+                problems.append(_unknown_region(path, region, regions, prov))
     return problems

@@ -149,6 +149,9 @@ def unknown_key(parent: Node | None, key: str | int) -> tuple[str, bool]:
     its value must be masked: a secret-like name, or a near-miss of a secret field's name."""
     if parent is None or parent.kind != "model" or parent.model is None:
         return "unknown key", looks_secret(key)
+    moved: Mapping[str, str] = getattr(parent.model, "moved_fields", {})
+    if str(key) in moved:
+        return f"unknown key: {moved[str(key)]}", looks_secret(key)
     names = field_names(parent.model)
     hint = suggest(str(key), names)
     more = f"did you mean '{hint}'?" if hint else "valid keys here: " + ", ".join(names)

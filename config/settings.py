@@ -8,9 +8,11 @@ live in `config.loading`; this module only declares the shape, bounds and defaul
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -288,6 +290,11 @@ class CarbonRegionSettings(_Group):
         default_factory=list,
         description="Node-label rules (label -> glob); a node matching any rule is in the region.",
     )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Cloud region/zone names that mean this region whatever `match` says "
+        "(an override); none by default.",
+    )
     fallback_order: list[str] | None = Field(
         None, description="This region's own provider order; unset = `carbon.fallback_order`."
     )
@@ -326,6 +333,11 @@ def _default_regions() -> dict[str, CarbonRegionSettings]:
         "gb-south": CarbonRegionSettings(
             zones={"uk": "12", "electricitymaps": "GB"},
             description="South England (UK API region 12).",
+        ),
+        "IE": CarbonRegionSettings(
+            zones={"electricitymaps": "IE", "carbon_aware_sdk": "northeurope"},
+            match=[{r: "eu-west-1"}, {r: "northeurope"}],
+            description="Ireland; AWS eu-west-1 and Azure North Europe (Dublin).",
         ),
         "DE": CarbonRegionSettings(
             zones={
@@ -381,7 +393,7 @@ class CarbonSettings(_Group):
     trace: CarbonTraceSettings = CarbonTraceSettings()
     regions: dict[str, CarbonRegionSettings] = Field(
         default_factory=_default_regions,
-        description="Sample regions for GB, DE, FR and California; replace with your own.",
+        description="Sample regions for GB, IE, DE, FR and California; replace with your own.",
     )
 
     @model_validator(mode="after")
@@ -400,7 +412,20 @@ class CarbonSettings(_Group):
             if key in seen:
                 raise ValueError(f"regions: {seen[key]!r} and {name!r} differ only in case")
             seen[key] = name
+        owner: dict[str, str] = {}
+        for name, region in self.regions.items():
+            for alias in region.aliases:
+                if alias in owner and owner[alias] != name:
+                    raise ValueError(
+                        f"regions: alias {alias!r} is listed by both {owner[alias]!r} and {name!r}"
+                    )
+                owner[alias] = name
         return self
+
+    def region_named(self, name: str) -> str | None:
+        """The configured region called `name` (any case), or None."""
+        key = name.casefold()
+        return next((r for r in self.regions if r.casefold() == key), None)
 
 
 #: The names `forecasts.models.catalog.LOAD_MODEL_CHOICES` accepts (kept equal by a test; a
@@ -711,6 +736,15 @@ class ScalerSettings(_Group):
 
 
 class ExtenderSettings(_Group):
+    #: Removed keys and where their meaning went (shown instead of "unknown key").
+    moved_fields: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "region_aliases": "region aliases moved to the one region model: list each cloud "
+            "region/zone under carbon.regions.<REGION>.aliases (e.g. carbon.regions.IE.aliases"
+            ": [eu-west-1]); nodes are also placed by the regions' `match` rules",
+        }
+    )
+
     listen: str = Field(
         "127.0.0.1:8888", description="Loopback by default; set 0.0.0.0:8888 in-cluster."
     )
@@ -769,15 +803,38 @@ class ExtenderSettings(_Group):
         description="A NodeList (YAML/JSON) to serve instead of watching the cluster; without"
         " it and without credentials the extender serves the SAMPLE DATA nodes (offline).",
     )
-    region_aliases: dict[str, str] = Field(
-        default_factory=dict,
-        description="Cloud region/zone -> carbon region (eu-west-1: IE); none by default.",
-    )
     default_region: str | None = Field(
-        None, description="Region of unlabelled nodes; unset leaves them neutral."
+        None,
+        description="Configured carbon region of nodes no label or match rule places; unset "
+        "leaves them neutral.",
+    )
+    max_intensity_g_per_kwh: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Cluster-wide carbon threshold: filter out nodes whose region is fresher "
+        "and dirtier than this; off by default; a pod's gridshift.io/max-gco2-per-kwh wins.",
+    )
+    prefer_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions whose nodes get a score bonus; none by default; a pod's "
+        "gridshift.io/prefer-regions annotation replaces the list.",
+    )
+    avoid_regions: tuple[str, ...] = Field(
+        (),
+        description="Regions filtered out unless no other node fits (fails open); none by "
+        "default; a pod's gridshift.io/avoid-regions annotation replaces the list.",
+    )
+    prefer_bonus: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="A fifth of the best node's goodness: breaks near-ties toward preferred "
+        "regions without overriding a clearly cleaner grid.",
     )
     regions: tuple[str, ...] = Field(
-        (), description="Extra regions to rank for /regions/rank even without nodes there."
+        (),
+        description="Configured carbon regions to rank for /regions/rank even without nodes.",
     )
     refresh_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="Node changes reach scores within ten seconds."
@@ -933,6 +990,13 @@ class KedaSettings(_Group):
     )
     stream_poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How fast StreamIsActive notices a new decision."
+    )
+    max_streams: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Open StreamIsActive streams at most (KEDA opens one per external-push"
+        " ScaledObject; each holds a thread); past it RESOURCE_EXHAUSTED.",
     )
     tls_cert_file: Path | None = Field(
         None,

@@ -232,7 +232,9 @@ def _decode_args(body: bytes) -> tuple[msgspec.Raw, _RawNodeList | None, list[st
     return pod, nodes, names
 
 
-def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
+def _pod_preferences(
+    raw: msgspec.Raw, *, rules: RegionRules, policy: ScoringPolicy
+) -> tuple[str, PodPreferences]:
     try:
         pod = _POD.decode(raw) if raw != _NULL else None
     except msgspec.ValidationError as exc:
@@ -246,13 +248,24 @@ def _pod_preferences(raw: msgspec.Raw) -> tuple[str, PodPreferences]:
             if r is not None:
                 containers.append({"resources": {"limits": r.limits, "requests": r.requests}})
     try:
-        prefs = pod_preferences(meta.annotations or {}, containers=containers)
+        prefs = pod_preferences(
+            meta.annotations or {},
+            containers=containers,
+            policy=policy,
+            resolve_region=rules.resolve,
+        )
     except ValueError as exc:
         raise WireError(f"Pod.spec: {exc}") from None
     return (f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name), prefs
 
 
-def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> ParsedArgs:
+def parse_args(
+    body: bytes,
+    *,
+    rules: RegionRules,
+    verb: str = "prioritize",
+    policy: ScoringPolicy | None = None,
+) -> ParsedArgs:
     """Decode ExtenderArgs for `verb` (filter or prioritize); raises `WireError` naming the
     offending field.
 
@@ -260,17 +273,17 @@ def parse_args(body: bytes, *, rules: RegionRules, verb: str = "prioritize") -> 
     nothing about it can matter (filter without a cap, an opted-out pod), its labels for
     regions, and its status and GPU annotation only for prioritizing a GPU pod."""
     try:
-        return _parse_args(body, rules=rules, verb=verb)
+        return _parse_args(body, rules=rules, verb=verb, policy=policy or ScoringPolicy())
     except RecursionError:
         # msgspec stops at its own depth limit; a Pod or Node is never nested that deep
         raise WireError("request body: JSON nested too deeply") from None
 
 
-def _parse_args(body: bytes, *, rules: RegionRules, verb: str) -> ParsedArgs:
+def _parse_args(body: bytes, *, rules: RegionRules, verb: str, policy: ScoringPolicy) -> ParsedArgs:
     if not body.strip():
         raise WireError("empty request body: expected ExtenderArgs JSON")
     raw_pod, nodes, names = _decode_args(body)
-    pod_name, prefs = _pod_preferences(raw_pod)
+    pod_name, prefs = _pod_preferences(raw_pod, rules=rules, policy=policy)
     if names is not None:
         return ParsedArgs(
             pod_name=pod_name,
@@ -285,7 +298,9 @@ def _parse_args(body: bytes, *, rules: RegionRules, verb: str) -> ParsedArgs:
     raw: dict[str, msgspec.Raw] = {}
     facts: dict[str, NodeFacts] = {}
     if verb == "filter":
-        need_facts = not prefs.opt_out and prefs.max_intensity_g_per_kwh is not None
+        need_facts = not prefs.opt_out and (
+            prefs.max_intensity_g_per_kwh is not None or bool(prefs.avoid_regions)
+        )
     else:
         need_facts = not prefs.opt_out
     want_gpu = need_facts and verb != "filter" and prefs.gpus_requested > 0
@@ -550,7 +565,7 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         started = time.monotonic()
         try:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
-            parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter")
+            parsed = parse_args(body_bytes, rules=ctx.rules, verb="filter", policy=ctx.policy)
         except WireError as exc:
             log.info("filter: rejected request: %s", exc)
             return _filter_error(str(exc), exc.status)
@@ -594,7 +609,9 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
     async def prioritize(request: Request) -> Response:
         started = time.monotonic()
         try:
-            parsed = parse_args(await _read_body(request, ctx.max_body_bytes), rules=ctx.rules)
+            parsed = parse_args(
+                await _read_body(request, ctx.max_body_bytes), rules=ctx.rules, policy=ctx.policy
+            )
         except WireError as exc:
             log.info("prioritize: rejected request: %s", exc)
             return _json({"Error": str(exc)}, exc.status)

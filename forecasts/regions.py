@@ -10,6 +10,12 @@ region id 12 while Electricity Maps asks for zone `GB`.
 
 Region names are matched case-insensitively (`GB` and `gb` are the same region); the
 canonical spelling is the one configured.
+
+`RegionResolver` is the one region model the scaler and the extender share: a node's labels,
+or a name a user wrote (a workload's or a CarbonAwareScaler's `region`, which may be a cloud
+region such as `eu-west-2`), become a configured region through, in order, the aliases (an
+override: cloud region/zone -> region), a configured region's own name, the regions' `match`
+rules, then the default.
 """
 
 from __future__ import annotations
@@ -20,16 +26,28 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
+    "DEFAULT_REGION_LABELS",
+    "DEFAULT_ZONE_LABELS",
+    "OWN_REGION_LABEL",
     "REGION_LABEL",
     "ZONE_LABEL",
     "NodeRule",
     "Region",
     "RegionMap",
+    "RegionResolver",
     "UnknownRegion",
 ]
 
 REGION_LABEL = "topology.kubernetes.io/region"
+#: gridshift's own node label: an explicit region, taken as written (aliases still apply).
+OWN_REGION_LABEL = "gridshift.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+DEFAULT_REGION_LABELS = (
+    OWN_REGION_LABEL,
+    REGION_LABEL,
+    "failure-domain.beta.kubernetes.io/region",
+)
+DEFAULT_ZONE_LABELS = (ZONE_LABEL, "failure-domain.beta.kubernetes.io/zone")
 
 
 class UnknownRegion(ValueError):
@@ -114,6 +132,10 @@ class RegionMap:
     def names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.regions)
 
+    def find(self, name: str) -> Region | None:
+        """The region called `name` (any case), or None."""
+        return self._by_key.get(name.strip().casefold())
+
     def get(self, name: str) -> Region:
         region = self._by_key.get(name.strip().casefold())
         if region is None:
@@ -148,3 +170,85 @@ class RegionMap:
                 if best is None or cand[:2] > best[:2]:
                     best = cand
         return best[2] if best is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RegionResolver:
+    """Node labels or a written region name -> a region name (see the module docstring).
+
+    `aliases` (cloud region or zone name -> region) override the `match` rules. A label value
+    or name that nothing resolves is returned as written, so the carbon source's "unknown
+    region" error names it where operators look, rather than the node silently scoring
+    neutral."""
+
+    regions: RegionMap = field(default_factory=lambda: RegionMap.of(()))
+    region_labels: tuple[str, ...] = DEFAULT_REGION_LABELS
+    zone_labels: tuple[str, ...] = DEFAULT_ZONE_LABELS
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    default_region: str | None = None
+
+    def _known(self, name: str) -> str | None:
+        alias = self.aliases.get(name)
+        if alias is not None:
+            return self._canonical(alias)
+        region = self.regions.find(name)
+        return region.name if region is not None else None
+
+    def _canonical(self, name: str) -> str:
+        region = self.regions.find(name)
+        return region.name if region is not None else name
+
+    def zone_for(self, labels: Mapping[str, str]) -> str | None:
+        for key in self.zone_labels:
+            value = labels.get(key)
+            if value:
+                return value
+        return None
+
+    def region_for(self, labels: Mapping[str, str]) -> str | None:
+        """A node's region: a zone alias, gridshift's own label as written, then the first
+        region label that is an alias or a configured region, then the `match` rules, then
+        the default, then the first region label's raw value (None for an unlabelled node
+        without a default)."""
+        zone = self.zone_for(labels)
+        if zone is not None and zone in self.aliases:
+            return self._canonical(self.aliases[zone])
+        own = labels.get(OWN_REGION_LABEL) if OWN_REGION_LABEL in self.region_labels else None
+        if own:
+            return self._known(own) or own
+        first: str | None = None
+        for key in self.region_labels:
+            value = labels.get(key)
+            if not value:
+                continue
+            first = first or value
+            known = self._known(value)
+            if known is not None:
+                return known
+        matched = self.regions.match_node(labels)
+        if matched is not None:
+            return matched.name
+        if self.default_region is not None:
+            return self._canonical(self.default_region)
+        return first
+
+    def resolve(self, name: str) -> str:
+        """A region name someone wrote (`GB`, `gb`, `eu-west-2`, an alias) -> the configured
+        region: an alias, a region's own name, or the region whose `match` rules claim it as
+        a cloud region or zone; else `name` unchanged."""
+        known = self._known(name.strip())
+        if known is not None:
+            return known
+        for label in (REGION_LABEL, ZONE_LABEL):
+            matched = self.regions.match_node({label: name.strip()})
+            if matched is not None:
+                return matched.name
+        return name
+
+    def is_configured(self, name: str) -> bool:
+        return self.regions.find(name) is not None
+
+    def configured_region(self, name: str) -> str | None:
+        """`resolve(name)` when that is a configured region, else None."""
+        resolved = self.resolve(name)
+        return resolved if self.is_configured(resolved) else None

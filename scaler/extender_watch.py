@@ -18,9 +18,13 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from forecasts.platform.errors import SourceError
+from forecasts.platform.http import read_bounded
 from forecasts.time import Clock
 
 __all__ = ["ExtenderWatch", "summarise_extender_metrics"]
+
+_MAX_METRICS_BYTES = 4 * 1024 * 1024  # an extender's /metrics is tens of KB
 
 
 def summarise_extender_metrics(text: str) -> dict[str, float]:
@@ -102,10 +106,15 @@ class ExtenderWatch:
     def poll_once(self) -> None:
         polled_at = self._clock.now().isoformat().replace("+00:00", "Z")
         try:
-            response = self._client.get(self.url)
+            response, body = read_bounded(
+                self._client,
+                self._client.build_request("GET", self.url),
+                source="extender",
+                max_bytes=_MAX_METRICS_BYTES,
+            )
             response.raise_for_status()
-            figures = summarise_extender_metrics(response.text)
-        except (httpx.HTTPError, ValueError) as exc:
+            figures = summarise_extender_metrics(body.decode("utf-8", "replace"))
+        except (httpx.HTTPError, ValueError, SourceError) as exc:
             if self._state.get("reachable", True):
                 self._log.warning("extender metrics at %s: %s", self.url, exc)
             self._state = {

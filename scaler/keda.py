@@ -26,6 +26,10 @@ pair); with a client CA every caller must present a certificate chaining to it (
 KEDA's side: `enableTLS: "true"` in the trigger metadata, and `caCert` (the CA of our serving
 certificate), `tlsClientCert`, `tlsClientKey` as TriggerAuthentication parameters.
 
+Bounds: at most `max_streams` StreamIsActive streams (each holds a thread; past it
+RESOURCE_EXHAUSTED), with `max_workers` more threads kept for the unary calls, so open
+streams never starve GetMetrics/IsActive; intensities in metadata within [0, 100,000].
+
 Errors are gRPC statuses: INVALID_ARGUMENT (bad metadata, names the key), NOT_FOUND
 (no such workload/region), UNAVAILABLE (no snapshot yet, or one older than
 `max_snapshot_age_seconds`: KEDA keeps its last state / applies its fallback).
@@ -90,6 +94,9 @@ class ScalerQuery:
         return f"gridshift-desired-replicas-{self.workload}"
 
 
+_MAX_INTENSITY_G_PER_KWH = 100_000.0  # 50x the dirtiest grid; past it a typo, not a target
+
+
 def _positive_float(metadata: Mapping[str, str], key: str, default: float) -> float:
     raw = metadata.get(key)
     if raw is None or raw == "":
@@ -100,10 +107,11 @@ def _positive_float(metadata: Mapping[str, str], key: str, default: float) -> fl
         raise _QueryError(
             grpc.StatusCode.INVALID_ARGUMENT, f"scalerMetadata.{key}: {raw!r} is not a number"
         ) from None
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or not 0 <= value <= _MAX_INTENSITY_G_PER_KWH:
         raise _QueryError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"scalerMetadata.{key}: must be a finite number >= 0, got {raw!r}",
+            f"scalerMetadata.{key}: must be a number in [0, {_MAX_INTENSITY_G_PER_KWH:g}] "
+            f"gCO2eq/kWh, got {raw[:40]!r}",
         )
     return value
 
@@ -161,6 +169,7 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
         stop: threading.Event | None = None,
         clock: Clock | None = None,
         max_snapshot_age_seconds: float | None = None,
+        max_streams: int = 256,
     ) -> None:
         if max_snapshot_age_seconds is not None and clock is None:
             raise ValueError("max_snapshot_age_seconds needs a clock")
@@ -171,6 +180,11 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
         self._holder = holder
         self._poll = stream_poll_interval_seconds
         self._stop = stop or threading.Event()
+        #: open StreamIsActive calls at most; each holds a server thread for its lifetime,
+        #: so the server sizes its pool to this plus the unary workers (streams never starve
+        #: GetMetrics/IsActive), and a stream past it is refused RESOURCE_EXHAUSTED
+        self.max_streams = max_streams
+        self._streams = threading.BoundedSemaphore(max_streams)
 
     # ---------------------------------------------------------------- core
     def _value(self, query: ScalerQuery) -> float:
@@ -230,6 +244,19 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
         except _QueryError as error:
             self._abort(context, error)
             return
+        if not self._streams.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.max_streams} StreamIsActive streams already open; poll with IsActive "
+                "(trigger type external) or raise keda.max_streams",
+            )
+            return
+        try:
+            yield from self._stream(query, context)
+        finally:
+            self._streams.release()
+
+    def _stream(self, query: ScalerQuery, context: grpc.ServicerContext) -> Iterator[Any]:
         last: bool | None = None
         while context.is_active() and not self._stop.is_set():
             active: bool | None
@@ -343,13 +370,20 @@ class KedaScalerServer:
         *,
         address: str,
         max_workers: int = 8,
+        max_queued_calls: int = 64,
         server_credentials: grpc.ServerCredentials | None = None,
         tls_stats: ReloadStats | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.tls_stats = tls_stats  # reloads/expiry of the credentials, for metrics
         self._stop = stop or threading.Event()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        # `max_workers` threads for unary calls on top of one per allowed stream; calls past
+        # the pool wait in a queue of `max_queued_calls`, and past that get RESOURCE_EXHAUSTED
+        threads = max_workers + scaler.max_streams
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keda"),
+            maximum_concurrent_rpcs=threads + max_queued_calls,
+        )
         pb_grpc.add_ExternalScalerServicer_to_server(scaler, self._server)
         self.secure = server_credentials is not None
         if server_credentials is None:

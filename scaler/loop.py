@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -194,15 +194,9 @@ class ScalerLoop:
         self._schedules = {
             w.name: WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides) for w in workloads
         }
-        self._state = {
-            w.name: _WorkloadState(
-                replicas=ReplicaState(w.min_replicas),
-                shadow=ReplicaState(w.min_replicas),
-                remaining_work=w.elastic.total_work if w.elastic else 0.0,
-                shadow_remaining=w.elastic.total_work if w.elastic else 0.0,
-            )
-            for w in workloads
-        }
+        self._state = {w.name: _fresh_state(w) for w in workloads}
+        self._restorable: dict[str, WorkloadCheckpoint] = {}
+        self._workload_source: Callable[[], Sequence[Workload]] | None = None
         self._models: Mapping[str, FittedModel] = {}
         self._last_region: dict[str, _RegionView] = {}
         self._ledger = Ledger()
@@ -288,6 +282,8 @@ class ScalerLoop:
                 emitted_g=t.emitted_g,
                 counterfactual_g=t.counterfactual_g,
             )
+        for name, kept in self._restorable.items():  # not listed since the restore (yet)
+            out.setdefault(name, kept)
         saved_at = max((c.last_at for c in out.values() if c.last_at), default=None)
         return LoopCheckpoint(
             saved_at=saved_at or self._clock.now(), ticks_total=self._ticks, workloads=out
@@ -295,41 +291,116 @@ class ScalerLoop:
 
     def restore(self, cp: LoopCheckpoint) -> None:
         """Continue from a checkpoint; workloads it does not name start fresh, workloads it
-        names that are gone are dropped. Replicas are clamped to the current bounds."""
-        by_workload: dict[str, Totals] = {}
-        by_region: dict[str, Totals] = {}
-        total = Totals()
-        for w in self.workloads:
-            c = cp.workloads.get(w.name)
-            if c is None:
-                continue
-            st = self._state[w.name]
-            st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
-            st.shadow = ReplicaState(
-                min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
-            )
-            st.last_at = c.last_at
-            if w.elastic is not None:
-                st.remaining_work = c.remaining_work
-                st.shadow_remaining = c.counterfactual_remaining_work
-            t = Totals(
-                c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g
-            )
-            by_workload[w.name] = t
-            r = by_region.get(w.region, Totals())
-            by_region[w.region] = Totals(
-                *(a + b for a, b in zip(_totals(r), _totals(t), strict=True))
-            )
-            total = Totals(*(a + b for a, b in zip(_totals(total), _totals(t), strict=True)))
-        self._ledger = Ledger(by_workload, by_region, total, {})
+        names that are gone are dropped. Replicas are clamped to the current bounds. The
+        checkpoint is kept: a workload that appears later (a new CarbonAwareScaler listed
+        after the start) continues from it too (`set_workloads`)."""
+        self._ledger = Ledger()
+        self._restorable = dict(cp.workloads)
+        restored = [w for w in self.workloads if self._restore_workload(w)]
         self._ticks = cp.ticks_total
         self._log.info(
             "restored state from %s: %d ticks, %d workloads, %.3f g saved",
             cp.saved_at.isoformat(),
             cp.ticks_total,
-            len(by_workload),
-            total.saved_g,
+            len(restored),
+            self._ledger.total.saved_g,
         )
+
+    def _restore_workload(self, w: Workload) -> bool:
+        """Continue `w` from the kept checkpoint (once); False when it names no such one."""
+        c = self._restorable.pop(w.name, None)
+        if c is None:
+            return False
+        st = self._state[w.name]
+        st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
+        st.shadow = ReplicaState(
+            min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
+        )
+        st.last_at = c.last_at
+        if w.elastic is not None:
+            st.remaining_work = c.remaining_work
+            st.shadow_remaining = c.counterfactual_remaining_work
+        t = Totals(c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g)
+        led = self._ledger
+        by_workload = {**led.by_workload, w.name: t}
+        by_region = dict(led.by_region)
+        by_region[w.region] = _sum_totals(by_region.get(w.region, Totals()), t)
+        self._ledger = Ledger(by_workload, by_region, _sum_totals(led.total, t), led.provenance)
+        return True
+
+    # ------------------------------------------------------------------ workloads
+    def use_workload_source(self, source: Callable[[], Sequence[Workload]]) -> None:
+        """Take the workload set from `source` before every tick (config-file workloads plus
+        the CarbonAwareScalers the cluster has now); see `set_workloads`."""
+        self._workload_source = source
+
+    def set_workloads(self, workloads: Sequence[Workload]) -> None:
+        """Replace the workload set between ticks. A new workload starts fresh (or from the
+        kept checkpoint) and gets its load model fitted at once; a changed one keeps its
+        replicas and mode (elastic work restarts when its work or deadline changed); a gone
+        one is dropped."""
+        names = [w.name for w in workloads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workload names must be unique: {names}")
+        old = {w.name: w for w in self.workloads}
+        state: dict[str, _WorkloadState] = {}
+        schedules: dict[str, WorkloadSchedules] = {}
+        added: list[Workload] = []
+        for w in workloads:
+            prev = old.get(w.name)
+            st = self._state.get(w.name)
+            if prev is None or st is None:
+                st = _fresh_state(w)
+                added.append(w)
+            elif prev.elastic != w.elastic:
+                st.remaining_work = st.shadow_remaining = w.elastic.total_work if w.elastic else 0.0
+            state[w.name] = st
+            keep = prev is not None and (prev.ci_schedules, prev.overrides) == (
+                w.ci_schedules,
+                w.overrides,
+            )
+            schedules[w.name] = (
+                self._schedules[w.name]
+                if keep
+                else WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides)
+            )
+        self._state, self._schedules, self.workloads = state, schedules, tuple(workloads)
+        for w in added:
+            self._restore_workload(w)
+        gone = sorted(set(old) - set(names))
+        if added or gone:
+            self._log.info(
+                "workloads now %s (added %s, removed %s)",
+                ", ".join(names) or "none",
+                ", ".join(w.name for w in added) or "none",
+                ", ".join(gone) or "none",
+            )
+        fit = [w.name for w in added if w.elastic is None]
+        if fit:
+            self.refit(only=fit)
+
+    def _start_from_actual(self, w: Workload, running: int | None) -> None:
+        """A workload's first decision starts from what its target runs now (clamped to its
+        bounds), not from min_replicas: a new CarbonAwareScaler that actuates must not scale
+        a running Deployment down to its floor while an input is still stale."""
+        st = self._state[w.name]
+        if st.last_at is not None or st.last_status is not None or running is None:
+            return
+        start = min(w.max_replicas, max(w.min_replicas, running))
+        st.replicas = ReplicaState(start)
+        st.shadow = ReplicaState(start)
+
+    def _refresh_workloads(self) -> None:
+        source = self._workload_source
+        if source is None:
+            return
+        try:
+            workloads = tuple(source())
+            if workloads != self.workloads:
+                self.set_workloads(workloads)
+        except Exception:  # keep deciding for the workloads we have
+            self._log.exception("updating the workload set failed; keeping the previous one")
+            self._count_error("internal")
 
     def _take_over(self) -> None:
         """Continue from the store's checkpoint when this replica just became its writer."""
@@ -371,7 +442,13 @@ class ScalerLoop:
             self._log.warning("%s: %s; %s", what, exc, consequence)
 
     # ------------------------------------------------------------------ refit
-    def refit(self, *, at: datetime | None = None, executor: Executor | None = None) -> RefitReport:
+    def refit(
+        self,
+        *,
+        at: datetime | None = None,
+        executor: Executor | None = None,
+        only: Collection[str] | None = None,
+    ) -> RefitReport:
         """Fit every workload's load model on its history up to `at` (default: the clock's
         now); a workload whose fit fails keeps its previous model.
 
@@ -385,7 +462,9 @@ class ScalerLoop:
         logged: set[str] = set()
         histories: dict[str, RegularSeries] = {}
         # elastic work is planned from carbon, not a load forecast
-        forecast_load = [w for w in self.workloads if w.elastic is None]
+        forecast_load = [
+            w for w in self.workloads if w.elastic is None and (only is None or w.name in only)
+        ]
         window = (end - self._settings.load_history, end)
         got = self._load_inputs.loads(forecast_load, window, "refit load")
         for w in forecast_load:
@@ -410,7 +489,7 @@ class ScalerLoop:
             except ValueError as exc:
                 self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
                 failed.append(name)
-        self._models = models
+        self._models = {k: v for k, v in models.items() if k in self._state}
         self._refits += 1
         self._last_refit_at = now
         seconds = time.monotonic() - started
@@ -565,6 +644,7 @@ class ScalerLoop:
     def tick(self) -> Snapshot:
         """One decision for every workload; publishes and returns the snapshot."""
         started = time.monotonic()
+        self._refresh_workloads()  # CarbonAwareScalers created, changed or deleted since
         self._take_over()  # before deciding: a new leader continues from the last save
         now = self._clock.now()
         logged: set[str] = set()
@@ -594,6 +674,7 @@ class ScalerLoop:
         for w in self.workloads:
             try:
                 ran = actual[w.name][0] if w.name in effect else None
+                self._start_from_actual(w, actual[w.name][0])
                 status, account = self._tick_workload(
                     w, now, regions[w.region], previous.get(w.region), logged, fetched, ran
                 )
@@ -918,6 +999,20 @@ class ScalerLoop:
             counterfactual_replica_watts=cf_watts,
             carbon=region.latest,
         )
+
+
+def _fresh_state(w: Workload) -> _WorkloadState:
+    work = w.elastic.total_work if w.elastic else 0.0
+    return _WorkloadState(
+        replicas=ReplicaState(w.min_replicas),
+        shadow=ReplicaState(w.min_replicas),
+        remaining_work=work,
+        shadow_remaining=work,
+    )
+
+
+def _sum_totals(a: Totals, b: Totals) -> Totals:
+    return Totals(*(x + y for x, y in zip(_totals(a), _totals(b), strict=True)))
 
 
 def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:

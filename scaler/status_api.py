@@ -188,11 +188,13 @@ def create_status_app(
     history: SnapshotHistory | None = None,
     extender: ExtenderView | None = None,
     assets: DashboardAssets | None = None,
+    region_policy: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """The status app (Starlette; its OpenAPI document is `scaler/status_openapi.json`);
     `on_shutdown` runs when the server stops (before a re-raised signal ends the process),
     e.g. to stop the scheduler. `history` backs `/status/history` (an empty ring of 1 when
-    absent); `extender` feeds the dashboard's extender panel."""
+    absent); `extender` feeds the dashboard's extender panel, and `region_policy` (the
+    scheduling threshold and prefer/avoid regions operators set) is shown there with it."""
     ring = history if history is not None else SnapshotHistory(1)
     files = assets if assets is not None else load_dashboard_assets()
 
@@ -235,7 +237,10 @@ def create_status_app(
         )
 
     def status_extender(request: Request) -> Response:
-        return JsonResponse(dict(extender() if extender is not None else NO_EXTENDER))
+        body = dict(extender() if extender is not None else NO_EXTENDER)
+        if region_policy is not None:
+            body["region_policy"] = dict(region_policy)
+        return JsonResponse(body)
 
     def root(request: Request) -> Response:
         return RedirectResponse("/dashboard", status_code=307)

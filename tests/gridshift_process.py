@@ -191,8 +191,8 @@ def running_extender(
                 "GRIDSHIFT_CARBON__TRACE__PATH": str(carbon_trace),
                 "GRIDSHIFT_CARBON__LAST_KNOWN_PATH": str(state_dir / "carbon-last-known.json"),
                 "GRIDSHIFT_EXTENDER__REFRESH_INTERVAL_SECONDS": "0.5",
-                # the nodes carry cloud region labels; these are their carbon regions
-                "GRIDSHIFT_EXTENDER__REGION_ALIASES": '{"eu-central-1": "DE", "eu-west-3": "FR"}',
+                # the nodes carry cloud region labels (eu-central-1, eu-west-3): the default
+                # carbon regions' match rules place them in DE and FR, no aliases needed
             }
         ),
         stdout=subprocess.PIPE,

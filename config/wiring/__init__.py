@@ -24,6 +24,7 @@ from config.wiring.carbon import (
     build_carbon_source,
     build_carbon_sources,
     build_region_map,
+    build_region_resolver,
     default_http_client,
     default_last_known_path,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "build_metrics_api_server",
     "build_prometheus_source",
     "build_region_map",
+    "build_region_resolver",
     "build_run_sources",
     "build_scaler",
     "build_state_store",

@@ -19,7 +19,7 @@ from config.settings import (
 )
 from config.version import __version__
 from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
-from forecasts.regions import NodeRule, Region, RegionMap
+from forecasts.regions import NodeRule, Region, RegionMap, RegionResolver
 from forecasts.series import Signal
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
@@ -67,6 +67,19 @@ def build_region_map(carbon: CarbonSettings) -> RegionMap:
             description=region.description,
         )
         for name, region in carbon.regions.items()
+    )
+
+
+def build_region_resolver(settings: Settings) -> RegionResolver:
+    """The one region model the scaler and the extender share: the carbon regions (zones,
+    `match` rules), their aliases, and the extender's label names and default region."""
+    carbon, ext = settings.carbon, settings.extender
+    return RegionResolver(
+        regions=build_region_map(carbon),
+        region_labels=ext.region_labels,
+        zone_labels=ext.zone_labels,
+        aliases={alias: name for name, r in carbon.regions.items() for alias in r.aliases},
+        default_region=ext.default_region,
     )
 
 

@@ -19,6 +19,7 @@ from config.settings import (
     ExtenderSettings,
     Settings,
 )
+from config.wiring.carbon import build_region_resolver
 from config.wiring.kube import kube_api_client
 from extender.agent import GpuAgent, KubeNodeAnnotator
 from extender.core.nodes import RegionRules
@@ -64,16 +65,16 @@ def scoring_policy(s: ExtenderSettings) -> ScoringPolicy:
         neutral_score=s.neutral_score,
         stale_after_seconds=s.stale_after_seconds,
         gpu_stale_after_seconds=s.gpu_stale_after_seconds,
+        max_intensity_g_per_kwh=s.max_intensity_g_per_kwh,
+        prefer_regions=frozenset(s.prefer_regions),
+        avoid_regions=frozenset(s.avoid_regions),
+        prefer_bonus=s.prefer_bonus,
     )
 
 
-def region_rules(s: ExtenderSettings) -> RegionRules:
-    return RegionRules(
-        region_labels=s.region_labels,
-        zone_labels=s.zone_labels,
-        aliases=dict(s.region_aliases),
-        default_region=s.default_region,
-    )
+def region_rules(settings: Settings) -> RegionRules:
+    """Node labels -> carbon region: the shared region model (`build_region_resolver`)."""
+    return build_region_resolver(settings)
 
 
 @dataclass
@@ -144,7 +145,7 @@ def build_extender(
     `nodes` overrides the inventory (tests, benchmarks); `gpu_power` overrides the
     DCGM/Kepler source chosen by `extender.gpu_source`."""
     s = settings.extender
-    rules = region_rules(s)
+    rules = region_rules(settings)
     policy = scoring_policy(s)
     holder = ExtenderSnapshotHolder()
     inventory: KubeNodeInventory | None = None

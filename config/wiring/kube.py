@@ -10,6 +10,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -24,6 +25,8 @@ from config.settings import (
     MetricsApiSettings,
     Settings,
 )
+from config.version import __version__
+from config.wiring.carbon import build_region_resolver
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
@@ -33,6 +36,7 @@ from scaler.apiauth import (
     Authorizer,
     ReloadingTlsContext,
 )
+from scaler.core.workload import Workload
 from scaler.keda import KedaExternalScaler, KedaScalerServer, ReloadingServerCredentials
 from scaler.kube import (
     Actuator,
@@ -50,10 +54,44 @@ from scaler.kube import (
     load_authentication_config_map,
     register_kube_metrics,
 )
+from scaler.kube.events import EventRecorder
+from scaler.kube.workloads import ClusterWorkloads
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import SnapshotHolder
 
 log = logging.getLogger(__name__)
+
+
+#: The name gridshift's writes carry in managedFields (`fieldManager`). No version in it: a
+#: manager name that changed on every upgrade would leave one managedFields entry per release.
+FIELD_MANAGER = "gridshift"
+#: What audit logs and the API server's metrics see; `gridshift/<version>`, as kubectl's
+#: `kubectl/<version>`.
+USER_AGENT = f"gridshift/{__version__}"
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+
+class GridshiftApiClient(k8s.ApiClient):
+    """An ApiClient that names gridshift on every call: `User-Agent: gridshift/<version>`
+    (instead of `OpenAPI-Generator/<client version>/python`) and, on every write (POST, PUT,
+    PATCH) that does not name one itself, `?fieldManager=gridshift`, so managedFields and
+    audit logs say who wrote. Every generated API method goes through `param_serialize`."""
+
+    def __init__(self, configuration: k8s.Configuration) -> None:
+        super().__init__(configuration)
+        self.user_agent = USER_AGENT
+
+    def param_serialize(  # type: ignore[no-untyped-def]
+        self, method, resource_path, path_params=None, query_params=None, *args, **kwargs
+    ):
+        if str(method).upper() in _WRITES:
+            params = list(query_params or [])
+            if not any(key == "fieldManager" for key, _ in params):
+                params.append(("fieldManager", FIELD_MANAGER))
+            query_params = params
+        return super().param_serialize(
+            method, resource_path, path_params, query_params, *args, **kwargs
+        )
 
 
 def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
@@ -65,9 +103,9 @@ def kube_api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
     ApiException and the caller's own loop (election rounds, sync retries, relists, the next
     tick) paces the retry. Connection errors are retried three times as by default, a read
     error (timeout, dropped connection) once: a hung API server costs an idempotent call
-    twice its timeout, not four times."""
+    twice its timeout, not four times. It identifies itself (`GridshiftApiClient`)."""
     configuration.retries = urllib3.Retry(3, read=1, respect_retry_after_header=False)
-    return k8s.ApiClient(configuration)
+    return GridshiftApiClient(configuration)
 
 
 def build_kube_api_client(settings: KubeSettings) -> k8s.ApiClient:
@@ -179,6 +217,7 @@ def build_keda_server(
         stop=stop,
         clock=clock,
         max_snapshot_age_seconds=max_snapshot_age_seconds,
+        max_streams=settings.max_streams,
     )
     tls = None
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
@@ -205,6 +244,8 @@ def build_kube_runtime(
     api_client: k8s.ApiClient,
     wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    configured: Sequence[Workload] = (),
+    resolve_region: Callable[[str], str | None] | None = None,
 ) -> KubeRuntime:
     """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
     `clock`), since other replicas and the API server count real seconds even when
@@ -224,12 +265,24 @@ def build_kube_runtime(
     )
     elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
     timeout_s = settings.request_timeout_seconds
+    workloads = ClusterWorkloads(
+        configured,
+        resources=cache.items,
+        resolve_region=resolve_region or (lambda name: name),
+    )
     controller = KubeController(
         cache=cache,
         status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
         actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
         is_leader=lambda: elector.leading,
         clock=clock,
+        events=EventRecorder(
+            k8s.CoreV1Api(api_client),
+            clock=wall_clock or clock,
+            instance=lock.identity,
+            request_timeout_seconds=timeout_s,
+        ),
+        problems=workloads.problems,
     )
     watcher = ScalerResourceWatcher(
         custom,
@@ -248,6 +301,7 @@ def build_kube_runtime(
         replicas=KubeReplicaReader(
             api_client, resources=cache.items, request_timeout_seconds=timeout_s
         ),
+        workloads=workloads,
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
     )
     if registry is not None:
@@ -304,10 +358,12 @@ def start_scaler_services(
     api_client: k8s.ApiClient | None = None,
     wall_clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
+    workloads: Sequence[Workload] = (),
 ) -> ScalerServices:
     """Start the metrics API, the KEDA scaler and the Kubernetes runtime per `settings`;
     their TLS listeners' certificate metrics and the Kubernetes side's `gridshift_kube_*`
-    metrics go to `registry` when given.
+    metrics go to `registry` when given. `workloads` are the config-file workloads; on a
+    cluster, `services.kube.workloads.current` adds the CarbonAwareScalers to them.
 
     The one hook for `gridshift run`:
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
@@ -350,6 +406,7 @@ def start_scaler_services(
             registry.register(TlsCollector(listeners))
         if settings.kube.enabled:
             assert api_client is not None
+            resolver = build_region_resolver(settings)
             services.kube = build_kube_runtime(
                 settings.kube,
                 holder=holder,
@@ -357,6 +414,12 @@ def start_scaler_services(
                 api_client=api_client,
                 wall_clock=wall_clock,
                 registry=registry,
+                configured=workloads,
+                resolve_region=lambda name: (
+                    resolver.resolve(name)
+                    if resolver.is_configured(resolver.resolve(name))
+                    else None
+                ),
             )
             services.kube.start()
             services._exit.callback(services.kube.close)

@@ -64,9 +64,12 @@ def build_run_sources(
     needs_prometheus = any(w.load.promql is not None for w in workloads) or any(
         w.power.measured_promql is not None for w in workloads
     )
+    # on a cluster, CarbonAwareScalers add workloads at any time: any region, any PromQL
+    cluster = settings.kube.enabled
+    needs_prometheus = needs_prometheus or cluster
     sample_carbon = SampleCarbonSource(seed=seed)
     carbon: CarbonSource
-    if real_regions:
+    if real_regions or cluster:
         real = build_carbon_source(settings, clock=clock, http_client_factory=http_client_factory)
         carbon = RegionRoutedCarbonSource(
             by_region={r: sample_carbon for r in SAMPLE_REGIONS}, default=real

@@ -11,6 +11,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from kubernetes import client as k8s
@@ -22,6 +23,11 @@ from config.settings import (
     WorkloadSettings,
 )
 from config.wiring.kube import build_kube_api_client
+from extender.core.scoring import (
+    ANNOTATION_AVOID_REGIONS,
+    ANNOTATION_MAX_INTENSITY,
+    ANNOTATION_PREFER_REGIONS,
+)
 from forecasts.forecast import Forecaster
 from forecasts.models.catalog import build_load_forecaster
 from forecasts.sources.carbon.base import CarbonSource
@@ -192,6 +198,22 @@ def build_state_store(
     return None
 
 
+def region_policy_view(settings: Settings) -> dict[str, Any]:
+    """The scheduling region policy as the dashboard shows it (the extender applies it)."""
+    ext = settings.extender
+    return {
+        "max_intensity_g_per_kwh": ext.max_intensity_g_per_kwh,
+        "prefer_regions": list(ext.prefer_regions),
+        "avoid_regions": list(ext.avoid_regions),
+        "prefer_bonus": ext.prefer_bonus,
+        "pod_annotations": [
+            ANNOTATION_MAX_INTENSITY,
+            ANNOTATION_PREFER_REGIONS,
+            ANNOTATION_AVOID_REGIONS,
+        ],
+    }
+
+
 def build_scaler(
     settings: Settings,
     *,
@@ -261,5 +283,6 @@ def build_scaler(
         on_shutdown=service.shutdown,
         history=history,
         extender=None if watch is None else watch.view,
+        region_policy=region_policy_view(settings),
     )
     return ScalerApp(loop, service, holder, app, registry, watch, state_store)

@@ -1,18 +1,18 @@
 """Node JSON (as the API server or kube-scheduler sends it) -> `NodeFacts` (pure).
 
-Region rules: a node's carbon region comes from, in order, an alias of its zone, an alias of
-(or else the raw value of) the first region label present, or the default region. Aliases map
-cloud names (`eu-west-1`, `europe-west4-a`) to the carbon provider's zone names (`IE`, `NL`).
+Region rules: the one region model (`forecasts.regions.RegionResolver`): an alias of the
+node's zone or region label, a region label naming a configured region, the carbon regions'
+`match` rules (a node in `eu-west-2` is in `GB` by default), the default region.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from extender.core.energy import ANNOTATION_KEY, decode_annotation
 from extender.core.scoring import GPU_RESOURCE, NodeFacts, gpu_quantity
+from forecasts.regions import DEFAULT_REGION_LABELS, DEFAULT_ZONE_LABELS, RegionResolver
 
 __all__ = [
     "DEFAULT_REGION_LABELS",
@@ -23,42 +23,8 @@ __all__ = [
     "node_facts",
 ]
 
-DEFAULT_REGION_LABELS = (
-    "gridshift.io/region",
-    "topology.kubernetes.io/region",
-    "failure-domain.beta.kubernetes.io/region",
-)
-DEFAULT_ZONE_LABELS = (
-    "topology.kubernetes.io/zone",
-    "failure-domain.beta.kubernetes.io/zone",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RegionRules:
-    """How node labels become a carbon region."""
-
-    region_labels: tuple[str, ...] = DEFAULT_REGION_LABELS
-    zone_labels: tuple[str, ...] = DEFAULT_ZONE_LABELS
-    aliases: Mapping[str, str] = field(default_factory=dict)
-    default_region: str | None = None
-
-    def zone_for(self, labels: Mapping[str, str]) -> str | None:
-        for key in self.zone_labels:
-            value = labels.get(key)
-            if value:
-                return value
-        return None
-
-    def region_for(self, labels: Mapping[str, str]) -> str | None:
-        zone = self.zone_for(labels)
-        if zone is not None and zone in self.aliases:
-            return self.aliases[zone]
-        for key in self.region_labels:
-            value = labels.get(key)
-            if value:
-                return self.aliases.get(value, value)
-        return self.default_region
+#: The region model is shared with the scaler (`forecasts.regions.RegionResolver`).
+RegionRules = RegionResolver
 
 
 def _str_map(value: object, *, where: str) -> dict[str, str]:

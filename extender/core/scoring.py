@@ -19,7 +19,7 @@ Rules, each named and tested:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -67,6 +67,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 ANNOTATION_OPT_OUT = "gridshift.io/opt-out"
 ANNOTATION_MAX_INTENSITY = "gridshift.io/max-gco2-per-kwh"
 ANNOTATION_EXPECTED_DURATION = "gridshift.io/expected-duration"
+ANNOTATION_PREFER_REGIONS = "gridshift.io/prefer-regions"
+ANNOTATION_AVOID_REGIONS = "gridshift.io/avoid-regions"
 _MAX_EXPECTED_DURATION = timedelta(days=30)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -96,6 +98,10 @@ class PodPreferences:
     expected_duration: timedelta | None = None
     gpus_requested: int = 0
     problems: tuple[str, ...] = ()
+    #: Regions whose nodes get a score bonus / are filtered out unless nothing else fits
+    #: (the pod's annotations, else the cluster-wide `ScoringPolicy` lists).
+    prefer_regions: frozenset[str] = frozenset()
+    avoid_regions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,12 @@ class ScoringPolicy:
     neutral_score: int = 5
     stale_after_seconds: float = 7200.0
     gpu_stale_after_seconds: float = 900.0
+    #: Region policy, cluster-wide; each is overridden per pod by its annotation.
+    max_intensity_g_per_kwh: float | None = None
+    prefer_regions: frozenset[str] = frozenset()
+    avoid_regions: frozenset[str] = frozenset()
+    #: Score bonus of a preferred region, as a fraction of the best node's goodness.
+    prefer_bonus: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("carbon_weight", "gpu_energy_weight"):
@@ -192,12 +204,30 @@ def _gpus_requested(containers: Iterable[Mapping[str, object]]) -> int:
     return total
 
 
+def _region_list(
+    annotations: Mapping[str, str],
+    key: str,
+    default: frozenset[str],
+    resolve_region: Callable[[str], str],
+) -> frozenset[str]:
+    """A comma-separated region list annotation (each name resolved through the region model,
+    so `eu-west-1` means its region); absent -> the cluster-wide `default`; "" -> none."""
+    raw = annotations.get(key)
+    if raw is None:
+        return default
+    return frozenset(resolve_region(p.strip()) for p in str(raw).split(",") if p.strip())
+
+
 def pod_preferences(
     annotations: Mapping[str, str],
     *,
     containers: Sequence[Mapping[str, object]] = (),
+    policy: ScoringPolicy | None = None,
+    resolve_region: Callable[[str], str] = str,
 ) -> PodPreferences:
-    """Read the pod's opt-out, cap and expected duration annotations and its GPU request."""
+    """Read the pod's opt-out, cap, region list and expected duration annotations and its GPU
+    request; the cap and the region lists default to the cluster-wide `policy`."""
+    policy = policy or ScoringPolicy()
     problems: list[str] = []
     opt_out = False
     raw = annotations.get(ANNOTATION_OPT_OUT)
@@ -234,10 +264,16 @@ def pod_preferences(
                 duration = None
     return PodPreferences(
         opt_out=opt_out,
-        max_intensity_g_per_kwh=cap,
+        max_intensity_g_per_kwh=cap if cap is not None else policy.max_intensity_g_per_kwh,
         expected_duration=duration,
         gpus_requested=_gpus_requested(containers),
         problems=tuple(problems),
+        prefer_regions=_region_list(
+            annotations, ANNOTATION_PREFER_REGIONS, policy.prefer_regions, resolve_region
+        ),
+        avoid_regions=_region_list(
+            annotations, ANNOTATION_AVOID_REGIONS, policy.avoid_regions, resolve_region
+        ),
     )
 
 
@@ -527,17 +563,27 @@ def score_table(
         watts = np.where(fresh, table.gpu_value[rows], np.nan)
         seen_data = seen_data or bool((~np.isnan(watts)).any())
         gpu = _goodness_array(watts, neutral)
-    if carbon is None and gpu is None:
+    preferred = _preferred(table, region_of, pod.prefer_regions)
+    if carbon is None and gpu is None and preferred is None:
         reason = NeutralReason.ALL_EQUAL if seen_data else NeutralReason.NO_DATA
         return _neutral(nodes, policy, reason)
     combined = np.zeros(len(nodes))
     used: list[str] = []
+    weight = 0.0
     if carbon is not None:
         combined += policy.carbon_weight * carbon
+        weight += policy.carbon_weight
         used.append("carbon")
     if gpu is not None:
         combined += policy.gpu_energy_weight * gpu
+        weight += policy.gpu_energy_weight
         used.append("gpu_energy")
+    if preferred is not None:
+        if not used:  # no data: preferred nodes above the neutral score
+            combined += neutral
+            weight = 1.0
+        combined += policy.prefer_bonus * weight * preferred
+        used.append("prefer")
     best = float(combined.max())
     if not (best > 0 and math.isfinite(MAX_SCORE / best)):
         return _neutral(nodes, policy, NeutralReason.ALL_EQUAL)
@@ -546,6 +592,17 @@ def score_table(
     return ScoreResult(
         scores=dict(zip(nodes, scores.tolist(), strict=True)), components=tuple(used)
     )
+
+
+def _preferred(
+    table: NodeTable, region_of: npt.NDArray[np.intp], prefer: frozenset[str]
+) -> FloatArray | None:
+    """1.0 for nodes in a preferred region, else 0.0; None when no node is in one."""
+    if not prefer:
+        return None
+    hit = np.array([r in prefer for r in table.regions] + [False])  # last: no region
+    mask = hit[region_of].astype(float)
+    return mask if mask.any() else None
 
 
 def _neutral(nodes: Sequence[str], policy: ScoringPolicy, reason: NeutralReason) -> ScoreResult:
@@ -559,10 +616,12 @@ def filter_nodes(
     intensities: Mapping[str, RegionIntensity],
     pod: PodPreferences,
 ) -> FilterResult:
-    """Reject nodes whose region's fresh g/kWh exceeds the pod's cap; pass all others."""
+    """Reject nodes whose region's fresh g/kWh exceeds the pod's cap (its annotation or the
+    cluster-wide threshold), then nodes in avoided regions unless that would leave none (avoid
+    fails open: a pod is better placed in an avoided region than not at all)."""
     nodes = _unique(names)
     cap = pod.max_intensity_g_per_kwh
-    if pod.opt_out or cap is None:
+    if pod.opt_out or (cap is None and not pod.avoid_regions):
         return FilterResult(passed=tuple(nodes))
     passed: list[str] = []
     rejected: dict[str, str] = {}
@@ -570,7 +629,7 @@ def filter_nodes(
         f = facts.get(n)
         ri = intensities.get(f.region) if f is not None and f.region else None
         value = ri.usable if ri is not None and ri.unit is CarbonUnit.G_PER_KWH else None
-        if value is not None and value > cap:
+        if cap is not None and value is not None and value > cap:
             window = (
                 f" averaged over {ri.averaged_over_seconds:.0f}s"
                 if ri is not None and ri.averaged_over_seconds
@@ -582,6 +641,15 @@ def filter_nodes(
             )
         else:
             passed.append(n)
+    if pod.avoid_regions:
+        avoided = {}
+        for n in passed:
+            f = facts.get(n)
+            if f is not None and f.region in pod.avoid_regions:
+                avoided[n] = f"region {f.region} is avoided ({ANNOTATION_AVOID_REGIONS})"
+        if len(avoided) < len(passed):  # else: fail open, every remaining node passes
+            passed = [n for n in passed if n not in avoided]
+            rejected.update(avoided)
     return FilterResult(passed=tuple(passed), rejected=rejected)
 
 

@@ -2,13 +2,22 @@
 
 SourceError
  +-- SourceUnavailable   transient: timeout, connection, 5xx, 429, circuit open (retry later)
+ |    +-- SourceDeadlineExceeded  the whole call (body included) outlived its deadline
  +-- SourceRequestError  the request itself is refused: 400/401/403/404/422 (fix config)
  +-- SourceDataError     the answer is unusable: bad JSON, HTML page, wrong unit, empty
+      +-- SourceResponseTooLarge  the body, once decompressed, is over the byte cap
 """
 
 from __future__ import annotations
 
-__all__ = ["SourceDataError", "SourceError", "SourceRequestError", "SourceUnavailable"]
+__all__ = [
+    "SourceDataError",
+    "SourceDeadlineExceeded",
+    "SourceError",
+    "SourceRequestError",
+    "SourceResponseTooLarge",
+    "SourceUnavailable",
+]
 
 
 class SourceError(Exception):
@@ -56,3 +65,12 @@ class SourceRequestError(SourceError):
 
 class SourceDataError(SourceError):
     """The source answered, but not with data we can trust."""
+
+
+class SourceDeadlineExceeded(SourceUnavailable):
+    """The whole call, body included, took longer than its deadline (a slow-dripping body)."""
+
+
+class SourceResponseTooLarge(SourceDataError):
+    """The response body, after decompression, is over the byte cap (a huge body, a
+    decompression bomb, an endless chunked stream): reading stopped at the cap."""

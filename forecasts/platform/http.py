@@ -1,6 +1,9 @@
 """One small robust layer over httpx, shared by every HTTP adapter.
 
-- timeouts (from the injected `httpx.Client`);
+- timeouts (from the injected `httpx.Client`) and a wall-clock deadline for the whole call,
+  body included (`read_bounded`): a body dripping one byte a second cannot outlive it;
+- a cap on response bytes after decompression (`read_bounded`): a gzip bomb, a huge or an
+  endless body stops at the cap, and memory never holds much more than it;
 - retries with jittered exponential backoff on connection errors, timeouts, 5xx and 429,
   honouring `Retry-After` (seconds or HTTP date), never on other 4xx;
 - a TTL cache per (source, key) so free-tier quotas are not burned;
@@ -15,7 +18,8 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +27,154 @@ import httpx
 import msgspec
 from cachetools import TTLCache
 
-from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.errors import (
+    SourceDataError,
+    SourceDeadlineExceeded,
+    SourceError,
+    SourceRequestError,
+    SourceResponseTooLarge,
+    SourceUnavailable,
+)
 from forecasts.time import Clock
 
-__all__ = ["CircuitBreaker", "HttpSource", "RetryPolicy", "redact"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "CircuitBreaker",
+    "HttpSource",
+    "RetryPolicy",
+    "read_bounded",
+    "redact",
+]
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""Far above any answer gridshift asks for (a week of 5-minute Prometheus points for many
+series is a few MB), far below what hurts a pod with a 512 MiB-1 GiB limit."""
+
+_ACCEPT_ENCODING = "gzip, deflate"  # the encodings `_Inflater` bounds
+
+
+class _Inflater:
+    """Decompresses a body piecewise without ever producing more than asked for."""
+
+    def __init__(self, encoding: str) -> None:
+        codings = [c.strip() for c in encoding.lower().split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+        self._zlib = None
+        if codings:
+            # gzip: wbits 16+15; deflate: zlib-wrapped (auto-detected with 32+15)
+            self._zlib = zlib.decompressobj(31 if "gzip" in codings[0] else 47)
+
+    def feed(self, data: bytes, *, room: int) -> bytes:
+        """Up to `room` + 1 bytes decompressed from `data` (one over: the caller sees the cap
+        is crossed without inflating the rest)."""
+        if self._zlib is None:
+            return data
+        return self._zlib.decompress(data, room + 1)
+
+    def pending(self) -> bool:
+        return self._zlib is not None and bool(self._zlib.unconsumed_tail)
+
+    def more(self, *, room: int) -> bytes:
+        assert self._zlib is not None
+        return self._zlib.decompress(self._zlib.unconsumed_tail, room + 1)
+
+
+def _deadline_from(timeout: httpx.Timeout) -> float:
+    parts = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t]
+    return max(parts) if parts else 60.0
+
+
+def read_bounded(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    source: str,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    deadline_seconds: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[httpx.Response, bytes]:
+    """Send `request` and read its body, decompressed, within `max_bytes` and a wall-clock
+    `deadline_seconds` for the whole call (default: the client's longest timeout).
+
+    Raises `SourceResponseTooLarge` past the cap and `SourceDeadlineExceeded` past the
+    deadline; transport errors propagate as httpx errors. Each network read waits at most
+    what is left of the deadline (the read timeout is lowered as the deadline nears), so a
+    body dripping a byte a second ends at the deadline, not at timeout x bytes."""
+    deadline_s = (
+        deadline_seconds if deadline_seconds is not None else _deadline_from(client.timeout)
+    )
+    deadline = monotonic() + deadline_s
+    request.headers["Accept-Encoding"] = _ACCEPT_ENCODING
+    timeouts = request.extensions.setdefault("timeout", client.timeout.as_dict())
+    for phase in ("connect", "read", "write", "pool"):
+        current = timeouts.get(phase)
+        timeouts[phase] = deadline_s if current is None else min(current, deadline_s)
+    response = client.send(request, stream=True, auth=auth)
+    try:
+        try:
+            # an in-memory response (a transport that built it from bytes) is read and
+            # decoded already: there is nothing left to bound but its size
+            raw: Iterator[bytes] = iter((response.content,))
+            encoding = ""
+        except httpx.ResponseNotRead:
+            raw = response.iter_raw()  # each network read as it comes: no chunker waits
+            encoding = response.headers.get("content-encoding", "")
+        try:
+            inflater = _Inflater(encoding)
+        except ValueError as exc:
+            raise SourceDataError(str(exc), source=source, status=response.status_code) from None
+        declared = response.headers.get("content-length", "")
+        if not encoding and declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(source, max_bytes, response.status_code)
+        body = bytearray()
+        while True:
+            left = deadline - monotonic()
+            if left <= 0:
+                raise _too_slow(source, deadline_s, len(body), response.status_code)
+            timeouts["read"] = left  # httpcore reads this dict before each network read
+            try:
+                chunk = next(raw)
+            except StopIteration:
+                break
+            except httpx.ReadTimeout:
+                if deadline - monotonic() <= 0.05:
+                    raise _too_slow(source, deadline_s, len(body), response.status_code) from None
+                raise
+            body += inflater.feed(chunk, room=max_bytes - len(body))
+            while len(body) <= max_bytes and inflater.pending():
+                body += inflater.more(room=max_bytes - len(body))
+            if len(body) > max_bytes:
+                raise _too_large(source, max_bytes, response.status_code)
+        return response, bytes(body)
+    except zlib.error as exc:
+        raise SourceDataError(
+            f"body does not decompress: {exc}", source=source, status=response.status_code
+        ) from None
+    finally:
+        response.close()
+
+
+def _too_large(source: str, max_bytes: int, status: int) -> SourceResponseTooLarge:
+    return SourceResponseTooLarge(
+        f"response body over {max_bytes} bytes (after decompression); stopped reading",
+        source=source,
+        status=status,
+    )
+
+
+def _too_slow(source: str, seconds: float, got: int, status: int) -> SourceDeadlineExceeded:
+    return SourceDeadlineExceeded(
+        f"call not complete within its {seconds:g}s deadline ({got} body bytes so far)",
+        source=source,
+        status=status,
+    )
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -127,6 +271,10 @@ class HttpSource:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     cache_ttl_seconds: float = 300.0
     secrets: Sequence[str] = field(default=(), repr=False)
+    #: decompressed response bytes read at most; past it `SourceResponseTooLarge`
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: the whole call, body included, per attempt (None: the client's longest timeout)
+    deadline_seconds: float | None = None
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
     _cache: TTLCache[tuple[str, ...], Any] = field(init=False, repr=False)
@@ -187,21 +335,33 @@ class HttpSource:
         while True:
             attempt += 1
             try:
-                response = self.client.request(
+                request = self.client.build_request(
                     method,
                     url,
                     params=httpx.QueryParams(params) if params is not None else None,
                     headers=hdrs,
                     json=json_body,
                     data=form,
-                    auth=auth,
                 )
-                body = response.content
+                response, body = read_bounded(
+                    self.client,
+                    request,
+                    auth=auth,
+                    source=self.name,
+                    max_bytes=self.max_response_bytes,
+                    deadline_seconds=self.deadline_seconds,
+                )
+            except SourceDeadlineExceeded as exc:
+                err: SourceUnavailable = exc
+                retry_after: float | None = None
+            except SourceError:
+                self.breaker.record_failure()  # a bomb or a garbled encoding: not transient
+                raise
             except httpx.TimeoutException as exc:
-                err: SourceUnavailable = SourceUnavailable(
+                err = SourceUnavailable(
                     f"timed out ({type(exc).__name__}) calling {self._where(url)}", source=self.name
                 )
-                retry_after: float | None = None
+                retry_after = None
             except httpx.TransportError as exc:
                 err = SourceUnavailable(
                     f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))}) "

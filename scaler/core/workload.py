@@ -47,9 +47,11 @@ class LoadSourceKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TargetRef:
-    """The object whose replica count we set (a KEDA ScaledObject carries its own target)."""
+    """The object whose replica count we set (a KEDA ScaledObject carries its own target).
+    `kind` is a `TargetKind` for config-file workloads; a CarbonAwareScaler may name any kind
+    with a scale subresource."""
 
-    kind: TargetKind
+    kind: TargetKind | str
     name: str
 
 

@@ -1,21 +1,28 @@
 """`KubeController`: one `sync()` per tick: per resource, the snapshot's decision -> status patch
-(only when changed) and actuation (only when the bounds change).
+(only when changed) and actuation (only when the bounds change); Events for decisions, mode
+changes and failed actuation; and for a CarbonAwareScaler that cannot be acted on (invalid,
+unknown region, no load, a name conflict) a `Ready=False` condition naming the reason and a
+Warning Event, never silence. A valid one the loop has not decided for yet says so
+(`Ready=Unknown`, `AwaitingDecision`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from forecasts.time import Clock
 from scaler.kube.actuation import ActuationResult, Actuator
-from scaler.kube.api import TRANSPORT_ERRORS
-from scaler.kube.resources import ScalerResourceCache
+from scaler.kube.api import TRANSPORT_ERRORS, format_time
+from scaler.kube.events import NORMAL, WARNING, EventRecorder, ObjectRef
+from scaler.kube.resources import InvalidResource, ScalerResource, ScalerResourceCache
 from scaler.kube.status import StatusWriter, status_for
-from scaler.snapshot import Snapshot
+from scaler.kube.workloads import WorkloadProblem
+from scaler.snapshot import Snapshot, WorkloadStatus
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,13 @@ class KubeController:
         actuator: Actuator,
         is_leader: Callable[[], bool],
         clock: Clock,
+        events: EventRecorder | None = None,
+        problems: Callable[[], Mapping[tuple[str, str], WorkloadProblem]] | None = None,
     ) -> None:
+        self._events = events
+        self._problems = problems or dict
+        self._problem_since: dict[tuple[str, str], tuple[WorkloadProblem, datetime]] = {}
+        self._last_decision: dict[tuple[str, str], tuple[int, str]] = {}
         self._cache = cache
         self._status = status_writer
         self._actuator = actuator
@@ -58,30 +71,30 @@ class KubeController:
         if snapshot is None or not self._is_leader():
             return 0
         by_key = {(w.namespace, w.name): w for w in snapshot.workloads.values()}
+        invalid = self._cache.invalid_resources()
+        problems = dict(self._problems())
+        for key, bad in invalid.items():
+            problems[key] = WorkloadProblem("InvalidSpec", bad.error)
         written = 0
         pending: set[tuple[str, str]] = set()
-        for key, resource in sorted(self._cache.items().items()):
-            workload = by_key.get(key)
-            if workload is None:
-                continue
+        targets: dict[tuple[str, str], ScalerResource | InvalidResource] = {
+            **invalid,
+            **self._cache.items(),
+        }
+        for key in list(self._problem_since):
+            if key not in problems:
+                del self._problem_since[key]
+        for key, resource in sorted(targets.items()):
             if not self._is_leader():  # lost it mid-sync: stop at once
                 break
-            patch = self._actuator.plan(resource, workload)
-            if patch is not None and patch != self._last_patch.get(key):
-                result = self._actuator.actuate(resource, workload)
-                if result is not None and (result.applied or result.dry_run):
-                    self._last_patch[key] = patch
-                if result is not None:
-                    self._last_actuation[key] = result
-                    if result.error:
-                        self.actuation_errors += 1
-                        pending.add(key)
-            status = status_for(
-                workload,
-                resource=resource,
-                now=self._clock.now(),
-                actuation=self._last_actuation.get(key),
-            )
+            problem = problems.get(key)
+            workload = by_key.get(key)
+            if problem is not None:
+                status = self._problem_status(key, resource, problem)
+            elif isinstance(resource, ScalerResource) and workload is not None:
+                status = self._decide(key, resource, workload, pending)
+            else:
+                status = self._awaiting_status(key, resource)
             if status == self._last_status.get(key):
                 continue
             try:
@@ -97,3 +110,124 @@ class KubeController:
                 written += 1
         self.pending = frozenset(pending)
         return written
+
+    def _decide(
+        self,
+        key: tuple[str, str],
+        resource: ScalerResource,
+        workload: WorkloadStatus,
+        pending: set[tuple[str, str]],
+    ) -> dict[str, Any]:
+        """Actuate when the bounds changed, record Events, and return the decision's status."""
+        self._decision_events(key, resource, workload)
+        patch = self._actuator.plan(resource, workload)
+        if patch is not None and patch != self._last_patch.get(key):
+            result = self._actuator.actuate(resource, workload)
+            if result is not None and (result.applied or result.dry_run):
+                self._last_patch[key] = patch
+            if result is not None:
+                self._last_actuation[key] = result
+                if result.error:
+                    self.actuation_errors += 1
+                    pending.add(key)
+                    self._event(
+                        resource,
+                        WARNING,
+                        "ActuationFailed",
+                        f"patch of {result.kind}/{result.name} failed: {result.error}",
+                    )
+                elif result.applied:
+                    self._event(
+                        resource,
+                        NORMAL,
+                        "Actuated",
+                        f"patched {result.kind}/{result.name}: {result.patch_text}",
+                    )
+        return status_for(
+            workload,
+            resource=resource,
+            now=self._clock.now(),
+            actuation=self._last_actuation.get(key),
+        )
+
+    def _decision_events(
+        self, key: tuple[str, str], resource: ScalerResource, workload: WorkloadStatus
+    ) -> None:
+        """A Normal Event when the mode changes and when the desired replicas change."""
+        now = (workload.desired_replicas, str(workload.mode))
+        before = self._last_decision.get(key)
+        self._last_decision[key] = now
+        why = "; ".join(workload.reasons[:2])
+        if before is None:
+            self._event(
+                resource,
+                NORMAL,
+                "ScalingDecision",
+                f"desired {now[0]} replicas in {now[1]} mode: {why}",
+            )
+            return
+        if before[1] != now[1]:
+            self._event(resource, NORMAL, "ModeChanged", f"{before[1]} -> {now[1]} mode: {why}")
+        if before[0] != now[0]:
+            self._event(
+                resource,
+                NORMAL,
+                "ScalingDecision",
+                f"desired replicas {before[0]} -> {now[0]} ({now[1]} mode): {why}",
+            )
+
+    def _problem_status(
+        self,
+        key: tuple[str, str],
+        resource: ScalerResource | InvalidResource,
+        problem: WorkloadProblem,
+    ) -> dict[str, Any]:
+        seen = self._problem_since.get(key)
+        if seen is None or seen[0] != problem:
+            seen = (problem, self._clock.now())
+            self._problem_since[key] = seen
+            self._last_decision.pop(key, None)
+            self._event(resource, WARNING, problem.reason, problem.message)
+        return {
+            "observedGeneration": resource.generation,
+            "desiredReplicas": None,
+            "mode": None,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": problem.reason,
+                    "message": f"not acted on: {problem.message}",
+                    "lastTransitionTime": format_time(seen[1]),
+                    "observedGeneration": resource.generation,
+                }
+            ],
+        }
+
+    def _awaiting_status(
+        self, key: tuple[str, str], resource: ScalerResource | InvalidResource
+    ) -> dict[str, Any]:
+        previous = self._last_status.get(key)
+        if previous is not None and previous["conditions"][0]["reason"] == "AwaitingDecision":
+            return previous
+        return {
+            "observedGeneration": resource.generation,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "Unknown",
+                    "reason": "AwaitingDecision",
+                    "message": "accepted; the scaler decides for it at its next tick",
+                    "lastTransitionTime": format_time(self._clock.now()),
+                    "observedGeneration": resource.generation,
+                }
+            ],
+        }
+
+    def _event(
+        self, resource: ScalerResource | InvalidResource, type_: str, reason: str, message: str
+    ) -> None:
+        if self._events is None:
+            return
+        ref = ObjectRef(resource.namespace, resource.name, resource.uid)
+        self._events.record(ref, type_=type_, reason=reason, message=message)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scaler.kube.api import ACTUATION_MODES
@@ -42,6 +42,22 @@ class ScalerResource:
     actuation: ActuationSpec
     generation: int
     resource_version: str
+    uid: str = ""
+    #: The whole spec as the API server returned it (`scaler.kube.workloads` translates the
+    #: workload fields; the ones above are what status and actuation need).
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidResource:
+    """A CarbonAwareScaler that did not parse: enough to write its status and an Event."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    error: str
 
 
 def _require(mapping: Mapping[str, Any], key: str, path: str, kind: type) -> Any:
@@ -95,7 +111,12 @@ def parse_scaler_resource(obj: Mapping[str, Any]) -> ScalerResource:
         ),
         generation=int(meta.get("generation", 0)),
         resource_version=str(meta.get("resourceVersion", "")),
+        uid=str(meta.get("uid", "")),
+        spec=spec,
     )
+
+
+_NO_PROBLEM = InvalidResource("", "", "", 0, "", "")
 
 
 class ScalerResourceCache:
@@ -104,10 +125,11 @@ class ScalerResourceCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], ScalerResource] = {}
-        self._invalid: dict[tuple[str, str], str] = {}
+        self._invalid: dict[tuple[str, str], InvalidResource] = {}
 
     def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        items, invalid = {}, {}
+        items: dict[tuple[str, str], ScalerResource] = {}
+        invalid: dict[tuple[str, str], InvalidResource] = {}
         for obj in objects:
             key, parsed, error = self._parse(obj)
             if parsed is not None:
@@ -134,23 +156,45 @@ class ScalerResourceCache:
             item = self._items.get(key)
             if item is not None:
                 self._items[key] = replace(item, resource_version=resource_version)
+            bad = self._invalid.get(key)
+            if bad is not None:
+                self._invalid[key] = replace(bad, resource_version=resource_version)
 
     @staticmethod
     def _parse(
         obj: Mapping[str, Any],
-    ) -> tuple[tuple[str, str], ScalerResource | None, str]:
+    ) -> tuple[tuple[str, str], ScalerResource | None, InvalidResource]:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         try:
-            return key, parse_scaler_resource(obj), ""
+            return key, parse_scaler_resource(obj), _NO_PROBLEM
         except ValueError as exc:
             log.warning("ignoring CarbonAwareScaler %s/%s: %s", *key, exc)
-            return key, None, str(exc)
+            try:
+                generation = int(meta.get("generation", 0))
+            except (TypeError, ValueError):
+                generation = 0
+            return (
+                key,
+                None,
+                InvalidResource(
+                    *key,
+                    uid=str(meta.get("uid", "")),
+                    generation=generation,
+                    resource_version=str(meta.get("resourceVersion", "")),
+                    error=str(exc),
+                ),
+            )
 
     def items(self) -> dict[tuple[str, str], ScalerResource]:
         with self._lock:
             return dict(self._items)
 
     def invalid(self) -> dict[tuple[str, str], str]:
+        """Why each rejected resource was rejected (the field and the problem)."""
+        with self._lock:
+            return {k: v.error for k, v in self._invalid.items()}
+
+    def invalid_resources(self) -> dict[tuple[str, str], InvalidResource]:
         with self._lock:
             return dict(self._invalid)

@@ -17,6 +17,7 @@ from scaler.kube.leader import LeaderElector
 from scaler.kube.replicas import KubeReplicaReader
 from scaler.kube.resources import ScalerResource
 from scaler.kube.watch import ScalerResourceWatcher
+from scaler.kube.workloads import ClusterWorkloads
 from scaler.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,15 @@ class KubeRuntime:
         current_snapshot: Callable[[], Snapshot | None],
         stop: threading.Event,
         replicas: KubeReplicaReader,
+        workloads: ClusterWorkloads | None = None,
         poll_interval_seconds: float = 1.0,
         max_retry_backoff_seconds: float = 30.0,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.watcher = watcher
         self.replicas = replicas
+        #: the scaler loop's workload source (config-file workloads + CarbonAwareScalers)
+        self.workloads = workloads
         self.elector = elector
         self.controller = controller
         self._current = current_snapshot

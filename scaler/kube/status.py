@@ -22,7 +22,7 @@ from scaler.kube.api import (
     as_dict,
     format_time,
 )
-from scaler.kube.resources import ScalerResource
+from scaler.kube.resources import InvalidResource, ScalerResource
 from scaler.snapshot import WorkloadStatus
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class StatusWriter:
         self._request_timeout = request_timeout_seconds
         self.conflicts = 0
 
-    def write(self, resource: ScalerResource, status: Mapping[str, Any]) -> str | None:
+    def write(
+        self, resource: ScalerResource | InvalidResource, status: Mapping[str, Any]
+    ) -> str | None:
         """Returns the new resourceVersion, or None when the resource no longer exists."""
         resource_version = resource.resource_version
         for _attempt in range(self._max_attempts):

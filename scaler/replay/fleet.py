@@ -58,10 +58,15 @@ def partition(scenario: ReplayScenario, parts: int) -> tuple[ReplayScenario, ...
     total = sum(weights)
     runs: list[list[ReplayWorkload]] = [[]]
     done = 0
-    for w, weight in zip(ordered, weights, strict=True):
-        # close the run once it holds its share, keeping a workload for each run still to come
-        remaining_runs = parts - len(runs)
-        if runs[-1] and remaining_runs > 0 and done >= total * len(runs) / parts:
+    for i, (w, weight) in enumerate(zip(ordered, weights, strict=True)):
+        # close the run once it holds its share, or when every run still to open needs
+        # one of the workloads left
+        to_open = parts - len(runs)
+        if (
+            runs[-1]
+            and to_open > 0
+            and (done >= total * len(runs) / parts or len(ordered) - i <= to_open)
+        ):
             runs.append([])
         runs[-1].append(w)
         done += weight

@@ -50,12 +50,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     clock = SystemClock()
     nodes, carbon = synthetic(args.nodes, clock)
-    settings = Settings(
-        extender=ExtenderSettings(
-            listen=args.listen,
-            region_aliases={"eu-west-1": "region-03", "eu-central-1": "region-17"},
-        )
-    )
+    settings = Settings(extender=ExtenderSettings(listen=args.listen))
     runtime = build_extender(
         settings,
         clock=clock,

@@ -183,3 +183,53 @@ def test_stale_snapshot_is_unavailable():
         assert "601s old" in info.value.details()
         clock.set(TAKEN_AT + timedelta(seconds=599))
         assert stub.IsActive(ref(), timeout=5).result is True
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "nan", "100001"])
+def test_absurd_intensity_is_invalid_argument_for_every_call(stub, value):
+    query = ref(metric="carbonIntensity", region="eu-west-1", targetIntensity=value)
+    calls = [
+        lambda: stub.GetMetricSpec(query, timeout=5),
+        lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=query), timeout=5),
+        lambda: stub.IsActive(query, timeout=5),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "scalerMetadata.targetIntensity" in info.value.details()
+
+
+def test_open_streams_never_starve_unary_calls_and_past_the_cap_are_refused(holder):
+    import time
+
+    stop = threading.Event()
+    scaler = KedaExternalScaler(
+        holder, stream_poll_interval_seconds=0.05, stop=stop, max_streams=12
+    )
+    server = KedaScalerServer(scaler, address="127.0.0.1:0", stop=stop, max_workers=2)
+    with server, grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        streams = [stub.StreamIsActive(ref("web"), timeout=30) for _ in range(12)]
+        try:
+            assert all(next(s).result is True for s in streams)  # all 12 open and served
+            started = time.monotonic()
+            for _ in range(10):
+                assert stub.IsActive(ref(), timeout=2).result is True
+                stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref()), timeout=2)
+            assert time.monotonic() - started < 2.0
+            with pytest.raises(grpc.RpcError) as info:
+                next(stub.StreamIsActive(ref("web"), timeout=5))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            for s in streams:
+                s.cancel()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # a cancelled stream frees its slot
+            try:
+                assert next(stub.StreamIsActive(ref("web"), timeout=5)).result is True
+                break
+            except grpc.RpcError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("stream slots were not released after cancel")

@@ -282,6 +282,39 @@ def test_actuation_patches_the_opted_in_object(api, mode, decided, path, expecte
         assert patch.path == f"{DEPLOYS}/web/scale"
 
 
+def test_writes_name_gridshift_as_user_agent_and_field_manager(api):
+    """Through the production client (config.wiring.kube_api_client): every request says
+    `User-Agent: gridshift/<version>`, every write `?fieldManager=gridshift` (the API server
+    records both in audit logs and managedFields)."""
+    from config.version import __version__
+    from config.wiring import kube_api_client
+
+    seed_targets(api)
+    configuration = k8s.Configuration()
+    configuration.host = api.url
+    client = kube_api_client(configuration)
+    resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa")))
+    result = Actuator(client, clock=FrozenClock(T0)).actuate(resource, decision(replicas=4))
+    assert result is not None
+    assert result.applied, result.error
+    custom = k8s.CustomObjectsApi(client)
+    StatusWriter(custom).write(resource, {"desiredReplicas": 4})
+    lock = LeaseLock(
+        custom,
+        namespace="carbon-system",
+        name="gridshift-scaler",
+        identity="a",
+        clock=FrozenClock(T0),
+    )
+    assert lock.try_acquire_or_renew()
+    writes = [r for r in api.requests if r.method in ("POST", "PUT", "PATCH")]
+    assert {r.method for r in writes} >= {"PATCH", "POST"}
+    for r in api.requests:
+        assert r.headers["User-Agent"] == f"gridshift/{__version__}", r.path
+    for r in writes:
+        assert r.query.get("fieldManager") == ["gridshift"], (r.method, r.path)
+
+
 def test_custom_resource_scale_subresource(api):
     api.put_object(
         "/apis/example.com/v1/namespaces/shop/trainers",

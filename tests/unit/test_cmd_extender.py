@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from config.cli import cli
+from config.errors import ConfigError
 from config.loading import Override
 from config.settings import ExtenderSettings, Settings
 from config.wiring import build_extender, load_settings, region_rules, scoring_policy
@@ -84,10 +85,20 @@ def test_settings_bounds(fields, fragment) -> None:
 
 def test_settings_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("GRIDSHIFT_EXTENDER__CARBON_WEIGHT", "2.5")
-    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-central-1": "DE"}')
-    s = load_settings().extender
-    assert scoring_policy(s).carbon_weight == 2.5
-    assert region_rules(s).region_for({"topology.kubernetes.io/region": "eu-central-1"}) == "DE"
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__DEFAULT_REGION", "FR")
+    settings = load_settings()
+    assert scoring_policy(settings.extender).carbon_weight == 2.5
+    rules = region_rules(settings)
+    # one region model: the carbon regions' match rules place cloud regions (no aliases)
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-2"}) == "GB"
+    assert rules.region_for({}) == "FR"  # the default
+
+
+def test_old_region_aliases_setting_says_where_it_went(monkeypatch) -> None:
+    monkeypatch.setenv("GRIDSHIFT_EXTENDER__REGION_ALIASES", '{"eu-west-1": "IE"}')
+    with pytest.raises(ConfigError, match=r"carbon\.regions\.<REGION>\.aliases"):
+        load_settings()
 
 
 def test_build_extender_needs_nodes_or_an_api() -> None:

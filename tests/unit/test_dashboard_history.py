@@ -119,6 +119,32 @@ def test_extender_panel_without_extender(client):
     }
 
 
+def test_extender_panel_shows_the_region_policy_from_settings():
+    """The region policy operators write (threshold, prefer, avoid) is on the dashboard's
+    extender panel, from the same settings `config show` prints."""
+    from config.settings import ExtenderSettings, Settings
+    from config.wiring.scaler import region_policy_view
+
+    settings = Settings(
+        extender=ExtenderSettings(
+            max_intensity_g_per_kwh=350, prefer_regions=("FR",), avoid_regions=("DE",)
+        )
+    )
+    app = create_status_app(
+        RecordingHolder(SnapshotHistory(3)),
+        registry=CollectorRegistry(),
+        region_policy=region_policy_view(settings),
+    )
+    body = AsgiClient(app).get("/status/extender").json()
+    assert body["configured"] is False
+    policy = body["region_policy"]
+    assert (policy["max_intensity_g_per_kwh"], policy["prefer_regions"]) == (350, ["FR"])
+    assert policy["avoid_regions"] == ["DE"]
+    assert "gridshift.io/avoid-regions" in policy["pod_annotations"]
+    js = AsgiClient(app).get("/dashboard/assets/dashboard.js").text
+    assert "region_policy" in js
+
+
 def test_dashboard_page_and_assets(client):
     page = client.get("/dashboard")
     assert page.status_code == 200

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.cli import cli
-from config.wiring import load_settings
+from config.wiring import load_settings, region_rules
 from extender.server import ENDPOINTS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -99,7 +99,10 @@ def test_gridshift_env_in_manifests_is_valid_settings(monkeypatch) -> None:
                 seen += 1
     assert seen
     s = load_settings()
-    assert s.extender.region_aliases["eu-central-1"] == "DE"  # every alias names a carbon region
+    # the shipped extender places AWS/GCP/Azure regions by the carbon regions' match rules
+    rules = region_rules(s)
+    for cloud, region in (("eu-west-1", "IE"), ("eu-central-1", "DE"), ("eu-west-3", "FR")):
+        assert rules.region_for({"topology.kubernetes.io/region": cloud}) == region
 
 
 def test_container_args_name_real_commands_and_options() -> None:

@@ -79,14 +79,20 @@ class AsgiClient:
 
 
 class Harness:
-    def __init__(self, *, snap: ExtenderSnapshot | None, max_body_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        snap: ExtenderSnapshot | None,
+        max_body_bytes: int = 1 << 20,
+        policy: ScoringPolicy | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.holder = SnapshotHolder(snap)
         self.clock = FrozenClock(NOW)
         self.app = create_app(
             self.holder,
             clock=self.clock,
-            policy=ScoringPolicy(),
+            policy=policy or ScoringPolicy(),
             rules=RULES,
             registry=self.registry,
             max_body_bytes=max_body_bytes,
@@ -135,6 +141,34 @@ def test_filter_cache_mode_reply_as_kube_scheduler_reads_it(h: Harness) -> None:
     assert body["Error"] == ""
     assert h.sample("gridshift_extender_filter_nodes_total", {"result": "rejected"}) == 1
     assert h.sample("gridshift_extender_decisions_total", {"verb": "filter", "outcome": "capped"})
+
+
+@pytest.mark.parametrize("mode", ["cache", "full"])
+def test_region_policy_reaches_the_filter_with_pod_overrides(mode: str) -> None:
+    """Cluster-wide avoid (DE) applies to a pod without annotations; a pod's
+    gridshift.io/avoid-regions (a cloud name, resolved) replaces it; avoiding every node
+    fails open."""
+    h = Harness(snap=snapshot(), policy=ScoringPolicy(avoid_regions=frozenset({"DE"})))
+    plain = copy.deepcopy(POD)
+    plain["metadata"]["annotations"] = {}
+    own = copy.deepcopy(plain)
+    own["metadata"]["annotations"] = {"gridshift.io/avoid-regions": "eu-west-3"}
+    names = ["gpu-ie-1", "gpu-de-1", "gpu-fr-1"]
+
+    def passed(pod: dict[str, Any], only: list[str] = names) -> list[str]:
+        args = (
+            cache_args(only, pod)
+            if mode == "cache"
+            else full_args([n for n in NODES if n["metadata"]["name"] in only], pod)
+        )
+        body = h.post("filter", args).json()
+        if mode == "cache":
+            return list(body["NodeNames"])
+        return [n["metadata"]["name"] for n in body["Nodes"]["items"]]
+
+    assert passed(plain) == ["gpu-ie-1", "gpu-fr-1"]
+    assert passed(own) == ["gpu-ie-1", "gpu-de-1"]
+    assert passed(plain, ["gpu-de-1"]) == ["gpu-de-1"], "fails open"
 
 
 def test_filter_full_mode_echoes_surviving_node_objects_unchanged(h: Harness) -> None:

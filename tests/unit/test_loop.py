@@ -5,7 +5,10 @@ SourceError on load or carbon marks the input stale, is counted and logged, and 
 down; carbon without a provider forecast is forecast from history; refit keeps the previous
 model on failure; accounting over ticks equals replicas x watts x time and the ledger matches
 the statuses; elastic work is done by its deadline; CI schedules pre-warm; cron overrides;
-one failing workload does not stop the others.
+one failing workload does not stop the others; the workload set is re-read before each tick
+(added ones fitted at once and started from their target's actual replicas, changed ones keep
+their state, removed ones dropped, a broken source keeps the set, a later-listed workload
+continues from the kept checkpoint).
 """
 
 from __future__ import annotations
@@ -462,3 +465,68 @@ def test_elastic_work_progresses_only_at_the_replicas_that_ran() -> None:
     stuck = loop.tick().workloads["train"]
     assert stuck.remaining_work == 6 * 3600.0
     assert stuck.energy_joules == 0.0
+
+
+# ---------------------------------------------------------------- workloads that come and go
+def test_workload_source_adds_fits_changes_and_drops_between_ticks() -> None:
+    """CarbonAwareScalers come and go: the set is re-read before each tick; a new workload
+    gets its load model at once (no 'no fitted load model yet' until the hourly refit), a
+    changed one keeps its replicas, a deleted one is dropped."""
+    loop, clock, _holder = make_loop([web()])
+    loop.refit()
+    current = [web()]
+    loop.use_workload_source(lambda: current)
+    first = loop.tick().workloads["web"]
+    current = [
+        web(max_replicas=5),
+        web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps")),
+    ]
+    clock.advance(timedelta(minutes=1))
+    snap = loop.tick()
+    assert set(snap.workloads) == {"web", "api"}
+    assert "no fitted load model yet" not in " ".join(snap.workloads["api"].reasons)
+    assert snap.workloads["api"].desired_replicas > 1
+    assert snap.workloads["web"].desired_replicas == 5, f"clamped, from {first.desired_replicas}"
+    current = [current[1]]
+    clock.advance(timedelta(minutes=1))
+    assert set(loop.tick().workloads) == {"api"}
+
+
+def test_a_broken_workload_source_keeps_the_previous_set() -> None:
+    loop, _clock, _holder = make_loop([web()])
+    loop.refit()
+
+    def broken() -> list[Workload]:
+        raise RuntimeError("cache gone")
+
+    loop.use_workload_source(broken)
+    assert set(loop.tick().workloads) == {"web"}
+    assert loop.tick().source_errors_total["internal"] == 2
+
+
+def test_a_new_workload_starts_from_what_its_target_runs() -> None:
+    """A new CR that actuates must not scale a running Deployment down to its floor while
+    its load is still unknown: its first decision starts from the actual replicas."""
+    loop, _clock, _holder = make_loop([], load=FakeLoadSource(levels={}))
+    loop.use_replica_reader(FakeReplicaReader(replicas={"web": 6}))
+    loop.use_workload_source(lambda: [web(min_replicas=1)])
+    status = loop.tick().workloads["web"]
+    assert "load" in status.stale_inputs
+    assert status.desired_replicas == 6
+
+
+def test_a_workload_listed_after_a_restore_continues_from_the_checkpoint() -> None:
+    """The checkpoint is kept for workloads not listed yet (CRs arrive after the start)."""
+    loop, clock, _holder = make_loop([web()])
+    loop.refit()
+    for _ in range(3):
+        loop.tick()
+        clock.advance(timedelta(minutes=1))
+    saved = loop.checkpoint()
+    fresh, _, _ = make_loop([], clock=clock)
+    fresh.restore(saved)
+    assert fresh.checkpoint().workloads["web"] == saved.workloads["web"], "kept while unlisted"
+    fresh.set_workloads([web()])
+    assert fresh.ledger.by_workload["web"].emitted_g == pytest.approx(
+        saved.workloads["web"].emitted_g
+    )

@@ -3,14 +3,24 @@
 Aspects: case-insensitive lookup with the configured spelling kept; zone per provider and the
 errors for unknown regions and missing zones; node matching from topology labels (globs, all
 labels of a rule, most specific rule wins, ties to the first region, no match); validation of
-names, zones, rules and duplicates; immutability.
+names, zones, rules and duplicates; immutability; the shared resolver (node labels and written
+names such as `eu-west-1` -> configured regions: aliases override, own label as written,
+configured names, match rules, default; unknown names kept).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from forecasts.regions import REGION_LABEL, ZONE_LABEL, NodeRule, Region, RegionMap, UnknownRegion
+from forecasts.regions import (
+    REGION_LABEL,
+    ZONE_LABEL,
+    NodeRule,
+    Region,
+    RegionMap,
+    RegionResolver,
+    UnknownRegion,
+)
 
 GB = Region(
     "GB",
@@ -130,3 +140,70 @@ def test_values_are_immutable() -> None:
         region.zones["uk"] = "2"  # type: ignore[index]
     with pytest.raises(AttributeError):
         region.name = "y"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- RegionResolver (one model)
+RESOLVER = RegionResolver(
+    regions=RegionMap.of(
+        [
+            Region("GB", {"uk": "national"}, rules=(NodeRule({REGION_LABEL: "eu-west-2"}),)),
+            Region("IE", {"electricitymaps": "IE"}, rules=(NodeRule({REGION_LABEL: "eu-west-1"}),)),
+            Region(
+                "NL", {"electricitymaps": "NL"}, rules=(NodeRule({ZONE_LABEL: "europe-west4-*"}),)
+            ),
+        ]
+    ),
+    aliases={"europe-west2": "gb", "eu-west-1c": "NL"},
+)
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        pytest.param({REGION_LABEL: "eu-west-2"}, "GB", id="match rule (was neutral)"),
+        pytest.param({REGION_LABEL: "europe-west2"}, "GB", id="alias, configured spelling"),
+        pytest.param(
+            {REGION_LABEL: "eu-west-1", ZONE_LABEL: "eu-west-1c"},
+            "NL",
+            id="zone alias overrides the match rule",
+        ),
+        pytest.param({REGION_LABEL: "ie"}, "IE", id="a configured name in a region label"),
+        pytest.param(
+            {"gridshift.io/region": "mars", REGION_LABEL: "eu-west-1"},
+            "mars",
+            id="own label as written",
+        ),
+        pytest.param({ZONE_LABEL: "europe-west4-b"}, "NL", id="zone match rule"),
+        pytest.param({REGION_LABEL: "ap-south-9"}, "ap-south-9", id="unknown kept as written"),
+        pytest.param({}, None, id="unlabelled, no default"),
+    ],
+)
+def test_resolver_places_nodes(labels: dict[str, str], expected: str | None) -> None:
+    assert RESOLVER.region_for(labels) == expected
+    assert RESOLVER.zone_for(labels) == labels.get(ZONE_LABEL)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("gb", "GB", id="configured, any case"),
+        pytest.param("eu-west-1", "IE", id="cloud region by match rule"),
+        pytest.param("europe-west4-a", "NL", id="cloud zone by match rule"),
+        pytest.param("europe-west2", "GB", id="alias"),
+        pytest.param("atlantis", "atlantis", id="unknown unchanged"),
+    ],
+)
+def test_resolver_resolves_written_names(name: str, expected: str) -> None:
+    """What a workload or CarbonAwareScaler writes as `region` means the same region as a
+    node with that cloud label."""
+    assert RESOLVER.resolve(name) == expected
+    assert RESOLVER.is_configured(expected) == (expected != "atlantis")
+    assert RESOLVER.configured_region(name) == (None if expected == "atlantis" else expected)
+
+
+def test_resolver_default_region_is_canonical_and_own_label_can_be_off() -> None:
+    resolver = RegionResolver(regions=RESOLVER.regions, default_region="gb")
+    assert resolver.region_for({REGION_LABEL: "nowhere"}) == "GB"
+    assert resolver.region_for({}) == "GB"
+    no_own = RegionResolver(regions=RESOLVER.regions, region_labels=(REGION_LABEL,))
+    assert no_own.region_for({"gridshift.io/region": "IE", REGION_LABEL: "eu-west-2"}) == "GB"

@@ -1,6 +1,8 @@
 """extender.core.scoring: pod annotations, region intensity (now / over the expected run time),
 scores (range, best gets 10, weights, GPU energy, neutral on missing/stale/opt-out), filter
-(caps, never rejecting for lack of data, every node once), region ranking (where and when),
+(caps, never rejecting for lack of data, every node once), region policy (cluster-wide
+threshold and prefer/avoid lists, each overridden per pod by annotation; avoid fails open,
+prefer is a score bonus, also without carbon data), region ranking (where and when),
 and the hypothesis invariants (ints in 0..10 incl. NaN and empty, order independence,
 monotonic in intensity, filter partitions its input)."""
 
@@ -354,6 +356,96 @@ def test_filter_without_cap_or_with_opt_out_passes_everything() -> None:
     inten = {"PL": fresh("PL", 900)}
     for pod in (PodPreferences(), PodPreferences(opt_out=True, max_intensity_g_per_kwh=1)):
         assert filter_nodes(["dirty"], facts=nodes, intensities=inten, pod=pod).passed == ("dirty",)
+
+
+# ---------------------------------------------------------------------------- region policy
+CLUSTER = ScoringPolicy(
+    max_intensity_g_per_kwh=500,
+    prefer_regions=frozenset({"FR"}),
+    avoid_regions=frozenset({"PL"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "cap", "prefer", "avoid"),
+    [
+        pytest.param({}, 500, {"FR"}, {"PL"}, id="cluster-wide defaults"),
+        pytest.param(
+            {
+                "gridshift.io/max-gco2-per-kwh": "300",
+                "gridshift.io/prefer-regions": "eu-central-1, IE",
+                "gridshift.io/avoid-regions": "",
+            },
+            300,
+            {"DE", "IE"},
+            set(),
+            id="the pod overrides each (names resolved, empty clears)",
+        ),
+    ],
+)
+def test_region_policy_defaults_and_pod_overrides(annotations, cap, prefer, avoid) -> None:
+    resolve = {"eu-central-1": "DE"}.get
+    pod = pod_preferences(annotations, policy=CLUSTER, resolve_region=lambda n: resolve(n) or n)
+    assert pod.max_intensity_g_per_kwh == cap
+    assert pod.prefer_regions == prefer
+    assert pod.avoid_regions == avoid
+
+
+def test_avoid_filters_unless_nothing_else_fits() -> None:
+    nodes = facts(("fr", "FR"), ("pl-1", "PL"), ("pl-2", "PL"))
+    inten = {"FR": fresh("FR", 50), "PL": fresh("PL", 300)}
+    pod = PodPreferences(avoid_regions=frozenset({"PL"}))
+    result = filter_nodes(list(nodes), facts=nodes, intensities=inten, pod=pod)
+    assert result.passed == ("fr",)
+    assert set(result.rejected) == {"pl-1", "pl-2"}
+    assert "region PL is avoided (gridshift.io/avoid-regions)" in result.rejected["pl-1"]
+    only_avoided = filter_nodes(["pl-1", "pl-2"], facts=nodes, intensities=inten, pod=pod)
+    assert only_avoided.passed == ("pl-1", "pl-2"), "fails open"
+    assert only_avoided.rejected == {}
+
+
+def test_the_threshold_stays_hard_and_runs_before_avoid() -> None:
+    nodes = facts(("fr", "FR"), ("pl", "PL"))
+    inten = {"FR": fresh("FR", 600), "PL": fresh("PL", 300)}
+    pod = PodPreferences(max_intensity_g_per_kwh=500, avoid_regions=frozenset({"PL"}))
+    result = filter_nodes(list(nodes), facts=nodes, intensities=inten, pod=pod)
+    assert result.passed == ("pl",), "the only node under the cap, avoided but kept"
+    assert "above cap 500" in result.rejected["fr"]
+
+
+def test_prefer_is_a_score_bonus() -> None:
+    nodes = facts(("fr", "FR"), ("de", "DE"), ("pl", "PL"))
+    inten = {"FR": fresh("FR", 150), "DE": fresh("DE", 100), "PL": fresh("PL", 600)}
+    plain = score_nodes(
+        list(nodes), facts=nodes, intensities=inten, pod=PodPreferences(), policy=POLICY, now=NOW
+    )
+    assert plain.scores["de"] > plain.scores["fr"]
+    preferred = score_nodes(
+        list(nodes),
+        facts=nodes,
+        intensities=inten,
+        pod=PodPreferences(prefer_regions=frozenset({"FR"})),
+        policy=POLICY,
+        now=NOW,
+    )
+    assert preferred.scores["fr"] == 10
+    assert preferred.scores["fr"] > preferred.scores["de"] > preferred.scores["pl"]
+    assert "prefer" in preferred.components
+
+
+def test_prefer_lifts_preferred_nodes_even_without_carbon_data() -> None:
+    nodes = facts(("fr", "FR"), ("de", "DE"))
+    result = score_nodes(
+        list(nodes),
+        facts=nodes,
+        intensities={},
+        pod=PodPreferences(prefer_regions=frozenset({"FR"})),
+        policy=POLICY,
+        now=NOW,
+    )
+    assert result.scores["fr"] == 10
+    assert result.scores["de"] < 10
+    assert result.neutral_reason is None
 
 
 def test_filter_uses_the_window_average_and_says_so() -> None:

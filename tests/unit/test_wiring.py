@@ -89,3 +89,33 @@ def test_disabled_metrics_api_needs_no_cluster_access(tmp_path):
     # the same flags with the API on do need the cluster: the kubeconfig is read (and missing)
     with pytest.raises((ConfigException, OSError)):
         start_scaler_services(settings(enabled=True), holder=SnapshotHolder(), clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "expected"),
+    [
+        pytest.param("PATCH", [], "gridshift", id="patch gets ours"),
+        pytest.param("POST", [("dryRun", "All")], "gridshift", id="post beside other params"),
+        pytest.param("PUT", [("fieldManager", "mine")], "mine", id="an explicit one wins"),
+        pytest.param("GET", [], None, id="reads carry none"),
+    ],
+)
+def test_kube_api_client_names_gridshift_on_every_write(method, query, expected):
+    """Every write carries fieldManager=gridshift and every call the gridshift/<version>
+    user agent (issue 14: writes showed up as OpenAPI-Generator in managedFields)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from kubernetes import client as k8s
+
+    from config.version import __version__
+    from config.wiring import kube_api_client
+
+    configuration = k8s.Configuration()
+    configuration.host = "http://127.0.0.1:1"
+    client = kube_api_client(configuration)
+    _, url, headers, *_ = client.param_serialize(
+        method, "/api/v1/nodes/{name}", path_params={"name": "n1"}, query_params=list(query)
+    )
+    assert headers["User-Agent"] == f"gridshift/{__version__}"
+    managers = parse_qs(urlsplit(url).query).get("fieldManager")
+    assert managers == ([expected] if expected else None)

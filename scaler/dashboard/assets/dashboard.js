@@ -217,15 +217,28 @@
     }
   }
 
+  function renderRegionPolicy(box, policy) {
+    if (!policy) return;
+    const list = (xs) => (xs && xs.length ? xs.join(", ") : "none");
+    const line = document.createElement("div");
+    line.className = "region-policy";
+    line.textContent = "Region policy: threshold " +
+      (policy.max_intensity_g_per_kwh == null ? "off" : policy.max_intensity_g_per_kwh + " gCO₂/kWh") +
+      " · prefer " + list(policy.prefer_regions) + " · avoid " + list(policy.avoid_regions) +
+      " (per pod: " + (policy.pod_annotations || []).join(", ") + ")";
+    box.appendChild(line);
+  }
+
   function renderExtender(ext) {
     const box = $("extender");
     box.textContent = "";
+    renderRegionPolicy(box, ext && ext.region_policy);
     if (!ext || !ext.configured) {
-      box.textContent = (ext && ext.note) || "no extender configured";
+      box.appendChild(document.createTextNode((ext && ext.note) || "no extender configured"));
       return;
     }
     if (!ext.reachable) {
-      box.textContent = ext.note || "extender metrics unreachable";
+      box.appendChild(document.createTextNode(ext.note || "extender metrics unreachable"));
       return;
     }
     const head = document.createElement("div");

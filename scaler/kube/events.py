@@ -1,0 +1,126 @@
+"""`EventRecorder`: core/v1 Events on CarbonAwareScalers, so `kubectl describe cas NAME` shows
+what gridshift decided and why a resource is not acted on.
+
+As client-go's recorder: named `<object>.<hex nanoseconds>`, `involvedObject` with the
+object's uid, `source.component`/`reportingComponent`, first/last timestamp and count 1.
+Best effort: a failed create is logged and counted, never raised (decisions go on). An event
+equal to the last one recorded for the same object and reason is not sent again, so a
+problem that persists tick after tick is one Event, not one a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from forecasts.time import Clock
+from scaler.kube.api import (
+    CRD_GROUP,
+    CRD_VERSION,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    TRANSPORT_ERRORS,
+    format_time,
+)
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "gridshift-scaler"
+KIND = "CarbonAwareScaler"
+NORMAL = "Normal"
+WARNING = "Warning"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str = ""
+
+
+def event_body(
+    ref: ObjectRef, *, type_: str, reason: str, message: str, at_ns: int, instance: str
+) -> dict[str, Any]:
+    """The core/v1 Event JSON (what client-go's recorder sends)."""
+    at = datetime.fromtimestamp(at_ns / 1e9, tz=UTC)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{ref.name}.{at_ns:x}", "namespace": ref.namespace},
+        "involvedObject": {
+            "apiVersion": f"{CRD_GROUP}/{CRD_VERSION}",
+            "kind": KIND,
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "uid": ref.uid,
+            **({"resourceVersion": ref.resource_version} if ref.resource_version else {}),
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"{CRD_GROUP}/scaler",
+        "reportingInstance": instance,
+        "firstTimestamp": format_time(at),
+        "lastTimestamp": format_time(at),
+        "eventTime": None,
+        "count": 1,
+        "action": "Decide" if type_ == NORMAL else "Check",
+        "series": None,
+        "related": None,
+    }
+
+
+class EventRecorder:
+    """Creates Events in the object's namespace (`create` on `events`, core group)."""
+
+    def __init__(
+        self,
+        core_api: k8s.CoreV1Api,
+        *,
+        clock: Clock,
+        instance: str,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
+        self._api = core_api
+        self._clock = clock
+        self._instance = instance
+        self._timeout = request_timeout_seconds
+        self._last: dict[tuple[str, str, str], str] = {}
+        self.sent = 0
+        self.errors = 0
+
+    def forget(self, ref: ObjectRef) -> None:
+        """Drop what was last recorded for `ref` (it was deleted)."""
+        for key in [k for k in self._last if k[:2] == (ref.namespace, ref.name)]:
+            del self._last[key]
+
+    def record(self, ref: ObjectRef, *, type_: str, reason: str, message: str) -> bool:
+        """Send one Event unless it repeats the last one for this object and reason."""
+        key = (ref.namespace, ref.name, reason)
+        if self._last.get(key) == message:
+            return False
+        at_ns = int(self._clock.now().timestamp() * 1e9)
+        body = event_body(
+            ref, type_=type_, reason=reason, message=message, at_ns=at_ns, instance=self._instance
+        )
+        try:
+            self._api.create_namespaced_event(
+                ref.namespace, cast(Any, body), _request_timeout=self._timeout
+            )
+        except (ApiException, *TRANSPORT_ERRORS) as exc:
+            self.errors += 1
+            log.warning("event %s on %s/%s not recorded: %s", reason, ref.namespace, ref.name, exc)
+            return False
+        self._last[key] = message
+        self.sent += 1
+        return True
+
+    def recorded(self) -> Mapping[tuple[str, str, str], str]:
+        return dict(self._last)
