@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -180,6 +180,101 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+@dataclass(frozen=True, slots=True)
+class _StatusRoutes:
+    """The status app's handlers; they only read the snapshot, the history ring and memory."""
+
+    holder: SnapshotHolder
+    registry: CollectorRegistry
+    ring: SnapshotHistory
+    files: DashboardAssets
+    extender: ExtenderView | None
+    region_policy: Mapping[str, Any] | None
+
+    def _not_ready(self) -> JsonResponse:
+        return JsonResponse({"error": "no tick has completed yet"}, status_code=503)
+
+    def healthz(self, request: Request) -> Response:
+        return JsonResponse({"status": "ok"})
+
+    def readyz(self, request: Request) -> Response:
+        snap = self.holder.current()
+        if snap is None:
+            return self._not_ready()
+        return JsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
+
+    def status(self, request: Request) -> Response:
+        snap = self.holder.current()
+        return self._not_ready() if snap is None else JsonResponse(snapshot_json(snap))
+
+    def status_history(self, request: Request) -> Response:
+        limit = _query_int(request, "limit")
+        if isinstance(limit, Response):
+            return limit
+        snap = self.holder.current()
+        return JsonResponse(
+            history_json(
+                self.ring.points(limit=limit),
+                capacity_points=self.ring.capacity_points,
+                data_note=snap.data_note if snap is not None else "",
+                newest=snap,
+            )
+        )
+
+    def status_extender(self, request: Request) -> Response:
+        body = dict(self.extender() if self.extender is not None else NO_EXTENDER)
+        if self.region_policy is not None:
+            body["region_policy"] = dict(self.region_policy)
+        return JsonResponse(body)
+
+    def root(self, request: Request) -> Response:
+        return RedirectResponse("/dashboard", status_code=307)
+
+    def dashboard(self, request: Request) -> Response:
+        return HTMLResponse(self.files.index_html)
+
+    def dashboard_asset(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        found = self.files.get(name)
+        if found is None:
+            return JsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
+        body, media_type = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    def status_one(self, request: Request) -> Response:
+        workload = str(request.path_params["workload"])
+        snap = self.holder.current()
+        if snap is None:
+            return self._not_ready()
+        ws = snap.workloads.get(workload)
+        if ws is None:
+            return JsonResponse(
+                {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
+                status_code=404,
+            )
+        return JsonResponse(
+            {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
+        )
+
+    def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def routes(self) -> list[Route]:
+        get = ["GET"]
+        return [
+            Route("/healthz", self.healthz, methods=get),
+            Route("/readyz", self.readyz, methods=get),
+            Route("/status", self.status, methods=get),
+            Route("/status/history", self.status_history, methods=get),
+            Route("/status/extender", self.status_extender, methods=get),
+            Route("/", self.root, methods=get),
+            Route("/dashboard", self.dashboard, methods=get),
+            Route("/dashboard/assets/{name}", self.dashboard_asset, methods=get),
+            Route("/status/{workload}", self.status_one, methods=get),
+            Route("/metrics", self.metrics, methods=get),
+        ]
+
+
 def create_status_app(
     holder: SnapshotHolder,
     *,
@@ -195,8 +290,14 @@ def create_status_app(
     e.g. to stop the scheduler. `history` backs `/status/history` (an empty ring of 1 when
     absent); `extender` feeds the dashboard's extender panel, and `region_policy` (the
     scheduling threshold and prefer/avoid regions operators set) is shown there with it."""
-    ring = history if history is not None else SnapshotHistory(1)
-    files = assets if assets is not None else load_dashboard_assets()
+    routes = _StatusRoutes(
+        holder=holder,
+        registry=registry,
+        ring=history if history is not None else SnapshotHistory(1),
+        files=assets if assets is not None else load_dashboard_assets(),
+        extender=extender,
+        region_policy=region_policy,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -206,88 +307,8 @@ def create_status_app(
             if on_shutdown is not None:
                 on_shutdown()
 
-    def _not_ready() -> JsonResponse:
-        return JsonResponse({"error": "no tick has completed yet"}, status_code=503)
-
-    def healthz(request: Request) -> Response:
-        return JsonResponse({"status": "ok"})
-
-    def readyz(request: Request) -> Response:
-        snap = holder.current()
-        if snap is None:
-            return _not_ready()
-        return JsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
-
-    def status(request: Request) -> Response:
-        snap = holder.current()
-        return _not_ready() if snap is None else JsonResponse(snapshot_json(snap))
-
-    def status_history(request: Request) -> Response:
-        limit = _query_int(request, "limit")
-        if isinstance(limit, Response):
-            return limit
-        snap = holder.current()
-        return JsonResponse(
-            history_json(
-                ring.points(limit=limit),
-                capacity_points=ring.capacity_points,
-                data_note=snap.data_note if snap is not None else "",
-                newest=snap,
-            )
-        )
-
-    def status_extender(request: Request) -> Response:
-        body = dict(extender() if extender is not None else NO_EXTENDER)
-        if region_policy is not None:
-            body["region_policy"] = dict(region_policy)
-        return JsonResponse(body)
-
-    def root(request: Request) -> Response:
-        return RedirectResponse("/dashboard", status_code=307)
-
-    def dashboard(request: Request) -> Response:
-        return HTMLResponse(files.index_html)
-
-    def dashboard_asset(request: Request) -> Response:
-        name = str(request.path_params["name"])
-        found = files.get(name)
-        if found is None:
-            return JsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
-        body, media_type = found
-        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
-
-    def status_one(request: Request) -> Response:
-        workload = str(request.path_params["workload"])
-        snap = holder.current()
-        if snap is None:
-            return _not_ready()
-        ws = snap.workloads.get(workload)
-        if ws is None:
-            return JsonResponse(
-                {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
-                status_code=404,
-            )
-        return JsonResponse(
-            {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
-        )
-
-    def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    get = ["GET"]
     return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=get),
-            Route("/readyz", readyz, methods=get),
-            Route("/status", status, methods=get),
-            Route("/status/history", status_history, methods=get),
-            Route("/status/extender", status_extender, methods=get),
-            Route("/", root, methods=get),
-            Route("/dashboard", dashboard, methods=get),
-            Route("/dashboard/assets/{name}", dashboard_asset, methods=get),
-            Route("/status/{workload}", status_one, methods=get),
-            Route("/metrics", metrics, methods=get),
-        ],
+        routes=routes.routes(),
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
