@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
+import warnings
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +37,13 @@ from forecasts.backtest import (
     select_model,
     slice_series,
 )
-from forecasts.carbon_forecast import BiasDecision, align, decide_bias_correction, forecast_carbon
+from forecasts.carbon_forecast import (
+    CarbonForecastSettings,
+    CarbonInputs,
+    KnownSeries,
+    forecast_carbon,
+    plan_carbon_forecast,
+)
 from forecasts.forecast import Forecast, Forecaster
 from forecasts.models.catalog import DEFAULT_SELECTION, MODEL_NAMES, build_model, season_steps
 from forecasts.platform.errors import SourceDataError
@@ -160,8 +168,10 @@ def _select(
 @click.option(
     "--provider-column",
     default=None,
-    help="Column holding the provider's own forecast (e.g. forecast_gco2_per_kwh): used where it"
-    " has values, bias-corrected only where a backtest of its past errors shows that helps.",
+    help="Column holding the provider's own forecast (e.g. forecast_gco2_per_kwh): the series is"
+    " then forecast as carbon intensity by gridshift's carbon forecast (own model, provider,"
+    " fading correction and blend chosen by rolling backtest; each forecast value taken as"
+    " known a day ahead).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 def forecast_command(
@@ -193,11 +203,8 @@ def forecast_command(
             fc = chosen.fit(series, seed=seed).predict(horizon=steps)
         else:
             provider = _load(SeriesSpec(path=trace, region=region, column=provider_column))
-            decision = _bias_decision(series, provider, horizon=steps, origins=origins)
-            notes = list(decision.reasons)
-            fc = forecast_carbon(
-                series, horizon=steps, model=chosen, provider=provider, decision=decision, seed=seed
-            )
+            hours = max(1, math.ceil(steps * series.step / timedelta(hours=1)))
+            fc, notes = _carbon_forecast(series, provider, horizon=hours)
     except ValueError as exc:
         raise click.ClickException(f"{chosen.name}: {exc}") from exc
     click.echo(_render_forecast(fc, fmt=fmt, selection=selection, notes=notes))
@@ -211,15 +218,39 @@ def _observed_prefix(series: RegularSeries) -> RegularSeries:
     return slice_series(series, 0, int(observed[-1]) + 1)
 
 
-def _bias_decision(
-    history: RegularSeries, provider: RegularSeries, *, horizon: int, origins: int
-) -> BiasDecision:
-    day, _ = season_steps(history.step)
-    prov = align(provider, like=history)
-    points = rolling_origins(
-        len(history), horizon=horizon, count=origins, stride=day, min_train=day
+def _hourly(series: RegularSeries) -> RegularSeries:
+    """Carbon forecasts are hourly: finer series are averaged per hour (a partial last hour
+    is dropped), coarser ones are refused."""
+    k = timedelta(hours=1) / series.step
+    if abs(k - round(k)) > 1e-9 or round(k) < 1:
+        raise ValueError(
+            f"carbon forecasts are hourly; a {series.step} step does not divide an hour"
+        )
+    k = round(k)
+    first = (-round(series.start.timestamp() / series.step.total_seconds())) % k
+    n = (len(series) - first) // k
+    values = series.values[first : first + n * k].reshape(n, k)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hourly = np.nanmean(values, axis=1)
+    return RegularSeries(
+        start=series.time_at(first), step=timedelta(hours=1), values=hourly, unit=series.unit
     )
-    return decide_bias_correction(history.values, prov, origins=points, horizon=horizon)
+
+
+def _carbon_forecast(
+    history: RegularSeries, provider: RegularSeries, *, horizon: int
+) -> tuple[Forecast, list[str]]:
+    """gridshift's carbon forecast (the module `gridshift run` uses) with the provider column
+    as its provider forecast, each value known one day before its step."""
+    history, provider = _hourly(history), _hourly(provider)
+    t = provider.epoch_s()
+    known = KnownSeries(
+        start=provider.start, step=provider.step, values=provider.values, known_s=t - 86400.0
+    )
+    inputs = CarbonInputs(history, provider=known)
+    plan = plan_carbon_forecast(inputs, settings=CarbonForecastSettings(horizon_steps=horizon))
+    return forecast_carbon(inputs, plan, horizon=horizon), [plan.name, *plan.reasons]
 
 
 def _render_forecast(
@@ -236,7 +267,7 @@ def _render_forecast(
         if selection is not None:
             doc["selection"] = {"model": selection.model, "reasons": list(selection.reasons)}
         if notes:
-            doc["provider_bias"] = notes
+            doc["carbon_plan"] = notes
         return json.dumps(doc, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
@@ -248,7 +279,7 @@ def _render_forecast(
     if selection is not None:
         text += "\n" + "\n".join(selection.reasons)
     if notes:
-        text += "\nprovider forecast: " + "; ".join(notes)
+        text += "\ncarbon forecast: " + "; ".join(notes)
     return text
 
 

@@ -126,7 +126,8 @@ def plan_fleet(
 def fleet_executor(plan: FleetPlan) -> Iterator[tuple[Executor | None, int]]:
     """(executor, parts) for `plan`: (None, 1) in this process; else a Dask client's
     `concurrent.futures` executor and how many parts to cut (the cluster's worker threads).
-    The local cluster listens on loopback only, has no dashboard, and stops on exit."""
+    The local cluster listens on loopback only (its scheduler and status pages on free
+    ports) and stops on exit."""
     if plan.single_process:
         yield None, 1
         return
@@ -160,7 +161,7 @@ def fleet_executor(plan: FleetPlan) -> Iterator[tuple[Executor | None, int]]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)

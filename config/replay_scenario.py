@@ -23,14 +23,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.settings import ScalerSettings, Settings
 from config.wiring import loop_settings_from, policy_params_from
+from forecasts.carbon_forecast import KnownSeries
 from forecasts.forecast import Forecaster
-from forecasts.models.catalog import build_model
 from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.platform.errors import SourceError
 from forecasts.series import RegularSeries
+from forecasts.sources.carbon.forecasting import ForecastMode
+from forecasts.sources.csv_series import read_csv_series
+from forecasts.sources.forecast_traces import (
+    join_known,
+    known_ahead,
+    read_generation_forecasts,
+    read_provider_forecast,
+    read_weather_forecasts,
+)
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
-from forecasts.sources.trace import fill_gaps, read_csv_series
+from forecasts.sources.trace import fill_gaps
 from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import (
@@ -57,6 +66,9 @@ from scaler.replay.model import (
 __all__ = ["CARBON_MODELS", "LoadedScenario", "ScenarioError", "load_scenario", "shared_data_root"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+DAY = timedelta(days=1)
 
 
 class ScenarioError(ValueError):
@@ -112,9 +124,27 @@ class PeriodSpec(_Model):
         return ensure_utc(v)
 
 
+class RecordedForecastSpec(_Model):
+    """A recorded forecast file with when each value became known (shared/data's DACF and
+    GFS folders: a valid day's values known `known_after` its midnight UTC)."""
+
+    csv: str = Field(description="CSV path (shared:REL, or relative to the scenario file).")
+    column: str = Field("ci_forecast_da_direct", description="provider: the forecast column.")
+    known_after: str = Field("4h", description="Each UTC day's values known this long after 00:00.")
+
+
 class RegionSpec(_Model):
     name: str = Field(min_length=1)
     carbon: CsvSource | SampleSource
+    provider_forecast: RecordedForecastSpec | None = Field(
+        None, description="A recorded provider forecast with issue times (DACF folder)."
+    )
+    weather: RecordedForecastSpec | None = Field(
+        None, description="Recorded weather forecasts (GFS folder: rows 24 h early)."
+    )
+    generation: RecordedForecastSpec | None = Field(
+        None, description="Recorded per-source generation forecasts (DACF folder)."
+    )
 
 
 class PowerSpec(_Model):
@@ -198,31 +228,28 @@ class WorkloadSpec(_Model):
         return self
 
 
-CarbonModelName = Literal[
-    "seasonal_naive_day",
-    "seasonal_naive_week",
-    "profile_persistence",
-    "seasonal_regression",
-    "provider",
-    "perfect",
-]
+CarbonModelName = Literal["gridshift", "own", "provider", "perfect"]
 #: What `forecast.carbon_model` (and `gridshift replay --carbon-model`) may name.
 CARBON_MODELS: tuple[str, ...] = get_args(CarbonModelName)
 
 
 class ForecastSpec(_Model):
     carbon_model: CarbonModelName = Field(
-        "profile_persistence",
-        description="How gridshift forecasts carbon: a model fitted on history, the recorded "
-        "provider forecast, or `perfect` (the recorded intensity as its own forecast: the "
-        "assumption of Let's Wait Awhile's and CarbonScaler's error-free runs; an upper bound, "
-        "not a deployable forecast).",
+        "gridshift",
+        description="How gridshift forecasts carbon: `gridshift` (its one forecast: own model, "
+        "provider forecast and a blend, chosen by rolling backtest), `own` (its own model "
+        "only, the provider forecast ignored), `provider` (the recorded provider forecast as "
+        "it arrived), or `perfect` (the recorded intensity as its own forecast: the assumption "
+        "of Let's Wait Awhile's and CarbonScaler's error-free runs; an upper bound).",
     )
-    carbon_history: str = "7d"
-    carbon_refit: str | None = Field(
-        None,
-        description="Refit the carbon model this often (e.g. 1d) and predict in between from "
-        "the newest history; default: refit at every decision (cheap models).",
+    day_ahead_inputs: bool = Field(
+        True, description="Use the regions' weather/generation forecasts as model inputs."
+    )
+    carbon_history: str = Field(
+        "150d", description="Carbon history before the period (the forecast plan uses ~144 d)."
+    )
+    carbon_refit: str = Field(
+        "1d", description="Re-choose and refit the carbon forecast plan this often."
     )
     load_model: Literal["seasonal_naive_day", "seasonal_naive_week", "profile_persistence"] = (
         "profile_persistence"
@@ -275,22 +302,11 @@ class LoadedScenario:
     source: Path
 
 
-def _model(
-    name: str, step: timedelta, *, load: bool, profile: str = "week", seasons: int = 3
-) -> Forecaster:
-    """Carbon: additive daily profile (or a catalog model); load: multiplicative daily or
-    weekly profile over `seasons`, errors by hour."""
+def _load_model(step: timedelta, *, profile: str, seasons: int) -> Forecaster:
+    """Multiplicative daily or weekly profile over `seasons`, errors by hour."""
     day = max(2, round(timedelta(days=1) / step))
-    if name == "profile_persistence":
-        if load:
-            period = 7 * day if profile == "week" else day
-            return ProfilePersistence(
-                period, seasons=seasons, multiplicative=True, group_period=day
-            )
-        return ProfilePersistence(day, seasons=7, group_period=day)
-    if name == "seasonal_regression":
-        return build_model(name, step=step)
-    return SeasonalNaive(7 * day if name.endswith("week") else day)
+    period = 7 * day if profile == "week" else day
+    return ProfilePersistence(period, seasons=seasons, multiplicative=True, group_period=day)
 
 
 class _Reader:
@@ -319,7 +335,7 @@ class _Reader:
                 start=self.start,
                 end=self.end,
                 time_column=src.time_column,
-                where={"region": src.region} if src.region else None,
+                region=src.region,
                 zero_is_missing=src.zero_is_missing,
                 shift=timedelta(weeks=src.shift_weeks),
             )
@@ -449,23 +465,6 @@ def _job_times(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Period:
-    """The replayed period and what it implies: the data to read reaches back `history`
-    before `start` and forward to the last job's deadline."""
-
-    step: timedelta
-    warmup: timedelta
-    carbon_history: timedelta
-    carbon_refit: timedelta | None
-    stabilisation: timedelta
-    start: datetime
-    end: datetime
-    jobs: dict[str, list[tuple[datetime, datetime, float]]]
-    horizon_end: datetime
-    data_start: datetime
-
-
 def build_scenario(
     spec: ScenarioFile,
     *,
@@ -478,88 +477,11 @@ def build_scenario(
     seed: int | None = None,
     policies: tuple[PolicyName, ...] | None = None,
 ) -> LoadedScenario:
-    """The scenario file as a replay, in its steps: the period, the regions' carbon, the
-    workloads, the scaler's settings at the replay step, and the forecasters."""
-    period = _period(spec, start=start, end=end)
-    reader = _Reader(
-        base, shared_data_root(environ), period.data_start, period.horizon_end, period.step
-    )
-    notes = list(spec.notes)
-    carbon, provider_fc, providers = _region_carbon(spec, period, reader, notes)
-    workloads, max_window = _replay_workloads(spec, period, reader)
-    for field, n in reader.gaps.items():
-        if n:
-            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
-    settings = _replay_settings(spec, period, max_window, source)
-    try:
-        scenario = ReplayScenario(
-            name=spec.name,
-            start=period.start,
-            end=period.end,
-            step=period.step,
-            workloads=tuple(workloads),
-            carbon=carbon,
-            policies=policies or spec.policies,
-            hpa=HpaParams(
-                spec.hpa.target_utilisation,
-                spec.hpa.tolerance,
-                period.stabilisation,
-                spec.hpa.lag_intervals,
-            ),
-            keda=KedaParams(spec.keda.max_replicas_fractions),
-            forecast_noise_percent=(
-                spec.forecast.noise_percent if noise_percent is None else noise_percent
-            ),
-            seed=spec.forecast.seed if seed is None else seed,
-            notes=tuple(dict.fromkeys(notes)),
-        )
-    except ValueError as exc:
-        raise ScenarioError(f"{source}: {exc}") from exc
-    use_provider = spec.forecast.carbon_model in ("provider", "perfect")
-    if spec.forecast.carbon_model == "perfect":
-        provider_fc = dict(carbon)
-        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
-    step = period.step
-    return LoadedScenario(
-        scenario=scenario,
-        params=policy_params_from(settings),
-        loop_settings=loop_settings_from(settings),
-        carbon_forecast=CarbonForecastSetup(
-            forecaster=_model(
-                "profile_persistence" if use_provider else spec.forecast.carbon_model,
-                step,
-                load=False,
-            ),
-            history=period.carbon_history,
-            provider_forecasts=provider_fc if use_provider else None,
-            provider_name=providers,
-            refit_every=period.carbon_refit,
-            perfect=spec.forecast.carbon_model == "perfect",
-        ),
-        load_forecaster=_model(
-            spec.forecast.load_model,
-            step,
-            load=True,
-            profile=spec.forecast.load_profile,
-            seasons=spec.forecast.load_profile_seasons,
-        ),
-        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
-        source=source,
-    )
-
-
-def _period(spec: ScenarioFile, *, start: datetime | None, end: datetime | None) -> _Period:
-    """Step 1: durations, the period (a whole number of steps), regions the workloads name,
-    and the elastic jobs, whose deadlines set how far the carbon must reach."""
     try:
         step = _duration(spec.period.step, "period.step")
         warmup = _duration(spec.period.warmup, "period.warmup")
         carbon_history = _duration(spec.forecast.carbon_history, "forecast.carbon_history")
-        carbon_refit = (
-            None
-            if spec.forecast.carbon_refit is None
-            else _duration(spec.forecast.carbon_refit, "forecast.carbon_refit")
-        )
+        carbon_refit = _duration(spec.forecast.carbon_refit, "forecast.carbon_refit")
         stab = _duration(spec.hpa.downscale_stabilisation, "hpa.downscale_stabilisation")
     except ValueError as exc:
         raise ScenarioError(str(exc)) from exc
@@ -576,36 +498,24 @@ def _period(spec: ScenarioFile, *, start: datetime | None, end: datetime | None)
                 f"workloads.{w.name}.region: {w.region!r} is not one of the regions "
                 f"({', '.join(region_names)})"
             )
+    # jobs first: their deadlines set how far the carbon must reach
     jobs: dict[str, list[tuple[datetime, datetime, float]]] = {}
     for w in spec.workloads:
         if w.elastic is not None:
             jobs[w.name] = _job_times(w.elastic, p_start, p_end, step)
     last = max([p_end, *(dl for js in jobs.values() for _, dl, _ in js)])
+    horizon_end = p_start + step * math.ceil((last - p_start) / step)
     history = max(warmup, carbon_history) + step
-    return _Period(
-        step=step,
-        warmup=warmup,
-        carbon_history=carbon_history,
-        carbon_refit=carbon_refit,
-        stabilisation=stab,
-        start=p_start,
-        end=p_end,
-        jobs=jobs,
-        horizon_end=p_start + step * math.ceil((last - p_start) / step),
-        data_start=p_start - history,
-    )
-
-
-def _region_carbon(
-    spec: ScenarioFile, period: _Period, reader: _Reader, notes: list[str]
-) -> tuple[dict[str, RegularSeries], dict[str, RegularSeries], dict[str, str]]:
-    """Step 2: each region's carbon intensity on the replay grid, its provider forecast
-    where recorded (day-ahead for SAMPLE DATA), and the provider's name."""
-    data_start, horizon_end, step = period.data_start, period.horizon_end, period.step
+    data_start = p_start - history
+    shared = shared_data_root(environ)
+    reader = _Reader(base, shared, data_start, horizon_end, step)
     sample_carbon = SampleCarbonSource(seed=spec.forecast.seed)
+    sample_load = SampleLoadSource(seed=spec.forecast.seed)
     carbon: dict[str, RegularSeries] = {}
-    provider_fc: dict[str, RegularSeries] = {}
+    provider_fc: dict[str, KnownSeries] = {}
+    exog: dict[str, KnownSeries] = {}
     providers: dict[str, str] = {}
+    notes = list(spec.notes)
     for r in spec.regions:
         field = f"regions.{r.name}.carbon"
         if isinstance(r.carbon, SampleSource):
@@ -625,23 +535,10 @@ def _region_carbon(
             carbon[r.name] = reader.csv(r.carbon, field)
             providers[r.name] = Path(r.carbon.csv).parent.name or "csv"
             if r.carbon.forecast_column:
-                provider_fc[r.name] = reader.csv(r.carbon, field, r.carbon.forecast_column)
-    if spec.forecast.carbon_model == "provider":
-        missing = [r for r in carbon if r not in provider_fc]
-        if missing:
-            raise ScenarioError(
-                "forecast.carbon_model: provider needs carbon.forecast_column for regions "
-                + ", ".join(missing)
-            )
-    return carbon, provider_fc, providers
-
-
-def _replay_workloads(
-    spec: ScenarioFile, period: _Period, reader: _Reader
-) -> tuple[list[ReplayWorkload], timedelta]:
-    """Step 3: each workload with its demand (interactive) or jobs (elastic); and the widest
-    job window (how far ahead the scaler must see carbon)."""
-    sample_load = SampleLoadSource(seed=spec.forecast.seed)
+                provider_fc[r.name] = known_ahead(
+                    reader.csv(r.carbon, field, r.carbon.forecast_column)
+                )
+        _recorded_inputs(r, reader, provider_fc, exog)
     workloads: list[ReplayWorkload] = []
     max_window = timedelta(0)
     for w in spec.workloads:
@@ -663,12 +560,11 @@ def _replay_workloads(
             if not w.min_replicas <= e.base_replicas <= w.max_replicas:
                 raise ScenarioError(f"{field}.elastic.base_replicas must lie in [min, max]")
             base_replicas = e.base_replicas
-            probe = ElasticSpec(1.0, period.horizon_end, profile)
+            probe = ElasticSpec(1.0, horizon_end, profile)
             rate = probe.throughput(e.base_replicas) * 3600.0
-            jobs = period.jobs[w.name]
-            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs)
-            max_window = max([max_window, *(dl - t for t, dl, _ in jobs)])
-            elastic_spec = ElasticSpec(job_list[0].work, period.horizon_end, profile)
+            job_list = tuple(Job(t, dl, rate * h) for t, dl, h in jobs[w.name])
+            max_window = max([max_window, *(dl - t for t, dl, _ in jobs[w.name])])
+            elastic_spec = ElasticSpec(job_list[0].work, horizon_end, profile)
         workload = Workload(
             name=w.name,
             namespace="replay",
@@ -686,23 +582,14 @@ def _replay_workloads(
         demand: RegularSeries | None = None
         if w.load is not None and w.workload_class == "interactive":
             if isinstance(w.load, SampleSource):
-                demand = sample_load.history(
-                    w.load.sample, start=period.data_start, end=period.end, step=period.step
-                )
-                demand = RegularSeries(
-                    start=period.data_start, step=period.step, values=demand.values, unit=""
-                )
+                demand = sample_load.history(w.load.sample, start=data_start, end=p_end, step=step)
+                demand = RegularSeries(start=data_start, step=step, values=demand.values, unit="")
             else:
                 demand = reader.csv(w.load, f"{field}.load")
         workloads.append(ReplayWorkload(workload, demand, job_list, base_replicas))
-    return workloads, max_window
-
-
-def _replay_settings(
-    spec: ScenarioFile, period: _Period, max_window: timedelta, source: Path
-) -> Settings:
-    """Step 4: the scenario's scaler knobs over the defaults, at the replay step."""
-    step, warmup = period.step, period.warmup
+    for field, n in reader.gaps.items():
+        if n:
+            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
     overrides = dict(spec.scaler)
     overrides.update(
         {
@@ -734,12 +621,109 @@ def _replay_settings(
         )
     except ValidationError as exc:
         raise ScenarioError(_format_validation(exc, source).replace("  ", "  scaler.")) from exc
-    return Settings().model_copy(update={"scaler": scaler})
+    settings = Settings().model_copy(update={"scaler": scaler})
+    try:
+        scenario = ReplayScenario(
+            name=spec.name,
+            start=p_start,
+            end=p_end,
+            step=step,
+            workloads=tuple(workloads),
+            carbon=carbon,
+            policies=policies or spec.policies,
+            hpa=HpaParams(
+                spec.hpa.target_utilisation, spec.hpa.tolerance, stab, spec.hpa.lag_intervals
+            ),
+            keda=KedaParams(spec.keda.max_replicas_fractions),
+            forecast_noise_percent=(
+                spec.forecast.noise_percent if noise_percent is None else noise_percent
+            ),
+            seed=spec.forecast.seed if seed is None else seed,
+            notes=tuple(dict.fromkeys(notes)),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+    model = spec.forecast.carbon_model
+    if model == "perfect":
+        provider_fc = {r: known_ahead(series, ahead=None) for r, series in carbon.items()}
+        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
+    return LoadedScenario(
+        scenario=scenario,
+        params=policy_params_from(settings),
+        loop_settings=loop_settings_from(settings),
+        carbon_forecast=CarbonForecastSetup(
+            mode="provider" if model in ("provider", "perfect") else model_mode(model),
+            provider_forecasts=provider_fc or None,
+            exog=(exog or None) if spec.forecast.day_ahead_inputs else None,
+            provider_name=providers,
+            refit_every=carbon_refit,
+            perfect=model == "perfect",
+        ),
+        load_forecaster=(
+            _load_model(
+                step,
+                profile=spec.forecast.load_profile,
+                seasons=spec.forecast.load_profile_seasons,
+            )
+            if spec.forecast.load_model == "profile_persistence"
+            else SeasonalNaive(
+                7 * max(2, round(timedelta(days=1) / step))
+                if spec.forecast.load_model.endswith("week")
+                else max(2, round(timedelta(days=1) / step))
+            )
+        ),
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+        source=source,
+    )
+
+
+def model_mode(model: str) -> ForecastMode:
+    """The `CarbonForecasting` mode of a scenario's `forecast.carbon_model`."""
+    return "own" if model == "own" else "provider" if model in ("provider", "perfect") else "auto"
+
+
+def _recorded_inputs(
+    r: RegionSpec,
+    reader: _Reader,
+    provider_fc: dict[str, KnownSeries],
+    exog: dict[str, KnownSeries],
+) -> None:
+    """The region's recorded provider forecast and day-ahead inputs, read with issue times."""
+    field = f"regions.{r.name}"
+    try:
+        if r.provider_forecast is not None:
+            spec = r.provider_forecast
+            provider_fc[r.name] = read_provider_forecast(
+                reader.path(spec.csv, f"{field}.provider_forecast"),
+                column=spec.column,
+                known_after=_duration(spec.known_after, f"{field}.provider_forecast.known_after"),
+            )
+        parts = []
+        if r.weather is not None:
+            parts.append(
+                read_weather_forecasts(
+                    reader.path(r.weather.csv, f"{field}.weather"),
+                    known_after=_duration(r.weather.known_after, f"{field}.weather.known_after"),
+                )
+            )
+        if r.generation is not None:
+            parts.append(
+                read_generation_forecasts(
+                    reader.path(r.generation.csv, f"{field}.generation"),
+                    known_after=_duration(
+                        r.generation.known_after, f"{field}.generation.known_after"
+                    ),
+                )
+            )
+    except (SourceError, ValueError) as exc:
+        raise ScenarioError(f"{field}: {exc}") from exc
+    if parts:
+        exog[r.name] = join_known(parts)
 
 
 def _sample_day_ahead(
     source: SampleCarbonSource, region: str, start: datetime, end: datetime, step: timedelta
-) -> RegularSeries:
+) -> KnownSeries:
     """The SAMPLE DATA provider forecast as a recorded day-ahead forecast: each day's values
     as forecast at midnight the day before (lead 24-48 h, the sample's largest errors), the
     forecast `gridshift run` plays on the sample, known a day before it is used."""
@@ -753,7 +737,10 @@ def _sample_day_ahead(
         epochs.append(fc.epoch_s[keep])
         values.append(fc.values[keep])
         at += day
-    return fill_gaps(_mean_grid(np.concatenate(epochs), np.concatenate(values), start, end, step))
+    grid = fill_gaps(_mean_grid(np.concatenate(epochs), np.concatenate(values), start, end, step))
+    t = grid.epoch_s()
+    issued = np.floor(t / day.total_seconds()) * day.total_seconds() - day.total_seconds()
+    return KnownSeries(start=grid.start, step=grid.step, values=grid.values, known_s=issued)
 
 
 def _mean_grid(

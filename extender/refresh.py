@@ -1,9 +1,11 @@
 """The background job that builds the extender's snapshot (the only part that waits on I/O).
 
 Each `refresh()` takes the inventory's current node facts, re-fetches carbon for every region
-in use when it is due (latest value plus the provider's forecast), merges GPU power from
-Prometheus when configured, and publishes one immutable `ExtenderSnapshot`. A failed fetch
-keeps the region's previous series, which then ages into staleness; it is logged and counted.
+in use when it is due (latest value plus gridshift's carbon forecast, `CarbonForecasting`:
+the provider's forecast where it has one, its own model where not, as in `gridshift run`),
+merges GPU power from Prometheus when configured, and publishes one immutable
+`ExtenderSnapshot`. A failed fetch keeps the region's previous series, which then ages into
+staleness; it is logged and counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.platform.errors import SourceError, SourceRequestError
 from forecasts.series import CarbonSeries
 from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.carbon.forecasting import CarbonForecasting
 from forecasts.time import Clock
 
 __all__ = ["GpuPowerSource", "NodeInventory", "SnapshotRefresher", "merge_series"]
@@ -79,6 +82,7 @@ class SnapshotRefresher:
         gpu_power: GpuPowerSource | None = None,
         carbon_interval_seconds: float = 300.0,
         forecast_horizon: timedelta = timedelta(hours=24),
+        carbon_forecast: CarbonForecasting | None = None,
         freeze_gc: bool = False,
     ) -> None:
         self._freeze_gc = freeze_gc
@@ -86,6 +90,9 @@ class SnapshotRefresher:
         self._clock = clock
         self._nodes = nodes
         self._carbon = carbon
+        self._forecasting = carbon_forecast or (
+            CarbonForecasting(carbon) if carbon is not None else None
+        )
         self._gpu_power = gpu_power
         self._static_regions = tuple(regions)
         self._carbon_interval_s = carbon_interval_seconds
@@ -94,7 +101,7 @@ class SnapshotRefresher:
         self._errors: dict[str, str] = {}
         self._fetched_at: dict[str, datetime] = {}
         self._gpu: Mapping[str, GpuEnergy] = {}
-        self._no_forecast: set[str] = set()
+        self._no_forecast: dict[str, datetime] = {}
         self.refreshes = 0  # completed refreshes (the extender's "ticks")
         self._fetch_errors = Counter(
             "gridshift_extender_source_errors",
@@ -164,11 +171,15 @@ class SnapshotRefresher:
             self._fetched_at[region] = now
             return
         forecast: CarbonSeries | None = None
-        if region not in self._no_forecast:
+        since = self._no_forecast.get(region)
+        if since is not None and now - since >= timedelta(days=1):
+            del self._no_forecast[region]  # history grows: a forecast may be possible now
+            since = None
+        if since is None and self._forecasting is not None:
             try:
-                forecast = source.forecast(region, at=now, horizon=self._horizon)
+                forecast = self._forecasting.forecast(region, at=now, horizon=self._horizon)
             except SourceRequestError as exc:
-                self._no_forecast.add(region)
+                self._no_forecast[region] = now
                 log.info(
                     "%s has no forecast for %s (%s); using latest values only",
                     source.name,

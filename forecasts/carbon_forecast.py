@@ -1,193 +1,584 @@
-"""Carbon-intensity forecasting (pure): the provider's forecast where there is one, with its
-bias corrected from its recent errors only where a rolling backtest shows that helps;
-a model forecast from history where the provider has none.
+"""The carbon-intensity forecast (pure): the one module `gridshift run`, `gridshift replay`,
+`gridshift forecast` and the extender forecast with.
 
-- `bias_correct`: provider forecast + the mean of its last `window_steps` errors
-  (actual - forecast) over the steps where both are known.
-- `decide_bias_correction`: per series, a rolling-origin backtest of the raw provider forecast
-  against each candidate correction window; the correction is used only when it lowers MAE by
-  at least `min_gain` (relative). Otherwise the raw forecast is used. The decision keeps
-  the scores and the reasons.
-- `forecast_carbon`: one `Forecast` for `horizon` steps after `history.end`. Steps covered by
-  the provider's forecast take it (corrected when the decision says so) with intervals from
-  the empirical quantiles of its recent errors; the rest come from `model` fitted on `history`.
+Inputs are what is known at the origin (`CarbonInputs`): the observed intensity up to the
+origin, optionally a provider's forecast and day-ahead inputs (weather and generation
+forecasts: `exog`), each a `KnownSeries` that
+carries the instant every value became known, so a backtest origin only ever sees what had
+arrived by then (and a replay can play recorded forecasts exactly as they arrived).
+
+- `plan_carbon_forecast`: per region, a rolling-origin backtest over the newest history
+  chooses the own model (24 h seasonal naive, seasonal regression, or the regression with
+  exog inputs, each input's lag chosen on the data before the backtest window); where a
+  provider forecast is given, whether to correct it by its latest observed error fading with
+  lead time (half-life chosen by the backtest, kept only where it lowers MAE) and whether a
+  blend with the own model beats both (else the provider's forecast is used as given). The
+  backtest's out-of-sample errors per lead calibrate the intervals (split-conformal
+  quantiles). The plan keeps its scores and reasons.
+- `forecast_carbon`: `horizon` steps from the origin with a plan: mean and p05..p95.
+- `score_forecasts`: the honest metrics (out-of-sample MAE relative to the 24 h seasonal
+  naive on the same points, MAPE, Spearman rank correlation per window, interval coverage).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.forecast import STANDARD_QUANTILES, Forecast, Forecaster
-from forecasts.models._support import build_forecast
+from forecasts.forecast import STANDARD_QUANTILES, FittedModel, Forecast
+from forecasts.models._support import build_forecast, fill_gaps
+from forecasts.models.regression import SeasonalRegression
 from forecasts.series import RegularSeries
-from forecasts.time import to_epoch_s
+from forecasts.time import ensure_utc, to_epoch_s
 
 __all__ = [
-    "BiasDecision",
+    "CarbonForecastSettings",
+    "CarbonInputs",
+    "CarbonPlan",
+    "ForecastScores",
+    "KnownSeries",
     "align",
-    "bias_correct",
-    "decide_bias_correction",
     "forecast_carbon",
-    "provider_errors",
+    "plan_carbon_forecast",
+    "score_forecasts",
+    "seasonal_naive",
 ]
 
 FloatArray = npt.NDArray[np.float64]
+DAY_STEPS = 24
 
 
 def align(series: RegularSeries, *, like: RegularSeries) -> FloatArray:
     """Values of `series` on the grid of `like` (NaN where `series` has no step)."""
     if series.step != like.step:
         raise ValueError(f"steps differ: {series.step} vs {like.step}")
-    offset = (to_epoch_s(series.start) - to_epoch_s(like.start)) / like.step.total_seconds()
+    return _shifted(series.values, series.start, like.start, like.step, len(like))
+
+
+def _shifted(
+    values: FloatArray, start: datetime, like_start: datetime, step: timedelta, n: int
+) -> FloatArray:
+    offset = (to_epoch_s(start) - to_epoch_s(like_start)) / step.total_seconds()
     if abs(offset - round(offset)) > 1e-9:
         raise ValueError("series are not on the same grid")
     shift = round(offset)
-    out = np.full(len(like), np.nan)
-    lo = max(0, shift)
-    hi = min(len(like), shift + len(series))
+    out = np.full((n, *values.shape[1:]), np.nan)
+    lo, hi = max(0, shift), min(n, shift + len(values))
     if hi > lo:
-        out[lo:hi] = series.values[lo - shift : hi - shift]
-    return out
-
-
-def provider_errors(actual: FloatArray, provider: FloatArray) -> FloatArray:
-    """actual - provider forecast, NaN where either is missing."""
-    out: FloatArray = np.asarray(actual, dtype=np.float64) - np.asarray(provider, dtype=np.float64)
-    return out
-
-
-def _recent_bias(errors: FloatArray, window_steps: int) -> float:
-    recent = errors[-window_steps:]
-    recent = recent[np.isfinite(recent)]
-    return float(np.mean(recent)) if recent.size else 0.0
-
-
-def bias_correct(
-    provider_future: FloatArray, *, past_errors: FloatArray, window_steps: int
-) -> FloatArray:
-    """The provider's future values plus the mean of its last `window_steps` errors."""
-    if window_steps < 1:
-        raise ValueError(f"window_steps must be >= 1, got {window_steps}")
-    out: FloatArray = np.asarray(provider_future, dtype=float) + _recent_bias(
-        past_errors, window_steps
-    )
+        out[lo:hi] = values[lo - shift : hi - shift]
     return out
 
 
 @dataclass(frozen=True, slots=True)
-class BiasDecision:
-    """Whether to correct this series' provider forecast, with which window, and why."""
+class KnownSeries:
+    """Values on a regular grid (one column or several) with the instant (epoch seconds)
+    each row became known: a provider's forecast, weather or generation forecasts."""
 
-    use: bool
-    window_steps: int
-    mae_raw: float
-    mae_corrected: float
+    start: datetime
+    step: timedelta
+    values: FloatArray
+    known_s: FloatArray
+    columns: tuple[str, ...] = ("value",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", ensure_utc(self.start, name="KnownSeries.start"))
+        values = np.array(self.values, dtype=float, copy=True)
+        if values.ndim == 1:
+            values = values[:, None]
+        known = np.array(self.known_s, dtype=float, copy=True)
+        if known.shape != (values.shape[0],) or values.shape[1] != len(self.columns):
+            raise ValueError(
+                f"KnownSeries: {values.shape} values, {known.shape} known instants, "
+                f"{len(self.columns)} columns"
+            )
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "known_s", known)
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def on(self, start: datetime, n: int, *, at: datetime | None) -> FloatArray:
+        """Rows for the `n` steps from `start`, NaN where absent or not yet known at `at`
+        (None: every row, for choosing lags on the past)."""
+        offset = (to_epoch_s(start) - to_epoch_s(self.start)) / self.step.total_seconds()
+        lo = min(max(0, round(offset)), len(self))
+        hi = min(max(lo, round(offset) + n), len(self))
+        vals = self.values[lo:hi]
+        if at is not None:
+            vals = np.where((self.known_s[lo:hi] <= to_epoch_s(at))[:, None], vals, np.nan)
+        return _shifted(vals, self.start + self.step * lo, start, self.step, n)
+
+    def shifted(self, steps: int) -> KnownSeries:
+        """The same values moved `steps` later in time (a lagged input)."""
+        return KnownSeries(
+            start=self.start + self.step * steps,
+            step=self.step,
+            values=self.values,
+            known_s=self.known_s,
+            columns=self.columns,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonInputs:
+    """What is known at the origin `history.end`: the observed intensity before it, and
+    optionally a provider's forecast (one column) and day-ahead inputs (weather, generation
+    forecasts: several columns)."""
+
+    history: RegularSeries
+    provider: KnownSeries | None = None
+    exog: KnownSeries | None = None
+
+    @property
+    def origin(self) -> datetime:
+        return self.history.end
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonForecastSettings:
+    """How the plan is chosen. Defaults: six weeks of daily-ish origins (25 h apart, so every
+    hour of the day is an origin), 12 weeks of training for the regression."""
+
+    horizon_steps: int = 48
+    backtest_origins: int = 42
+    origin_stride_steps: int = 25
+    train_steps: int = 24 * 7 * 12
+    #: Half-lives (steps) of the fading correction by the latest observed error.
+    correction_half_lives: tuple[float, ...] = (3.0, 8.0, 24.0)
+    blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)
+    #: Candidate extra lags (steps) per exog column, chosen before the backtest window.
+    weather_lags: tuple[int, ...] = (-3, 0, 3, 6)
+    min_gain: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("horizon_steps", "backtest_origins", "origin_stride_steps", "train_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    @property
+    def history_steps(self) -> int:
+        """Steps of history a full plan uses (training, backtest window, lags)."""
+        return (
+            self.train_steps
+            + self.backtest_origins * self.origin_stride_steps
+            + self.horizon_steps
+            + 24 * 7 * 2
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonPlan:
+    """One region's forecast method, as chosen by `plan_carbon_forecast`."""
+
+    own: str
+    fits: dict[str, FittedModel] = field(repr=False)
+    weather_lags: tuple[int, ...]
+    provider_weight: float
+    half_life_steps: float | None
+    residual_quantiles: FloatArray = field(repr=False)
+    scores: dict[str, float]
     reasons: tuple[str, ...]
 
+    @property
+    def name(self) -> str:
+        if self.provider_weight >= 1.0:
+            base = "provider"
+        elif self.provider_weight > 0:
+            base = f"blend({self.provider_weight:g} provider + {self.own})"
+        else:
+            base = self.own
+        return base + ("+correction" if self.half_life_steps else "")
 
-def decide_bias_correction(
-    actual: FloatArray,
-    provider: FloatArray,
-    *,
+
+def seasonal_naive(values: FloatArray, origin: int, horizon: int) -> FloatArray:
+    """The 24 h seasonal naive from `origin`: each step takes the value a whole number of
+    days before it, the newest observed one."""
+    h = np.arange(horizon)
+    idx = origin + h - DAY_STEPS * (h // DAY_STEPS + 1)
+    if idx.min() < 0:
+        raise ValueError("seasonal naive needs a day of history")
+    return np.asarray(values[idx], dtype=float)
+
+
+def _weather_matrix(inputs: CarbonInputs, lags: Sequence[int], n: int, at: datetime) -> FloatArray:
+    """Exog columns (each at its lag) for the `n` steps from the history start, as known
+    at `at`."""
+    w = inputs.exog
+    assert w is not None
+    cols = [w.shifted(lag).on(inputs.history.start, n, at=at)[:, j] for j, lag in enumerate(lags)]
+    return np.column_stack(cols)
+
+
+def _choose_lags(
+    values: FloatArray, exog: KnownSeries, hist: RegularSeries, end: int, cands: Sequence[int]
+) -> tuple[int, ...]:
+    """Per exog column, the lag whose values best correlate (absolute) with the day-on-day
+    change of the intensity on steps before `end` (the data before the backtest window)."""
+    change = values[DAY_STEPS:end] - values[: end - DAY_STEPS]
+    lags = []
+    for j in range(len(exog.columns)):
+        best, best_r = 0, -1.0
+        for lag in cands:
+            col = exog.shifted(lag).on(hist.start, end, at=None)[:, j]
+            d = col[DAY_STEPS:end] - col[: end - DAY_STEPS]
+            ok = np.isfinite(d) & np.isfinite(change)
+            if ok.sum() < 24 * 14 or np.std(d[ok]) == 0:
+                continue
+            r = abs(float(np.corrcoef(d[ok], change[ok])[0, 1]))
+            if r > best_r:
+                best, best_r = lag, r
+        lags.append(best)
+    return tuple(lags)
+
+
+def _regression(settings: CarbonForecastSettings) -> SeasonalRegression:
+    return SeasonalRegression(
+        max_horizon=settings.horizon_steps, window_steps=settings.train_steps, holdout_steps=0
+    )
+
+
+def _fit(
+    model: SeasonalRegression,
+    values: FloatArray,
+    hist: RegularSeries,
+    end: int,
+    ex: FloatArray | None,
+) -> FittedModel | None:
+    """The regression fitted on steps before `end` (with exog: only where it is known)."""
+    first = 0
+    if ex is not None:
+        bad = np.flatnonzero(~np.isfinite(ex[:end]).all(axis=1))
+        first = int(bad[-1]) + 1 if bad.size else 0
+        if first >= end:
+            return None
+    series = RegularSeries(
+        start=hist.time_at(first), step=hist.step, values=values[first:end], unit=hist.unit
+    )
+    try:
+        return model.fit(series, exog=None if ex is None else ex[first:end])
+    except ValueError:
+        return None
+
+
+def _own_paths(
+    inputs: CarbonInputs,
+    values: FloatArray,
+    fits: dict[str, FittedModel],
+    lags: tuple[int, ...],
+    origin: int,
+    horizon: int,
+) -> dict[str, FloatArray]:
+    """Each own model's mean path from `origin` (an index into the history grid), using
+    only what was known at that origin. The exog model falls back to the plain
+    regression on steps whose exog was not known yet."""
+    hist = inputs.history
+    at = hist.time_at(origin)
+    out = {"seasonal_naive": seasonal_naive(values, origin, horizon)}
+    lo = max(0, origin - 24 * 7 * 2 - DAY_STEPS)
+    recent = RegularSeries(
+        start=hist.time_at(lo), step=hist.step, values=values[lo:origin], unit=hist.unit
+    )
+    reg = fits.get("regression")
+    if reg is not None:
+        out["regression"] = np.asarray(reg.predict(horizon=horizon, history=recent).mean)
+    wfit = fits.get("regression+exog")
+    if wfit is not None and inputs.exog is not None and "regression" in out:
+        ex = _weather_matrix(inputs, lags, origin + horizon, at)[origin:]
+        known = np.isfinite(ex).all(axis=1)
+        path = out["regression"].copy()
+        if known.any():
+            filled = np.where(np.isfinite(ex), ex, 0.0)
+            wmean = np.asarray(
+                wfit.predict(horizon=horizon, history=recent, exog_future=filled).mean
+            )
+            path[known] = wmean[known]
+        out["regression+exog"] = path
+    return out
+
+
+def _provider_path(
+    inputs: CarbonInputs, values: FloatArray, origin: int, horizon: int, half_life: float | None
+) -> tuple[FloatArray, FloatArray]:
+    """(provider values as known at `origin`, the same corrected by the latest observed
+    error fading with `half_life` steps) for the steps from `origin`; NaN where absent."""
+    p = inputs.provider
+    assert p is not None
+    hist = inputs.history
+    at = hist.time_at(origin)
+    lo = max(0, origin - DAY_STEPS)
+    known = p.on(hist.time_at(lo), origin - lo + horizon, at=at)[:, 0]
+    future = known[origin - lo :]
+    if half_life is None:
+        return future, future
+    errs = values[lo:origin] - known[: origin - lo]
+    finite = np.flatnonzero(np.isfinite(errs))
+    if finite.size == 0:
+        return future, future
+    last = int(finite[-1])
+    age = (origin - lo) - last - 1
+    lead = np.arange(horizon) + 1 + age
+    return future, future + errs[last] * 0.5 ** (lead / half_life)
+
+
+def _combine(own: FloatArray, prov: FloatArray, weight: float) -> FloatArray:
+    out = own.copy()
+    ok = np.isfinite(prov)
+    out[ok] = weight * prov[ok] + (1 - weight) * own[ok]
+    return out
+
+
+def plan_carbon_forecast(
+    inputs: CarbonInputs, *, settings: CarbonForecastSettings | None = None
+) -> CarbonPlan:
+    """Choose and fit the region's forecast on its history (see the module docstring)."""
+    settings = settings or CarbonForecastSettings()
+    hist = inputs.history
+    if hist.step != timedelta(hours=1):
+        raise ValueError(f"carbon forecasts are hourly; history step is {hist.step}")
+    n = len(hist)
+    if n < DAY_STEPS:
+        raise ValueError(f"carbon forecast needs at least {DAY_STEPS} h of history, got {n}")
+    values = fill_gaps(hist.values, DAY_STEPS)
+    horizon = settings.horizon_steps
+    stride = settings.origin_stride_steps
+    last = n - horizon
+    origins = [last - i * stride for i in range(settings.backtest_origins)]
+    origins = sorted(o for o in origins if o >= 2 * DAY_STEPS)
+    reasons: list[str] = []
+    model = _regression(settings)
+    lags: tuple[int, ...] = ()
+    if inputs.exog is not None:
+        lags = _choose_lags(
+            values, inputs.exog, hist, origins[0] if origins else n, settings.weather_lags
+        )
+        reasons.append(
+            "exog lags (chosen before the backtest window): "
+            + ", ".join(f"{c} {lag:+d} h" for c, lag in zip(inputs.exog.columns, lags, strict=True))
+        )
+
+    def fits_until(end: int) -> dict[str, FittedModel]:
+        out: dict[str, FittedModel] = {}
+        reg = _fit(model, values, hist, end, None)
+        if reg is not None:
+            out["regression"] = reg
+        if inputs.exog is not None and reg is not None:
+            wfit = _fit(model, values, hist, end, _weather_matrix(inputs, lags, end, hist.end))
+            if wfit is not None:
+                out["regression+exog"] = wfit
+        return out
+
+    final_fits = fits_until(n)
+    if not origins:
+        reasons.append("too little history for a backtest: the 24 h seasonal naive, no interval")
+        return CarbonPlan(
+            own="seasonal_naive",
+            fits={},
+            weather_lags=lags,
+            provider_weight=1.0 if inputs.provider is not None else 0.0,
+            half_life_steps=None,
+            residual_quantiles=np.zeros((len(STANDARD_QUANTILES), horizon)),
+            scores={},
+            reasons=tuple(reasons),
+        )
+    bt_fits = fits_until(origins[0])
+    truth = np.vstack([values[o : o + horizon] for o in origins])
+    paths: dict[str, list[FloatArray]] = {}
+    for o in origins:
+        for name, path in _own_paths(inputs, values, bt_fits, lags, o, horizon).items():
+            paths.setdefault(name, []).append(path)
+    own_mat = {k: np.vstack(v) for k, v in paths.items()}
+    scores = {k: float(np.mean(np.abs(m - truth))) for k, m in own_mat.items()}
+    own = min(scores, key=lambda k: (scores[k], k))
+    naive_mae = scores["seasonal_naive"]
+    reasons.append(
+        "own model by backtest MAE: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in sorted(scores.items()))
+        + f" -> {own}"
+    )
+    chosen = own_mat[own]
+    weight, half_life = 0.0, None
+    if inputs.provider is not None:
+        chosen, weight, half_life = _choose_provider(
+            inputs, values, origins, horizon, own_mat[own], truth, settings, scores, reasons
+        )
+    resid = truth - chosen
+    levels = np.asarray(STANDARD_QUANTILES)
+    residual_quantiles = _conformal(resid, levels)
+    scores["relative_mae"] = float(np.mean(np.abs(resid))) / naive_mae if naive_mae else np.nan
+    return CarbonPlan(
+        own=own,
+        fits={k: v for k, v in final_fits.items() if own == k or k == "regression"},
+        weather_lags=lags,
+        provider_weight=weight,
+        half_life_steps=half_life,
+        residual_quantiles=residual_quantiles,
+        scores=scores,
+        reasons=tuple(reasons),
+    )
+
+
+def _choose_provider(
+    inputs: CarbonInputs,
+    values: FloatArray,
     origins: Sequence[int],
     horizon: int,
-    windows: Sequence[int] = (12, 48, 336),
-    min_gain: float = 0.01,
-) -> BiasDecision:
-    """Rolling backtest: at each origin, correct the next `horizon` provider values with the
-    errors known before the origin; keep the window with the lowest MAE if it beats the raw
-    forecast by `min_gain` (relative), else do not correct."""
-    if not windows:
-        raise ValueError("windows must not be empty")
-    errors = provider_errors(actual, provider)
-    raw_abs: list[FloatArray] = []
-    corr_abs: dict[int, list[FloatArray]] = {w: [] for w in windows}
+    own: FloatArray,
+    truth: FloatArray,
+    settings: CarbonForecastSettings,
+    scores: dict[str, float],
+    reasons: list[str],
+) -> tuple[FloatArray, float, float | None]:
+    """Provider as given, corrected, or blended with the own model: whichever the backtest
+    shows best (a correction or blend must gain `min_gain`)."""
+    raw_rows: list[FloatArray] = []
+    corr_rows: dict[float, list[FloatArray]] = {h: [] for h in settings.correction_half_lives}
     for o in origins:
-        if o < 1 or o >= errors.size:
-            raise ValueError(f"origin {o} outside the series (1..{errors.size - 1})")
-        future = errors[o : o + horizon]
-        raw_abs.append(np.abs(future))
-        for w in windows:
-            corr_abs[w].append(np.abs(future - _recent_bias(errors[:o], w)))
-    raw = float(np.nanmean(np.concatenate(raw_abs)))
-    maes = {w: float(np.nanmean(np.concatenate(v))) for w, v in corr_abs.items()}
-    best = min(maes, key=lambda w: (maes[w], w))
-    reasons = [f"raw provider MAE {raw:.4g}"]
-    reasons += [f"bias window {w}: MAE {m:.4g}" for w, m in sorted(maes.items())]
-    use = maes[best] < raw * (1 - min_gain)
+        raw, _ = _provider_path(inputs, values, o, horizon, None)
+        raw_rows.append(raw)
+        for h in settings.correction_half_lives:
+            corr_rows[h].append(_provider_path(inputs, values, o, horizon, h)[1])
+    raw_mat = np.vstack(raw_rows)
+    covered = np.isfinite(raw_mat)
+    if not covered.any():
+        reasons.append("provider: no forecast values in the backtest window; own model")
+        return own, 0.0, None
+
+    def mae(m: FloatArray) -> float:
+        return float(np.mean(np.abs(_combine(own, m, 1.0) - truth)))
+
+    scores["provider"] = mae(raw_mat)
+    best_p, half_life = raw_mat, None
+    for h, rows in corr_rows.items():
+        m = np.vstack(rows)
+        s = mae(m)
+        scores[f"provider+correction(half-life {h:g} h)"] = s
+        if s < scores["provider"] * (1 - settings.min_gain) and (
+            half_life is None or s < mae(best_p)
+        ):
+            best_p, half_life = m, h
+    base = mae(best_p)
+    own_mae = float(np.mean(np.abs(own - truth)))
+    weight, best = 1.0, min(base, own_mae) * (1 - settings.min_gain)
+    for w in settings.blend_weights:
+        s = float(np.mean(np.abs(_combine(own, best_p, w) - truth)))
+        scores[f"blend {w:g}"] = s
+        if s < best:
+            weight, best = w, s
     reasons.append(
-        f"correct with window {best}: {1 - maes[best] / raw:.1%} lower MAE"
-        if use
-        else f"no correction: best window {best} gains {1 - maes[best] / raw:.1%} < {min_gain:.0%}"
+        f"provider MAE {scores['provider']:.4g}"
+        + (
+            f", corrected (half-life {half_life:g} h) {base:.4g}"
+            if half_life
+            else ", no correction"
+        )
+        + (f"; blend weight {weight:g} beats both" if weight < 1 else "; provider as given")
     )
-    return BiasDecision(
-        use=use, window_steps=best, mae_raw=raw, mae_corrected=maes[best], reasons=tuple(reasons)
-    )
+    return _combine(own, best_p, weight), weight, half_life
 
 
-def forecast_carbon(
-    history: RegularSeries,
-    *,
-    horizon: int,
-    model: Forecaster,
-    provider: RegularSeries | None = None,
-    decision: BiasDecision | None = None,
-    error_window_steps: int = 24 * 14,
-    seed: int = 0,
-) -> Forecast:
-    """`horizon` steps after `history.end`: the provider's forecast (corrected per `decision`)
-    where it has values, `model` elsewhere. `provider` may cover past steps too (its past
-    values give the errors the correction and the intervals use)."""
+def _conformal(resid: FloatArray, levels: FloatArray) -> FloatArray:
+    """Per lead, empirical quantiles of the out-of-sample residuals, pooled over a window of
+    neighbouring leads (+-3 steps) for sample size; finite-sample adjusted levels."""
+    horizon = resid.shape[1]
+    out = np.empty((levels.size, horizon))
+    for h in range(horizon):
+        pool = resid[:, max(0, h - 3) : h + 4].ravel()
+        pool = pool[np.isfinite(pool)]
+        if pool.size == 0:
+            out[:, h] = 0.0
+            continue
+        k = pool.size
+        adj = np.clip((levels - 0.5) * (k + 1) / k + 0.5, 0.0, 1.0)
+        out[:, h] = np.quantile(pool, adj)
+    return out
+
+
+def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> Forecast:
+    """`horizon` steps from `inputs.origin` with `plan` (fitted earlier, possibly on older
+    history: the newest observations and inputs are used without refitting)."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    step = history.step
-    future_grid = RegularSeries(
-        start=history.end, step=step, values=np.zeros(horizon), unit=history.unit
-    )
-    covered = np.zeros(horizon, dtype=bool)
-    prov_future = np.full(horizon, np.nan)
-    past_errors = np.empty(0)
-    if provider is not None:
-        prov_future = align(provider, like=future_grid)
-        covered = np.isfinite(prov_future)
-        past_errors = provider_errors(history.values, align(provider, like=history))
-        past_errors = past_errors[-error_window_steps:]
-    levels = STANDARD_QUANTILES
-    name = "provider"
-    mean = np.full(horizon, np.nan)
-    qs = {q: np.full(horizon, np.nan) for q in levels}
-    if covered.any():
-        values = prov_future
-        finite_err = past_errors[np.isfinite(past_errors)]
-        if decision is not None and decision.use:
-            values = bias_correct(
-                prov_future, past_errors=past_errors, window_steps=decision.window_steps
-            )
-            finite_err = finite_err - _recent_bias(past_errors, decision.window_steps)
-            name = "provider+bias"
-        spread = np.quantile(finite_err, np.asarray(levels)) if finite_err.size >= 10 else None
-        mean[covered] = values[covered]
-        for i, q in enumerate(levels):
-            width = spread[i] if spread is not None else 0.0
-            qs[q][covered] = values[covered] + width
-    if not covered.all():
-        fc = model.fit(history, seed=seed).predict(horizon=horizon)
-        rest = ~covered
-        mean[rest] = fc.mean[rest]
-        for q in levels:
-            qs[q][rest] = fc.quantile(q)[rest]
-        name = fc.model if not covered.any() else f"{name}+{fc.model}"
-    observed = history.values[np.isfinite(history.values)]
+    hist = inputs.history
+    if len(hist) < DAY_STEPS:
+        raise ValueError(f"carbon forecast needs {DAY_STEPS} h of history, got {len(hist)}")
+    values = fill_gaps(hist.values, DAY_STEPS)
+    origin = len(hist)
+    paths = _own_paths(inputs, values, plan.fits, plan.weather_lags, origin, horizon)
+    mean = paths.get(plan.own, paths["seasonal_naive"])
+    name = plan.own
+    if inputs.provider is not None and plan.provider_weight > 0:
+        _, prov = _provider_path(inputs, values, origin, horizon, None)
+        if plan.half_life_steps is not None:
+            _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
+        if np.isfinite(prov).any():
+            mean = _combine(mean, prov, plan.provider_weight)
+            name = plan.name
+    rq = plan.residual_quantiles
+    lead = np.minimum(np.arange(horizon), rq.shape[1] - 1)
+    qs = {q: mean + rq[i, lead] for i, q in enumerate(STANDARD_QUANTILES)}
     return build_forecast(
-        start=history.end,
-        step=step,
+        start=hist.end,
+        step=hist.step,
         mean=mean,
         quantiles=qs,
-        unit=history.unit,
+        unit=hist.unit,
         model=name,
-        lower_bound=0.0 if observed.size and observed.min() >= 0 else None,
+        lower_bound=0.0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastScores:
+    """Out-of-sample scores of forecasts on the same test points as the 24 h seasonal naive."""
+
+    relative_mae: float
+    mae: float
+    naive_mae: float
+    mape_percent: float
+    rank_correlation: float
+    coverage_80_percent: float
+    coverage_90_percent: float
+    points: int
+
+
+def _spearman(a: FloatArray, b: FloatArray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def score_forecasts(
+    truth: FloatArray,
+    mean: FloatArray,
+    naive: FloatArray,
+    *,
+    bands: dict[float, FloatArray] | None = None,
+) -> ForecastScores:
+    """Rows are origins, columns leads. Rank correlation: Spearman per row (window), averaged."""
+    t, m, nv = (np.atleast_2d(np.asarray(x, dtype=float)) for x in (truth, mean, naive))
+    err = np.abs(m - t)
+    mae, naive_mae = float(err.mean()), float(np.abs(nv - t).mean())
+    nz = t != 0
+    cov = {}
+    for lo, hi in ((0.1, 0.9), (0.05, 0.95)):
+        if bands is None or lo not in bands or hi not in bands:
+            cov[hi] = float("nan")
+            continue
+        inside = (t >= np.atleast_2d(bands[lo])) & (t <= np.atleast_2d(bands[hi]))
+        cov[hi] = 100.0 * float(inside.mean())
+    return ForecastScores(
+        relative_mae=mae / naive_mae if naive_mae else float("nan"),
+        mae=mae,
+        naive_mae=naive_mae,
+        mape_percent=100.0 * float(np.mean(err[nz] / np.abs(t[nz]))),
+        rank_correlation=float(np.mean([_spearman(a, b) for a, b in zip(t, m, strict=True)])),
+        coverage_80_percent=cov[0.9],
+        coverage_90_percent=cov[0.95],
+        points=int(t.size),
     )

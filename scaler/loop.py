@@ -1,13 +1,14 @@
 """The scaler's tick: adapters -> pure core -> one immutable `Snapshot`.
 
 `ScalerLoop.tick()` reads `now` from the injected clock once, asks the adapters for carbon
-(once per region, shared by every workload there) and for every workload's load (and
-measured power) in one batched call per kind (`forecasts.sources.load.history_many`: one
-Prometheus range query per `prometheus.batch_size` workloads), runs the pure policy and
-accounting, and publishes one frozen `Snapshot` through the `SnapshotHolder`. A `SourceError`
-marks that input stale, is logged and counted; the policy then holds (never scales down on
-missing data). A batched answer is per query, so an error marks only the workloads whose
-query failed.
+(once per region, shared by every workload there; the forecast through `CarbonForecasting`,
+gridshift's one carbon forecast path, shared with replays and the extender) and for every
+workload's load (and measured power) in one batched call per kind
+(`forecasts.sources.load.history_many`: one Prometheus range query per `prometheus.batch_size`
+workloads), runs the pure policy and accounting, and publishes one frozen `Snapshot` through
+the `SnapshotHolder`. A `SourceError` marks that input stale, is logged and counted; the
+policy then holds (never scales down on missing data). A batched answer is per query, so an
+error marks only the workloads whose query failed.
 
 With a `ReplicaReader` (the cluster connection, `scaler.kube.KubeReplicaReader`) each tick
 also reads every target's current replica count; a failed read leaves that workload's
@@ -39,9 +40,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
-from forecasts.platform.errors import SourceError, SourceRequestError
-from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries
+from forecasts.platform.errors import SourceError
+from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.carbon.forecasting import CarbonForecasting
 from forecasts.sources.load import LoadSource
 from forecasts.time import Clock, floor_to
 from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
@@ -174,6 +176,7 @@ class ScalerLoop:
         params: PolicyParams,
         settings: LoopSettings = LoopSettings(),
         forecaster: Forecaster | None = None,
+        carbon_forecast: CarbonForecasting | None = None,
         logger: logging.Logger | None = None,
         state_store: StateStore | None = None,
         replica_reader: ReplicaReader | None = None,
@@ -190,6 +193,7 @@ class ScalerLoop:
         self._settings = settings
         steps_per_day = max(2, round(86400 / settings.load_step.total_seconds()))
         self._forecaster: Forecaster = forecaster or SeasonalNaive(period=steps_per_day)
+        self._carbon_forecasting = carbon_forecast or CarbonForecasting(carbon)
         self._log = logger or logging.getLogger("gridshift.scaler")
         self._schedules = {
             w.name: WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides) for w in workloads
@@ -500,37 +504,9 @@ class ScalerLoop:
 
     # ------------------------------------------------------------------ carbon
     def _carbon_forecast(self, region: str, now: datetime) -> CarbonSeries:
-        horizon = self._params.carbon_horizon
-        try:
-            return self._carbon.forecast(region, at=now, horizon=horizon)
-        except SourceRequestError:
-            # No provider forecast: forecast from history ("tomorrow looks like today").
-            hist = self._carbon.history(region, start=now - 2 * horizon, end=now)
-            if len(hist) == 0:
-                raise
-            step = hist.resolution
-            grid = RegularSeries.from_points(
-                hist.epoch_s, hist.values, step=step, unit=str(hist.unit), end=now
-            )
-            period = max(1, round(horizon / step))
-            fc = SeasonalNaive(period=min(period, max(1, len(grid) - 1))).fit(grid)
-            pred = fc.predict(horizon=max(1, math.ceil(horizon / step)))
-            series = CarbonSeries.build(
-                region=region,
-                points=(
-                    (t, float(v), Quality.FORECAST)
-                    for t, v in zip(pred.times(), pred.mean, strict=True)
-                ),
-                unit=CarbonUnit(hist.unit),
-                signal=hist.signal,
-                provider=hist.provider,
-                fetched_at=now,
-                resolution=step,
-                emission_factor=hist.emission_factor,
-            )
-            return replace(
-                series, note=f"forecast by gridshift ({fc.name}) from {hist.provider} history"
-            )
+        return self._carbon_forecasting.forecast(
+            region, at=now, horizon=self._params.carbon_horizon
+        )
 
     def _region(self, region: str, now: datetime, logged: set[str]) -> _RegionView:
         prev = self._last_region.get(region)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 __all__ = [
     "RUN_ARGS",
@@ -100,6 +101,20 @@ def _stop(proc: subprocess.Popen[str], drain: threading.Thread | None) -> None:
         drain.join(timeout=5)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def sample_config(directory: Path) -> Path:
+    """The SAMPLE DATA workloads as a config file: what `gridshift run` runs without any
+    configuration, but on a cluster (`kube.enabled`) workloads come only from a config file
+    and CarbonAwareScalers, so tests that want the sample scenario there pass this."""
+    from config.scenario import sample_settings
+    from forecasts.sources.clock import SystemClock
+
+    workloads = sample_settings(SystemClock().now()).scaler.workloads
+    path = directory / "sample-workloads.yaml"
+    dumped = [w.model_dump(mode="json", by_alias=True, exclude_none=True) for w in workloads]
+    path.write_text(yaml.safe_dump({"scaler": {"workloads": dumped}}))
+    return path
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from tests.gridshift_process import (
     RunningGridshift,
     running_extender,
     running_gridshift,
+    sample_config,
 )
 from tests.integration.kube_api import make_node
 
@@ -224,6 +225,8 @@ def running_sample_stack(tmp: Path) -> Iterator[SampleStack]:
             running_gridshift(
                 [
                     *RUN_ARGS,
+                    "--config",  # on a cluster the sample scenario is not implied
+                    str(sample_config(tmp)),
                     "--set",
                     "kube.enabled=true",
                     "--set",

@@ -169,12 +169,14 @@ class SeasonalRegression:
         self,
         values: FloatArray,
         origins: _IntArray,
-        h: int,
+        h: int | _IntArray,
         *,
         start_s: float,
         step_s: float,
         exog: FloatArray | None,
     ) -> FloatArray:
+        """Feature rows for targets `origins + h - 1`; `h` is one lead for every origin or
+        one lead per origin (one origin's whole horizon at once)."""
         m = self.season_steps
         target = origins + h - 1
         back = m * ((h + m - 1) // m)
@@ -245,6 +247,14 @@ class SeasonalRegressionFit:
         if ex_f is not None:
             ex_work = np.vstack([np.zeros((base, ex_f.shape[1])), ex_f])
         done = 0
+        if horizon <= block:
+            # One origin, every lead at once (the common case: no recursive blocks).
+            hs = np.arange(1, horizon + 1, dtype=np.int64)
+            origins = np.full(horizon, base, dtype=np.int64)
+            x = spec._features(work, origins, hs, start_s=start_s, step_s=step_s, exog=ex_work)
+            mean[:] = np.einsum("ij,ij->i", x, self.coefs[:horizon])
+            qs[:, :] = (mean[:, None] + self.spreads[:horizon]).T
+            done = horizon
         while done < horizon:
             origin = np.array([base + done], dtype=np.int64)
             k = done // block

@@ -8,14 +8,18 @@
   honouring `Retry-After` (seconds or HTTP date), never on other 4xx;
 - a TTL cache per (source, key) so free-tier quotas are not burned;
 - a circuit breaker per source;
-- secrets scrubbed from every message this layer produces.
+- secrets scrubbed from every message this layer produces, in every encoding a provider
+  may echo (raw, URL-encoded, JSON-escaped, base64, an echoed `Authorization` header).
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import json
 import logging
 import random
+import re
 import time
 import urllib.parse
 import zlib
@@ -42,8 +46,10 @@ __all__ = [
     "CircuitBreaker",
     "HttpSource",
     "RetryPolicy",
+    "basic_credentials",
     "read_bounded",
     "redact",
+    "secret_forms",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,15 +183,51 @@ def _too_slow(source: str, seconds: float, got: int, status: int) -> SourceDeadl
     )
 
 
+_AUTHORIZATION_ECHO = re.compile(
+    r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|token|digest)\s+)?)"
+    r"[^\s\"',;}]+"
+)
+_BASIC_CREDENTIALS = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{4,}={0,2})")
+
+
+def _hide_basic(match: re.Match[str]) -> str:
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True)
+    except ValueError:
+        return match.group(0)
+    return f"{match.group(1)}***" if b":" in decoded else match.group(0)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every spelling of `secret` a provider may echo back: as is, URL-encoded (path and
+    form style), JSON-escaped (with and without ASCII escapes) and base64."""
+    forms = {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+    b64 = base64.b64encode(secret.encode()).decode("ascii")
+    forms |= {b64, b64.rstrip("=")}
+    return {f for f in forms if f}
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The base64 `user:password` of an `Authorization: Basic` header, to scrub too."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace each non-empty secret in `text`, also in its URL-encoded form, with `***`."""
+    """Replace each non-empty secret in `text` with `***`, in every form `secret_forms`
+    lists, and whatever credentials an echoed `Authorization` header or a `Basic
+    <base64 of user:password>` carries, whoever's they are."""
     for s in secrets:
         if s:
-            text = text.replace(s, "***")
-            encoded = urllib.parse.quote(s, safe="")
-            if encoded != s:
-                text = text.replace(encoded, "***")
-    return text
+            for form in sorted(secret_forms(s), key=len, reverse=True):
+                text = text.replace(form, "***")
+    text = _AUTHORIZATION_ECHO.sub(lambda m: f"{m.group(1)}***", text)
+    return _BASIC_CREDENTIALS.sub(_hide_basic, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +362,9 @@ class HttpSource:
         """
         if cache_key is not None and cache_key in self._cache:
             return self._cache[cache_key]
+        if isinstance(auth, tuple):
+            self.add_secret(auth[1])
+            self.add_secret(basic_credentials(*auth))
         state = self.breaker.state
         if state == "open":
             raise SourceUnavailable(
@@ -464,7 +509,7 @@ class HttpSource:
             if isinstance(kind, str) and kind:
                 error_type = kind
                 parts.append(kind)
-            for key in ("error", "message", "msg", "title", "detail"):
+            for key in ("error", "message", "msg", "title", "detail", "reason"):
                 val = data.get(key)
                 if isinstance(val, dict):
                     val = val.get("message") or val.get("code")

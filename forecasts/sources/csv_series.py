@@ -2,15 +2,17 @@
 
 Long format (a `region` column naming several series) and wide format (one value column per
 series) both work. Rows are placed on a regular grid of `step` (inferred as the most common
-spacing when not given); slots without a row, empty cells and non-numeric cells are NaN
-(missing); duplicate instants keep the last row. Bad input raises `SourceDataError` naming
-the file, the column and the problem.
+spacing when not given): the samples falling in one slot are averaged (duplicate instants
+included, so half-hourly rows read at 1 h give hourly means); slots without a row, empty
+cells and non-numeric cells are NaN (missing). This is gridshift's one reader of these files:
+`gridshift forecast`/`backtest`, the replay scenarios and the recorded-forecast traces use it.
+Bad input raises `SourceDataError` naming the file, the column and the problem.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,15 @@ import pandas as pd
 
 from forecasts.platform.errors import SourceDataError
 from forecasts.series import RegularSeries
-from forecasts.time import from_epoch_s
+from forecasts.time import from_epoch_s, to_epoch_s
 
-__all__ = ["SeriesSpec", "list_columns", "parse_series_spec", "read_csv_series"]
+__all__ = [
+    "SeriesSpec",
+    "list_columns",
+    "parse_series_spec",
+    "read_csv_columns",
+    "read_csv_series",
+]
 
 TIME_COLUMN = "timestamp_utc"
 FloatArray = npt.NDArray[np.float64]
@@ -60,15 +68,15 @@ def parse_series_spec(text: str) -> SeriesSpec:
     return SeriesSpec(path=path, region=region, column=column)
 
 
-def _load(path: Path) -> pd.DataFrame:
+def _load(path: Path, time_column: str = TIME_COLUMN) -> pd.DataFrame:
     if not path.is_file():
         raise SourceDataError("no such file", source=str(path))
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={"region": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise SourceDataError(f"not a readable CSV ({exc})", source=str(path)) from exc
-    if TIME_COLUMN not in frame.columns:
-        raise SourceDataError(f"missing column {TIME_COLUMN!r}", source=str(path))
+    if time_column not in frame.columns:
+        raise SourceDataError(f"missing column {time_column!r}", source=str(path))
     return frame
 
 
@@ -87,17 +95,7 @@ def list_columns(path: Path) -> tuple[list[str], list[str]]:
     return regions, _value_columns(frame)
 
 
-def read_csv_series(
-    path: Path,
-    *,
-    region: str | None = None,
-    column: str | None = None,
-    step: timedelta | None = None,
-    unit: str | None = None,
-    zero_is_missing: bool = False,
-) -> RegularSeries:
-    """One series from the file. Without `region`/`column` the file must hold exactly one."""
-    frame = _load(path)
+def _region_rows(frame: pd.DataFrame, region: str | None, path: Path) -> pd.DataFrame:
     if "region" in frame.columns:
         regions = sorted(frame["region"].astype(str).unique())
         if region is None:
@@ -110,36 +108,56 @@ def read_csv_series(
             raise SourceDataError(
                 f"region: {region!r} not in file (has {', '.join(regions)})", source=str(path)
             )
-        frame = frame[frame["region"].astype(str) == region]
-    elif region is not None:
+        return frame[frame["region"].astype(str) == region]
+    if region is not None:
         raise SourceDataError(
             f"region: file has no region column, got {region!r}", source=str(path)
         )
-    columns = _value_columns(frame)
-    if column is None:
-        if len(columns) != 1:
+    return frame
+
+
+def read_csv_columns(
+    path: Path,
+    *,
+    columns: tuple[str, ...] | None = None,
+    region: str | None = None,
+    step: timedelta | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    time_column: str = TIME_COLUMN,
+    zero_is_missing: bool = False,
+    shift: timedelta = timedelta(0),
+) -> tuple[datetime, timedelta, tuple[str, ...], FloatArray]:
+    """(grid start, step, column names, values with one row per step): `columns` (default:
+    every numeric one) of `region`'s rows, timestamps moved by `shift`, samples averaged per
+    slot of [start, end) (default: the file's span)."""
+    path = Path(path)
+    frame = _region_rows(_load(path, time_column), region, path)
+    available = _value_columns(frame)
+    if columns is None:
+        columns = tuple(available)
+    for c in columns:
+        if c not in frame.columns:
             raise SourceDataError(
-                f"column: choose one of {', '.join(columns) or '(none)'}", source=str(path)
+                f"column: {c!r} not in file (has {', '.join(available)})", source=str(path)
             )
-        column = columns[0]
-    if column not in frame.columns:
-        raise SourceDataError(
-            f"column: {column!r} not in file (has {', '.join(columns)})", source=str(path)
-        )
     try:
-        stamps = pd.to_datetime(frame[TIME_COLUMN], utc=True, format="ISO8601")
+        stamps = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
         raise SourceDataError(
-            f"{TIME_COLUMN}: unparseable timestamp ({exc})", source=str(path)
+            f"{time_column}: unparseable timestamp ({exc})", source=str(path)
         ) from exc
-    values: FloatArray = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    epoch = np.asarray(
-        (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(), dtype=np.float64
-    )
-    if epoch.size == 0:
+    if len(frame) == 0:
         raise SourceDataError(f"no rows for region={region!r}", source=str(path))
-    order = np.argsort(epoch, kind="stable")
-    epoch, values = epoch[order], values[order]
+    epoch = (
+        np.asarray(
+            (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(), dtype=np.float64
+        )
+        + shift.total_seconds()
+    )
+    values = np.column_stack(
+        [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in columns]
+    )
     if zero_is_missing:
         values = np.where(values == 0, np.nan, values)
     values = np.where(np.isfinite(values), values, np.nan)
@@ -150,12 +168,58 @@ def read_csv_series(
         uniq, counts = np.unique(diffs, return_counts=True)
         step = timedelta(seconds=float(uniq[np.argmax(counts)]))
     step_s = step.total_seconds()
-    start_s = float(np.floor(epoch[0] / step_s) * step_s)
-    return RegularSeries.from_points(
-        epoch.astype(np.float64),
-        values,
-        step=step,
-        unit=unit or column,
-        start=from_epoch_s(start_s),
-        end=from_epoch_s(float(np.floor(epoch[-1] / step_s) * step_s + step_s)),
+    s0 = to_epoch_s(start) if start is not None else float(np.floor(epoch.min() / step_s) * step_s)
+    e0 = (
+        to_epoch_s(end)
+        if end is not None
+        else float(np.floor(epoch.max() / step_s) * step_s + step_s)
     )
+    n = max(0, int(np.ceil((e0 - s0) / step_s - 1e-9)))
+    slot = np.floor((epoch - s0) / step_s).astype(np.int64)
+    inside = (slot >= 0) & (slot < n)
+    sums = np.zeros((n, len(columns)))
+    hits: FloatArray = np.zeros((n, len(columns)))
+    ok = np.isfinite(values) & inside[:, None]
+    for j in range(len(columns)):
+        np.add.at(sums[:, j], slot[ok[:, j]], values[ok[:, j], j])
+        np.add.at(hits[:, j], slot[ok[:, j]], 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grid = np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
+    return from_epoch_s(s0), step, tuple(columns), grid
+
+
+def read_csv_series(
+    path: Path,
+    *,
+    region: str | None = None,
+    column: str | None = None,
+    step: timedelta | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    time_column: str = TIME_COLUMN,
+    unit: str | None = None,
+    zero_is_missing: bool = False,
+    shift: timedelta = timedelta(0),
+) -> RegularSeries:
+    """One series from the file. Without `region`/`column` the file must hold exactly one."""
+    path = Path(path)
+    if column is None:
+        frame = _region_rows(_load(path, time_column), region, path)
+        columns = _value_columns(frame)
+        if len(columns) != 1:
+            raise SourceDataError(
+                f"column: choose one of {', '.join(columns) or '(none)'}", source=str(path)
+            )
+        column = columns[0]
+    grid_start, grid_step, _, values = read_csv_columns(
+        path,
+        columns=(column,),
+        region=region,
+        step=step,
+        start=start,
+        end=end,
+        time_column=time_column,
+        zero_is_missing=zero_is_missing,
+        shift=shift,
+    )
+    return RegularSeries(start=grid_start, step=grid_step, values=values[:, 0], unit=unit or column)

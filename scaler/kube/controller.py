@@ -192,6 +192,7 @@ class KubeController:
             "observedGeneration": resource.generation,
             "desiredReplicas": None,
             "mode": None,
+            "region": None,
             "conditions": [
                 {
                     "type": "Ready",

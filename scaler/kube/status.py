@@ -59,6 +59,7 @@ def status_for(
         "observedGeneration": resource.generation,
         "desiredReplicas": workload.desired_replicas,
         "mode": str(workload.mode),
+        "region": workload.region,
         "reasons": list(workload.reasons),
         "lastDecision": {
             "desiredReplicas": workload.desired_replicas,

@@ -2,10 +2,11 @@
 
 gridshift's own policies are not re-implemented here: they are `ScalerLoop.tick()` (the tick
 of `gridshift run`) looped over the period with a `SteppingClock`, reading the recorded
-traces through `TraceLoadSource`/`TraceCarbonSource`. The loop never sees the future: load
-history ends where the current interval starts, carbon forecasts are fitted on history before
-the decision instant (or a recorded provider forecast is played), optionally degraded by
-seeded noise.
+traces through `TraceLoadSource`/`TraceCarbonSource`, forecasting carbon with the same
+`CarbonForecasting` as `gridshift run`. The loop never sees the future: load history ends
+where the current interval starts, carbon forecasts use history before the decision instant
+and recorded forecasts and day-ahead inputs only from when they became known, optionally
+degraded by seeded noise.
 
 - Interactive workloads share one loop; its `desired_replicas` is `gridshift` (eco modes)
   and its `counterfactual_replicas` (the same policy in permanent performance mode, which the
@@ -26,8 +27,10 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from forecasts.carbon_forecast import CarbonForecastSettings, KnownSeries
 from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
+from forecasts.sources.carbon.forecasting import CarbonForecasting, ForecastMode
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
 from forecasts.time import SteppingClock
 from scaler.core.policy import PolicyParams
@@ -57,6 +60,7 @@ from scaler.snapshot import Mode, Snapshot, SnapshotHolder
 __all__ = [
     "CarbonForecastSetup",
     "ReplayResult",
+    "carbon_sources",
     "progress_total",
     "run_replay",
     "tick_over",
@@ -67,16 +71,35 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class CarbonForecastSetup:
-    """How gridshift gets carbon forecasts in the replay: `forecaster` fitted on `history`
-    before each decision (or every `refit_every`), or the recorded `provider_forecasts` (per
-    region) where given."""
+    """How gridshift gets carbon forecasts in the replay: `CarbonForecasting` (the path of
+    `gridshift run`) over the recorded traces, in `mode`, with the recorded provider
+    forecasts and day-ahead inputs per region where given (each value played from the
+    instant it became known), refitting its plan every `refit_every`."""
 
-    forecaster: Forecaster
-    history: timedelta = timedelta(days=7)
-    provider_forecasts: Mapping[str, RegularSeries] | None = None
+    mode: ForecastMode = "auto"
+    provider_forecasts: Mapping[str, KnownSeries] | None = None
+    exog: Mapping[str, KnownSeries] | None = None
     provider_name: Mapping[str, str] | None = None
-    refit_every: timedelta | None = None
+    refit_every: timedelta = timedelta(days=1)
+    settings: CarbonForecastSettings | None = None
     perfect: bool = False  # the provider forecasts are the truth itself (an upper bound)
+
+    @property
+    def label(self) -> str:
+        if self.perfect:
+            return "perfect foresight (the recorded intensity as the forecast)"
+        if self.mode == "provider":
+            return "recorded provider forecast, as it arrived"
+        inputs = []
+        if self.exog:
+            inputs.append("day-ahead inputs")
+        if self.provider_forecasts and self.mode == "auto":
+            inputs.append("the recorded provider forecast")
+        return (
+            "gridshift's carbon forecast on history"
+            + (" + " + " + ".join(inputs) if inputs else " only")
+            + f", plan refitted every {self.refit_every}"
+        )
 
 
 def progress_total(scenario: ReplayScenario) -> int:
@@ -84,25 +107,30 @@ def progress_total(scenario: ReplayScenario) -> int:
     return scenario.intervals + sum(len(w.jobs) for w in scenario.workloads)
 
 
-def _carbon_source(scenario: ReplayScenario, setup: CarbonForecastSetup) -> TraceCarbonSource:
+def carbon_sources(
+    scenario: ReplayScenario, setup: CarbonForecastSetup
+) -> tuple[TraceCarbonSource, CarbonForecasting]:
+    """The recorded traces as a source, and gridshift's forecast over them."""
     traces = {}
     for region, truth in scenario.carbon.items():
-        pf = (setup.provider_forecasts or {}).get(region)
         traces[region] = CarbonTrace(
             region=region,
             truth=truth,
             provider=(setup.provider_name or {}).get(region, "trace"),
-            provider_forecast=pf,
+            provider_forecast=(setup.provider_forecasts or {}).get(region),
+            exog=(setup.exog or {}).get(region),
         )
-    return TraceCarbonSource(
-        traces,
-        forecaster=setup.forecaster,
-        forecast_history=setup.history,
-        use_provider_forecast=bool(setup.provider_forecasts),
+    src = TraceCarbonSource(traces)
+    forecasting = CarbonForecasting(
+        src,
+        exog=src if setup.exog else None,
+        mode=setup.mode,
+        settings=setup.settings,
+        refit_every=setup.refit_every,
         noise_fraction=scenario.forecast_noise_percent / 100.0,
         seed=scenario.seed,
-        refit_every=setup.refit_every,
     )
+    return src, forecasting
 
 
 def run_replay(
@@ -123,7 +151,7 @@ def run_replay(
         )
     started = time.monotonic()
     tick = progress or (lambda _n: None)
-    src = _carbon_source(scenario, carbon_forecast)
+    src = carbon_sources(scenario, carbon_forecast)
     policies = set(scenario.policies)
     wants_gridshift = bool(policies & {PolicyName.GRIDSHIFT, PolicyName.GRIDSHIFT_PERFORMANCE})
     out: dict[PolicyName, dict[str, WorkloadOutcome]] = {p: {} for p in scenario.policies}
@@ -155,18 +183,7 @@ def run_replay(
         for p, o in outcomes.items():
             if p in out:
                 out[p][w.name] = o
-    label = (
-        "perfect foresight (the recorded intensity as the forecast)"
-        if carbon_forecast.perfect
-        else "recorded provider forecast"
-        if carbon_forecast.provider_forecasts
-        else f"{carbon_forecast.forecaster.name} on {carbon_forecast.history} of history"
-        + (
-            ""
-            if carbon_forecast.refit_every is None
-            else f", refitted every {carbon_forecast.refit_every}"
-        )
-    )
+    label = carbon_forecast.label
     if scenario.forecast_noise_percent:
         label += f", degraded by {scenario.forecast_noise_percent:g} % noise"
     return ReplayResult(scenario, out, label, time.monotonic() - started, ticks)
@@ -244,7 +261,7 @@ def run_replay_parallel(
 def _gridshift_interactive(
     scenario: ReplayScenario,
     inter: list[ReplayWorkload],
-    src: TraceCarbonSource,
+    src: tuple[TraceCarbonSource, CarbonForecasting],
     params: PolicyParams,
     settings: LoopSettings,
     forecaster: Forecaster | None,
@@ -256,7 +273,8 @@ def _gridshift_interactive(
     load = TraceLoadSource({w.workload.load.query: _require(w.demand) for w in inter})
     loop = ScalerLoop(
         [w.workload for w in inter],
-        carbon=src,
+        carbon=src[0],
+        carbon_forecast=src[1],
         load=load,
         clock=SteppingClock(scenario.start, scenario.step),
         holder=SnapshotHolder(),
@@ -365,7 +383,7 @@ def _interactive_outcomes(
 def _elastic_outcomes(
     scenario: ReplayScenario,
     w: ReplayWorkload,
-    src: TraceCarbonSource,
+    src: tuple[TraceCarbonSource, CarbonForecasting],
     params: PolicyParams,
     settings: LoopSettings,
     wants_gridshift: bool,
@@ -458,7 +476,7 @@ def _gridshift_job(
     spec: ElasticSpec,
     submitted: datetime,
     rest: int,
-    src: TraceCarbonSource,
+    src: tuple[TraceCarbonSource, CarbonForecasting],
     params: PolicyParams,
     settings: LoopSettings,
 ) -> tuple[list[int], list[int]]:
@@ -467,7 +485,8 @@ def _gridshift_job(
     job_wl = replace(wl, elastic=spec)
     loop = ScalerLoop(
         [job_wl],
-        carbon=src,
+        carbon=src[0],
+        carbon_forecast=src[1],
         load=TraceLoadSource({}),
         clock=SteppingClock(submitted, params.decision_step),
         holder=SnapshotHolder(),

@@ -1,8 +1,6 @@
 """Forecast accuracy and cost on the real traces in ../shared/data (skipped when absent).
 
-Aspects: carbon day-ahead on every grid of the hourly set (MASE vs 24 h seasonal naive,
-MAPE beside CarbonCast's published day-1 MAPE, wall time of the whole backtest); GB 2023
-against the operator's forecast and its bias-corrected version; Wikipedia load 2012 (MASE vs
+Aspects (carbon forecasts are in test_carbon_forecast_benchmarks.py): Wikipedia load 2012 (MASE vs
 the better seasonal naive, p05-p95 coverage); cargo CI merges with and without CI-schedule
 regressors; fit/predict seconds and peak memory per model. Run with `make bench`; timings
 are on a shared machine.
@@ -20,7 +18,6 @@ import pandas as pd
 import pytest
 
 from forecasts.backtest import backtest, run_backtests, select_model
-from forecasts.carbon_forecast import align, decide_bias_correction
 from forecasts.forecast import Forecaster
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
 from forecasts.series import RegularSeries
@@ -41,88 +38,6 @@ def index_of(series: RegularSeries, at: datetime) -> int:
 
 def carbon_models() -> list[Forecaster]:
     return [SeasonalNaive(24), SeasonalRegression()]
-
-
-def test_carbon_day_ahead(shared_data: Path) -> None:
-    path = shared_data / ENSEMBLE
-    t_all = time.perf_counter()
-    rows = []
-    for grid in GRIDS:
-        series = read_csv_series(path, region=grid, column="gco2_per_kwh_direct")
-        first = index_of(series, datetime(2021, 7, 1, tzinfo=UTC))
-        last = index_of(series, datetime(2021, 12, 31, tzinfo=UTC))
-        origins = list(range(first, last + 1, 24))
-        t0 = time.perf_counter()
-        results = run_backtests(
-            series, carbon_models(), origins=origins, horizon=24, train_steps=24 * 7 * 16
-        )
-        choice = select_model(results)
-        naive = results["seasonal_naive_24"].scores
-        ours = results["seasonal_regression"].scores
-        rows.append((grid, len(origins), ours, naive, choice.model, time.perf_counter() - t0))
-    total = time.perf_counter() - t_all
-    print("\nCarbon day ahead, 24 h horizon, one origin per day 2021-07-01..2021-12-31")
-    print(
-        f"{'grid':<6}{'orig':>5}{'MAPE%':>8}{'CarbonCast':>11}{'naive MAPE%':>12}{'MASE24':>8}"
-        f"{'relMAE':>8}{'cov80':>7}{'cov90':>7}{'selected':>22}{'sec':>7}"
-    )
-    mapes = []
-    for grid, n, ours, naive, chosen, secs in rows:
-        cc = CARBONCAST_DAY1_MAPE.get(grid)
-        mapes.append(ours.mape_pct)
-        print(
-            f"{grid:<6}{n:>5}{ours.mape_pct:>8.2f}{(f'{cc:.1f}' if cc else '-'):>11}"
-            f"{naive.mape_pct:>12.2f}{ours.mase[24]:>8.3f}{ours.mae / naive.mae:>8.3f}"
-            f"{ours.coverage[0.8]:>7.2f}{ours.coverage[0.9]:>7.2f}{chosen:>22}{secs:>7.1f}"
-        )
-    print(f"MAPE mean {np.mean(mapes):.2f} %, 90th percentile {np.percentile(mapes, 90):.2f} %")
-    print(f"whole carbon backtest: {total:.1f} s (target < 900 s on 2 shared cores)")
-    for grid, _, ours, _, _, _ in rows:
-        assert ours.mase[24] < 1.0, grid
-    assert total < 900
-
-
-def test_gb_2023_against_operator(shared_data: Path) -> None:
-    path = shared_data / "gb-neso-carbon-intensity-2023/gb_national_carbon_intensity_2023_30min.csv"
-    actual = read_csv_series(path, column="gco2_per_kwh", zero_is_missing=True)
-    operator = read_csv_series(path, column="forecast_gco2_per_kwh")
-    op = align(operator, like=actual)
-    horizon = 48
-    day = 48
-    start = index_of(actual, datetime(2023, 2, 1, tzinfo=UTC))
-    origins = list(range(start, len(actual) - horizon + 1, day))
-    half = len(origins) // 2
-    # Decide on the first half, evaluate on the second (no peeking).
-    decision = decide_bias_correction(actual.values, op, origins=origins[:half], horizon=horizon)
-    model = SeasonalRegression(
-        season_steps=48, week_steps=336, max_horizon=48, window_steps=336 * 8
-    )
-    ours = backtest(actual, model, origins=origins[half:], horizon=horizon, train_steps=336 * 10)
-    naive = backtest(actual, SeasonalNaive(48), origins=origins[half:], horizon=horizon)
-    err_ours = np.abs(ours.actual - ours.mean)
-    err_naive = np.abs(naive.actual - naive.mean)
-    op_mat = np.vstack([op[o : o + horizon] for o in origins[half:]])
-    err_op = np.abs(ours.actual - op_mat)
-    errors = actual.values - op
-    corrected = np.vstack(
-        [
-            op[o : o + horizon] + np.nanmean(errors[o - decision.window_steps : o])
-            for o in origins[half:]
-        ]
-    )
-    err_corr = np.abs(ours.actual - corrected)
-    print("\nGB 2023, 24 h ahead (48 half-hours), origins daily 00:00 UTC, second half of the year")
-    print("  " + "; ".join(decision.reasons))
-    print(f"{'lead':<10}{'ours':>8}{'naive48':>9}{'operator':>10}{'op+bias':>9}   (MAE g/kWh)")
-    for lo, hi in ((0, 12), (12, 24), (24, 48), (0, 48)):
-        cols = slice(lo, hi)
-        print(
-            f"{f'{lo / 2:g}-{hi / 2:g}h':<10}{np.nanmean(err_ours[:, cols]):>8.2f}"
-            f"{np.nanmean(err_naive[:, cols]):>9.2f}{np.nanmean(err_op[:, cols]):>10.2f}"
-            f"{np.nanmean(err_corr[:, cols]):>9.2f}"
-        )
-    print(f"bias correction used: {decision.use} (window {decision.window_steps} steps)")
-    assert np.nanmean(err_ours) < np.nanmean(err_naive)
 
 
 def test_wikipedia_load_2012(shared_data: Path) -> None:

@@ -105,7 +105,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     workdir = tmp_path_factory.mktemp("prom-bench")
     t0 = time.perf_counter()
     text = _openmetrics(N)
-    tsdb = backfill(text, workdir / "tsdb")
+    tsdb = backfill(text, workdir / "tsdb", timeout_seconds=1200)
     (workdir / "tsdb.om").unlink()
     print(
         f"\n[bench prometheus] backfilled {N} series x {len(text.splitlines()) // max(N, 1)} "

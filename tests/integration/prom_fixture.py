@@ -55,8 +55,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def backfill(openmetrics: str, tsdb_dir: Path) -> Path:
-    """Write `openmetrics` as blocks into `tsdb_dir` (created if needed); returns it."""
+def backfill(openmetrics: str, tsdb_dir: Path, *, timeout_seconds: float = 120.0) -> Path:
+    """Write `openmetrics` as blocks into `tsdb_dir` (created if needed); returns it.
+    `timeout_seconds` bounds promtool (benchmarks backfill millions of samples)."""
     _, promtool = require_prometheus()
     tsdb_dir.mkdir(parents=True, exist_ok=True)
     source = tsdb_dir.parent / f"{tsdb_dir.name}.om"
@@ -65,7 +66,7 @@ def backfill(openmetrics: str, tsdb_dir: Path) -> Path:
         [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb_dir)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_seconds,
         check=False,
     )
     if done.returncode != 0:

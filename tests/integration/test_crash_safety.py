@@ -26,12 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from config.scenario import sample_settings
-from forecasts.sources.clock import SystemClock
 from scaler.state import LoopCheckpoint, checkpoint_from_json
 from tests.apiserver import FakeApiServer, kubeconfig_for
+from tests.gridshift_process import sample_config
 from tests.integration.prom_fixture import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,15 +149,6 @@ def test_sigkill_mid_tick_then_restart_continues(tmp_path: Path) -> None:
 
 
 CONFIGMAP = "/api/v1/namespaces/shop/configmaps/gridshift-state"
-
-
-def sample_config(tmp_path: Path) -> Path:
-    """The SAMPLE DATA workloads as a config file (what `gridshift run` runs without one)."""
-    workloads = sample_settings(SystemClock().now()).scaler.workloads
-    path = tmp_path / "sample-workloads.yaml"
-    dumped = [w.model_dump(mode="json", by_alias=True, exclude_none=True) for w in workloads]
-    path.write_text(yaml.safe_dump({"scaler": {"workloads": dumped}}))
-    return path
 
 
 def configmap_run(

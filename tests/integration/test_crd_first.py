@@ -162,6 +162,7 @@ def test_the_example_cr_alone_gets_a_status_and_drives_its_target(tmp_path: Path
             proc.wait(timeout=30)
         assert web["status"] == "True", web
         assert status["desiredReplicas"] == 3, status
+        assert status["region"] == "IE", "eu-west-1, resolved by the region model"
         assert "load" in status["conditions"][1]["message"], "stale inputs are said"
         assert scaled
         assert get(api, f"{DEPLOYS}/web")["spec"]["replicas"] == 3

@@ -2,7 +2,9 @@
 client: CR list+watch (events, bookmarks, 410 Gone -> relist, invalid resources kept aside),
 status merge patches (409 -> re-read and retry, 404), actuation of HPA / ScaledObject /
 scale subresource (Deployment and custom resource) and dry-run touching nothing, Lease
-acquire / renew / expiry takeover / conflict / release, the controller acting only as leader,
+acquire / renew / expiry takeover / conflict / release, the controller acting only as leader
+and never leaving a CR silent (AwaitingDecision, Ready=False + one Warning Event per problem,
+decision and mode-change Events), every write naming gridshift (user agent, fieldManager),
 delegated TokenReview / SubjectAccessReview with caching, and actual replicas: the scale
 subresource of Deployments, StatefulSets and custom kinds, a ScaledObject's own target, an
 HPA's currentReplicas, a CarbonAwareScaler's target taking precedence; 404/403/5xx and a
@@ -494,6 +496,62 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
     changed = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=4)})
     assert controller.sync(changed) == 1
     assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
+
+
+def test_controller_never_leaves_a_cr_silent(api):
+    """A valid CR the loop has not decided for yet says so (Ready=Unknown); one the loop
+    cannot use gets Ready=False with the reason and one Warning Event (not one per sync);
+    once decided it gets Ready=True and a decision Event, and a mode change is an Event."""
+    from scaler.kube.events import EventRecorder
+    from scaler.kube.workloads import WorkloadProblem
+
+    seed_targets(api)
+    cache = ScalerResourceCache()
+    bad = cr("bad")
+    bad["spec"]["maxReplicas"] = 0
+    cache.replace_all([api.put_object(CRS, d) for d in (cr("web"), cr("api"), bad)])
+    problems = {("shop", "api"): WorkloadProblem("UnknownRegion", "spec.region: 'x' is unknown")}
+    clock = FrozenClock(T0)
+    controller = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(k8s.CustomObjectsApi(api.client())),
+        actuator=Actuator(api.client(), clock=clock),
+        is_leader=lambda: True,
+        clock=clock,
+        events=EventRecorder(k8s.CoreV1Api(api.client()), clock=clock, instance="a"),
+        problems=lambda: problems,
+    )
+
+    def ready(name):
+        (condition,) = [
+            c
+            for c in api.get_object(f"{CRS}/{name}")["status"]["conditions"]
+            if c["type"] == "Ready"
+        ]
+        return condition["status"], condition["reason"]
+
+    def events(name):
+        posted = [r.body for r in api.requests if r.method == "POST" and "/events" in r.path]
+        return [(e["type"], e["reason"]) for e in posted if e["involvedObject"]["name"] == name]
+
+    empty = Snapshot(taken_at=T0, workloads={})
+    assert controller.sync(empty) == 3
+    assert ready("web") == ("Unknown", "AwaitingDecision")
+    assert ready("api") == ("False", "UnknownRegion")
+    assert ready("bad") == ("False", "InvalidSpec")
+    clock.advance(timedelta(minutes=1))
+    assert controller.sync(Snapshot(taken_at=T0, workloads={})) == 0, "nothing new to say"
+    assert events("api") == [("Warning", "UnknownRegion")], "one Event, not one per sync"
+    assert events("bad") == [("Warning", "InvalidSpec")]
+    assert controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": decision()})) == 1
+    assert ready("web") == ("True", "DecisionPublished")
+    perf = decision(replicas=5, mode=Mode.PERFORMANCE)  # from 3 replicas in eco mode
+    controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": perf}))
+    assert events("web") == [
+        ("Normal", "ScalingDecision"),
+        ("Normal", "ModeChanged"),
+        ("Normal", "ScalingDecision"),
+    ]
 
 
 def leader_runtime(api, clock, timer=time.monotonic):

@@ -1,8 +1,12 @@
-"""forecasts.carbon_forecast: provider forecast first, bias correction only where it helps.
+"""forecasts.carbon_forecast: gridshift's one carbon forecast (pure).
 
-Aspects: grid alignment; bias correction arithmetic; the rolling decision corrects a biased
-provider and leaves an unbiased one alone; forecast_carbon uses the provider where it covers
-the horizon, the model elsewhere, and history-only when there is no provider."""
+Aspects: grid alignment; `KnownSeries` hides values not yet known; the seasonal naive; the plan
+keeps the naive on a flat series, corrects a biased provider by its latest error, keeps an
+accurate provider as given, blends a noisy one; the forecast has the horizon, finite values
+and lo <= mean <= hi; calibrated intervals cover about their nominal share out of sample;
+the honest scores on hand-computed cases; look-ahead: making any input known an hour later
+never changes a forecast made before it became known (and making it known earlier can).
+"""
 
 from __future__ import annotations
 
@@ -12,103 +16,169 @@ import numpy as np
 import pytest
 
 from forecasts.carbon_forecast import (
+    CarbonForecastSettings,
+    CarbonInputs,
+    KnownSeries,
     align,
-    bias_correct,
-    decide_bias_correction,
     forecast_carbon,
-    provider_errors,
+    plan_carbon_forecast,
+    score_forecasts,
+    seasonal_naive,
 )
-from forecasts.models import SeasonalNaive
 from forecasts.series import RegularSeries
 
-START = datetime(2023, 1, 1, tzinfo=UTC)
-HALF = timedelta(minutes=30)
+H = timedelta(hours=1)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SMALL = CarbonForecastSettings(
+    horizon_steps=24, backtest_origins=12, origin_stride_steps=25, train_steps=24 * 14
+)
 
 
-def rs(values, *, start=START) -> RegularSeries:
-    return RegularSeries(start=start, step=HALF, values=np.asarray(values, float), unit="g/kWh")
+def series(values: np.ndarray, start: datetime = T0) -> RegularSeries:
+    return RegularSeries(start=start, step=H, values=values, unit="g/kWh")
 
 
-def test_align_places_values_on_the_grid() -> None:
-    like = rs(np.zeros(5))
-    other = rs([1.0, 2.0, 3.0], start=START + 3 * HALF)
-    np.testing.assert_array_equal(align(other, like=like), [np.nan, np.nan, np.nan, 1.0, 2.0])
-    with pytest.raises(ValueError, match="grid"):
-        align(rs([1.0], start=START + timedelta(minutes=7)), like=like)
-
-
-def test_bias_correct_adds_recent_mean_error() -> None:
-    errors = provider_errors(np.array([10, 12, np.nan, 14.0]), np.array([8, 10, 9, 10.0]))
-    np.testing.assert_array_equal(errors, [2, 2, np.nan, 4])
-    out = bias_correct(np.array([100.0, 200.0]), past_errors=errors, window_steps=2)
-    np.testing.assert_array_equal(out, [104.0, 204.0])
-    with pytest.raises(ValueError, match="window_steps"):
-        bias_correct(np.array([1.0]), past_errors=errors, window_steps=0)
-
-
-def make_case(bias: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def daily(n: int, *, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    t = np.arange(48 * 40)
-    actual = 200 + 50 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 3, t.size)
-    provider = actual - bias + rng.normal(0, 5, t.size)
-    return actual, provider
+    t = np.arange(n)
+    walk = np.cumsum(rng.normal(0, noise, n)) if noise else np.zeros(n)
+    return 300 + 80 * np.sin(2 * np.pi * t / 24) + walk + rng.normal(0, noise, n)
+
+
+def provider_of(truth: np.ndarray, *, bias: float, noise: float, seed: int = 1) -> KnownSeries:
+    """A day-ahead provider: each day's values known from 04:00 of that day."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(truth.size) * 3600.0 + T0.timestamp()
+    return KnownSeries(
+        start=T0,
+        step=H,
+        values=truth + bias + rng.normal(0, noise, truth.size),
+        known_s=np.floor(t / 86400) * 86400 + 4 * 3600,
+    )
+
+
+def test_align_and_known_series_hide_the_future() -> None:
+    a = series(np.arange(5.0))
+    b = series(np.arange(3.0), start=T0 + 2 * H)
+    np.testing.assert_array_equal(align(b, like=a), [np.nan, np.nan, 0, 1, 2])
+    ks = KnownSeries(
+        start=T0, step=H, values=np.arange(4.0), known_s=T0.timestamp() + np.arange(4.0) * 3600 + 1
+    )
+    np.testing.assert_array_equal(
+        ks.on(T0 - H, 6, at=T0 + 2 * H)[:, 0], [np.nan, 0, 1, np.nan, np.nan, np.nan]
+    )
+    np.testing.assert_array_equal(ks.shifted(1).on(T0, 2, at=None)[:, 0], [np.nan, 0])
+
+
+def test_seasonal_naive_takes_the_newest_whole_day() -> None:
+    v = np.arange(48.0)
+    np.testing.assert_array_equal(seasonal_naive(v, 48, 26), [*range(24, 48), 24, 25])
+    with pytest.raises(ValueError, match="a day of history"):
+        seasonal_naive(v, 10, 2)
+
+
+def test_plan_keeps_the_naive_where_it_is_exact() -> None:
+    truth = daily(24 * 50)
+    plan = plan_carbon_forecast(CarbonInputs(series(truth)), settings=SMALL)
+    assert plan.own == "seasonal_naive"
+    fc = forecast_carbon(CarbonInputs(series(truth)), plan, horizon=30)
+    np.testing.assert_allclose(fc.mean, seasonal_naive(truth, truth.size, 30))
 
 
 @pytest.mark.parametrize(
-    ("bias", "use"),
+    ("bias", "noise", "expect"),
     [
-        pytest.param(15.0, True, id="biased provider gets corrected"),
-        pytest.param(0.0, False, id="unbiased provider left alone"),
+        pytest.param(0.0, 0.0, "provider", id="exact provider as given"),
+        pytest.param(60.0, 1.0, "+correction", id="biased provider corrected"),
     ],
 )
-def test_decision(bias: float, use: bool) -> None:
-    actual, provider = make_case(bias)
-    origins = list(range(48 * 10, 48 * 39, 48))
-    d = decide_bias_correction(actual, provider, origins=origins, horizon=48)
-    assert d.use is use
-    assert (d.mae_corrected < d.mae_raw) or not use
-    assert d.reasons[-1].startswith("correct" if use else "no correction")
+def test_plan_uses_the_provider(bias: float, noise: float, expect: str) -> None:
+    truth = daily(24 * 50, noise=4.0)
+    inputs = CarbonInputs(series(truth[:-42]), provider=provider_of(truth, bias=bias, noise=noise))
+    plan = plan_carbon_forecast(inputs, settings=SMALL)
+    assert plan.name.startswith(expect.removesuffix("+correction")), plan.reasons
+    assert plan.name.endswith("+correction") == expect.endswith("+correction"), plan.reasons
+    fc = forecast_carbon(inputs, plan, horizon=24)
+    # the origin is day 48 06:00: day 48's values arrived at 04:00, day 49's have not
+    err = np.abs(fc.mean[:18] - truth[-42:-24]).mean()
+    assert err < (2.0 if expect == "provider" else bias / 3)  # raw provider: off by `bias`
 
 
-def test_decision_rejects_bad_origins() -> None:
-    actual, provider = make_case(0.0)
-    with pytest.raises(ValueError, match="origin"):
-        decide_bias_correction(actual, provider, origins=[0], horizon=4)
-    with pytest.raises(ValueError, match="windows"):
-        decide_bias_correction(actual, provider, origins=[10], horizon=4, windows=())
+def test_forecast_shape_and_calibrated_coverage() -> None:
+    truth = daily(24 * 120, noise=6.0, seed=3)
+    inside80, inside90, n = 0, 0, 0
+    for day in range(100, 118, 3):
+        o = 24 * day + 4
+        inputs = CarbonInputs(series(truth[:o]))
+        plan = plan_carbon_forecast(inputs, settings=SMALL)
+        fc = forecast_carbon(inputs, plan, horizon=24)
+        assert len(fc) == 24
+        assert np.isfinite(fc.mean).all()
+        assert (fc.quantile(0.05) <= fc.mean).all()
+        assert (fc.mean <= fc.quantile(0.95)).all()
+        actual = truth[o : o + 24]
+        inside80 += int(((actual >= fc.quantile(0.1)) & (actual <= fc.quantile(0.9))).sum())
+        inside90 += int(((actual >= fc.quantile(0.05)) & (actual <= fc.quantile(0.95))).sum())
+        n += 24
+    assert 0.65 <= inside80 / n <= 0.95
+    assert inside90 / n >= inside80 / n
 
 
-def test_forecast_carbon_uses_provider_then_model() -> None:
-    actual, provider = make_case(15.0)
-    n = 48 * 30
-    history = rs(actual[:n])
-    prov = rs(provider[: n + 10])  # covers 10 future steps only
-    origins = list(range(48 * 10, 48 * 29, 48))
-    decision = decide_bias_correction(actual[:n], provider[:n], origins=origins, horizon=48)
-    fc = forecast_carbon(
-        history, horizon=48, model=SeasonalNaive(48), provider=prov, decision=decision
+def test_scores_on_a_hand_computed_case() -> None:
+    truth = np.array([[100.0, 200.0, 300.0]])
+    sc = score_forecasts(
+        truth,
+        np.array([[110.0, 190.0, 330.0]]),
+        np.array([[150.0, 150.0, 150.0]]),
+        bands={0.1: truth - 5, 0.9: truth + 5, 0.05: truth - 50, 0.95: truth + 50},
     )
-    assert len(fc) == 48
-    assert fc.model == "provider+bias+seasonal_naive_48"
-    bias = np.nanmean((actual[:n] - provider[:n])[-decision.window_steps :])
-    np.testing.assert_allclose(fc.mean[:10], provider[n : n + 10] + bias)
-    np.testing.assert_allclose(fc.mean[10:], actual[n - 48 + 10 : n])
-    assert (fc.quantile(0.1)[:10] < fc.mean[:10]).all()
+    assert sc.mae == pytest.approx(50 / 3)
+    assert sc.naive_mae == pytest.approx(250 / 3)
+    assert sc.relative_mae == pytest.approx(0.2)
+    assert sc.mape_percent == pytest.approx(100 * (0.1 + 0.05 + 0.1) / 3)
+    assert sc.rank_correlation == pytest.approx(1.0)
+    assert (sc.coverage_80_percent, sc.coverage_90_percent) == (100.0, 100.0)
 
 
-def test_forecast_carbon_without_provider_is_the_model() -> None:
-    actual, _ = make_case(0.0)
-    fc = forecast_carbon(rs(actual[: 48 * 5]), horizon=12, model=SeasonalNaive(48))
-    assert fc.model == "seasonal_naive_48"
-    with pytest.raises(ValueError, match="horizon"):
-        forecast_carbon(rs(actual[: 48 * 5]), horizon=0, model=SeasonalNaive(48))
-
-
-def test_forecast_carbon_raw_provider_when_no_decision() -> None:
-    actual, provider = make_case(0.0)
-    n = 48 * 5
-    fc = forecast_carbon(
-        rs(actual[:n]), horizon=4, model=SeasonalNaive(48), provider=rs(provider[: n + 4])
+def _later(ks: KnownSeries, *, after: float, by: float = 3600.0) -> KnownSeries:
+    """Every value that became known after `after` (epoch s) becomes known `by` later."""
+    known = np.where(ks.known_s > after, ks.known_s + by, ks.known_s)
+    return KnownSeries(
+        start=ks.start, step=ks.step, values=ks.values, known_s=known, columns=ks.columns
     )
-    assert fc.model == "provider"
-    np.testing.assert_allclose(fc.mean, provider[n : n + 4])
+
+
+def test_an_input_known_an_hour_later_never_changes_an_earlier_forecast() -> None:
+    truth = daily(24 * 50, noise=4.0)
+    provider = provider_of(truth, bias=30.0, noise=5.0)
+    rng = np.random.default_rng(7)
+    wx = KnownSeries(
+        start=T0,
+        step=H,
+        values=np.column_stack([truth / 100 + rng.normal(0, 0.1, truth.size)]),
+        known_s=provider.known_s,
+        columns=("wind",),
+    )
+    for hours in (24 * 45 + 2, 24 * 45 + 4, 24 * 46 + 13):
+        hist = series(truth[:hours])
+        origin_s = hist.end.timestamp()
+        base = CarbonInputs(hist, provider=provider, exog=wx)
+        plan = plan_carbon_forecast(base, settings=SMALL)
+        fc = forecast_carbon(base, plan, horizon=24)
+        late = CarbonInputs(
+            hist, provider=_later(provider, after=origin_s), exog=_later(wx, after=origin_s)
+        )
+        late_fc = forecast_carbon(late, plan_carbon_forecast(late, settings=SMALL), horizon=24)
+        np.testing.assert_array_equal(fc.mean, late_fc.mean)
+        np.testing.assert_array_equal(fc.quantile(0.9), late_fc.quantile(0.9))
+    # the test can fail: the same shift applied to values known before the origin shows
+    hist = series(truth[: 24 * 45 + 6])
+    base = CarbonInputs(hist, provider=provider)
+    plan = plan_carbon_forecast(base, settings=SMALL)
+    shifted = CarbonInputs(
+        hist, provider=_later(provider, after=hist.end.timestamp() - 3 * 3600, by=3 * 3600)
+    )
+    assert not np.array_equal(
+        forecast_carbon(base, plan, horizon=24).mean,
+        forecast_carbon(shifted, plan, horizon=24).mean,
+    )

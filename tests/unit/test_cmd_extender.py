@@ -117,3 +117,27 @@ def test_build_extender_needs_nodes_or_an_api() -> None:
     )
     assert runtime.inventory is None
     assert runtime.refresher.refresh().nodes_synced
+
+
+def test_an_alias_names_one_region_only() -> None:
+    from config.settings import CarbonRegionSettings, CarbonSettings
+
+    regions = {
+        "IE": CarbonRegionSettings(zones={"electricitymaps": "IE"}, aliases=["eu-west-1"]),
+        "GB": CarbonRegionSettings(zones={"uk": "national"}, aliases=["eu-west-1"]),
+    }
+    with pytest.raises(ValidationError, match="alias 'eu-west-1' is listed by both 'IE' and 'GB'"):
+        CarbonSettings(regions=regions)
+
+
+def test_an_alias_overrides_the_match_rules() -> None:
+    from config.settings import CarbonRegionSettings, Settings
+
+    settings = Settings()
+    regions = dict(settings.carbon.regions)
+    regions["FR"] = CarbonRegionSettings(**{**regions["FR"].model_dump(), "aliases": ["eu-west-1"]})
+    carbon = settings.carbon.model_copy(update={"regions": regions})
+    rules = region_rules(settings.model_copy(update={"carbon": carbon}))
+    # IE's match rule claims eu-west-1, but FR's alias overrides it
+    assert rules.region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "FR"
+    assert region_rules(settings).region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"

@@ -164,8 +164,9 @@ def test_forecast_uses_provider_column(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert doc["model"] == "provider+bias"
+    assert doc["model"].endswith("+correction"), doc["carbon_plan"]  # the provider is 20 g low
     assert doc["points"][0]["timestamp_utc"] == "2023-01-11T00:00:00Z"
     truth0 = 200 + 50 * np.sin(2 * np.pi * n / 48)
     assert abs(doc["points"][0]["mean"] - truth0) < 8
-    assert doc["provider_bias"][-1].startswith("correct with window")
+    assert len(doc["points"]) == 2  # carbon forecasts are hourly
+    assert any("corrected (half-life" in r for r in doc["carbon_plan"])

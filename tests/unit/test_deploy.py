@@ -27,6 +27,7 @@ SCHEDULER_CONFIG = DEPLOY / "extender" / "kube-scheduler-config.yaml"
 
 CUSTOM_KINDS = {
     "CarbonAwareScaler",
+    "DaskCluster",  # deploy/fleet: tests/unit/test_deploy_fleet.py
     "ScaledObject",
     "TriggerAuthentication",
     "ServiceMonitor",

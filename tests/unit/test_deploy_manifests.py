@@ -64,6 +64,7 @@ DOCS = documents()
 # custom resources; PrometheusRule/ServiceMonitor: tests/unit/test_kustomize.py
 CUSTOM_KINDS = {
     "CarbonAwareScaler",
+    "DaskCluster",  # deploy/fleet: tests/unit/test_deploy_fleet.py
     "ScaledObject",
     "TriggerAuthentication",
     "PrometheusRule",

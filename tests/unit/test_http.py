@@ -10,6 +10,8 @@ really waits. Transport: `httpx.MockTransport` (the layer itself is real).
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -284,6 +286,58 @@ def test_redact_ignores_empty_secrets() -> None:
 
 def test_redact_catches_url_encoded_secrets() -> None:
     assert redact("GET /x?token=p%40ss%2Fw0rd", ["p@ss/w0rd"]) == "GET /x?token=***"
+
+
+PASSWORD = 'p@ss"w/0rd é+'
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(PASSWORD, id="raw"),
+        pytest.param("p%40ss%22w%2F0rd%20%C3%A9%2B", id="URL-encoded"),
+        pytest.param("p%40ss%22w%2F0rd+%C3%A9%2B", id="form-encoded"),
+        pytest.param(json.dumps(PASSWORD)[1:-1], id="JSON-escaped"),
+        pytest.param(json.dumps(PASSWORD, ensure_ascii=False)[1:-1], id="JSON unicode"),
+        pytest.param(base64.b64encode(PASSWORD.encode()).decode(), id="base64"),
+        pytest.param(
+            "Authorization: Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode(),
+            id="Basic user:password",
+        ),
+        pytest.param('{"Authorization": "Bearer eyJhbGciOi.x.y"}', id="echoed bearer"),
+    ],
+)
+def test_redact_catches_every_encoding_a_provider_may_echo(echo: str) -> None:
+    scrubbed = redact(f"request was: {echo} (rejected)", [PASSWORD])
+    assert "***" in scrubbed
+    for leaked in (
+        PASSWORD,
+        "p%40ss",
+        "0rd",
+        "eyJhbGciOi",
+        base64.b64encode(b"alice:")[:6].decode(),
+    ):
+        assert leaked not in scrubbed
+
+
+def test_redact_keeps_ordinary_words() -> None:
+    text = "Token unauthorized for zoneKey=DE; Basic realm=watttime"
+    assert redact(text, ["s3cret"]) == text
+
+
+def test_basic_auth_echoed_in_an_error_body_is_scrubbed() -> None:
+    """WattTime's login answers errors that echo the request's headers."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, text=f"denied: {dict(request.headers)}")
+
+    http, _, _ = make(echo)
+    with pytest.raises(SourceRequestError) as info:
+        http.get_json("login", auth=("alice", PASSWORD))
+    message = str(info.value)
+    assert "denied" in message
+    assert base64.b64encode(f"alice:{PASSWORD}".encode()).decode() not in message
+    assert "Basic ***" in message
 
 
 # ---------------------------------------------------------------------- bodies

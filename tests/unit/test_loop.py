@@ -157,7 +157,7 @@ def test_carbon_without_provider_forecast_is_forecast_from_history() -> None:
     snap = loop.tick()
     region = snap.regions["r1"]
     assert region.forecast_window_g_per_kwh == pytest.approx(100.0)
-    assert "forecast by gridshift (seasonal_naive_24)" in region.note
+    assert "forecast by gridshift (seasonal_naive)" in region.note
     assert ("history", "r1") in carbon.calls
 
 

@@ -282,10 +282,26 @@ def test_a_tick_asks_once_per_kind_and_errors_stay_with_their_workloads() -> Non
     snap = loop.tick()
     assert load.batches == [("a", "b", "bad"), ("a", "b", "bad"), ("w",)]
     assert load.calls == []  # nothing asked one query at a time
-    # carbon: once per region per tick, not once per workload (two workloads share each)
-    per_call = Counter(carbon.calls)
-    assert per_call[("latest", "r1")] == per_call[("latest", "r2")] == 2
-    assert per_call[("forecast", "r1")] == per_call[("forecast", "r2")] == 2
+    # carbon: per region per tick, not per workload: the calls of these two ticks (two
+    # workloads in each region) are those of a loop with one workload per region
+    alone = FakeDailyCarbonSource({"r1": [100.0] * 24, "r2": [300.0] * 24})
+    clock_1 = FrozenClock(T0)
+    loop_1 = ScalerLoop(
+        [workloads[0], workloads[1]],
+        carbon=alone,
+        load=FakeBatchLoadSource(levels={"a": 100.0, "b": 50.0, "w": 400.0}),
+        clock=clock_1,
+        holder=SnapshotHolder(),
+        params=PolicyParams(max_step_replicas=100),
+        settings=LoopSettings(),
+    )
+    loop_1.refit()
+    alone.calls.clear()
+    loop_1.tick()
+    clock_1.advance(STEP)
+    loop_1.tick()
+    assert Counter(carbon.calls) == Counter(alone.calls)
+    assert Counter(c[1] for c in carbon.calls if c[0] == "latest") == {"r1": 2, "r2": 2}
     stale = {n: w.stale_inputs for n, w in snap.workloads.items()}
     assert stale == {"a": (), "b": (), "also-a": (), "bad": ("load",)}
     assert snap.workloads["a"].desired_replicas == snap.workloads["also-a"].desired_replicas

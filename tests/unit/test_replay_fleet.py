@@ -116,7 +116,7 @@ KW = {
     "loop_settings": LoopSettings(
         load_step=H, load_history=timedelta(days=2), tick_history=timedelta(days=2)
     ),
-    "carbon_forecast": CarbonForecastSetup(SeasonalNaive(24), history=timedelta(days=2)),
+    "carbon_forecast": CarbonForecastSetup(),
     "load_forecaster": SeasonalNaive(24),
     "refit_every": timedelta(hours=6),
 }

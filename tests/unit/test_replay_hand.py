@@ -121,7 +121,7 @@ def _run() -> ReplayResult:
         _scenario(),
         params=params,
         loop_settings=settings,
-        carbon_forecast=CarbonForecastSetup(SeasonalNaive(24), history=timedelta(days=2)),
+        carbon_forecast=CarbonForecastSetup(),
         load_forecaster=SeasonalNaive(24),
         refit_every=timedelta(days=1),  # one fit on the flat history: no spread
     )

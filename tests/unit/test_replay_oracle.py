@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
+from forecasts.sources.forecast_traces import known_ahead
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import (
     ElasticSpec,
@@ -123,7 +124,7 @@ def _check_oracle_unbeaten(scenario: ReplayScenario) -> None:
         loop_settings=LoopSettings(
             load_step=H, load_history=timedelta(days=1), tick_history=timedelta(days=1)
         ),
-        carbon_forecast=CarbonForecastSetup(SeasonalNaive(24), history=timedelta(hours=30)),
+        carbon_forecast=CarbonForecastSetup(),
         load_forecaster=SeasonalNaive(24),
     )
     oracle = result.outcomes[PolicyName.ORACLE]
@@ -220,7 +221,7 @@ def test_perfect_foresight_plan_equals_the_oracle(
         params=PolicyParams(decision_step=H, scale_up_lead=timedelta(0), elastic_slot=H),
         loop_settings=LoopSettings(load_step=H),
         carbon_forecast=CarbonForecastSetup(
-            SeasonalNaive(24), provider_forecasts={"A": truth}, perfect=True
+            mode="provider", provider_forecasts={"A": known_ahead(truth, None)}, perfect=True
         ),
     )
     (gs,) = result.outcomes[PolicyName.GRIDSHIFT]["job"].jobs

@@ -20,12 +20,14 @@ from click.testing import CliRunner
 
 from config.cli import cli
 from config.replay_scenario import ScenarioError, ScenarioFile, load_scenario
-from forecasts.forecast import FittedModel
+from forecasts.carbon_forecast import KnownSeries
 from forecasts.models.profile_persistence import ProfilePersistence
-from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.platform.errors import SourceRequestError
 from forecasts.series import RegularSeries
+from forecasts.sources.carbon.forecasting import CarbonForecasting
+from forecasts.sources.csv_series import read_csv_series
 from forecasts.sources.sample import SampleCarbonSource
-from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, read_csv_series
+from forecasts.sources.trace import CarbonTrace, TraceCarbonSource
 from scaler.replay.engine import run_replay
 from scaler.replay.model import PolicyName
 
@@ -186,14 +188,31 @@ def test_trace_sources_never_peek(tmp_path: Path) -> None:
     truth = RegularSeries(
         start=start, step=timedelta(hours=1), values=np.arange(100.0, 100.0 + 72), unit=""
     )
-    src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t")}, forecaster=SeasonalNaive(24))
+    t = truth.epoch_s()
+    recorded = KnownSeries(
+        start=start,
+        step=truth.step,
+        values=truth.values + 1000.0,
+        known_s=np.floor(t / 86400.0) * 86400.0 + 4 * 3600.0,  # each day from 04:00
+    )
+    src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t", provider_forecast=recorded)})
     at = start + timedelta(hours=50, minutes=30)
     latest = src.latest("X", at=at)
     assert latest.points[-1].at == start + timedelta(hours=49)  # the last complete hour
-    fc = src.forecast("X", at=at, horizon=timedelta(hours=6))
-    assert fc.points[0].at == start + timedelta(hours=50)
-    # seasonal naive of the history before hour 50: the value a day earlier
-    assert [p.value for p in fc.points[:2]] == [126.0, 127.0]
+    assert len(src.history_series("X", start=start, end=at)) == 50
+    assert src.history("X", start=start, end=at).points[-1].at == start + timedelta(hours=49)
+    # at 02:30 on day 3 the day's forecast has not arrived: only day 2's values, which
+    # cover no hour from 02:00 on day 3
+    early = start + timedelta(days=2, hours=2, minutes=30)
+    assert src.forecast("X", at=early, horizon=timedelta(hours=6)).points == ()
+    arrived = start + timedelta(days=2, hours=4, minutes=30)
+    fc = src.forecast("X", at=arrived, horizon=timedelta(hours=6))
+    assert fc.points[0].at == start + timedelta(hours=52)
+    assert [p.value for p in fc.points[:2]] == [1152.0, 1153.0]
+    with pytest.raises(SourceRequestError, match="no recorded provider forecast"):
+        TraceCarbonSource({"X": CarbonTrace("X", truth, "t")}).forecast(
+            "X", at=at, horizon=timedelta(hours=1)
+        )
     csv = tmp_path / "c.csv"
     csv.write_text("timestamp_utc,region,v\n2026-01-01T00:00:00Z,X,1\n2026-01-01T00:30:00Z,X,3\n")
     s = read_csv_series(
@@ -202,60 +221,48 @@ def test_trace_sources_never_peek(tmp_path: Path) -> None:
         step=timedelta(hours=1),
         start=start,
         end=start + timedelta(hours=2),
-        where={"region": "X"},
+        region="X",
     )
     assert s.values[0] == 2.0
     assert np.isnan(s.values[1])
 
 
-class _CountingNaive:
-    """SeasonalNaive(24) that records the end of every history it is fitted on."""
-
-    name = "counting-naive"
-
-    def __init__(self) -> None:
-        self.fitted_until: list[datetime] = []
-
-    def fit(self, history: RegularSeries, *, exog: object = None, seed: int = 0) -> FittedModel:
-        self.fitted_until.append(history.end)
-        return SeasonalNaive(24).fit(history)
-
-
-def test_trace_refit_cadence_shares_fits_and_never_peeks() -> None:
+def test_forecast_plans_are_shared_per_refit_and_never_peek() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    hours = np.arange(24 * 10, dtype=float)
     truth = RegularSeries(
-        start=start, step=timedelta(hours=1), values=np.arange(100.0, 100.0 + 24 * 6), unit=""
+        start=start,
+        step=timedelta(hours=1),
+        values=200.0 + 50.0 * np.sin(2 * np.pi * hours / 24),
+        unit="",
     )
-    model = _CountingNaive()
-    src = TraceCarbonSource(
-        {"X": CarbonTrace("X", truth, "t")},
-        forecaster=model,
-        forecast_history=timedelta(days=2),
-        refit_every=timedelta(days=1),
-    )
-    day3 = start + timedelta(days=3)
-    # out of time order, as elastic jobs replay: one fit per day, on history before the day
-    for h in (30, 5, 47, 29):
-        fc = src.forecast("X", at=start + timedelta(hours=48 + h), horizon=timedelta(hours=2))
-        # predicted from the newest history (the value a day before each step), not the fit's
-        assert fc.points[0].value == 100.0 + 48 + h - 24
-    assert model.fitted_until == [day3, start + timedelta(days=2)]
+    src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t")})
+    fc = CarbonForecasting(src, refit_every=timedelta(days=1))
+    # out of time order, as elastic jobs replay: one plan per day, on history before the day
+    day8 = start + timedelta(days=8)
+    plans = [
+        fc.plan("X", at=day8 + timedelta(hours=h), horizon=timedelta(hours=6)) for h in (3, 20)
+    ]
+    assert plans[0] is plans[1]
+    out = fc.forecast("X", at=day8 + timedelta(hours=5), horizon=timedelta(hours=3))
+    assert out.points[0].at == day8 + timedelta(hours=5)
+    expected = truth.values[24 * 8 + 5 : 24 * 8 + 8]
+    np.testing.assert_allclose(out.values, expected, atol=1.0)
     with pytest.raises(ValueError, match="refit_every must be positive"):
-        TraceCarbonSource({}, forecaster=model, refit_every=timedelta(0))
+        CarbonForecasting(src, refit_every=timedelta(0))
 
 
 def test_forecast_models_and_overrides_from_the_file(tmp_path: Path) -> None:
     body = (
         "workloads: [{name: w, region: sample-wind, load: {sample: w}, max_replicas: 3,"
         " power: {idle_watts: 1, busy_watts: 2}}]\n"
-        "forecast: {carbon_model: seasonal_regression, carbon_history: 84d, carbon_refit: 1d,"
+        "forecast: {carbon_model: own, carbon_history: 84d, carbon_refit: 1d,"
         " load_profile: day, load_profile_seasons: 14}\n"
         "scaler: {eco_quantile: 0.5}"
     )
     loaded = load_scenario(_write(tmp_path, _BASE + body), scaler_overrides={"eco_headroom": 0.05})
-    assert loaded.carbon_forecast.forecaster.name.startswith("seasonal_regression")
+    assert loaded.carbon_forecast.mode == "own"
     assert loaded.carbon_forecast.refit_every == timedelta(days=1)
-    assert loaded.carbon_forecast.history == timedelta(days=84)
     lf = loaded.load_forecaster
     assert isinstance(lf, ProfilePersistence)
     assert (lf.period, lf.seasons, lf.multiplicative) == (24, 14, True)
@@ -329,7 +336,7 @@ def test_sample_elastic_job_beats_the_static_baseline_and_why() -> None:
     perfect = _nightly_only("perfect")
     # within the oracle's fractional last increment (whole replicas per hour here)
     assert perfect[PolicyName.GRIDSHIFT] == pytest.approx(perfect[PolicyName.ORACLE], rel=1e-3)
-    history_only = _nightly_only("profile_persistence")
+    history_only = _nightly_only("own")
     assert history_only[PolicyName.GRIDSHIFT] > 0.95 * history_only[PolicyName.STATIC]
 
 
