@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from config.files import read_yaml_file
 from config.settings import ScalerSettings, Settings
 from config.wiring import loop_settings_from, policy_params_from
 from forecasts.carbon_forecast import KnownSeries
@@ -40,7 +41,7 @@ from forecasts.sources.forecast_traces import (
 )
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.sources.trace import fill_gaps
-from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s
+from forecasts.time import ensure_utc, floor_to, humanize_duration, parse_duration, to_epoch_s
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import (
     ElasticSpec,
@@ -306,7 +307,13 @@ def _load_model(step: timedelta, *, profile: str, seasons: int) -> Forecaster:
     """Multiplicative daily or weekly profile over `seasons`, errors by hour."""
     day = max(2, round(timedelta(days=1) / step))
     period = 7 * day if profile == "week" else day
-    return ProfilePersistence(period, seasons=seasons, multiplicative=True, group_period=day)
+    return ProfilePersistence(
+        period,
+        seasons=seasons,
+        multiplicative=True,
+        group_period=day,
+        label="profile_persistence",  # the name the scenario file takes
+    )
 
 
 class _Reader:
@@ -374,7 +381,7 @@ def load_scenario(
     """Read `path` into replay inputs; keyword arguments override the file's values
     (`scaler_overrides` / `forecast_overrides` are merged over its `scaler:` / `forecast:`)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml_file(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
     if not isinstance(raw, dict):
@@ -490,7 +497,9 @@ def build_scenario(
     if p_end <= p_start:
         raise ScenarioError("period: end must be after start")
     if (p_end - p_start) % step:
-        raise ScenarioError(f"period: {p_start} .. {p_end} is not a whole number of {step} steps")
+        raise ScenarioError(
+            f"period: {p_start} .. {p_end} is not a whole number of {humanize_duration(step)} steps"
+        )
     region_names = [r.name for r in spec.regions]
     for w in spec.workloads:
         if w.region not in region_names:
@@ -669,7 +678,8 @@ def build_scenario(
             else SeasonalNaive(
                 7 * max(2, round(timedelta(days=1) / step))
                 if spec.forecast.load_model.endswith("week")
-                else max(2, round(timedelta(days=1) / step))
+                else max(2, round(timedelta(days=1) / step)),
+                label=spec.forecast.load_model,
             )
         ),
         refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),

@@ -45,6 +45,8 @@ class ETS:
     #: "heuristic" (initial states from a decomposition, 4 parameters optimised: several times
     #: faster) or "estimated" (initial states optimised too: slightly tighter fit, slow).
     initialization: Literal["heuristic", "estimated"] = "heuristic"
+    #: its name when set (the catalog's `ets`, the name the flags take)
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.season_steps < 2:
@@ -60,7 +62,7 @@ class ETS:
 
     @property
     def name(self) -> str:
-        return f"ets_{self.season_steps}"
+        return self.label or f"ets_{self.season_steps}"
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0

@@ -53,6 +53,7 @@ class ProfilePersistence:
     multiplicative: bool = False
     group_period: int = 24
     min_group: int = 7
+    label: str = ""  # its name when set (`profile_persistence`, the name the settings take)
 
     def __post_init__(self) -> None:
         if self.period < 1 or self.seasons < 1 or self.group_period < 1 or self.min_group < 1:
@@ -63,7 +64,7 @@ class ProfilePersistence:
     @property
     def name(self) -> str:
         kind = "mul" if self.multiplicative else "add"
-        return f"profile_persistence_{self.period}_{kind}"
+        return self.label or f"profile_persistence_{self.period}_{kind}"
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0

@@ -166,7 +166,12 @@ def test_readme_offline_extender_requests_run_as_written(tmp_path: Path) -> None
         stderr=subprocess.PIPE,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", ok=lambda r: r.status_code == 200, proc=proc)
+        wait_http(
+            f"http://127.0.0.1:{port}/readyz",
+            ok=lambda r: r.status_code == 200,
+            proc=proc,
+            timeout=120,  # start-up under a loaded shared machine
+        )
         answers = []
         for line in curls:
             run = subprocess.run(
@@ -235,7 +240,12 @@ def test_nodes_file_replaces_the_cluster(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", ok=lambda r: r.status_code == 200, proc=proc)
+        wait_http(
+            f"http://127.0.0.1:{port}/readyz",
+            ok=lambda r: r.status_code == 200,
+            proc=proc,
+            timeout=120,  # start-up under a loaded shared machine
+        )
         r = httpx.post(
             f"http://127.0.0.1:{port}/scheduler/prioritize",
             json={"Pod": GPU_POD, "NodeNames": ["gpu-sample-solar-1", "gpu-sample-solar-2"]},
