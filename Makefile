@@ -15,7 +15,7 @@ SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
-.PHONY: audit fuzz install install-system install-python venv run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
+.PHONY: audit fuzz lock install install-system install-python venv run check fmt lint typecheck imports unit test test-integration bench coverage clean hooks
 
 install: install-system install-python
 
@@ -36,14 +36,25 @@ $(VENV)/bin/python:
 
 venv: $(VENV)/bin/python
 
-# gridshift editable in .venv, with the dev extra (tests, linters, type checker, audit)
+# gridshift editable in .venv, with the dev extra (tests, linters, type checker, audit), at the
+# exact, hash-checked versions of requirements-dev.lock
 install-python: venv
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 
-# The main job on its embedded default (the bundled sample scenario); runtime dependencies only.
+# The main job on its embedded default (the bundled sample scenario); runtime dependencies only
+# (requirements.lock, as the image installs them).
 run: venv
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	$(VENV)/bin/gridshift run
+
+# Re-resolve the lock files from pyproject.toml (needs uv: `pip install uv`). requirements.lock
+# is what the image and `make run` install (runtime only); requirements-dev.lock adds the dev extra.
+UV_COMPILE := uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-annotate -q --custom-compile-command "make lock"
+lock:
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
 
 fmt:
 	ruff format $(SRC)
