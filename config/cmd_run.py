@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
+import msgspec
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -316,7 +316,7 @@ def replay_command(
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        click.echo(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
         return
     click.echo(_format_summary(summary))
 

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
+from forecasts.models._support import predict_history
 from forecasts.series import RegularSeries
 
 __all__ = ["ProfilePersistence", "ProfilePersistenceFit"]
@@ -136,9 +137,7 @@ class ProfilePersistenceFit:
     ) -> Forecast:
         """From the end of `history` (default: the fitted one): the profile is the fitted
         one, the anomaly is that of `history`'s last value."""
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         m = self.model
         p = m.period
         y = _filled(hist.values)

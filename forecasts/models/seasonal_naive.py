@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import build_forecast, fill_gaps
+from forecasts.models._support import build_forecast, fill_gaps, predict_history
 from forecasts.series import RegularSeries
 
 __all__ = ["SeasonalNaive", "SeasonalNaiveFit"]
@@ -80,9 +80,7 @@ class SeasonalNaiveFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         values = fill_gaps(hist.values, self.period)
         if values.size < self.period:
             raise ValueError(f"{self.name} needs {self.period} steps of history, got {values.size}")

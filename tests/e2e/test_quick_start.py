@@ -156,7 +156,12 @@ def test_every_readme_command_runs_offline_on_a_fresh_clone(
         assert command.startswith("gridshift "), command
         name = command.split()[1]
         if expected is None:
-            _serve_then_ctrl_c(["gridshift", *command.split()[1:]], SERVER_READY[name], clone, env)
+            out = _serve_then_ctrl_c(
+                ["gridshift", *command.split()[1:]], SERVER_READY[name], clone, env
+            )
+            if name == "run":  # where to look, and how to read the metrics API locally
+                assert "dashboard: http://127.0.0.1:" in out
+                assert "set metrics_api.allow_anonymous=true" in out
             results.append(f"{command}: stopped cleanly")
             continue
         if name == "prometheus":
