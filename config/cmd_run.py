@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
+import msgspec
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
 from pydantic import ValidationError
 
+from config.files import read_yaml_file
 from config.loading import LoadedConfig
 from config.options import loaded_settings_from_context, settings_options
 from config.scenario import sample_settings
@@ -36,7 +37,7 @@ from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
-from forecasts.time import Clock, SteppingClock, ensure_utc
+from forecasts.time import Clock, SteppingClock, ensure_utc, humanize_duration
 from scaler.loop import ScalerLoop
 from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
@@ -49,7 +50,7 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def _read_settings(path: Path) -> Settings:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml_file(path) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--config") from exc
     if not isinstance(data, dict):
@@ -306,7 +307,8 @@ def replay_command(
     )
     with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
         click.echo(
-            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            f"replaying {start.isoformat()} -> {end.isoformat()} "
+            f"in steps of {humanize_duration(step)} "
             "(Ctrl-C stops and summarises the ticks run)",
             err=True,
         )
@@ -314,7 +316,7 @@ def replay_command(
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        click.echo(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
         return
     click.echo(_format_summary(summary))
 

@@ -46,6 +46,7 @@ from config.errors import (
     scrub,
     unknown_key,
 )
+from config.files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, check_yaml_expansion, read_text_file
 from config.schema import (
     SECRET_FILE_SUFFIX,
     Node,
@@ -162,7 +163,7 @@ class _Loader(Generic[M]):
         self.layers.append(label)
         why = f" (named by ${named_by})" if named_by else ""
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text_file(path, max_bytes=MAX_CONFIG_BYTES)
         except FileNotFoundError:
             return self._problem("", f"config file not found{why}", source=label)
         except IsADirectoryError:
@@ -175,7 +176,7 @@ class _Loader(Generic[M]):
             node, data = _parse_yaml_document(text)
         except yaml.MarkedYAMLError as exc:
             return self._problem("", _yaml_message(exc), source=label)
-        except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text
+        except yaml.YAMLError as exc:  # an alias bomb (config.files)
             return self._problem("", f"YAML error: {exc}", source=label)
         if data is None:
             return None  # an empty file (or only comments) sets nothing
@@ -368,7 +369,7 @@ class _Loader(Generic[M]):
             self._problem(where, "expected the path of a secret file", source=source)
             return None
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text_file(path, max_bytes=MAX_SECRET_BYTES)
         except UnicodeDecodeError:
             self._problem(where, f"secret file {path} is not UTF-8 text", source=source)
             return None
@@ -501,6 +502,7 @@ def _parse_yaml_document(text: str) -> tuple[yaml.Node | None, Any]:
     loader = _Yaml12Loader(text)
     try:
         node = loader.get_single_node()
+        check_yaml_expansion(node)
         return node, (None if node is None else loader.construct_document(node))
     finally:
         loader.dispose()

@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from kubernetes import client as k8s
 from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
 
 from config.settings import (
     Settings,
@@ -153,7 +153,7 @@ class ScalerApp:
     loop: ScalerLoop
     service: ScalerService
     holder: SnapshotHolder
-    app: FastAPI
+    app: Starlette
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
     state_store: StateStore | None = None
