@@ -79,12 +79,12 @@ test-integration:
 	$(PY) -m pytest -m "integration or e2e or fuzz" -q
 
 # The real Kubernetes control plane of the cluster tier (kube-apiserver, controller-manager,
-# scheduler, kubectl, etcd v1.37.2), built from the Go module proxy by
+# scheduler, kubectl, etcd v1.37.2; KEDA v2.20.2), built from the Go module proxy by
 # tests/kube/build.sh into ~/.cache/gridshift-kube, or reused when go.mod/go.sum are unchanged
 # (cold: ~15 min for the plane on 2 cores; warm: seconds). Without Go the cluster tier skips,
 # unless KUBE_PLANE_REQUIRED=1 (CI) makes that an error.
 kube-plane:
-	@if command -v go >/dev/null 2>&1; then nice tests/kube/build.sh plane >/dev/null; \
+	@if command -v go >/dev/null 2>&1; then nice tests/kube/build.sh all >/dev/null; \
 	elif [ -n "$$KUBE_PLANE_REQUIRED" ]; then echo "kube-plane: Go 1.26 is needed (go not on PATH)" >&2; exit 1; \
 	else echo "kube-plane: no Go on PATH; the real-cluster tier (make test-cluster) will skip"; fi
 
