@@ -22,6 +22,7 @@ from config.settings import (
     Settings,
     WorkloadSettings,
 )
+from config.wiring.carbon import build_carbon_forecasting
 from config.wiring.kube import build_kube_api_client
 from extender.core.scoring import (
     ANNOTATION_AVOID_REGIONS,
@@ -245,6 +246,7 @@ def build_scaler(
         params=policy_params_from(settings, speed=speed),
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
+        carbon_forecast=build_carbon_forecasting(settings, carbon, clock=clock),
         logger=log,
         state_store=state_store,
     )

@@ -118,17 +118,22 @@ def _serve_then_ctrl_c(argv: list[str], ready: str, clone: Path, env: dict[str, 
     proc = subprocess.Popen(
         argv, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    assert proc.stdout is not None
-    seen: list[str] = []
-    for line in proc.stdout:
-        seen.append(line)
-        if re.search(ready, line):
-            break
-    else:
-        raise AssertionError(f"{argv} exited {proc.wait()} before ready:\n" + "".join(seen))
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if re.search(ready, line):
+                break
+        else:
+            raise AssertionError(f"{argv} exited {proc.wait()} before ready:\n" + "".join(seen))
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never outlives the test
+            proc.kill()
+            proc.communicate()
     out = "".join(seen) + rest
     assert proc.returncode == 0, out[-3000:]
     assert "Aborted" not in out
