@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-import orjson
+import msgspec
 
 from config.options import settings_from_context, settings_options
 from config.settings import CARBON_PROVIDERS, Settings
@@ -298,7 +298,7 @@ def render(
             "age_seconds": round(age.total_seconds(), 3),
             **series_to_dict(series),
         }
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+        return msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

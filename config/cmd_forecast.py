@@ -49,7 +49,7 @@ from forecasts.models.catalog import DEFAULT_SELECTION, MODEL_NAMES, build_model
 from forecasts.platform.errors import SourceDataError
 from forecasts.series import RegularSeries
 from forecasts.sources.csv_series import SeriesSpec, parse_series_spec, read_csv_series
-from forecasts.time import parse_duration
+from forecasts.time import humanize_duration, parse_duration
 
 __all__ = ["BACKTEST_WORTH_A_CLUSTER", "backtest_command", "forecast_command"]
 
@@ -66,7 +66,8 @@ def _duration_steps(text: str, step: timedelta, *, name: str) -> int:
     steps = span / step
     if steps < 1 or abs(steps - round(steps)) > 1e-9:
         raise click.BadParameter(
-            f"{text} is not a positive whole number of {step} steps", param_hint=name
+            f"{text} is not a positive whole number of {humanize_duration(step)} steps",
+            param_hint=name,
         )
     return round(steps)
 
@@ -391,7 +392,10 @@ def _backtest_one(
         "horizon_steps": steps,
     }
     if fmt == "table":
-        click.echo(f"\n{spec.label}  ({len(series)} steps of {series.step}, horizon {steps})")
+        click.echo(
+            f"\n{spec.label}  ({len(series)} steps of "
+            f"{humanize_duration(series.step)}, horizon {steps})"
+        )
         click.echo(table)
         click.echo("\n".join(f"  {r}" for r in selection.reasons))
     if out_dir is not None:

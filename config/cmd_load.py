@@ -30,7 +30,7 @@ from forecasts.platform.errors import SourceError
 from forecasts.platform.http import RetryPolicy
 from forecasts.sources.clock import SystemClock
 from forecasts.sources.prometheus import rate_query
-from forecasts.time import UTC, Clock, ensure_utc, parse_duration
+from forecasts.time import UTC, Clock, ensure_utc, humanize_duration, parse_duration
 
 __all__ = ["ci_group", "format_history", "prometheus_group"]
 
@@ -92,7 +92,8 @@ def format_history(history: LoadHistory, *, fmt: Literal["table", "json", "csv"]
     last = history.last_observed_at
     lines = [
         f"query: {history.query}",
-        f"{len(series)} steps of {series.step}, {history.coverage:.1%} measured, "
+        f"{len(series)} steps of {humanize_duration(series.step)}, "
+        f"{history.coverage:.1%} measured, "
         f"{history.requests} request(s), last measured {last.isoformat() if last else 'never'}",
     ]
     for gap in history.interpolated:

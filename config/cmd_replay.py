@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
+import msgspec
 import yaml
 
 from config import cmd_run
@@ -237,4 +237,4 @@ def _knobs(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _json(summary: dict[str, Any]) -> bytes:
-    return orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    return msgspec.json.format(msgspec.json.encode(summary), indent=2)

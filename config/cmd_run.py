@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
+import msgspec
 import yaml
 from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
@@ -37,7 +37,7 @@ from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
-from forecasts.time import Clock, SteppingClock, ensure_utc
+from forecasts.time import Clock, SteppingClock, ensure_utc, humanize_duration
 from scaler.loop import ScalerLoop
 from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
@@ -307,7 +307,8 @@ def replay_command(
     )
     with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
         click.echo(
-            f"replaying {start.isoformat()} -> {end.isoformat()} in steps of {step} "
+            f"replaying {start.isoformat()} -> {end.isoformat()} "
+            f"in steps of {humanize_duration(step)} "
             "(Ctrl-C stops and summarises the ticks run)",
             err=True,
         )
@@ -315,7 +316,7 @@ def replay_command(
     summary["scenario"] = scenario if config_file is None else str(config_file)
     summary["data_note"] = sources.note
     if as_json:
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        click.echo(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
         return
     click.echo(_format_summary(summary))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from forecasts.time import from_epoch_s, to_epoch_s
+from forecasts.time import from_epoch_s, humanize_duration, to_epoch_s
 from scaler.replay.model import PolicyName, ReplayResult
 
 __all__ = ["render_html", "render_table"]
@@ -44,8 +44,9 @@ def _kg(g: float) -> str:
 def render_table(summary: dict[str, Any]) -> str:
     """The policies side by side (totals), then per workload gCO2 and SLO/deadline figures."""
     lines = [
-        f"replay {summary['scenario']}: {summary['from']} -> {summary['to']}, "
-        f"{summary['intervals']} intervals of {summary['step_seconds']:g} s, "
+        f"replay {summary['scenario']}: {summary['from']} -> {summary['to']}",
+        f"{summary['intervals']} intervals of "
+        f"{humanize_duration(timedelta(seconds=summary['step_seconds']))}, "
         f"{summary['ticks']} scaler ticks in {summary['seconds']:.1f} s",
         f"gridshift carbon forecasts: {summary['carbon_forecast']}",
         *summary["notes"],
@@ -54,9 +55,8 @@ def render_table(summary: dict[str, Any]) -> str:
     pol = summary["policies"]
     base_names = [p for p in pol if p != PolicyName.ORACLE]
     head = (
-        f"{'policy':<22} {'kgCO2':>10} {'kWh':>10} {'replica-h':>11} {'SLO viol.':>12} "
-        f"{'misses':>8} {'done h':>7} {'vs oracle':>10} {'captured':>9}  "
-        + " ".join(f"{'vs ' + b:>12}" for b in base_names)
+        f"{'policy':<22} {'kgCO2':>8} {'kWh':>8} {'replica-h':>9} {'SLO viol.':>13} "
+        f"{'misses':>7} {'done h':>6} {'vs oracle':>9} {'captured':>8}"
     )
     lines += [head, "-" * len(head)]
     for name, row in pol.items():
@@ -66,22 +66,33 @@ def render_table(summary: dict[str, Any]) -> str:
             else "-"
         )
         misses = f"{row['deadline_misses']}/{row['jobs']}" if row["jobs"] else "-"
-        savings = " ".join(
-            f"{_f(row['saving_vs'].get(b), '{:+.1f}%'):>12}" if b != name else f"{'':>12}"
-            for b in base_names
-        )
         lines.append(
-            f"{name:<22} {_kg(row['emitted_g']):>10} {row['energy_kwh']:>10.1f} "
-            f"{row['replica_hours']:>11.1f} {slo:>12} {misses:>8} "
-            f"{_f(row['mean_completion_hours']):>7} "
-            f"{_f(row['oracle_gap_percent'], '{:+.1f}%'):>10} "
-            f"{_f(row['oracle_share_percent'], '{:.1f}%'):>9}  {savings}"
+            f"{name:<22} {_kg(row['emitted_g']):>8} {row['energy_kwh']:>8.1f} "
+            f"{row['replica_hours']:>9.1f} {slo:>13} {misses:>7} "
+            f"{_f(row['mean_completion_hours']):>6} "
+            f"{_f(row['oracle_gap_percent'], '{:+.1f}%'):>9} "
+            f"{_f(row['oracle_share_percent'], '{:.1f}%'):>8}"
         )
     lines.append("")
     lines.append(
         "vs oracle: emissions above the oracle; captured: share of the oracle's saving over "
-        "static captured; vs X: saving against policy X."
+        "static captured."
     )
+    # the pairwise savings as their own matrix, so no line is wider than about 100 columns
+    lines.append("")
+    short = {b: _short(b) for b in base_names}
+    matrix_head = f"{'saving vs (column)':<22} " + " ".join(f"{short[b]:>14}" for b in base_names)
+    lines += [matrix_head, "-" * len(matrix_head)]
+    for name, row in pol.items():
+        lines.append(
+            f"{name:<22} "
+            + " ".join(
+                f"{_f(row['saving_vs'].get(b), '{:+.1f}%'):>14}" if b != name else f"{'':>14}"
+                for b in base_names
+            )
+        )
+    if any(short[b] != b for b in base_names):
+        lines.append("gs-: gridshift-")
     if len(summary["workloads"]) > 1:
         lines.append("")
         lines.append(
@@ -95,6 +106,10 @@ def render_table(summary: dict[str, Any]) -> str:
                     f"{wname:<22} {pname:<22} {_kg(row['emitted_g']):>10} {slo:>10} {misses:>8}"
                 )
     return "\n".join(lines)
+
+
+def _short(policy: str) -> str:
+    return policy.replace("gridshift-", "gs-")
 
 
 def _figure(**kw: Any) -> Any:

@@ -41,7 +41,7 @@ from forecasts.sources.forecast_traces import (
 )
 from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.sources.trace import fill_gaps
-from forecasts.time import ensure_utc, floor_to, parse_duration, to_epoch_s
+from forecasts.time import ensure_utc, floor_to, humanize_duration, parse_duration, to_epoch_s
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import (
     ElasticSpec,
@@ -307,7 +307,13 @@ def _load_model(step: timedelta, *, profile: str, seasons: int) -> Forecaster:
     """Multiplicative daily or weekly profile over `seasons`, errors by hour."""
     day = max(2, round(timedelta(days=1) / step))
     period = 7 * day if profile == "week" else day
-    return ProfilePersistence(period, seasons=seasons, multiplicative=True, group_period=day)
+    return ProfilePersistence(
+        period,
+        seasons=seasons,
+        multiplicative=True,
+        group_period=day,
+        label="profile_persistence",  # the name the scenario file takes
+    )
 
 
 class _Reader:
@@ -466,6 +472,23 @@ def _job_times(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Period:
+    """The replayed period and what it implies: the data to read reaches back to
+    `data_start` (history before `start`) and forward to the last job's deadline."""
+
+    step: timedelta
+    warmup: timedelta
+    carbon_history: timedelta
+    carbon_refit: timedelta
+    stabilisation: timedelta
+    start: datetime
+    end: datetime
+    jobs: dict[str, list[tuple[datetime, datetime, float]]]
+    horizon_end: datetime
+    data_start: datetime
+
+
 def build_scenario(
     spec: ScenarioFile,
     *,
@@ -478,6 +501,79 @@ def build_scenario(
     seed: int | None = None,
     policies: tuple[PolicyName, ...] | None = None,
 ) -> LoadedScenario:
+    """The scenario file as a replay, in its steps: the period, the regions' carbon (and
+    recorded forecasts and inputs), the workloads, the scaler's settings at the replay step,
+    then the scenario and its forecasters."""
+    period = _period(spec, start=start, end=end)
+    step, p_start, p_end, stab = period.step, period.start, period.end, period.stabilisation
+    carbon_refit = period.carbon_refit
+    reader = _Reader(base, shared_data_root(environ), period.data_start, period.horizon_end, step)
+    notes = list(spec.notes)
+    carbon, provider_fc, exog, providers = _region_carbon(spec, period, reader, notes)
+    workloads, max_window = _replay_workloads(spec, period, reader)
+    for field, n in reader.gaps.items():
+        if n:
+            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
+    settings = _replay_settings(spec, period, max_window, source)
+    try:
+        scenario = ReplayScenario(
+            name=spec.name,
+            start=p_start,
+            end=p_end,
+            step=step,
+            workloads=tuple(workloads),
+            carbon=carbon,
+            policies=policies or spec.policies,
+            hpa=HpaParams(
+                spec.hpa.target_utilisation, spec.hpa.tolerance, stab, spec.hpa.lag_intervals
+            ),
+            keda=KedaParams(spec.keda.max_replicas_fractions),
+            forecast_noise_percent=(
+                spec.forecast.noise_percent if noise_percent is None else noise_percent
+            ),
+            seed=spec.forecast.seed if seed is None else seed,
+            notes=tuple(dict.fromkeys(notes)),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+    model = spec.forecast.carbon_model
+    if model == "perfect":
+        provider_fc = {r: known_ahead(series, ahead=None) for r, series in carbon.items()}
+        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
+    return LoadedScenario(
+        scenario=scenario,
+        params=policy_params_from(settings),
+        loop_settings=loop_settings_from(settings),
+        carbon_forecast=CarbonForecastSetup(
+            mode="provider" if model in ("provider", "perfect") else model_mode(model),
+            provider_forecasts=provider_fc or None,
+            exog=(exog or None) if spec.forecast.day_ahead_inputs else None,
+            provider_name=providers,
+            refit_every=carbon_refit,
+            perfect=model == "perfect",
+        ),
+        load_forecaster=(
+            _load_model(
+                step,
+                profile=spec.forecast.load_profile,
+                seasons=spec.forecast.load_profile_seasons,
+            )
+            if spec.forecast.load_model == "profile_persistence"
+            else SeasonalNaive(
+                7 * max(2, round(timedelta(days=1) / step))
+                if spec.forecast.load_model.endswith("week")
+                else max(2, round(timedelta(days=1) / step)),
+                label=spec.forecast.load_model,
+            )
+        ),
+        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
+        source=source,
+    )
+
+
+def _period(spec: ScenarioFile, *, start: datetime | None, end: datetime | None) -> _Period:
+    """Step 1: durations, the period (a whole number of steps), the regions the workloads
+    name, and the elastic jobs first: their deadlines set how far the carbon must reach."""
     try:
         step = _duration(spec.period.step, "period.step")
         warmup = _duration(spec.period.warmup, "period.warmup")
@@ -491,7 +587,9 @@ def build_scenario(
     if p_end <= p_start:
         raise ScenarioError("period: end must be after start")
     if (p_end - p_start) % step:
-        raise ScenarioError(f"period: {p_start} .. {p_end} is not a whole number of {step} steps")
+        raise ScenarioError(
+            f"period: {p_start} .. {p_end} is not a whole number of {humanize_duration(step)} steps"
+        )
     region_names = [r.name for r in spec.regions]
     for w in spec.workloads:
         if w.region not in region_names:
@@ -499,24 +597,39 @@ def build_scenario(
                 f"workloads.{w.name}.region: {w.region!r} is not one of the regions "
                 f"({', '.join(region_names)})"
             )
-    # jobs first: their deadlines set how far the carbon must reach
     jobs: dict[str, list[tuple[datetime, datetime, float]]] = {}
     for w in spec.workloads:
         if w.elastic is not None:
             jobs[w.name] = _job_times(w.elastic, p_start, p_end, step)
     last = max([p_end, *(dl for js in jobs.values() for _, dl, _ in js)])
-    horizon_end = p_start + step * math.ceil((last - p_start) / step)
     history = max(warmup, carbon_history) + step
-    data_start = p_start - history
-    shared = shared_data_root(environ)
-    reader = _Reader(base, shared, data_start, horizon_end, step)
+    return _Period(
+        step=step,
+        warmup=warmup,
+        carbon_history=carbon_history,
+        carbon_refit=carbon_refit,
+        stabilisation=stab,
+        start=p_start,
+        end=p_end,
+        jobs=jobs,
+        horizon_end=p_start + step * math.ceil((last - p_start) / step),
+        data_start=p_start - history,
+    )
+
+
+def _region_carbon(
+    spec: ScenarioFile, period: _Period, reader: _Reader, notes: list[str]
+) -> tuple[
+    dict[str, RegularSeries], dict[str, KnownSeries], dict[str, KnownSeries], dict[str, str]
+]:
+    """Step 2: each region's carbon intensity on the replay grid, its recorded provider
+    forecast and day-ahead inputs (each as known when), and the provider's name."""
+    step, data_start, horizon_end = period.step, period.data_start, period.horizon_end
     sample_carbon = SampleCarbonSource(seed=spec.forecast.seed)
-    sample_load = SampleLoadSource(seed=spec.forecast.seed)
     carbon: dict[str, RegularSeries] = {}
     provider_fc: dict[str, KnownSeries] = {}
     exog: dict[str, KnownSeries] = {}
     providers: dict[str, str] = {}
-    notes = list(spec.notes)
     for r in spec.regions:
         field = f"regions.{r.name}.carbon"
         if isinstance(r.carbon, SampleSource):
@@ -540,6 +653,17 @@ def build_scenario(
                     reader.csv(r.carbon, field, r.carbon.forecast_column)
                 )
         _recorded_inputs(r, reader, provider_fc, exog)
+    return carbon, provider_fc, exog, providers
+
+
+def _replay_workloads(
+    spec: ScenarioFile, period: _Period, reader: _Reader
+) -> tuple[list[ReplayWorkload], timedelta]:
+    """Step 3: each workload with its demand (interactive) or jobs (elastic), and the widest
+    job window (how far ahead the scaler must see carbon)."""
+    step, data_start, horizon_end = period.step, period.data_start, period.horizon_end
+    p_end, jobs = period.end, period.jobs
+    sample_load = SampleLoadSource(seed=spec.forecast.seed)
     workloads: list[ReplayWorkload] = []
     max_window = timedelta(0)
     for w in spec.workloads:
@@ -588,9 +712,14 @@ def build_scenario(
             else:
                 demand = reader.csv(w.load, f"{field}.load")
         workloads.append(ReplayWorkload(workload, demand, job_list, base_replicas))
-    for field, n in reader.gaps.items():
-        if n:
-            notes.append(f"{field}: {n} missing steps filled by linear interpolation")
+    return workloads, max_window
+
+
+def _replay_settings(
+    spec: ScenarioFile, period: _Period, max_window: timedelta, source: Path
+) -> Settings:
+    """Step 4: the scenario's scaler knobs over the defaults, at the replay step."""
+    step, warmup = period.step, period.warmup
     overrides = dict(spec.scaler)
     overrides.update(
         {
@@ -622,60 +751,7 @@ def build_scenario(
         )
     except ValidationError as exc:
         raise ScenarioError(_format_validation(exc, source).replace("  ", "  scaler.")) from exc
-    settings = Settings().model_copy(update={"scaler": scaler})
-    try:
-        scenario = ReplayScenario(
-            name=spec.name,
-            start=p_start,
-            end=p_end,
-            step=step,
-            workloads=tuple(workloads),
-            carbon=carbon,
-            policies=policies or spec.policies,
-            hpa=HpaParams(
-                spec.hpa.target_utilisation, spec.hpa.tolerance, stab, spec.hpa.lag_intervals
-            ),
-            keda=KedaParams(spec.keda.max_replicas_fractions),
-            forecast_noise_percent=(
-                spec.forecast.noise_percent if noise_percent is None else noise_percent
-            ),
-            seed=spec.forecast.seed if seed is None else seed,
-            notes=tuple(dict.fromkeys(notes)),
-        )
-    except ValueError as exc:
-        raise ScenarioError(f"{source}: {exc}") from exc
-    model = spec.forecast.carbon_model
-    if model == "perfect":
-        provider_fc = {r: known_ahead(series, ahead=None) for r, series in carbon.items()}
-        providers = {r: f"{p} (perfect foresight)" for r, p in providers.items()}
-    return LoadedScenario(
-        scenario=scenario,
-        params=policy_params_from(settings),
-        loop_settings=loop_settings_from(settings),
-        carbon_forecast=CarbonForecastSetup(
-            mode="provider" if model in ("provider", "perfect") else model_mode(model),
-            provider_forecasts=provider_fc or None,
-            exog=(exog or None) if spec.forecast.day_ahead_inputs else None,
-            provider_name=providers,
-            refit_every=carbon_refit,
-            perfect=model == "perfect",
-        ),
-        load_forecaster=(
-            _load_model(
-                step,
-                profile=spec.forecast.load_profile,
-                seasons=spec.forecast.load_profile_seasons,
-            )
-            if spec.forecast.load_model == "profile_persistence"
-            else SeasonalNaive(
-                7 * max(2, round(timedelta(days=1) / step))
-                if spec.forecast.load_model.endswith("week")
-                else max(2, round(timedelta(days=1) / step))
-            )
-        ),
-        refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
-        source=source,
-    )
+    return Settings().model_copy(update={"scaler": scaler})
 
 
 def model_mode(model: str) -> ForecastMode:

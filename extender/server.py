@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -83,7 +82,7 @@ ENDPOINTS = {
 _EMPTY_NODE_FACTS: Mapping[str, NodeFacts] = {}
 _RANK_START_WITHIN = timedelta(days=366)  # forecasts reach days ahead; history a year back
 _NODES_PLACEHOLDER = "\x00gridshift-nodes\x00"
-_NODES_PLACEHOLDER_JSON = orjson.dumps(_NODES_PLACEHOLDER)
+_NODES_PLACEHOLDER_JSON = msgspec.json.encode(_NODES_PLACEHOLDER)
 
 
 # ---------------------------------------------------------------------------- wire types
@@ -456,7 +455,7 @@ class ExtenderMetrics:
 
 # ---------------------------------------------------------------------------- handlers
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 
 
 def _filter_error(message: str, status: int) -> Response:
@@ -587,7 +586,7 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
                 assert parsed.raw_nodes is not None
                 raw = parsed.raw_nodes
                 body["Nodes"] = _NODES_PLACEHOLDER
-                head, _, tail = orjson.dumps(body).partition(_NODES_PLACEHOLDER_JSON)
+                head, _, tail = msgspec.json.encode(body).partition(_NODES_PLACEHOLDER_JSON)
                 pieces: list[bytes | msgspec.Raw] = [head, b'{"metadata":{},"items":[']
                 for i, n in enumerate(result.passed):
                     if i:
@@ -783,7 +782,7 @@ def create_app(
 def webhook_error_body(status: int, message: str) -> bytes:
     """Errors the listener answers itself (431, 408, 503, bad framing) in the webhook's own
     `{"Error": ...}` shape, which kube-scheduler reads from filter and prioritize answers."""
-    return orjson.dumps({"Error": message})
+    return msgspec.json.encode({"Error": message})
 
 
 _VERBS = {

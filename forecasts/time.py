@@ -19,6 +19,7 @@ __all__ = [
     "ensure_utc",
     "floor_to",
     "from_epoch_s",
+    "humanize_duration",
     "parse_duration",
     "to_epoch_s",
 ]
@@ -99,6 +100,21 @@ def floor_to(at: datetime, step: timedelta) -> datetime:
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def humanize_duration(duration: timedelta) -> str:
+    """A duration as people (and `parse_duration`) read it: `7d`, `1h30m`, `10m`, `1.5s`,
+    `2d12h` -- not `7 days, 0:00:00`. Exact to the millisecond; zero is `0s`."""
+    ms = round(abs(duration.total_seconds()) * 1000)
+    sign = "-" if duration < timedelta(0) and ms else ""
+    parts: list[str] = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if ms or not parts:
+        parts.append(f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000:g}s")
+    return sign + "".join(parts)
 
 
 def parse_duration(text: str) -> timedelta:

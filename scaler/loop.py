@@ -45,7 +45,7 @@ from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.forecasting import CarbonForecasting
 from forecasts.sources.load import LoadSource
-from forecasts.time import Clock, floor_to
+from forecasts.time import Clock, floor_to, humanize_duration
 from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
 from scaler.core.policy import (
     CarbonOutlook,
@@ -1060,8 +1060,8 @@ class ScalerService:
         self._scheduler.start()
         self._log.info(
             "scaler started: tick every %s, refit every %s",
-            self._tick_interval,
-            self._refit_interval,
+            humanize_duration(self._tick_interval),
+            humanize_duration(self._refit_interval),
         )
 
     def _refit(self) -> None:

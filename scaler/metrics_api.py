@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
-import orjson
+import msgspec
 
 from forecasts.platform.listener import ListenerLimits, ListenerStats, ThreadedServer, bind_socket
 from forecasts.platform.listener import build_server as build_listener
@@ -119,11 +119,11 @@ def _status(code: int, reason: str, message: str) -> ApiResponse:
         "reason": reason,
         "code": code,
     }
-    return ApiResponse(code, orjson.dumps(body))
+    return ApiResponse(code, msgspec.json.encode(body))
 
 
 def _ok(obj: Mapping[str, Any], content_type: str = JSON) -> ApiResponse:
-    return ApiResponse(200, orjson.dumps(obj), content_type)
+    return ApiResponse(200, msgspec.json.encode(obj), content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +228,7 @@ class ExternalMetricsApi:
             timedelta(seconds=max_snapshot_age_seconds) if max_snapshot_age_seconds else None
         )
         self._index: _SnapshotIndex | None = None
-        self._resource_list = orjson.dumps(
+        self._resource_list = msgspec.json.encode(
             {
                 "kind": "APIResourceList",
                 "apiVersion": "v1",

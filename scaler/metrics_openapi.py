@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
+import msgspec
 
 __all__ = ["OpenApiDocuments", "build_documents"]
 
@@ -219,12 +219,12 @@ class OpenApiDocuments:
 
 
 def build_documents(*, group: str, version: str, metrics: Sequence[str]) -> OpenApiDocuments:
-    v2 = orjson.dumps(_document(group, version, metrics, v3=False), option=orjson.OPT_SORT_KEYS)
-    v3 = orjson.dumps(_document(group, version, metrics, v3=True), option=orjson.OPT_SORT_KEYS)
+    v2 = msgspec.json.encode(_document(group, version, metrics, v3=False), order="sorted")
+    v3 = msgspec.json.encode(_document(group, version, metrics, v3=True), order="sorted")
     gv = f"apis/{group}/{version}"
     v3_path = f"/openapi/v3/{gv}"
     v3_etag = etag_of(v3)
-    discovery = orjson.dumps(
+    discovery = msgspec.json.encode(
         {"paths": {gv: {"serverRelativeURL": f"{v3_path}?{urlencode({'hash': v3_etag})}"}}}
     )
     return OpenApiDocuments(

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+import msgspec
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
+from pydantic import Field, TypeAdapter, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from scaler.core.history import HistoryPoint, SnapshotHistory
 from scaler.dashboard import DashboardAssets, load_dashboard_assets
@@ -30,7 +35,7 @@ from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 
 __all__ = [
     "ExtenderView",
-    "OrjsonResponse",
+    "JsonResponse",
     "actual_replicas_json",
     "create_status_app",
     "history_json",
@@ -44,13 +49,22 @@ ExtenderView = Callable[[], Mapping[str, Any]]
 NO_EXTENDER: Mapping[str, Any] = {"configured": False, "note": "no extender configured"}
 
 
-class OrjsonResponse(Response):
-    """JSON rendered by orjson (NaN and infinities become null)."""
+def _numpy_to_python(value: object) -> object:
+    """numpy arrays and scalars as plain lists and numbers (msgspec's encoder hook)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__} as JSON")
+
+
+class JsonResponse(Response):
+    """JSON rendered by msgspec (NaN and infinities become null; numpy values as numbers)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+        return msgspec.json.encode(content, enc_hook=_numpy_to_python)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -144,15 +158,121 @@ def history_json(
     }
 
 
-def _documented_html(*codes: int) -> dict[int | str, dict[str, Any]]:
-    obj = {"content": {"text/html": {"schema": {"type": "string"}}}}
-    return {code: {"description": "HTML page", **obj} for code in codes}
+_LIMIT = TypeAdapter(Annotated[int, Field(ge=1)])
 
 
-def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI for routes that answer JSON objects (FastAPI cannot infer it from a Response)."""
-    obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    return {code: {"description": "JSON object", **obj} for code in codes}
+def _query_int(request: Request, name: str) -> int | JSONResponse | None:
+    """A `?name=` integer >= 1 (the last one given), or the 422 answer naming the problem
+    (pydantic's error, as `scaler/status_openapi.json` declares the parameter)."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    try:
+        return _LIMIT.validate_python(values[-1])
+    except ValidationError as exc:
+        detail = [{**e, "loc": ["query", name]} for e in exc.errors(include_url=False)]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 (no such route, wrong method) as `{"detail": ...}` JSON."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusRoutes:
+    """The status app's handlers; they only read the snapshot, the history ring and memory."""
+
+    holder: SnapshotHolder
+    registry: CollectorRegistry
+    ring: SnapshotHistory
+    files: DashboardAssets
+    extender: ExtenderView | None
+    region_policy: Mapping[str, Any] | None
+
+    def _not_ready(self) -> JsonResponse:
+        return JsonResponse({"error": "no tick has completed yet"}, status_code=503)
+
+    def healthz(self, request: Request) -> Response:
+        return JsonResponse({"status": "ok"})
+
+    def readyz(self, request: Request) -> Response:
+        snap = self.holder.current()
+        if snap is None:
+            return self._not_ready()
+        return JsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
+
+    def status(self, request: Request) -> Response:
+        snap = self.holder.current()
+        return self._not_ready() if snap is None else JsonResponse(snapshot_json(snap))
+
+    def status_history(self, request: Request) -> Response:
+        limit = _query_int(request, "limit")
+        if isinstance(limit, Response):
+            return limit
+        snap = self.holder.current()
+        return JsonResponse(
+            history_json(
+                self.ring.points(limit=limit),
+                capacity_points=self.ring.capacity_points,
+                data_note=snap.data_note if snap is not None else "",
+                newest=snap,
+            )
+        )
+
+    def status_extender(self, request: Request) -> Response:
+        body = dict(self.extender() if self.extender is not None else NO_EXTENDER)
+        if self.region_policy is not None:
+            body["region_policy"] = dict(self.region_policy)
+        return JsonResponse(body)
+
+    def root(self, request: Request) -> Response:
+        return RedirectResponse("/dashboard", status_code=307)
+
+    def dashboard(self, request: Request) -> Response:
+        return HTMLResponse(self.files.index_html)
+
+    def dashboard_asset(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        found = self.files.get(name)
+        if found is None:
+            return JsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
+        body, media_type = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    def status_one(self, request: Request) -> Response:
+        workload = str(request.path_params["workload"])
+        snap = self.holder.current()
+        if snap is None:
+            return self._not_ready()
+        ws = snap.workloads.get(workload)
+        if ws is None:
+            return JsonResponse(
+                {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
+                status_code=404,
+            )
+        return JsonResponse(
+            {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
+        )
+
+    def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def routes(self) -> list[Route]:
+        get = ["GET"]
+        return [
+            Route("/healthz", self.healthz, methods=get),
+            Route("/readyz", self.readyz, methods=get),
+            Route("/status", self.status, methods=get),
+            Route("/status/history", self.status_history, methods=get),
+            Route("/status/extender", self.status_extender, methods=get),
+            Route("/", self.root, methods=get),
+            Route("/dashboard", self.dashboard, methods=get),
+            Route("/dashboard/assets/{name}", self.dashboard_asset, methods=get),
+            Route("/status/{workload}", self.status_one, methods=get),
+            Route("/metrics", self.metrics, methods=get),
+        ]
 
 
 def create_status_app(
@@ -164,113 +284,31 @@ def create_status_app(
     extender: ExtenderView | None = None,
     assets: DashboardAssets | None = None,
     region_policy: Mapping[str, Any] | None = None,
-) -> FastAPI:
-    """The status app; `on_shutdown` runs when the server stops (before a re-raised signal
-    ends the process), e.g. to stop the scheduler. `history` backs `/status/history` (an
-    empty ring of 1 when absent); `extender` feeds the dashboard's extender panel, and
-    `region_policy` (the scheduling threshold and prefer/avoid regions operators set) is
-    shown there with it."""
-    ring = history if history is not None else SnapshotHistory(1)
-    files = assets if assets is not None else load_dashboard_assets()
+) -> Starlette:
+    """The status app (Starlette; its OpenAPI document is `scaler/status_openapi.json`);
+    `on_shutdown` runs when the server stops (before a re-raised signal ends the process),
+    e.g. to stop the scheduler. `history` backs `/status/history` (an empty ring of 1 when
+    absent); `extender` feeds the dashboard's extender panel, and `region_policy` (the
+    scheduling threshold and prefer/avoid regions operators set) is shown there with it."""
+    routes = _StatusRoutes(
+        holder=holder,
+        registry=registry,
+        ring=history if history is not None else SnapshotHistory(1),
+        files=assets if assets is not None else load_dashboard_assets(),
+        extender=extender,
+        region_policy=region_policy,
+    )
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
             if on_shutdown is not None:
                 on_shutdown()
 
-    app = FastAPI(
+    return Starlette(
+        routes=routes.routes(),
+        exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
-        title="gridshift scaler status",
-        default_response_class=OrjsonResponse,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
     )
-
-    def _not_ready() -> OrjsonResponse:
-        return OrjsonResponse({"error": "no tick has completed yet"}, status_code=503)
-
-    @app.get("/healthz", response_model=None, responses=_documented(200))
-    def healthz() -> OrjsonResponse:
-        return OrjsonResponse({"status": "ok"})
-
-    @app.get("/readyz", response_model=None, responses=_documented(200, 503))
-    def readyz() -> OrjsonResponse:
-        snap = holder.current()
-        if snap is None:
-            return _not_ready()
-        return OrjsonResponse({"status": "ready", "taken_at": _iso(snap.taken_at)})
-
-    @app.get("/status", response_model=None, responses=_documented(200, 503))
-    def status() -> OrjsonResponse:
-        snap = holder.current()
-        return _not_ready() if snap is None else OrjsonResponse(snapshot_json(snap))
-
-    @app.get("/status/history", response_model=None, responses=_documented(200))
-    def status_history(
-        limit: Annotated[int | None, Query(ge=1, description="newest points only")] = None,
-    ) -> OrjsonResponse:
-        snap = holder.current()
-        return OrjsonResponse(
-            history_json(
-                ring.points(limit=limit),
-                capacity_points=ring.capacity_points,
-                data_note=snap.data_note if snap is not None else "",
-                newest=snap,
-            )
-        )
-
-    @app.get("/status/extender", response_model=None, responses=_documented(200))
-    def status_extender() -> OrjsonResponse:
-        body = dict(extender() if extender is not None else NO_EXTENDER)
-        if region_policy is not None:
-            body["region_policy"] = dict(region_policy)
-        return OrjsonResponse(body)
-
-    @app.get("/", response_model=None, include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/dashboard", status_code=307)
-
-    @app.get("/dashboard", response_model=None, responses=_documented_html(200))
-    def dashboard() -> HTMLResponse:
-        return HTMLResponse(files.index_html)
-
-    @app.get(
-        "/dashboard/assets/{name}",
-        response_model=None,
-        responses={200: {"description": "a dashboard asset (JS, CSS, SVG)"}, **_documented(404)},
-    )
-    def dashboard_asset(name: str) -> Response:
-        found = files.get(name)
-        if found is None:
-            return OrjsonResponse({"error": f"unknown asset {name!r}"}, status_code=404)
-        body, media_type = found
-        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
-
-    @app.get("/status/{workload}", response_model=None, responses=_documented(200, 404, 503))
-    def status_one(workload: str) -> OrjsonResponse:
-        snap = holder.current()
-        if snap is None:
-            return _not_ready()
-        ws = snap.workloads.get(workload)
-        if ws is None:
-            return OrjsonResponse(
-                {"error": f"unknown workload {workload!r}", "workloads": sorted(snap.workloads)},
-                status_code=404,
-            )
-        return OrjsonResponse(
-            {"data_note": snap.data_note, "taken_at": _iso(snap.taken_at), **workload_json(ws)}
-        )
-
-    @app.get(
-        "/metrics",
-        response_model=None,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app

@@ -29,9 +29,11 @@ from forecasts.sources.carbon.fallback import (
     FileLastKnown,
     LastKnownStore,
 )
+from forecasts.sources.carbon.forecasting import CarbonForecasting
 from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
+from forecasts.sources.open_meteo import OpenMeteoWeatherSource, WeightedPoint
 from forecasts.time import Clock
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,75 @@ def build_region_resolver(settings: Settings) -> RegionResolver:
     )
 
 
+def http_source(
+    settings: Settings,
+    name: str,
+    base_url: str,
+    timeout_seconds: float,
+    *,
+    clock: Clock,
+    http_client_factory: HttpClientFactory = default_http_client,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HttpSource:
+    """The project's HTTP client for one outbound API (retries, breaker, cache, limits)."""
+    h = settings.carbon.http
+    return HttpSource(
+        name=name,
+        client=http_client_factory(base_url, timeout_seconds=timeout_seconds),
+        clock=clock,
+        retry=RetryPolicy(
+            attempts=h.retry_attempts,
+            base_delay_seconds=h.retry_base_delay_seconds,
+            max_delay_seconds=h.retry_max_delay_seconds,
+            max_retry_after_seconds=h.max_retry_after_seconds,
+        ),
+        breaker=CircuitBreaker(
+            failure_threshold=h.breaker_failure_threshold,
+            reset_timeout_seconds=h.breaker_reset_seconds,
+        ),
+        cache_ttl_seconds=h.cache_ttl_seconds,
+        sleep=sleep,
+    )
+
+
+def build_carbon_forecasting(
+    settings: Settings,
+    carbon: CarbonSource,
+    *,
+    clock: Clock,
+    http_client_factory: HttpClientFactory = default_http_client,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CarbonForecasting:
+    """gridshift's one carbon forecast over `carbon`, with Open-Meteo weather inputs for the
+    regions that name weather points (`forecast.open_meteo.points`)."""
+    om = settings.forecast.open_meteo
+    weather = None
+    if om.points:
+        weather = OpenMeteoWeatherSource(
+            http_source(
+                settings,
+                "open_meteo",
+                om.base_url,
+                om.timeout_seconds,
+                clock=clock,
+                http_client_factory=http_client_factory,
+                sleep=sleep,
+            ),
+            points={
+                region: [WeightedPoint(p.latitude, p.longitude, p.weight) for p in pts]
+                for region, pts in om.points.items()
+            },
+            past_days=om.past_days,
+            forecast_days=om.forecast_days,
+            api_key=om.api_key,
+        )
+    return CarbonForecasting(
+        carbon,
+        exog=weather,
+        refit_every=timedelta(seconds=settings.forecast.carbon_refit_interval_seconds),
+    )
+
+
 def build_carbon_sources(
     settings: Settings,
     *,
@@ -94,24 +165,15 @@ def build_carbon_sources(
     """Every configured provider adapter by name, and why each missing one is missing."""
     carbon = settings.carbon
     regions = regions if regions is not None else build_region_map(carbon)
-    h = carbon.http
 
     def http(name: str, base_url: str, timeout_seconds: float) -> HttpSource:
-        return HttpSource(
-            name=name,
-            client=http_client_factory(base_url, timeout_seconds=timeout_seconds),
+        return http_source(
+            settings,
+            name,
+            base_url,
+            timeout_seconds,
             clock=clock,
-            retry=RetryPolicy(
-                attempts=h.retry_attempts,
-                base_delay_seconds=h.retry_base_delay_seconds,
-                max_delay_seconds=h.retry_max_delay_seconds,
-                max_retry_after_seconds=h.max_retry_after_seconds,
-            ),
-            breaker=CircuitBreaker(
-                failure_threshold=h.breaker_failure_threshold,
-                reset_timeout_seconds=h.breaker_reset_seconds,
-            ),
-            cache_ttl_seconds=h.cache_ttl_seconds,
+            http_client_factory=http_client_factory,
             sleep=sleep,
         )
 

@@ -19,7 +19,7 @@ from config.settings import (
     ExtenderSettings,
     Settings,
 )
-from config.wiring.carbon import build_region_resolver
+from config.wiring.carbon import build_carbon_forecasting, build_region_resolver
 from config.wiring.kube import kube_api_client
 from extender.agent import GpuAgent, KubeNodeAnnotator
 from extender.core.nodes import RegionRules
@@ -173,6 +173,9 @@ def build_extender(
         gpu_power=gpu_power if gpu_power is not None else _gpu_power_source(settings, clock=clock),
         carbon_interval_seconds=s.carbon_refresh_interval_seconds,
         forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
+        carbon_forecast=(
+            build_carbon_forecasting(settings, carbon, clock=clock) if carbon is not None else None
+        ),
         freeze_gc=s.freeze_gc,
     )
     app = create_app(

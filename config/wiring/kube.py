@@ -173,7 +173,12 @@ def build_metrics_api_server(
             check_interval_seconds=settings.tls_reload_check_interval_seconds,
         )
     elif not settings.allow_anonymous:
-        log.warning("metrics API without TLS: only anonymous requests can arrive, all refused")
+        log.warning(
+            "metrics API without TLS: only anonymous requests can arrive, all refused (401); "
+            "for local reads on loopback set metrics_api.allow_anonymous=true "
+            "(--set metrics_api.allow_anonymous=true), in a cluster metrics_api.tls_cert_file "
+            "and metrics_api.tls_key_file"
+        )
     host, port = parse_listen(settings.listen, field_name="metrics_api.listen")
     api = ExternalMetricsApi(
         holder, clock=clock, max_snapshot_age_seconds=settings.max_snapshot_age_seconds

@@ -14,14 +14,15 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from kubernetes import client as k8s
 from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
 
 from config.settings import (
     Settings,
     WorkloadSettings,
 )
+from config.wiring.carbon import build_carbon_forecasting
 from config.wiring.kube import build_kube_api_client
 from extender.core.scoring import (
     ANNOTATION_AVOID_REGIONS,
@@ -153,7 +154,7 @@ class ScalerApp:
     loop: ScalerLoop
     service: ScalerService
     holder: SnapshotHolder
-    app: FastAPI
+    app: Starlette
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
     state_store: StateStore | None = None
@@ -245,6 +246,7 @@ def build_scaler(
         params=policy_params_from(settings, speed=speed),
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
+        carbon_forecast=build_carbon_forecasting(settings, carbon, clock=clock),
         logger=log,
         state_store=state_store,
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
+import msgspec
 
 from forecasts.time import ensure_utc, from_epoch_s, to_epoch_s
 
@@ -89,14 +89,14 @@ def encode_annotation(energy: GpuEnergy) -> str:
         body["idle_w"] = round(energy.idle_power_watts, 1)
     if energy.joules_per_work is not None:
         body["j_per_work"] = round(energy.joules_per_work, 1)
-    return orjson.dumps(body).decode()
+    return msgspec.json.encode(body).decode()
 
 
 def decode_annotation(text: str) -> tuple[GpuEnergy | None, str]:
     """Parse the agent's annotation; returns `(energy, "")` or `(None, why it is unusable)`."""
     try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        data = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
         return None, f"{ANNOTATION_KEY} is not JSON: {exc}"
     if not isinstance(data, dict):
         return None, f"{ANNOTATION_KEY} must be a JSON object, got {type(data).__name__}"

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
+from forecasts.series import RegularSeries
 
 __all__ = [
     "FloatArray",
@@ -27,10 +28,21 @@ __all__ = [
     "fill_gaps",
     "fourier_terms",
     "gaussian_quantiles",
+    "predict_history",
     "resolve_exog",
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def predict_history(
+    horizon: int, history: RegularSeries | None, *, fitted: RegularSeries
+) -> RegularSeries:
+    """Every model's `predict()` preamble: a horizon of at least one step, and the history to
+    forecast from (the one given, else the one the model was fitted on)."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    return history if history is not None else fitted
 
 
 def fill_gaps(values: FloatArray, period: int) -> FloatArray:

@@ -54,9 +54,9 @@ def build_model(name: str, *, step: timedelta) -> Forecaster:
     """A configured model by name; `ValueError` naming the choices otherwise."""
     day, week = season_steps(step)
     if name == "seasonal_naive_day":
-        return SeasonalNaive(day)
+        return SeasonalNaive(day, label=name)
     if name == "seasonal_naive_week":
-        return SeasonalNaive(week)
+        return SeasonalNaive(week, label=name)
     if name == "seasonal_regression":
         return SeasonalRegression(
             season_steps=max(day, 2),
@@ -65,7 +65,7 @@ def build_model(name: str, *, step: timedelta) -> Forecaster:
             window_steps=12 * week,
         )
     if name == "ets":
-        return ETS(season_steps=max(day, 2), window_steps=4 * week)
+        return ETS(season_steps=max(day, 2), window_steps=4 * week, label=name)
     if name == "sarimax":
         return Sarimax(fourier=((max(day, 2), 3), (week, 2)), window_steps=4 * week)
     if name == "prophet":
@@ -87,7 +87,7 @@ def build_load_forecaster(
     if name != "auto":
         return build_model(name, step=step)
     day, week = season_steps(step)
-    baseline = SeasonalNaive(max(day, 1))
+    baseline = SeasonalNaive(max(day, 1), label="seasonal_naive_day")
     regression = SeasonalRegression(
         season_steps=max(day, 2),
         week_steps=week if history_steps >= 3 * week else 0,

@@ -21,7 +21,13 @@ from typing import Literal
 import numpy as np
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import FloatArray, build_forecast, check_exog, fill_gaps
+from forecasts.models._support import (
+    FloatArray,
+    build_forecast,
+    check_exog,
+    fill_gaps,
+    predict_history,
+)
 from forecasts.series import RegularSeries
 from forecasts.time import to_epoch_s
 
@@ -39,6 +45,8 @@ class ETS:
     #: "heuristic" (initial states from a decomposition, 4 parameters optimised: several times
     #: faster) or "estimated" (initial states optimised too: slightly tighter fit, slow).
     initialization: Literal["heuristic", "estimated"] = "heuristic"
+    #: its name when set (the catalog's `ets`, the name the flags take)
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.season_steps < 2:
@@ -54,7 +62,7 @@ class ETS:
 
     @property
     def name(self) -> str:
-        return f"ets_{self.season_steps}"
+        return self.label or f"ets_{self.season_steps}"
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
@@ -160,10 +168,8 @@ class ETSFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        hist = predict_history(horizon, history, fitted=self.history)
         check_exog(exog_future, rows=horizon, name="exog_future")  # accepted, not used
-        hist = history if history is not None else self.history
         m = self.spec.season_steps
         tail = hist.values[-self.spec.window_steps :]
         if tail.size < m:

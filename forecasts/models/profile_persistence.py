@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
+from forecasts.models._support import predict_history
 from forecasts.series import RegularSeries
 
 __all__ = ["ProfilePersistence", "ProfilePersistenceFit"]
@@ -52,6 +53,7 @@ class ProfilePersistence:
     multiplicative: bool = False
     group_period: int = 24
     min_group: int = 7
+    label: str = ""  # its name when set (`profile_persistence`, the name the settings take)
 
     def __post_init__(self) -> None:
         if self.period < 1 or self.seasons < 1 or self.group_period < 1 or self.min_group < 1:
@@ -62,7 +64,7 @@ class ProfilePersistence:
     @property
     def name(self) -> str:
         kind = "mul" if self.multiplicative else "add"
-        return f"profile_persistence_{self.period}_{kind}"
+        return self.label or f"profile_persistence_{self.period}_{kind}"
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
@@ -135,9 +137,7 @@ class ProfilePersistenceFit:
     ) -> Forecast:
         """From the end of `history` (default: the fitted one): the profile is the fitted
         one, the anomaly is that of `history`'s last value."""
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         m = self.model
         p = m.period
         y = _filled(hist.values)

@@ -20,7 +20,13 @@ from typing import Any, Literal
 import numpy as np
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import FloatArray, build_forecast, check_exog, resolve_exog
+from forecasts.models._support import (
+    FloatArray,
+    build_forecast,
+    check_exog,
+    predict_history,
+    resolve_exog,
+)
 from forecasts.series import RegularSeries
 
 __all__ = ["ProphetFit", "ProphetModel"]
@@ -138,9 +144,7 @@ class ProphetFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         n = len(hist)
         ex_f, ex_h = resolve_exog(
             model=self.name,

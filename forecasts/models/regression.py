@@ -29,6 +29,7 @@ from forecasts.models._support import (
     check_exog,
     fill_gaps,
     fourier_terms,
+    predict_history,
 )
 from forecasts.series import RegularSeries
 
@@ -222,9 +223,7 @@ class SeasonalRegressionFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         ex_f = check_exog(exog_future, rows=horizon, name="exog_future")
         if self.exog_columns and ex_f is None:
             raise ValueError(f"{self.name} was fitted with exog: exog_future is required")

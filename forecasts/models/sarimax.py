@@ -27,6 +27,7 @@ from forecasts.models._support import (
     check_exog,
     fourier_terms,
     gaussian_quantiles,
+    predict_history,
     resolve_exog,
 )
 from forecasts.series import RegularSeries
@@ -130,9 +131,7 @@ class SarimaxFit:
     ) -> Forecast:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         n = len(hist)
         ex_f, ex_h = resolve_exog(
             model=self.name,

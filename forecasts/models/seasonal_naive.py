@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import build_forecast, fill_gaps
+from forecasts.models._support import build_forecast, fill_gaps, predict_history
 from forecasts.series import RegularSeries
 
 __all__ = ["SeasonalNaive", "SeasonalNaiveFit"]
@@ -25,9 +25,11 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class SeasonalNaive:
-    """`period` steps per season (24 for daily on hourly data, 168 for weekly)."""
+    """`period` steps per season (24 for daily on hourly data, 168 for weekly). `label`, when
+    set, is its name (the catalog's `seasonal_naive_day`/`_week`, the names the flags take)."""
 
     period: int = 24
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.period < 1:
@@ -35,7 +37,7 @@ class SeasonalNaive:
 
     @property
     def name(self) -> str:
-        return f"seasonal_naive_{self.period}"
+        return self.label or f"seasonal_naive_{self.period}"
 
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
@@ -50,7 +52,11 @@ class SeasonalNaive:
         # Errors of a one-season-ahead naive forecast; centred so the mean path is the last season.
         spread = np.quantile(diffs - np.median(diffs), levels)
         return SeasonalNaiveFit(
-            period=self.period, history=history, spread=spread, levels=tuple(STANDARD_QUANTILES)
+            period=self.period,
+            history=history,
+            spread=spread,
+            levels=tuple(STANDARD_QUANTILES),
+            label=self.label,
         )
 
 
@@ -60,10 +66,11 @@ class SeasonalNaiveFit:
     history: RegularSeries
     spread: FloatArray
     levels: tuple[float, ...]
+    label: str = ""
 
     @property
     def name(self) -> str:
-        return f"seasonal_naive_{self.period}"
+        return self.label or f"seasonal_naive_{self.period}"
 
     def predict(
         self,
@@ -73,9 +80,7 @@ class SeasonalNaiveFit:
         exog_future: FloatArray | None = None,
         exog_history: FloatArray | None = None,
     ) -> Forecast:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        hist = history if history is not None else self.history
+        hist = predict_history(horizon, history, fitted=self.history)
         values = fill_gaps(hist.values, self.period)
         if values.size < self.period:
             raise ValueError(f"{self.name} needs {self.period} steps of history, got {values.size}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 from cachetools import TTLCache
 
 from forecasts.platform.errors import (
@@ -484,8 +484,8 @@ class HttpSource:
                 status=response.status_code,
             )
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
             ctype = response.headers.get("content-type", "?")
             kind = "an HTML page" if b"<html" in body[:512].lower() else "invalid JSON"
             raise SourceDataError(
@@ -498,8 +498,8 @@ class HttpSource:
         """A short scrubbed description of an error body, and its `errorType` if any."""
         text = body[:2000].decode("utf-8", "replace")
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
             snippet = " ".join(text.split())[:200]
             return self._scrub(snippet or "(empty body)"), None
         parts: list[str] = []

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import h11
-import orjson
+import msgspec
 import uvicorn
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -75,7 +75,7 @@ ErrorBody = Callable[[int, str], bytes]
 
 def json_error_body(status: int, message: str) -> bytes:
     """The default error body: `{"error": message}`."""
-    return orjson.dumps({"error": message})
+    return msgspec.json.encode({"error": message})
 
 
 @dataclass(frozen=True, slots=True)

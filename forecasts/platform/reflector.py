@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 import urllib3.exceptions
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -132,7 +132,7 @@ class Reflector:
                 if exc.status == GONE:
                     raise ResourceExpired(str(exc.reason)) from None
                 raise
-            body = orjson.loads(resp.data)
+            body = msgspec.json.decode(resp.data)
             items.extend(body.get("items") or ())
             meta = body.get("metadata") or {}
             version = str(meta["resourceVersion"])

@@ -48,7 +48,12 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.load import LoadHistory
-from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
+from forecasts.platform.errors import (
+    SourceDataError,
+    SourceError,
+    SourceRequestError,
+    SourceResponseTooLarge,
+)
 from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.series import RegularSeries
 from forecasts.sources.prometheus_batch import batch_query, chunks, split_by_label
@@ -269,6 +274,7 @@ class PrometheusLoadSource:
     post_above_bytes: int = 2048
     batch_size: int = 1
     _unbatchable: set[str] = field(default_factory=set, init=False, repr=False)
+    _grouped_points: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -448,7 +454,7 @@ class PrometheusLoadSource:
         `SourceDataError`; picking a workload's series is `select_series`."""
         if not query.strip():
             raise ValueError("query is empty")
-        got = self._range(query, start=start, end=end, step=step, shown=query)
+        got = self._grouped_range(query, start=start, end=end, step=step)
         if not got.per_series:
             raise self._data_error(f"query {query!r} returned no series in the window")
         return {
@@ -461,6 +467,28 @@ class PrometheusLoadSource:
             )
             for labels, values in got.per_series.items()
         }
+
+    def _grouped_range(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> _RangeAnswer:
+        """A grouped answer can outgrow the response cap (10,000 series x 300 steps is about
+        75 MB of JSON): an answer over it is asked again in requests of half the steps, until
+        each fits; the step count that fits is kept for the query's next calls."""
+        points = self._grouped_points.get(query, self.max_points_per_request)
+        while True:
+            try:
+                got = self._range(
+                    query, start=start, end=end, step=step, shown=query, max_points=points
+                )
+            except SourceResponseTooLarge:
+                steps = max(1, round((end - start) / step))
+                if points <= 1:
+                    raise
+                points = max(1, min(points, steps) // 2)
+                continue
+            if points != self.max_points_per_request:
+                self._grouped_points[query] = points
+            return got
 
     def history_grouped(
         self, query: str, *, start: datetime, end: datetime, step: timedelta
@@ -477,9 +505,18 @@ class PrometheusLoadSource:
         return {q: v if isinstance(v, SourceError) else v.series for q, v in got.items()}
 
     def _range(
-        self, query: str, *, start: datetime, end: datetime, step: timedelta, shown: str
+        self,
+        query: str,
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        shown: str,
+        max_points: int | None = None,
     ) -> _RangeAnswer:
-        """Every series of `query` on the aligned grid (split into requests as needed)."""
+        """Every series of `query` on the aligned grid, in requests of at most `max_points`
+        steps (default `max_points_per_request`)."""
+        per_request = max_points or self.max_points_per_request
         if step < timedelta(milliseconds=1):
             raise ValueError(f"step must be at least 1ms, got {step}")
         first = floor_to(ensure_utc(start, name="start"), step)
@@ -496,8 +533,8 @@ class PrometheusLoadSource:
         first_s = to_epoch_s(first)
         n = round((to_epoch_s(last) - first_s) / step_s) + 1
         got = _RangeAnswer(first=first, step=step, n=n)
-        for lo in range(0, n, self.max_points_per_request):
-            hi = min(n, lo + self.max_points_per_request) - 1
+        for lo in range(0, n, per_request):
+            hi = min(n, lo + per_request) - 1
             params = {
                 "query": query,
                 "start": _format_seconds(first_s + lo * step_s),

@@ -138,111 +138,126 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
 
 def parse_selector(text: str) -> LabelSelector:
     """Parse a selector as `labels.Parse` does; raises SelectorError (a ValueError)."""
-    tokens = _tokenize(text)
-    pos = 0
-    requirements: list[Requirement] = []
+    if not text.strip():
+        return LabelSelector()
+    return _Parser(text).selector()
 
-    def peek() -> tuple[str, str, int] | None:
-        return tokens[pos] if pos < len(tokens) else None
 
-    def fail(message: str) -> SelectorError:
-        token = peek()
+class _Parser:
+    """Recursive descent over the tokens: requirements separated by commas."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.pos = 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def fail(self, message: str) -> SelectorError:
+        token = self.peek()
         where = f"at position {token[2]}" if token else "at end of input"
-        return SelectorError(f"unable to parse label selector {text!r}: {message} {where}")
+        return SelectorError(f"unable to parse label selector {self.text!r}: {message} {where}")
 
-    def expect_value() -> str:
-        nonlocal pos
-        token = peek()
+    def selector(self) -> LabelSelector:
+        requirements: list[Requirement] = []
+        while True:
+            requirements.append(self.requirement())
+            token = self.peek()
+            if token is None:
+                break
+            if token[0] != ",":
+                raise self.fail("expected ',' between requirements")
+            self.pos += 1
+        return LabelSelector(tuple(requirements))
+
+    def requirement(self) -> Requirement:
+        """`!key`, `key`, `key OP value` or `key in|notin (values)`."""
+        token = self.peek()
+        if token is None:
+            raise self.fail("expected a requirement")
+        negate = token == ("op", "!", token[2])
+        if negate:
+            self.pos += 1
+            token = self.peek()
+        if token is None or token[0] != "id":
+            raise self.fail("expected a label key")
+        key = token[1]
+        if key in ("in", "notin"):
+            raise self.fail(f"found keyword {key!r}, expected a label key")
+        _check_key(key)
+        self.pos += 1
+        if negate:
+            return Requirement(key, Operator.DOES_NOT_EXIST)
+        nxt = self.peek()
+        if nxt is None or nxt[0] == ",":
+            return Requirement(key, Operator.EXISTS)
+        if nxt[0] == "op":
+            self.pos += 1
+            return self.comparison(key, nxt[1])
+        if nxt[0] == "id" and nxt[1] in ("in", "notin"):
+            self.pos += 1
+            return self.membership(key, nxt[1])
+        raise self.fail(f"expected an operator after key {key!r}")
+
+    def comparison(self, key: str, symbol: str) -> Requirement:
+        """`key>N`, `key<N` (integers), `key=v`, `key==v`, `key!=v`."""
+        if symbol in (">", "<"):
+            value = self.value()
+            try:
+                int(value)
+            except ValueError:
+                raise SelectorError(
+                    f"unable to parse label selector {self.text!r}: "
+                    f"{key}{symbol}{value!r} needs an integer value"
+                ) from None
+            op = Operator.GREATER_THAN if symbol == ">" else Operator.LESS_THAN
+            return Requirement(key, op, (value,))
+        if symbol in ("=", "==", "!="):
+            value = self.value()
+            op = {"=": Operator.EQUALS, "==": Operator.DOUBLE_EQUALS}.get(
+                symbol, Operator.NOT_EQUALS
+            )
+            return Requirement(key, op, (value,))
+        raise self.fail(f"unexpected operator {symbol!r}")
+
+    def membership(self, key: str, word: str) -> Requirement:
+        """`key in (a, b)` / `key notin (a, b)`; `()`, `(a,)` and `(,a)` hold ""."""
+        if (self.peek() or ("",))[0] != "(":
+            raise self.fail(f"expected '(' after {word!r}")
+        self.pos += 1
+        values: list[str] = []
+        expecting = True  # a value may follow
+        while True:
+            token = self.peek()
+            if token is None:
+                raise self.fail("expected ')'")
+            self.pos += 1
+            if token[0] == ")":
+                if expecting:
+                    values.append("")
+                break
+            if token[0] == ",":
+                if expecting:
+                    values.append("")
+                expecting = True
+                continue
+            if token[0] != "id" or not expecting:
+                self.pos -= 1
+                raise self.fail("expected a value, ',' or ')'")
+            _check_value(token[1])
+            values.append(token[1])
+            expecting = False
+        op = Operator.IN if word == "in" else Operator.NOT_IN
+        return Requirement(key, op, tuple(dict.fromkeys(values)))
+
+    def value(self) -> str:
+        token = self.peek()
         if token is None or token[0] != "id":
             # `k=` and `k=,x` are legal: the empty value.
             if token is None or token[0] == ",":
                 return ""
-            raise fail("expected a value")
-        pos += 1
+            raise self.fail("expected a value")
+        self.pos += 1
         _check_value(token[1])
         return token[1]
-
-    if not text.strip():
-        return LabelSelector()
-    while True:
-        token = peek()
-        if token is None:
-            raise fail("expected a requirement")
-        negate = False
-        if token == ("op", "!", token[2]):
-            negate = True
-            pos += 1
-            token = peek()
-        if token is None or token[0] != "id":
-            raise fail("expected a label key")
-        key = token[1]
-        if key in ("in", "notin"):
-            raise fail(f"found keyword {key!r}, expected a label key")
-        _check_key(key)
-        pos += 1
-        if negate:
-            requirements.append(Requirement(key, Operator.DOES_NOT_EXIST))
-        else:
-            nxt = peek()
-            if nxt is None or nxt[0] == ",":
-                requirements.append(Requirement(key, Operator.EXISTS))
-            elif nxt[0] == "op":
-                pos += 1
-                symbol = nxt[1]
-                if symbol in (">", "<"):
-                    value = expect_value()
-                    try:
-                        int(value)
-                    except ValueError:
-                        raise SelectorError(
-                            f"unable to parse label selector {text!r}: "
-                            f"{key}{symbol}{value!r} needs an integer value"
-                        ) from None
-                    op = Operator.GREATER_THAN if symbol == ">" else Operator.LESS_THAN
-                    requirements.append(Requirement(key, op, (value,)))
-                elif symbol in ("=", "==", "!="):
-                    value = expect_value()
-                    op = {"=": Operator.EQUALS, "==": Operator.DOUBLE_EQUALS}.get(
-                        symbol, Operator.NOT_EQUALS
-                    )
-                    requirements.append(Requirement(key, op, (value,)))
-                else:
-                    raise fail(f"unexpected operator {symbol!r}")
-            elif nxt[0] == "id" and nxt[1] in ("in", "notin"):
-                pos += 1
-                if (peek() or ("",))[0] != "(":
-                    raise fail(f"expected '(' after {nxt[1]!r}")
-                pos += 1
-                values: list[str] = []
-                expecting = True  # a value may follow: `()`, `(a,)` and `(,a)` hold ""
-                while True:
-                    token = peek()
-                    if token is None:
-                        raise fail("expected ')'")
-                    pos += 1
-                    if token[0] == ")":
-                        if expecting:
-                            values.append("")
-                        break
-                    if token[0] == ",":
-                        if expecting:
-                            values.append("")
-                        expecting = True
-                        continue
-                    if token[0] != "id" or not expecting:
-                        pos -= 1
-                        raise fail("expected a value, ',' or ')'")
-                    _check_value(token[1])
-                    values.append(token[1])
-                    expecting = False
-                op = Operator.IN if nxt[1] == "in" else Operator.NOT_IN
-                requirements.append(Requirement(key, op, tuple(dict.fromkeys(values))))
-            else:
-                raise fail(f"expected an operator after key {key!r}")
-        token = peek()
-        if token is None:
-            break
-        if token[0] != ",":
-            raise fail("expected ',' between requirements")
-        pos += 1
-    return LabelSelector(tuple(requirements))

@@ -32,7 +32,7 @@ from forecasts.forecast import Forecaster
 from forecasts.series import RegularSeries
 from forecasts.sources.carbon.forecasting import CarbonForecasting, ForecastMode
 from forecasts.sources.trace import CarbonTrace, TraceCarbonSource, TraceLoadSource
-from forecasts.time import SteppingClock
+from forecasts.time import SteppingClock, humanize_duration
 from scaler.core.policy import PolicyParams
 from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
@@ -98,7 +98,7 @@ class CarbonForecastSetup:
         return (
             "gridshift's carbon forecast on history"
             + (" + " + " + ".join(inputs) if inputs else " only")
-            + f", plan refitted every {self.refit_every}"
+            + f", plan refitted every {humanize_duration(self.refit_every)}"
         )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import pytest
 
 pytestmark = pytest.mark.slow  # run by `make bench`, not by the unit tier
@@ -78,7 +78,7 @@ def bodies(tmp: Path) -> dict[str, Path]:
     paths = {}
     for key, body in out.items():
         paths[key] = tmp / f"{key}.json"
-        paths[key].write_bytes(orjson.dumps(body))
+        paths[key].write_bytes(msgspec.json.encode(body))
     return paths
 
 

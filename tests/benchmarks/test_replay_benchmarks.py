@@ -115,8 +115,8 @@ def test_elastic_carbonscaler_setting(shared_data: Path, profile: str) -> None:
 @pytest.mark.parametrize(
     ("carbon_model", "noise"),
     [
-        ("seasonal_regression", 5.0),
-        ("seasonal_regression", 10.0),
+        ("own", 5.0),
+        ("own", 10.0),
         ("perfect", 0.0),
         ("perfect", 5.0),
         ("perfect", 10.0),
@@ -137,7 +137,7 @@ def test_elastic_sensitivity_to_forecast_error(
     _elastic_report(s, f"linear {carbon_model} noise {noise:g}%")
 
 
-@pytest.mark.parametrize("carbon_model", ["profile_persistence", "perfect"])
+@pytest.mark.parametrize("carbon_model", ["gridshift", "perfect"])
 def test_lets_wait_awhile(shared_data: Path, carbon_model: str) -> None:
     s = _replay(shared_data, "bench-lwa.yaml", forecast_overrides={"carbon_model": carbon_model})
     paper = {"ml-DE": 5.9, "ml-GB": 6.6, "ml-FR": 4.8}

@@ -7,13 +7,18 @@ draw SVG paths with data, the replicas chart with desired, ACTUAL (read from the
 following the scaler's own actuation) and counterfactual lines for every workload; the KPIs
 and legends show numbers; the modes timeline and reasons fill in; the extender panel lists
 the real extender's figures (requests, errors, decisions by outcome, nodes, fresh regions);
-no console errors or page errors; a screenshot goes to tests/artifacts/dashboard.png.
+no console errors or page errors; value ticks are round and evenly spaced, time labels
+distinct, and the cumulative chart draws saved, emitted and counterfactual (every line its
+legend lists); `/` redirects to the dashboard; a screenshot goes to
+tests/artifacts/dashboard.png.
 Without a cluster or extender, the page says so: "actual unknown: no cluster connection"
 and "no extender configured" (tests/artifacts/dashboard-no-cluster.png).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 import shutil
 import tempfile
@@ -61,6 +66,43 @@ def _launch(pw: Any, profile: str) -> Any:
 
 
 WORKLOADS = ("checkout-api", "nightly-training", "report-batch", "search", "web-frontend")
+
+
+def _is_round_step(step: float) -> bool:
+    """1, 2 or 5 x 10^k."""
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (1, 2, 5, 10))
+
+
+def assert_axes_readable(page: Any) -> None:
+    """Every chart's value ticks are round and evenly spaced (0, 100, 200 ... not 13, 107,
+    200, 293) and its time labels are distinct (no 10:42 10:42 10:43 early on); the
+    cumulative chart draws every line its legend lists."""
+    for chart in ("chart-carbon", "chart-replicas", "chart-saved"):
+        ticks = [
+            float(v)
+            for v in page.eval_on_selector_all(
+                f"#{chart} svg text[data-tick]", "els => els.map(e => e.dataset.tick)"
+            )
+        ]
+        assert len(ticks) >= 3, (chart, ticks)
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+        assert len(steps) == 1, (chart, ticks)
+        (step,) = steps
+        assert _is_round_step(step), (chart, ticks)
+        assert all(math.isclose(t / step, round(t / step), abs_tol=1e-6) for t in ticks), ticks
+        labels = page.eval_on_selector_all(
+            f"#{chart} svg text.xtick", "els => els.map(e => e.textContent)"
+        )
+        assert labels, chart
+        assert len(labels) == len(set(labels)), (chart, labels)
+    drawn = page.eval_on_selector_all(
+        "#chart-saved svg path.series", "els => els.map(e => e.dataset.label)"
+    )
+    assert sorted(drawn) == ["counterfactual", "emitted", "saved"]
+    legend = page.inner_text("#legend-saved")
+    for name in ("saved", "emitted", "counterfactual"):
+        assert name in legend
 
 
 def test_dashboard_renders_live_charts_offline(tmp_path: Path) -> None:
@@ -155,6 +197,7 @@ def test_dashboard_renders_live_charts_offline(tmp_path: Path) -> None:
             scores = {a["Host"]: a["Score"] for a in stack.extender_answers[-1]["prioritize"]}
             assert scores["gpu-de-1"] > scores["gpu-fr-1"], scores
 
+            assert_axes_readable(page)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
@@ -189,6 +232,11 @@ def test_dashboard_without_cluster_or_extender_says_so() -> None:
             assert labels
             assert not [lbl for lbl in labels if lbl.endswith(" actual")]
             assert page.inner_text("#extender").strip() == "no extender configured"
+            assert_axes_readable(page)  # early on: a few points, minutes apart
+            root = page.goto(gs.base_url + "/")  # `/` redirects to the dashboard
+            assert root is not None
+            assert page.url == f"{gs.base_url}/dashboard"
+            page.wait_for_function("Number(document.body.dataset.points || 0) >= 3", timeout=30_000)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-no-cluster.png"), full_page=True)
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import orjson
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,4 +84,4 @@ def test_any_request_gets_a_well_formed_non_5xx_answer(
     response = API.handle(ApiRequest(method=method, path=path, query=query, accept=accept))
     assert 200 <= response.status < 500, (response.status, response.body[:200])
     if response.content_type.startswith("application/json") and response.body:
-        orjson.loads(response.body)
+        msgspec.json.decode(response.body)

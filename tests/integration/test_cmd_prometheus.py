@@ -40,7 +40,7 @@ def test_history_table_and_sum(backfilled_prometheus: PrometheusServer) -> None:
     assert "2 series where one was expected" in refused.output
     summed = runner.invoke(cli, [*args, "--sum"])
     assert summed.exit_code == 0, summed.output
-    assert "48 steps of 0:05:00" in summed.output
+    assert "48 steps of 5m" in summed.output
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 
 import httpx
-import orjson
+import msgspec
 import pytest
 import trustme
 from prometheus_client import CollectorRegistry
@@ -89,7 +89,7 @@ ARGS = {"Pod": {"metadata": {"name": "p"}}, "Nodes": None, "NodeNames": ["a", "b
 
 
 def ok(client: httpx.Client) -> None:
-    r = client.post("/scheduler/prioritize", content=orjson.dumps(ARGS))
+    r = client.post("/scheduler/prioritize", content=msgspec.json.encode(ARGS))
     assert r.status_code == 200
     assert r.json() == [{"Host": "a", "Score": 10}, {"Host": "b", "Score": 0}]
 
@@ -97,7 +97,7 @@ def ok(client: httpx.Client) -> None:
 def test_oversized_and_malformed_bodies_and_the_server_stays_up(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=10) as c:
         ok(c)
-        huge = orjson.dumps({**ARGS, "NodeNames": [f"node-{i:07d}" for i in range(200_000)]})
+        huge = msgspec.json.encode({**ARGS, "NodeNames": [f"node-{i:07d}" for i in range(200_000)]})
         assert len(huge) > LIMIT
         r = c.post("/scheduler/filter", content=huge)
         assert r.status_code == 413

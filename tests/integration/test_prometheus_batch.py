@@ -299,3 +299,24 @@ def test_a_tick_asks_a_grouped_family_once(
         'sum(gs_queue_depth{instance="b"})', start=now - 60 * M, end=now, step=5 * M
     )
     assert snap.workloads["queue-b"].load_now == alone.series.values[-1]
+
+
+def test_a_grouped_answer_over_the_response_cap_is_asked_in_shorter_ranges(
+    backfilled_prometheus: PrometheusServer, make_source: Callable[..., Any]
+) -> None:
+    source, sent = make_source(backfilled_prometheus.url)
+    window: dict[str, Any] = {"start": T0, "end": END, "step": M}
+    query = "sum by (instance) (gs_queue_depth)"
+    whole = source.fetch_grouped(query, **window)
+    assert len(sent) == 1
+    source.http.max_response_bytes = 6_000  # under the 240-step answer, over 120 steps
+    sent.clear()
+    cut = source.fetch_grouped(query, **window)
+    assert len(sent) == 3  # 240 steps refused, then 2 x 120
+    assert cut.keys() == whole.keys()
+    for labels, history in whole.items():
+        np.testing.assert_array_equal(cut[labels].series.values, history.series.values)
+        assert cut[labels].marked == history.marked
+    sent.clear()
+    source.fetch_grouped(query, **window)  # the step count that fits is remembered
+    assert len(sent) == 2

@@ -16,7 +16,7 @@ import pytest
 from tests.gridshift_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]  # start-up on a loaded machine
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -35,20 +35,25 @@ def _interrupt_after(
     proc: subprocess.Popen[str], marker: str, seconds: float, sig: int
 ) -> tuple[int, str]:
     """Wait for `marker` in the output (the command is past its start-up), let it run
-    `seconds` more, send `sig`, and collect the rest."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    for line in proc.stdout:
-        seen.append(line)
-        if marker in line:
-            break
-    else:
-        raise AssertionError("exited before " + marker + ":\n" + "".join(seen))
-    time.sleep(seconds)
-    assert proc.poll() is None, "".join(seen)
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
-    return proc.returncode, "".join(seen) + out
+    `seconds` more, send `sig`, and collect the rest. The process never outlives the test."""
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line:
+                break
+        else:
+            raise AssertionError("exited before " + marker + ":\n" + "".join(seen))
+        time.sleep(seconds)
+        assert proc.poll() is None, "".join(seen)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, "".join(seen) + out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])

@@ -81,7 +81,7 @@ def test_settings_names_equal_the_catalog() -> None:
     ("name", "expected"),
     [
         pytest.param("auto", "auto", id="auto"),
-        pytest.param("seasonal_naive_day", "seasonal_naive_288", id="naive"),
+        pytest.param("seasonal_naive_day", "seasonal_naive_day", id="naive (the flag's name)"),
     ],
 )
 def test_scaler_forecaster_follows_the_setting(name: str, expected: str) -> None:

@@ -39,7 +39,7 @@ def test_forecast_json_has_quantiles() -> None:
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert doc["model"] == "seasonal_naive_24"
+    assert doc["model"] == "seasonal_naive_day"
     assert len(doc["points"]) == 6
     first = doc["points"][0]
     assert first["timestamp_utc"] == "2024-02-26T00:00:00Z"
@@ -63,7 +63,7 @@ def test_forecast_csv_and_table() -> None:
     assert lines[0] == "timestamp_utc,mean,p05,p10,p25,p50,p75,p90,p95"
     assert len(lines) == 4
     res = run("forecast", "--trace", TRACE, "--model", "seasonal_naive_week", "--horizon", "2h")
-    assert "model seasonal_naive_168" in res.output
+    assert "model seasonal_naive_week" in res.output
     assert "p95" in res.output
 
 
@@ -119,7 +119,7 @@ def test_backtest_adds_a_baseline_and_reports_json(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output[res.output.index("{") :])
-    assert doc["backtest_series"]["baseline"] == "seasonal_naive_24"
+    assert doc["backtest_series"]["baseline"] == "seasonal_naive_day"
 
 
 def test_bad_input_names_the_option(tmp_path: Path) -> None:

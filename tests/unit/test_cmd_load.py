@@ -97,7 +97,7 @@ def _history() -> LoadHistory:
 def test_history_as_table() -> None:
     text = format_history(_history(), fmt="table")
     assert "query: sum(rate(x[1m]))" in text
-    assert "8 steps of 0:01:00, 37.5% measured" in text
+    assert "8 steps of 1m, 37.5% measured" in text
     assert "interpolated: 2024-01-15T00:01:00+00:00 (1 steps)" in text
     assert "marked (NaN): 2024-01-15T00:03:00+00:00 (4 steps)" in text
     assert "NaN/Inf samples treated as missing: 1" in text

@@ -103,7 +103,7 @@ def test_history_endpoint(client):
 @pytest.mark.parametrize("query", ["limit=0", "limit=-3"])
 def test_history_rejects_bad_limit(client, query):
     r = client.get(f"/status/history?{query}")
-    assert r.status_code == 422  # declared bound (ge=1) in the OpenAPI, checked by FastAPI
+    assert r.status_code == 422  # declared bound (ge=1) in scaler/status_openapi.json
     assert "limit" in r.text
 
 

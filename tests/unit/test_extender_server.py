@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -100,7 +100,7 @@ class Harness:
         self.client = AsgiClient(self.app)
 
     def post(self, verb: str, body: Any) -> Any:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
         return self.client.post(
             f"/scheduler/{verb}", content=data, headers={"Content-Type": "application/json"}
         )
@@ -206,7 +206,7 @@ def test_filter_accepts_any_key_casing_as_go_does(h: Harness) -> None:
 def test_full_mode_echo_is_byte_for_byte(h: Harness) -> None:
     odd = copy.deepcopy(NODES[2])
     odd["metadata"]["labels"]["unicode"] = "zoné-ß"
-    raw = json.dumps(odd, indent=1, ensure_ascii=False).encode()  # not how orjson would write it
+    raw = json.dumps(odd, indent=1, ensure_ascii=False).encode()  # not how msgspec would write it
     body = b'{"Pod": {}, "Nodes": {"metadata": {}, "items": [' + raw + b']}, "NodeNames": null}'
     r = h.post("filter", body)
     assert r.status_code == 200
@@ -332,7 +332,7 @@ def test_malformed_requests_get_400_with_error(h: Harness, verb, body, fragment)
 
 def test_oversized_bodies_get_413_by_declared_and_by_streamed_size() -> None:
     h = Harness(snap=snapshot(), max_body_bytes=10_000)
-    big = orjson.dumps(cache_args([f"node-{i:05d}" for i in range(2000)]))
+    big = msgspec.json.encode(cache_args([f"node-{i:05d}" for i in range(2000)]))
     r = h.post("filter", big)
     assert r.status_code == 413
     assert "exceeds the 10000-byte limit" in r.json()["Error"]
@@ -356,7 +356,7 @@ def test_internal_error_is_500_with_error_and_the_server_keeps_going(h: Harness)
     )
     client = AsgiClient(broken)
     for verb in ("filter", "prioritize"):
-        r = client.post(f"/scheduler/{verb}", content=orjson.dumps(cache_args(["a"])))
+        r = client.post(f"/scheduler/{verb}", content=msgspec.json.encode(cache_args(["a"])))
         assert r.status_code == 500
         assert "clock on fire" in r.json()["Error"]
     assert client.get("/healthz").status_code == 200

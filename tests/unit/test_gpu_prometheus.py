@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import orjson
+import msgspec
 import pytest
 
 from extender.gpu_prometheus import GpuExporter, PrometheusGpuPower
@@ -26,7 +26,7 @@ def source(
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(status, content=orjson.dumps(answer))
+        return httpx.Response(status, content=msgspec.json.encode(answer))
 
     http = HttpSource(
         name="prom",

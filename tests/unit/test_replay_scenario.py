@@ -167,6 +167,10 @@ def test_cli_table_and_bad_file(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "gridshift-performance" in res.output
     assert "captured" in res.output
+    assert "saving vs (column)" in res.output
+    widths = [len(line) for line in res.output.splitlines()]
+    assert max(widths) <= 100, max(widths)  # was 187: the pairwise savings are their own matrix
+    assert "intervals of 1h," in res.output  # not "3600 s" or "1:00:00"
     res = runner.invoke(cli, ["replay", "--scenario", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2
     assert "no such scenario file" in res.output

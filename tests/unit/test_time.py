@@ -12,6 +12,7 @@ from forecasts.time import (
     ensure_utc,
     floor_to,
     from_epoch_s,
+    humanize_duration,
     parse_duration,
     to_epoch_s,
 )
@@ -87,3 +88,24 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_errors_name_the_text(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("duration", "text"),
+    [
+        pytest.param(timedelta(days=7), "7d", id="a week of history"),
+        pytest.param(timedelta(hours=1, minutes=30), "1h30m", id="mixed"),
+        pytest.param(timedelta(minutes=10), "10m", id="minutes"),
+        pytest.param(timedelta(seconds=90), "1m30s", id="seconds"),
+        pytest.param(timedelta(milliseconds=500), "0.5s", id="sub-second"),
+        pytest.param(timedelta(days=2, hours=12), "2d12h", id="days and hours"),
+        pytest.param(timedelta(0), "0s", id="zero"),
+        pytest.param(timedelta(seconds=-30), "-30s", id="negative"),
+    ],
+)
+def test_humanize_duration_reads_as_written_and_parses_back(duration, text) -> None:
+    assert humanize_duration(duration) == text
+    assert "day" not in text
+    assert ":" not in text
+    if duration >= timedelta(0):
+        assert parse_duration(text) == duration

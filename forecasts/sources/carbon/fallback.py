@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import orjson
+import msgspec
 
 from forecasts.platform.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.regions import RegionMap
@@ -82,10 +82,10 @@ class FileLastKnown:
 
     def _read(self) -> dict[str, Any]:
         try:
-            data = orjson.loads(self._path.read_bytes())
+            data = msgspec.json.decode(self._path.read_bytes())
         except FileNotFoundError:
             return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
+        except (OSError, msgspec.DecodeError) as exc:
             log.warning("last-known store %s unreadable, ignoring it: %s", self._path, exc)
             return {}
         return data if isinstance(data, dict) else {}
@@ -108,7 +108,7 @@ class FileLastKnown:
             fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".last-known-")
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+                    handle.write(msgspec.json.format(msgspec.json.encode(data), indent=2))
                 os.replace(tmp, self._path)
             except BaseException:
                 with contextlib.suppress(OSError):

@@ -33,6 +33,34 @@
     return String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
   }
 
+  function hhmmss(ms) {
+    return hhmm(ms) + ":" + String(new Date(ms).getUTCSeconds()).padStart(2, "0");
+  }
+
+  // Round value ticks (1, 2 or 5 x 10^k apart) covering [lo, hi], about `target` of them.
+  function niceTicks(lo, hi, target) {
+    const raw = (hi - lo) / Math.max(1, target);
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
+    const first = Math.floor(lo / step + 1e-9) * step, last = Math.ceil(hi / step - 1e-9) * step;
+    const ticks = [];
+    for (let v = first; v <= last + step / 2; v += step) ticks.push(Math.abs(v) < step / 1e6 ? 0 : v);
+    return { ticks, step };
+  }
+
+  // Time ticks at round UTC instants (5 s ... 1 day apart), at most `target` + 1 of them, each
+  // label distinct: seconds shown when the step is under a minute, the date when a day or more.
+  const TIME_STEPS_S = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  function timeTicks(t0, t1, target) {
+    const spanS = (t1 - t0) / 1000;
+    const stepS = TIME_STEPS_S.find((s) => spanS / s <= target) || Math.ceil(spanS / target / 86400) * 86400;
+    const step = stepS * 1000;
+    const ticks = [];
+    for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
+    const label = stepS < 60 ? hhmmss : stepS >= 86400 ? (t) => new Date(t).toISOString().slice(5, 10) : hhmm;
+    return { ticks, label };
+  }
+
   // series: [{label, color, dashed, step, points: [[tMs, value|null], ...]}]
   function lineChart(container, series, opts) {
     container.textContent = "";
@@ -48,17 +76,20 @@
     let v0 = Math.min(...all.map((p) => p[1])), v1 = Math.max(...all.map((p) => p[1]));
     if (opts && opts.zero) { v0 = Math.min(0, v0); v1 = Math.max(0, v1); }
     if (v1 === v0) { v1 = v0 + 1; v0 = v0 - 1; }
-    const pad = (v1 - v0) * 0.08; v0 -= opts && opts.zero && v0 === 0 ? 0 : pad; v1 += pad;
+    const yt = niceTicks(v0, v1, 4);  // the axis spans whole ticks: 0, 100, 200, ...
+    v0 = yt.ticks[0]; v1 = yt.ticks[yt.ticks.length - 1];
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
     const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
-    for (let i = 0; i <= 4; i++) {
-      const v = v0 + ((v1 - v0) * i) / 4;
+    const digits = yt.step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(yt.step) - 1e-9));
+    for (const v of yt.ticks) {
       el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }, svg);
-      el("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, svg).textContent = fmt(v, Math.abs(v1 - v0) < 10 ? 1 : 0);
+      el("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis", "data-tick": v }, svg).textContent = fmt(v, digits);
     }
-    for (let i = 0; i <= 4; i++) {
-      const t = t0 + ((t1 - t0) * i) / 4;
-      el("text", { x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle", class: "axis" }, svg).textContent = hhmm(t);
+    const xt = timeTicks(t0, t1, 4);
+    for (const t of xt.ticks) {
+      const px = x(t);
+      const anchor = px < L + 20 ? "start" : px > W - R - 20 ? "end" : "middle";
+      el("text", { x: px, y: H - 6, "text-anchor": anchor, class: "axis xtick" }, svg).textContent = xt.label(t);
     }
     for (const s of series) {
       let d = "", pen = false, prevY = null;
@@ -138,17 +169,18 @@
     legend($("legend-replicas"), items);
   }
 
+  // cumulative gCO2: saved, emitted and the counterfactual (what permanent performance mode
+  // would have emitted); every legend entry is a drawn line
   function renderSaved(points) {
-    const saved = points.map((p) => [p.t, p.saved_g]);
-    lineChart($("chart-saved"), [
-      { label: "saved", color: "#2e9e5b", points: saved },
-    ], { zero: true });
+    const pick = (key) => points.map((p) => [p.t, Number.isFinite(p[key]) ? p[key] : null]);
+    const lines = [
+      { label: "saved", key: "saved_g", color: "#2e9e5b", legend: "saved gCO₂" },
+      { label: "emitted", key: "emitted_g", color: "#555", legend: "emitted" },
+      { label: "counterfactual", key: "counterfactual_g", color: "#999", dotted: true, legend: "counterfactual" },
+    ];
+    lineChart($("chart-saved"), lines.map((l) => ({ label: l.label, color: l.color, dotted: l.dotted, points: pick(l.key) })), { zero: true });
     const last = points[points.length - 1];
-    legend($("legend-saved"), [
-      { label: "saved gCO₂", color: "#2e9e5b", value: fmt(last.saved_g) },
-      { label: "emitted", color: "#888", value: fmt(last.emitted_g) },
-      { label: "counterfactual", color: "#bbb", value: fmt(last.counterfactual_g) },
-    ]);
+    legend($("legend-saved"), lines.map((l) => ({ label: l.legend, color: l.color, dotted: l.dotted, value: fmt(last[l.key]) })));
   }
 
   function renderModes(points) {
