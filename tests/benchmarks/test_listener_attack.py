@@ -45,6 +45,8 @@ import trustme
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
 
+pytestmark = pytest.mark.slow  # `make bench` runs it; `make unit` skips it
+
 ATTACK_SECONDS = float(os.environ.get("GRIDSHIFT_ATTACK_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("GRIDSHIFT_ATTACK_CONNECTIONS", "1000"))
 HPA_PATH = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/gridshift_desired_replicas"
