@@ -8,8 +8,10 @@ server refuses a stale one with 409); when the leader is SIGKILLed, the follower
 Lease over once it expires (leaseTransitions counts it) and its first write continues from
 the killed leader's last checkpoint, not from its own lagging ticks; a SIGTERMed leader
 releases the Lease (holder cleared) so the next replica need not wait for the expiry; a
-restarted single replica restores the counters from the ConfigMap (replaced the API-server
-stand-in of tests/integration/test_crash_safety.py for these cases).
+restarted single replica restores the counters from the ConfigMap; `gridshift_kube_leader` says
+which replica leads (replaced the API-server stand-in of tests/integration/test_crash_safety.py
+for these cases, and with test_hpa, test_keda and test_crd that of
+tests/integration/test_scaler_services.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import watch as k8s_watch
+from prometheus_client.parser import text_string_to_metric_families
 from urllib3.exceptions import ProtocolError
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
@@ -61,6 +65,16 @@ def holder(plane: KubePlane) -> tuple[str | None, int]:
         f"/apis/coordination.k8s.io/v1/namespaces/{SCALER_NAMESPACE}/leases/gridshift-scaler"
     )
     return lease["spec"].get("holderIdentity"), lease["spec"].get("leaseTransitions", 0)
+
+
+def leader_gauge(base_url: str, identity: str) -> float | None:
+    """`gridshift_kube_leader{identity=...}` on a replica's /metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gridshift_kube_leader" and sample.labels.get("identity") == identity:
+                return float(sample.value)
+    return None
 
 
 class ConfigMapWatch:
@@ -111,7 +125,9 @@ def test_follower_takes_the_lease_over_and_continues_the_killed_leaders_checkpoi
     with running_scaler(plane, config_a, tick_seconds=0.2) as leader:
         wait_until(lambda: holder(plane)[0] == "replica-a", timeout_s=30, what="replica-a leads")
         wait_until(lambda: ticks_stored(plane) >= 5, timeout_s=60, what="5 ticks checkpointed")
+        assert leader_gauge(leader.base_url, "replica-a") == 1.0
         with running_scaler(plane, config_b, tick_seconds=0.2) as follower:
+            assert leader_gauge(follower.base_url, "replica-b") == 0.0
             # the follower's own count lags: it restored at its start, then stalls a while
             follower.process.send_signal(signal.SIGSTOP)
             target = ticks_stored(plane) + 15
