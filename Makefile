@@ -15,7 +15,7 @@ SRC := forecasts scaler extender config tests
 DEFAULT_MARKERS := not integration and not e2e and not cluster and not gpu and not record and not slow and not fuzz
 APT_PACKAGES := prometheus chromium kubernetes-client
 
-.PHONY: audit fuzz lock install install-system install-python venv run check fmt lint typecheck imports unit test test-integration test-cluster kube-plane bench coverage clean hooks
+.PHONY: audit fuzz lock install install-system install-python venv run check fmt lint typecheck imports unit test test-integration test-cluster kube-plane test-gpu bench coverage clean hooks
 
 install: install-system install-python
 
@@ -99,6 +99,11 @@ test: install
 
 coverage:
 	$(PY) -m pytest -m "$(DEFAULT_MARKERS)" -q --cov --cov-branch --cov-report=term
+
+# The GPU tier: the agent on a real NVIDIA GPU (NVML readings, metrics, `gridshift agent` served
+# and stopped with Ctrl-C). Skips without NVML; run it where a GPU exists.
+test-gpu:
+	$(PY) -m pytest -m gpu -q -s -p no:cacheprovider -o addopts="" tests/integration/test_agent_gpu.py
 
 bench:
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts="" --timeout=0

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +29,7 @@ from extender.core.energy import decode_annotation
 from extender.nvml import Nvml, load_pynvml
 from forecasts.sources.clock import SystemClock
 from tests.fakes import FakeNodeAnnotator
+from tests.gridshift_process import free_port, wait_for
 
 pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 
@@ -130,3 +135,45 @@ def test_agent_on_a_real_gpu() -> None:
     decoded, problem = decode_annotation(notes.writes[-1][2])
     assert decoded is not None, problem
     print(f"annotation: {notes.writes[-1][2]}")
+
+
+def test_agent_command_serves_real_gpu_metrics_and_stops_on_ctrl_c() -> None:
+    """`gridshift agent` as a node runs it: real NVML, real listener, Ctrl-C exits 0."""
+    probe = Nvml(load_pynvml())
+    if not probe.start():
+        pytest.skip(f"no usable NVML here: {probe.unavailable_reason}")
+    probe.close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "config", "agent", "--listen", f"127.0.0.1:{port}", "--no-annotate"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+
+        def scraped() -> str | None:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            ok = "gridshift_nvml_available 1.0" in body and "gridshift_gpu_power_watts{" in body
+            return body if ok else None
+
+        body = wait_for(scraped, timeout_s=60, what="the agent's GPU metrics")
+        powers = [
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("gridshift_gpu_power_watts{")
+        ]
+        print(f"\nagent /metrics: {len(powers)} GPU(s), power {powers} W")
+        assert powers
+        assert all(p > 0 for p in powers)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    print(out[-2000:])
+    assert proc.returncode == 0, out[-2000:]
+    assert "agent stopped after" in out
