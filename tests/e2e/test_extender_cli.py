@@ -5,12 +5,14 @@ serves `gridshift_nvml_available 0` and keeps running until SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -56,6 +58,30 @@ def env(**extra: str) -> dict[str, str]:
     return e
 
 
+@contextlib.contextmanager
+def extender(
+    *args: str, environ: dict[str, str], ready=lambda r: r.status_code == 200, timeout: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gridshift extender --listen 127.0.0.1:<free port> ARGS`, yielded (base URL, process)
+    once /readyz satisfies `ready`; the test stops it (and reads its log), or it is killed."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}", *args],
+        cwd=REPO,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", ok=ready, proc=proc, timeout=timeout)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
     now = SystemClock().now()
     with FakeApiServer() as api:
@@ -67,25 +93,14 @@ def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
         api.list_rv = "7"
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(api.kubeconfig())
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}"],
-            cwd=REPO,
-            env=env(
+        with extender(
+            environ=env(
                 KUBECONFIG=str(kubeconfig),
                 GRIDSHIFT_EXTENDER__REFRESH_INTERVAL_SECONDS="0.2",
                 GRIDSHIFT_CARBON__UK__ENABLED="false",  # no provider at all: GPU energy only
             ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_http(
-                f"{base}/readyz",
-                ok=lambda r: r.status_code == 200 and r.json()["nodes_synced"],
-                proc=proc,
-            )
+            ready=lambda r: r.status_code == 200 and r.json()["nodes_synced"],
+        ) as (base, proc):
             wait_http(
                 f"{base}/metrics", ok=lambda r: "gridshift_extender_nodes 2.0" in r.text, proc=proc
             )
@@ -97,14 +112,13 @@ def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
             r = httpx.post(
                 f"{base}/scheduler/prioritize", content=msgspec.json.encode(args), timeout=5
             )
-            assert r.status_code == 200
-            assert r.json() == [
-                {"Host": "gpu-hungry", "Score": 0},
-                {"Host": "gpu-lean", "Score": 10},
-            ]
-        finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=20)
+        assert r.status_code == 200
+        assert r.json() == [
+            {"Host": "gpu-hungry", "Score": 0},
+            {"Host": "gpu-lean", "Score": 10},
+        ]
         assert proc.returncode == 0, err.decode()[-2000:]
         assert b"no carbon source configured" in err
 
@@ -154,28 +168,16 @@ def test_readme_offline_extender_requests_run_as_written(tmp_path: Path) -> None
         curls, ("/scheduler/filter", "/scheduler/prioritize", "/regions/rank?"), strict=True
     ):
         assert f"http://127.0.0.1:8888{path}" in curl
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
-    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
-    env["GRIDSHIFT_CARBON__LAST_KNOWN_PATH"] = str(tmp_path / "carbon.json")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "config", "extender", "--listen", f"127.0.0.1:{port}"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    environ = env(
+        KUBECONFIG=str(tmp_path / "no-kubeconfig"),
+        GRIDSHIFT_CARBON__LAST_KNOWN_PATH=str(tmp_path / "carbon.json"),
     )
-    try:
-        wait_http(
-            f"http://127.0.0.1:{port}/readyz",
-            ok=lambda r: r.status_code == 200,
-            proc=proc,
-            timeout=120,  # start-up under a loaded shared machine
-        )
+    # start-up under a loaded shared machine
+    with extender(environ=environ, timeout=120) as (base, proc):
         answers = []
         for line in curls:
             run = subprocess.run(
-                line.replace("127.0.0.1:8888", f"127.0.0.1:{port}"),
+                line.replace("http://127.0.0.1:8888", base),
                 shell=True,
                 capture_output=True,
                 check=True,
@@ -184,10 +186,6 @@ def test_readme_offline_extender_requests_run_as_written(tmp_path: Path) -> None
             answers.append(msgspec.json.decode(run.stdout))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err.decode()[-2000:]
     log = err.decode()
     assert log.count("serving 6 nodes from the SAMPLE DATA node list") == 1
@@ -220,42 +218,15 @@ def test_nodes_file_replaces_the_cluster(tmp_path: Path) -> None:
     nodes["items"] = nodes["items"][:2]
     path = tmp_path / "nodes.json"
     path.write_bytes(msgspec.json.encode(nodes))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
-    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "config",
-            "extender",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--nodes",
-            str(path),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_http(
-            f"http://127.0.0.1:{port}/readyz",
-            ok=lambda r: r.status_code == 200,
-            proc=proc,
-            timeout=120,  # start-up under a loaded shared machine
-        )
+    environ = env(KUBECONFIG=str(tmp_path / "no-kubeconfig"))
+    # start-up under a loaded shared machine
+    with extender("--nodes", str(path), environ=environ, timeout=120) as (base, proc):
         r = httpx.post(
-            f"http://127.0.0.1:{port}/scheduler/prioritize",
+            f"{base}/scheduler/prioritize",
             json={"Pod": GPU_POD, "NodeNames": ["gpu-sample-solar-1", "gpu-sample-solar-2"]},
         )
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert r.status_code == 200
     assert {h["Host"] for h in r.json()} == {"gpu-sample-solar-1", "gpu-sample-solar-2"}
     assert f"nodes: 2 nodes from {path} in sample-solar (no cluster watch)" in err.decode()
