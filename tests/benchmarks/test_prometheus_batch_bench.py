@@ -35,17 +35,11 @@ from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSou
 from forecasts.sources.sample import SAMPLE_REGIONS, SampleCarbonSource
 from forecasts.time import FrozenClock
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-)
+from scaler.core.workload import Workload
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.snapshot import Snapshot, SnapshotHolder
 from tests.integration.prom_fixture import PrometheusServer, backfill, running_prometheus
+from tests.workloads import promql_workload
 
 pytestmark = pytest.mark.slow
 
@@ -77,25 +71,14 @@ def _workloads(n: int, *, grouped: bool = False) -> list[Workload]:
     out = []
     for i in range(n):
         ns, name = f"ns{i % 50}", f"w{i:05d}"
-        load = (
-            LoadSpec(LoadSourceKind.PROMQL, GROUPED, match=(("namespace", ns), ("workload", name)))
-            if grouped
-            else LoadSpec(
-                LoadSourceKind.PROMQL, f'sum(gs_load{{namespace="{ns}",workload="{name}"}})'
-            )
-        )
+        region = SAMPLE_REGIONS[i % len(SAMPLE_REGIONS)]
+        match: tuple[tuple[str, str], ...]
+        if grouped:
+            query, match = GROUPED, (("namespace", ns), ("workload", name))
+        else:
+            query, match = f'sum(gs_load{{namespace="{ns}",workload="{name}"}})', ()
         out.append(
-            Workload(
-                name=name,
-                namespace=ns,
-                target=TargetRef(TargetKind.DEPLOYMENT, name),
-                load=load,
-                capacity_per_replica=10.0,
-                min_replicas=1,
-                max_replicas=50,
-                power=PowerModel(10.0, 30.0),
-                region=SAMPLE_REGIONS[i % len(SAMPLE_REGIONS)],
-            )
+            promql_workload(name, query, match=match, region=region, namespace=ns, max_replicas=50)
         )
     return out
 

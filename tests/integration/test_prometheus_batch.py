@@ -30,19 +30,13 @@ from forecasts.platform.http import RetryPolicy
 from forecasts.sources.prometheus import PrometheusConnection, PrometheusLoadSource, rate_query
 from forecasts.time import FrozenClock
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-)
+from scaler.core.workload import TargetKind, TargetRef
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.snapshot import SnapshotHolder
 from tests.fakes import FakeDailyCarbonSource
 from tests.integration.history import SPAN_S, T0
 from tests.integration.prom_fixture import PrometheusServer, free_port
+from tests.workloads import promql_workload
 
 pytestmark = pytest.mark.integration
 
@@ -187,30 +181,16 @@ def test_prometheus_down_fails_every_query_of_the_batch(
     assert all(isinstance(e, SourceUnavailable) for e in got.values())
 
 
-def _workload(name: str, query: str, *, watts: str | None = None) -> Workload:
-    return Workload(
-        name=name,
-        namespace="default",
-        target=TargetRef(TargetKind.DEPLOYMENT, name),
-        load=LoadSpec(LoadSourceKind.PROMQL, query),
-        capacity_per_replica=10.0,
-        min_replicas=1,
-        max_replicas=40,
-        power=PowerModel(10.0, 30.0, measured_query=watts),
-        region="r1",
-    )
-
-
 def test_a_tick_asks_once_for_every_load_and_marks_only_the_broken_one_stale(
     backfilled_prometheus: PrometheusServer, make_source: Callable[..., Any]
 ) -> None:
     source, sent = make_source(backfilled_prometheus.url)
     now = T0 + 100 * M
     workloads = [
-        _workload("rate", GOOD[0], watts="sum(gs_queue_depth)"),
-        _workload("sum", GOOD[4], watts="gs_ratio"),
-        _workload("broken", "sum(rate(gs_requests_total[5m])"),
-        _workload("absent", 'gs_nothing{job="x"}'),
+        promql_workload("rate", GOOD[0], watts="sum(gs_queue_depth)"),
+        promql_workload("sum", GOOD[4], watts="gs_ratio"),
+        promql_workload("broken", "sum(rate(gs_requests_total[5m])"),
+        promql_workload("absent", 'gs_nothing{job="x"}'),
     ]
     clock = FrozenClock(now)
     loop = ScalerLoop(
@@ -268,16 +248,11 @@ def test_a_tick_asks_a_grouped_family_once(
     source, sent = make_source(backfilled_prometheus.url)
     family = "sum by (instance) (gs_queue_depth)"
     workloads = [
-        Workload(
-            name=f"queue-{instance}",
-            namespace="default",
+        promql_workload(
+            f"queue-{instance}",
+            family,
+            match=(("instance", instance),),
             target=TargetRef(TargetKind.DEPLOYMENT, instance),
-            load=LoadSpec(LoadSourceKind.PROMQL, family, match=(("instance", instance),)),
-            capacity_per_replica=10.0,
-            min_replicas=1,
-            max_replicas=40,
-            power=PowerModel(10.0, 30.0),
-            region="r1",
         )
         for instance in ("a", "b", "gone")
     ]

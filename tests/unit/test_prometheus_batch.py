@@ -34,17 +34,10 @@ from forecasts.sources.prometheus_batch import (
 from forecasts.sources.routing import PrefixRoutedLoadSource
 from forecasts.time import FrozenClock
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-)
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.snapshot import SnapshotHolder
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
+from tests.workloads import promql_workload
 
 T0 = datetime(2024, 1, 15, 9, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -231,37 +224,16 @@ def test_the_router_batches_each_route_and_fails_unrouted_queries_alone() -> Non
     assert isinstance(unrouted["x"], SourceRequestError)
 
 
-def _workload(
-    name: str,
-    query: str,
-    *,
-    watts: str | None = None,
-    region: str = "r1",
-    match: tuple[tuple[str, str], ...] = (),
-) -> Workload:
-    return Workload(
-        name=name,
-        namespace="default",
-        target=TargetRef(TargetKind.DEPLOYMENT, name),
-        load=LoadSpec(LoadSourceKind.PROMQL, query, match=match),
-        capacity_per_replica=10.0,
-        min_replicas=1,
-        max_replicas=40,
-        power=PowerModel(10.0, 30.0, measured_query=watts),
-        region=region,
-    )
-
-
 def test_a_tick_asks_once_per_kind_and_errors_stay_with_their_workloads() -> None:
     load = FakeBatchLoadSource(
         levels={"a": 100.0, "b": 50.0, "w": 400.0}, broken=frozenset({"bad"})
     )
     carbon = FakeDailyCarbonSource({"r1": [100.0] * 24, "r2": [300.0] * 24})
     workloads = [
-        _workload("a", "a", watts="w"),
-        _workload("b", "b", region="r2"),
-        _workload("also-a", "a", region="r2"),
-        _workload("bad", "bad"),
+        promql_workload("a", "a", watts="w"),
+        promql_workload("b", "b", region="r2"),
+        promql_workload("also-a", "a", region="r2"),
+        promql_workload("bad", "bad"),
     ]
     clock = FrozenClock(T0)
     loop = ScalerLoop(
@@ -314,7 +286,7 @@ def test_an_unavailable_batch_marks_every_workload_of_it_stale() -> None:
         fail_with=SourceUnavailable("down", source="fake-load"),
     )
     loop = ScalerLoop(
-        [_workload("a", "a"), _workload("b", "b")],
+        [promql_workload("a", "a"), promql_workload("b", "b")],
         carbon=FakeDailyCarbonSource({"r1": [100.0] * 24}),
         load=load,
         clock=FrozenClock(T0),
@@ -354,10 +326,10 @@ FAMILY = "sum by (workload) (rate(http_requests_total[2m]))"
 def _grouped_loop(load: FakeLoadSource) -> tuple[ScalerLoop, FrozenClock]:
     clock = FrozenClock(T0)
     workloads = [
-        _workload("web", FAMILY, match=(("workload", "web"),)),
-        _workload("api", FAMILY, match=(("workload", "api"),)),
-        _workload("gone", FAMILY, match=(("workload", "gone"),)),
-        _workload("plain", "a"),
+        promql_workload("web", FAMILY, match=(("workload", "web"),)),
+        promql_workload("api", FAMILY, match=(("workload", "api"),)),
+        promql_workload("gone", FAMILY, match=(("workload", "gone"),)),
+        promql_workload("plain", "a"),
     ]
     loop = ScalerLoop(
         workloads,

@@ -20,21 +20,13 @@ from config.fleet import AUTO, plan_fleet
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    ElasticSpec,
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-    WorkloadClass,
-)
+from scaler.core.workload import ElasticSpec, Workload, WorkloadClass
 from scaler.loop import LoopSettings
 from scaler.replay.engine import CarbonForecastSetup, run_replay, run_replay_parallel
 from scaler.replay.fleet import merge, partition, work_units
 from scaler.replay.model import Job, ReplayResult, ReplayScenario, ReplayWorkload
 from scaler.replay.summary import summarise
+from tests.workloads import trace_workload
 
 H = timedelta(hours=1)
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -42,19 +34,7 @@ DAYS = 3
 
 
 def _workload(name: str, region: str, **kw: object) -> Workload:
-    base: dict[str, object] = {
-        "name": name,
-        "namespace": "t",
-        "target": TargetRef(TargetKind.DEPLOYMENT, name),
-        "load": LoadSpec(LoadSourceKind.TRACE, name),
-        "capacity_per_replica": 10.0,
-        "min_replicas": 1,
-        "max_replicas": 20,
-        "power": PowerModel(50.0, 100.0),
-        "region": region,
-    }
-    base.update(kw)
-    return Workload(**base)  # type: ignore[arg-type]
+    return trace_workload(name, region, **{"max_replicas": 20, **kw})
 
 
 def _scenario() -> ReplayScenario:

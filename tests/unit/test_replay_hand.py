@@ -14,16 +14,7 @@ import pytest
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    ElasticSpec,
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-    WorkloadClass,
-)
+from scaler.core.workload import ElasticSpec, WorkloadClass
 from scaler.loop import LoopSettings
 from scaler.replay.engine import CarbonForecastSetup, run_replay
 from scaler.replay.model import (
@@ -36,6 +27,7 @@ from scaler.replay.model import (
     ReplayWorkload,
 )
 from scaler.replay.summary import summarise
+from tests.workloads import trace_workload
 
 H = timedelta(hours=1)
 START = datetime(2026, 3, 2, tzinfo=UTC)  # hour 0 of a day
@@ -55,32 +47,16 @@ def _daily(pattern: list[float], *, days: int) -> np.ndarray:
     return np.tile(day, days)
 
 
-def _workload(name: str, region: str, **kw: object) -> Workload:
-    base: dict[str, object] = {
-        "name": name,
-        "namespace": "t",
-        "target": TargetRef(TargetKind.DEPLOYMENT, name),
-        "load": LoadSpec(LoadSourceKind.TRACE, name),
-        "capacity_per_replica": 10.0,
-        "min_replicas": 1,
-        "max_replicas": 10,
-        "power": PowerModel(50.0, 100.0),
-        "region": region,
-    }
-    base.update(kw)
-    return Workload(**base)  # type: ignore[arg-type]
-
-
 def _scenario() -> ReplayScenario:
     hist_start = START - timedelta(days=HISTORY_DAYS)
     demand = np.concatenate([np.full(24 * HISTORY_DAYS, 18.0), DEMAND])
     web = ReplayWorkload(
-        _workload("web", "A"),
+        trace_workload("web", "A"),
         RegularSeries(start=hist_start, step=H, values=demand, unit="req/s"),
     )
     job = Job(START, START + 4 * H, 2 * 3600.0)
     batch = ReplayWorkload(
-        _workload(
+        trace_workload(
             "batch",
             "B",
             min_replicas=0,

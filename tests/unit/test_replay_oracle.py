@@ -19,20 +19,12 @@ from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.series import RegularSeries
 from forecasts.sources.forecast_traces import known_ahead
 from scaler.core.policy import PolicyParams
-from scaler.core.workload import (
-    ElasticSpec,
-    LoadSourceKind,
-    LoadSpec,
-    PowerModel,
-    TargetKind,
-    TargetRef,
-    Workload,
-    WorkloadClass,
-)
+from scaler.core.workload import ElasticSpec, PowerModel, Workload, WorkloadClass
 from scaler.loop import LoopSettings
 from scaler.replay.engine import CarbonForecastSetup, run_replay
 from scaler.replay.model import Job, PolicyName, ReplayScenario, ReplayWorkload
 from scaler.replay.policies import oracle_job, run_job
+from tests.workloads import trace_workload
 
 H = timedelta(hours=1)
 START = datetime(2026, 5, 4, tzinfo=UTC)
@@ -40,19 +32,9 @@ HIST = 48
 
 
 def _wl(name: str, region: str, **kw: object) -> Workload:
-    base: dict[str, object] = {
-        "name": name,
-        "namespace": "t",
-        "target": TargetRef(TargetKind.DEPLOYMENT, name),
-        "load": LoadSpec(LoadSourceKind.TRACE, name),
-        "capacity_per_replica": 10.0,
-        "min_replicas": 1,
-        "max_replicas": 12,
-        "power": PowerModel(40.0, 120.0),
-        "region": region,
-    }
-    base.update(kw)
-    return Workload(**base)  # type: ignore[arg-type]
+    return trace_workload(
+        name, region, **{"max_replicas": 12, "power": PowerModel(40.0, 120.0), **kw}
+    )
 
 
 @st.composite
