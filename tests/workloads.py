@@ -1,6 +1,7 @@
 """The `Workload` builder tests share: a Deployment of the workload's own name, 10 units of
 demand per replica, at least 1 replica; the replay suites' trace workload by default, the
-Prometheus suites' PromQL one through `promql_workload`. Every field can be overridden."""
+Prometheus suites' PromQL one through `promql_workload`. Every field can be overridden, the
+name too (the target keeps the first name)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _deployment(name: str, defaults: dict[str, Any], fields: dict[str, Any]) -> 
     return Workload(**(base | defaults | fields))
 
 
-def trace_workload(name: str, region: str, **fields: Any) -> Workload:
+def trace_workload(name: str, region: str, /, **fields: Any) -> Workload:
     """Namespace `t`, load from the trace named `name`, 1..10 replicas of 50..100 W."""
     defaults = {
         "namespace": "t",
@@ -43,6 +44,7 @@ def trace_workload(name: str, region: str, **fields: Any) -> Workload:
 def promql_workload(
     name: str,
     query: str,
+    /,
     *,
     watts: str | None = None,
     region: str = "r1",

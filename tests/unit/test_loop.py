@@ -38,25 +38,14 @@ from scaler.loop import LoopSettings, ScalerLoop
 from scaler.schedules import WorkloadSchedules
 from scaler.snapshot import Mode, SnapshotHolder
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource, FakeReplicaReader
+from tests.workloads import promql_workload
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 CLEAN_NIGHT = [400.0] * 8 + [100.0] * 8 + [400.0] * 8  # clean 08:00-16:00
 
 
-def web(**kw) -> Workload:
-    base: dict[str, Any] = {
-        "name": "web",
-        "namespace": "default",
-        "target": TargetRef(TargetKind.DEPLOYMENT, "web"),
-        "load": LoadSpec(LoadSourceKind.PROMQL, "web_rps"),
-        "capacity_per_replica": 10.0,
-        "min_replicas": 1,
-        "max_replicas": 40,
-        "power": PowerModel(10.0, 30.0),
-        "region": "r1",
-    }
-    base.update(kw)
-    return Workload(**base)
+def web(**kw: Any) -> Workload:
+    return promql_workload("web", "web_rps", **kw)
 
 
 def make_loop(workloads, *, carbon=None, load=None, clock=None, params=None, settings=None):

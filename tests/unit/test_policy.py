@@ -40,34 +40,20 @@ from scaler.core.policy import (
 )
 from scaler.core.workload import (
     ElasticSpec,
-    LoadSourceKind,
-    LoadSpec,
     PowerModel,
-    TargetKind,
-    TargetRef,
     Workload,
     WorkloadClass,
 )
 from scaler.snapshot import Mode
+from tests.workloads import promql_workload
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 P = PolicyParams()
 
 
-def workload(**kw) -> Workload:
-    base: dict[str, Any] = {
-        "name": "web",
-        "namespace": "default",
-        "target": TargetRef(TargetKind.DEPLOYMENT, "web"),
-        "load": LoadSpec(LoadSourceKind.PROMQL, "sum(rate(http_requests_total[5m]))"),
-        "capacity_per_replica": 10.0,
-        "min_replicas": 1,
-        "max_replicas": 50,
-        "power": PowerModel(10.0, 30.0),
-        "region": "r1",
-    }
-    base.update(kw)
-    return Workload(**base)
+def workload(**kw: Any) -> Workload:
+    query = "sum(rate(http_requests_total[5m]))"
+    return promql_workload("web", query, **{"max_replicas": 50, **kw})
 
 
 def forecast(median: float, *, spread: float = 0.0, start: datetime = NOW, n: int = 6) -> Forecast:
