@@ -511,9 +511,7 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
     mean = paths.get(plan.own, paths["seasonal_naive"])
     name = plan.own
     if inputs.provider is not None and plan.provider_weight > 0:
-        _, prov = _provider_path(inputs, values, origin, horizon, None)
-        if plan.half_life_steps is not None:
-            _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
+        _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
         if np.isfinite(prov).any():
             mean = _combine(mean, prov, plan.provider_weight)
             name = plan.name
