@@ -450,17 +450,14 @@ def _choose_provider(
     def mae(m: FloatArray) -> float:
         return float(np.mean(np.abs(_combine(own, m, 1.0) - truth)))
 
-    scores["provider"] = mae(raw_mat)
+    base = scores["provider"] = mae(raw_mat)
     best_p, half_life = raw_mat, None
     for h, rows in corr_rows.items():
         m = np.vstack(rows)
         s = mae(m)
         scores[f"provider+correction(half-life {h:g} h)"] = s
-        if s < scores["provider"] * (1 - settings.min_gain) and (
-            half_life is None or s < mae(best_p)
-        ):
-            best_p, half_life = m, h
-    base = mae(best_p)
+        if s < scores["provider"] * (1 - settings.min_gain) and (half_life is None or s < base):
+            best_p, half_life, base = m, h, s
     own_mae = float(np.mean(np.abs(own - truth)))
     weight, best = 1.0, min(base, own_mae) * (1 - settings.min_gain)
     for w in settings.blend_weights:
@@ -511,9 +508,7 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
     mean = paths.get(plan.own, paths["seasonal_naive"])
     name = plan.own
     if inputs.provider is not None and plan.provider_weight > 0:
-        _, prov = _provider_path(inputs, values, origin, horizon, None)
-        if plan.half_life_steps is not None:
-            _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
+        _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
         if np.isfinite(prov).any():
             mean = _combine(mean, prov, plan.provider_weight)
             name = plan.name

@@ -300,37 +300,45 @@ class ScalerLoop:
         after the start) continues from it too (`set_workloads`)."""
         self._ledger = Ledger()
         self._restorable = dict(cp.workloads)
-        restored = [w for w in self.workloads if self._restore_workload(w)]
+        restored = self._restore_workloads(self.workloads)
         self._ticks = cp.ticks_total
         self._log.info(
             "restored state from %s: %d ticks, %d workloads, %.3f g saved",
             cp.saved_at.isoformat(),
             cp.ticks_total,
-            len(restored),
+            restored,
             self._ledger.total.saved_g,
         )
 
-    def _restore_workload(self, w: Workload) -> bool:
-        """Continue `w` from the kept checkpoint (once); False when it names no such one."""
-        c = self._restorable.pop(w.name, None)
-        if c is None:
-            return False
-        st = self._state[w.name]
-        st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
-        st.shadow = ReplicaState(
-            min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
-        )
-        st.last_at = c.last_at
-        if w.elastic is not None:
-            st.remaining_work = c.remaining_work
-            st.shadow_remaining = c.counterfactual_remaining_work
-        t = Totals(c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g)
+    def _restore_workloads(self, workloads: Sequence[Workload]) -> int:
+        """Continue each of `workloads` that the kept checkpoint names (once each), adding
+        its counters to the ledger (rebuilt once, not once per workload); how many."""
         led = self._ledger
-        by_workload = {**led.by_workload, w.name: t}
-        by_region = dict(led.by_region)
-        by_region[w.region] = _sum_totals(by_region.get(w.region, Totals()), t)
-        self._ledger = Ledger(by_workload, by_region, _sum_totals(led.total, t), led.provenance)
-        return True
+        by_workload, by_region, total = dict(led.by_workload), dict(led.by_region), led.total
+        restored = 0
+        for w in workloads:
+            c = self._restorable.pop(w.name, None)
+            if c is None:
+                continue
+            st = self._state[w.name]
+            st.replicas = ReplicaState(min(w.max_replicas, max(w.min_replicas, c.replicas)))
+            st.shadow = ReplicaState(
+                min(w.max_replicas, max(w.min_replicas, c.counterfactual_replicas))
+            )
+            st.last_at = c.last_at
+            if w.elastic is not None:
+                st.remaining_work = c.remaining_work
+                st.shadow_remaining = c.counterfactual_remaining_work
+            t = Totals(
+                c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g
+            )
+            by_workload[w.name] = t
+            by_region[w.region] = _sum_totals(by_region.get(w.region, Totals()), t)
+            total = _sum_totals(total, t)
+            restored += 1
+        if restored:
+            self._ledger = Ledger(by_workload, by_region, total, led.provenance)
+        return restored
 
     # ------------------------------------------------------------------ workloads
     def use_workload_source(self, source: Callable[[], Sequence[Workload]]) -> None:
@@ -369,8 +377,7 @@ class ScalerLoop:
                 else WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides)
             )
         self._state, self._schedules, self.workloads = state, schedules, tuple(workloads)
-        for w in added:
-            self._restore_workload(w)
+        self._restore_workloads(added)
         gone = sorted(set(old) - set(names))
         if added or gone:
             self._log.info(

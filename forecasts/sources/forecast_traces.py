@@ -13,6 +13,7 @@ The files are read with `forecasts.sources.csv_series.read_csv_columns` (the one
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,20 +75,16 @@ def read_generation_forecasts(
 ) -> KnownSeries:
     """Every `<source>_forecast_da_mw` column of a DACF file, as shares of their hourly sum
     (DE's MW are 4x: shares are unaffected), known like the provider's forecast."""
-    start, step, names, values = read_csv_columns(Path(path), step=HOUR)
-    keep = [i for i, c in enumerate(names) if c.endswith("_forecast_da_mw")]
-    gen = values[:, keep]
+    raw = _day_known(Path(path), None, timedelta(0), known_after)
+    keep = [i for i, c in enumerate(raw.columns) if c.endswith("_forecast_da_mw")]
+    gen = raw.values[:, keep]
     total = np.nansum(gen, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(total > 0, gen / total, np.nan)
-    t = to_epoch_s(start) + np.arange(gen.shape[0]) * step.total_seconds()
-    known = np.floor(t / 86400.0) * 86400.0 + known_after.total_seconds()
-    return KnownSeries(
-        start=start,
-        step=step,
+    return replace(
+        raw,
         values=shares,
-        known_s=known,
-        columns=tuple(f"{names[i].removesuffix('_forecast_da_mw')}_share" for i in keep),
+        columns=tuple(f"{raw.columns[i].removesuffix('_forecast_da_mw')}_share" for i in keep),
     )
 
 

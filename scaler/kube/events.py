@@ -11,7 +11,6 @@ problem that persists tick after tick is one Event, not one a minute.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -96,11 +95,6 @@ class EventRecorder:
         self.sent = 0
         self.errors = 0
 
-    def forget(self, ref: ObjectRef) -> None:
-        """Drop what was last recorded for `ref` (it was deleted)."""
-        for key in [k for k in self._last if k[:2] == (ref.namespace, ref.name)]:
-            del self._last[key]
-
     def record(self, ref: ObjectRef, *, type_: str, reason: str, message: str) -> bool:
         """Send one Event unless it repeats the last one for this object and reason."""
         key = (ref.namespace, ref.name, reason)
@@ -121,6 +115,3 @@ class EventRecorder:
         self._last[key] = message
         self.sent += 1
         return True
-
-    def recorded(self) -> Mapping[tuple[str, str, str], str]:
-        return dict(self._last)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
@@ -73,13 +73,6 @@ class ExogSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    """Provider forecast values this object has received, hour -> (value, first known)."""
-
-    values: dict[float, tuple[float, float]]
-
-
 class CarbonForecasting:
     """See the module docstring. Plans are cached per (region, refit instant); forecasts per
     (region, at, horizon) (replays ask many times at the same instant)."""
@@ -110,7 +103,8 @@ class CarbonForecasting:
         self._seed = seed
         self._plans: dict[tuple[str, datetime], CarbonPlan] = {}
         self._cache: dict[tuple[str, datetime, timedelta], CarbonSeries] = {}
-        self._received: dict[str, _Received] = {}
+        #: per region, the provider forecast values received: hour -> (value, first known)
+        self._received: dict[str, dict[float, tuple[float, float]]] = {}
         self._no_provider: dict[str, datetime] = {}
 
     @property
@@ -157,25 +151,25 @@ class CarbonForecasting:
         fc = self._provider_as_given(region, at=at, horizon=horizon)
         if fc is None:
             return None
-        got = self._received.setdefault(region, _Received({}))
+        got = self._received.setdefault(region, {})
         now_s = to_epoch_s(at)
         for t, v in zip(fc.epoch_s, fc.values, strict=True):
             slot = math.floor(t / 3600.0) * 3600.0
-            if slot not in got.values or slot >= now_s:
-                got.values[slot] = (float(v), now_s)
-        if len(got.values) > 24 * 400:
-            for old in sorted(got.values)[: len(got.values) - 24 * 400]:
-                del got.values[old]
-        if not got.values:
+            if slot not in got or slot >= now_s:
+                got[slot] = (float(v), now_s)
+        if len(got) > 24 * 400:
+            for old in sorted(got)[: len(got) - 24 * 400]:
+                del got[old]
+        if not got:
             return None
-        slots = sorted(got.values)
+        slots = sorted(got)
         start = from_epoch_s(slots[0])
         n = round((slots[-1] - slots[0]) / 3600.0) + 1
         values = np.full(n, np.nan)
         known = np.full(n, np.inf)
         for s in slots:
             i = round((s - slots[0]) / 3600.0)
-            values[i], known[i] = got.values[s]
+            values[i], known[i] = got[s]
         return KnownSeries(start=start, step=HOUR, values=values, known_s=known)
 
     def _inputs(
