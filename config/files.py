@@ -31,6 +31,7 @@ __all__ = [
     "YamlTooLarge",
     "check_yaml_expansion",
     "load_yaml",
+    "parse_yaml_document",
     "read_text_file",
     "read_yaml_file",
 ]
@@ -119,15 +120,23 @@ def check_yaml_expansion(node: yaml.Node | None, *, max_nodes: int = MAX_YAML_NO
             stack.extend(current.value)
 
 
+def parse_yaml_document(
+    text: str, *, loader: type[yaml.SafeLoader] = yaml.SafeLoader
+) -> tuple[yaml.Node | None, Any]:
+    """Parse once with `loader`: the node tree (for line/column of every key) and the data
+    built from it, alias expansion bounded (`check_yaml_expansion`) before construction."""
+    parser = loader(text)
+    try:
+        node = parser.get_single_node()
+        check_yaml_expansion(node)
+        return node, (None if node is None else parser.construct_document(node))
+    finally:
+        parser.dispose()
+
+
 def load_yaml(text: str) -> Any:
     """`yaml.safe_load` with alias expansion bounded (`check_yaml_expansion`)."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        check_yaml_expansion(node)
-        return None if node is None else loader.construct_document(node)
-    finally:
-        loader.dispose()
+    return parse_yaml_document(text)[1]
 
 
 def read_yaml_file(path: Path) -> Any:

@@ -46,7 +46,12 @@ from config.errors import (
     scrub,
     unknown_key,
 )
-from config.files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, check_yaml_expansion, read_text_file
+from config.files import (
+    MAX_CONFIG_BYTES,
+    MAX_SECRET_BYTES,
+    parse_yaml_document,
+    read_text_file,
+)
 from config.schema import (
     SECRET_FILE_SUFFIX,
     Node,
@@ -498,14 +503,8 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def _parse_yaml_document(text: str) -> tuple[yaml.Node | None, Any]:
-    """Parse once: the node tree (for line/column of every key) and the data built from it."""
-    loader = _Yaml12Loader(text)
-    try:
-        node = loader.get_single_node()
-        check_yaml_expansion(node)
-        return node, (None if node is None else loader.construct_document(node))
-    finally:
-        loader.dispose()
+    """Parse once, YAML 1.2 scalars: the node tree (line/column of every key) and the data."""
+    return parse_yaml_document(text, loader=_Yaml12Loader)
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:

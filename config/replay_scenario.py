@@ -69,9 +69,6 @@ __all__ = ["CARBON_MODELS", "LoadedScenario", "ScenarioError", "load_scenario", 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-DAY = timedelta(days=1)
-
-
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names the field and the problem."""
 
@@ -303,9 +300,14 @@ class LoadedScenario:
     source: Path
 
 
-def _load_model(step: timedelta, *, profile: str, seasons: int) -> Forecaster:
-    """Multiplicative daily or weekly profile over `seasons`, errors by hour."""
+def _load_model(
+    step: timedelta, *, profile: str, seasons: int, name: str = "profile_persistence"
+) -> Forecaster:
+    """The scenario's `forecast.load_model`, labelled as the file names it: a multiplicative
+    daily or weekly profile over `seasons`, errors by hour; or a daily/weekly seasonal naive."""
     day = max(2, round(timedelta(days=1) / step))
+    if name != "profile_persistence":
+        return SeasonalNaive(7 * day if name.endswith("week") else day, label=name)
     period = 7 * day if profile == "week" else day
     return ProfilePersistence(
         period,
@@ -552,19 +554,11 @@ def build_scenario(
             refit_every=carbon_refit,
             perfect=model == "perfect",
         ),
-        load_forecaster=(
-            _load_model(
-                step,
-                profile=spec.forecast.load_profile,
-                seasons=spec.forecast.load_profile_seasons,
-            )
-            if spec.forecast.load_model == "profile_persistence"
-            else SeasonalNaive(
-                7 * max(2, round(timedelta(days=1) / step))
-                if spec.forecast.load_model.endswith("week")
-                else max(2, round(timedelta(days=1) / step)),
-                label=spec.forecast.load_model,
-            )
+        load_forecaster=_load_model(
+            step,
+            profile=spec.forecast.load_profile,
+            seasons=spec.forecast.load_profile_seasons,
+            name=spec.forecast.load_model,
         ),
         refit_every=timedelta(seconds=settings.forecast.refit_interval_seconds),
         source=source,

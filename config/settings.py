@@ -422,11 +422,6 @@ class CarbonSettings(_Group):
                 owner[alias] = name
         return self
 
-    def region_named(self, name: str) -> str | None:
-        """The configured region called `name` (any case), or None."""
-        key = name.casefold()
-        return next((r for r in self.regions if r.casefold() == key), None)
-
 
 #: The names `forecasts.models.catalog.LOAD_MODEL_CHOICES` accepts (kept equal by a test; a
 #: Literal here keeps settings validation free of the models' heavy imports).

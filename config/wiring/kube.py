@@ -411,7 +411,6 @@ def start_scaler_services(
             registry.register(TlsCollector(listeners))
         if settings.kube.enabled:
             assert api_client is not None
-            resolver = build_region_resolver(settings)
             services.kube = build_kube_runtime(
                 settings.kube,
                 holder=holder,
@@ -420,11 +419,7 @@ def start_scaler_services(
                 wall_clock=wall_clock,
                 registry=registry,
                 configured=workloads,
-                resolve_region=lambda name: (
-                    resolver.resolve(name)
-                    if resolver.is_configured(resolver.resolve(name))
-                    else None
-                ),
+                resolve_region=build_region_resolver(settings).configured_region,
             )
             services.kube.start()
             services._exit.callback(services.kube.close)
