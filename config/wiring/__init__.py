@@ -25,6 +25,7 @@ from config.wiring.carbon import (
     build_carbon_sources,
     build_region_map,
     build_region_resolver,
+    build_workload_region,
     default_http_client,
     default_last_known_path,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "build_run_sources",
     "build_scaler",
     "build_state_store",
+    "build_workload_region",
     "default_http_client",
     "default_last_known_path",
     "kube_api_client",

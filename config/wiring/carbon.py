@@ -34,6 +34,7 @@ from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
 from forecasts.sources.open_meteo import OpenMeteoWeatherSource, WeightedPoint
+from forecasts.sources.sample import SAMPLE_REGIONS
 from forecasts.time import Clock
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,21 @@ def build_region_resolver(settings: Settings) -> RegionResolver:
         aliases={alias: name for name, r in carbon.regions.items() for alias in r.aliases},
         default_region=ext.default_region,
     )
+
+
+def build_workload_region(settings: Settings) -> Callable[[str], str | None]:
+    """How a CarbonAwareScaler's region is named: a configured carbon region (through the
+    region model's aliases and `match` rules) or a SAMPLE DATA region, the same set that
+    `config check` accepts for config-file workloads and `gridshift run` routes; else None."""
+    resolver = build_region_resolver(settings)
+
+    def workload_region(name: str) -> str | None:
+        found = resolver.configured_region(name)
+        if found is None and name in SAMPLE_REGIONS:
+            return name
+        return found
+
+    return workload_region
 
 
 def http_source(

@@ -26,7 +26,7 @@ from config.settings import (
     Settings,
 )
 from config.version import __version__
-from config.wiring.carbon import build_region_resolver
+from config.wiring.carbon import build_workload_region
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
@@ -419,7 +419,7 @@ def start_scaler_services(
                 wall_clock=wall_clock,
                 registry=registry,
                 configured=workloads,
-                resolve_region=build_region_resolver(settings).configured_region,
+                resolve_region=build_workload_region(settings),
             )
             services.kube.start()
             services._exit.callback(services.kube.close)

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from config.settings import Settings
+from config.wiring import build_workload_region
 from forecasts.regions import REGION_LABEL, NodeRule, Region, RegionMap, RegionResolver
 from scaler.core.workload import (
     LoadSourceKind,
@@ -261,3 +263,35 @@ def test_cluster_workloads_exposes_the_last_problems() -> None:
     assert [w.region for w in source.current()] == ["atlantis"]
     assert source_strict.current() == ()
     assert source_strict.problems()[("shop", "web")].reason == "UnknownRegion"
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [
+        pytest.param(None, "sample-solar", id="inherited from a SAMPLE DATA config workload"),
+        pytest.param("sample-wind", "sample-wind", id="a SAMPLE DATA region named"),
+        pytest.param("eu-west-2", "GB", id="a cloud region the match rules place"),
+        pytest.param("gb", "GB", id="a configured region, any case"),
+    ],
+)
+def test_run_accepts_the_regions_config_check_accepts(region, expected) -> None:
+    """`gridshift run` names CR regions as `config check` does for config-file workloads:
+    a configured carbon region (aliases, match rules) or a SAMPLE DATA region."""
+    base = dataclasses.replace(CONFIGURED, region="sample-solar")
+    workloads, problems = compose_workloads(
+        (base,),
+        {("shop", "web"): parse_scaler_resource(cr(region=region))},
+        resolve_region=build_workload_region(Settings()),
+    )
+    assert problems == {}
+    assert [w.region for w in workloads] == [expected]
+
+
+def test_run_refuses_a_cr_region_nothing_serves() -> None:
+    workloads, problems = compose_workloads(
+        (),
+        {("shop", "web"): parse_scaler_resource(cr(region="atlantis"))},
+        resolve_region=build_workload_region(Settings()),
+    )
+    assert workloads == ()
+    assert problems[("shop", "web")].reason == "UnknownRegion"
