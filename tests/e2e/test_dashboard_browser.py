@@ -231,7 +231,12 @@ def test_dashboard_without_cluster_or_extender_says_so() -> None:
             )
             assert labels
             assert not [lbl for lbl in labels if lbl.endswith(" actual")]
-            assert page.inner_text("#extender").strip() == "no extender configured"
+            # the region policy (shown whatever the extender state), then the extender's state
+            assert page.inner_text("#extender").strip() == (
+                "Region policy: threshold off · prefer none · avoid none (per pod: "
+                "gridshift.io/max-gco2-per-kwh, gridshift.io/prefer-regions, "
+                "gridshift.io/avoid-regions)\nno extender configured"
+            )
             assert_axes_readable(page)  # early on: a few points, minutes apart
             root = page.goto(gs.base_url + "/")  # `/` redirects to the dashboard
             assert root is not None
