@@ -248,13 +248,19 @@ def _fit(
     end: int,
     ex: FloatArray | None,
 ) -> FittedModel | None:
-    """The regression fitted on steps before `end` (with exog: only where it is known)."""
+    """The regression fitted on steps before `end` (with exog: on the newest stretch where
+    it is known; the last steps before a refit instant often have no exog yet: a negative
+    lag reaches into a day whose inputs arrive later, so those steps are left out rather
+    than losing the exog model)."""
     first = 0
     if ex is not None:
-        bad = np.flatnonzero(~np.isfinite(ex[:end]).all(axis=1))
-        first = int(bad[-1]) + 1 if bad.size else 0
-        if first >= end:
+        known = np.asarray(np.isfinite(ex[:end]).all(axis=1), dtype=bool)
+        ok = np.flatnonzero(known)
+        if ok.size == 0:
             return None
+        end = int(ok[-1]) + 1
+        bad = np.flatnonzero(~known[:end])
+        first = int(bad[-1]) + 1 if bad.size else 0
     series = RegularSeries(
         start=hist.time_at(first), step=hist.step, values=values[first:end], unit=hist.unit
     )
@@ -505,8 +511,9 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
     values = fill_gaps(hist.values, DAY_STEPS)
     origin = len(hist)
     paths = _own_paths(inputs, values, plan.fits, plan.weather_lags, origin, horizon)
-    mean = paths.get(plan.own, paths["seasonal_naive"])
-    name = plan.own
+    # the plan's own model; where it cannot forecast (no fit), the next simpler one, named
+    name = next(k for k in (plan.own, "regression", "seasonal_naive") if k in paths)
+    mean = paths[name]
     if inputs.provider is not None and plan.provider_weight > 0:
         _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
         if np.isfinite(prov).any():

@@ -185,3 +185,41 @@ def test_an_input_known_an_hour_later_never_changes_an_earlier_forecast() -> Non
         forecast_carbon(base, plan, horizon=24).mean,
         forecast_carbon(shifted, plan, horizon=24).mean,
     )
+
+
+def test_the_exog_model_is_used_when_its_newest_inputs_are_not_known_yet() -> None:
+    # an input at a negative lag reaches into tomorrow, whose values arrive at 04:00: the
+    # last steps before the origin have no exog yet; the fit must leave those steps out,
+    # not lose the exog model (the forecast was the seasonal naive under its name)
+    rng = np.random.default_rng(5)
+    n = 24 * 60
+    wind = np.zeros(n)
+    for i in range(1, n):
+        wind[i] = 0.5 * wind[i - 1] + rng.normal(0, 1.0)
+    truth = daily(n) - 40 * wind
+    t = np.arange(n) * 3600.0 + T0.timestamp()
+    wx = KnownSeries(
+        start=T0 + 3 * H,  # each row is labelled 3 h after the instant it describes
+        step=H,
+        values=wind[:, None],
+        known_s=np.floor((t + 3 * 3600) / 86400) * 86400 + 4 * 3600,
+        columns=("wind",),
+    )
+    settings = CarbonForecastSettings(
+        horizon_steps=24,
+        backtest_origins=12,
+        origin_stride_steps=25,
+        train_steps=24 * 21,
+        weather_lags=(-3, 0),
+    )
+    origin = 24 * 55  # midnight: tomorrow's rows (lag -3 h) are not known
+    inputs = CarbonInputs(series(truth[:origin]), exog=wx)
+    plan = plan_carbon_forecast(inputs, settings=settings)
+    assert plan.weather_lags == (-3,)
+    assert plan.own == "regression+exog", plan.reasons
+    assert "regression+exog" in plan.fits
+    at = 24 * 55 + 6
+    fc = forecast_carbon(CarbonInputs(series(truth[:at]), exog=wx), plan, horizon=18)
+    assert fc.model == "regression+exog"
+    naive_err = np.abs(seasonal_naive(truth, at, 18) - truth[at : at + 18]).mean()
+    assert np.abs(fc.mean - truth[at : at + 18]).mean() < naive_err / 2
