@@ -153,11 +153,18 @@ class CarbonForecastSettings:
     #: Candidate extra lags (steps) per exog column, chosen before the backtest window.
     weather_lags: tuple[int, ...] = (-3, 0, 3, 6)
     min_gain: float = 0.01
+    #: Day-ahead values (provider, exog) end at the last hour of the day they were issued
+    #: for; past it, the own model carries on from where they left it, the difference fading
+    #: with this half-life (steps), so the 48 h path has no level jump at that seam
+    #: (0: no carry-over).
+    seam_half_life_steps: float = 12.0
 
     def __post_init__(self) -> None:
         for name in ("horizon_steps", "backtest_origins", "origin_stride_steps", "train_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.seam_half_life_steps < 0:
+            raise ValueError("seam_half_life_steps must be >= 0")
 
     @property
     def history_steps(self) -> int:
@@ -182,6 +189,7 @@ class CarbonPlan:
     residual_quantiles: FloatArray = field(repr=False)
     scores: dict[str, float]
     reasons: tuple[str, ...]
+    seam_half_life_steps: float = 0.0
 
     @property
     def name(self) -> str:
@@ -270,6 +278,26 @@ def _fit(
         return None
 
 
+def _carry(
+    base: FloatArray, over: FloatArray, ok: npt.NDArray[np.bool_], half_life: float
+) -> FloatArray:
+    """`over` where `ok`, `base` elsewhere; past the last `ok` step (of each row), `base`
+    plus the difference there fading with `half_life` steps (no level jump where `over`
+    ends)."""
+    out = np.where(ok, over, base)
+    if half_life <= 0:
+        return out
+    rows, b, o, k = (np.atleast_2d(x) for x in (out, base, over, ok))
+    lead = np.arange(rows.shape[1])
+    for r in range(rows.shape[0]):
+        idx = np.flatnonzero(k[r])
+        if idx.size:
+            last = int(idx[-1])
+            gap = lead[last + 1 :] - last
+            rows[r, last + 1 :] += (o[r, last] - b[r, last]) * 0.5 ** (gap / half_life)
+    return out
+
+
 def _own_paths(
     inputs: CarbonInputs,
     values: FloatArray,
@@ -277,6 +305,7 @@ def _own_paths(
     lags: tuple[int, ...],
     origin: int,
     horizon: int,
+    seam_half_life: float,
 ) -> dict[str, FloatArray]:
     """Each own model's mean path from `origin` (an index into the history grid), using
     only what was known at that origin. The exog model falls back to the plain
@@ -294,14 +323,14 @@ def _own_paths(
     wfit = fits.get("regression+exog")
     if wfit is not None and inputs.exog is not None and "regression" in out:
         ex = _weather_matrix(inputs, lags, origin + horizon, at)[origin:]
-        known = np.isfinite(ex).all(axis=1)
-        path = out["regression"].copy()
+        known = np.asarray(np.isfinite(ex).all(axis=1), dtype=bool)
+        path = out["regression"]
         if known.any():
             filled = np.where(np.isfinite(ex), ex, 0.0)
             wmean = np.asarray(
                 wfit.predict(horizon=horizon, history=recent, exog_future=filled).mean
             )
-            path[known] = wmean[known]
+            path = _carry(path, wmean, known, seam_half_life)
         out["regression+exog"] = path
     return out
 
@@ -330,11 +359,12 @@ def _provider_path(
     return future, future + errs[last] * 0.5 ** (lead / half_life)
 
 
-def _combine(own: FloatArray, prov: FloatArray, weight: float) -> FloatArray:
-    out = own.copy()
+def _combine(own: FloatArray, prov: FloatArray, weight: float, seam_half_life: float) -> FloatArray:
+    """`weight` x provider + the rest own model where the provider has values; past its
+    last value the own model carries on from the blend (`_carry`)."""
     ok = np.isfinite(prov)
-    out[ok] = weight * prov[ok] + (1 - weight) * own[ok]
-    return out
+    mixed = np.where(ok, weight * np.where(ok, prov, 0.0) + (1 - weight) * own, own)
+    return _carry(own, mixed, ok, seam_half_life)
 
 
 def plan_carbon_forecast(
@@ -389,12 +419,15 @@ def plan_carbon_forecast(
             residual_quantiles=np.zeros((len(STANDARD_QUANTILES), horizon)),
             scores={},
             reasons=tuple(reasons),
+            seam_half_life_steps=settings.seam_half_life_steps,
         )
     bt_fits = fits_until(origins[0])
     truth = np.vstack([values[o : o + horizon] for o in origins])
     paths: dict[str, list[FloatArray]] = {}
     for o in origins:
-        for name, path in _own_paths(inputs, values, bt_fits, lags, o, horizon).items():
+        for name, path in _own_paths(
+            inputs, values, bt_fits, lags, o, horizon, settings.seam_half_life_steps
+        ).items():
             paths.setdefault(name, []).append(path)
     own_mat = {k: np.vstack(v) for k, v in paths.items()}
     scores = {k: float(np.mean(np.abs(m - truth))) for k, m in own_mat.items()}
@@ -424,6 +457,7 @@ def plan_carbon_forecast(
         residual_quantiles=residual_quantiles,
         scores=scores,
         reasons=tuple(reasons),
+        seam_half_life_steps=settings.seam_half_life_steps,
     )
 
 
@@ -454,7 +488,7 @@ def _choose_provider(
         return own, 0.0, None
 
     def mae(m: FloatArray) -> float:
-        return float(np.mean(np.abs(_combine(own, m, 1.0) - truth)))
+        return float(np.mean(np.abs(_combine(own, m, 1.0, settings.seam_half_life_steps) - truth)))
 
     base = scores["provider"] = mae(raw_mat)
     best_p, half_life = raw_mat, None
@@ -467,7 +501,7 @@ def _choose_provider(
     own_mae = float(np.mean(np.abs(own - truth)))
     weight, best = 1.0, min(base, own_mae) * (1 - settings.min_gain)
     for w in settings.blend_weights:
-        s = float(np.mean(np.abs(_combine(own, best_p, w) - truth)))
+        s = float(np.mean(np.abs(_combine(own, best_p, w, settings.seam_half_life_steps) - truth)))
         scores[f"blend {w:g}"] = s
         if s < best:
             weight, best = w, s
@@ -480,7 +514,7 @@ def _choose_provider(
         )
         + (f"; blend weight {weight:g} beats both" if weight < 1 else "; provider as given")
     )
-    return _combine(own, best_p, weight), weight, half_life
+    return _combine(own, best_p, weight, settings.seam_half_life_steps), weight, half_life
 
 
 def _conformal(resid: FloatArray, levels: FloatArray) -> FloatArray:
@@ -510,14 +544,16 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         raise ValueError(f"carbon forecast needs {DAY_STEPS} h of history, got {len(hist)}")
     values = fill_gaps(hist.values, DAY_STEPS)
     origin = len(hist)
-    paths = _own_paths(inputs, values, plan.fits, plan.weather_lags, origin, horizon)
+    paths = _own_paths(
+        inputs, values, plan.fits, plan.weather_lags, origin, horizon, plan.seam_half_life_steps
+    )
     # the plan's own model; where it cannot forecast (no fit), the next simpler one, named
     name = next(k for k in (plan.own, "regression", "seasonal_naive") if k in paths)
     mean = paths[name]
     if inputs.provider is not None and plan.provider_weight > 0:
         _, prov = _provider_path(inputs, values, origin, horizon, plan.half_life_steps)
         if np.isfinite(prov).any():
-            mean = _combine(mean, prov, plan.provider_weight)
+            mean = _combine(mean, prov, plan.provider_weight, plan.seam_half_life_steps)
             name = plan.name
     rq = plan.residual_quantiles
     lead = np.minimum(np.arange(horizon), rq.shape[1] - 1)

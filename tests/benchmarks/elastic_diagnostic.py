@@ -13,9 +13,11 @@ midnight inside the window minus the truth's (a seam where day-ahead inputs end)
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import yaml
 
 import scaler.replay.engine as engine
 from config.replay_scenario import load_scenario
-from forecasts.carbon_forecast import score_forecasts, seasonal_naive
+from forecasts.carbon_forecast import CarbonForecastSettings, score_forecasts, seasonal_naive
 from scaler.replay.engine import run_replay
 from scaler.replay.summary import summarise
 from tests.benchmarks.test_elastic_forecast_benchmarks import FORECASTS, SCENARIO
@@ -57,10 +59,14 @@ def _seams(at: datetime, fc: np.ndarray, truth: np.ndarray) -> list[float]:
     return out
 
 
-def run(name: str, path: Path, shared: str) -> dict[str, Any]:
+def run(name: str, path: Path, shared: str, overrides: dict[str, Any]) -> dict[str, Any]:
     loaded = load_scenario(
         path, environ={"GRIDSHIFT_SHARED_DATA": shared}, forecast_overrides=FORECASTS[name]
     )
+    if overrides:
+        setup = loaded.carbon_forecast
+        tuned = replace(setup.settings or CarbonForecastSettings(), **overrides)
+        loaded = replace(loaded, carbon_forecast=replace(setup, settings=tuned))
     seen: list[Any] = []
     original = engine.carbon_sources
 
@@ -127,17 +133,25 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=5)
     ap.add_argument("--profile", default="linear", choices=("linear", "sublinear"))
     ap.add_argument("--forecasts", nargs="+", default=["history", "weather"], choices=FORECASTS)
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="CarbonForecastSettings fields (Python literals), e.g. seam_half_life_steps=0",
+    )
     ap.add_argument("--shared", default=os.environ.get("GRIDSHIFT_SHARED_DATA", "../shared/data"))
     args = ap.parse_args()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
     path = _subset(args.grids, args.profile, start, args.weeks)
+    overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     try:
         print(
             f"{'forecast':<10}{'workload':<14}{'share%':>8}{'saved kg':>10}{'oracle kg':>10}"
             f"{'miss':>5}{'rho48':>7}{'MAE':>8}{'relMAE':>8}{'seam':>7}{'s':>6}"
         )
         for name in args.forecasts:
-            out = run(name, path, args.shared)
+            out = run(name, path, args.shared, overrides)
             for w, r in out["rows"].items():
                 print(
                     f"{name:<10}{w:<14}{r['share']:8.1f}{r['saved_kg']:10.1f}{r['oracle_kg']:10.1f}"

@@ -10,6 +10,7 @@ never changes a forecast made before it became known (and making it known earlie
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -223,3 +224,25 @@ def test_the_exog_model_is_used_when_its_newest_inputs_are_not_known_yet() -> No
     assert fc.model == "regression+exog"
     naive_err = np.abs(seasonal_naive(truth, at, 18) - truth[at : at + 18]).mean()
     assert np.abs(fc.mean - truth[at : at + 18]).mean() < naive_err / 2
+
+
+@pytest.mark.parametrize("seam", [pytest.param(0.0, id="no carry"), pytest.param(6.0, id="6 h")])
+def test_the_own_model_carries_on_from_where_the_provider_ends(seam: float) -> None:
+    # day 48's provider values end at 23:00; the own model takes over from there, the
+    # provider's difference fading with the seam half-life (0: a level jump)
+    truth = daily(24 * 50, noise=4.0)
+    o = 24 * 48 + 6
+    hist = series(truth[:o])
+    provider = provider_of(truth, bias=80.0, noise=0.0)
+    settings = replace(SMALL, horizon_steps=36, seam_half_life_steps=seam)
+    plan = plan_carbon_forecast(CarbonInputs(hist, provider=provider), settings=settings)
+    given = replace(plan, provider_weight=1.0, half_life_steps=None)
+    fc = forecast_carbon(CarbonInputs(hist, provider=provider), given, horizon=36)
+    own = forecast_carbon(CarbonInputs(hist), plan, horizon=36).mean
+    np.testing.assert_allclose(fc.mean[:18], truth[o : o + 18] + 80.0)
+    gap = np.arange(1, 19)
+    np.testing.assert_allclose(
+        fc.mean[18:], own[18:] + (fc.mean[17] - own[17]) * (0.5 ** (gap / seam) if seam else 0)
+    )
+    with pytest.raises(ValueError, match="seam_half_life_steps"):
+        CarbonForecastSettings(seam_half_life_steps=-1)

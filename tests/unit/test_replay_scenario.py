@@ -231,15 +231,15 @@ def test_trace_sources_never_peek(tmp_path: Path) -> None:
     assert np.isnan(s.values[1])
 
 
+def _daily_sine(start: datetime, days: int) -> RegularSeries:
+    hours = np.arange(24 * days, dtype=float)
+    values = 200.0 + 50.0 * np.sin(2 * np.pi * hours / 24)
+    return RegularSeries(start=start, step=timedelta(hours=1), values=values, unit="")
+
+
 def test_forecast_plans_are_shared_per_refit_and_never_peek() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    hours = np.arange(24 * 10, dtype=float)
-    truth = RegularSeries(
-        start=start,
-        step=timedelta(hours=1),
-        values=200.0 + 50.0 * np.sin(2 * np.pi * hours / 24),
-        unit="",
-    )
+    truth = _daily_sine(start, 10)
     src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t")})
     fc = CarbonForecasting(src, refit_every=timedelta(days=1))
     # out of time order, as elastic jobs replay: one plan per day, on history before the day
@@ -254,6 +254,32 @@ def test_forecast_plans_are_shared_per_refit_and_never_peek() -> None:
     np.testing.assert_allclose(out.values, expected, atol=1.0)
     with pytest.raises(ValueError, match="refit_every must be positive"):
         CarbonForecasting(src, refit_every=timedelta(0))
+
+
+def test_a_recorded_provider_forecast_is_filled_by_the_own_model_where_it_has_no_value() -> None:
+    # a day-ahead forecast known from 04:00 for its own day ends at 23:00: in `provider`
+    # mode the hours after it come from the own model, carrying on from its last value
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    truth = _daily_sine(start, 20)
+    t = truth.epoch_s()
+    provider = KnownSeries(
+        start=start,
+        step=truth.step,
+        values=truth.values + 30.0,
+        known_s=np.floor(t / 86400) * 86400 + 4 * 3600,
+    )
+    src = TraceCarbonSource({"X": CarbonTrace("X", truth, "t", provider_forecast=provider)})
+    at = start + timedelta(days=15, hours=10)
+    given = src.forecast("X", at=at, horizon=timedelta(hours=24))
+    assert len(given.points) == 14  # 10:00..23:00
+    out = CarbonForecasting(src, mode="provider").forecast("X", at=at, horizon=timedelta(hours=24))
+    assert len(out.points) == 24
+    assert out.points[0].at == at
+    np.testing.assert_allclose(out.values[:14], given.values)
+    own = truth.values[24 * 15 + 24 : 24 * 15 + 34]
+    # past 23:00 the own model (exact on this series) plus the provider's +30 fading
+    assert (out.values[14:] > own + 0.5).all()
+    assert (np.diff(out.values[14:] - own) < 0).all()
 
 
 def test_forecast_models_and_overrides_from_the_file(tmp_path: Path) -> None:

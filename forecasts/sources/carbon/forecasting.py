@@ -218,6 +218,10 @@ class CarbonForecasting:
         out = None
         if self._mode == "provider":
             out = self._provider_as_given(region, at=at, horizon=horizon)
+            if out is not None and len(out.points) < steps:
+                # a day-ahead forecast ends with the day it was issued for (and is absent
+                # before it arrives): the own model fills the steps it has no value for
+                out = self._filled(region, out, at=at, first=first, steps=steps, horizon=horizon)
         if out is None:
             try:
                 out = self._own(region, at=at, first=first, steps=steps, horizon=horizon)
@@ -238,10 +242,37 @@ class CarbonForecasting:
         self._cache[key] = out
         return out
 
-    def _own(
-        self, region: str, *, at: datetime, first: datetime, steps: int, horizon: timedelta
+    def _filled(
+        self,
+        region: str,
+        given: CarbonSeries,
+        *,
+        at: datetime,
+        first: datetime,
+        steps: int,
+        horizon: timedelta,
     ) -> CarbonSeries:
-        plan = self.plan(region, at=at, horizon=horizon)
+        """The provider's values as given, the own model on the steps it has none for
+        (carrying on from the provider's last value: no level jump); `given` itself when
+        there is too little history for an own model."""
+        try:
+            plan = self.plan(region, at=at, horizon=horizon)
+        except SourceDataError:
+            return given
+        as_given = replace(plan, provider_weight=1.0, half_life_steps=None)
+        return self._own(region, at=at, first=first, steps=steps, horizon=horizon, plan=as_given)
+
+    def _own(
+        self,
+        region: str,
+        *,
+        at: datetime,
+        first: datetime,
+        steps: int,
+        horizon: timedelta,
+        plan: CarbonPlan | None = None,
+    ) -> CarbonSeries:
+        plan = plan or self.plan(region, at=at, horizon=horizon)
         inputs = self._inputs(region, first - self._recent, first, horizon)
         if np.isfinite(inputs.history.values).sum() < 24:
             raise SourceDataError(
