@@ -8,7 +8,8 @@ service account (deploy/'s RBAC: TokenReview/SubjectAccessReview, the authentica
 ConfigMap); the HPA controller runs as kube-system/horizontal-pod-autoscaler and reads
 `gridshift_desired_replicas` with deploy/scaler/example-hpa.yaml's selector; the Deployment's
 replicas and its ReplicaSet follow gridshift's decision up, and down when the decision falls;
-the HPA reports the metric it read. No kubelet: the replica counts are what is checked.
+the HPA reports the metric it read; the aggregator loaded the APIService's OpenAPI (v2 and v3)
+without logging an error about it. No kubelet: the replica counts are what is checked.
 """
 
 from __future__ import annotations
@@ -56,6 +57,31 @@ def replicas_of(plane: KubePlane) -> tuple[int, int]:
     return dep.spec.replicas, sum(rs.spec.replicas or 0 for rs in sets)
 
 
+def assert_aggregator_loaded_openapi(plane: KubePlane, log: Path, start: int) -> None:
+    """The aggregated metrics API's OpenAPI is in the apiserver's merged documents, and the
+    apiserver logged no error about the APIService since `start`, when it became Available
+    (an APIService without
+    /openapi/v2 and /openapi/v3 makes the OpenAPI aggregation controller log
+    `"Unhandled Error" ... v1beta1.external.metrics.k8s.io` once or twice a minute)."""
+
+    def merged() -> bool:
+        v2 = plane.get("/openapi/v2")
+        return any(path.startswith("/apis/external.metrics.k8s.io/") for path in v2["paths"])
+
+    wait_until(merged, timeout_s=90, what="external.metrics.k8s.io in /openapi/v2")
+    v3 = plane.get("/openapi/v3")
+    assert "apis/external.metrics.k8s.io/v1beta1" in v3["paths"], sorted(v3["paths"])
+    with log.open("rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    errors = [
+        line
+        for line in lines
+        if "external.metrics.k8s.io" in line and ("Unhandled Error" in line or line.startswith("E"))
+    ]
+    assert not errors, "\n".join(errors[:5])
+
+
 @pytest.fixture
 def shop(plane: KubePlane, scaler_hpa: str) -> Iterator[str]:
     with plane.namespace(NAMESPACE) as name:
@@ -72,6 +98,9 @@ def test_real_hpa_scales_a_deployment_from_gridshifts_external_metric(
     up = scaler_config(plane, tmp_path, workloads=[workload(4)], identity="a", metrics_port=port)
     with running_scaler(plane, up):
         wait_api_service(plane)
+        # (before this, the availability controller logs the Service as refused: expected)
+        apiserver_log = plane.processes["kube-apiserver"].log
+        log_start = apiserver_log.stat().st_size
         metric = plane.get(
             f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{shop}/gridshift_desired_replicas"
             "?labelSelector=workload%3Dweb"
@@ -93,6 +122,7 @@ def test_real_hpa_scales_a_deployment_from_gridshifts_external_metric(
         hpa = plane.get(hpa_path)
         active = {c["type"]: c for c in hpa["status"]["conditions"]}["ScalingActive"]
         assert active["status"] == "True", active
+        assert_aggregator_loaded_openapi(plane, apiserver_log, log_start)
 
     down = scaler_config(plane, tmp_path, workloads=[workload(2)], identity="a", metrics_port=port)
     with running_scaler(plane, down):
