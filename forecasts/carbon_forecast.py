@@ -14,7 +14,10 @@ arrived by then (and a replay can play recorded forecasts exactly as they arrive
   lead time (half-life chosen by the backtest, kept only where it lowers MAE) and whether a
   blend with the own model beats both (else the provider's forecast is used as given). The
   backtest's out-of-sample errors per lead calibrate the intervals (split-conformal
-  quantiles). The plan keeps its scores and reasons.
+  quantiles). The plan keeps its scores and reasons. Day-ahead values end with the day
+  they were issued for: past the last one, the own model carries on from where they left
+  the path (the difference fading, `seam_half_life_steps`), so a 48 h path has no level
+  jump at midnight for the elastic planner to rank hours by.
 - `forecast_carbon`: `horizon` steps from the origin with a plan: mean and p05..p95.
 - `score_forecasts`: the honest metrics (out-of-sample MAE relative to the 24 h seasonal
   naive on the same points, MAPE, Spearman rank correlation per window, interval coverage).
