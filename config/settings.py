@@ -1,8 +1,10 @@
 """The settings root: one pydantic-settings `Settings`, groups as frozen models.
 
 Layers, lowest first: defaults < YAML file (`--config FILE` or `GRIDSHIFT_CONFIG`) <
-environment (`GRIDSHIFT_*`, nested with `__`) < command-line flags. Loading and provenance
-live in `config.loading`; this module only declares the shape, bounds and defaults.
+environment (`GRIDSHIFT_*`, nested with `__`) < command-line flags, each a pydantic-settings
+source (`config.sources`) listed in `Settings.settings_customise_sources`; `config.loading`
+runs one load and reports problems and provenance. This module declares the shape, bounds
+and defaults.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.sources import layer_sources
 
 if TYPE_CHECKING:
     from forecasts.sources.prometheus import PrometheusConnection
@@ -1106,9 +1110,9 @@ class KubeSettings(_Group):
 class Settings(BaseSettings):
     """The whole configuration. Read once, in `config.wiring` (`load_settings`).
 
-    `Settings()` alone is the defaults: the file, environment and flag layers, unknown-key
-    checks, secrets from files and provenance are `config.loading`'s job, which reads
-    `env_prefix`/`env_nested_delimiter` from here.
+    Its settings sources (`settings_customise_sources`) are the layers of `config.sources`:
+    `config.loading.load_config` activates them for one load and reports every layer's
+    problems and the provenance of every value; `Settings()` alone is the declared defaults.
     """
 
     model_config = SettingsConfigDict(
@@ -1128,9 +1132,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only explicit values: pydantic-settings' own env source would silently ignore
-        # unknown GRIDSHIFT_* names and bypass provenance, so config.loading reads the env.
-        return (init_settings,)
+        # Highest precedence first: keyword arguments, --set and command flags, GRIDSHIFT_*
+        # environment, the YAML file (secret files are read in each of those layers), then
+        # the declared defaults. pydantic-settings' own env source would silently skip unknown
+        # GRIDSHIFT_* names and record no provenance, so config.sources writes each layer.
+        return (init_settings, *layer_sources(settings_cls))
 
     prometheus: PrometheusSettings = PrometheusSettings()
     carbon: CarbonSettings = CarbonSettings()

@@ -66,6 +66,7 @@ MODULES = [
     "config.errors",
     "config.schema",
     "config.loading",
+    "config.sources",
     "config.wiring",
     "config.options",
     "config.cmd_config",
