@@ -12,6 +12,7 @@ merged into by pydantic-settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic_settings import InitSettingsSource
@@ -85,7 +86,9 @@ def test_pydantic_settings_builds_the_settings_from_the_sources(tmp_path: Path) 
     assert kwargs.scaler.tick_interval_seconds == 20.0
 
 
-def _layers(tmp_path: Path, *, file: bool, env: bool, flag: bool) -> tuple[dict, dict]:
+def _layers(
+    tmp_path: Path, *, file: bool, env: bool, flag: bool
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """A tick interval and a secret-file token set in the chosen layers."""
     tokens = {}
     for layer in ("file", "env", "flag"):
