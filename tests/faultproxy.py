@@ -214,12 +214,17 @@ class FaultProxy:
 
     def stop(self) -> None:
         async def _stop() -> None:
-            await self._drop_all()
+            # abort, not close: a TLS close waits for the peer's close_notify, which a
+            # stopped loop never reads, and leaves its socket open
+            for w in list(self._writers):
+                w.transport.abort()
+            self._writers.clear()
             if self._server is not None:
                 self._server.close()
             for task in asyncio.all_tasks():
                 if task is not asyncio.current_task():
                     task.cancel()
+            await asyncio.sleep(0.01)  # the cancelled tasks' and transports' last callbacks
 
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -330,7 +335,7 @@ class FaultProxy:
                 await writer.drain()
         finally:
             self._writers.discard(up_writer)
-            up_writer.close()
+            up_writer.transport.abort()
 
     async def _answer_failure(
         self, writer: asyncio.StreamWriter, failure: _Failure, *, watch: bool
