@@ -94,6 +94,8 @@ class _Failure:
     status: int
     reason: str
     times: int
+    query_contains: str
+    stream_line: str | None
 
 
 # metav1.StatusReason per code, as kube-apiserver names them (k8s.io/apimachinery errors.go)
@@ -166,18 +168,39 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ control
     def fail_next(
-        self, method: str, path_contains: str, status: int, *, reason: str = "", times: int = 1
+        self,
+        method: str,
+        path_contains: str,
+        status: int = 200,
+        *,
+        reason: str = "",
+        times: int = 1,
+        query_contains: str = "",
+        stream_line: str | None = None,
     ) -> None:
         """Answer the next `times` requests `method` on a path containing `path_contains`
-        with `status` (HTTP mode)."""
-        failure = _Failure(method, path_contains, status, reason or _REASONS[status], times)
+        (and a raw query containing `query_contains`) with `status` (HTTP mode); with
+        `stream_line`, answer 200 and a watch stream of that one line, sent as is."""
+        failure = _Failure(
+            method,
+            path_contains,
+            status,
+            reason or _REASONS.get(status, "OK"),
+            times,
+            query_contains,
+            stream_line,
+        )
         with self._rules_lock:
             self._failures.append(failure)
 
-    def _take_failure(self, method: str, path: str) -> _Failure | None:
+    def _take_failure(self, method: str, path: str, query: str) -> _Failure | None:
         with self._rules_lock:
             for failure in self._failures:
-                if failure.method == method and failure.path_contains in path:
+                if (
+                    failure.method == method
+                    and failure.path_contains in path
+                    and failure.query_contains in query
+                ):
                     failure.times -= 1
                     if failure.times <= 0:
                         self._failures.remove(failure)
@@ -307,7 +330,7 @@ class FaultProxy:
         self.requests.append(
             RecordedRequest(method, url.path, query, headers, json.loads(raw) if raw else None)
         )
-        failure = self._take_failure(method, url.path)
+        failure = self._take_failure(method, url.path, url.query)
         if failure is not None:
             await self._answer_failure(
                 writer, failure, watch=query.get("watch") in (["true"], ["1"])
@@ -341,9 +364,13 @@ class FaultProxy:
         self, writer: asyncio.StreamWriter, failure: _Failure, *, watch: bool
     ) -> None:
         message = f"injected {failure.status}"
-        if watch and failure.status == 410:  # kube-apiserver: 200, then an ERROR event
+        line = b""
+        if failure.stream_line is not None:
+            line = failure.stream_line.encode() + b"\n"
+        elif watch and failure.status == 410:  # kube-apiserver: 200, then an ERROR event
             event = {"type": "ERROR", "object": status_body(410, failure.reason, message)}
             line = json.dumps(event).encode() + b"\n"
+        if line:
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"

@@ -12,9 +12,11 @@ never recorded and never failed. Each test gets its own namespace (`ns`).
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
@@ -23,6 +25,10 @@ from tests.cluster.plane import KubePlane
 from tests.faultproxy import FaultProxy, RecordedRequest
 
 __all__ = ["ProxiedApi", "kubeconfig_for", "proxied_api"]
+
+NODE: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "extender" / "node.json").read_text()
+)
 
 
 def kubeconfig_for(url: str) -> str:
@@ -47,6 +53,7 @@ class ProxiedApi:
     plane: KubePlane
     proxy: FaultProxy
     ns: str
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -56,10 +63,9 @@ class ProxiedApi:
     def requests(self) -> list[RecordedRequest]:
         return self.proxy.requests
 
-    def fail_next(
-        self, method: str, path_contains: str, status: int, *, reason: str = "", times: int = 1
-    ) -> None:
-        self.proxy.fail_next(method, path_contains, status, reason=reason, times=times)
+    def fail_next(self, *args: Any, **kwargs: Any) -> None:
+        """`FaultProxy.fail_next`: the next matching request gets an injected answer."""
+        self.proxy.fail_next(*args, **kwargs)
 
     def client(self) -> k8s.ApiClient:
         configuration = k8s.Configuration()
@@ -109,6 +115,25 @@ class ProxiedApi:
             answer.raise_for_status()
             return dict(answer.json())
 
+    def gpu_node(
+        self, name: str, region: str, *, gpus: int = 8, labels: dict[str, str] | None = None
+    ) -> None:
+        """A GPU node as the kubelet and gridshift's agent leave it (region label, GPU
+        capacity, the agent's energy annotation of tests/fixtures/extender/node.json); nodes
+        are cluster-scoped, so it is deleted when the test ends."""
+        self.plane.create_node(
+            name,
+            labels={
+                "topology.kubernetes.io/region": region,
+                "nvidia.com/gpu.present": "true",
+                **(labels or {}),
+            },
+            capacity={"nvidia.com/gpu": str(gpus)},
+        )
+        self.nodes.append(name)
+        annotations = {k: v for k, v in NODE["metadata"]["annotations"].items()}
+        self.plane.core.patch_node(name, {"metadata": {"annotations": annotations}})
+
     def delete_object(self, path: str) -> None:
         with self.plane.http() as http:
             answer = http.delete(self.path(path))
@@ -122,4 +147,9 @@ def proxied_api(plane: KubePlane, namespace: str, **proxy_kwargs: Any) -> Iterat
         plane.namespace(namespace),
         FaultProxy.for_api_server(plane.server, admin_ssl_context(plane), **proxy_kwargs) as proxy,
     ):
-        yield ProxiedApi(plane, proxy, namespace)
+        api = ProxiedApi(plane, proxy, namespace)
+        try:
+            yield api
+        finally:
+            for node in api.nodes:
+                plane.delete_node(node)

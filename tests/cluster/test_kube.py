@@ -17,6 +17,7 @@ the tick reading them and surviving failures; managedFields naming gridshift."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import threading
 import time
@@ -132,12 +133,29 @@ def test_watch_lists_then_follows_events_bookmarks_and_relists_on_410(api):
         api.put_object(CRS, cr("api", max_replicas=5))
         wait_for(lambda: (api.ns, "api") in cache.items())
         assert cache.items()[(api.ns, "api")].max_replicas == 5
+        # kube-apiserver sends a watch's BOOKMARK about once a minute: hand one in
+        mark = api.plane.get(api.path(CRS))["metadata"]["resourceVersion"]
+        api.fail_next(
+            "GET",
+            "/carbonawarescalers",
+            query_contains="watch=",
+            stream_line=json.dumps(
+                {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "kind": "CarbonAwareScaler",
+                        "apiVersion": "gridshift.io/v1alpha1",
+                        "metadata": {"resourceVersion": mark},
+                    },
+                }
+            ),
+        )
         wait_for(lambda: watcher.bookmarks > 0)
         api.delete_object(f"{CRS}/web")
         wait_for(lambda: (api.ns, "web") not in cache.items())
         # the next watch ends with an ERROR 410 (history compacted) -> the loop relists
         relists = watcher.relists
-        api.fail_next("GET", "/carbonawarescalers", 410)
+        api.fail_next("GET", "/carbonawarescalers", 410, query_contains="watch=")
         wait_for(lambda: watcher.relists > relists)
         api.put_object(CRS, cr("late"))
         wait_for(lambda: (api.ns, "late") in cache.items())
