@@ -1,16 +1,17 @@
-"""CarbonAwareScaler spec -> `Workload` (pure translation), and the workload set the scaler
-loop decides for: config-file workloads plus every CarbonAwareScaler.
+"""CarbonAwareScaler spec -> `Workload` (pure translation), and the workload set the scaler loop
+decides for: config-file workloads plus every CarbonAwareScaler.
 
-A CarbonAwareScaler alone defines a workload (CRD-first): target, class (interactive with its
-load query, `load.match` labels when the query is a grouped one, and per-replica capacity, or elastic with its work and deadline), region (any
-name the region model resolves: `GB`, `eu-west-2`, an alias), min/max, power, headroom, mode
-overrides, carbon budget, CI schedules and actuation. When a config-file workload has the
-same namespace/name, the CR's fields override it field by field and the rest comes from the
-file (so a CR may add actuation to a file workload without repeating its load query).
+A CarbonAwareScaler alone defines a workload (CRD-first): target, class (interactive with its load
+query, `load.match` labels when the query is a grouped one, and per-replica capacity, or elastic
+with its work and deadline), region (any name the region model resolves: `GB`, `eu-west-2`, an
+alias), min/max, power, headroom, mode overrides, carbon budget, CI schedules and actuation. When a
+config-file workload has the same namespace/name, the CR's fields override it field by field and the
+rest comes from the file (so a CR may add actuation to a file workload without repeating its load
+query).
 
-What cannot be acted on is never silent: `compose_workloads` returns a `WorkloadProblem`
-(condition reason + message naming the field) for each such CR; the controller writes it as
-the `Ready=False` condition and a Warning Event.
+What cannot be acted on is never silent: `compose_workloads` returns a `WorkloadProblem` (condition
+reason + message naming the field) for each such CR; the controller writes it as the `Ready=False`
+condition and a Warning Event.
 """
 
 from __future__ import annotations

@@ -1,24 +1,23 @@
 """Every kustomize overlay renders with `kubectl kustomize` and validates.
 
-Aspects: the five overlays (scaler-hpa, scaler-keda, scaler-sharded, extender, gpu-agent) render; every
-built-in object validates against the real Kubernetes OpenAPI schemas of two minor versions
-(kubernetes-validate, strict); no overlay renders a prometheus-operator object, and the
-optional component deploy/components/monitoring added to a scaler overlay renders the
-ServiceMonitor and PrometheusRule, valid against our schemas written from prometheus-operator's
-published CRD fields; the HPA and sharded overlays have the APIService and the
-KEDA overlay has none; the sharded overlay runs the scaler as a StatefulSet (no Deployment, no
-checkpoint ConfigMap) with kube.shards and a member Lease named in its RBAC for every replica
-and a shard Lease for every shard; least privilege and hardening on every workload (non-root, read-only
-root filesystem, all capabilities dropped, no privilege escalation, seccomp RuntimeDefault,
-requests and limits, liveness and readiness probes); every Deployment and StatefulSet has a
-matching PodDisruptionBudget; every overlay has a NetworkPolicy selecting its pods; RBAC grants no
-wildcards and no secrets access; the four metrics-API grants (auth-delegator,
-extension-apiserver-authentication reader, HPA external-metrics reader and binding) render only
-in scaler-hpa and scaler-sharded; each scaler's probes reach a port its container serves with the settings its env
-gives, with the right scheme, on a path the real server there answers 200 (KEDA: the metrics
-API is off, so the status server); every Service targetPort and NetworkPolicy port names a
-container port. The validated objects of each overlay and version are written to
-tests/artifacts/validated-<overlay>-<version>.txt.
+Aspects: the five overlays (scaler-hpa, scaler-keda, scaler-sharded, extender, gpu-agent) render;
+every built-in object validates against the real Kubernetes OpenAPI schemas of two minor versions
+(kubernetes-validate, strict); no overlay renders a prometheus-operator object, and the optional
+component deploy/components/monitoring added to a scaler overlay renders the ServiceMonitor and
+PrometheusRule, valid against our schemas written from prometheus-operator's published CRD fields;
+the HPA and sharded overlays have the APIService and the KEDA overlay has none; the sharded overlay
+runs the scaler as a StatefulSet (no Deployment, no checkpoint ConfigMap) with kube.shards and a
+member Lease named in its RBAC for every replica and a shard Lease for every shard; least privilege
+and hardening on every workload (non-root, read-only root filesystem, all capabilities dropped, no
+privilege escalation, seccomp RuntimeDefault, requests and limits, liveness and readiness probes);
+every Deployment and StatefulSet has a matching PodDisruptionBudget; every overlay has a
+NetworkPolicy selecting its pods; RBAC grants no wildcards and no secrets access; the four
+metrics-API grants (auth-delegator, extension-apiserver-authentication reader, HPA external-metrics
+reader and binding) render only in scaler-hpa and scaler-sharded; each scaler's probes reach a port
+its container serves with the settings its env gives, with the right scheme, on a path the real
+server there answers 200 (KEDA: the metrics API is off, so the status server); every Service
+targetPort and NetworkPolicy port names a container port. The validated objects of each overlay and
+version are written to tests/artifacts/validated-<overlay>-<version>.txt.
 """
 
 from __future__ import annotations
