@@ -188,4 +188,6 @@ def test_a_replica_serves_its_own_decisions_and_the_others_from_status():
     assert serving.current() is snap, "unchanged: not rebuilt"
     cache.apply("DELETED", other)
     holder.publish(Snapshot(taken_at=T0, workloads={"web": decided(2)}))
-    assert set(serving.current().workloads) == {"web"}
+    rebuilt = serving.current()
+    assert rebuilt is not None
+    assert set(rebuilt.workloads) == {"web"}
