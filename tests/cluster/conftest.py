@@ -106,8 +106,8 @@ def kube_crds(plane: KubePlane) -> None:
     scaled_objects = keda_module_dir() / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
     if not scaled_objects.is_file():
         pytest.skip(f"KEDA's CRDs not in {scaled_objects.parent}: make kube-plane")
-    plane.kubectl("apply", "--server-side", "-k", str(DEPLOY / "crd"))
-    plane.kubectl("apply", "--server-side", "-f", str(scaled_objects))
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY / "crd"))
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(scaled_objects))
     plane.kubectl("apply", "--server-side", "-f", "-", input_text=json.dumps(TRAINER_CRD))
     for name in (
         "carbonawarescalers.gridshift.io",
