@@ -88,6 +88,8 @@ MODULES = [
     "scaler.core.accounting",
     "scaler.schedules",
     "scaler.loop",
+    "scaler.service",
+    "scaler.core.tick",
     "scaler.state",
     "scaler.metrics",
     "scaler.status_api",
