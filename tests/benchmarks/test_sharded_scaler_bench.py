@@ -16,11 +16,15 @@ Figures, printed with their targets:
 * failover: one replica SIGKILLed; seconds until the survivors' snapshots have decided all its
   workloads again, against Lease duration + retry period + one tick interval.
 
-Inputs: each CR's load is SAMPLE DATA (a config-file workload of the same name, trace
-`sample:<name>`) and forecast.load_model is seasonal_naive_day, so the figures measure
-sharding, the API server and the tick, not Prometheus or model fitting; the CRs' targets
-(Deployments) do not exist (their replicas come from the Deployment watch: unknown, no
-request). The run writes tests/artifacts/bench-sharded-scaler.txt.
+Inputs: each CR is a whole workload of its own (CRD-first, no config-file workloads: 10,000 of
+those would not fit the 512 KiB config file), elastic (work due in two days, planned on the
+SAMPLE DATA carbon forecast of sample-wind), so no Prometheus is needed and the figures
+measure sharding, the API server and the tick; the interactive path's load queries are
+benchmarked on their own (test_prometheus_batch_bench.py). The CRs' targets (Deployments) do
+not exist: their replicas come from the Deployment watch (unknown, no request). Each status
+write comes with a decision Event (ScalingDecision/ModeChanged), so `create events` beside
+`patch carbonawarescalers/status` in the request rates shows the writes are decision changes.
+The run writes tests/artifacts/bench-sharded-scaler.txt.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,7 @@ def names() -> list[str]:
 
 def create_crs(plane: KubePlane) -> float:
     started = time.perf_counter()
+    deadline = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: TID251
 
     def create(name: str) -> None:
         plane.custom.create_namespaced_custom_object(
@@ -75,8 +80,15 @@ def create_crs(plane: KubePlane) -> float:
                 "metadata": {"name": name},
                 "spec": {
                     "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": 1,
+                    "minReplicas": 0,
                     "maxReplicas": 20,
+                    "region": "sample-wind",
+                    "workloadClass": "elastic",
+                    "elastic": {
+                        "totalWork": 36_000.0 + int(name[1:]) % 97 * 1_000.0,
+                        "deadline": deadline,
+                        "throughputPerReplica": [1.0],
+                    },
                 },
             },
         )
@@ -106,19 +118,6 @@ def status(replica: RunningGridshift) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def fleet(plane: KubePlane, tmp_path: Path) -> Iterator[list[tuple[str, RunningGridshift]]]:
-    base = [
-        {
-            "name": n,
-            "namespace": NAMESPACE,
-            "target": {"kind": "Deployment", "name": n},
-            "load": {"trace": f"sample:{n}"},
-            "capacity_per_replica": 20,
-            "min_replicas": 1,
-            "max_replicas": 20,
-            "region": "sample-wind",
-        }
-        for n in names()
-    ]
     with contextlib.ExitStack() as stack:
         running = []
         for i in range(REPLICAS):
@@ -126,7 +125,7 @@ def fleet(plane: KubePlane, tmp_path: Path) -> Iterator[list[tuple[str, RunningG
             config = scaler_config(
                 plane,
                 tmp_path,
-                workloads=base,
+                workloads=[],
                 identity=identity,
                 extra={
                     "kube": {
@@ -136,7 +135,6 @@ def fleet(plane: KubePlane, tmp_path: Path) -> Iterator[list[tuple[str, RunningG
                         "retry_period_seconds": RETRY_S,
                     },
                     "scaler": {"state_store": "none"},
-                    "forecast": {"load_model": "seasonal_naive_day"},
                 },
             )
             running.append(
