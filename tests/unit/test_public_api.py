@@ -54,6 +54,7 @@ MODULES = [
     "extender.snapshot",
     "extender.refresh",
     "extender.server",
+    "extender.metrics",
     "extender.inventory",
     "extender.nvml",
     "extender.agent",
