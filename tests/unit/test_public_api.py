@@ -111,6 +111,7 @@ MODULES = [
     "forecasts.sources.trace",
     "forecasts.models.profile_persistence",
     "config.replay_scenario",
+    "config.replay_spec",
     "config.replay_report",
     "config.cmd_replay",
 ]
