@@ -50,6 +50,22 @@ class KubeSettings(Group):
         "Lease calls use at most a quarter of renew_deadline_seconds.",
     )
 
+    shards: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="0: one leader decides for all (Lease lease_name). N > 0: the sharded "
+        "scaler, N shards over the live replicas (Leases <lease_name>-shard-<i> and "
+        "<lease_name>-member-<identity>); a few per replica, so a dead one's share spreads.",
+    )
+    status_refresh_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Status is written when the decision changes; the reasons' figures and "
+        "gram counters alone at most this often (5 min: 10,000 CRs cost ~33 writes/s).",
+    )
+
     @model_validator(mode="after")
     def _renew_before_expiry(self) -> KubeSettings:
         if not self.renew_deadline_seconds < self.lease_duration_seconds:
