@@ -53,7 +53,7 @@ from forecasts.platform.tls import FileReloader, ReloadStats, not_after_epoch_s,
 from forecasts.time import Clock
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
-from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
+from scaler.snapshot import Snapshot, SnapshotSource, WorkloadStatus
 
 __all__ = [
     "KedaExternalScaler",
@@ -163,7 +163,7 @@ class KedaExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
 
     def __init__(
         self,
-        holder: SnapshotHolder,
+        holder: SnapshotSource,
         *,
         stream_poll_interval_seconds: float = 1.0,
         stop: threading.Event | None = None,

@@ -15,10 +15,13 @@ also reads every target's current replica count; a failed read leaves that workl
 `actual_replicas` unknown (None, with a note), is logged and counted like any source error,
 and never breaks the tick. Without one (replays, no cluster) actual replicas are unknown.
 
+Each workload's tick has four steps (`_tick_workload`): its inputs (read here), the interval
+just ended accounted, the decision (mode, then target) and its status; the last three are pure
+and live in `scaler.core.tick`.
+
 `ScalerLoop.refit()` fits the load models; it runs on its own schedule, off the tick's path,
-and swaps the fitted models in by reference. `ScalerService` uses APScheduler (3.x
-`BackgroundScheduler`) only to trigger ticks and refits. Replays call `tick()` in a loop
-with a `SteppingClock` instead.
+and swaps the fitted models in by reference. `scaler.service.ScalerService` triggers ticks and
+refits on APScheduler; replays call `tick()` in a loop with a `SteppingClock` instead.
 """
 
 from __future__ import annotations
@@ -27,16 +30,13 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from forecasts.forecast import FittedModel, Forecast, Forecaster
 from forecasts.models.seasonal_naive import SeasonalNaive
@@ -45,30 +45,31 @@ from forecasts.series import CarbonSeries, RegularSeries
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.forecasting import CarbonForecasting
 from forecasts.sources.load import LoadSource
-from forecasts.time import Clock, floor_to, humanize_duration
-from scaler.core.accounting import IntervalAccount, Ledger, Totals, account_interval, budget_status
-from scaler.core.policy import (
-    CarbonOutlook,
-    ModeDecision,
-    ModeState,
-    PolicyParams,
-    ReplicaState,
-    carbon_outlook,
-    decide_elastic,
-    decide_mode,
-    decide_replicas,
-    elastic_slots,
-    slot_intensities,
+from forecasts.time import Clock, floor_to
+from scaler.core.accounting import IntervalAccount, Ledger, Totals
+from scaler.core.policy import PolicyParams, ReplicaState
+from scaler.core.tick import (
+    Decision,
+    RegionView,
+    TickInputs,
+    WorkloadState,
+    account_tick,
+    decide_elastic_target,
+    decide_interactive_target,
+    decide_mode_tick,
+    fresh_state,
+    last_value,
+    region_view,
+    workload_status,
 )
-from scaler.core.workload import Workload, WorkloadClass
+from scaler.core.workload import Workload
 from scaler.inputs import LoadInputs
 from scaler.schedules import WorkloadSchedules
-from scaler.snapshot import Mode, RegionCarbon, Snapshot, SnapshotHolder, WorkloadStatus
+from scaler.snapshot import Snapshot, SnapshotHolder, WorkloadStatus
 from scaler.state import LoopCheckpoint, StateStore, WorkloadCheckpoint
 
-__all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop", "ScalerService"]
+__all__ = ["LoopSettings", "RefitReport", "ReplicaReader", "ScalerLoop"]
 
-_FORECAST_LEVELS = (0.5, 0.75, 0.9, 0.95)
 NO_CLUSTER_NOTE = "no cluster connection"
 
 
@@ -108,20 +109,6 @@ class RefitReport:
     seconds: float
 
 
-@dataclass(slots=True)
-class _WorkloadState:
-    """Mutable per-workload state; only the tick touches it (ticks never overlap)."""
-
-    replicas: ReplicaState
-    shadow: ReplicaState
-    remaining_work: float
-    shadow_remaining: float
-    mode: ModeState | None = None
-    last_at: datetime | None = None
-    last_status: WorkloadStatus | None = None
-    window: deque[IntervalAccount] = field(default_factory=deque)
-
-
 @dataclass(frozen=True, slots=True)
 class _Fetched:
     """What one tick fetched for every workload at once: load by workload name, measured
@@ -129,37 +116,6 @@ class _Fetched:
 
     loads: Mapping[str, RegularSeries | SourceError]
     powers: Mapping[str, RegularSeries | SourceError]
-
-
-@dataclass(frozen=True, slots=True)
-class _Inputs:
-    """What one workload's tick read: load history (interactive only) and measured power."""
-
-    history: RegularSeries | None
-    load_stale: bool
-    load_now: float | None
-    measured_watts: float | None
-    stale_inputs: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class _Decision:
-    """One workload's decision as the tick builds it (mode first, then the target)."""
-
-    mode: ModeDecision
-    reasons: list[str]
-    target: int = 0
-    load_forecast: dict[str, float] = field(default_factory=dict)
-    deadline: datetime | None = None
-    feasible: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _RegionView:
-    latest: CarbonSeries | None
-    forecast: CarbonSeries | None
-    outlook: CarbonOutlook | None
-    status: RegionCarbon
 
 
 class ScalerLoop:
@@ -198,11 +154,11 @@ class ScalerLoop:
         self._schedules = {
             w.name: WorkloadSchedules.parse(w.name, w.ci_schedules, w.overrides) for w in workloads
         }
-        self._state = {w.name: _fresh_state(w) for w in workloads}
+        self._state = {w.name: fresh_state(w) for w in workloads}
         self._restorable: dict[str, WorkloadCheckpoint] = {}
         self._workload_source: Callable[[], Sequence[Workload]] | None = None
         self._models: Mapping[str, FittedModel] = {}
-        self._last_region: dict[str, _RegionView] = {}
+        self._last_region: dict[str, RegionView] = {}
         self._ledger = Ledger()
         # every source starts at 0, so the errors counter exists before the first error
         self._errors: dict[str, int] = {carbon.name: 0, load.name: 0}
@@ -355,14 +311,14 @@ class ScalerLoop:
         if len(set(names)) != len(names):
             raise ValueError(f"workload names must be unique: {names}")
         old = {w.name: w for w in self.workloads}
-        state: dict[str, _WorkloadState] = {}
+        state: dict[str, WorkloadState] = {}
         schedules: dict[str, WorkloadSchedules] = {}
         added: list[Workload] = []
         for w in workloads:
             prev = old.get(w.name)
             st = self._state.get(w.name)
             if prev is None or st is None:
-                st = _fresh_state(w)
+                st = fresh_state(w)
                 added.append(w)
             elif prev.elastic != w.elastic:
                 st.remaining_work = st.shadow_remaining = w.elastic.total_work if w.elastic else 0.0
@@ -515,7 +471,7 @@ class ScalerLoop:
             region, at=now, horizon=self._params.carbon_horizon
         )
 
-    def _region(self, region: str, now: datetime, logged: set[str]) -> _RegionView:
+    def _region(self, region: str, now: datetime, logged: set[str]) -> RegionView:
         prev = self._last_region.get(region)
         latest: CarbonSeries | None
         forecast: CarbonSeries | None
@@ -535,31 +491,14 @@ class ScalerLoop:
                 if prev and prev.forecast
                 else None
             )
-        point = latest.latest(at=now) if latest is not None else None
-        age = (now - point.at).total_seconds() if point is not None else None
-        stale = (
-            latest is None
-            or latest.stale
-            or age is None
-            or age > self._settings.carbon_stale_after.total_seconds()
+        view = region_view(
+            region,
+            latest=latest,
+            forecast=forecast,
+            now=now,
+            params=self._params,
+            stale_after=self._settings.carbon_stale_after,
         )
-        if latest is not None and stale and not latest.stale:
-            latest = latest.as_stale(f"newest value is {age:.0f} s old")
-        outlook = carbon_outlook(forecast, now=now, params=self._params)
-        status = RegionCarbon(
-            region=region,
-            intensity_g_per_kwh=point.value if point else None,
-            at=point.at if point else None,
-            provider=latest.provider if latest else "none",
-            stale=stale,
-            age_seconds=age,
-            signal=str(latest.signal) if latest else "",
-            note=(latest.note if latest else "") or (forecast.note if forecast else ""),
-            forecast_window_g_per_kwh=outlook.window_mean_g_per_kwh if outlook else None,
-            forecast_percentile=outlook.percentile if outlook else None,
-            forecast_provider=forecast.provider if forecast else "",
-        )
-        view = _RegionView(latest, forecast, outlook, status)
         self._last_region[region] = view
         return view
 
@@ -606,7 +545,7 @@ class ScalerLoop:
         except SourceError as exc:
             self._source_error(f"power {w.name}", exc, logged)
             return None
-        return _last_value(hist)
+        return last_value(hist)
 
     def _forecast(
         self, w: Workload, hist: RegularSeries | None, now: datetime
@@ -699,8 +638,8 @@ class ScalerLoop:
         self,
         w: Workload,
         now: datetime,
-        region: _RegionView,
-        previous: _RegionView | None,
+        region: RegionView,
+        previous: RegionView | None,
         logged: set[str],
         fetched: _Fetched,
         ran: int | None = None,
@@ -710,22 +649,56 @@ class ScalerLoop:
         decisions are in effect in the cluster (the interval is accounted at it)."""
         st = self._state[w.name]
         inputs = self._inputs(w, st, now, region, logged, fetched)
-        account, reasons = self._account_window(w, st, now, previous or region, inputs, ran)
-        decision = self._decide(w, st, now, region, inputs, reasons)
+        account, reasons = account_tick(
+            w,
+            st,
+            now=now,
+            region=previous or region,
+            inputs=inputs,
+            ran=ran,
+            budget_window=self._settings.budget_window,
+        )
+        decision = decide_mode_tick(
+            w,
+            st,
+            reasons,
+            now=now,
+            region=region,
+            overrides=self._schedules[w.name].override_windows(now=now),
+            params=self._params,
+        )
+        if w.elastic is not None:
+            decide_elastic_target(
+                w, st, decision, now=now, region=region, params=self._params, log=self._log
+            )
+        else:
+            self._decide_interactive(w, st, now, inputs, decision)
         st.last_at = now
-        status = self._status(w, st, now, region, inputs, account, decision)
+        model = self._models.get(w.name)
+        status = workload_status(
+            w,
+            st,
+            decision,
+            now=now,
+            region=region,
+            inputs=inputs,
+            account=account,
+            totals=self._ledger.by_workload.get(w.name),
+            data_note=self._settings.data_note,
+            load_model=model.name if model is not None else None,
+        )
         st.last_status = status
         return status, account
 
     def _inputs(
         self,
         w: Workload,
-        st: _WorkloadState,
+        st: WorkloadState,
         now: datetime,
-        region: _RegionView,
+        region: RegionView,
         logged: set[str],
         fetched: _Fetched,
-    ) -> _Inputs:
+    ) -> TickInputs:
         """Step 1: load history (interactive only), measured power, and which are stale."""
         hist, load_stale = (
             (None, False)
@@ -742,256 +715,29 @@ class ScalerLoop:
         )
         if w.power.measured_query is not None and measured is None:
             stale_inputs.append("power")
-        return _Inputs(hist, load_stale, _last_value(hist), measured, tuple(stale_inputs))
-
-    def _account_window(
-        self,
-        w: Workload,
-        st: _WorkloadState,
-        now: datetime,
-        region: _RegionView,
-        inputs: _Inputs,
-        ran: int | None,
-    ) -> tuple[IntervalAccount | None, list[str]]:
-        """Step 2: account the interval since the last tick and keep the budget window;
-        the reasons it gives (accounted at replicas other than decided)."""
-        decided = st.replicas.current
-        account = self._account(w, st, now, region, inputs.load_now, inputs.measured_watts, ran)
-        reasons: list[str] = []
-        if account is not None:
-            st.window.append(account)
-            while st.window and st.window[0].end <= now - self._settings.budget_window:
-                st.window.popleft()
-        if account is not None and ran is not None and ran != decided:
-            reasons.append(
-                f"accounted at the {ran} replicas running, not the {decided} decided "
-                "(the cluster has not caught up)"
-            )
-        return account, reasons
-
-    def _decide(
-        self,
-        w: Workload,
-        st: _WorkloadState,
-        now: datetime,
-        region: _RegionView,
-        inputs: _Inputs,
-        reasons: list[str],
-    ) -> _Decision:
-        """Step 3: the mode (budget, overrides, outlook), then the replica target."""
-        budget_behind = False
-        if w.budget_reduction_percent is not None and w.workload_class is not WorkloadClass.ELASTIC:
-            budget = budget_status(
-                tuple(st.window), target_reduction_percent=w.budget_reduction_percent
-            )
-            budget_behind = budget.behind
-            reasons.append(budget.reason)
-        mode_decision = decide_mode(
-            region.outlook,
-            state=st.mode,
-            now=now,
-            params=self._params,
-            overrides=self._schedules[w.name].override_windows(now=now),
-            budget_behind=budget_behind,
-        )
-        st.mode = mode_decision.state
-        decision = _Decision(mode_decision, reasons)
-        if w.elastic is not None:
-            self._decide_elastic(w, st, now, region, decision)
-        else:
-            self._decide_interactive(w, st, now, inputs, decision)
-        return decision
-
-    def _decide_elastic(
-        self, w: Workload, st: _WorkloadState, now: datetime, region: _RegionView, d: _Decision
-    ) -> None:
-        """An elastic job: replicas from the plan over the slots to its deadline."""
-        assert w.elastic is not None
-        params = self._params
-        d.deadline = w.elastic.deadline
-        starts, ends = elastic_slots(now, d.deadline, params.elastic_slot)
-        intens = slot_intensities(region.forecast, starts=starts, ends=ends) if starts else None
-        decision = decide_elastic(
-            w,
-            remaining_work=st.remaining_work,
-            intensities=intens,
-            carbon_stale=region.outlook is None or region.outlook.stale,
-            current=st.replicas.current,
-            now=now,
-            params=params,
-        )
-        d.target = decision.target
-        d.feasible = decision.plan.feasible if decision.plan else None
-        was = st.last_status.deadline_feasible if st.last_status else None
-        if d.feasible is False and was is not False:
-            self._log.warning("%s: %s", w.name, decision.reasons[0])
-        d.reasons.extend(decision.reasons)
-        st.replicas = ReplicaState(d.target)
-        shadow_target = w.max_replicas if st.shadow_remaining > 0 else w.min_replicas
-        st.shadow = ReplicaState(shadow_target)
+        return TickInputs(hist, load_stale, last_value(hist), measured, tuple(stale_inputs))
 
     def _decide_interactive(
-        self, w: Workload, st: _WorkloadState, now: datetime, inputs: _Inputs, d: _Decision
+        self, w: Workload, st: WorkloadState, now: datetime, inputs: TickInputs, d: Decision
     ) -> None:
-        """An interactive workload: replicas from the load forecast in the decided mode, and
-        the performance-only shadow beside it."""
+        """An interactive workload: its load forecast, CI windows, then the target."""
         params = self._params
         forecast, why = self._forecast(w, inputs.history, now)
         if why:
             d.reasons.append(why)
-        if forecast is not None:
-            idx = min(forecast.horizon - 1, max(0, forecast.index_of(now) or 0))
-            d.load_forecast["mean"] = float(forecast.mean[idx])
-            for q in _FORECAST_LEVELS:
-                d.load_forecast[f"{q:g}"] = float(forecast.quantile(q)[idx])
         ci = self._schedules[w.name].ci_windows(
             now=now, ahead=params.decision_step + params.scale_up_lead
         )
-        decision_r = decide_replicas(
+        decide_interactive_target(
             w,
+            st,
+            d,
             forecast=forecast,
             load_stale=inputs.load_stale,
-            mode=d.mode.mode,
-            state=st.replicas,
+            ci_windows=ci,
             now=now,
             params=params,
-            ci_windows=ci,
         )
-        shadow = decide_replicas(
-            w,
-            forecast=forecast,
-            load_stale=inputs.load_stale,
-            mode=Mode.PERFORMANCE,
-            state=st.shadow,
-            now=now,
-            params=params,
-            ci_windows=ci,
-        )
-        d.target = decision_r.target
-        st.replicas = decision_r.state
-        st.shadow = shadow.state
-        d.reasons.extend(decision_r.reasons)
-
-    def _status(
-        self,
-        w: Workload,
-        st: _WorkloadState,
-        now: datetime,
-        region: _RegionView,
-        inputs: _Inputs,
-        account: IntervalAccount | None,
-        d: _Decision,
-    ) -> WorkloadStatus:
-        """Step 4: the workload's status, with its running totals."""
-        totals = self._ledger.by_workload.get(w.name)
-        emitted = (totals.emitted_g if totals else 0.0) + (account.emitted_g if account else 0.0)
-        cf = (totals.counterfactual_g if totals else 0.0) + (
-            account.counterfactual_g if account else 0.0
-        )
-        energy = (totals.energy_joules if totals else 0.0) + (
-            account.energy_joules if account else 0.0
-        )
-        note = self._settings.data_note
-        return WorkloadStatus(
-            name=w.name,
-            namespace=w.namespace,
-            region=w.region,
-            desired_replicas=d.target,
-            mode=d.mode.mode,
-            reasons=(
-                *((note,) if note else ()),
-                *d.mode.reasons,
-                *d.reasons,
-            ),
-            decided_at=now,
-            stale_inputs=inputs.stale_inputs,
-            emitted_g=emitted,
-            saved_g=cf - emitted,
-            workload_class=str(w.workload_class),
-            target_kind=str(w.target.kind),
-            target_name=w.target.name,
-            mode_since=d.mode.since,
-            load_now=inputs.load_now,
-            load_unit=w.load.unit,
-            load_forecast=d.load_forecast,
-            counterfactual_replicas=st.shadow.current,
-            load_model=model.name if (model := self._models.get(w.name)) is not None else None,
-            energy_joules=energy,
-            counterfactual_g=cf,
-            carbon_provenance=(
-                f"{region.status.provider}/{region.status.signal}" if region.latest else "none"
-            ),
-            remaining_work=st.remaining_work if w.elastic is not None else None,
-            deadline=d.deadline,
-            deadline_feasible=d.feasible,
-            min_replicas=w.min_replicas,
-            max_replicas=w.max_replicas,
-            capacity_per_replica=w.capacity_per_replica,
-        )
-
-    def _account(
-        self,
-        w: Workload,
-        st: _WorkloadState,
-        now: datetime,
-        region: _RegionView,
-        load_now: float | None,
-        measured_watts: float | None = None,
-        ran: int | None = None,
-    ) -> IntervalAccount | None:
-        """Account [last tick, now) at the replicas decided last tick, or at `ran` (the count
-        the cluster runs at the end of the interval, when the decisions are in effect there),
-        and the shadow's, with the carbon intensity the last tick saw (held over the interval).
-        Elastic work progresses at the same replicas.
-
-        With a measured power series, the actual watts are measured; the counterfactual keeps
-        the measured load-dependent part and idles its own replica count:
-        cf = cf_replicas * idle + (measured - replicas * idle)."""
-        if st.last_at is None or now <= st.last_at:
-            return None
-        seconds = (now - st.last_at).total_seconds()
-        replicas = st.replicas.current if ran is None else max(0, ran)
-        cf_replicas = st.shadow.current
-        if w.elastic is not None:
-            st.remaining_work = max(
-                0.0, st.remaining_work - w.elastic.throughput(replicas) * seconds
-            )
-            st.shadow_remaining = max(
-                0.0, st.shadow_remaining - w.elastic.throughput(cf_replicas) * seconds
-            )
-            watts = cf_watts = w.power.busy_watts
-        else:
-            load = load_now if load_now is not None else 0.0
-            cap = w.capacity_per_replica
-            watts = w.power.replica_watts(load / (replicas * cap) if replicas else 0.0)
-            cf_watts = w.power.replica_watts(load / (cf_replicas * cap) if cf_replicas else 0.0)
-        if measured_watts is not None and replicas > 0:
-            busy_part = max(0.0, measured_watts - replicas * w.power.idle_watts)
-            watts = measured_watts / replicas
-            cf_watts = (
-                (cf_replicas * w.power.idle_watts + busy_part) / cf_replicas if cf_replicas else 0.0
-            )
-        return account_interval(
-            workload=w.name,
-            region=w.region,
-            start=st.last_at,
-            end=now,
-            replicas=replicas,
-            replica_watts=watts,
-            counterfactual_replicas=cf_replicas,
-            counterfactual_replica_watts=cf_watts,
-            carbon=region.latest,
-        )
-
-
-def _fresh_state(w: Workload) -> _WorkloadState:
-    work = w.elastic.total_work if w.elastic else 0.0
-    return _WorkloadState(
-        replicas=ReplicaState(w.min_replicas),
-        shadow=ReplicaState(w.min_replicas),
-        remaining_work=work,
-        shadow_remaining=work,
-    )
 
 
 def _sum_totals(a: Totals, b: Totals) -> Totals:
@@ -1005,93 +751,3 @@ def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:
 
 def _totals(t: Totals) -> tuple[float, float, float, float]:
     return (t.energy_joules, t.counterfactual_energy_joules, t.emitted_g, t.counterfactual_g)
-
-
-def _last_value(hist: RegularSeries | None) -> float | None:
-    if hist is None or len(hist) == 0:
-        return None
-    valid = hist.values[~np.isnan(hist.values)]
-    return float(valid[-1]) if valid.size else None
-
-
-class ScalerService:
-    """Runs a `ScalerLoop` on APScheduler: ticks every `tick_interval`, refits every
-    `refit_interval` (its own job, so a slow refit never delays a tick)."""
-
-    def __init__(
-        self,
-        loop: ScalerLoop,
-        *,
-        tick_interval: timedelta,
-        refit_interval: timedelta,
-        wall_clock: Clock,
-        refit_executor: Executor | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self.loop = loop
-        self._executor = refit_executor
-        self._tick_interval = tick_interval
-        self._refit_interval = refit_interval
-        self._wall = wall_clock
-        self._log = logger or logging.getLogger("gridshift.scaler")
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        self.ticks_run = 0  # ticks this process ran (the loop's count includes restored ones)
-
-    def _tick(self) -> None:
-        snap = self.loop.tick()
-        self.ticks_run += 1
-        self._log.info("%s", tick_line(snap))
-
-    def start(self) -> None:
-        """Fit the models once (so the first tick can forecast), then schedule."""
-        self.loop.refit(executor=self._executor)
-        now = self._wall.now()
-        self._scheduler.add_job(
-            self._tick,
-            IntervalTrigger(seconds=self._tick_interval.total_seconds(), timezone="UTC"),
-            id="tick",
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        self._scheduler.add_job(
-            self._refit,
-            IntervalTrigger(seconds=self._refit_interval.total_seconds(), timezone="UTC"),
-            id="refit",
-            next_run_time=now + self._refit_interval,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        self._scheduler.start()
-        self._log.info(
-            "scaler started: tick every %s, refit every %s",
-            humanize_duration(self._tick_interval),
-            humanize_duration(self._refit_interval),
-        )
-
-    def _refit(self) -> None:
-        self.loop.refit(executor=self._executor)
-
-    def shutdown(self) -> None:
-        """Stop scheduling; a tick in progress finishes first."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
-            self._log.info("stopped after %d ticks", self.ticks_run)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def tick_line(snap: Snapshot) -> str:
-    """One console line per tick: each workload's decision and mode, gCO2 saved so far."""
-    parts = []
-    for name, ws in sorted(snap.workloads.items()):
-        stale = f", stale {'+'.join(ws.stale_inputs)}" if ws.stale_inputs else ""
-        parts.append(f"{name} {ws.desired_replicas} ({ws.mode.value}{stale})")
-    saved = sum(ws.saved_g for ws in snap.workloads.values())
-    return (
-        f"tick {snap.ticks_total} at {snap.taken_at:%Y-%m-%d %H:%M}Z: "
-        + (", ".join(parts) or "no workloads")
-        + f"; saved {saved:.1f} gCO2 so far"
-    )

@@ -47,7 +47,7 @@ from scaler.apiauth import Authenticator, Authorizer, ReloadingTlsContext, Reque
 from scaler.core.quantity import format_quantity
 from scaler.core.selectors import LabelSelector, SelectorError, parse_selector
 from scaler.metrics_openapi import build_documents
-from scaler.snapshot import Mode, Snapshot, SnapshotHolder
+from scaler.snapshot import Mode, Snapshot, SnapshotSource
 
 __all__ = [
     "AGGREGATED_DISCOVERY_V2",
@@ -217,7 +217,7 @@ class ExternalMetricsApi:
 
     def __init__(
         self,
-        holder: SnapshotHolder,
+        holder: SnapshotSource,
         *,
         clock: Clock,
         max_snapshot_age_seconds: float | None = None,

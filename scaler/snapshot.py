@@ -11,8 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
-__all__ = ["Mode", "RegionCarbon", "Snapshot", "SnapshotHolder", "WorkloadStatus"]
+__all__ = [
+    "Mode",
+    "RegionCarbon",
+    "Snapshot",
+    "SnapshotHolder",
+    "SnapshotSource",
+    "WorkloadStatus",
+]
 
 
 class Mode(StrEnum):
@@ -93,6 +101,13 @@ class Snapshot:
     refits_total: int = 0
     last_refit_at: datetime | None = None
     data_note: str = ""
+
+
+class SnapshotSource(Protocol):
+    """What servers read: the snapshot to answer from now (`SnapshotHolder`, or on a sharded
+    replica `scaler.kube.shards.ServingSnapshots`)."""
+
+    def current(self) -> Snapshot | None: ...
 
 
 class SnapshotHolder:

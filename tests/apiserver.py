@@ -1,5 +1,17 @@
-"""A small in-process Kubernetes API server on 127.0.0.1 for driving the REAL `kubernetes`
-client (reusable by every component that talks to Kubernetes).
+"""The one Kubernetes API-server stand-in: a small in-process server on 127.0.0.1 that the REAL
+`kubernetes` client talks to.
+
+Why it still exists (issue 14): gridshift's Kubernetes behaviour is tested on the real control
+plane (tests/cluster, `make test-cluster`), with `tests.faultproxy.FaultProxy` in front of it
+for faults. This stand-in stays only where the real plane cannot be used: the offline quick
+start and the browser/PromQL tests (tests/sample_cluster.py: no Go toolchain, no plane
+binaries, seconds to start), fast fault tables that need no plane (test_kube_faults,
+test_extender_faults), processes that only need *an* API server to list nodes
+(test_tls_reload, e2e test_extender_cli), and what a real API server cannot be made to
+answer (tests/integration/test_kube_stand_in.py). Where its answers differ from
+kube-apiserver v1.37 the real-plane tests say so; known: a PUT of identical content here
+gets a new resourceVersion (the real server keeps it), LIST ignores `limit`, BOOKMARKs come
+every `bookmark_interval_seconds` (the real server: about once a minute).
 
 What it answers the way kube-apiserver does:
 
@@ -35,14 +47,41 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import kubernetes.client
 
-__all__ = ["FakeApiServer", "RecordedRequest", "kubeconfig_for", "merge_patch"]
+__all__ = [
+    "NODES",
+    "FakeApiServer",
+    "RecordedRequest",
+    "kubeconfig_for",
+    "make_node",
+    "merge_patch",
+]
 
 Obj = dict[str, Any]
+
+NODES = "/api/v1/nodes"
+NODE_TEMPLATE: Obj = json.loads(
+    (Path(__file__).resolve().parent / "fixtures" / "extender" / "node.json").read_text()
+)
+
+
+def make_node(name: str, region: str, *, gpus: int = 8) -> Obj:
+    """A GPU node as a kubelet and gridshift's agent leave it (tests/fixtures/extender/
+    node.json) named `name` in cloud region `region`; `put_object(NODES, ...)` stores it."""
+    node = copy.deepcopy(NODE_TEMPLATE)
+    for key in ("resourceVersion", "uid", "creationTimestamp"):
+        node["metadata"].pop(key, None)
+    node["metadata"]["name"] = name
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    node["metadata"]["labels"]["topology.kubernetes.io/region"] = region
+    node["status"]["capacity"]["nvidia.com/gpu"] = str(gpus)
+    node["status"]["allocatable"]["nvidia.com/gpu"] = str(gpus)
+    return node
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -14,6 +14,14 @@ connections see it; open ones are closed on a switch so keep-alive clients recon
 It runs its own asyncio loop on a daemon thread; `with FaultProxy(...) as p:` starts and
 stops it. `connections` counts accepted connections (so a test can see a client retried).
 
+In front of the real Kubernetes API server (`FaultProxy.for_api_server(server, ssl_context)`)
+it is an HTTP proxy: clients speak plain HTTP to it, and it forwards each request, one per
+connection (`Connection: close`), over TLS with the context's client certificate. It then
+also records every request (`requests`: method, path, query, headers, JSON body) and answers
+`fail_next(method, path_contains, status)` rules itself with kube-apiserver's metav1.Status
+body (a watch request failed with 410 gets what kube-apiserver sends for an expired
+resourceVersion: 200 and one ERROR event carrying the 410 Status).
+
 `write_fault_table(name, rows)` writes a fault test module's outcome rows (markdown table
 rows) to `tests/artifacts/<name>`, the source of the README's RELIABILITY tables.
 """
@@ -23,14 +31,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["ARTIFACTS", "Fault", "FaultProxy", "write_fault_table"]
+import httpx
+
+__all__ = [
+    "ARTIFACTS",
+    "Fault",
+    "FaultProxy",
+    "RecordedRequest",
+    "status_body",
+    "write_fault_table",
+]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -54,6 +76,57 @@ class Fault(enum.Enum):
     HANG = "hang"
 
 
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the proxy forwarded or answered (HTTP mode)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: httpx.Headers
+    body: Any
+
+
+@dataclass
+class _Failure:
+    method: str
+    path_contains: str
+    status: int
+    reason: str
+    times: int
+    query_contains: str
+    stream_line: str | None
+
+
+# metav1.StatusReason per code, as kube-apiserver names them (k8s.io/apimachinery errors.go)
+_REASONS = {
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A metav1.Status failure body as kube-apiserver writes it."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def _header(line: str) -> tuple[str, str]:
+    name, _, value = line.partition(":")
+    return name.strip(), value.strip()
+
+
 async def _read_head(reader: asyncio.StreamReader) -> bytes:
     with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return await reader.readuntil(b"\r\n\r\n")
@@ -68,8 +141,13 @@ class FaultProxy:
         *,
         latency_seconds: float = 2.0,
         retry_after_seconds: int = 1,
+        upstream_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.upstream_ssl = upstream_ssl
+        self.requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._rules_lock = threading.Lock()
         self.latency_seconds = latency_seconds
         self.retry_after_seconds = retry_after_seconds
         self._fault = Fault.PASS
@@ -80,7 +158,55 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.port = 0
 
+    @classmethod
+    def for_api_server(cls, server: str, upstream_ssl: ssl.SSLContext, **kwargs: Any) -> FaultProxy:
+        """An HTTP proxy in front of the API server at `server` (https://host:port)."""
+        url = urlsplit(server)
+        assert url.hostname is not None
+        assert url.port is not None
+        return cls(url.hostname, url.port, upstream_ssl=upstream_ssl, **kwargs)
+
     # ------------------------------------------------------------------ control
+    def fail_next(
+        self,
+        method: str,
+        path_contains: str,
+        status: int = 200,
+        *,
+        reason: str = "",
+        times: int = 1,
+        query_contains: str = "",
+        stream_line: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests `method` on a path containing `path_contains`
+        (and a raw query containing `query_contains`) with `status` (HTTP mode); with
+        `stream_line`, answer 200 and a watch stream of that one line, sent as is."""
+        failure = _Failure(
+            method,
+            path_contains,
+            status,
+            reason or _REASONS.get(status, "OK"),
+            times,
+            query_contains,
+            stream_line,
+        )
+        with self._rules_lock:
+            self._failures.append(failure)
+
+    def _take_failure(self, method: str, path: str, query: str) -> _Failure | None:
+        with self._rules_lock:
+            for failure in self._failures:
+                if (
+                    failure.method == method
+                    and failure.path_contains in path
+                    and failure.query_contains in query
+                ):
+                    failure.times -= 1
+                    if failure.times <= 0:
+                        self._failures.remove(failure)
+                    return failure
+        return None
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -111,12 +237,17 @@ class FaultProxy:
 
     def stop(self) -> None:
         async def _stop() -> None:
-            await self._drop_all()
+            # abort, not close: a TLS close waits for the peer's close_notify, which a
+            # stopped loop never reads, and leaves its socket open
+            for w in list(self._writers):
+                w.transport.abort()
+            self._writers.clear()
             if self._server is not None:
                 self._server.close()
             for task in asyncio.all_tasks():
                 if task is not asyncio.current_task():
                     task.cancel()
+            await asyncio.sleep(0.01)  # the cancelled tasks' and transports' last callbacks
 
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -144,6 +275,9 @@ class FaultProxy:
                 sock = writer.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 writer.transport.abort()
+                return
+            if fault in (Fault.PASS, Fault.LATENCY) and self.upstream_ssl is not None:
+                await self._forward_one(reader, writer, delay=fault is Fault.LATENCY)
                 return
             if fault in (Fault.PASS, Fault.LATENCY):
                 await self._pipe(reader, writer, delay=fault is Fault.LATENCY)
@@ -177,6 +311,82 @@ class FaultProxy:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    async def _forward_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delay: bool
+    ) -> None:
+        """HTTP mode: read one request, record it, answer an injected failure or forward it
+        over TLS with `Connection: close` and pipe the answer back until the upstream closes."""
+        head = await _read_head(reader)
+        if not head:
+            return
+        request_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+        method, target, _version = request_line.split(" ", 2)
+        headers = httpx.Headers([_header(line) for line in lines])
+        length = int(headers.get("content-length", "0"))
+        raw = await reader.readexactly(length) if length else b""
+        url = urlsplit(target)
+        query = parse_qs(url.query, keep_blank_values=True)
+        self.requests.append(
+            RecordedRequest(method, url.path, query, headers, json.loads(raw) if raw else None)
+        )
+        failure = self._take_failure(method, url.path, url.query)
+        if failure is not None:
+            await self._answer_failure(
+                writer, failure, watch=query.get("watch") in (["true"], ["1"])
+            )
+            return
+        up_reader, up_writer = await asyncio.open_connection(
+            *self.upstream, ssl=self.upstream_ssl, server_hostname=self.upstream[0]
+        )
+        self._writers.add(up_writer)
+        kept = [
+            f"{k}: {v}"
+            for k, v in headers.multi_items()
+            if k.lower() not in ("connection", "keep-alive")
+        ]
+        up_writer.write(
+            "\r\n".join([request_line, *kept, "Connection: close", "", ""]).encode("latin-1") + raw
+        )
+        await up_writer.drain()
+        try:
+            while data := await up_reader.read(65536):
+                if delay:
+                    await asyncio.sleep(self.latency_seconds)
+                    delay = False
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self._writers.discard(up_writer)
+            up_writer.transport.abort()
+
+    async def _answer_failure(
+        self, writer: asyncio.StreamWriter, failure: _Failure, *, watch: bool
+    ) -> None:
+        message = f"injected {failure.status}"
+        line = b""
+        if failure.stream_line is not None:
+            line = failure.stream_line.encode() + b"\n"
+        elif watch and failure.status == 410:  # kube-apiserver: 200, then an ERROR event
+            event = {"type": "ERROR", "object": status_body(410, failure.reason, message)}
+            line = json.dumps(event).encode() + b"\n"
+        if line:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                + f"{len(line):x}\r\n".encode()
+                + line
+                + b"\r\n0\r\n\r\n"
+            )
+        else:
+            body = json.dumps(status_body(failure.status, failure.reason, message)).encode()
+            writer.write(
+                f"HTTP/1.1 {failure.status} {failure.reason}\r\n"
+                "Content-Type: application/json\r\nConnection: close\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        await writer.drain()
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delay: bool

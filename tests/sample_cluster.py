@@ -39,7 +39,7 @@ import trustme
 from extender.core.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
 from forecasts.sources.clock import SystemClock
 from forecasts.time import floor_to
-from tests.apiserver import FakeApiServer
+from tests.apiserver import FakeApiServer, make_node
 from tests.gridshift_process import (
     RUN_ARGS,
     RunningExtender,
@@ -48,7 +48,6 @@ from tests.gridshift_process import (
     running_gridshift,
     sample_config,
 )
-from tests.integration.kube_api import make_node
 
 __all__ = [
     "DEPLOYMENTS",

@@ -55,9 +55,10 @@ from scaler.kube import (
     register_kube_metrics,
 )
 from scaler.kube.events import EventRecorder
+from scaler.kube.shards import ServingSnapshots, ShardElector
 from scaler.kube.workloads import ClusterWorkloads
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
-from scaler.snapshot import SnapshotHolder
+from scaler.snapshot import SnapshotHolder, SnapshotSource
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def build_kube_api_client(settings: KubeSettings) -> k8s.ApiClient:
 def build_metrics_api_server(
     settings: MetricsApiSettings,
     *,
-    holder: SnapshotHolder,
+    holder: SnapshotSource,
     clock: Clock,
     api_client: k8s.ApiClient | None = None,
 ) -> MetricsApiServer:
@@ -209,7 +210,7 @@ def build_metrics_api_server(
 def build_keda_server(
     settings: KedaSettings,
     *,
-    holder: SnapshotHolder,
+    holder: SnapshotSource,
     clock: Clock,
     max_snapshot_age_seconds: float | None = None,
     stop: threading.Event | None = None,
@@ -258,22 +259,43 @@ def build_kube_runtime(
     stop = threading.Event()
     custom = k8s.CustomObjectsApi(api_client)
     cache = ScalerResourceCache()
-    lock = LeaseLock(
-        custom,
-        namespace=settings.lease_namespace,
-        name=settings.lease_name,
-        identity=settings.identity or socket.gethostname(),
-        clock=wall_clock or clock,
-        lease_duration_seconds=settings.lease_duration_seconds,
-        renew_deadline_seconds=settings.renew_deadline_seconds,
-        request_timeout_seconds=settings.request_timeout_seconds,
-    )
-    elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
+    identity = settings.identity or socket.gethostname()
+    elector: LeaderElector
+    owns: Callable[[str, str], bool] | None = None
+    if settings.shards > 0:  # the sharded scaler: shard and member Leases, no single leader
+        elector = ShardElector(
+            custom,
+            namespace=settings.lease_namespace,
+            group=settings.lease_name,
+            identity=identity,
+            shards=settings.shards,
+            clock=wall_clock or clock,
+            lease_duration_seconds=settings.lease_duration_seconds,
+            renew_deadline_seconds=settings.renew_deadline_seconds,
+            retry_period_seconds=settings.retry_period_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            stop=stop,
+        )
+        owns = elector.owns
+    else:
+        lock = LeaseLock(
+            custom,
+            namespace=settings.lease_namespace,
+            name=settings.lease_name,
+            identity=identity,
+            clock=wall_clock or clock,
+            lease_duration_seconds=settings.lease_duration_seconds,
+            renew_deadline_seconds=settings.renew_deadline_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
+        )
+        elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
+    lock = elector.lock
     timeout_s = settings.request_timeout_seconds
     workloads = ClusterWorkloads(
         configured,
         resources=cache.items,
         resolve_region=resolve_region or (lambda name: name),
+        owns=owns,
     )
     controller = KubeController(
         cache=cache,
@@ -288,6 +310,8 @@ def build_kube_runtime(
             request_timeout_seconds=timeout_s,
         ),
         problems=workloads.problems,
+        owns=owns,
+        status_refresh_seconds=settings.status_refresh_seconds,
     )
     watcher = ScalerResourceWatcher(
         custom,
@@ -337,8 +361,14 @@ class ScalerServices:
             scheme = "TLS" if self.keda.secure else "plaintext"
             lines.append(f"KEDA external scaler (gRPC, {scheme}): port {self.keda.port}")
         if self.kube is not None:
+            elector = self.kube.elector
+            election = (
+                f"sharded ({elector.shards} shards, member {elector.identity})"
+                if isinstance(elector, ShardElector)
+                else "leader election on"
+            )
             lines.append(
-                "Kubernetes: watching CarbonAwareScalers, leader election on, "
+                f"Kubernetes: watching CarbonAwareScalers, {election}, "
                 "reading actual replicas each tick"
             )
         return lines
@@ -374,6 +404,7 @@ def start_scaler_services(
     `stack.enter_context(start_scaler_services(settings, holder=holder, clock=clock))`.
     """
     services = ScalerServices()
+    serving: SnapshotSource = holder
     # the metrics API's cluster authentication matters only while it serves: disabled (the
     # KEDA install), nothing reads extension-apiserver-authentication or reviews tokens
     metrics_api = settings.metrics_api
@@ -385,9 +416,23 @@ def start_scaler_services(
     try:
         if api_client is None and (settings.kube.enabled or metrics_api_needs_cluster):
             api_client = build_kube_api_client(settings.kube)
+        if settings.kube.enabled:  # built first: a sharded replica serves from its cache too
+            assert api_client is not None
+            services.kube = build_kube_runtime(
+                settings.kube,
+                holder=holder,
+                clock=clock,
+                api_client=api_client,
+                wall_clock=wall_clock,
+                registry=registry,
+                configured=workloads,
+                resolve_region=build_workload_region(settings),
+            )
+            if settings.kube.shards > 0:  # any replica answers for any workload
+                serving = ServingSnapshots(holder, cache=services.kube.watcher.cache)
         if settings.metrics_api.enabled:
             services.metrics_api = build_metrics_api_server(
-                settings.metrics_api, holder=holder, clock=clock, api_client=api_client
+                settings.metrics_api, holder=serving, clock=clock, api_client=api_client
             )
             services.metrics_api.start()
             services._exit.callback(services.metrics_api.stop)
@@ -395,7 +440,7 @@ def start_scaler_services(
         if settings.keda.enabled:
             services.keda = build_keda_server(
                 settings.keda,
-                holder=holder,
+                holder=serving,
                 clock=clock,
                 max_snapshot_age_seconds=settings.metrics_api.max_snapshot_age_seconds,
             )
@@ -409,18 +454,7 @@ def start_scaler_services(
             listeners["keda"] = services.keda.tls_stats
         if registry is not None and listeners:
             registry.register(TlsCollector(listeners))
-        if settings.kube.enabled:
-            assert api_client is not None
-            services.kube = build_kube_runtime(
-                settings.kube,
-                holder=holder,
-                clock=clock,
-                api_client=api_client,
-                wall_clock=wall_clock,
-                registry=registry,
-                configured=workloads,
-                resolve_region=build_workload_region(settings),
-            )
+        if services.kube is not None:
             services.kube.start()
             services._exit.callback(services.kube.close)
     except BaseException:

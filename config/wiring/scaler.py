@@ -49,8 +49,9 @@ from scaler.core.workload import (
     WorkloadClass,
 )
 from scaler.extender_watch import ExtenderWatch
-from scaler.loop import LoopSettings, ScalerLoop, ScalerService
+from scaler.loop import LoopSettings, ScalerLoop
 from scaler.metrics import register_scaler_metrics
+from scaler.service import ScalerService
 from scaler.snapshot import SnapshotHolder
 from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
 from scaler.status_api import create_status_app

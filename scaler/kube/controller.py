@@ -4,23 +4,34 @@ changes and failed actuation; and for a CarbonAwareScaler that cannot be acted o
 unknown region, no load, a name conflict) a `Ready=False` condition naming the reason and a
 Warning Event, never silence. A valid one the loop has not decided for yet says so
 (`Ready=Unknown`, `AwaitingDecision`).
+
+Status is written only on change: when the decision, a condition or the actuation record
+changes (`scaler.kube.status.same_decision`); what moves every tick without the decision
+changing (the reasons' figures, the gram counters) is refreshed at most every
+`status_refresh_seconds` (spread per resource, so a fleet created at once does not refresh at
+once). A status the CR already carries (another replica wrote it before a failover) is not
+written again.
+
+Sharded (`owns`): only the resources this replica's shards hold are synced; what was sent for
+the others is forgotten, so a shard taken back later starts from the CRs' watched status.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from forecasts.time import Clock
+from scaler.core.shards import shard_weight
 from scaler.kube.actuation import ActuationResult, Actuator
 from scaler.kube.api import TRANSPORT_ERRORS, format_time
 from scaler.kube.events import NORMAL, WARNING, EventRecorder, ObjectRef
 from scaler.kube.resources import InvalidResource, ScalerResource, ScalerResourceCache
-from scaler.kube.status import StatusWriter, status_for
+from scaler.kube.status import StatusWriter, same_decision, status_for
 from scaler.kube.workloads import WorkloadProblem
 from scaler.snapshot import Snapshot, WorkloadStatus
 
@@ -40,8 +51,15 @@ class KubeController:
         clock: Clock,
         events: EventRecorder | None = None,
         problems: Callable[[], Mapping[tuple[str, str], WorkloadProblem]] | None = None,
+        owns: Callable[[str, str], bool] | None = None,
+        status_refresh_seconds: float = 0.0,
     ) -> None:
+        if status_refresh_seconds < 0:
+            raise ValueError(f"status_refresh_seconds must be >= 0, got {status_refresh_seconds}")
         self._events = events
+        self._owns = owns
+        self._refresh = timedelta(seconds=status_refresh_seconds)
+        self._written_at: dict[tuple[str, str], datetime] = {}
         self._problems = problems or dict
         self._problem_since: dict[tuple[str, str], tuple[WorkloadProblem, datetime]] = {}
         self._last_decision: dict[tuple[str, str], tuple[int, str]] = {}
@@ -62,6 +80,37 @@ class KubeController:
         leader may have patched the targets in between)."""
         self._last_status.clear()
         self._last_patch.clear()
+        self._written_at.clear()
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        for held in (self._last_status, self._last_patch, self._written_at, self._last_decision):
+            held.pop(key, None)
+
+    def _refresh_due(self, key: tuple[str, str], now: datetime) -> bool:
+        written = self._written_at.get(key)
+        if written is None:
+            return True
+        spread = 0.75 + 0.5 * shard_weight(f"{key[0]}/{key[1]}", "status") / 2**64
+        return now - written >= self._refresh * spread
+
+    def _unchanged(
+        self,
+        key: tuple[str, str],
+        resource: ScalerResource | InvalidResource,
+        status: Mapping[str, Any],
+        now: datetime,
+    ) -> bool:
+        last = self._last_status.get(key)
+        if last is None and isinstance(resource, ScalerResource) and resource.status:
+            if not same_decision(status, resource.status):
+                return False
+            # decided as the CR already says (written before a failover or a restart)
+            self._last_status[key] = dict(resource.status)
+            self._written_at[key] = now
+            return True
+        if status == last:
+            return True
+        return same_decision(status, last) and not self._refresh_due(key, now)
 
     def sync(self, snapshot: Snapshot | None) -> int:
         """Returns how many status patches were sent. Followers do nothing.
@@ -84,9 +133,14 @@ class KubeController:
         for key in list(self._problem_since):
             if key not in problems:
                 del self._problem_since[key]
+        now = self._clock.now()
         for key, resource in sorted(targets.items()):
             if not self._is_leader():  # lost it mid-sync: stop at once
                 break
+            if self._owns is not None and not self._owns(*key):
+                if key in self._last_status or key in self._last_decision:
+                    self._drop(key)
+                continue
             problem = problems.get(key)
             workload = by_key.get(key)
             if problem is not None:
@@ -95,7 +149,7 @@ class KubeController:
                 status = self._decide(key, resource, workload, pending)
             else:
                 status = self._awaiting_status(key, resource)
-            if status == self._last_status.get(key):
+            if self._unchanged(key, resource, status, now):
                 continue
             try:
                 new_rv = self._status.write(resource, status)
@@ -106,6 +160,7 @@ class KubeController:
                 continue
             if new_rv is not None:
                 self._last_status[key] = status
+                self._written_at[key] = now
                 self._cache.update_resource_version(key, new_rv)
                 written += 1
         self.pending = frozenset(pending)
@@ -148,6 +203,7 @@ class KubeController:
             resource=resource,
             now=self._clock.now(),
             actuation=self._last_actuation.get(key),
+            previous=self._last_status.get(key) or resource.status,
         )
 
     def _decision_events(

@@ -92,6 +92,7 @@ class EventRecorder:
         self._instance = instance
         self._timeout = request_timeout_seconds
         self._last: dict[tuple[str, str, str], str] = {}
+        self._last_at_ns = 0
         self.sent = 0
         self.errors = 0
 
@@ -100,7 +101,11 @@ class EventRecorder:
         key = (ref.namespace, ref.name, reason)
         if self._last.get(key) == message:
             return False
-        at_ns = int(self._clock.now().timestamp() * 1e9)
+        # The Event's name is `<object>.<at_ns hex>` (client-go's scheme): two Events at one
+        # instant (a decision and its mode change, or a frozen clock) would share a name and
+        # the second would be refused 409 AlreadyExists, so each is at least 1 ns later.
+        at_ns = max(int(self._clock.now().timestamp() * 1e9), self._last_at_ns + 1)
+        self._last_at_ns = at_ns
         body = event_body(
             ref, type_=type_, reason=reason, message=message, at_ns=at_ns, instance=self._instance
         )

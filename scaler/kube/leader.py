@@ -1,5 +1,9 @@
 """`LeaseLock` + `LeaderElector`: client-go style leader election on a `coordination.k8s.io/v1`
 Lease; only the leader writes status or actuates.
+
+A `LeaseLock` is one replica's view of one Lease, also of a Lease it does not hold: the sharded
+scaler (`scaler.kube.shards`) keeps one per shard and per member, feeds them the Leases of one
+LIST per round (`observe`) instead of a GET each, and asks each who holds it now (`live_holder`).
 """
 
 from __future__ import annotations
@@ -7,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +29,9 @@ from scaler.kube.api import (
 )
 
 log = logging.getLogger(__name__)
+
+#: `try_acquire_or_renew()` without a listed Lease: GET it first.
+_READ: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class LeaseLock:
         lease_duration_seconds: int = 15,
         renew_deadline_seconds: float = 10.0,
         request_timeout_seconds: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         if not 0 < renew_deadline_seconds < lease_duration_seconds:
             raise ValueError(
@@ -74,6 +82,7 @@ class LeaseLock:
         self._request_timeout = min(
             request_timeout_seconds or DEFAULT_REQUEST_TIMEOUT_SECONDS, renew_deadline_seconds / 4
         )
+        self._labels = dict(labels or {})
         self.errors = 0  # failed lease requests (gridshift_kube_api_errors_total)
 
     def _body(self, record: _LeaseRecord | None, holder: str, now: datetime) -> dict[str, Any]:
@@ -89,6 +98,8 @@ class LeaseLock:
             "leaseTransitions": transitions,
         }
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self._labels:  # an update replaces the whole object: send them every time
+            metadata["labels"] = self._labels
         if record is not None:
             metadata["resourceVersion"] = record.resource_version
         return {
@@ -152,10 +163,37 @@ class LeaseLock:
             return False
         return self._clock.now() - self._renewed_at < self._renew_deadline
 
-    def try_acquire_or_renew(self) -> bool:
+    def observe(self, lease: object | None) -> None:
+        """Take `lease` (as a GET or LIST returned it; None: it does not exist) as the record
+        seen now. Expiry is measured on our clock from when the record last changed."""
+        if lease is None:
+            self._observed = self._observed_at = None
+            return
+        record = self._record(lease)
+        if self._observed is None or record != self._observed:
+            self._see(record, self._clock.now())
+
+    def live_holder(self) -> str:
+        """Who holds the Lease as last observed: "" when nobody does, it was released, or the
+        holder has not renewed it for its duration (measured on our clock)."""
+        record, seen = self._observed, self._observed_at
+        if record is None or seen is None or not record.holder:
+            return ""
+        if seen + timedelta(seconds=record.lease_duration_seconds) <= self._clock.now():
+            return ""
+        return record.holder
+
+    def try_acquire_or_renew(self, current: object = _READ) -> bool:
+        """One round: read the Lease (or take `current`, the Lease a LIST just returned, None
+        when the LIST had none), then create, acquire (vacant or expired) or renew it."""
         now = self._clock.now()
         try:
-            lease = self._read()
+            if current is _READ:
+                lease = self._read()
+            elif current is None:
+                raise ApiException(status=404, reason="not in the list")
+            else:
+                lease = current
         except ApiException as exc:
             if exc.status != 404:
                 self.errors += 1
@@ -235,10 +273,18 @@ class LeaderElector:
     def leading(self) -> bool:
         return self._leading and self.lock.is_leader()
 
+    def _round(self) -> None:
+        """The Lease work of one round (`scaler.kube.shards.ShardElector` does more)."""
+        self.lock.try_acquire_or_renew()
+
+    def _release(self) -> None:
+        """Give up what this elector holds (on shutdown)."""
+        self.lock.release()
+
     def step(self) -> bool:
         started = time.monotonic()
         try:
-            self.lock.try_acquire_or_renew()
+            self._round()
         except (ApiException, *GARBLED) as exc:
             # TypeError/KeyError/ValueError: a garbled Lease answer
             self.lock.errors += 1
@@ -263,7 +309,7 @@ class LeaderElector:
         if self._leading:
             self._leading = False
             self._on_stopped()
-        self.lock.release()
+        self._release()
 
     def stop(self) -> None:
         self._stop.set()

@@ -46,6 +46,8 @@ class ScalerResource:
     #: The whole spec as the API server returned it (`scaler.kube.workloads` translates the
     #: workload fields; the ones above are what status and actuation need).
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: `.status` as last watched (the decision its owner wrote; `{}` before the first one).
+    status: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def parse_scaler_resource(obj: Mapping[str, Any]) -> ScalerResource:
         resource_version=str(meta.get("resourceVersion", "")),
         uid=str(meta.get("uid", "")),
         spec=spec,
+        status=status if isinstance(status := obj.get("status"), Mapping) else {},
     )
 
 
@@ -126,6 +129,8 @@ class ScalerResourceCache:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], ScalerResource] = {}
         self._invalid: dict[tuple[str, str], InvalidResource] = {}
+        #: bumped on every change (readers that derive from the cache rebuild when it moves)
+        self.version = 0
 
     def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
         items: dict[tuple[str, str], ScalerResource] = {}
@@ -138,10 +143,12 @@ class ScalerResourceCache:
                 invalid[key] = error
         with self._lock:
             self._items, self._invalid = items, invalid
+            self.version += 1
 
     def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
         key, parsed, error = self._parse(obj)
         with self._lock:
+            self.version += 1
             self._items.pop(key, None)
             self._invalid.pop(key, None)
             if event_type == "DELETED":
@@ -153,6 +160,7 @@ class ScalerResourceCache:
 
     def update_resource_version(self, key: tuple[str, str], resource_version: str) -> None:
         with self._lock:
+            self.version += 1
             item = self._items.get(key)
             if item is not None:
                 self._items[key] = replace(item, resource_version=resource_version)

@@ -16,6 +16,7 @@ from scaler.kube.controller import KubeController
 from scaler.kube.leader import LeaderElector
 from scaler.kube.replicas import KubeReplicaReader
 from scaler.kube.resources import ScalerResource
+from scaler.kube.shards import ShardElector
 from scaler.kube.watch import ScalerResourceWatcher
 from scaler.kube.workloads import ClusterWorkloads
 from scaler.snapshot import Snapshot
@@ -159,6 +160,29 @@ class KubeCollector(Collector):
         ):
             errors.add_metric([operation], float(count))
         yield errors
+        elector = rt.elector
+        if isinstance(elector, ShardElector):
+            owned = GaugeMetricFamily(
+                "gridshift_kube_shard_owned",
+                "1 for each shard whose Lease this replica holds (the sharded scaler).",
+                labels=["shard"],
+            )
+            for shard in range(elector.shards):
+                owned.add_metric([str(shard)], 1.0 if shard in elector.owned else 0.0)
+            yield owned
+            yield GaugeMetricFamily(
+                "gridshift_kube_shard_members",
+                "Live members (replicas holding their member Lease) this replica sees.",
+                value=float(len(elector.members)),
+            )
+            moves = CounterMetricFamily(
+                "gridshift_kube_shard_moves",
+                "Shards this replica acquired (takeover) or released to their new owner (handoff).",
+                labels=["direction"],
+            )
+            moves.add_metric(["takeover"], float(elector.takeovers))
+            moves.add_metric(["handoff"], float(elector.handoffs))
+            yield moves
         yield GaugeMetricFamily(
             "gridshift_kube_sync_pending_resources",
             "CarbonAwareScalers whose last actuation or status write failed (retried).",

@@ -1,16 +1,17 @@
-"""CarbonAwareScaler spec -> `Workload` (pure translation), and the workload set the scaler
-loop decides for: config-file workloads plus every CarbonAwareScaler.
+"""CarbonAwareScaler spec -> `Workload` (pure translation), and the workload set the scaler loop
+decides for: config-file workloads plus every CarbonAwareScaler.
 
-A CarbonAwareScaler alone defines a workload (CRD-first): target, class (interactive with its
-load query and per-replica capacity, or elastic with its work and deadline), region (any
-name the region model resolves: `GB`, `eu-west-2`, an alias), min/max, power, headroom, mode
-overrides, carbon budget, CI schedules and actuation. When a config-file workload has the
-same namespace/name, the CR's fields override it field by field and the rest comes from the
-file (so a CR may add actuation to a file workload without repeating its load query).
+A CarbonAwareScaler alone defines a workload (CRD-first): target, class (interactive with its load
+query, `load.match` labels when the query is a grouped one, and per-replica capacity, or elastic
+with its work and deadline), region (any name the region model resolves: `GB`, `eu-west-2`, an
+alias), min/max, power, headroom, mode overrides, carbon budget, CI schedules and actuation. When a
+config-file workload has the same namespace/name, the CR's fields override it field by field and the
+rest comes from the file (so a CR may add actuation to a file workload without repeating its load
+query).
 
-What cannot be acted on is never silent: `compose_workloads` returns a `WorkloadProblem`
-(condition reason + message naming the field) for each such CR; the controller writes it as
-the `Ready=False` condition and a Warning Event.
+What cannot be acted on is never silent: `compose_workloads` returns a `WorkloadProblem` (condition
+reason + message naming the field) for each such CR; the controller writes it as the `Ready=False`
+condition and a Warning Event.
 """
 
 from __future__ import annotations
@@ -185,6 +186,16 @@ def _elastic(spec: Mapping[str, Any] | None) -> ElasticSpec | None:
         raise _invalid(f"{path}: {exc}") from None
 
 
+def _match(load: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """`spec.load.match`: the labels of this workload's series in a grouped query."""
+    match = _object(load, "match", "spec.load")
+    if match is None:
+        return ()
+    if not match or not all(isinstance(k, str) and isinstance(v, str) for k, v in match.items()):
+        raise _invalid(f"spec.load.match: expected label names to strings, got {dict(match)!r}")
+    return tuple(sorted(match.items()))
+
+
 def _class(spec: Mapping[str, Any], base: Workload | None) -> WorkloadClass:
     raw = spec.get("workloadClass")
     if raw is None:
@@ -217,7 +228,7 @@ def _load(
         if query is None:
             raise SpecProblem("MissingLoad", "spec.load.promql: required (demand as PromQL)")
         unit = _text(load, "unit", "spec.load") or "requests/s"
-        load_spec = LoadSpec(LoadSourceKind.PROMQL, query, unit)
+        load_spec = LoadSpec(LoadSourceKind.PROMQL, query, unit, _match(load))
     elif base is not None:
         load_spec = base.load
     else:
@@ -358,7 +369,10 @@ def compose_workloads(
 class ClusterWorkloads:
     """The scaler loop's workload source on a cluster: `current()` composes the config-file
     workloads with the watched CarbonAwareScalers (called before each tick) and keeps the
-    problems of the CRs it could not use for the controller (`problems()`)."""
+    problems of the CRs it could not use for the controller (`problems()`).
+
+    Sharded (`owns`), the composition still sees every CR (a name conflict is one across the
+    install), and `current()` returns the workloads of this replica's shards only."""
 
     def __init__(
         self,
@@ -366,10 +380,12 @@ class ClusterWorkloads:
         *,
         resources: Callable[[], Mapping[tuple[str, str], ScalerResource]],
         resolve_region: Callable[[str], str | None],
+        owns: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._configured = tuple(configured)
         self._resources = resources
         self._resolve = resolve_region
+        self._owns = owns
         self._problems: Mapping[tuple[str, str], WorkloadProblem] = {}
 
     def current(self) -> tuple[Workload, ...]:
@@ -377,7 +393,10 @@ class ClusterWorkloads:
             self._configured, self._resources(), resolve_region=self._resolve
         )
         self._problems = problems  # one reference swap; the controller reads it
-        return workloads
+        owns = self._owns
+        if owns is None:
+            return workloads
+        return tuple(w for w in workloads if owns(w.namespace, w.name))
 
     def problems(self) -> Mapping[tuple[str, str], WorkloadProblem]:
         return self._problems

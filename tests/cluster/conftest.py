@@ -7,14 +7,19 @@ not built (`make kube-plane`)."""
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.install import SCALER_NAMESPACE, install_overlay
+from tests.cluster.install import DEPLOY, SCALER_NAMESPACE, install_overlay
+from tests.cluster.keda import keda_module_dir
 from tests.cluster.plane import KubePlane, process_rss_bytes, running_plane
+from tests.cluster.proxied import ProxiedApi, proxied_api
 
 _REPORT: list[str] = []
 
@@ -58,3 +63,64 @@ def fresh_scaler_state(plane: KubePlane, scaler_hpa: str) -> None:
         SCALER_NAMESPACE,
         {"metadata": {"name": "gridshift-scaler-state", "namespace": SCALER_NAMESPACE}, "data": {}},
     )
+
+
+TRAINER_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "trainers.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"kind": "Trainer", "plural": "trainers", "singular": "trainer"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas",
+                        "labelSelectorPath": ".status.selector",
+                    },
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def kube_crds(plane: KubePlane) -> None:
+    """The CRDs gridshift's Kubernetes I/O meets: its own CarbonAwareScaler (deploy/crd), KEDA's
+    ScaledObject (from the KEDA module tests/kube/keda pins) and a custom kind with a scale
+    subresource (`Trainer`, example.com/v1)."""
+    scaled_objects = keda_module_dir() / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
+    if not scaled_objects.is_file():
+        pytest.skip(f"KEDA's CRDs not in {scaled_objects.parent}: make kube-plane")
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY / "crd"))
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(scaled_objects))
+    plane.kubectl("apply", "--server-side", "-f", "-", input_text=json.dumps(TRAINER_CRD))
+    for name in (
+        "carbonawarescalers.gridshift.io",
+        "scaledobjects.keda.sh",
+        "trainers.example.com",
+    ):
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+
+
+@pytest.fixture
+def api(plane: KubePlane, kube_crds: None, request: pytest.FixtureRequest) -> Iterator[ProxiedApi]:
+    """The real API server behind a recording, fault-injecting proxy, with a namespace of the
+    test's own (`api.ns`)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    with proxied_api(plane, f"{name}-{uuid.uuid4().hex[:6]}") as proxied:
+        yield proxied

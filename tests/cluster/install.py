@@ -113,10 +113,12 @@ def install_overlay(plane: KubePlane, overlay: str) -> str:
             "wait", "--for=condition=Established", "--timeout=60s", "-f", str(MONITORING_CRDS)
         )
     out = plane.kubectl("apply", "-k", str(DEPLOY / "overlays" / overlay)).stdout
-    if "Deployment" in _overlay_kinds(plane, overlay) and overlay.startswith("scaler"):
-        plane.kubectl(
-            "-n", SCALER_NAMESPACE, "scale", "deployment/gridshift-scaler", "--replicas=0"
-        )
+    kinds = _overlay_kinds(plane, overlay)
+    for kind in ("Deployment", "StatefulSet"):  # the sharded overlay's scaler is a StatefulSet
+        if kind in kinds and overlay.startswith("scaler"):
+            plane.kubectl(
+                "-n", SCALER_NAMESPACE, "scale", f"{kind.lower()}/gridshift-scaler", "--replicas=0"
+            )
     return out
 
 

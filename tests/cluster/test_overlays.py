@@ -24,7 +24,7 @@ from tests.cluster.plane import KubePlane
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-OVERLAYS = ("extender", "gpu-agent", "scaler-hpa", "scaler-keda")
+OVERLAYS = ("extender", "gpu-agent", "scaler-hpa", "scaler-keda", "scaler-sharded")
 
 
 def rendered(plane: KubePlane, overlay: str) -> list[dict[str, object]]:

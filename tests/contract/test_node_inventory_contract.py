@@ -1,21 +1,18 @@
 """The NodeInventory role: `FakeNodeInventory` and the real `KubeNodeInventory` (driven by the
-kubernetes client against a local API stand-in) honour the same contract: `facts()` maps
-node name -> NodeFacts with that name, views do not change under the reader when the source
-updates, and `synced` says whether the facts reflect the cluster."""
+kubernetes client against the real API server: these tests, imported by
+tests/cluster/test_node_inventory_contract.py with its own `case`) honour the same contract:
+`facts()` maps node name -> NodeFacts with that name, views do not change under the reader
+when the source updates, and `synced` says whether the facts reflect the cluster."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from extender.core.nodes import RegionRules
 from extender.core.scoring import NodeFacts
-from extender.inventory import KubeNodeInventory
 from extender.refresh import NodeInventory
 from tests.fakes import FakeNodeInventory
-from tests.integration.kube_api import FakeApiServer, make_node
 
 # (source, add a node "late" and let the source see it)
 Case = tuple[NodeInventory, Callable[[], None]]
@@ -32,30 +29,9 @@ def fake_case() -> Iterator[Case]:
     yield source, add
 
 
-def inventory_case() -> Iterator[Case]:
-    with FakeApiServer() as server:
-        server.nodes = {
-            "a": make_node("a", "eu-west-1"),
-            "b": make_node("b", "eu-central-1"),
-        }
-        inv = KubeNodeInventory(
-            server.api(),
-            rules=RegionRules(aliases={"eu-west-1": "IE", "eu-central-1": "DE"}),
-            registry=CollectorRegistry(),
-        )
-        inv.relist()
-
-        def add() -> None:
-            server.nodes["late"] = make_node("late", "eu-west-1")
-            inv.relist()
-
-        yield inv, add
-
-
 @pytest.fixture(
     params=[
         pytest.param(fake_case, id="FakeNodeInventory"),
-        pytest.param(inventory_case, id="KubeNodeInventory", marks=pytest.mark.integration),
     ]
 )
 def case(request: pytest.FixtureRequest) -> Iterator[Case]:

@@ -21,7 +21,7 @@ import pytest
 
 from extender.core.energy import ANNOTATION_KEY, GpuEnergy, encode_annotation
 from forecasts.sources.clock import SystemClock
-from tests.integration.kube_api import FakeApiServer, make_node
+from tests.apiserver import NODES, FakeApiServer, make_node
 
 pytestmark = pytest.mark.e2e
 
@@ -89,8 +89,7 @@ def test_extender_process_scores_from_the_cluster(tmp_path) -> None:
             node = make_node(name, "eu-west-1")
             energy = GpuEnergy(watts, 50.0, None, 8, now, 300.0)
             node["metadata"]["annotations"][ANNOTATION_KEY] = encode_annotation(energy)
-            api.nodes[name] = node
-        api.list_rv = "7"
+            api.put_object(NODES, node)
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(api.kubeconfig())
         with extender(

@@ -34,9 +34,9 @@ from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.platform.serving import build_server
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.time import FrozenClock
+from tests.apiserver import NODES, FakeApiServer, make_node
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
 from tests.integration.carbon_replay import uk_replay_server
-from tests.integration.kube_api import FakeApiServer, make_node
 from tests.integration.prom_fixture import free_port
 from tests.unit.carbon.conftest import REGIONS, ReplayServer, Reply, fixture_bytes
 from tests.unit.carbon.conftest import T0 as CARBON_T0
@@ -103,7 +103,8 @@ def test_extender_answers_in_budget_with_every_dependency_faulty(
     fault: Fault, replay: ReplayServer
 ) -> None:
     api = FakeApiServer()
-    api.nodes = {n: make_node(n, "GB" if n.startswith("gb") else "london") for n in NAMES}
+    for n in NAMES:
+        api.put_object(NODES, make_node(n, "GB" if n.startswith("gb") else "london"))
     host, port = replay.httpd.server_address[:2]
     with (
         api,

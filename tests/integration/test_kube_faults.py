@@ -57,21 +57,49 @@ from scaler.loop import ScalerLoop
 from scaler.metrics_api import ApiRequest, ExternalMetricsApi, MetricsApiServer
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.apiserver import FakeApiServer
+from tests.cluster.test_kube import T0, cr, workload
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
-from tests.integration.test_kube import (
-    CRS,
-    DEPLOYS,
-    HPAS,
-    T0,
-    cr,
-    put_workload_object,
-    seed_targets,
-    workload,
-)
 from tests.snapshots import TAKEN_AT, sample_holder
 
 pytestmark = pytest.mark.integration
+
+# the stand-in's namespace "shop" (tests/cluster/test_kube.py runs these paths per namespace)
+CRS = "/apis/gridshift.io/v1alpha1/namespaces/shop/carbonawarescalers"
+HPAS = "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers"
+DEPLOYS = "/apis/apps/v1/namespaces/shop/deployments"
+
+
+def seed_targets(api: FakeApiServer) -> None:
+    """The HPA `web` (minReplicas 1, maxReplicas 10) over the Deployment `web`."""
+    api.put_object(
+        HPAS,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            },
+        },
+    )
+
+
+def put_deployment(api: FakeApiServer, name: str, *, replicas: int) -> None:
+    """A Deployment whose controller has caught up (status.replicas == spec.replicas)."""
+    api.put_object(
+        DEPLOYS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
+            "status": {"replicas": replicas},
+        },
+    )
+
 
 FAULTS = [Fault.LATENCY, Fault.RESET, Fault.HTTP_5XX, Fault.STORM_429, Fault.TRUNCATED, Fault.HANG]
 ROWS: list[str] = []
@@ -448,9 +476,7 @@ def test_tick_reading_actual_replicas_under_api_server_fault(
 ) -> None:
     with FakeApiServer() as api:
         for name in TICK_WORKLOADS:
-            put_workload_object(
-                api, DEPLOYS, "Deployment", name, spec_replicas=4, status_replicas=4
-            )
+            put_deployment(api, name, replicas=4)
         host, port = api.url.removeprefix("http://").rsplit(":", 1)
         with FaultProxy(host, int(port), latency_seconds=1.0) as proxy:
             configuration = k8s.Configuration()

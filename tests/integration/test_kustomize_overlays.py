@@ -1,22 +1,23 @@
 """Every kustomize overlay renders with `kubectl kustomize` and validates.
 
-Aspects: the four overlays (scaler-hpa, scaler-keda, extender, gpu-agent) render; every
-built-in object validates against the real Kubernetes OpenAPI schemas of two minor versions
-(kubernetes-validate, strict); no overlay renders a prometheus-operator object, and the
-optional component deploy/components/monitoring added to a scaler overlay renders the
-ServiceMonitor and PrometheusRule, valid against our schemas written from prometheus-operator's
-published CRD fields; the HPA overlay has the APIService and the
-KEDA overlay has none; least privilege and hardening on every workload (non-root, read-only
-root filesystem, all capabilities dropped, no privilege escalation, seccomp RuntimeDefault,
-requests and limits, liveness and readiness probes); every Deployment has a matching
-PodDisruptionBudget; every overlay has a NetworkPolicy selecting its pods; RBAC grants no
-wildcards and no secrets access; the four metrics-API grants (auth-delegator,
-extension-apiserver-authentication reader, HPA external-metrics reader and binding) render only
-in scaler-hpa; each scaler's probes reach a port its container serves with the settings its env
-gives, with the right scheme, on a path the real server there answers 200 (KEDA: the metrics
-API is off, so the status server); every Service targetPort and NetworkPolicy port names a
-container port. The validated objects of each overlay and version are written to
-tests/artifacts/validated-<overlay>-<version>.txt.
+Aspects: the five overlays (scaler-hpa, scaler-keda, scaler-sharded, extender, gpu-agent) render;
+every built-in object validates against the real Kubernetes OpenAPI schemas of two minor versions
+(kubernetes-validate, strict); no overlay renders a prometheus-operator object, and the optional
+component deploy/components/monitoring added to a scaler overlay renders the ServiceMonitor and
+PrometheusRule, valid against our schemas written from prometheus-operator's published CRD fields;
+the HPA and sharded overlays have the APIService and the KEDA overlay has none; the sharded overlay
+runs the scaler as a StatefulSet (no Deployment, no checkpoint ConfigMap) with kube.shards and a
+member Lease named in its RBAC for every replica and a shard Lease for every shard; least privilege
+and hardening on every workload (non-root, read-only root filesystem, all capabilities dropped, no
+privilege escalation, seccomp RuntimeDefault, requests and limits, liveness and readiness probes);
+every Deployment and StatefulSet has a matching PodDisruptionBudget; every overlay has a
+NetworkPolicy selecting its pods; RBAC grants no wildcards and no secrets access; the four
+metrics-API grants (auth-delegator, extension-apiserver-authentication reader, HPA external-metrics
+reader and binding) render only in scaler-hpa and scaler-sharded; each scaler's probes reach a port
+its container serves with the settings its env gives, with the right scheme, on a path the real
+server there answers 200 (KEDA: the metrics API is off, so the status server); every Service
+targetPort and NetworkPolicy port names a container port. The validated objects of each overlay and
+version are written to tests/artifacts/validated-<overlay>-<version>.txt.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ CUSTOM_SCHEMAS = {
     "ServiceMonitor": CRD_SCHEMAS / "servicemonitor.schema.yaml",
     "PrometheusRule": CRD_SCHEMAS / "prometheusrule.schema.yaml",
 }
-NAMES = ("scaler-hpa", "scaler-keda", "extender", "gpu-agent")
+NAMES = ("scaler-hpa", "scaler-keda", "scaler-sharded", "extender", "gpu-agent")
+SCALERS = ("scaler-hpa", "scaler-keda", "scaler-sharded")
 
 
 @cache
@@ -74,7 +76,7 @@ def workloads(docs):
     return [d for d in docs if d["kind"] in ("Deployment", "DaemonSet", "StatefulSet")]
 
 
-def test_overlays_are_the_four_documented_ones() -> None:
+def test_overlays_are_the_five_documented_ones() -> None:
     assert sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir()) == sorted(NAMES)
 
 
@@ -115,12 +117,20 @@ def test_validation_really_rejects() -> None:
         jsonschema.validate(monitor, yaml.safe_load(CUSTOM_SCHEMAS["ServiceMonitor"].read_text()))
 
 
-def test_apiservice_only_in_the_hpa_overlay() -> None:
-    assert [d["metadata"]["name"] for d in render("scaler-hpa") if d["kind"] == "APIService"] == [
-        "v1beta1.external.metrics.k8s.io"
-    ]
+def scaler_pod(overlay: str) -> dict[str, Any]:
+    (scaler,) = [w for w in workloads(render(overlay)) if w["metadata"]["name"] == SCALER]
+    return dict(scaler)
+
+
+SCALER = "gridshift-scaler"
+
+
+def test_apiservice_only_in_the_metrics_api_overlays() -> None:
+    for overlay in ("scaler-hpa", "scaler-sharded"):
+        names = [d["metadata"]["name"] for d in render(overlay) if d["kind"] == "APIService"]
+        assert names == ["v1beta1.external.metrics.k8s.io"], overlay
     assert not [d for d in render("scaler-keda") if d["kind"] == "APIService"]
-    for overlay in ("scaler-hpa", "scaler-keda"):
+    for overlay in SCALERS:
         kinds = {d["kind"] for d in render(overlay)}
         assert "CustomResourceDefinition" in kinds
 
@@ -201,7 +211,7 @@ def test_pdbs_and_network_policies_select_the_pods(overlay: str) -> None:
             return all(labels.get(k) == v for k, v in sel.items())
 
         assert any(selects(p["spec"]["podSelector"]["matchLabels"]) for p in policies), overlay
-        if w["kind"] == "Deployment":
+        if w["kind"] in ("Deployment", "StatefulSet"):
             assert any(selects(p["spec"]["selector"]["matchLabels"]) for p in pdbs), overlay
 
 
@@ -228,6 +238,10 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:
     assert not rbac("scaler-keda") & METRICS_API_RBAC
     # nothing else differs: the scaler's own grants are the same in both
     assert rbac("scaler-hpa") - METRICS_API_RBAC == rbac("scaler-keda")
+    assert rbac("scaler-sharded") - rbac("scaler-hpa") == {
+        ("Role", "gridshift-scaler-shards"),
+        ("RoleBinding", "gridshift-scaler-shards"),
+    }
     (reader,) = [d for d in render("scaler-hpa") if d["metadata"]["name"].endswith("auth-reader")]
     assert reader["metadata"]["namespace"] == "kube-system"
 
@@ -237,13 +251,13 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:
     [
         pytest.param("scaler-hpa", True, "status", id="hpa"),
         pytest.param("scaler-keda", False, "status", id="keda"),
+        pytest.param("scaler-sharded", True, "status", id="sharded"),
     ],
 )
 def test_scaler_probes_reach_what_the_container_serves(
     overlay: str, metrics_api_enabled: bool, server: str
 ) -> None:
-    (deployment,) = [d for d in render(overlay) if d["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = scaler_pod(overlay)["spec"]["template"]["spec"]["containers"]
     settings = container_settings(container)
     assert settings.metrics_api.enabled is metrics_api_enabled
     for probe in ("readinessProbe", "livenessProbe"):
@@ -256,16 +270,34 @@ def test_scaler_probes_reach_what_the_container_serves(
         assert not settings.metrics_api.authentication_from_cluster
 
 
-@pytest.mark.parametrize("overlay", ["scaler-hpa", "scaler-keda"])
+@pytest.mark.parametrize("overlay", SCALERS)
 def test_service_and_network_policy_ports_name_container_ports(overlay: str) -> None:
     docs = render(overlay)
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = scaler_pod(overlay)["spec"]["template"]["spec"]["containers"]
     named = {p["name"] for p in container["ports"]}
-    (service,) = [d for d in docs if d["kind"] == "Service"]
-    targets = {p["targetPort"] for p in service["spec"]["ports"]}
-    assert targets <= named, (overlay, targets - named)
+    for service in (d for d in docs if d["kind"] == "Service"):
+        targets = {p["targetPort"] for p in service["spec"]["ports"]}
+        assert targets <= named, (overlay, targets - named)
     (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
     allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert allowed <= named, (overlay, allowed - named)
-    assert ("metrics-api" in named) is (overlay == "scaler-hpa")
+    assert ("metrics-api" in named) is (overlay != "scaler-keda")
+
+
+def test_the_sharded_overlay_names_a_lease_for_every_shard_and_replica() -> None:
+    docs = render("scaler-sharded")
+    assert [d["kind"] for d in workloads(docs)] == ["StatefulSet"]
+    assert not [d for d in docs if d["kind"] == "ConfigMap"], "no checkpoint: config refuses it"
+    scaler = scaler_pod("scaler-sharded")
+    (container,) = scaler["spec"]["template"]["spec"]["containers"]
+    settings = container_settings(container)
+    assert (settings.kube.enabled, settings.scaler.state_store) == (True, "none")
+    shards, replicas = settings.kube.shards, scaler["spec"]["replicas"]
+    assert shards >= replicas > 1
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("shards")]
+    named = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}
+    lease = settings.kube.lease_name
+    assert named == {f"{lease}-shard-{i}" for i in range(shards)} | {
+        f"{lease}-member-{SCALER}-{i}" for i in range(replicas)
+    }
+    assert ["list"] in [r["verbs"] for r in role["rules"] if "resourceNames" not in r]

@@ -39,7 +39,7 @@ from forecasts.time import FrozenClock
 from scaler.keda import KedaScalerServer
 from scaler.keda_pb import externalscaler_pb2 as pb
 from scaler.keda_pb import externalscaler_pb2_grpc as pb_grpc
-from tests.integration.kube_api import FakeApiServer
+from tests.apiserver import FakeApiServer
 from tests.integration.prom_fixture import free_port
 from tests.snapshots import TAKEN_AT, sample_holder
 

@@ -118,7 +118,7 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 2
-    assert "scaler.workloads.0.capacity_per_replica" in r.output
+    assert "scaler.workloads[0].capacity_per_replica: Input should be greater than 0" in r.output
     cfg.write_text("- just\n- a list\n")
     r = CliRunner().invoke(cli, ["run", "--config", str(cfg)])
     assert r.exit_code == 2

@@ -76,6 +76,11 @@ def test_resolving_references_pass(tmp_path: Path) -> None:
             "scaler.workloads.1.target: workloads 'web' and 'web-copy' both scale Deployment a/web",
             id="one target, two workloads",
         ),
+        pytest.param(
+            "kube:\n  shards: 8\nscaler:\n  state_store: configmap\n",
+            "scaler.state_store: 'configmap' keeps one replica's counters; with kube.shards > 0",
+            id="sharded scaler with one ConfigMap checkpoint",
+        ),
     ],
 )
 def test_broken_reference_is_a_readable_error(

@@ -214,6 +214,12 @@ def test_a_cr_over_a_config_workload_overrides_field_by_field() -> None:
             id="unreadable until",
         ),
         pytest.param(
+            {"load": {"promql": "sum by (workload) (x)", "match": {"workload": 3}}},
+            "InvalidSpec",
+            "spec.load.match",
+            id="match label not a string",
+        ),
+        pytest.param(
             {"budget": {"reductionPercent": "ten"}},
             "InvalidSpec",
             "spec.budget.reductionPercent",
@@ -231,6 +237,33 @@ def test_a_cr_that_cannot_be_acted_on_says_why(spec, reason, fragment) -> None:
     problem = problems[("shop", "web")]
     assert problem.reason == reason
     assert fragment in problem.message
+
+
+def test_a_cr_picks_its_series_of_a_grouped_query_with_load_match() -> None:
+    query = "sum by (namespace, workload) (rate(http_requests_total[2m]))"
+    doc = cr(load={"promql": query, "match": {"workload": "web", "namespace": "shop"}})
+    load = translate(doc).load
+    assert (load.query, load.match) == (query, (("namespace", "shop"), ("workload", "web")))
+    assert translate(cr()).load.match == ()
+
+
+def test_cluster_workloads_sharded_returns_only_the_owned_ones() -> None:
+    other = copy.deepcopy(example())
+    other["metadata"].update(name="api")
+    clash = copy.deepcopy(example())
+    clash["metadata"].update(namespace="staging")  # another `web`: a conflict across shards
+    resources = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): parse_scaler_resource(d)
+        for d in (example(), other, clash)
+    }
+    source = ClusterWorkloads(
+        (),
+        resources=lambda: resources,
+        resolve_region=RESOLVER.configured_region,
+        owns=lambda namespace, name: name == "api" or namespace == "staging",
+    )
+    assert [(w.namespace, w.name) for w in source.current()] == [("shop", "api")]
+    assert source.problems()[("staging", "web")].reason == "NameConflict"
 
 
 def test_composition_keeps_config_workloads_adds_crs_and_refuses_duplicate_names() -> None:

@@ -4,7 +4,8 @@ Aspects: JSON round trip; corrupt/unknown-version files are reported naming the 
 ignored (fresh start, no crash); the file store writes atomically (no temp files left, the old
 checkpoint survives a failed write); a restarted loop continues ticks and savings counters
 from the checkpoint; restored replicas are clamped to current bounds; a store that fails is
-counted, never stops a tick (the ConfigMap store: tests/integration/test_state_configmap.py).
+counted, never stops a tick (the ConfigMap store on the real API server:
+tests/cluster/test_state_configmap.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""`ConfigMapStateStore` with the real `kubernetes` client against the API-server stand-in.
+"""`ConfigMapStateStore` with the real `kubernetes` client against the real API server
+(tests/cluster: kube-apiserver v1.37.2 behind `tests.faultproxy.FaultProxy`, which records the
+requests and injects the 5xx/unreachable faults), in a namespace of each test's own.
 
 Aspects: nothing stored loads as None; the first save creates the ConfigMap (POST), later
 saves replace it carrying the last resourceVersion (PUT); another writer in between causes a
@@ -10,7 +12,7 @@ surfaces as a `StateStoreError` naming it; a 500 or an unreachable API server on
 `StateStoreError` (the loop logs and counts it and the tick completes, the next tick's save
 succeeds); a failing read on start raises instead of starting fresh; the stand-in answers
 ConfigMap errors with kube-apiserver's Status bodies. Leader handover (real `LeaseLock` and
-`LeaderElector` on the stand-in): a follower that takes the Lease over, after the leader
+`LeaderElector`): a follower that takes the Lease over, after the leader
 released it or after it expired (the leader killed), re-reads the ConfigMap before its first
 write and saves on from the previous leader's last checkpoint with the resourceVersion it
 read; a failed re-read delays its first write rather than writing its own counters; a 409
@@ -39,13 +41,14 @@ from scaler.state import (
     WorkloadCheckpoint,
     checkpoint_from_json,
 )
-from tests.apiserver import FakeApiServer
+from tests.cluster.proxied import ProxiedApi
+from tests.faultproxy import Fault
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.cluster
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
-NS, NAME = "carbon-system", "gridshift-scaler-state"
-PATH = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
+NAME = "gridshift-scaler-state"
+PATH = "/api/v1/namespaces/{ns}/configmaps/" + NAME
 CP = LoopCheckpoint(
     saved_at=T0,
     ticks_total=7,
@@ -59,17 +62,11 @@ def later(cp: LoopCheckpoint, minutes: int) -> LoopCheckpoint:
     )
 
 
-@pytest.fixture
-def api():
-    with FakeApiServer() as server:
-        yield server
+def store_for(api: ProxiedApi, **kw) -> ConfigMapStateStore:
+    return ConfigMapStateStore(k8s.CoreV1Api(api.client()), namespace=api.ns, name=NAME, **kw)
 
 
-def store_for(api: FakeApiServer, **kw) -> ConfigMapStateStore:
-    return ConfigMapStateStore(k8s.CoreV1Api(api.client()), namespace=NS, name=NAME, **kw)
-
-
-def writes(api: FakeApiServer) -> list[tuple[str, str | None]]:
+def writes(api: ProxiedApi) -> list[tuple[str, str | None]]:
     return [
         (r.method, (r.body or {}).get("metadata", {}).get("resourceVersion"))
         for r in api.requests
@@ -77,7 +74,7 @@ def writes(api: FakeApiServer) -> list[tuple[str, str | None]]:
     ]
 
 
-def stored(api: FakeApiServer) -> LoopCheckpoint:
+def stored(api: ProxiedApi) -> LoopCheckpoint:
     obj = api.get_object(PATH)
     assert obj is not None
     return checkpoint_from_json(obj["data"]["checkpoint.json"])
@@ -99,7 +96,9 @@ def test_conflict_rereads_and_retries(api) -> None:
     store.save(CP)
     other = store_for(api)  # a second replica writes an older checkpoint in between
     other.load()
-    other.save(replace(CP, ticks_total=CP.ticks_total))
+    # a changed body: kube-apiserver treats a PUT of identical content as a no-op that keeps
+    # the resourceVersion (no conflict would follow)
+    other.save(replace(CP, ticks_total=CP.ticks_total - 1))
     store.save(later(CP, 1))
     assert store.conflicts == 1
     assert [m for m, _ in writes(api)] == ["POST", "PUT", "PUT", "PUT"]
@@ -183,7 +182,9 @@ def test_size_bound_and_api_server_limit(api) -> None:
     with pytest.raises(StateStoreError, match=r"over the 900000-byte limit \(4000 workloads\)"):
         store_for(api).save(big)
     assert writes(api) == []  # refused before any request
-    with pytest.raises(StateStoreError, match=r"422 .*Too long: must have at most 1048576 bytes"):
+    with pytest.raises(
+        StateStoreError, match=r"422 .*Too long: may not be more than 1048576 bytes"
+    ):
         store_for(api, max_bytes=10**8).save(big)
 
 
@@ -198,12 +199,15 @@ def test_api_errors_raise_store_errors(api) -> None:
         store.save(later(CP, 1))
     store.save(later(CP, 2))
     assert stored(api) == later(CP, 2)
-    api.stop()
+    api.proxy.fault = Fault.RESET
     with pytest.raises(StateStoreError, match="unreachable"):
         store_for(api).save(later(CP, 3))  # a new connection: refused
 
 
-def test_stand_in_answers_configmap_errors_like_kube_apiserver(api) -> None:
+def test_configmap_errors_the_store_relies_on(api) -> None:
+    """kube-apiserver's Status bodies for what the store handles (404, AlreadyExists, 409,
+    a renamed PUT): the shapes tests/apiserver.py copies."""
+    ns = api.ns
     core = k8s.CoreV1Api(api.client())
 
     def status_of(exc: k8s.ApiException) -> dict[str, object]:
@@ -215,25 +219,27 @@ def test_stand_in_answers_configmap_errors_like_kube_apiserver(api) -> None:
         return k8s.V1ConfigMap(metadata=meta, data={"k": "v"})
 
     with pytest.raises(k8s.ApiException) as missing:
-        core.read_namespaced_config_map(NAME, NS)
+        core.read_namespaced_config_map(NAME, ns)
     status = status_of(missing.value)
     assert (status["kind"], status["code"], status["reason"]) == ("Status", 404, "NotFound")
     assert status["details"] == {"name": NAME, "kind": "configmaps"}
-    core.create_namespaced_config_map(NS, config_map())
+    core.create_namespaced_config_map(ns, config_map())
     with pytest.raises(k8s.ApiException) as exists:
-        core.create_namespaced_config_map(NS, config_map())
+        core.create_namespaced_config_map(ns, config_map())
     assert status_of(exists.value)["reason"] == "AlreadyExists"
     with pytest.raises(k8s.ApiException) as stale:
-        core.replace_namespaced_config_map(NAME, NS, config_map(rv="1"))
+        core.replace_namespaced_config_map(NAME, ns, config_map(rv="1"))
     assert (stale.value.status, status_of(stale.value)["reason"]) == (409, "Conflict")
     with pytest.raises(k8s.ApiException) as renamed:
-        core.replace_namespaced_config_map(NAME, NS, config_map("other"))
+        core.replace_namespaced_config_map(NAME, ns, config_map("other"))
     assert renamed.value.status == 400
 
 
 def test_loop_keeps_ticking_when_the_configmap_cannot_be_written(api) -> None:
     settings = sample_settings(T0)
-    scaler = settings.scaler.model_copy(update={"state_store": "configmap"})
+    scaler = settings.scaler.model_copy(
+        update={"state_store": "configmap", "state_configmap_namespace": api.ns}
+    )
     settings = settings.model_copy(update={"scaler": scaler})
 
     def build():
@@ -265,12 +271,12 @@ def test_loop_keeps_ticking_when_the_configmap_cannot_be_written(api) -> None:
     assert sum(w.emitted_g for w in restarted.loop.checkpoint().workloads.values()) == emitted
 
 
-def replica(
-    api: FakeApiServer, identity: str, wall: FrozenClock
-) -> tuple[ScalerApp, LeaderElector]:
+def replica(api: ProxiedApi, identity: str, wall: FrozenClock) -> tuple[ScalerApp, LeaderElector]:
     """One `gridshift run` replica as `cmd_run` wires it: ConfigMap store gated on the Lease."""
     settings = sample_settings(T0)
-    scaler = settings.scaler.model_copy(update={"state_store": "configmap"})
+    scaler = settings.scaler.model_copy(
+        update={"state_store": "configmap", "state_configmap_namespace": api.ns}
+    )
     built = build_scaler(
         settings.model_copy(update={"scaler": scaler}),
         clock=wall,
@@ -281,7 +287,7 @@ def replica(
     )
     lock = LeaseLock(
         k8s.CustomObjectsApi(api.client()),
-        namespace=NS,
+        namespace=api.ns,
         name="gridshift-scaler",
         identity=identity,
         clock=wall,
@@ -352,7 +358,7 @@ def test_new_leader_continues_from_the_previous_leaders_checkpoint(api, how, cap
     # one PUT, carrying the resourceVersion B read on taking over: no conflict
     assert writes(api)[puts_before:] == [("PUT", rv_a)]
     assert (b.state_store.conflicts, b.state_store.takeovers) == (0, 1)  # type: ignore[union-attr]
-    assert f"took over ConfigMap {NS}/{NAME} at resourceVersion {rv_a}" in caplog.text
+    assert f"took over ConfigMap {api.ns}/{NAME} at resourceVersion {rv_a}" in caplog.text
     assert "continuing from tick 11" in caplog.text
     print(
         f"handover ({how}): A saved tick {last_a.ticks_total} / {emitted_a:.1f} g emitted, "

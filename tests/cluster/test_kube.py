@@ -1,5 +1,8 @@
-"""scaler.kube against the fake API server (tests/apiserver.py) with the REAL kubernetes
-client: CR list+watch (events, bookmarks, 410 Gone -> relist, invalid resources kept aside),
+"""scaler.kube against the real API server (tests/cluster: kube-apiserver v1.37.2 with the
+Deployment, StatefulSet and HPA controllers, behind `tests.faultproxy.FaultProxy`, which
+records the requests and injects the 409/5xx/410 faults) with the REAL kubernetes client, each
+test in a namespace of its own: CR list+watch (events, the server's own bookmarks, 410 Gone ->
+relist, an invalid spec refused by the CRD's schema),
 status merge patches (409 -> re-read and retry, 404), actuation of HPA / ScaledObject /
 scale subresource (Deployment and custom resource) and dry-run touching nothing, Lease
 acquire / renew / expiry takeover / conflict / release, the controller acting only as leader
@@ -9,21 +12,23 @@ delegated TokenReview / SubjectAccessReview with caching, and actual replicas: t
 subresource of Deployments, StatefulSets and custom kinds, a ScaledObject's own target, an
 HPA's currentReplicas, a CarbonAwareScaler's target taking precedence; 404/403/5xx and a
 malformed ScaledObject as per-workload SourceErrors; a dead API server tried once per read;
-the tick reading them and surviving failures."""
+the tick reading them and surviving failures; managedFields naming gridshift."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
-from forecasts.platform.errors import SourceDataError, SourceRequestError, SourceUnavailable
+from forecasts.platform.errors import SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
 from scaler.core.policy import PolicyParams
@@ -47,17 +52,21 @@ from scaler.kube import (
 )
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
-from tests.apiserver import FakeApiServer
+from tests.cluster.install import deployment
+from tests.cluster.plane import wait_until
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.cluster
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-CRS = "/apis/gridshift.io/v1alpha1/namespaces/shop/carbonawarescalers"
-HPAS = "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers"
-SOS = "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects"
-DEPLOYS = "/apis/apps/v1/namespaces/shop/deployments"
-LEASES = "/apis/coordination.k8s.io/v1/namespaces/carbon-system/leases"
+# collections of the test's namespace (ProxiedApi fills in {ns})
+CRS = "/apis/gridshift.io/v1alpha1/namespaces/{ns}/carbonawarescalers"
+HPAS = "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+SOS = "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects"
+DEPLOYS = "/apis/apps/v1/namespaces/{ns}/deployments"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+STSS = "/apis/apps/v1/namespaces/{ns}/statefulsets"
+TRAINERS = "/apis/example.com/v1/namespaces/{ns}/trainers"
 
 
 def cr(name="web", *, mode="none", dry_run=False, max_replicas=10, min_replicas=1, **target):
@@ -76,10 +85,10 @@ def cr(name="web", *, mode="none", dry_run=False, max_replicas=10, min_replicas=
     }
 
 
-def decision(name="web", replicas=3, mode=Mode.ECO, stale=()):
+def decision(name="web", replicas=3, mode=Mode.ECO, stale=(), ns="shop"):
     return WorkloadStatus(
         name=name,
-        namespace="shop",
+        namespace=ns,
         region="eu-west-1",
         desired_replicas=replicas,
         mode=mode,
@@ -90,13 +99,7 @@ def decision(name="web", replicas=3, mode=Mode.ECO, stale=()):
     )
 
 
-@pytest.fixture
-def api():
-    with FakeApiServer(bookmark_interval_seconds=0.05) as server:
-        yield server
-
-
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -106,32 +109,59 @@ def wait_for(predicate, timeout=5.0):
 
 
 # ------------------------------------------------------------------ watch
+def test_the_crd_refuses_an_invalid_spec(api):
+    """What the watcher would keep aside as invalid (maxReplicas 0) never reaches it: the
+    CRD's schema refuses it with 422 naming the field (the stand-in stored anything)."""
+    with pytest.raises(k8s.ApiException) as refused:
+        k8s.CustomObjectsApi(api.client()).create_namespaced_custom_object(
+            "gridshift.io", "v1alpha1", api.ns, "carbonawarescalers", cr("bad", max_replicas=0)
+        )
+    assert refused.value.status == 422
+    assert "spec.maxReplicas" in str(refused.value.body)
+
+
 def test_watch_lists_then_follows_events_bookmarks_and_relists_on_410(api):
     api.put_object(CRS, cr("web"))
-    api.put_object(CRS, cr("bad", max_replicas=0))
     cache = ScalerResourceCache()
     custom = k8s.CustomObjectsApi(api.client())
-    watcher = ScalerResourceWatcher(custom, cache, watch_timeout_seconds=1)
+    # 3 s: kube-apiserver sends its bookmark 2 s before a watch's timeout (and every minute)
+    watcher = ScalerResourceWatcher(custom, cache, namespace=api.ns, watch_timeout_seconds=3)
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: ("shop", "web") in cache.items())
-        assert "spec.maxReplicas" in cache.invalid()[("shop", "bad")]
+        wait_for(lambda: (api.ns, "web") in cache.items())
         api.put_object(CRS, cr("api", max_replicas=5))
-        wait_for(lambda: ("shop", "api") in cache.items())
-        assert cache.items()[("shop", "api")].max_replicas == 5
+        wait_for(lambda: (api.ns, "api") in cache.items())
+        assert cache.items()[(api.ns, "api")].max_replicas == 5
+        # kube-apiserver sends a watch's BOOKMARK about once a minute: hand one in
+        mark = api.plane.get(api.path(CRS))["metadata"]["resourceVersion"]
+        api.fail_next(
+            "GET",
+            "/carbonawarescalers",
+            query_contains="watch=",
+            stream_line=json.dumps(
+                {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "kind": "CarbonAwareScaler",
+                        "apiVersion": "gridshift.io/v1alpha1",
+                        "metadata": {"resourceVersion": mark},
+                    },
+                }
+            ),
+        )
         wait_for(lambda: watcher.bookmarks > 0)
         api.delete_object(f"{CRS}/web")
-        wait_for(lambda: ("shop", "web") not in cache.items())
-        # history compacted under the open watch -> ERROR 410 -> the loop relists
+        wait_for(lambda: (api.ns, "web") not in cache.items())
+        # the next watch ends with an ERROR 410 (history compacted) -> the loop relists
         relists = watcher.relists
-        api.compact()
-        api.put_object(CRS, cr("late"))
-        wait_for(lambda: ("shop", "late") in cache.items())
+        api.fail_next("GET", "/carbonawarescalers", 410, query_contains="watch=")
         wait_for(lambda: watcher.relists > relists)
+        api.put_object(CRS, cr("late"))
+        wait_for(lambda: (api.ns, "late") in cache.items())
     finally:
         watcher.stop()
-        thread.join(timeout=5)
+        thread.join(timeout=10)
     assert not thread.is_alive()
     watches = [r for r in api.requests if r.query.get("watch") == ["true"]]
     assert watches, "the client watched"
@@ -140,19 +170,20 @@ def test_watch_lists_then_follows_events_bookmarks_and_relists_on_410(api):
 
 
 def test_watch_gone_forces_a_relist(api):
+    """A watch from a resourceVersion older than the API server's watch cache holds ends
+    with the server's own 410 (too old resource version), and a relist recovers."""
     api.put_object(CRS, cr("web"))
     cache = ScalerResourceCache()
     watcher = ScalerResourceWatcher(
-        k8s.CustomObjectsApi(api.client()), cache, watch_timeout_seconds=1
+        k8s.CustomObjectsApi(api.client()), cache, namespace=api.ns, watch_timeout_seconds=3
     )
     watcher.list_once()
     api.put_object(CRS, cr("api"))
-    api.compact()
     with pytest.raises(k8s.ApiException) as info:
-        watcher.watch_once()
+        watcher.watch_once("1")
     assert info.value.status == 410
     watcher.list_once()
-    assert set(cache.items()) == {("shop", "web"), ("shop", "api")}
+    assert set(cache.items()) == {(api.ns, "web"), (api.ns, "api")}
     assert watcher.relists == 2
 
 
@@ -161,7 +192,7 @@ def test_status_patch_and_conflict_retry(api):
     stored = api.put_object(CRS, cr("web"))
     resource = parse_scaler_resource(stored)
     writer = StatusWriter(k8s.CustomObjectsApi(api.client()))
-    status = status_for(decision(), resource=resource, now=T0)
+    status = status_for(decision(ns=api.ns), resource=resource, now=T0)
     api.put_object(CRS, cr("web", max_replicas=12))  # someone changed it: our RV is stale
     new_rv = writer.write(resource, status)
     assert writer.conflicts == 1
@@ -191,6 +222,8 @@ def test_status_gives_up_after_repeated_conflicts_and_404_means_gone(api):
 
 # ------------------------------------------------------------------ actuation
 def seed_targets(api):
+    """An HPA, a ScaledObject and a Deployment `web` (the real controllers act on the HPA and
+    the Deployment; no KEDA operator runs)."""
     api.put_object(
         HPAS,
         {
@@ -214,19 +247,11 @@ def seed_targets(api):
                 "scaleTargetRef": {"name": "web"},
                 "minReplicaCount": 0,
                 "maxReplicaCount": 10,
-                "triggers": [],
+                "triggers": [{"type": "cpu", "metadata": {"value": "50"}}],
             },
         },
     )
-    api.put_object(
-        DEPLOYS,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {"replicas": 2},
-        },
-    )
+    api.put_object(DEPLOYS, deployment("web", api.ns, 2))
 
 
 @pytest.mark.parametrize(
@@ -273,7 +298,7 @@ def test_actuation_patches_the_opted_in_object(api, mode, decided, path, expecte
     seed_targets(api)
     resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode=mode)))
     actuator = Actuator(api.client(), clock=FrozenClock(T0))
-    result = actuator.actuate(resource, decided)
+    result = actuator.actuate(resource, dataclasses.replace(decided, namespace=api.ns))
     assert result is not None
     assert result.applied, result.error
     spec = api.get_object(path)["spec"]
@@ -281,7 +306,7 @@ def test_actuation_patches_the_opted_in_object(api, mode, decided, path, expecte
     (patch,) = [r for r in api.requests if r.method == "PATCH"]
     assert patch.headers["Content-Type"] == "application/merge-patch+json"
     if mode == "scale":
-        assert patch.path == f"{DEPLOYS}/web/scale"
+        assert patch.path == api.path(f"{DEPLOYS}/web/scale")
 
 
 def test_writes_name_gridshift_as_user_agent_and_field_manager(api):
@@ -296,14 +321,16 @@ def test_writes_name_gridshift_as_user_agent_and_field_manager(api):
     configuration.host = api.url
     client = kube_api_client(configuration)
     resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa")))
-    result = Actuator(client, clock=FrozenClock(T0)).actuate(resource, decision(replicas=4))
+    result = Actuator(client, clock=FrozenClock(T0)).actuate(
+        resource, decision(replicas=4, ns=api.ns)
+    )
     assert result is not None
     assert result.applied, result.error
     custom = k8s.CustomObjectsApi(client)
     StatusWriter(custom).write(resource, {"desiredReplicas": 4})
     lock = LeaseLock(
         custom,
-        namespace="carbon-system",
+        namespace=api.ns,
         name="gridshift-scaler",
         identity="a",
         clock=FrozenClock(T0),
@@ -315,11 +342,16 @@ def test_writes_name_gridshift_as_user_agent_and_field_manager(api):
         assert r.headers["User-Agent"] == f"gridshift/{__version__}", r.path
     for r in writes:
         assert r.query.get("fieldManager") == ["gridshift"], (r.method, r.path)
+    # and the API server records it: managedFields name gridshift, not OpenAPI-Generator
+    for path in (f"{HPAS}/web", f"{CRS}/web", f"{LEASES}/gridshift-scaler"):
+        managers = {m["manager"] for m in api.get_object(path)["metadata"]["managedFields"]}
+        assert "gridshift" in managers, (path, managers)
+        assert not any(m.startswith("OpenAPI-Generator") for m in managers), (path, managers)
 
 
 def test_custom_resource_scale_subresource(api):
     api.put_object(
-        "/apis/example.com/v1/namespaces/shop/trainers",
+        TRAINERS,
         {
             "apiVersion": "example.com/v1",
             "kind": "Trainer",
@@ -330,12 +362,12 @@ def test_custom_resource_scale_subresource(api):
     resource = parse_scaler_resource(
         api.put_object(CRS, cr("web", mode="scale", apiVersion="example.com/v1", kind="Trainer"))
     )
-    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(resource, decision(replicas=4))
+    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(
+        resource, decision(replicas=4, ns=api.ns)
+    )
     assert result is not None
     assert result.applied
-    assert api.get_object("/apis/example.com/v1/namespaces/shop/trainers/web")["spec"] == {
-        "replicas": 4
-    }
+    assert api.get_object(f"{TRAINERS}/web")["spec"] == {"replicas": 4}
 
 
 def test_dry_run_records_and_touches_nothing(api):
@@ -343,7 +375,7 @@ def test_dry_run_records_and_touches_nothing(api):
     resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa", dry_run=True)))
     actuator = Actuator(api.client(), clock=FrozenClock(T0))
     before = len(api.requests)
-    result = actuator.actuate(resource, decision(replicas=3))
+    result = actuator.actuate(resource, decision(replicas=3, ns=api.ns))
     assert result is not None
     assert (result.dry_run, result.applied) == (True, False)
     assert result.patch == {"spec": {"minReplicas": 1, "maxReplicas": 3}}
@@ -354,7 +386,7 @@ def test_dry_run_records_and_touches_nothing(api):
 
 def test_actuation_failure_is_recorded_not_raised(api):
     resource = parse_scaler_resource(api.put_object(CRS, cr("web", mode="hpa")))
-    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(resource, decision())
+    result = Actuator(api.client(), clock=FrozenClock(T0)).actuate(resource, decision(ns=api.ns))
     assert result is not None
     assert not result.applied
     assert result.error.startswith("404")
@@ -367,7 +399,7 @@ def lease_pair(api, clock):
     def make(who):
         return LeaseLock(
             custom,
-            namespace="carbon-system",
+            namespace=api.ns,
             name="gridshift-scaler",
             identity=who,
             clock=clock,
@@ -482,7 +514,7 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
         is_leader=lambda: leading["now"],
         clock=FrozenClock(T0),
     )
-    snap = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=3)})
+    snap = Snapshot(taken_at=T0, workloads={f"{api.ns}/web": decision(replicas=3, ns=api.ns)})
     assert controller.sync(snap) == 0, "followers write nothing"
     assert [r for r in api.requests if r.method != "GET"] == []
     leading["now"] = True
@@ -493,7 +525,7 @@ def test_controller_acts_only_as_leader_and_patches_only_changes(api):
     assert status["lastActuation"]["patch"] == '{"spec":{"maxReplicas":3,"minReplicas":1}}'
     assert status["savedGrams"] == 12.5
     assert [c["type"] for c in status["conditions"]] == ["Ready", "InputsStale"]
-    changed = Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=4)})
+    changed = Snapshot(taken_at=T0, workloads={f"{api.ns}/web": decision(replicas=4, ns=api.ns)})
     assert controller.sync(changed) == 1
     assert api.get_object(f"{CRS}/web")["status"]["desiredReplicas"] == 4
 
@@ -507,10 +539,8 @@ def test_controller_never_leaves_a_cr_silent(api):
 
     seed_targets(api)
     cache = ScalerResourceCache()
-    bad = cr("bad")
-    bad["spec"]["maxReplicas"] = 0
-    cache.replace_all([api.put_object(CRS, d) for d in (cr("web"), cr("api"), bad)])
-    problems = {("shop", "api"): WorkloadProblem("UnknownRegion", "spec.region: 'x' is unknown")}
+    cache.replace_all([api.put_object(CRS, d) for d in (cr("web"), cr("api"))])
+    problems = {(api.ns, "api"): WorkloadProblem("UnknownRegion", "spec.region: 'x' is unknown")}
     clock = FrozenClock(T0)
     controller = KubeController(
         cache=cache,
@@ -535,38 +565,39 @@ def test_controller_never_leaves_a_cr_silent(api):
         return [(e["type"], e["reason"]) for e in posted if e["involvedObject"]["name"] == name]
 
     empty = Snapshot(taken_at=T0, workloads={})
-    assert controller.sync(empty) == 3
+    assert controller.sync(empty) == 2
     assert ready("web") == ("Unknown", "AwaitingDecision")
     assert ready("api") == ("False", "UnknownRegion")
-    assert ready("bad") == ("False", "InvalidSpec")
     clock.advance(timedelta(minutes=1))
     assert controller.sync(Snapshot(taken_at=T0, workloads={})) == 0, "nothing new to say"
     assert events("api") == [("Warning", "UnknownRegion")], "one Event, not one per sync"
-    assert events("bad") == [("Warning", "InvalidSpec")]
-    assert controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": decision()})) == 1
+    key = f"{api.ns}/web"
+    assert controller.sync(Snapshot(taken_at=T0, workloads={key: decision(ns=api.ns)})) == 1
     assert ready("web") == ("True", "DecisionPublished")
-    perf = decision(replicas=5, mode=Mode.PERFORMANCE)  # from 3 replicas in eco mode
-    controller.sync(Snapshot(taken_at=T0, workloads={"shop/web": perf}))
+    perf = decision(replicas=5, mode=Mode.PERFORMANCE, ns=api.ns)  # from 3 replicas in eco
+    controller.sync(Snapshot(taken_at=T0, workloads={key: perf}))
     assert events("web") == [
         ("Normal", "ScalingDecision"),
         ("Normal", "ModeChanged"),
         ("Normal", "ScalingDecision"),
     ]
+    stored = k8s.CoreV1Api(api.client()).list_namespaced_event(api.ns).items
+    ours = [e for e in stored if e.involved_object.kind == "CarbonAwareScaler"]
+    assert sorted((e.involved_object.name, e.reason) for e in ours) == sorted(
+        [("api", "UnknownRegion"), *(("web", r) for _, r in events("web"))]
+    ), "the API server kept every Event gridshift posted"
 
 
 def leader_runtime(api, clock, timer=time.monotonic):
     """A KubeRuntime (not started) for an HPA-actuated `web` deciding 6 replicas in
     performance mode, whose elector is stepped by hand on `clock`."""
     seed_targets(api)
-    holder = SnapshotHolder(
-        Snapshot(taken_at=T0, workloads={"shop/web": decision(replicas=6, mode=Mode.PERFORMANCE)})
-    )
+    perf = decision(replicas=6, mode=Mode.PERFORMANCE, ns=api.ns)
+    holder = SnapshotHolder(Snapshot(taken_at=T0, workloads={f"{api.ns}/web": perf}))
     custom = k8s.CustomObjectsApi(api.client())
     cache = ScalerResourceCache()
     cache.replace_all([api.put_object(CRS, cr("web", mode="hpa"))])
-    lock = LeaseLock(
-        custom, namespace="carbon-system", name="gridshift-scaler", identity="a", clock=clock
-    )
+    lock = LeaseLock(custom, namespace=api.ns, name="gridshift-scaler", identity="a", clock=clock)
     elector = LeaderElector(lock)
     controller = KubeController(
         cache=cache,
@@ -596,13 +627,13 @@ def test_failed_actuation_is_retried_without_waiting_for_a_new_decision(api):
     assert runtime.elector.step()
     api.fail_next("PATCH", "/horizontalpodautoscalers/web", 503, times=2)
     assert runtime.sync_once()
-    assert runtime.controller.pending == {("shop", "web")}
+    assert runtime.controller.pending == {(api.ns, "web")}
     assert api.get_object(f"{HPAS}/web")["spec"]["minReplicas"] == 1
     assert registry.get_sample_value("gridshift_kube_sync_pending_resources") == 1.0
     assert not runtime.sync_once(), "the retry waits out its backoff (1 s)"
     seconds[0] = 1.0
     assert runtime.sync_once(), "same snapshot, but a failed write is retried"
-    assert runtime.controller.pending == {("shop", "web")}
+    assert runtime.controller.pending == {(api.ns, "web")}
     seconds[0] = 2.5
     assert not runtime.sync_once(), "the backoff doubled to 2 s"
     seconds[0] = 3.0
@@ -638,43 +669,51 @@ def test_a_new_leadership_term_reasserts_the_decision(api):
 
 # ------------------------------------------------------------------ delegated auth
 def test_token_review_and_access_review_with_cache(api):
-    seen = {"tokenreviews": 0, "subjectaccessreviews": 0}
-
-    def token_review(body):
-        seen["tokenreviews"] += 1
-        ok = body["spec"]["token"] == "good"
-        return {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "status": {
-                "authenticated": ok,
-                "user": {
-                    "username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
-                    "groups": ["system:serviceaccounts"],
+    """Real TokenReviews (a service account's TokenRequest token, and a bad one) and
+    SubjectAccessReviews against RBAC (a Role granting `hpa` list on the metric)."""
+    core = api.plane.core  # typed Any: the tests read models as the server filled them
+    core.create_namespaced_service_account(api.ns, {"metadata": {"name": "hpa"}})
+    good = core.create_namespaced_service_account_token(
+        "hpa", api.ns, {"spec": {"audiences": [], "expirationSeconds": 600}}
+    ).status.token
+    rbac: Any = k8s.RbacAuthorizationV1Api(api.plane.api)
+    rbac.create_namespaced_role(
+        api.ns,
+        {
+            "metadata": {"name": "metrics-reader"},
+            "rules": [
+                {
+                    "apiGroups": ["external.metrics.k8s.io"],
+                    "resources": ["gridshift_desired_replicas"],
+                    "verbs": ["get", "list"],
                 }
-                if ok
-                else {},
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        api.ns,
+        {
+            "metadata": {"name": "metrics-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "metrics-reader",
             },
-        }
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "hpa"}],
+        },
+    )
 
-    def access_review(body):
-        seen["subjectaccessreviews"] += 1
-        attrs = body["spec"]["resourceAttributes"]
-        allowed = attrs["verb"] == "list" and attrs["group"] == "external.metrics.k8s.io"
-        return {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "status": {"allowed": allowed},
-        }
+    def posted(resource):
+        return len([r for r in api.requests if r.method == "POST" and r.path.endswith(resource)])
 
-    api.handlers.update(tokenreviews=token_review, subjectaccessreviews=access_review)
     tokens = DelegatedTokenReviewer(api.client())
-    user = tokens.review("good")
+    user = tokens.review(good)
     assert user is not None
-    assert user.groups == ("system:serviceaccounts",)
-    assert tokens.review("good") == user
+    assert user.name == f"system:serviceaccount:{api.ns}:hpa"
+    assert {"system:serviceaccounts", f"system:serviceaccounts:{api.ns}"} <= set(user.groups)
+    assert tokens.review(good) == user
     assert tokens.review("bad") is None
-    assert seen["tokenreviews"] == 2, "second lookup of the same token came from the cache"
+    assert posted("tokenreviews") == 2, "second lookup of the same token came from the cache"
     access = DelegatedAccessReviewer(api.client())
     attrs = RequestAttributes(
         verb="list",
@@ -683,73 +722,49 @@ def test_token_review_and_access_review_with_cache(api):
         api_group="external.metrics.k8s.io",
         api_version="v1beta1",
         resource="gridshift_desired_replicas",
-        namespace="shop",
+        namespace=api.ns,
     )
-    hpa = UserInfo("hpa", ("system:serviceaccounts",))
-    assert access.allowed(hpa, attrs) is True
-    assert access.allowed(hpa, attrs) is True
-    assert access.allowed(hpa, dataclasses.replace(attrs, verb="delete")) is False
-    assert seen["subjectaccessreviews"] == 2
-    sar = next(r for r in api.requests if r.path.endswith("subjectaccessreviews"))
-    assert sar.body["spec"]["resourceAttributes"]["resource"] == "gridshift_desired_replicas"
+    hpa = UserInfo("hpa", ("system:authenticated",))
 
-
-def test_authentication_config_refresh_picks_up_a_rotated_ca(api):
-    import trustme
-
-    from scaler.apiauth import AuthenticationConfig, Authenticator
-    from scaler.kube import AuthenticationConfigRefresher
-
-    old_ca, new_ca = trustme.CA(), trustme.CA()
-    path = "/api/v1/namespaces/kube-system/configmaps"
-
-    def publish(ca, names='["front-proxy-client"]'):
-        api.put_object(
-            path,
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "extension-apiserver-authentication"},
-                "data": {
-                    "requestheader-client-ca-file": ca.cert_pem.bytes().decode(),
-                    "requestheader-allowed-names": names,
-                },
-            },
+    def allowed(attributes):  # RBAC caches the new binding a moment
+        return wait_until(
+            lambda: access.allowed(hpa, attributes), timeout_s=10, what="the role binding"
         )
 
-    publish(old_ca)
-    core = k8s.CoreV1Api(api.client())
-    from scaler.kube import load_authentication_config_map
+    assert allowed(attrs) is True
+    assert access.allowed(hpa, attrs) is True
+    assert access.allowed(hpa, dataclasses.replace(attrs, verb="delete")) is False
+    reviews = [r for r in api.requests if r.path.endswith("subjectaccessreviews")]
+    assert len(reviews) == 2, "the allowed answer came from the cache the second time"
+    assert reviews[0].body["spec"]["resourceAttributes"]["resource"] == (
+        "gridshift_desired_replicas"
+    )
 
+
+def test_authentication_config_is_read_from_the_api_servers_own_config_map(api):
+    """kube-system/extension-apiserver-authentication as kube-apiserver writes it: the
+    front-proxy CA and allowed names it was started with. (A rotation is tested on the
+    stand-in, tests/integration/test_kube_stand_in.py: kube-apiserver owns that ConfigMap
+    and rewrites it, so a test cannot stage a rotation on the real one.)"""
+    from scaler.apiauth import AuthenticationConfig, Authenticator
+    from scaler.kube import AuthenticationConfigRefresher, load_authentication_config_map
+
+    core = k8s.CoreV1Api(api.client())
     authenticator = Authenticator(
         AuthenticationConfig.from_config_map(load_authentication_config_map(core))
     )
-    changes = []
-    refresher = AuthenticationConfigRefresher(
-        core, authenticator, on_change=lambda: changes.append(1)
-    )
-    assert refresher.refresh_once() is False
-    publish(new_ca)
-    assert refresher.refresh_once() is True
-    assert changes == [1]
-    assert authenticator.config.requestheader is not None
-    assert "BEGIN CERTIFICATE" in authenticator.config.requestheader.client_ca_pem
-    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
-    publish(new_ca, names="not json")
-    with pytest.raises(ValueError, match="requestheader-allowed-names"):
-        refresher.refresh_once()
-    assert authenticator.config.requestheader.client_ca_pem == new_ca.cert_pem.bytes().decode()
+    requestheader = authenticator.config.requestheader
+    assert requestheader is not None
+    front_proxy_ca = api.plane.front_proxy_ca_file.read_text()
+    assert requestheader.client_ca_pem.strip() == front_proxy_ca.strip()
+    assert AuthenticationConfigRefresher(core, authenticator).refresh_once() is False
 
 
 # ------------------------------------------------------------------ actual replicas
-STSS = "/apis/apps/v1/namespaces/shop/statefulsets"
-TRAINERS = "/apis/example.com/v1/namespaces/shop/trainers"
-
-
-def workload(name, kind=TargetKind.DEPLOYMENT, target=None):
+def workload(name, kind=TargetKind.DEPLOYMENT, target=None, *, ns="shop"):
     return Workload(
         name=name,
-        namespace="shop",
+        namespace=ns,
         target=WorkloadTarget(kind, target or name),
         load=LoadSpec(LoadSourceKind.PROMQL, f"{name}_rps"),
         capacity_per_replica=10.0,
@@ -760,16 +775,24 @@ def workload(name, kind=TargetKind.DEPLOYMENT, target=None):
     )
 
 
-def put_workload_object(api, path, kind, name, *, spec_replicas, status_replicas=None):
-    obj = {
-        "apiVersion": path.split("/apis/")[1].rsplit("/namespaces", 1)[0],
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": {"replicas": spec_replicas, "selector": {"matchLabels": {"app": name}}},
-    }
-    if status_replicas is not None:
-        obj["status"] = {"replicas": status_replicas}
-    api.put_object(path, obj)
+def stateful_set(name, namespace, replicas):
+    """Parallel pod management: the controller creates every pod at once (OrderedReady would
+    wait for each to be Ready, which no pod ever is without a kubelet)."""
+    spec = deployment(name, namespace, replicas)
+    spec["kind"] = "StatefulSet"
+    spec["spec"] |= {"serviceName": name, "podManagementPolicy": "Parallel"}
+    return spec
+
+
+def scale_status(api, path, replicas):
+    """Wait for the controller to report `replicas` in the scale subresource."""
+    wait_until(
+        lambda: (
+            (api.get_object(f"{path}/scale") or {}).get("status", {}).get("replicas") == replicas
+        ),
+        timeout_s=30,
+        what=f"{path} status.replicas == {replicas}",
+    )
 
 
 def put_scaled_object(api, name, spec):
@@ -779,31 +802,58 @@ def put_scaled_object(api, name, spec):
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
             "metadata": {"name": name},
-            "spec": {**spec, "triggers": []},
+            "spec": {**spec, "triggers": [{"type": "cpu", "metadata": {"value": "50"}}]},
         },
     )
 
 
 def test_actual_replicas_of_every_kind_of_target(api):
-    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=3, status_replicas=2)
-    put_workload_object(api, STSS, "StatefulSet", "trainer", spec_replicas=4, status_replicas=4)
-    put_workload_object(api, DEPLOYS, "Deployment", "report-worker", spec_replicas=1)
+    """The real controllers report: the Deployment and StatefulSet controllers count the pods
+    they created (none ever runs), the HPA controller its target's replicas; the Trainer's
+    status is written as its operator would."""
+    api.put_object(DEPLOYS, deployment("web", api.ns, 3))
+    api.put_object(STSS, stateful_set("trainer", api.ns, 4))
+    api.put_object(DEPLOYS, deployment("report-worker", api.ns, 1))
+    api.put_object(DEPLOYS, deployment("api-target", api.ns, 7))
     put_scaled_object(api, "report", {"scaleTargetRef": {"name": "report-worker"}})
-    api.settle_replicas(DEPLOYS)  # the Deployment controller catches up: web 3, report 1
-    put_workload_object(api, TRAINERS, "Trainer", "gpt", spec_replicas=6, status_replicas=5)
+    api.put_object(
+        TRAINERS,
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Trainer",
+            "metadata": {"name": "gpt"},
+            "spec": {"replicas": 6},
+            "status": {"replicas": 5, "selector": "app=gpt"},
+        },
+    )
     api.put_object(
         HPAS,
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": "api"},
-            "spec": {"maxReplicas": 9, "scaleTargetRef": {"kind": "Deployment", "name": "x"}},
-            "status": {"currentReplicas": 7, "desiredReplicas": 8},
+            "spec": {
+                "minReplicas": 1,
+                "maxReplicas": 9,
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "api-target",
+                },
+            },
         },
+    )
+    scale_status(api, f"{DEPLOYS}/web", 3)
+    scale_status(api, f"{STSS}/trainer", 4)
+    scale_status(api, f"{DEPLOYS}/report-worker", 1)
+    wait_until(
+        lambda: api.get_object(f"{HPAS}/api").get("status", {}).get("currentReplicas") == 7,
+        timeout_s=30,
+        what="the HPA controller's currentReplicas",
     )
 
     def namespaced(obj):
-        obj["metadata"]["namespace"] = "shop"
+        obj["metadata"]["namespace"] = api.ns
         return obj
 
     custom = cr("custom", apiVersion="example.com/v1", kind="Trainer")
@@ -812,66 +862,83 @@ def test_actual_replicas_of_every_kind_of_target(api):
     cache = ScalerResourceCache()
     cache.replace_all([namespaced(custom), namespaced(hpa)])
     reader = KubeReplicaReader(api.client(), resources=cache.items)
+    ns = api.ns
     got = reader.read(
         [
-            workload("web"),
-            workload("train", TargetKind.STATEFUL_SET, "trainer"),
-            workload("report", TargetKind.SCALED_OBJECT),
-            workload("custom"),  # its CarbonAwareScaler points at the Trainer "gpt"
-            workload("api"),  # its CarbonAwareScaler points at an HPA
+            workload("web", ns=ns),
+            workload("train", TargetKind.STATEFUL_SET, "trainer", ns=ns),
+            workload("report", TargetKind.SCALED_OBJECT, ns=ns),
+            workload("custom", ns=ns),  # its CarbonAwareScaler points at the Trainer "gpt"
+            workload("api", ns=ns),  # its CarbonAwareScaler points at an HPA
         ]
     )
     assert got == {"web": 3, "train": 4, "report": 1, "custom": 5, "api": 7}
     gets = [r.path for r in api.requests if r.method == "GET"]
-    assert f"{DEPLOYS}/web/scale" in gets
-    assert f"{STSS}/trainer/scale" in gets
-    assert f"{SOS}/report" in gets
-    assert f"{DEPLOYS}/report-worker/scale" in gets
-    assert f"{TRAINERS}/gpt/scale" in gets
-    assert f"{HPAS}/api" in gets
+    assert api.path(f"{DEPLOYS}/web/scale") in gets
+    assert api.path(f"{STSS}/trainer/scale") in gets
+    assert api.path(f"{SOS}/report") in gets
+    assert api.path(f"{DEPLOYS}/report-worker/scale") in gets
+    assert api.path(f"{TRAINERS}/gpt/scale") in gets
+    assert api.path(f"{HPAS}/api") in gets
     assert reader.name == "kube"
 
 
 def test_scale_subresource_answers_like_the_api_server(api):
-    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=3)
-    scale = k8s.AppsV1Api(api.client()).read_namespaced_deployment_scale("web", "shop")
+    """Right after creation, before the Deployment controller reports: status.replicas 0
+    (omitted from the JSON), the selector as a string."""
+    api.put_object(DEPLOYS, deployment("web", api.ns, 3))
+    scale = k8s.AppsV1Api(api.client()).read_namespaced_deployment_scale("web", api.ns)
     assert (scale.kind, scale.api_version) == ("Scale", "autoscaling/v1")
     assert scale.spec is not None
     assert scale.status is not None
     assert scale.spec.replicas == 3
-    assert scale.status.replicas == 0  # no controller has reported yet
     assert scale.status.selector == "app=web"
-    assert KubeReplicaReader(api.client()).read([workload("web")]) == {"web": 0}
+    assert KubeReplicaReader(api.client()).read([workload("web", ns=api.ns)])["web"] in (0, 3)
+    scale_status(api, f"{DEPLOYS}/web", 3)
+    assert KubeReplicaReader(api.client()).read([workload("web", ns=api.ns)]) == {"web": 3}
 
 
 def test_read_failures_are_source_errors_per_workload(api):
-    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=2, status_replicas=2)
-    put_workload_object(api, DEPLOYS, "Deployment", "cart", spec_replicas=1, status_replicas=1)
-    put_workload_object(api, DEPLOYS, "Deployment", "api", spec_replicas=1, status_replicas=1)
-    put_scaled_object(api, "bad", {})  # no scaleTargetRef
+    for name, replicas in (("web", 2), ("cart", 1), ("api", 1)):
+        api.put_object(DEPLOYS, deployment(name, api.ns, replicas))
+        scale_status(api, f"{DEPLOYS}/{name}", replicas)
     api.fail_next("GET", "/deployments/cart/scale", 500)
     api.fail_next("GET", "/deployments/api/scale", 403)
+    ns = api.ns
     got = KubeReplicaReader(api.client()).read(
-        [
-            workload("web"),
-            workload("gone"),
-            workload("cart"),
-            workload("api"),
-            workload("bad", TargetKind.SCALED_OBJECT),
-        ]
+        [workload(name, ns=ns) for name in ("web", "gone", "cart", "api")]
     )
     assert got["web"] == 2
     assert isinstance(got["gone"], SourceRequestError)
-    assert "Deployment shop/gone not found" in str(got["gone"])
+    assert f"Deployment {ns}/gone not found" in str(got["gone"])
     assert isinstance(got["cart"], SourceUnavailable)
     assert got["cart"].status == 500
     assert isinstance(got["api"], SourceRequestError)
     assert "RBAC needs get on deployments/scale" in str(got["api"])
-    assert isinstance(got["bad"], SourceDataError)
-    assert "scaleTargetRef" in str(got["bad"])
     # the failures were one-off: the next tick reads them again
-    again = KubeReplicaReader(api.client()).read([workload("cart"), workload("api")])
+    again = KubeReplicaReader(api.client()).read([workload("cart", ns=ns), workload("api", ns=ns)])
     assert again == {"cart": 1, "api": 1}
+
+
+def test_a_scaled_object_without_scale_target_is_refused_by_keda_s_crd(api):
+    """What the reader reports as a malformed ScaledObject (SourceDataError, on the stand-in in
+    tests/integration/test_kube_stand_in.py) cannot be stored with KEDA's own CRD:
+    scaleTargetRef is required."""
+    with pytest.raises(k8s.ApiException) as refused:
+        k8s.CustomObjectsApi(api.client()).create_namespaced_custom_object(
+            "keda.sh",
+            "v1alpha1",
+            api.ns,
+            "scaledobjects",
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": {"name": "bad"},
+                "spec": {"triggers": [{"type": "cpu", "metadata": {"value": "50"}}]},
+            },
+        )
+    assert refused.value.status == 422
+    assert "scaleTargetRef" in str(refused.value.body)
 
 
 def test_a_dead_api_server_is_tried_once_per_tick_not_per_workload():
@@ -890,10 +957,11 @@ def test_a_dead_api_server_is_tried_once_per_tick_not_per_workload():
 
 
 def test_the_tick_reads_actual_replicas_and_survives_the_api_server_failing(api):
-    put_workload_object(api, DEPLOYS, "Deployment", "web", spec_replicas=5, status_replicas=4)
+    api.put_object(DEPLOYS, deployment("web", api.ns, 4))
+    scale_status(api, f"{DEPLOYS}/web", 4)
     holder = SnapshotHolder()
     loop = ScalerLoop(
-        [workload("web")],
+        [workload("web", ns=api.ns)],
         carbon=FakeDailyCarbonSource({"eu-west-1": [300.0] * 24}),
         load=FakeLoadSource(levels={"web_rps": 30.0}),
         clock=FrozenClock(T0),
@@ -916,7 +984,7 @@ def test_only_workloads_gridshift_actuates_for_real_are_in_effect(api):
     CarbonAwareScaler with an actuation mode and no dry run."""
 
     def namespaced(obj):
-        obj["metadata"]["namespace"] = "shop"
+        obj["metadata"]["namespace"] = api.ns
         return obj
 
     cache = ScalerResourceCache()
@@ -929,4 +997,4 @@ def test_only_workloads_gridshift_actuates_for_real_are_in_effect(api):
     )
     reader = KubeReplicaReader(api.client(), resources=cache.items)
     names = ["live", "shadow", "metric-only", "no-resource"]
-    assert reader.in_effect([workload(n) for n in names]) == frozenset({"live"})
+    assert reader.in_effect([workload(n, ns=api.ns) for n in names]) == frozenset({"live"})
