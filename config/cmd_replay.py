@@ -24,11 +24,12 @@ import yaml
 from config import cmd_run
 from config.fleet import fleet_executor, fleet_options, plan_fleet
 from config.replay_report import render_html, render_table
-from config.replay_scenario import CARBON_MODELS, ScenarioError, load_scenario
+from config.replay_scenario import LoadedScenario, ScenarioError, load_scenario
+from config.replay_spec import CARBON_MODELS
 from forecasts.platform.signals import stop_on_signals
 from scaler.replay.engine import progress_total, run_replay, run_replay_parallel
 from scaler.replay.fleet import work_units
-from scaler.replay.model import PolicyName
+from scaler.replay.model import PolicyName, ReplayResult
 from scaler.replay.summary import summarise
 
 __all__ = ["REPLAY_WORTH_A_CLUSTER", "replay_command"]
@@ -121,19 +122,13 @@ def replay_command(
 ) -> None:
     """Replay policies side by side over recorded demand and carbon."""
     if scenario == "sample":
-        if start_text is None or end_text is None:
-            raise click.UsageError(
-                "the sample tick replay needs --from and --to; or pass --scenario FILE "
-                "(e.g. config/scenarios/sample.yaml)"
-            )
-        ctx.invoke(
-            cmd_run.replay_command,
+        _sample_replay(
+            ctx,
             start_text=start_text,
             end_text=end_text,
-            scenario="sample",
             config_file=config_file,
             step_seconds=step_seconds,
-            seed=0 if seed is None else seed,
+            seed=seed,
             as_json=as_json or fmt == "json",
         )
         return
@@ -154,12 +149,50 @@ def replay_command(
         )
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from exc
+    result = _run(loaded, no_progress=no_progress, workers=workers, scheduler=scheduler_address)
+    if result is not None:
+        _report(result, out_dir=out_dir, as_json=as_json or fmt == "json")
+
+
+def _sample_replay(
+    ctx: click.Context,
+    *,
+    start_text: str | None,
+    end_text: str | None,
+    config_file: Path | None,
+    step_seconds: float | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """`--scenario sample`: the scaler's own tick replay of the bundled SAMPLE DATA."""
+    if start_text is None or end_text is None:
+        raise click.UsageError(
+            "the sample tick replay needs --from and --to; or pass --scenario FILE "
+            "(e.g. config/scenarios/sample.yaml)"
+        )
+    ctx.invoke(
+        cmd_run.replay_command,
+        start_text=start_text,
+        end_text=end_text,
+        scenario="sample",
+        config_file=config_file,
+        step_seconds=step_seconds,
+        seed=0 if seed is None else seed,
+        as_json=as_json,
+    )
+
+
+def _run(
+    loaded: LoadedScenario, *, no_progress: bool, workers: str, scheduler: str | None
+) -> ReplayResult | None:
+    """Every policy of the scenario, in this process or on a fleet, with a progress bar when
+    it is long; None when Ctrl-C / SIGTERM stopped it (said on stderr)."""
     sc = loaded.scenario
     total = progress_total(sc)
     show = not no_progress and total > 500
     plan = plan_fleet(
         workers,
-        scheduler_address,
+        scheduler,
         parts=len(sc.workloads),
         work=sum(work_units(sc, w) for w in sc.workloads),
         worth_it=REPLAY_WORTH_A_CLUSTER,
@@ -167,13 +200,6 @@ def replay_command(
     )
     if show or not plan.single_process:
         click.echo(f"replay {sc.name}: {plan.why}", err=True)
-    common: dict[str, Any] = {
-        "params": loaded.params,
-        "loop_settings": loaded.loop_settings,
-        "carbon_forecast": loaded.carbon_forecast,
-        "load_forecaster": loaded.load_forecaster,
-        "refit_every": loaded.refit_every,
-    }
     done = [0]
     with (
         stop_on_signals() as stop,
@@ -191,26 +217,29 @@ def replay_command(
 
         try:
             if executor is None:
-                result = run_replay(sc, progress=progress, **common)
-            else:  # parts report as they finish; a stop cancels the rest with the cluster
-                result = run_replay_parallel(
-                    sc, executor=executor, parts=parts, progress=progress, **common
-                )
+                return run_replay(sc, progress=progress, **loaded.replay_options)
+            # parts report as they finish; a stop cancels the rest with the cluster
+            return run_replay_parallel(
+                sc, executor=executor, parts=parts, progress=progress, **loaded.replay_options
+            )
         except _Stopped:
-            result = None
-    if result is None:
-        click.echo(
-            f"replay {sc.name}: stopped after {done[0]} of {total} ticks (interrupted); no "
-            "summary, the policies would be compared over unequal spans",
-            err=True,
-        )
-        return
+            pass
+    click.echo(
+        f"replay {sc.name}: stopped after {done[0]} of {total} ticks (interrupted); no "
+        "summary, the policies would be compared over unequal spans",
+        err=True,
+    )
+    return None
+
+
+def _report(result: ReplayResult, *, out_dir: Path | None, as_json: bool) -> None:
+    """The summary as a table or JSON; with `out_dir` also summary.json and report.html."""
     summary = summarise(result)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_bytes(_json(summary))
         (out_dir / "report.html").write_text(render_html(result, summary))
-    if as_json or fmt == "json":
+    if as_json:
         click.echo(_json(summary).decode())
     else:
         click.echo(render_table(summary))

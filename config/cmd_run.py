@@ -30,12 +30,14 @@ from config.scenario import sample_settings
 from config.settings import Settings
 from config.wiring import (
     RunSources,
+    ScalerApp,
+    ScalerServices,
     build_run_sources,
     build_scaler,
     load_settings,
     start_scaler_services,
 )
-from forecasts.platform.listener import ListenerCollector, ListenerStats
+from forecasts.platform.listener import ListenerCollector, ListenerStats, bind_socket
 from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.signals import stop_on_signals
@@ -88,16 +90,12 @@ def _bind(listen: str) -> socket.socket:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return bind_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise click.BadParameter(
             f"cannot listen on {listen}: {exc}", param_hint="--listen"
         ) from exc
-    return sock
 
 
 @click.command("run")
@@ -143,24 +141,7 @@ def run_command(
     log = logging.getLogger("gridshift.scaler")
     wall = SystemClock()
     clock: Clock = AcceleratedClock(wall, speed=speed) if speed != 1.0 else wall
-    # defaults < --config FILE / $GRIDSHIFT_CONFIG < GRIDSHIFT_* env < --set (errors: exit 2)
-    loaded = loaded_settings_from_context(ctx)
-    settings = loaded.settings
-    if not settings.scaler.workloads and not settings.kube.enabled:
-        from_file = [layer for layer in loaded.layers if layer.startswith("file:")]
-        if from_file:
-            raise click.BadParameter(
-                f"{from_file[0].removeprefix('file:')} defines no scaler.workloads",
-                param_hint="--config",
-            )
-        # No configuration: the embedded default, the SAMPLE DATA scenario.
-        sample = sample_settings(clock.now(), seed=seed).scaler
-        settings = settings.model_copy(
-            update={"scaler": sample.model_copy(update=_explicit_scaler_fields(loaded))}
-        )
-    if tick_seconds is not None:
-        scaler = settings.scaler.model_copy(update={"tick_interval_seconds": tick_seconds})
-        settings = settings.model_copy(update={"scaler": scaler})
+    settings = _run_settings(ctx, now=clock.now(), seed=seed, tick_seconds=tick_seconds)
     sources = _run_sources(settings, clock=clock, seed=seed)
     sock = _bind(listen or settings.server.listen)
     host, port = sock.getsockname()[:2]
@@ -184,15 +165,8 @@ def run_command(
         ) from None
     if sources.note:
         log.warning("%s", sources.note)
-    base = f"http://{host}:{port}"
-    click.echo(
-        f"gridshift run: {len(built.loop.workloads)} workloads"
-        + (f" on {sources.note}" if sources.note else "")
-        + (f", time x{speed:g}" if speed != 1.0 else "")
-        + f"\n  dashboard: {base}/dashboard\n  metrics:   {base}/metrics"
-        + f"\n  status:    {base}/status\n  health:    {base}/healthz"
-        + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
-    )
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    _announce(workloads=len(built.loop.workloads), note=sources.note, speed=speed, base=base)
     status_listener = ListenerStats()
     built.registry.register(ListenerCollector({"status": status_listener}))
     # bounded like every listener: header bytes, head/body deadlines, connection cap
@@ -214,13 +188,7 @@ def run_command(
                 workloads=built.loop.workloads,
             )
         )
-        if services.kube is not None:  # actual replicas from the cluster, every tick
-            built.loop.use_replica_reader(services.kube.replicas)
-            if services.kube.workloads is not None:  # CRD-first: each CR is a workload
-                built.loop.use_workload_source(services.kube.workloads.current)
-            if isinstance(built.state_store, ConfigMapStateStore):
-                elector = services.kube.elector  # one writer: the replica that leads
-                built.state_store.write_only_when(lambda: elector.leading)
+        _attach_cluster(built, services)
         for line in services.describe():
             click.echo(f"  {line}")
         sys.stdout.flush()
@@ -230,6 +198,57 @@ def run_command(
             built.extender_watch.start()
             stack.callback(built.extender_watch.stop)
         server.run(sockets=[sock])
+
+
+def _run_settings(
+    ctx: click.Context, *, now: datetime, seed: int, tick_seconds: float | None
+) -> Settings:
+    """The settings `gridshift run` runs with: defaults < --config FILE / $GRIDSHIFT_CONFIG <
+    GRIDSHIFT_* env < --set (errors: exit 2); with no workloads and no cluster, the embedded
+    SAMPLE DATA scenario's workloads (a config file without workloads is an error)."""
+    loaded = loaded_settings_from_context(ctx)
+    settings = loaded.settings
+    if not settings.scaler.workloads and not settings.kube.enabled:
+        from_file = [layer for layer in loaded.layers if layer.startswith("file:")]
+        if from_file:
+            raise click.BadParameter(
+                f"{from_file[0].removeprefix('file:')} defines no scaler.workloads",
+                param_hint="--config",
+            )
+        # No configuration: the embedded default, the SAMPLE DATA scenario.
+        sample = sample_settings(now, seed=seed).scaler
+        settings = settings.model_copy(
+            update={"scaler": sample.model_copy(update=_explicit_scaler_fields(loaded))}
+        )
+    if tick_seconds is not None:
+        scaler = settings.scaler.model_copy(update={"tick_interval_seconds": tick_seconds})
+        settings = settings.model_copy(update={"scaler": scaler})
+    return settings
+
+
+def _announce(*, workloads: int, note: str, speed: float, base: str) -> None:
+    """What runs and where: the first lines `gridshift run` prints."""
+    click.echo(
+        f"gridshift run: {workloads} workloads"
+        + (f" on {note}" if note else "")
+        + (f", time x{speed:g}" if speed != 1.0 else "")
+        + f"\n  dashboard: {base}/dashboard\n  metrics:   {base}/metrics"
+        + f"\n  status:    {base}/status\n  health:    {base}/healthz"
+        + "\n  one line per tick below; Ctrl-C stops after the tick in progress"
+    )
+
+
+def _attach_cluster(built: ScalerApp, services: ScalerServices) -> None:
+    """With a cluster connection: actual replicas read every tick, CarbonAwareScalers as the
+    workload set (CRD-first), and the ConfigMap state written only by the leading replica."""
+    if services.kube is None:
+        return
+    built.loop.use_replica_reader(services.kube.replicas)
+    if services.kube.workloads is not None:  # CRD-first: each CR is a workload
+        built.loop.use_workload_source(services.kube.workloads.current)
+    if isinstance(built.state_store, ConfigMapStateStore):
+        elector = services.kube.elector  # one writer: the replica that leads
+        built.state_store.write_only_when(lambda: elector.leading)
 
 
 def _parse_instant(value: str, name: str) -> datetime:

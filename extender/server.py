@@ -24,16 +24,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -43,11 +41,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from extender.core.nodes import RegionRules, build_node_facts, gpu_count
 from extender.core.scoring import (
-    DataStatus,
+    FilterResult,
     NodeFacts,
     NodeTable,
     PodPreferences,
     RegionIntensity,
+    RegionRank,
     ScoringPolicy,
     filter_nodes,
     pod_preferences,
@@ -55,12 +54,12 @@ from extender.core.scoring import (
     region_intensities,
     score_table,
 )
+from extender.metrics import ExtenderMetrics
 from extender.snapshot import ExtenderSnapshot, SnapshotHolder
 from forecasts.time import Clock, ensure_utc, parse_duration
 
 __all__ = [
     "ENDPOINTS",
-    "ExtenderMetrics",
     "ParsedArgs",
     "WireError",
     "create_app",
@@ -348,111 +347,6 @@ def _parse_args(body: bytes, *, rules: RegionRules, verb: str, policy: ScoringPo
     )
 
 
-# ---------------------------------------------------------------------------- metrics
-class _SnapshotCollector(Collector):
-    """Data freshness, computed at scrape time from the current snapshot."""
-
-    def __init__(self, holder: SnapshotHolder, clock: Clock, policy: ScoringPolicy) -> None:
-        self._holder = holder
-        self._clock = clock
-        self._policy = policy
-
-    def collect(self) -> Iterator[Metric]:
-        snap = self._holder.current()
-        age = GaugeMetricFamily(
-            "gridshift_extender_snapshot_age_seconds",
-            "Seconds since the extender's snapshot was built (-1: none yet)",
-        )
-        nodes = GaugeMetricFamily(
-            "gridshift_extender_nodes", "Nodes known to the extender's inventory"
-        )
-        synced = GaugeMetricFamily(
-            "gridshift_extender_nodes_synced", "1 once the node inventory has listed"
-        )
-        ready = GaugeMetricFamily(
-            "gridshift_extender_ready",
-            "1 once nodes are listed and their regions' carbon fetched (/readyz is 200)",
-        )
-        carbon_age = GaugeMetricFamily(
-            "gridshift_extender_carbon_age_seconds",
-            "Age of the newest carbon value at or before now, per region",
-            labels=["region", "provider"],
-        )
-        fresh = GaugeMetricFamily(
-            "gridshift_extender_carbon_fresh",
-            "1 when the region's carbon value is fresh enough to score with, else 0",
-            labels=["region"],
-        )
-        if snap is None:
-            age.add_metric([], -1.0)
-            nodes.add_metric([], 0.0)
-            synced.add_metric([], 0.0)
-            ready.add_metric([], 0.0)
-        else:
-            ready.add_metric([], 1.0 if snap.ready else 0.0)
-            now = self._clock.now()
-            age.add_metric([], (now - snap.taken_at).total_seconds())
-            nodes.add_metric([], float(len(snap.nodes)))
-            synced.add_metric([], 1.0 if snap.nodes_synced else 0.0)
-            intens = region_intensities(snap.carbon, snap.carbon, now=now, policy=self._policy)
-            for region, ri in sorted(intens.items()):
-                if ri.age_seconds is not None:
-                    carbon_age.add_metric([region, ri.provider], ri.age_seconds)
-                fresh.add_metric([region], 1.0 if ri.status is DataStatus.FRESH else 0.0)
-        yield from (age, nodes, synced, ready, carbon_age, fresh)
-
-
-class ExtenderMetrics:
-    """The webhook's own metrics, on a passed-in registry."""
-
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        *,
-        holder: SnapshotHolder,
-        clock: Clock,
-        policy: ScoringPolicy,
-    ) -> None:
-        self.latency = Histogram(
-            "gridshift_extender_request_duration_seconds",
-            "Extender request latency by verb (body read to response built)",
-            ["verb"],
-            registry=registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
-        self.requests = Counter(
-            "gridshift_extender_requests",
-            "Extender requests by verb and HTTP status code",
-            ["verb", "code"],
-            registry=registry,
-        )
-        self.decisions = Counter(
-            "gridshift_extender_decisions",
-            "Decisions by verb and outcome"
-            " (filter: passed, capped, opted_out; prioritize: scored, neutral)",
-            ["verb", "outcome"],
-            registry=registry,
-        )
-        self.nodes = Counter(
-            "gridshift_extender_filter_nodes",
-            "Nodes seen by filter, by result (passed, rejected)",
-            ["result"],
-            registry=registry,
-        )
-        self.neutral = Counter(
-            "gridshift_extender_neutral_scores",
-            "Prioritize calls answered with one neutral score for every node, by reason",
-            ["reason"],
-            registry=registry,
-        )
-        self.annotation_problems = Counter(
-            "gridshift_extender_pod_annotation_problems",
-            "Pod annotations ignored because they did not parse",
-            registry=registry,
-        )
-        registry.register(_SnapshotCollector(holder, clock, policy))
-
-
 # ---------------------------------------------------------------------------- handlers
 def _json(data: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
@@ -558,10 +452,14 @@ def _decide(
     return now, facts, ctx.intensities.get(snap, now, parsed.pod.expected_duration)
 
 
-def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
-    m = ctx.metrics
+class _Handlers:
+    """The endpoints' handlers over one `_Context`; each reads only the snapshot."""
 
-    async def filter_(request: Request) -> Response:
+    def __init__(self, ctx: _Context) -> None:
+        self._ctx = ctx
+
+    async def filter(self, request: Request) -> Response:
+        ctx, m = self._ctx, self._ctx.metrics
         started = time.monotonic()
         try:
             body_bytes = await _read_body(request, ctx.max_body_bytes)
@@ -572,29 +470,7 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         try:
             _, facts, intens = _decide(ctx, parsed, with_gpu_energy=False)
             result = filter_nodes(parsed.names, facts=facts, intensities=intens, pod=parsed.pod)
-            body: dict[str, Any] = {
-                "Nodes": None,
-                "NodeNames": None,
-                "FailedNodes": {},
-                "FailedAndUnresolvableNodes": dict(result.rejected),
-                "Error": "",
-            }
-            if parsed.cache_mode:
-                body["NodeNames"] = list(result.passed)
-                response = _json(body)
-            else:
-                assert parsed.raw_nodes is not None
-                raw = parsed.raw_nodes
-                body["Nodes"] = _NODES_PLACEHOLDER
-                head, _, tail = msgspec.json.encode(body).partition(_NODES_PLACEHOLDER_JSON)
-                pieces: list[bytes | msgspec.Raw] = [head, b'{"metadata":{},"items":[']
-                for i, n in enumerate(result.passed):
-                    if i:
-                        pieces.append(b",")
-                    pieces.append(raw[n])
-                pieces += (b"]}", tail)
-                # one copy: the surviving node objects exactly as the scheduler sent them
-                response = Response(b"".join(pieces), media_type="application/json")
+            response = _filter_response(parsed, result)
         except Exception as exc:  # never crash the server; the scheduler sees Error
             log.exception("filter failed for pod %s", parsed.pod_name)
             return _filter_error(f"internal error: {type(exc).__name__}: {exc}", 500)
@@ -606,7 +482,8 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         m.latency.labels("filter").observe(time.monotonic() - started)
         return response
 
-    async def prioritize(request: Request) -> Response:
+    async def prioritize(self, request: Request) -> Response:
+        ctx, m = self._ctx, self._ctx.metrics
         started = time.monotonic()
         try:
             parsed = parse_args(
@@ -643,7 +520,8 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         m.latency.labels("prioritize").observe(time.monotonic() - started)
         return response
 
-    async def rank(request: Request) -> Response:
+    async def rank(self, request: Request) -> Response:
+        ctx = self._ctx
         started = time.monotonic()
         now = ctx.clock.now()
         try:
@@ -657,39 +535,22 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
         except Exception as exc:
             log.exception("regions/rank failed")
             return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
-        out = []
-        for i, r in enumerate(ranks, start=1):
-            ri = r.intensity
-            out.append(
-                {
-                    "rank": i,
-                    "region": r.region,
-                    "intensity": _finite_or_none(ri.value),
-                    "unit": ri.unit.value,
-                    "status": ri.status.value,
-                    "age_seconds": ri.age_seconds,
-                    "averaged_over_seconds": ri.averaged_over_seconds,
-                    "provider": ri.provider,
-                    "best_start": r.best_start.isoformat() if r.best_start else None,
-                    "best_intensity": _finite_or_none(r.best_intensity),
-                    "note": ri.note,
-                }
-            )
-        m.latency.labels("rank").observe(time.monotonic() - started)
+        rows = [_rank_row(i, r) for i, r in enumerate(ranks, start=1)]
+        ctx.metrics.latency.labels("rank").observe(time.monotonic() - started)
         return _json(
             {
                 "now": now.isoformat(),
                 "start": start.isoformat(),
                 "duration_seconds": duration.total_seconds() if duration else None,
-                "regions": out,
+                "regions": rows,
             }
         )
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return _json({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        snap = ctx.holder.current()
+    async def readyz(self, request: Request) -> Response:
+        snap = self._ctx.holder.current()
         if snap is None:
             return _json({"status": "not ready", "reason": "no snapshot published yet"}, 503)
         reason = snap.not_ready_reason
@@ -697,16 +558,51 @@ def _make_handlers(ctx: _Context) -> dict[str, Callable[[Request], Any]]:
             return _json({"status": "not ready", "reason": reason}, 503)
         return _json({"status": "ready", "nodes_synced": True, "regions": sorted(snap.carbon)})
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return _json({"service": "gridshift extender", "endpoints": ENDPOINTS})
 
+
+def _filter_response(parsed: ParsedArgs, result: FilterResult) -> Response:
+    """ExtenderFilterResult: node names in cache mode; in full mode the surviving node
+    objects exactly as the scheduler sent them (one copy, spliced into the encoded body)."""
+    body: dict[str, Any] = {
+        "Nodes": None,
+        "NodeNames": None,
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": dict(result.rejected),
+        "Error": "",
+    }
+    if parsed.cache_mode:
+        body["NodeNames"] = list(result.passed)
+        return _json(body)
+    assert parsed.raw_nodes is not None
+    raw = parsed.raw_nodes
+    body["Nodes"] = _NODES_PLACEHOLDER
+    head, _, tail = msgspec.json.encode(body).partition(_NODES_PLACEHOLDER_JSON)
+    pieces: list[bytes | msgspec.Raw] = [head, b'{"metadata":{},"items":[']
+    for i, n in enumerate(result.passed):
+        if i:
+            pieces.append(b",")
+        pieces.append(raw[n])
+    pieces += (b"]}", tail)
+    return Response(b"".join(pieces), media_type="application/json")
+
+
+def _rank_row(rank: int, r: RegionRank) -> dict[str, Any]:
+    """One region of the /regions/rank answer."""
+    ri = r.intensity
     return {
-        "filter": filter_,
-        "prioritize": prioritize,
         "rank": rank,
-        "healthz": healthz,
-        "readyz": readyz,
-        "index": index,
+        "region": r.region,
+        "intensity": _finite_or_none(ri.value),
+        "unit": ri.unit.value,
+        "status": ri.status.value,
+        "age_seconds": ri.age_seconds,
+        "averaged_over_seconds": ri.averaged_over_seconds,
+        "provider": ri.provider,
+        "best_start": r.best_start.isoformat() if r.best_start else None,
+        "best_intensity": _finite_or_none(r.best_intensity),
+        "note": ri.note,
     }
 
 
@@ -762,19 +658,19 @@ def create_app(
         max_body_bytes=max_body_bytes,
         intensities=_IntensityCache(policy),
     )
-    h = _make_handlers(ctx)
+    h = _Handlers(ctx)
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     routes = [
-        Route("/scheduler/filter", h["filter"], methods=["POST"]),
-        Route("/scheduler/prioritize", h["prioritize"], methods=["POST"]),
-        Route("/regions/rank", h["rank"], methods=["GET"]),
-        Route("/healthz", h["healthz"], methods=["GET"]),
-        Route("/readyz", h["readyz"], methods=["GET"]),
+        Route("/scheduler/filter", h.filter, methods=["POST"]),
+        Route("/scheduler/prioritize", h.prioritize, methods=["POST"]),
+        Route("/regions/rank", h.rank, methods=["GET"]),
+        Route("/healthz", h.healthz, methods=["GET"]),
+        Route("/readyz", h.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/", h["index"], methods=["GET"]),
+        Route("/", h.index, methods=["GET"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(_CountResponses, metrics=ctx.metrics)])
 

@@ -78,13 +78,7 @@ def _fleet(loaded: LoadedScenario, n: int) -> ReplayScenario:
 
 
 def _common(loaded: LoadedScenario) -> dict[str, Any]:
-    return {
-        "params": loaded.params,
-        "loop_settings": loaded.loop_settings,
-        "carbon_forecast": loaded.carbon_forecast,
-        "load_forecaster": loaded.load_forecaster,
-        "refit_every": loaded.refit_every,
-    }
+    return dict(loaded.replay_options)
 
 
 def _peak_rss_mb() -> float:

@@ -39,11 +39,7 @@ def _replay(shared_data: Path, name: str, **overrides: Any) -> dict[str, Any]:
     )
     result = run_replay(
         loaded.scenario,
-        params=loaded.params,
-        loop_settings=loaded.loop_settings,
-        carbon_forecast=loaded.carbon_forecast,
-        load_forecaster=loaded.load_forecaster,
-        refit_every=loaded.refit_every,
+        **loaded.replay_options,
     )
     summary = summarise(result)
     print()

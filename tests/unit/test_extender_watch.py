@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from extender.core.scoring import ScoringPolicy
-from extender.server import ExtenderMetrics
+from extender.metrics import ExtenderMetrics
 from extender.snapshot import SnapshotHolder
 from forecasts.time import FrozenClock
 from scaler.extender_watch import ExtenderWatch, summarise_extender_metrics

@@ -54,6 +54,7 @@ MODULES = [
     "extender.snapshot",
     "extender.refresh",
     "extender.server",
+    "extender.metrics",
     "extender.inventory",
     "extender.nvml",
     "extender.agent",
@@ -110,6 +111,7 @@ MODULES = [
     "forecasts.sources.trace",
     "forecasts.models.profile_persistence",
     "config.replay_scenario",
+    "config.replay_spec",
     "config.replay_report",
     "config.cmd_replay",
 ]

@@ -19,7 +19,8 @@ import yaml
 from click.testing import CliRunner
 
 from config.cli import cli
-from config.replay_scenario import ScenarioError, ScenarioFile, load_scenario
+from config.replay_scenario import ScenarioError, load_scenario
+from config.replay_spec import ScenarioFile
 from forecasts.carbon_forecast import KnownSeries
 from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.platform.errors import SourceRequestError
@@ -345,11 +346,7 @@ def _nightly_only(model: str | None) -> dict[PolicyName, float]:
     sc = dataclasses.replace(sc, workloads=tuple(w for w in sc.workloads if not w.interactive))
     result = run_replay(
         sc,
-        params=loaded.params,
-        loop_settings=loaded.loop_settings,
-        carbon_forecast=loaded.carbon_forecast,
-        load_forecaster=loaded.load_forecaster,
-        refit_every=loaded.refit_every,
+        **loaded.replay_options,
     )
     return {p: o["nightly-training"].emitted_g / 1000 for p, o in result.outcomes.items()}
 
