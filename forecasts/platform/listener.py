@@ -17,7 +17,15 @@ protocol adds (measured in `tests/benchmarks/test_listener_attack.py`):
 * a deadline for reading the request body (`body_timeout_seconds`): 408 and close;
 * the idle keep-alive timeout (`keep_alive_timeout_seconds`, uvicorn's own);
 * with TLS: a handshake deadline, failed handshakes counted, and the peer certificate in
-  the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM);
+  the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM); a lower
+  cap on open TLS connections (`max_tls_connections`) and a rate for new handshakes
+  (`tls_handshakes_per_second`, in bursts of `tls_handshake_burst`): past either, the
+  connection is closed at accept, before any TLS state is built for it. A handshake costs
+  the loop ~0.7 ms of CPU and a TLS connection ~25 KB of OpenSSL state: without them 1,000
+  reconnecting attackers took +116 MB and the legitimate callers' p99 to 271 ms;
+* one TLS read buffer per listener, not one per connection (asyncio zeroes 256 KiB each);
+* uvicorn's log line per malformed request goes to debug: each refusal is counted instead,
+  and an attacker cannot fill the log at a line per connection;
 * after a burst of connections (an attack) the freed heap is given back to the OS, so the
   process returns to its baseline memory;
 * every refusal is JSON in the listener's own error format (`error_body`) and counted in
@@ -30,6 +38,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import http
 import logging
@@ -92,6 +101,15 @@ class ListenerLimits:
     keep_alive_timeout_seconds: float = 30.0
     #: open connections (TLS handshakes in progress included); past it: 503 and close
     max_connections: int = 2048
+    #: open TLS connections (handshakes included), each ~25-60 KB of OpenSSL and asyncio
+    #: state; past it a connection is closed at accept. Callers (kube-aggregator,
+    #: kube-scheduler) keep a few connections alive
+    max_tls_connections: int = 512
+    #: new TLS handshakes per second (~0.7 ms of CPU each); past it a connection is closed
+    #: at accept, so reconnecting attackers cannot take the event loop from kept-alive callers
+    tls_handshakes_per_second: float = 100.0
+    #: handshakes allowed at once above that rate (a restarted client's reconnects)
+    tls_handshake_burst: int = 50
     #: a TLS handshake not finished by then is aborted (counted as a failure)
     tls_handshake_timeout_seconds: float = 10.0
     #: False where no endpoint takes a body: a chunked request is refused with 400
@@ -108,6 +126,7 @@ class ListenerStats:
     oversized_heads: int = 0
     bad_requests: int = 0
     handshake_failures: int = 0
+    handshake_rate_refusals: int = 0
     open_connections: int = 0
     pending_handshakes: int = 0
     #: set while many connections are open; cleared (and memory trimmed) once few are
@@ -121,6 +140,7 @@ class ListenerStats:
             "header_too_large": self.oversized_heads,
             "bad_request": self.bad_requests,
             "tls_handshake": self.handshake_failures,
+            "tls_handshake_rate": self.handshake_rate_refusals,
         }
 
 
@@ -204,6 +224,23 @@ def _head_bytes(scope: Scope) -> int:
     return size
 
 
+class _ProtocolLog(logging.Logger):
+    """uvicorn's protocol log, its per-request warning ("Invalid HTTP request received.")
+    at debug: the listener answers and counts each refusal itself, and a log line per
+    hostile connection would fill the log and take the event loop's time."""
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
+@functools.cache
+def _protocol_log(source: logging.Logger) -> logging.Logger:
+    quiet = _ProtocolLog(source.name)
+    quiet.parent = source  # its handlers, by propagation
+    quiet.level = source.getEffectiveLevel()  # uvicorn reads .level to skip its trace lines
+    return quiet
+
+
 @dataclass(frozen=True, slots=True)
 class _Bounds:
     limits: ListenerLimits
@@ -228,6 +265,7 @@ class _BoundedH11(H11Protocol):
         self._peer_pem: str | None = None
         self._inner = self.app
         self.app = self._guard
+        self.logger = _protocol_log(self.logger)
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -365,13 +403,22 @@ class _BoundedH11(H11Protocol):
 
 
 class _CountingTls(SSLProtocol):
-    """asyncio's TLS layer with a handshake deadline, a cap and failed handshakes counted."""
+    """asyncio's TLS layer with a handshake deadline, failed handshakes counted and the
+    listener's one read buffer."""
 
-    # asyncio allocates (and zeroes: resident at once) this read buffer per connection:
-    # 256 KiB by default, 256 MB for 1,000 idle connections. Two TLS records fit in 32 KiB.
-    max_size = 32 * 1024
+    # The most read from the socket at once. Each read is copied into the connection's
+    # incoming MemoryBIO, whose OpenSSL buffer keeps its high-water mark for the
+    # connection's life (~1.3x the largest read): one TLS record's worth, not asyncio's
+    # 256 KiB.
+    max_size = 16 * 1024
 
-    def __init__(self, app: _BoundedH11, context: ssl.SSLContext, limits: ListenerLimits) -> None:
+    def __init__(
+        self,
+        app: _BoundedH11,
+        context: ssl.SSLContext,
+        limits: ListenerLimits,
+        read_buffer: memoryview,
+    ) -> None:
         super().__init__(
             asyncio.get_running_loop(),
             app,
@@ -380,20 +427,18 @@ class _CountingTls(SSLProtocol):
             server_side=True,
             ssl_handshake_timeout=limits.tls_handshake_timeout_seconds,  # type: ignore[arg-type]
         )
+        # asyncio allocated (and zeroed: resident at once) a read buffer for this
+        # connection. A read only lives in it from the socket's recv_into to the copy into
+        # the incoming BIO (get_buffer, then buffer_updated, in one call on the listener's
+        # one event loop thread), so the listener's buffer serves every connection.
+        self._ssl_buffer = read_buffer.obj
+        self._ssl_buffer_view = read_buffer
         self._app: _BoundedH11 | None = app
         self._stats = app.stats
-        self._limits = app.limits
         self._pending = False
-        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        stats, limits = self._stats, self._limits
-        if stats.open_connections + stats.pending_handshakes >= limits.max_connections:
-            stats.refused_connections += 1
-            self._refused = True
-            cast(asyncio.Transport, transport).abort()
-            return
-        stats.pending_handshakes += 1
+        self._stats.pending_handshakes += 1
         self._pending = True
         _no_delay(transport)
         super().connection_made(transport)
@@ -409,26 +454,67 @@ class _CountingTls(SSLProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._done_pending()
-        if self._app is not None and not self._app._made and not self._refused:
+        if self._app is not None and not self._app._made:
             self._stats.handshake_failures += 1
             log.debug("TLS handshake failed: %s", exc)
         super().connection_lost(exc)
         self._app = None  # app -> its TLS transport -> this protocol: break the cycle
 
 
-@dataclass(slots=True)
-class _ProtocolFactory:
-    """What uvicorn calls per accepted connection: the bounded h11 protocol, under TLS when
-    a context is given (TLS is done here, not by uvicorn, for the deadline and the count)."""
+class _Refused(asyncio.Protocol):
+    """A TLS connection refused at accept (over the cap or the handshake rate): closed at
+    once, no TLS or HTTP state built for it."""
 
-    protocol: type[_BoundedH11]
-    tls_context: ssl.SSLContext | None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).abort()
+
+
+class _HandshakeRate:
+    """A token bucket: `per_second` handshakes, up to `burst` at once."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self._per_second = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._per_second)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class _ProtocolFactory:
+    """What uvicorn calls per accepted connection (on the listener's event loop): the
+    bounded h11 protocol, under TLS when a context is given (TLS is done here, not by
+    uvicorn, for the deadline, the cap, the handshake rate and the count)."""
+
+    def __init__(self, protocol: type[_BoundedH11], tls_context: ssl.SSLContext | None) -> None:
+        self._protocol = protocol
+        self._tls_context = tls_context
+        limits = protocol.bounds.limits
+        self._tls_cap = min(limits.max_connections, limits.max_tls_connections)
+        self._handshakes = _HandshakeRate(
+            limits.tls_handshakes_per_second, limits.tls_handshake_burst
+        )
+        self._read_buffer = memoryview(bytearray(_CountingTls.max_size))
 
     def __call__(self, **kwargs: Any) -> asyncio.BaseProtocol:
-        app = self.protocol(**kwargs)
-        if self.tls_context is None:
-            return app
-        return _CountingTls(app, self.tls_context, self.protocol.bounds.limits)
+        if self._tls_context is None:
+            return self._protocol(**kwargs)
+        stats = self._protocol.bounds.stats
+        if stats.open_connections + stats.pending_handshakes >= self._tls_cap:
+            stats.refused_connections += 1
+            return _Refused()
+        if not self._handshakes.take():
+            stats.handshake_rate_refusals += 1
+            return _Refused()
+        app = self._protocol(**kwargs)
+        return _CountingTls(app, self._tls_context, app.limits, self._read_buffer)
 
 
 def _protocol_class(

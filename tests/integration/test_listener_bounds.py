@@ -11,12 +11,18 @@ the scaler's status/dashboard server and the GPU agent's metrics server. For eac
 * past the connection cap a new connection is refused at once, and served again after;
 * Transfer-Encoding with Content-Length, or two different Content-Lengths: 400 and close;
 * each refusal is counted in `gridshift_listener_refusals_total` and the listener keeps
-  serving legitimate requests.
+  serving legitimate requests;
+* no log line per refused request (an attacker cannot fill the log);
+* TLS: past `max_tls_connections` or the handshake rate a connection is closed before its
+  handshake, and served again after; the listener's one TLS read buffer keeps interleaved
+  connections' bytes apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import socket
 import ssl
 import time
@@ -119,7 +125,7 @@ def _threaded(app, stats: ListenerStats, **kwargs) -> ThreadedServer:
 
 
 @contextlib.contextmanager
-def metrics_api(tmp_path) -> Iterator[Listener]:
+def metrics_api(tmp_path, limits: ListenerLimits = LIMITS) -> Iterator[Listener]:
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
@@ -132,7 +138,7 @@ def metrics_api(tmp_path) -> Iterator[Listener]:
         authenticator=None,
         authorizer=Authorizer(allow_anonymous=True),
         tls=ReloadingTlsContext(cert_file=cert, key_file=key),
-        limits=LIMITS,
+        limits=limits,
     )
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -173,9 +179,11 @@ def test_oversized_head_is_431_whole_or_dribbled(listener: Listener) -> None:
     assert b"request head over 8192 bytes" in body
     with listener.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        for i in range(12):
-            sock.sendall(f"X-Line-{i}: ".encode() + b"b" * 1000 + b"\r\n")
-        assert read_response(sock)[0] == 431
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for i in range(12):  # the server answers past 8 KiB and closes: maybe mid-send
+                sock.sendall(f"X-Line-{i}: ".encode() + b"b" * 1000 + b"\r\n")
+        with contextlib.suppress(ConnectionResetError):  # our late bytes may reset it first
+            assert read_response(sock)[0] == 431
     assert listener.stats.oversized_heads == 2
     assert listener.get()[0] == 200
 
@@ -272,3 +280,88 @@ def test_slow_body_is_408_at_the_body_deadline() -> None:
         assert status == 408
         assert time.monotonic() - started < 2.0
         assert listener.stats.body_timeouts == 1
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_refused_requests_are_not_logged_one_line_each(listener: Listener) -> None:
+    records = _Records()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(records)
+    try:
+        for _ in range(3):
+            assert listener.get(b"X-Big: " + b"a" * 20_000 + b"\r\n")[0] == 431
+            with listener.connect() as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+                assert read_response(sock)[0] == 400
+    finally:
+        uvicorn_log.removeHandler(records)
+    assert listener.stats.oversized_heads == 3
+    assert listener.stats.bad_requests == 3
+    assert [r.getMessage() for r in records.records if r.levelno >= logging.WARNING] == []
+
+
+def _handshake_refused(listener: Listener) -> bool:
+    try:
+        with listener.connect():
+            return False
+    except (ssl.SSLError, OSError):
+        return True
+
+
+def test_tls_connection_cap_closes_before_the_handshake(tmp_path) -> None:
+    limits = dataclasses.replace(LIMITS, max_tls_connections=3)
+    with metrics_api(tmp_path, limits) as listener:
+        held = [listener.connect() for _ in range(3)]
+        try:
+            started = time.monotonic()
+            assert _handshake_refused(listener)
+            assert time.monotonic() - started < 1.0
+            assert listener.stats.refused_connections == 1
+            assert listener.stats.handshake_failures == 0  # refused, not a failed handshake
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 3
+        while listener.stats.open_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert listener.get()[0] == 200
+
+
+def test_tls_handshake_rate_refuses_past_the_burst_and_refills(tmp_path) -> None:
+    limits = dataclasses.replace(LIMITS, tls_handshakes_per_second=2.0, tls_handshake_burst=3)
+    with metrics_api(tmp_path, limits) as listener:
+        time.sleep(1.6)  # the bucket refills to its burst after the fixture's first request
+        for _ in range(3):
+            assert listener.get()[0] == 200
+        assert _handshake_refused(listener)
+        assert listener.stats.handshake_rate_refusals == 1
+        registry = CollectorRegistry()
+        registry.register(ListenerCollector({"metrics-api": listener.stats}))
+        labels = {"listener": "metrics-api", "reason": "tls_handshake_rate"}
+        assert registry.get_sample_value("gridshift_listener_refusals_total", labels) == 1
+        time.sleep(0.6)  # one more token
+        assert listener.get()[0] == 200
+
+
+def test_tls_connections_sharing_the_read_buffer_keep_their_bytes_apart(tmp_path) -> None:
+    with metrics_api(tmp_path) as listener:
+        first, second = listener.connect(), listener.connect()
+        with first, second:
+            paths = {first: b"/healthz", second: b"/apis/external.metrics.k8s.io/v1beta1"}
+            for sock, path in paths.items():
+                sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Fill: ")
+            for sock in paths:  # each head finished after the other's bytes went through
+                sock.sendall(b"f" * 6000 + b"\r\nConnection: close\r\n\r\n")
+            first_status, first_body = read_response(first)
+            second_status, second_body = read_response(second)
+        assert (first_status, second_status) == (200, 200)
+        assert b"APIResourceList" in second_body
+        assert b"APIResourceList" not in first_body
