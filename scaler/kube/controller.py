@@ -19,6 +19,7 @@ the others is forgotten, so a shard taken back later starts from the CRs' watche
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,6 +75,10 @@ class KubeController:
         self.pending: frozenset[tuple[str, str]] = frozenset()  # failed last sync: retry
         self.actuation_errors = 0
         self.status_errors = 0
+        #: status writes by why: "first" (nothing written by this replica yet), "change" (the
+        #: decision, a condition or the actuation changed), "refresh" (figures only, on the
+        #: status_refresh_seconds clock)
+        self.status_writes: Counter[str] = Counter({"first": 0, "change": 0, "refresh": 0})
 
     def forget(self) -> None:
         """Drop what was last sent: a new leadership term re-asserts every decision (another
@@ -151,6 +156,10 @@ class KubeController:
                 status = self._awaiting_status(key, resource)
             if self._unchanged(key, resource, status, now):
                 continue
+            last = self._last_status.get(key)
+            why = (
+                "first" if last is None else "refresh" if same_decision(status, last) else "change"
+            )
             try:
                 new_rv = self._status.write(resource, status)
             except (ApiException, RuntimeError, *TRANSPORT_ERRORS) as exc:
@@ -163,6 +172,7 @@ class KubeController:
                 self._written_at[key] = now
                 self._cache.update_resource_version(key, new_rv)
                 written += 1
+                self.status_writes[why] += 1
         self.pending = frozenset(pending)
         return written
 

@@ -155,6 +155,11 @@ class LeaseLock:
             _request_timeout=self._request_timeout,
         )
 
+    @property
+    def request_timeout_seconds(self) -> float:
+        """The client-side timeout of each Lease request."""
+        return self._request_timeout
+
     def is_leader(self) -> bool:
         """Held by us and renewed within the renew deadline (checked on our clock)."""
         if self._renewed_at is None or self._observed is None:

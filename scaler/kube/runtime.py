@@ -197,6 +197,16 @@ class KubeCollector(Collector):
             moves.add_metric(["takeover"], float(elector.takeovers))
             moves.add_metric(["handoff"], float(elector.handoffs))
             yield moves
+        writes = CounterMetricFamily(
+            "gridshift_kube_status_writes",
+            "CarbonAwareScaler status writes by why: first (this replica had written none), "
+            "change (decision, condition or actuation), refresh (figures only, at most every "
+            "kube.status_refresh_seconds).",
+            labels=["why"],
+        )
+        for why, count in sorted(rt.controller.status_writes.items()):
+            writes.add_metric([why], float(count))
+        yield writes
         if rt.request_counts is not None:
             requests = CounterMetricFamily(
                 "gridshift_kube_api_requests",

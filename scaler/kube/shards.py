@@ -101,7 +101,7 @@ class ShardElector(LeaderElector):
         self._shard_locks = tuple(lock(f"{group}-shard-{i}", "shard") for i in range(shards))
         self._peers: dict[str, LeaseLock] = {}  # other members' Leases, observed only
         self._shard_cache: dict[tuple[str, str], int] = {}
-        self._list_timeout = self.lock._request_timeout
+        self._list_timeout = self.lock.request_timeout_seconds
         self.members: tuple[str, ...] = ()
         self.owned: frozenset[int] = frozenset()
         self.handoffs = 0  # shards released because the assignment moved them elsewhere

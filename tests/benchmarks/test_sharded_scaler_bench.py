@@ -246,10 +246,17 @@ def measure(plane: KubePlane, running: list[tuple[str, RunningGridshift]]) -> li
             for (verb, res), n in sorted(by.items(), key=lambda kv: -kv[1])[:4]
             if n
         )
+        why = {
+            w: value(a, "gridshift_kube_status_writes_total", why=w)
+            - value(b, "gridshift_kube_status_writes_total", why=w)
+            for w in ("first", "change", "refresh")
+        }
         lines.append(
             f"  {identity}: {len(owned_last.get(identity, ()))} workloads, "
             f"shards {int(value(a, 'gridshift_kube_shard_owned'))}; "
-            f"status writes {writes / max(ticks, 1):.1f}/tick over {ticks} ticks; "
+            f"status writes {writes / max(ticks, 1):.1f}/tick over {ticks} ticks "
+            f"(change {why['change']:.0f}, refresh {why['refresh']:.0f}, first "
+            f"{why['first']:.0f}); "
             f"API {total / window_s:.2f} req/s ({top})"
         )
     lines += failover(running, owned_last)

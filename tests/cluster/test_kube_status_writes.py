@@ -92,6 +92,7 @@ def test_the_same_decision_is_written_once_then_on_the_refresh_clock(api):
     assert ctl.sync(snapshot(api.ns, clock.now(), replicas=4, tick=22)) == 1, (
         "a new decision: at once"
     )
+    assert ctl.status_writes == {"first": 1, "refresh": 1, "change": 1}
 
 
 def test_a_replica_taking_over_writes_nothing_the_cr_already_says(api):
