@@ -320,6 +320,7 @@ def build_kube_runtime(
         problems=workloads.problems,
         owns=owns,
         status_refresh_seconds=settings.status_refresh_seconds,
+        status_write_concurrency=settings.status_write_concurrency,
     )
     targets = ScaleTargetCache() if settings.watch_scale_targets else None
     target_watchers = (

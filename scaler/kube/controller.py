@@ -12,6 +12,10 @@ changing (the reasons' figures, the gram counters) is refreshed at most every
 once). A status the CR already carries (another replica wrote it before a failover) is not
 written again.
 
+Up to `status_write_concurrency` resources are synced at once (their status patch, actuation
+and Events are each a round trip: one at a time, a replica wrote about 10 statuses a second on
+the loaded test plane, so a fleet's first statuses took minutes).
+
 Sharded (`owns`): only the resources this replica's shards hold are synced; what was sent for
 the others is forgotten, so a shard taken back later starts from the CRs' watched status.
 """
@@ -19,8 +23,10 @@ the others is forgotten, so a shard taken back later starts from the CRs' watche
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,7 +60,14 @@ class KubeController:
         problems: Callable[[], Mapping[tuple[str, str], WorkloadProblem]] | None = None,
         owns: Callable[[str, str], bool] | None = None,
         status_refresh_seconds: float = 0.0,
+        status_write_concurrency: int = 1,
     ) -> None:
+        if status_write_concurrency < 1:
+            raise ValueError(
+                f"status_write_concurrency must be >= 1, got {status_write_concurrency}"
+            )
+        self._concurrency = status_write_concurrency
+        self._counts_lock = threading.Lock()
         if status_refresh_seconds < 0:
             raise ValueError(f"status_refresh_seconds must be >= 0, got {status_refresh_seconds}")
         self._events = events
@@ -139,42 +152,69 @@ class KubeController:
             if key not in problems:
                 del self._problem_since[key]
         now = self._clock.now()
+        mine: list[tuple[tuple[str, str], ScalerResource | InvalidResource]] = []
         for key, resource in sorted(targets.items()):
-            if not self._is_leader():  # lost it mid-sync: stop at once
-                break
             if self._owns is not None and not self._owns(*key):
                 if key in self._last_status or key in self._last_decision:
                     self._drop(key)
                 continue
-            problem = problems.get(key)
-            workload = by_key.get(key)
-            if problem is not None:
-                status = self._problem_status(key, resource, problem)
-            elif isinstance(resource, ScalerResource) and workload is not None:
-                status = self._decide(key, resource, workload, pending)
-            else:
-                status = self._awaiting_status(key, resource)
-            if self._unchanged(key, resource, status, now):
-                continue
-            last = self._last_status.get(key)
-            why = (
-                "first" if last is None else "refresh" if same_decision(status, last) else "change"
+            mine.append((key, resource))
+
+        def one(item: tuple[tuple[str, str], ScalerResource | InvalidResource]) -> bool:
+            key, resource = item
+            if not self._is_leader():  # lost it mid-sync: stop at once
+                return False
+            return self._sync_one(
+                key, resource, problems.get(key), by_key.get(key), now=now, pending=pending
             )
-            try:
-                new_rv = self._status.write(resource, status)
-            except (ApiException, RuntimeError, *TRANSPORT_ERRORS) as exc:
-                self.status_errors += 1
-                pending.add(key)
-                log.warning("status of %s/%s not written: %s", *key, exc)
-                continue
-            if new_rv is not None:
-                self._last_status[key] = status
-                self._written_at[key] = now
-                self._cache.update_resource_version(key, new_rv)
-                written += 1
-                self.status_writes[why] += 1
+
+        if self._concurrency > 1 and len(mine) > 1:
+            with ThreadPoolExecutor(self._concurrency, thread_name_prefix="status") as pool:
+                written = sum(pool.map(one, mine))
+        else:
+            written = sum(map(one, mine))
         self.pending = frozenset(pending)
         return written
+
+    def _sync_one(
+        self,
+        key: tuple[str, str],
+        resource: ScalerResource | InvalidResource,
+        problem: WorkloadProblem | None,
+        workload: WorkloadStatus | None,
+        *,
+        now: datetime,
+        pending: set[tuple[str, str]],
+    ) -> bool:
+        """One resource: its status (and actuation, Events); True when a status was written.
+        Runs on `status_write_concurrency` threads: it touches only `key`'s entries, and the
+        counters under the lock."""
+        if problem is not None:
+            status = self._problem_status(key, resource, problem)
+        elif isinstance(resource, ScalerResource) and workload is not None:
+            status = self._decide(key, resource, workload, pending)
+        else:
+            status = self._awaiting_status(key, resource)
+        if self._unchanged(key, resource, status, now):
+            return False
+        last = self._last_status.get(key)
+        why = "first" if last is None else "refresh" if same_decision(status, last) else "change"
+        try:
+            new_rv = self._status.write(resource, status)
+        except (ApiException, RuntimeError, *TRANSPORT_ERRORS) as exc:
+            with self._counts_lock:
+                self.status_errors += 1
+                pending.add(key)
+            log.warning("status of %s/%s not written: %s", *key, exc)
+            return False
+        if new_rv is None:
+            return False
+        self._last_status[key] = status
+        self._written_at[key] = now
+        self._cache.update_resource_version(key, new_rv)
+        with self._counts_lock:
+            self.status_writes[why] += 1
+        return True
 
     def _decide(
         self,
@@ -193,8 +233,9 @@ class KubeController:
             if result is not None:
                 self._last_actuation[key] = result
                 if result.error:
-                    self.actuation_errors += 1
-                    pending.add(key)
+                    with self._counts_lock:
+                        self.actuation_errors += 1
+                        pending.add(key)
                     self._event(
                         resource,
                         WARNING,

@@ -11,6 +11,7 @@ problem that persists tick after tick is one Event, not one a minute.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -93,6 +94,7 @@ class EventRecorder:
         self._timeout = request_timeout_seconds
         self._last: dict[tuple[str, str, str], str] = {}
         self._last_at_ns = 0
+        self._lock = threading.Lock()
         self.sent = 0
         self.errors = 0
 
@@ -103,9 +105,11 @@ class EventRecorder:
             return False
         # The Event's name is `<object>.<at_ns hex>` (client-go's scheme): two Events at one
         # instant (a decision and its mode change, or a frozen clock) would share a name and
-        # the second would be refused 409 AlreadyExists, so each is at least 1 ns later.
-        at_ns = max(int(self._clock.now().timestamp() * 1e9), self._last_at_ns + 1)
-        self._last_at_ns = at_ns
+        # the second would be refused 409 AlreadyExists, so each is at least 1 ns later (under
+        # a lock: the controller records from several threads).
+        with self._lock:
+            at_ns = max(int(self._clock.now().timestamp() * 1e9), self._last_at_ns + 1)
+            self._last_at_ns = at_ns
         body = event_body(
             ref, type_=type_, reason=reason, message=message, at_ns=at_ns, instance=self._instance
         )
@@ -114,9 +118,11 @@ class EventRecorder:
                 ref.namespace, cast(Any, body), _request_timeout=self._timeout
             )
         except (ApiException, *TRANSPORT_ERRORS) as exc:
-            self.errors += 1
+            with self._lock:
+                self.errors += 1
             log.warning("event %s on %s/%s not recorded: %s", reason, ref.namespace, ref.name, exc)
             return False
         self._last[key] = message
-        self.sent += 1
+        with self._lock:
+            self.sent += 1
         return True

@@ -5,7 +5,8 @@ Aspects: the same decision tick after tick (new reasons' figures and grams each 
 written again until `status_refresh_seconds` have passed, and then once; a changed decision is
 written at once; a replica that takes over a CR whose status already carries its decision
 writes nothing; sharded (`owns`), only the owned CRs are written, and a CR whose shard moved
-away is written again when the shard comes back only if its decision changed."""
+away is written again when the shard comes back only if its decision changed; with
+`status_write_concurrency` several CRs are synced at once and each is written exactly once."""
 
 from __future__ import annotations
 
@@ -123,3 +124,25 @@ def test_sharded_writes_only_what_it_owns(api):
     cache.replace_all([api.get_object(f"{CRS}/{n}") for n in ("web", "api")])
     owned.update({"web", "api"})
     assert ctl.sync(snap) == 1, "back: web's status already says it; api is new"
+
+
+def test_concurrent_writes_write_each_cr_once(api):
+    clock = FrozenClock(T0)
+    cache = ScalerResourceCache()
+    names = tuple(f"w{i:02d}" for i in range(24))
+    cache.replace_all([api.put_object(CRS, cr(n)) for n in names])
+    ctl = KubeController(
+        cache=cache,
+        status_writer=StatusWriter(k8s.CustomObjectsApi(api.client())),
+        actuator=Actuator(api.client(), clock=clock),
+        is_leader=lambda: True,
+        clock=clock,
+        status_refresh_seconds=300,
+        status_write_concurrency=6,
+    )
+    assert ctl.sync(snapshot(api.ns, clock.now(), names=names)) == len(names)
+    assert ctl.sync(snapshot(api.ns, clock.now(), names=names)) == 0
+    assert ctl.status_writes == {"first": len(names), "change": 0, "refresh": 0}
+    patches = [r for r in api.requests if r.method == "PATCH" and r.path.endswith("/status")]
+    assert sorted(r.path.split("/")[-2] for r in patches) == list(names)
+    assert all(api.get_object(f"{CRS}/{n}")["status"]["desiredReplicas"] == 3 for n in names)
