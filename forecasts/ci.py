@@ -455,6 +455,81 @@ def _residualise(design: FloatArray, column: int) -> FloatArray:
     return resid
 
 
+def _regressors(
+    history: RegularSeries, schedules: Sequence[CISchedule], given: FloatArray | None
+) -> FloatArray:
+    """`given` checked against the history and schedules, or computed."""
+    if given is None:
+        return regressors_for(history, schedules)
+    x_all = np.asarray(given, dtype=float)
+    if x_all.shape != (len(history), len(schedules)):
+        raise ValueError(
+            f"regressors have shape {x_all.shape}, expected "
+            f"({len(history)}, {len(schedules)}) (steps x schedules)"
+        )
+    return x_all
+
+
+def _drop_explained(
+    xr: FloatArray,
+    x_all: FloatArray,
+    schedules: Sequence[CISchedule],
+    *,
+    candidates: list[int],
+    estimates: dict[int, UpliftEstimate],
+) -> None:
+    """Drop from `candidates` the regressors the baseline and the others explain (residual
+    ~ 0), worst first, each with its estimate saying so."""
+    sizes = (x_all * x_all).sum(axis=0)
+    while candidates:
+        sub = xr[:, candidates]
+        unexplained = {}
+        for pos, j in enumerate(candidates):
+            resid = _residualise(sub, pos)
+            unexplained[j] = float(resid @ resid) / float(sizes[j])
+        worst = min(candidates, key=unexplained.__getitem__)
+        if unexplained[worst] >= 1e-6:
+            break
+        estimates[worst] = UpliftEstimate(
+            schedules[worst].name,
+            None,
+            None,
+            int((x_all[:, worst] > 0).sum()),
+            "indistinguishable from the seasonal baseline or other schedules "
+            "(it runs in a fixed pattern the baseline also fits)",
+        )
+        candidates.remove(worst)
+
+
+def _fit(
+    xr: FloatArray,
+    yr: FloatArray,
+    x_all: FloatArray,
+    schedules: Sequence[CISchedule],
+    *,
+    base_columns: int,
+    candidates: list[int],
+    estimates: dict[int, UpliftEstimate],
+) -> None:
+    """Least squares of the residualised load on the `candidates`' residualised regressors:
+    each one's uplift and its standard error."""
+    sub = xr[:, candidates]
+    coef, *_ = np.linalg.lstsq(sub, yr, rcond=None)
+    resid = yr - sub @ coef
+    dof = max(sub.shape[0] - base_columns - sub.shape[1], 1)
+    sigma2 = float(resid @ resid) / dof
+    for pos, j in enumerate(candidates):
+        # var(beta_j) = sigma^2 / ||x_j residualised on the baseline and the others||^2.
+        r = _residualise(sub, pos)
+        estimates[j] = UpliftEstimate(
+            schedules[j].name,
+            float(coef[pos]),
+            math.sqrt(sigma2 / float(r @ r)),
+            int((x_all[:, j] > 0).sum()),
+            "least squares on a seasonal baseline",
+        )
+
+
 def learn_uplift(
     history: RegularSeries,
     schedules: Sequence[CISchedule],
@@ -473,15 +548,7 @@ def learn_uplift(
     if daily_harmonics < 0 or weekly_harmonics < 0:
         raise ValueError("harmonics must be >= 0")
     _check_unique(schedules)
-    if regressors is None:
-        x_all = regressors_for(history, schedules)
-    else:
-        x_all = np.asarray(regressors, dtype=float)
-        if x_all.shape != (len(history), len(schedules)):
-            raise ValueError(
-                f"regressors have shape {x_all.shape}, expected "
-                f"({len(history)}, {len(schedules)}) (steps x schedules)"
-            )
+    x_all = _regressors(history, schedules, regressors)
     y = np.array(history.values, dtype=float)
     known = [j for j, s in enumerate(schedules) if s.extra_load is not None]
     if known:
@@ -517,42 +584,17 @@ def learn_uplift(
     basis, _ = np.linalg.qr(base)
     xr = x_all - basis @ (basis.T @ x_all)
     yr = y - basis @ (basis.T @ y)
-    sizes = (x_all * x_all).sum(axis=0)
-    # Drop regressors the baseline and the others explain (residual ~ 0), worst first.
-    while candidates:
-        sub = xr[:, candidates]
-        unexplained = {}
-        for pos, j in enumerate(candidates):
-            resid = _residualise(sub, pos)
-            unexplained[j] = float(resid @ resid) / float(sizes[j])
-        worst = min(candidates, key=unexplained.__getitem__)
-        if unexplained[worst] >= 1e-6:
-            break
-        estimates[worst] = UpliftEstimate(
-            schedules[worst].name,
-            None,
-            None,
-            int((x_all[:, worst] > 0).sum()),
-            "indistinguishable from the seasonal baseline or other schedules "
-            "(it runs in a fixed pattern the baseline also fits)",
-        )
-        candidates.remove(worst)
+    _drop_explained(xr, x_all, schedules, candidates=candidates, estimates=estimates)
     if candidates:
-        sub = xr[:, candidates]
-        coef, *_ = np.linalg.lstsq(sub, yr, rcond=None)
-        resid = yr - sub @ coef
-        dof = max(sub.shape[0] - base.shape[1] - sub.shape[1], 1)
-        sigma2 = float(resid @ resid) / dof
-        for pos, j in enumerate(candidates):
-            # var(beta_j) = sigma^2 / ||x_j residualised on the baseline and the others||^2.
-            r = _residualise(sub, pos)
-            estimates[j] = UpliftEstimate(
-                schedules[j].name,
-                float(coef[pos]),
-                math.sqrt(sigma2 / float(r @ r)),
-                int((x_all[:, j] > 0).sum()),
-                "least squares on a seasonal baseline",
-            )
+        _fit(
+            xr,
+            yr,
+            x_all,
+            schedules,
+            base_columns=base.shape[1],
+            candidates=candidates,
+            estimates=estimates,
+        )
     return tuple(estimates[j] for j in range(len(schedules)))
 
 

@@ -365,63 +365,19 @@ class HttpSource:
         if isinstance(auth, tuple):
             self.add_secret(auth[1])
             self.add_secret(basic_credentials(*auth))
-        state = self.breaker.state
-        if state == "open":
-            raise SourceUnavailable(
-                f"circuit open after {self.breaker.failures} consecutive failures; "
-                f"next try in {self.breaker.seconds_until_retry():.0f}s",
-                source=self.name,
-            )
-        # Half-open: one probe, no retries; its outcome closes or re-opens the breaker.
-        attempts = 1 if state == "half-open" else self.retry.attempts
+        attempts = self._attempts_allowed()
         hdrs = dict(headers or {})
         renewed = False
         attempt = 0
         while True:
             attempt += 1
-            try:
-                request = self.client.build_request(
-                    method,
-                    url,
-                    params=httpx.QueryParams(params) if params is not None else None,
-                    headers=hdrs,
-                    json=json_body,
-                    data=form,
-                )
-                response, body = read_bounded(
-                    self.client,
-                    request,
-                    auth=auth,
-                    source=self.name,
-                    max_bytes=self.max_response_bytes,
-                    deadline_seconds=self.deadline_seconds,
-                )
-            except SourceDeadlineExceeded as exc:
-                err: SourceUnavailable = exc
-                retry_after: float | None = None
-            except SourceError:
-                self.breaker.record_failure()  # a bomb or a garbled encoding: not transient
-                raise
-            except httpx.TimeoutException as exc:
-                err = SourceUnavailable(
-                    f"timed out ({type(exc).__name__}) calling {self._where(url)}", source=self.name
-                )
-                retry_after = None
-            except httpx.TransportError as exc:
-                err = SourceUnavailable(
-                    f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))}) "
-                    f"calling {self._where(url)}",
-                    source=self.name,
-                )
-                retry_after = None
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                # Not transient: a malformed URL, a body we cannot decode, redirect loops.
-                raise SourceRequestError(
-                    f"request to {self._where(url)} failed ({type(exc).__name__}: "
-                    f"{self._scrub(str(exc))})",
-                    source=self.name,
-                ) from None
+            sent = self._send(
+                method, url, params=params, headers=hdrs, json_body=json_body, form=form, auth=auth
+            )
+            if isinstance(sent, SourceUnavailable):
+                err, retry_after = sent, None
             else:
+                response, body = sent
                 status = response.status_code
                 if status == 401 and on_unauthorized is not None and not renewed:
                     renewed = True
@@ -434,35 +390,116 @@ class HttpSource:
                     if cache_key is not None:
                         self._cache[cache_key] = value
                     return value
-                detail, error_type = self._error_detail(body)
-                if status not in _RETRYABLE_STATUS:
-                    # The dependency answered: it is up, our request is wrong.
-                    self.breaker.record_success()
-                    raise SourceRequestError(
-                        f"{self._where(url)} refused the request: {detail}",
-                        source=self.name,
-                        status=status,
-                        error_type=error_type,
-                    )
-                retry_after = _retry_after_seconds(response.headers.get("retry-after"), self.clock)
-                err = SourceUnavailable(
-                    f"{self._where(url)} answered {status}: {detail}",
-                    source=self.name,
-                    status=status,
-                    retry_after_seconds=retry_after,
-                    error_type=error_type,
-                )
-            if attempt >= attempts:
+                err, retry_after = self._answer_error(url, response, body)
+            self._wait_to_retry(attempt, attempts, err, retry_after)
+
+    def _attempts_allowed(self) -> int:
+        """How many tries the breaker allows now: none while open (raises), one probe while
+        half-open (its outcome closes or re-opens it), else the retry policy's."""
+        state = self.breaker.state
+        if state == "open":
+            raise SourceUnavailable(
+                f"circuit open after {self.breaker.failures} consecutive failures; "
+                f"next try in {self.breaker.seconds_until_retry():.0f}s",
+                source=self.name,
+            )
+        return 1 if state == "half-open" else self.retry.attempts
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: httpx.QueryParams | Mapping[str, Any] | list[tuple[str, Any]] | None,
+        headers: Mapping[str, str],
+        json_body: Any,
+        form: Mapping[str, str] | None,
+        auth: httpx.Auth | tuple[str, str] | None,
+    ) -> tuple[httpx.Response, bytes] | SourceUnavailable:
+        """One try: the response and its (bounded) body, or the transient failure to retry
+        on; raises what is not transient (`SourceRequestError`, a bomb, a bad encoding)."""
+        try:
+            request = self.client.build_request(
+                method,
+                url,
+                params=httpx.QueryParams(params) if params is not None else None,
+                headers=headers,
+                json=json_body,
+                data=form,
+            )
+            return read_bounded(
+                self.client,
+                request,
+                auth=auth,
+                source=self.name,
+                max_bytes=self.max_response_bytes,
+                deadline_seconds=self.deadline_seconds,
+            )
+        except SourceDeadlineExceeded as exc:
+            return exc
+        except SourceError:
+            self.breaker.record_failure()  # a bomb or a garbled encoding: not transient
+            raise
+        except httpx.TimeoutException as exc:
+            return SourceUnavailable(
+                f"timed out ({type(exc).__name__}) calling {self._where(url)}", source=self.name
+            )
+        except httpx.TransportError as exc:
+            return SourceUnavailable(
+                f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))}) "
+                f"calling {self._where(url)}",
+                source=self.name,
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # Not transient: a malformed URL, a body we cannot decode, redirect loops.
+            raise SourceRequestError(
+                f"request to {self._where(url)} failed ({type(exc).__name__}: "
+                f"{self._scrub(str(exc))})",
+                source=self.name,
+            ) from None
+
+    def _answer_error(
+        self, url: str, response: httpx.Response, body: bytes
+    ) -> tuple[SourceUnavailable, float | None]:
+        """A non-2xx answer: raises `SourceRequestError` when retrying cannot help (the
+        dependency is up, our request is wrong), else the error to retry on and its
+        Retry-After in seconds."""
+        status = response.status_code
+        detail, error_type = self._error_detail(body)
+        if status not in _RETRYABLE_STATUS:
+            self.breaker.record_success()
+            raise SourceRequestError(
+                f"{self._where(url)} refused the request: {detail}",
+                source=self.name,
+                status=status,
+                error_type=error_type,
+            )
+        retry_after = _retry_after_seconds(response.headers.get("retry-after"), self.clock)
+        err = SourceUnavailable(
+            f"{self._where(url)} answered {status}: {detail}",
+            source=self.name,
+            status=status,
+            retry_after_seconds=retry_after,
+            error_type=error_type,
+        )
+        return err, retry_after
+
+    def _wait_to_retry(
+        self, attempt: int, attempts: int, err: SourceUnavailable, retry_after: float | None
+    ) -> None:
+        """Sleep before the next try (backoff, at least Retry-After); raises `err` (and
+        counts a breaker failure) when the tries are spent or Retry-After is too long."""
+        if attempt >= attempts:
+            self.breaker.record_failure()
+            raise err
+        delay = self.retry.delay(attempt, self.rng)
+        if retry_after is not None:
+            if retry_after > self.retry.max_retry_after_seconds:
                 self.breaker.record_failure()
                 raise err
-            delay = self.retry.delay(attempt, self.rng)
-            if retry_after is not None:
-                if retry_after > self.retry.max_retry_after_seconds:
-                    self.breaker.record_failure()
-                    raise err
-                delay = max(delay, retry_after)
-            log.info("%s: retrying in %.2fs after: %s", self.name, delay, err)
-            self.sleep(delay)
+            delay = max(delay, retry_after)
+        log.info("%s: retrying in %.2fs after: %s", self.name, delay, err)
+        self.sleep(delay)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         return self.request_json("GET", url, **kwargs)

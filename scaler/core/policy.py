@@ -339,10 +339,51 @@ def decide_replicas(
         held = (f"load forecast {why}: hold {current} replicas (never scale down on missing data)",)
         return ReplicaDecision(current, mode, held, replace(state, current=current))
     assert forecast is not None
+    reasons: list[str] = []
+    demand = _demand(
+        workload,
+        forecast,
+        demand_q,
+        mode=mode,
+        now=now,
+        horizon_end=horizon_end,
+        params=params,
+        ci_windows=ci_windows,
+        reasons=reasons,
+    )
+    raw = _clamp(math.ceil(demand / workload.capacity_per_replica - _EPS), lo, hi)
+    reasons.append(
+        f"demand {demand:.4g} / {workload.capacity_per_replica:g} per replica -> {raw} "
+        f"(bounds {lo}..{hi})"
+    )
+    target, recs = _stabilised(raw, current, state=state, now=now, params=params, reasons=reasons)
+    step = params.max_step_replicas
+    limited = _clamp(target, current - step, current + step)
+    if limited != target:
+        reasons.append(f"step limit: at most {step} replicas per decision, {current} -> {limited}")
+    target = _clamp(limited, lo, hi)
+    reasons.append(f"target {target} (was {current})")
+    return ReplicaDecision(target, mode, tuple(reasons), ReplicaState(target, recs), demand)
+
+
+def _demand(
+    workload: Workload,
+    forecast: Forecast,
+    demand_q: float,
+    *,
+    mode: Mode,
+    now: datetime,
+    horizon_end: datetime,
+    params: PolicyParams,
+    ci_windows: Sequence[CiWindow],
+    reasons: list[str],
+) -> float:
+    """The load to size for: the mode's quantile `demand_q` with its headroom (eco: floored
+    at the median plus the minimum headroom), plus the CI runs starting before
+    `horizon_end`; each step said in `reasons`."""
     perf_headroom = (
         workload.headroom if workload.headroom is not None else params.performance_headroom
     )
-    reasons: list[str] = []
     if mode is Mode.ECO:
         median = _window_max(forecast, forecast.quantile(0.5), now, horizon_end)
         headroom = min(params.eco_headroom, perf_headroom)
@@ -362,12 +403,20 @@ def decide_replicas(
         if w.start < horizon_end and w.end > now:
             extra += w.extra_load
             reasons.append(f"pre-warm for CI load +{w.extra_load:.4g} from {_iso(w.start)}")
-    demand += extra
-    raw = _clamp(math.ceil(demand / workload.capacity_per_replica - _EPS), lo, hi)
-    reasons.append(
-        f"demand {demand:.4g} / {workload.capacity_per_replica:g} per replica -> {raw} "
-        f"(bounds {lo}..{hi})"
-    )
+    return demand + extra
+
+
+def _stabilised(
+    raw: int,
+    current: int,
+    *,
+    state: ReplicaState,
+    now: datetime,
+    params: PolicyParams,
+    reasons: list[str],
+) -> tuple[int, tuple[tuple[datetime, int], ...]]:
+    """Scale-down stabilisation: the highest recommendation within the window (this one
+    included) bounds a scale-down; (target, the recommendations kept)."""
     cutoff = now - params.scale_down_stabilisation
     recs = (*(r for r in state.recommendations if r[0] > cutoff), (now, raw))
     target = raw
@@ -378,13 +427,7 @@ def decide_replicas(
                 f"stabilisation: highest recommendation in {_dur(params.scale_down_stabilisation)} "
                 f"keeps {target}"
             )
-    step = params.max_step_replicas
-    limited = _clamp(target, current - step, current + step)
-    if limited != target:
-        reasons.append(f"step limit: at most {step} replicas per decision, {current} -> {limited}")
-    target = _clamp(limited, lo, hi)
-    reasons.append(f"target {target} (was {current})")
-    return ReplicaDecision(target, mode, tuple(reasons), ReplicaState(target, recs), demand)
+    return target, recs
 
 
 # ----------------------------------------------------------------------------- elastic

@@ -38,6 +38,8 @@ from scaler.core.workload import ElasticSpec, Workload
 from scaler.loop import LoopSettings, ScalerLoop
 from scaler.replay.fleet import merge, partition, work_units
 from scaler.replay.model import (
+    FloatArray,
+    Job,
     JobOutcome,
     PolicyName,
     ReplayResult,
@@ -425,33 +427,19 @@ def _elastic_outcomes(
             )
         for p in scenario.policies:
             reps, em = acc[p]
-            if p is PolicyName.ORACLE:
-                outcome = oracle_job(
+            jobs[p].append(
+                _job_outcome(
+                    scenario,
+                    wl,
                     spec,
                     job,
-                    busy_watts=wl.power.busy_watts,
-                    max_replicas=wl.max_replicas,
-                    first_interval=first,
-                    period_start=scenario.start,
-                    step=scenario.step,
+                    replicas=None if p is PolicyName.ORACLE else schedules[p],
+                    first=first,
                     carbon=carbon,
                     replicas_out=reps,
                     emitted_out=em,
                 )
-            else:
-                outcome = run_job(
-                    spec,
-                    job,
-                    busy_watts=wl.power.busy_watts,
-                    replicas=schedules[p],
-                    first_interval=first,
-                    period_start=scenario.start,
-                    step=scenario.step,
-                    carbon=carbon,
-                    replicas_out=reps,
-                    emitted_out=em,
-                )
-            jobs[p].append(outcome)
+            )
         tick(1)
     result = {
         p: WorkloadOutcome(
@@ -469,6 +457,47 @@ def _elastic_outcomes(
         for p in scenario.policies
     }
     return result, ticks
+
+
+def _job_outcome(
+    scenario: ReplayScenario,
+    wl: Workload,
+    spec: ElasticSpec,
+    job: Job,
+    *,
+    replicas: list[int] | None,
+    first: int,
+    carbon: FloatArray,
+    replicas_out: FloatArray,
+    emitted_out: FloatArray,
+) -> JobOutcome:
+    """One job under one policy from interval `first`: at the policy's `replicas` schedule,
+    or (None) the oracle's plan on the true carbon; adds to `replicas_out`/`emitted_out`."""
+    if replicas is None:
+        return oracle_job(
+            spec,
+            job,
+            busy_watts=wl.power.busy_watts,
+            max_replicas=wl.max_replicas,
+            first_interval=first,
+            period_start=scenario.start,
+            step=scenario.step,
+            carbon=carbon,
+            replicas_out=replicas_out,
+            emitted_out=emitted_out,
+        )
+    return run_job(
+        spec,
+        job,
+        busy_watts=wl.power.busy_watts,
+        replicas=replicas,
+        first_interval=first,
+        period_start=scenario.start,
+        step=scenario.step,
+        carbon=carbon,
+        replicas_out=replicas_out,
+        emitted_out=emitted_out,
+    )
 
 
 def _gridshift_job(

@@ -221,6 +221,23 @@ class WattTimeSource:
         percentile: bool = False,
     ) -> CarbonSeries:
         meta = as_mapping(doc.get("meta"), source=self.name, where=f"{where}.meta")
+        factor, period = self._meta(meta, where=where, percentile=percentile)
+        raw = self._points(doc, where=where, factor=factor, quality=quality, percentile=percentile)
+        return CarbonSeries.build(
+            region=self._regions.get(region).name,
+            points=raw,
+            unit=CarbonUnit.PERCENTILE if percentile else CarbonUnit.G_PER_KWH,
+            signal=self.signal,
+            provider=self.name,
+            fetched_at=self._http.clock.now(),
+            resolution=period,
+        )
+
+    def _meta(
+        self, meta: Mapping[str, Any], *, where: str, percentile: bool
+    ) -> tuple[float, timedelta]:
+        """(factor to gCO2/kWh, data point period) from a response's `meta`; checks its units
+        and signal type, logs the provider's warnings."""
         raw_units = meta.get("units")
         units = raw_units if isinstance(raw_units, str) else repr(raw_units)
         if percentile:
@@ -260,6 +277,19 @@ class WattTimeSource:
             meta.get("warnings", []), source=self.name, where=f"{where}.meta.warnings"
         ):
             log.warning("%s: provider warning: %s", self.name, warning)
+        return factor, period
+
+    def _points(
+        self,
+        doc: Mapping[str, Any],
+        *,
+        where: str,
+        factor: float,
+        quality: Quality | None,
+        percentile: bool,
+    ) -> list[RawPoint]:
+        """The response's `data` items as points (values checked, scaled by `factor`); an
+        item's quality is `quality`, or from its `imputed_data_used` flag."""
         data = as_list(doc.get("data"), source=self.name, where=f"{where}.data")
         raw: list[RawPoint] = []
         for i, entry in enumerate(data):
@@ -285,12 +315,4 @@ class WattTimeSource:
             else:
                 point_quality = quality
             raw.append((when, value, point_quality))
-        return CarbonSeries.build(
-            region=self._regions.get(region).name,
-            points=raw,
-            unit=CarbonUnit.PERCENTILE if percentile else CarbonUnit.G_PER_KWH,
-            signal=self.signal,
-            provider=self.name,
-            fetched_at=self._http.clock.now(),
-            resolution=period,
-        )
+        return raw
