@@ -27,6 +27,7 @@ from config.settings import (
 )
 from config.version import __version__
 from config.wiring.carbon import build_workload_region
+from forecasts.platform.kubeclient import BoundedApiClient
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
@@ -54,7 +55,9 @@ from scaler.kube import (
     load_authentication_config_map,
     register_kube_metrics,
 )
+from scaler.kube.api import RequestCounts
 from scaler.kube.events import EventRecorder
+from scaler.kube.replicas import ScaleTargetCache, scale_target_watchers
 from scaler.kube.shards import ServingSnapshots, ShardElector
 from scaler.kube.workloads import ClusterWorkloads
 from scaler.metrics_api import ExternalMetricsApi, MetricsApiServer
@@ -72,19 +75,26 @@ USER_AGENT = f"gridshift/{__version__}"
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
-class GridshiftApiClient(k8s.ApiClient):
+class GridshiftApiClient(BoundedApiClient):
     """An ApiClient that names gridshift on every call: `User-Agent: gridshift/<version>`
     (instead of `OpenAPI-Generator/<client version>/python`) and, on every write (POST, PUT,
     PATCH) that does not name one itself, `?fieldManager=gridshift`, so managedFields and
-    audit logs say who wrote. Every generated API method goes through `param_serialize`."""
+    audit logs say who wrote. Every generated API method goes through `param_serialize`, which
+    also counts each request by verb and resource (`request_counts`). Every answer is read
+    within a byte cap and a whole-call deadline (`BoundedApiClient`)."""
 
     def __init__(self, configuration: k8s.Configuration) -> None:
         super().__init__(configuration)
         self.user_agent = USER_AGENT
+        #: every request sent, by verb and resource (gridshift_kube_api_requests_total)
+        self.request_counts = RequestCounts()
 
     def param_serialize(  # type: ignore[no-untyped-def]
         self, method, resource_path, path_params=None, query_params=None, *args, **kwargs
     ):
+        self.request_counts.count(
+            str(method), str(resource_path), path_params, list(query_params or [])
+        )
         if str(method).upper() in _WRITES:
             params = list(query_params or [])
             if not any(key == "fieldManager" for key, _ in params):
@@ -313,6 +323,19 @@ def build_kube_runtime(
         owns=owns,
         status_refresh_seconds=settings.status_refresh_seconds,
     )
+    targets = ScaleTargetCache() if settings.watch_scale_targets else None
+    target_watchers = (
+        scale_target_watchers(
+            api_client,
+            targets,
+            namespace=settings.watch_namespace,
+            request_timeout_seconds=timeout_s,
+            watch_timeout_seconds=settings.watch_timeout_seconds,
+            stop=stop,
+        )
+        if targets is not None
+        else []
+    )
     watcher = ScalerResourceWatcher(
         custom,
         cache,
@@ -328,10 +351,15 @@ def build_kube_runtime(
         current_snapshot=holder.current,
         stop=stop,
         replicas=KubeReplicaReader(
-            api_client, resources=cache.items, request_timeout_seconds=timeout_s
+            api_client,
+            resources=cache.items,
+            request_timeout_seconds=timeout_s,
+            targets=targets,
         ),
+        target_watchers=target_watchers,
         workloads=workloads,
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
+        request_counts=getattr(api_client, "request_counts", None),
     )
     if registry is not None:
         register_kube_metrics(registry, runtime)

@@ -1,10 +1,16 @@
 """`KubeReplicaReader`: what each workload's target runs now, once per tick (scale subresource,
 ScaledObject target, HPA currentReplicas); failures become `SourceError`s per workload.
+
+With a `ScaleTargetCache` (list + watch of Deployments and StatefulSets, `ScaleTargetWatcher`),
+the replicas of those two kinds, the common targets, come from the watch once it has listed:
+no request per workload per tick (at 10,000 workloads, 10,000 GETs a tick were the API
+server's load). Other kinds, and both before the first list, are read with one GET each.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +24,7 @@ from forecasts.platform.errors import (
     SourceRequestError,
     SourceUnavailable,
 )
+from forecasts.platform.reflector import Reflector
 from scaler.core.workload import Workload
 from scaler.kube.actuation import plural_of
 from scaler.kube.api import DEFAULT_REQUEST_TIMEOUT_SECONDS, TRANSPORT_ERRORS, as_dict
@@ -56,6 +63,99 @@ def _translate(exc: ApiException, where: str, resource: str) -> SourceError:
     return SourceRequestError(f"{where}: {exc.reason}", source=KUBE_SOURCE, status=status)
 
 
+class ScaleTargetCache:
+    """`status.replicas` of every watched Deployment or StatefulSet, by (kind, namespace,
+    name); `synced(kind)` once that kind's first LIST is in. Keeps the count only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._replicas: dict[tuple[str, str, str], int] = {}
+        self._synced: set[str] = set()
+
+    def store(self, kind: str) -> _KindStore:
+        return _KindStore(self, kind)
+
+    def synced(self, kind: str) -> bool:
+        with self._lock:
+            return kind in self._synced
+
+    def replicas(self, kind: str, namespace: str, name: str) -> int | None:
+        """The count, or None when no such object exists (ask only once `synced`)."""
+        with self._lock:
+            return self._replicas.get((kind, namespace, name))
+
+    def _replace(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> None:
+        fresh = dict(_entry(kind, obj) for obj in objects)
+        with self._lock:
+            for key in [k for k in self._replicas if k[0] == kind]:
+                del self._replicas[key]
+            self._replicas.update(fresh)
+            self._synced.add(kind)
+
+    def _apply(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> None:
+        key, count = _entry(kind, obj)
+        with self._lock:
+            if event_type == "DELETED":
+                self._replicas.pop(key, None)
+            else:
+                self._replicas[key] = count
+
+
+def _entry(kind: str, obj: Mapping[str, Any]) -> tuple[tuple[str, str, str], int]:
+    meta = obj.get("metadata") or {}
+    replicas = (obj.get("status") or {}).get("replicas", 0)
+    count = replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else 0
+    return (kind, str(meta.get("namespace", "")), str(meta.get("name", ""))), max(count, 0)
+
+
+class _KindStore:
+    """One kind's `ReflectorStore` view of a `ScaleTargetCache`."""
+
+    def __init__(self, cache: ScaleTargetCache, kind: str) -> None:
+        self._cache, self._kind = cache, kind
+
+    def replace_all(self, objects: Sequence[Mapping[str, Any]]) -> None:
+        self._cache._replace(self._kind, objects)
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        self._cache._apply(self._kind, event_type, obj)
+
+
+def scale_target_watchers(
+    api_client: k8s.ApiClient,
+    cache: ScaleTargetCache,
+    *,
+    namespace: str | None,
+    request_timeout_seconds: float,
+    watch_timeout_seconds: int,
+    stop: threading.Event,
+) -> list[Reflector]:
+    """List + watch of Deployments and StatefulSets (in `namespace`, or all) into `cache`."""
+    apps = k8s.AppsV1Api(api_client)
+    calls: dict[str, Callable[..., Any]] = {
+        "Deployment": apps.list_deployment_for_all_namespaces,
+        "StatefulSet": apps.list_stateful_set_for_all_namespaces,
+    }
+    if namespace:
+        calls = {
+            "Deployment": lambda **kw: apps.list_namespaced_deployment(namespace, **kw),
+            "StatefulSet": lambda **kw: apps.list_namespaced_stateful_set(namespace, **kw),
+        }
+    return [
+        Reflector(
+            call,
+            cache.store(kind),
+            name=kind,
+            log=log,
+            request_timeout_seconds=request_timeout_seconds,
+            watch_timeout_seconds=watch_timeout_seconds,
+            page_size=500,
+            stop=stop,
+        )
+        for kind, call in calls.items()
+    ]
+
+
 class KubeReplicaReader:
     """The cluster side of `scaler.loop.ReplicaReader` (see the module docstring).
 
@@ -68,12 +168,14 @@ class KubeReplicaReader:
         *,
         resources: Callable[[], Mapping[tuple[str, str], ScalerResource]] = dict,
         request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        targets: ScaleTargetCache | None = None,
     ) -> None:
         if request_timeout_seconds <= 0:
             raise ValueError(f"request_timeout_seconds must be > 0, got {request_timeout_seconds}")
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._resources = resources
+        self._targets = targets
         self._timeout = (min(2.0, request_timeout_seconds), request_timeout_seconds)
 
     @property
@@ -160,6 +262,14 @@ class KubeReplicaReader:
                 )
                 return self.replicas_of(namespace, inner)
             if group == "apps" and target.kind in ("Deployment", "StatefulSet"):
+                cached = self._targets
+                if cached is not None and cached.synced(target.kind):  # from the watch
+                    count = cached.replicas(target.kind, namespace, target.name)
+                    if count is None:
+                        raise SourceRequestError(
+                            f"{where} not found", source=KUBE_SOURCE, status=404
+                        )
+                    return count
                 read = (
                     self._apps.read_namespaced_deployment_scale
                     if target.kind == "Deployment"

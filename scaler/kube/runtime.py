@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from forecasts.platform.reflector import Reflector
+from scaler.kube.api import RequestCounts
 from scaler.kube.controller import KubeController
 from scaler.kube.leader import LeaderElector
 from scaler.kube.replicas import KubeReplicaReader
@@ -46,8 +48,14 @@ class KubeRuntime:
         poll_interval_seconds: float = 1.0,
         max_retry_backoff_seconds: float = 30.0,
         timer: Callable[[], float] = time.monotonic,
+        request_counts: RequestCounts | None = None,
+        target_watchers: Sequence[Reflector] = (),
     ) -> None:
         self.watcher = watcher
+        #: what this process sent the API server (None: a client that does not count)
+        self.request_counts = request_counts
+        #: list + watch of the scale targets `replicas` reads from (`ScaleTargetCache`)
+        self.target_watchers = tuple(target_watchers)
         self.replicas = replicas
         #: the scaler loop's workload source (config-file workloads + CarbonAwareScalers)
         self.workloads = workloads
@@ -119,10 +127,16 @@ class KubeRuntime:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        for i, reflector in enumerate(self.target_watchers):
+            thread = threading.Thread(target=reflector.run, name=f"target-watch-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def close(self, timeout_seconds: float = 10.0) -> None:
         self._stop.set()
         self.watcher.stop()
+        for reflector in self.target_watchers:
+            reflector.stop()
         self.elector.stop()
         for thread in self._threads:
             thread.join(timeout=timeout_seconds)
@@ -183,6 +197,16 @@ class KubeCollector(Collector):
             moves.add_metric(["takeover"], float(elector.takeovers))
             moves.add_metric(["handoff"], float(elector.handoffs))
             yield moves
+        if rt.request_counts is not None:
+            requests = CounterMetricFamily(
+                "gridshift_kube_api_requests",
+                "Requests sent to the Kubernetes API server by verb and resource (this replica's "
+                "share of the API server's load).",
+                labels=["verb", "resource"],
+            )
+            for (verb, resource), count in sorted(rt.request_counts.snapshot().items()):
+                requests.add_metric([verb, resource], float(count))
+            yield requests
         yield GaugeMetricFamily(
             "gridshift_kube_sync_pending_resources",
             "CarbonAwareScalers whose last actuation or status write failed (retried).",
