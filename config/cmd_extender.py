@@ -13,8 +13,8 @@ from config.settings import Settings
 from config.wiring import (
     build_agent,
     build_carbon_source,
-    build_carbon_sources,
     build_extender,
+    carbon_provider_status,
     kube_core_api,
     region_rules,
 )
@@ -51,8 +51,8 @@ def _carbon_source(settings: Settings) -> CarbonSource:
     and says so (carbon scores neutral)."""
     clock = SystemClock()
     sample = {region: SampleCarbonSource() for region in SAMPLE_REGIONS}
-    sources, missing = build_carbon_sources(settings, clock=clock)
-    if not sources:
+    configured, missing = carbon_provider_status(settings)
+    if not configured:
         log.warning(
             "no carbon source configured (%s): carbon scores stay neutral, except in the "
             "SAMPLE DATA regions",
