@@ -10,6 +10,13 @@ connections see it; open ones are closed on a switch so keep-alive clients recon
 - `STORM_429`: answers every request `429 Too Many Requests` with `Retry-After`.
 - `TRUNCATED`: answers `200` with a `Content-Length` longer than the body, then closes.
 - `HANG`: accepts, reads the request, and never answers.
+- `OVERSIZED`: answers `200` with a JSON list `oversized_bytes` long.
+- `GZIP_BOMB`: answers `200`, `Content-Encoding: gzip`, a body of a few hundred KB that
+  inflates to `oversized_bytes` x 8 of JSON.
+- `ENDLESS`: answers `200`, chunked, and sends 64 KiB chunks with no newline until the
+  client goes away or `endless_seconds` have passed.
+- `DRIP`: answers `200` with `Content-Length: 1000` and sends the body a byte every
+  `drip_seconds`.
 
 It runs its own asyncio loop on a daemon thread; `with FaultProxy(...) as p:` starts and
 stops it. `connections` counts accepted connections (so a test can see a client retried).
@@ -31,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gzip
 import json
 import socket
 import ssl
@@ -74,6 +82,10 @@ class Fault(enum.Enum):
     STORM_429 = "429 storm"
     TRUNCATED = "truncated body"
     HANG = "hang"
+    OVERSIZED = "oversized body"
+    GZIP_BOMB = "gzip bomb"
+    ENDLESS = "endless body"
+    DRIP = "dripping body"
 
 
 @dataclass(frozen=True)
@@ -142,8 +154,14 @@ class FaultProxy:
         latency_seconds: float = 2.0,
         retry_after_seconds: int = 1,
         upstream_ssl: ssl.SSLContext | None = None,
+        oversized_bytes: int = 8 * 1024 * 1024,
+        endless_seconds: float = 10.0,
+        drip_seconds: float = 0.05,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.oversized_bytes = oversized_bytes
+        self.endless_seconds = endless_seconds
+        self.drip_seconds = drip_seconds
         self.upstream_ssl = upstream_ssl
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
@@ -288,6 +306,9 @@ class FaultProxy:
             if fault is Fault.HANG:
                 await asyncio.sleep(3600)
                 return
+            if fault in (Fault.OVERSIZED, Fault.GZIP_BOMB, Fault.ENDLESS, Fault.DRIP):
+                await self._answer_big(writer, fault)
+                return
             if fault is Fault.HTTP_5XX:
                 body = b'{"error": "injected 503"}'
                 extra = b""
@@ -311,6 +332,34 @@ class FaultProxy:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    async def _answer_big(self, writer: asyncio.StreamWriter, fault: Fault) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if fault is Fault.ENDLESS:
+            writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"a" * 65536
+            ends = asyncio.get_running_loop().time() + self.endless_seconds
+            while asyncio.get_running_loop().time() < ends and not writer.is_closing():
+                writer.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                await writer.drain()
+            return
+        if fault is Fault.DRIP:
+            body = b'{"items": [], "pad": "' + b"p" * 975 + b'"}'
+            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body))
+            for i in range(len(body)):
+                writer.write(body[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(self.drip_seconds)
+            return
+        size = self.oversized_bytes * (8 if fault is Fault.GZIP_BOMB else 1)
+        item = b'{"metadata": {"name": "n"}},'
+        body = b'{"items": [' + item * (size // len(item)) + b'{}], "metadata": {}}'
+        if fault is Fault.GZIP_BOMB:
+            body = gzip.compress(body, compresslevel=9)
+            head += b"Content-Encoding: gzip\r\n"
+        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        await writer.drain()
 
     async def _forward_one(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delay: bool

@@ -27,6 +27,7 @@ from config.settings import (
 )
 from config.version import __version__
 from config.wiring.carbon import build_workload_region
+from forecasts.platform.kubeclient import BoundedApiClient
 from forecasts.platform.serving import parse_listen
 from forecasts.platform.tls import ReloadStats, TlsCollector
 from forecasts.time import Clock
@@ -74,12 +75,13 @@ USER_AGENT = f"gridshift/{__version__}"
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
-class GridshiftApiClient(k8s.ApiClient):
+class GridshiftApiClient(BoundedApiClient):
     """An ApiClient that names gridshift on every call: `User-Agent: gridshift/<version>`
     (instead of `OpenAPI-Generator/<client version>/python`) and, on every write (POST, PUT,
     PATCH) that does not name one itself, `?fieldManager=gridshift`, so managedFields and
     audit logs say who wrote. Every generated API method goes through `param_serialize`, which
-    also counts each request by verb and resource (`request_counts`)."""
+    also counts each request by verb and resource (`request_counts`). Every answer is read
+    within a byte cap and a whole-call deadline (`BoundedApiClient`)."""
 
     def __init__(self, configuration: k8s.Configuration) -> None:
         super().__init__(configuration)

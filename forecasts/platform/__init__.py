@@ -7,6 +7,7 @@
 - `listener`: the bounded HTTP listener every server runs on (limits, deadlines, cap).
 - `signals`: Ctrl-C like SIGTERM: a clean stop for every long-running command.
 - `reflector`: list + watch of one Kubernetes resource kind into a store (client-go style).
+- `kubeclient`: the Kubernetes ApiClient whose answers are read within a byte cap and a deadline.
 
 Nothing here knows a carbon provider, a workload or a node: that is the rooms above.
 """

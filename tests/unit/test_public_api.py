@@ -15,6 +15,7 @@ MODULES = [
     "forecasts.sources",
     "forecasts.platform.errors",
     "forecasts.platform.http",
+    "forecasts.platform.kubeclient",
     "forecasts.platform.reflector",
     "forecasts.platform.serving",
     "scaler",

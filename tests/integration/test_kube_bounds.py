@@ -1,0 +1,140 @@
+"""The Kubernetes client's answers are bounded (`forecasts.platform.kubeclient`).
+
+Through the production client (`config.wiring.kube_api_client`), against
+`tests.faultproxy.FaultProxy` answering in the API server's place on loopback:
+
+* a LIST whose body is over the byte cap, a gzip bomb, an endless chunked body: a
+  `KubeResponseTooLarge` (an `ApiException`) at the cap, fast, not the whole body in memory;
+* a body dripping a byte every 50 ms: `KubeDeadlineExceeded` at the call's deadline (its
+  timeout x the tries the retry policy allows), not after the whole drip;
+* a watch whose line never ends: `KubeResponseTooLarge` at the event cap; the reflector
+  counts it and relists, its thread alive;
+* a TokenReview answered with an oversized body fails as an API error;
+* through the same proxy in `PASS`, an ordinary LIST of the API-server stand-in
+  (`tests.apiserver.FakeApiServer`) reads as before, preloaded or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from config.wiring import kube_api_client
+from forecasts.platform.kubeclient import (
+    BoundedApiClient,
+    KubeDeadlineExceeded,
+    KubeResponseTooLarge,
+)
+from forecasts.platform.reflector import Reflector
+from scaler.kube import DelegatedTokenReviewer
+from tests.apiserver import FakeApiServer
+from tests.faultproxy import Fault, FaultProxy
+
+pytestmark = pytest.mark.integration
+
+CAP = 1024 * 1024
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    with FakeApiServer() as api:
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        with FaultProxy(host, int(port), endless_seconds=20.0) as running:
+            yield running
+
+
+def client(proxy: FaultProxy) -> BoundedApiClient:
+    configuration = k8s.Configuration()
+    configuration.host = proxy.url
+    api = kube_api_client(configuration)
+    assert isinstance(api, BoundedApiClient)
+    api.max_response_bytes = CAP
+    api.max_event_bytes = CAP
+    return api
+
+
+@pytest.mark.parametrize("fault", [Fault.OVERSIZED, Fault.GZIP_BOMB, Fault.ENDLESS])
+def test_a_list_over_the_cap_is_refused_at_the_cap(proxy: FaultProxy, fault: Fault) -> None:
+    proxy.fault = fault
+    started = time.monotonic()
+    with pytest.raises(KubeResponseTooLarge, match=f"over {CAP} bytes"):
+        k8s.CoreV1Api(client(proxy)).list_node(_request_timeout=10)
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_dripping_body_ends_at_the_call_deadline(proxy: FaultProxy) -> None:
+    proxy.fault = Fault.DRIP  # 1,000 bytes at 50 ms each: 50 s
+    started = time.monotonic()
+    with pytest.raises(KubeDeadlineExceeded, match="longer than 1s"):
+        # a 0.5 s timeout, tried twice (kube_api_client re-sends after a read error once)
+        k8s.CoreV1Api(client(proxy)).list_node(_request_timeout=0.5)
+    assert time.monotonic() - started < 2.5
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def replace_all(self, objects: Any) -> None:
+        self.seen.append(("list", len(objects)))
+
+    def apply(self, event_type: str, obj: Any) -> None:
+        self.seen.append((event_type, obj))
+
+
+def test_an_endless_watch_line_is_refused_and_the_reflector_relists(proxy: FaultProxy) -> None:
+    api = k8s.CoreV1Api(client(proxy))
+    errors: list[str] = []
+    reflector = Reflector(
+        api.list_node,
+        _Store(),
+        name="nodes",
+        log=logging.getLogger("test"),
+        request_timeout_seconds=5.0,
+        retry_seconds=0.2,
+        on_error=errors.append,
+    )
+    reflector.list_once()
+    proxy.fault = Fault.ENDLESS
+    with pytest.raises(KubeResponseTooLarge, match="one watch event over"):
+        reflector.watch_once()
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proxy.fault = Fault.PASS
+    relists = reflector.relists
+    deadline = time.monotonic() + 5
+    while reflector.relists == relists and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    reflector.stop()
+    thread.join(timeout=10)
+    assert errors[:1] == ["api"]
+    assert reflector.relists > relists  # listed again once the stream was sane
+    assert not thread.is_alive()
+
+
+def test_an_oversized_token_review_answer_fails_as_an_api_error(proxy: FaultProxy) -> None:
+    proxy.fault = Fault.OVERSIZED
+    reviewer = DelegatedTokenReviewer(client(proxy), request_timeout_seconds=5.0)
+    with pytest.raises(ApiException) as failed:
+        reviewer.review("token")
+    assert isinstance(failed.value, KubeResponseTooLarge)
+
+
+def test_ordinary_answers_read_as_before(proxy: FaultProxy) -> None:
+    api = k8s.CoreV1Api(client(proxy))
+    nodes = api.list_node(_request_timeout=5)
+    assert nodes.items == []
+    raw: Any = api.list_node(_preload_content=False, _request_timeout=5)
+    assert b'"items"' in raw.data
