@@ -28,8 +28,8 @@ from config.options import settings_from_context, settings_options
 from config.settings import CARBON_PROVIDERS, Settings
 from config.wiring import (
     build_carbon_source,
-    build_carbon_sources,
     build_region_map,
+    carbon_provider_status,
     default_last_known_path,
 )
 from forecasts.platform.errors import SourceError
@@ -230,7 +230,7 @@ def _answer(
         raise click.BadParameter(str(exc), param_hint="--source") from None
     chain = [s.name for s in source.chain(canonical)]
     if not chain:
-        _, missing = build_carbon_sources(settings, clock=clock)
+        _, missing = carbon_provider_status(settings)
         why = "; ".join(f"{name}: {reason}" for name, reason in sorted(missing.items()))
         raise click.UsageError(
             f"no carbon source is configured for region {canonical} ({why or 'no zone'}); "

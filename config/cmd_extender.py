@@ -13,8 +13,8 @@ from config.settings import Settings
 from config.wiring import (
     build_agent,
     build_carbon_source,
-    build_carbon_sources,
     build_extender,
+    carbon_provider_status,
     kube_core_api,
     region_rules,
 )
@@ -27,13 +27,11 @@ from extender.static_nodes import (
     sample_inventory,
 )
 from forecasts.platform.listener import (
-    ListenerCollector,
-    ListenerStats,
     ThreadedServer,
     bind_socket,
 )
 from forecasts.platform.listener import build_server as build_listener
-from forecasts.platform.serving import parse_listen, serve
+from forecasts.platform.serving import export_listener, parse_listen, serve
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.clock import SystemClock
@@ -51,8 +49,8 @@ def _carbon_source(settings: Settings) -> CarbonSource:
     and says so (carbon scores neutral)."""
     clock = SystemClock()
     sample = {region: SampleCarbonSource() for region in SAMPLE_REGIONS}
-    sources, missing = build_carbon_sources(settings, clock=clock)
-    if not sources:
+    configured, missing = carbon_provider_status(settings)
+    if not configured:
         log.warning(
             "no carbon source configured (%s): carbon scores stay neutral, except in the "
             "SAMPLE DATA regions",
@@ -199,8 +197,7 @@ def agent_command(
         node_name=node_name if annotate else None,
         kube_api=_kube_api() if annotate else None,
     )
-    listener = ListenerStats()
-    registry.register(ListenerCollector({"agent": listener}))
+    listener = export_listener(registry, "agent")
     server = ThreadedServer(
         build_listener(create_agent_app(registry), stats=listener, loop="asyncio"),
         bind_socket(host, port),

@@ -37,9 +37,9 @@ from config.wiring import (
     load_settings,
     start_scaler_services,
 )
-from forecasts.platform.listener import ListenerCollector, ListenerStats, bind_socket
+from forecasts.platform.listener import bind_socket
 from forecasts.platform.listener import build_server as build_listener
-from forecasts.platform.serving import parse_listen
+from forecasts.platform.serving import export_listener, parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc, humanize_duration
@@ -167,8 +167,7 @@ def run_command(
         log.warning("%s", sources.note)
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     _announce(workloads=len(built.loop.workloads), note=sources.note, speed=speed, base=base)
-    status_listener = ListenerStats()
-    built.registry.register(ListenerCollector({"status": status_listener}))
+    status_listener = export_listener(built.registry, "status")
     # bounded like every listener: header bytes, head/body deadlines, connection cap
     server = build_listener(built.app, stats=status_listener, lifespan="on")
     with contextlib.ExitStack() as stack:

@@ -398,19 +398,7 @@ def plan_carbon_forecast(
             "exog lags (chosen before the backtest window): "
             + ", ".join(f"{c} {lag:+d} h" for c, lag in zip(inputs.exog.columns, lags, strict=True))
         )
-
-    def fits_until(end: int) -> dict[str, FittedModel]:
-        out: dict[str, FittedModel] = {}
-        reg = _fit(model, values, hist, end, None)
-        if reg is not None:
-            out["regression"] = reg
-        if inputs.exog is not None and reg is not None:
-            wfit = _fit(model, values, hist, end, _weather_matrix(inputs, lags, end, hist.end))
-            if wfit is not None:
-                out["regression+exog"] = wfit
-        return out
-
-    final_fits = fits_until(n)
+    final_fits = _fits_until(model, inputs, values, lags, n)
     if not origins:
         reasons.append("too little history for a backtest: the 24 h seasonal naive, no interval")
         return CarbonPlan(
@@ -424,15 +412,9 @@ def plan_carbon_forecast(
             reasons=tuple(reasons),
             seam_half_life_steps=settings.seam_half_life_steps,
         )
-    bt_fits = fits_until(origins[0])
+    bt_fits = _fits_until(model, inputs, values, lags, origins[0])
     truth = np.vstack([values[o : o + horizon] for o in origins])
-    paths: dict[str, list[FloatArray]] = {}
-    for o in origins:
-        for name, path in _own_paths(
-            inputs, values, bt_fits, lags, o, horizon, settings.seam_half_life_steps
-        ).items():
-            paths.setdefault(name, []).append(path)
-    own_mat = {k: np.vstack(v) for k, v in paths.items()}
+    own_mat = _own_backtest(inputs, values, bt_fits, lags, origins, horizon, settings)
     scores = {k: float(np.mean(np.abs(m - truth))) for k, m in own_mat.items()}
     own = min(scores, key=lambda k: (scores[k], k))
     naive_mae = scores["seasonal_naive"]
@@ -462,6 +444,46 @@ def plan_carbon_forecast(
         reasons=tuple(reasons),
         seam_half_life_steps=settings.seam_half_life_steps,
     )
+
+
+def _fits_until(
+    model: SeasonalRegression,
+    inputs: CarbonInputs,
+    values: FloatArray,
+    lags: tuple[int, ...],
+    end: int,
+) -> dict[str, FittedModel]:
+    """The regression fitted on the steps before `end`, and with the exog inputs (at `lags`)
+    when the region has them; a fit that fails is left out."""
+    hist = inputs.history
+    out: dict[str, FittedModel] = {}
+    reg = _fit(model, values, hist, end, None)
+    if reg is not None:
+        out["regression"] = reg
+    if inputs.exog is not None and reg is not None:
+        wfit = _fit(model, values, hist, end, _weather_matrix(inputs, lags, end, hist.end))
+        if wfit is not None:
+            out["regression+exog"] = wfit
+    return out
+
+
+def _own_backtest(
+    inputs: CarbonInputs,
+    values: FloatArray,
+    fits: dict[str, FittedModel],
+    lags: tuple[int, ...],
+    origins: Sequence[int],
+    horizon: int,
+    settings: CarbonForecastSettings,
+) -> dict[str, FloatArray]:
+    """Each own model's forecast paths from every backtest origin (a row per origin)."""
+    paths: dict[str, list[FloatArray]] = {}
+    for o in origins:
+        for name, path in _own_paths(
+            inputs, values, fits, lags, o, horizon, settings.seam_half_life_steps
+        ).items():
+            paths.setdefault(name, []).append(path)
+    return {k: np.vstack(v) for k, v in paths.items()}
 
 
 def _choose_provider(

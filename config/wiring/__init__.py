@@ -26,6 +26,7 @@ from config.wiring.carbon import (
     build_region_map,
     build_region_resolver,
     build_workload_region,
+    carbon_provider_status,
     default_http_client,
     default_last_known_path,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "build_scaler",
     "build_state_store",
     "build_workload_region",
+    "carbon_provider_status",
     "default_http_client",
     "default_last_known_path",
     "kube_api_client",

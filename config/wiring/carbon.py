@@ -170,6 +170,25 @@ def build_carbon_forecasting(
     )
 
 
+def carbon_provider_status(settings: Settings) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the carbon providers the settings configure, the others with the setting each one
+    needs); builds no client, so a command can say what is missing before building any."""
+    carbon = settings.carbon
+    missing: dict[str, str] = {}
+    if carbon.electricitymaps.token is None:
+        missing["electricitymaps"] = "needs carbon.electricitymaps.token"
+    if carbon.watttime.username is None or carbon.watttime.password is None:
+        missing["watttime"] = "needs carbon.watttime.username and .password"
+    if not carbon.uk.enabled:
+        missing["uk"] = "disabled by carbon.uk.enabled=false"
+    if carbon.carbon_aware_sdk.base_url is None:
+        missing["carbon_aware_sdk"] = "needs carbon.carbon_aware_sdk.base_url"
+    if carbon.trace.path is None:
+        missing["trace"] = "needs carbon.trace.path"
+    every = ("electricitymaps", "watttime", "uk", "carbon_aware_sdk", "trace")
+    return tuple(name for name in every if name not in missing), missing
+
+
 def build_carbon_sources(
     settings: Settings,
     *,
@@ -193,8 +212,8 @@ def build_carbon_sources(
             sleep=sleep,
         )
 
+    _, missing = carbon_provider_status(settings)
     sources: dict[str, CarbonSource] = {}
-    missing: dict[str, str] = {}
     em = carbon.electricitymaps
     if em.token is not None:
         sources["electricitymaps"] = ElectricityMapsSource(
@@ -204,8 +223,6 @@ def build_carbon_sources(
             emission_factor=em.emission_factor,
             disable_estimations=em.disable_estimations,
         )
-    else:
-        missing["electricitymaps"] = "needs carbon.electricitymaps.token"
     wt = carbon.watttime
     if wt.username is not None and wt.password is not None:
         sources["watttime"] = WattTimeSource(
@@ -216,14 +233,10 @@ def build_carbon_sources(
             signal_type=wt.signal_type,
             token_renew_after=timedelta(seconds=wt.token_renew_after_seconds),
         )
-    else:
-        missing["watttime"] = "needs carbon.watttime.username and .password"
     if carbon.uk.enabled:
         sources["uk"] = UkCarbonIntensitySource(
             http("uk", carbon.uk.base_url, carbon.uk.timeout_seconds), regions=regions
         )
-    else:
-        missing["uk"] = "disabled by carbon.uk.enabled=false"
     sdk = carbon.carbon_aware_sdk
     if sdk.base_url is not None:
         sources["carbon_aware_sdk"] = CarbonAwareSdkSource(
@@ -231,8 +244,6 @@ def build_carbon_sources(
             regions=regions,
             signal=Signal(sdk.signal),
         )
-    else:
-        missing["carbon_aware_sdk"] = "needs carbon.carbon_aware_sdk.base_url"
     if carbon.trace.path is not None:
         sources["trace"] = TraceCarbonSource(
             carbon.trace.path,
@@ -241,8 +252,6 @@ def build_carbon_sources(
             emission_factor=carbon.trace.emission_factor,
             zeros_as_missing=carbon.trace.zeros_as_missing,
         )
-    else:
-        missing["trace"] = "needs carbon.trace.path"
     return sources, missing
 
 

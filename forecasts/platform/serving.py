@@ -26,7 +26,7 @@ from forecasts.platform.listener import build_server as build_listener
 from forecasts.platform.signals import stop_on_signals
 from forecasts.platform.tls import ReloadingTlsContext, TlsCollector
 
-__all__ = ["build_server", "parse_listen", "serve"]
+__all__ = ["build_server", "export_listener", "parse_listen", "serve"]
 
 
 def parse_listen(listen: str, *, field_name: str = "listen") -> tuple[str, int]:
@@ -38,6 +38,17 @@ def parse_listen(listen: str, *, field_name: str = "listen") -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"{field_name}: port {port} out of range 0..65535")
     return host.strip("[]"), port
+
+
+def export_listener(
+    registry: CollectorRegistry | None, name: str, stats: ListenerStats | None = None
+) -> ListenerStats:
+    """`stats` (default: new) for a listener, its refusals and open connections exported
+    on `registry` (when given) labelled `listener=name`."""
+    stats = stats or ListenerStats()
+    if registry is not None:
+        registry.register(ListenerCollector({name: stats}))
+    return stats
 
 
 def build_server(
@@ -73,9 +84,7 @@ def build_server(
         )
         if registry is not None:
             registry.register(TlsCollector({name: tls}))
-    stats = stats or ListenerStats()
-    if registry is not None:
-        registry.register(ListenerCollector({name: stats}))
+    stats = export_listener(registry, name, stats)
     return build_listener(
         app,
         host=host,

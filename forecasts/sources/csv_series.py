@@ -1,16 +1,25 @@
 """Reads one regular series from a `timestamp_utc,<columns>` CSV trace (the I/O edge).
 
 Long format (a `region` column naming several series) and wide format (one value column per
-series) both work. Rows are placed on a regular grid of `step` (inferred as the most common
-spacing when not given): the samples falling in one slot are averaged (duplicate instants
-included, so half-hourly rows read at 1 h give hourly means); slots without a row, empty
-cells and non-numeric cells are NaN (missing). This is gridshift's one reader of these files:
-`gridshift forecast`/`backtest`, the replay scenarios and the recorded-forecast traces use it.
+series) both work. This is gridshift's one reader of these files, in two layers:
+
+- `read_trace_frame` + `trace_rows`: each region's rows as recorded, one per distinct instant
+  (sorted; a repeated instant keeps its last row, as a later correction of the same period
+  supersedes the earlier one); blank cells (and, when asked, zeros) are NaN. A timestamp
+  without an offset is UTC, as the column name says. A cell that is not a timestamp or not a
+  number is an error naming the line and column. The CSV trace provider
+  (`forecasts.sources.carbon.trace`) replays these rows.
+- `read_csv_columns` / `read_csv_series`: the same rows placed on a regular grid of `step`
+  (inferred as the most common spacing when not given), the distinct instants falling in one
+  slot averaged (half-hourly rows read at 1 h give hourly means); slots without a row are NaN.
+  `gridshift forecast`/`backtest`, the replay scenarios and the recorded-forecast traces use it.
+
 Bad input raises `SourceDataError` naming the file, the column and the problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,14 +34,19 @@ from forecasts.time import from_epoch_s, to_epoch_s
 
 __all__ = [
     "SeriesSpec",
+    "TraceRows",
     "list_columns",
     "parse_series_spec",
     "read_csv_columns",
     "read_csv_series",
+    "read_trace_frame",
+    "trace_rows",
 ]
 
 TIME_COLUMN = "timestamp_utc"
+REGION_COLUMN = "region"
 FloatArray = npt.NDArray[np.float64]
+_HEADER_LINES = 1  # file line of frame row i: i + 1 + _HEADER_LINES
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +82,127 @@ def parse_series_spec(text: str) -> SeriesSpec:
     return SeriesSpec(path=path, region=region, column=column)
 
 
-def _load(path: Path, time_column: str = TIME_COLUMN) -> pd.DataFrame:
+def read_trace_frame(path: Path, *, source: str | None = None) -> pd.DataFrame:
+    """The file's cells (region names as text); `source` names the reader in errors (default:
+    the path)."""
+    src = source or str(path)
     if not path.is_file():
-        raise SourceDataError("no such file", source=str(path))
+        raise SourceDataError("no such file", source=src)
     try:
-        frame = pd.read_csv(path, dtype={"region": str})
+        return pd.read_csv(path, dtype={REGION_COLUMN: str}, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise SourceDataError(f"not a readable CSV ({exc})", source=str(path)) from exc
+        raise SourceDataError(f"not a readable CSV ({exc})", source=src) from exc
+
+
+def _load(path: Path, time_column: str = TIME_COLUMN) -> pd.DataFrame:
+    frame = read_trace_frame(path)
     if time_column not in frame.columns:
         raise SourceDataError(f"missing column {time_column!r}", source=str(path))
     return frame
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRows:
+    """One region's rows (or a file's without a region column): distinct instants, sorted,
+    each with its last row's values (a column per value column, NaN where missing) and the
+    file line that row stands on."""
+
+    epoch_s: FloatArray
+    values: FloatArray
+    lines: npt.NDArray[np.int64]
+
+
+def trace_rows(
+    frame: pd.DataFrame,
+    *,
+    path: Path,
+    columns: tuple[str, ...],
+    regions: Collection[str] | None = None,
+    time_column: str = TIME_COLUMN,
+    zero_is_missing: bool = False,
+    source: str | None = None,
+) -> dict[str | None, TraceRows]:
+    """`columns` of the rows of `regions` (every region when None; the key None when the file
+    has no region column), by region. See the module docstring for the rules."""
+    src = source or str(path)
+    if REGION_COLUMN in frame.columns:
+        names = frame[REGION_COLUMN]
+        blank = names.isna() | (names.astype(str).str.strip() == "")
+        if blank.any():
+            line = int(np.flatnonzero(blank.to_numpy())[0]) + 1 + _HEADER_LINES
+            raise SourceDataError(
+                f"{path.name} line {line}: column {REGION_COLUMN!r} is empty", source=src
+            )
+        names = names.astype(str).str.strip()
+        keep = names.isin(list(regions)) if regions is not None else np.ones(len(frame), bool)
+        keys: pd.Series | None = names[keep]
+        frame = frame[keep]
+    else:
+        keys = None
+    lines = np.arange(len(frame), dtype=np.int64)
+    if keys is not None:
+        lines = np.asarray(keys.index, dtype=np.int64)
+    lines = lines + 1 + _HEADER_LINES
+    epoch = _epoch_seconds(frame[time_column], lines=lines, path=path, column=time_column, src=src)
+    values = (
+        np.column_stack(
+            [_numbers(frame[c], lines=lines, path=path, column=c, src=src) for c in columns]
+        )
+        if columns
+        else np.zeros((len(frame), 0))
+    )
+    if zero_is_missing:
+        values = np.where(values == 0, np.nan, values)
+    out: dict[str | None, TraceRows] = {}
+    groups = (
+        [(None, np.arange(len(frame)))]
+        if keys is None
+        else [(str(k), np.flatnonzero((keys == k).to_numpy())) for k in pd.unique(keys)]
+    )
+    for key, idx in groups:
+        order = idx[np.argsort(epoch[idx], kind="stable")]
+        e = epoch[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = e[1:] != e[:-1]  # a repeated instant keeps its last row
+        kept = order[last]
+        out[key] = TraceRows(epoch[kept], values[kept], lines[kept])
+    return out
+
+
+def _epoch_seconds(
+    cells: pd.Series, *, lines: npt.NDArray[np.int64], path: Path, column: str, src: str
+) -> FloatArray:
+    stamps = pd.to_datetime(cells, utc=True, format="ISO8601", errors="coerce")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SourceDataError(
+            f"{path.name} line {lines[i]}: column {column!r} is not an ISO 8601 timestamp: "
+            f"{cells.iloc[i]!r}",
+            source=src,
+        )
+    return np.asarray(
+        (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(), dtype=np.float64
+    )
+
+
+def _numbers(
+    cells: pd.Series, *, lines: npt.NDArray[np.int64], path: Path, column: str, src: str
+) -> FloatArray:
+    """The column as floats: blank and non-finite cells NaN; any other non-number an error."""
+    values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
+    if not pd.api.types.is_numeric_dtype(cells):
+        text = cells.astype(str).str.strip()
+        bad = np.isnan(values) & cells.notna().to_numpy() & (text != "").to_numpy()
+        bad &= ~text.str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"]).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SourceDataError(
+                f"{path.name} line {lines[i]}: column {column!r} is not a number: "
+                f"{str(cells.iloc[i]).strip()!r}",
+                source=src,
+            )
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 def _value_columns(frame: pd.DataFrame) -> list[str]:
@@ -141,26 +266,17 @@ def read_csv_columns(
             raise SourceDataError(
                 f"column: {c!r} not in file (has {', '.join(available)})", source=str(path)
             )
-    try:
-        stamps = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise SourceDataError(
-            f"{time_column}: unparseable timestamp ({exc})", source=str(path)
-        ) from exc
     if len(frame) == 0:
         raise SourceDataError(f"no rows for region={region!r}", source=str(path))
-    epoch = (
-        np.asarray(
-            (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(), dtype=np.float64
-        )
-        + shift.total_seconds()
-    )
-    values = np.column_stack(
-        [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in columns]
-    )
-    if zero_is_missing:
-        values = np.where(values == 0, np.nan, values)
-    values = np.where(np.isfinite(values), values, np.nan)
+    (rows,) = trace_rows(
+        frame,
+        path=path,
+        columns=columns,
+        time_column=time_column,
+        zero_is_missing=zero_is_missing,
+    ).values()
+    epoch = rows.epoch_s + shift.total_seconds()
+    values = rows.values
     if step is None:
         diffs = np.diff(np.unique(epoch))
         if diffs.size == 0:

@@ -28,18 +28,21 @@ from pydantic import SecretStr
 from forecasts.carbon_forecast import KnownSeries
 from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.platform.http import HttpSource
+from forecasts.sources.forecast_traces import WEATHER_COLUMNS
 from forecasts.time import floor_to, to_epoch_s
 
 __all__ = ["OPEN_METEO_VARIABLES", "OpenMeteoWeatherSource", "WeightedPoint"]
 
 HOUR = timedelta(hours=1)
+# gridshift's weather columns (the recorded GFS traces'), named once in forecast_traces
+_WIND, _TEMPERATURE, _DEWPOINT, _RADIATION, _PRECIPITATION = WEATHER_COLUMNS
 #: Open-Meteo variable -> (gridshift column, accepted unit, offset added to the value).
 OPEN_METEO_VARIABLES: dict[str, tuple[str, str, float]] = {
-    "wind_speed_10m": ("wind_speed_ms", "m/s", 0.0),
-    "temperature_2m": ("temperature_k", "°C", 273.15),
-    "dew_point_2m": ("dewpoint_k", "°C", 273.15),
-    "shortwave_radiation": ("dswrf_wm2", "W/m²", 0.0),
-    "precipitation": ("precip_kgm2", "mm", 0.0),
+    "wind_speed_10m": (_WIND, "m/s", 0.0),
+    "temperature_2m": (_TEMPERATURE, "°C", 273.15),
+    "dew_point_2m": (_DEWPOINT, "°C", 273.15),
+    "shortwave_radiation": (_RADIATION, "W/m²", 0.0),
+    "precipitation": (_PRECIPITATION, "mm", 0.0),
 }
 MAX_PAST_DAYS = 92
 MAX_FORECAST_DAYS = 16

@@ -80,11 +80,7 @@ def run(name: str, path: Path, shared: str, overrides: dict[str, Any]) -> dict[s
     try:
         result = run_replay(
             loaded.scenario,
-            params=loaded.params,
-            loop_settings=loaded.loop_settings,
-            carbon_forecast=loaded.carbon_forecast,
-            load_forecaster=loaded.load_forecaster,
-            refit_every=loaded.refit_every,
+            **loaded.replay_options,
         )
     finally:
         engine.carbon_sources = original

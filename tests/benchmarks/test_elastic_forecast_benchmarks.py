@@ -66,11 +66,7 @@ def replay(shared: Path, name: str) -> dict[str, Any]:
     )
     result = run_replay(
         loaded.scenario,
-        params=loaded.params,
-        loop_settings=loaded.loop_settings,
-        carbon_forecast=loaded.carbon_forecast,
-        load_forecaster=loaded.load_forecaster,
-        refit_every=loaded.refit_every,
+        **loaded.replay_options,
     )
     summary = summarise(result)
     rows = {

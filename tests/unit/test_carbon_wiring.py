@@ -17,7 +17,13 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import CarbonSettings, Settings
-from config.wiring import build_carbon_source, build_carbon_sources, build_region_map, load_settings
+from config.wiring import (
+    build_carbon_source,
+    build_carbon_sources,
+    build_region_map,
+    carbon_provider_status,
+    load_settings,
+)
 from forecasts.sources.carbon.fallback import MemoryLastKnown
 from forecasts.time import FrozenClock
 
@@ -106,6 +112,29 @@ def test_every_base_url_and_timeout_reaches_the_client_factory() -> None:
         ("http://127.0.0.1:3", 2.5),
         ("http://127.0.0.1:4", 10.0),
     ]
+
+
+@pytest.mark.parametrize(
+    "carbon",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param(
+            {"electricitymaps": {"token": "t"}, "uk": {"enabled": False}},
+            id="token, uk off",
+        ),
+        pytest.param(
+            {"watttime": {"username": "u", "password": "p"}, "trace": {"path": "t.csv"}},
+            id="watttime and trace",
+        ),
+    ],
+)
+def test_provider_status_says_what_building_builds(carbon: dict[str, object]) -> None:
+    s = settings(**carbon)
+    factory = Factory()
+    configured, missing = carbon_provider_status(s)
+    assert factory.made == []  # says it without building a client
+    sources, built_missing = build_carbon_sources(s, clock=CLOCK, http_client_factory=factory)
+    assert (configured, missing) == (tuple(sources), built_missing)
 
 
 def test_uk_can_be_disabled() -> None:

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -36,6 +37,7 @@ def replay(*args: str):
     return CliRunner().invoke(cli, ["replay", *args], catch_exceptions=False)
 
 
+@pytest.mark.timeout(10)  # a whole sample replay: about 1 s alone, over 2 s under load
 def test_replay_json_summary() -> None:
     r = replay(
         "--from",
@@ -63,6 +65,7 @@ def test_replay_json_summary() -> None:
     }
 
 
+@pytest.mark.timeout(10)  # a whole sample replay: about 1 s alone, over 2 s under load
 def test_replay_table_output() -> None:
     r = replay(
         "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-02T01:00:00Z", "--step-seconds", "600"

@@ -1,7 +1,8 @@
 """forecasts.sources.csv_series: long/wide CSV traces to a RegularSeries.
 
 Aspects: spec parsing; region and column choice; gaps and blanks become NaN; zero as missing;
-step inference; clear errors naming the file and field."""
+step inference; a repeated instant keeps its last row, in the grid reader and in the CSV trace
+provider alike (one reader); clear errors naming the file, line and field."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import numpy as np
 import pytest
 
 from forecasts.platform.errors import SourceDataError
+from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.csv_series import list_columns, parse_series_spec, read_csv_series
+from forecasts.time import FrozenClock
+from tests.unit.carbon.conftest import REGIONS, T0
 
 LONG = """timestamp_utc,region,gco2,forecast
 2023-01-01T00:00:00Z,GB,100,90
@@ -68,8 +72,12 @@ def test_missing_file_and_time_column(tmp_path: Path) -> None:
         read_csv_series(bad)
     stamps = tmp_path / "stamps.csv"
     stamps.write_text("timestamp_utc,value\nnot-a-time,2\n")
-    with pytest.raises(SourceDataError, match="unparseable"):
+    with pytest.raises(SourceDataError, match="line 2: column 'timestamp_utc' is not an ISO 8601"):
         read_csv_series(stamps)
+    words = tmp_path / "words.csv"
+    words.write_text("timestamp_utc,value\n2023-01-01T00:00:00Z,2\n2023-01-01T01:00:00Z,high\n")
+    with pytest.raises(SourceDataError, match="line 3: column 'value' is not a number: 'high'"):
+        read_csv_series(words, column="value")
     one = tmp_path / "one.csv"
     one.write_text("timestamp_utc,value\n2023-01-01T00:00:00Z,2\n")
     with pytest.raises(SourceDataError, match="two instants"):
@@ -105,3 +113,20 @@ def test_parse_series_spec_errors() -> None:
         parse_series_spec(" ")
     with pytest.raises(ValueError, match="4 parts"):
         parse_series_spec("a:b:c:d")
+
+
+def test_a_repeated_instant_keeps_its_last_row_in_both_readers(tmp_path: Path) -> None:
+    p = tmp_path / "corrected.csv"
+    p.write_text(
+        "timestamp_utc,region,gco2_per_kwh\n"
+        "2025-01-20T10:00:00Z,GB,100\n"
+        "2025-01-20T10:30:00Z,GB,120\n"
+        "2025-01-20T10:00:00Z,GB,110\n"  # a later row for 10:00 corrects the first
+    )
+    hourly = read_csv_series(p, region="GB", column="gco2_per_kwh", step=timedelta(hours=1))
+    assert hourly.values.tolist() == [115.0]  # mean of 110 and 120: each instant counted once
+    half_hourly = read_csv_series(p, region="GB", column="gco2_per_kwh")
+    assert half_hourly.values.tolist() == [110.0, 120.0]
+    live = TraceCarbonSource(p, regions=REGIONS, clock=FrozenClock(T0))
+    points = live.history("GB", start=T0 - timedelta(hours=3), end=T0).points
+    assert [pt.value for pt in points] == [110.0, 120.0]

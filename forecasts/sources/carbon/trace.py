@@ -8,35 +8,46 @@ Columns:
   chosen by `emission_factor`;
 - optional `forecast_gco2_per_kwh` (the GB file's provider forecast), replayed by `forecast()`.
 
-Blank cells are missing values. With `zeros_as_missing` (the default) an exact 0 is missing
-too: the shipped traces use 0 as a placeholder (GB 2023 has five), and a real grid average of
-exactly zero does not occur. The resolution is inferred per region (most common spacing).
-Rows may come in any order; a repeated instant keeps its last row.
+The file is read by `forecasts.sources.csv_series` (gridshift's one reader of these files,
+shared with the replays): blank cells are missing values; rows may come in any order; a
+repeated instant keeps its last row; a cell that is not a timestamp or a number is an error
+naming the line. With `zeros_as_missing` (the default) an exact 0 is missing too: the shipped
+traces use 0 as a placeholder (GB 2023 has five), and a real grid average of exactly zero does
+not occur. A negative intensity is an error. The resolution is inferred per region (most
+common spacing).
 """
 
 from __future__ import annotations
 
 import bisect
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
+
+import numpy as np
+import pandas as pd
 
 from forecasts.platform.errors import SourceDataError, SourceRequestError
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
 from forecasts.sources.carbon._wire import RawPoint, infer_resolution, zone_of
-from forecasts.time import Clock, floor_to
+from forecasts.sources.csv_series import (
+    REGION_COLUMN,
+    TIME_COLUMN,
+    FloatArray,
+    TraceRows,
+    read_trace_frame,
+    trace_rows,
+)
+from forecasts.time import Clock, floor_to, from_epoch_s
 
 __all__ = ["TraceCarbonSource"]
 
 EmissionFactor = Literal["direct", "lifecycle"]
 
-TIME_COLUMN = "timestamp_utc"
-REGION_COLUMN = "region"
 VALUE_COLUMN = "gco2_per_kwh"
 FORECAST_COLUMN = "forecast_gco2_per_kwh"
 
@@ -129,65 +140,54 @@ class TraceCarbonSource:
     def _load(self) -> dict[str, _Track]:
         if self._tracks is not None:
             return self._tracks
-        try:
-            handle = self._path.open(newline="", encoding="utf-8")
-        except OSError as exc:
+        if not self._path.is_file():
             raise SourceRequestError(
-                f"cannot open trace {self._path}: {exc.strerror or exc}", source=self._name
-            ) from None
-        # Only the zones some region names for this provider are parsed (a shared trace
-        # holds many regions; parsing the rest would be wasted work).
+                f"cannot open trace {self._path}: no such file", source=self._name
+            )
+        frame = read_trace_frame(self._path, source=self._name)
+        header = [str(c).strip() for c in frame.columns]
+        frame.columns = pd.Index(header)
+        value_column = self._choose_column(header)
+        self._value_column = value_column
+        self._has_forecast = FORECAST_COLUMN in header
+        columns = (value_column, FORECAST_COLUMN) if self._has_forecast else (value_column,)
+        # Only the zones some region names for this provider are kept (a shared trace
+        # holds many regions).
         wanted = {r.zone(self._name) for r in self._regions.regions} - {None}
-        rows: dict[str, dict[datetime, tuple[float | None, float | None]]] = {}
-        seen_zones: set[str] = set()
-        with handle:
-            reader = csv.reader(handle)
-            header = [h.strip() for h in next(reader, [])]
-            value_column = self._choose_column(header)
-            self._value_column = value_column
-            self._has_forecast = FORECAST_COLUMN in header
-            i_time, i_zone = header.index(TIME_COLUMN), header.index(REGION_COLUMN)
-            i_value = header.index(value_column)
-            i_forecast = header.index(FORECAST_COLUMN) if self._has_forecast else -1
-            width = len(header)
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue
-                if len(row) != width:
-                    raise SourceDataError(
-                        f"{self._path.name} line {line}: {len(row)} cells, header has {width}",
-                        source=self._name,
-                    )
-                zone = row[i_zone].strip()
-                if not zone:
-                    raise SourceDataError(
-                        f"{self._path.name} line {line}: column {REGION_COLUMN!r} is empty",
-                        source=self._name,
-                    )
-                seen_zones.add(zone)
-                if zone not in wanted:
-                    continue
-                when = self._instant(row[i_time], line=line)
-                value = self._number(row[i_value], column=value_column, line=line)
-                forecast = (
-                    self._number(row[i_forecast], column=FORECAST_COLUMN, line=line)
-                    if i_forecast >= 0
-                    else None
-                )
-                rows.setdefault(zone, {})[when] = (value, forecast)
-        self._zones_in_file = frozenset(seen_zones)
+        self._zones_in_file = frozenset(
+            frame[REGION_COLUMN].dropna().astype(str).str.strip().unique()
+        )
+        by_zone = trace_rows(
+            frame,
+            path=self._path,
+            columns=columns,
+            regions={z for z in wanted if z is not None},
+            zero_is_missing=self._zeros_as_missing,
+            source=self._name,
+        )
         tracks: dict[str, _Track] = {}
-        for zone, by_time in rows.items():
-            times = tuple(sorted(by_time))
+        for zone, rows in by_zone.items():
+            assert zone is not None
+            self._refuse_negative(rows, columns)
+            times = tuple(from_epoch_s(float(e)) for e in rows.epoch_s)
             tracks[zone] = _Track(
                 times=times,
-                values=tuple(by_time[t][0] for t in times),
-                forecasts=tuple(by_time[t][1] for t in times),
+                values=_cells(rows.values[:, 0]),
+                forecasts=_cells(rows.values[:, 1]) if self._has_forecast else (None,) * len(times),
                 resolution=infer_resolution(times) or timedelta(hours=1),
             )
         self._tracks = tracks
         return tracks
+
+    def _refuse_negative(self, rows: TraceRows, columns: tuple[str, ...]) -> None:
+        negative = np.argwhere(rows.values < 0)
+        if negative.size:
+            i, j = (int(x) for x in negative[0])
+            raise SourceDataError(
+                f"{self._path.name} line {rows.lines[i]}: column {columns[j]!r} is negative: "
+                f"{rows.values[i, j]:g}",
+                source=self._name,
+            )
 
     def _choose_column(self, header: Sequence[str]) -> str:
         for column in (TIME_COLUMN, REGION_COLUMN):
@@ -207,39 +207,6 @@ class TraceCarbonSource:
             source=self._name,
         )
 
-    def _instant(self, text: str | None, *, line: int) -> datetime:
-        try:
-            when = datetime.fromisoformat((text or "").strip())
-        except ValueError:
-            raise SourceDataError(
-                f"{self._path.name} line {line}: column {TIME_COLUMN!r} is not an ISO 8601 "
-                f"timestamp: {text!r}",
-                source=self._name,
-            ) from None
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-    def _number(self, text: str | None, *, column: str, line: int) -> float | None:
-        cell = (text or "").strip()
-        if not cell:
-            return None
-        try:
-            value = float(cell)
-        except ValueError:
-            raise SourceDataError(
-                f"{self._path.name} line {line}: column {column!r} is not a number: {cell!r}",
-                source=self._name,
-            ) from None
-        if not math.isfinite(value):
-            return None
-        if value < 0:
-            raise SourceDataError(
-                f"{self._path.name} line {line}: column {column!r} is negative: {value}",
-                source=self._name,
-            )
-        if value == 0 and self._zeros_as_missing:
-            return None
-        return value
-
     def _series(self, region: str, raw: list[RawPoint], track: _Track) -> CarbonSeries:
         factor: str | None = None
         if self._value_column.endswith(("_direct", "_lifecycle")):
@@ -254,3 +221,7 @@ class TraceCarbonSource:
             resolution=track.resolution,
             emission_factor=factor,
         )
+
+
+def _cells(column: FloatArray) -> tuple[float | None, ...]:
+    return tuple(None if math.isnan(v) else float(v) for v in column)
