@@ -53,6 +53,8 @@ from urllib.parse import parse_qs
 
 import kubernetes.client
 
+from tests.faultproxy import FailureRules, status_body
+
 __all__ = [
     "NODES",
     "FakeApiServer",
@@ -107,21 +109,6 @@ def kubeconfig_for(url: str) -> str:
     )
 
 
-def status_body(code: int, reason: str, message: str, **details: Any) -> Obj:
-    body: Obj = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
@@ -129,15 +116,6 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
-
-
-@dataclass
-class _Failure:
-    method: str
-    path_contains: str
-    status: int
-    reason: str
-    times: int
 
 
 @dataclass(frozen=True)
@@ -233,7 +211,7 @@ class FakeApiServer:
         self._rv = 100
         self._compacted_rv = 0
         self._compactions = 0
-        self._failures: list[_Failure] = []
+        self._failures = FailureRules()
         self._stopping = False
         owner = self
 
@@ -302,16 +280,7 @@ class FakeApiServer:
     def fail_next(
         self, method: str, path_contains: str, status: int, *, reason: str = "", times: int = 1
     ) -> None:
-        default = {
-            409: "Conflict",
-            404: "NotFound",
-            500: "InternalError",
-            410: "Expired",
-            503: "ServiceUnavailable",
-            403: "Forbidden",
-        }.get(status, "Failure")
-        with self._lock:
-            self._failures.append(_Failure(method, path_contains, status, reason or default, times))
+        self._failures.add(method, path_contains, status, reason=reason, times=times)
 
     def compact(self) -> int:
         """Forget history: open watches end with a 410 ERROR event (as when etcd compacts
@@ -517,15 +486,6 @@ class FakeApiServer:
             "items": items,
         }
 
-    def _take_failure(self, method: str, path: str) -> _Failure | None:
-        for failure in self._failures:
-            if failure.method == method and failure.path_contains in path:
-                failure.times -= 1
-                if failure.times <= 0:
-                    self._failures.remove(failure)
-                return failure
-        return None
-
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -555,8 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         try:
-            with owner._lock:
-                failure = owner._take_failure(self.command, path)
+            failure = owner._failures.take(self.command, path)
             if failure is not None:
                 raise ApiError(failure.status, failure.reason, f"injected {failure.status}")
             route = _parse_route(path)

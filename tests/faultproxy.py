@@ -55,6 +55,8 @@ import httpx
 
 __all__ = [
     "ARTIFACTS",
+    "FailureRule",
+    "FailureRules",
     "Fault",
     "FaultProxy",
     "RecordedRequest",
@@ -99,17 +101,6 @@ class RecordedRequest:
     body: Any
 
 
-@dataclass
-class _Failure:
-    method: str
-    path_contains: str
-    status: int
-    reason: str
-    times: int
-    query_contains: str
-    stream_line: str | None
-
-
 # metav1.StatusReason per code, as kube-apiserver names them (k8s.io/apimachinery errors.go)
 _REASONS = {
     403: "Forbidden",
@@ -121,9 +112,9 @@ _REASONS = {
 }
 
 
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
     """A metav1.Status failure body as kube-apiserver writes it."""
-    return {
+    body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -132,6 +123,62 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+    if details:
+        body["details"] = details
+    return body
+
+
+@dataclass
+class FailureRule:
+    method: str
+    path_contains: str
+    status: int
+    reason: str
+    times: int
+    query_contains: str = ""
+    stream_line: str | None = None
+
+
+class FailureRules:
+    """Injected failures, shared by this proxy and the stand-in API server
+    (`tests.apiserver`): the next `times` requests of `method` on a path containing
+    `path_contains` (and a raw query containing `query_contains`) take the rule."""
+
+    def __init__(self) -> None:
+        self._rules: list[FailureRule] = []
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        method: str,
+        path_contains: str,
+        status: int,
+        *,
+        reason: str = "",
+        times: int = 1,
+        query_contains: str = "",
+        stream_line: str | None = None,
+    ) -> None:
+        default = _REASONS.get(status, "OK" if status < 400 else "Failure")
+        rule = FailureRule(
+            method, path_contains, status, reason or default, times, query_contains, stream_line
+        )
+        with self._lock:
+            self._rules.append(rule)
+
+    def take(self, method: str, path: str, query: str = "") -> FailureRule | None:
+        with self._lock:
+            for rule in self._rules:
+                if (
+                    rule.method == method
+                    and rule.path_contains in path
+                    and rule.query_contains in query
+                ):
+                    rule.times -= 1
+                    if rule.times <= 0:
+                        self._rules.remove(rule)
+                    return rule
+        return None
 
 
 def _header(line: str) -> tuple[str, str]:
@@ -164,8 +211,7 @@ class FaultProxy:
         self.drip_seconds = drip_seconds
         self.upstream_ssl = upstream_ssl
         self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
-        self._rules_lock = threading.Lock()
+        self._failures = FailureRules()
         self.latency_seconds = latency_seconds
         self.retry_after_seconds = retry_after_seconds
         self._fault = Fault.PASS
@@ -199,31 +245,15 @@ class FaultProxy:
         """Answer the next `times` requests `method` on a path containing `path_contains`
         (and a raw query containing `query_contains`) with `status` (HTTP mode); with
         `stream_line`, answer 200 and a watch stream of that one line, sent as is."""
-        failure = _Failure(
+        self._failures.add(
             method,
             path_contains,
             status,
-            reason or _REASONS.get(status, "OK"),
-            times,
-            query_contains,
-            stream_line,
+            reason=reason,
+            times=times,
+            query_contains=query_contains,
+            stream_line=stream_line,
         )
-        with self._rules_lock:
-            self._failures.append(failure)
-
-    def _take_failure(self, method: str, path: str, query: str) -> _Failure | None:
-        with self._rules_lock:
-            for failure in self._failures:
-                if (
-                    failure.method == method
-                    and failure.path_contains in path
-                    and failure.query_contains in query
-                ):
-                    failure.times -= 1
-                    if failure.times <= 0:
-                        self._failures.remove(failure)
-                    return failure
-        return None
 
     @property
     def url(self) -> str:
@@ -379,7 +409,7 @@ class FaultProxy:
         self.requests.append(
             RecordedRequest(method, url.path, query, headers, json.loads(raw) if raw else None)
         )
-        failure = self._take_failure(method, url.path, url.query)
+        failure = self._failures.take(method, url.path, url.query)
         if failure is not None:
             await self._answer_failure(
                 writer, failure, watch=query.get("watch") in (["true"], ["1"])
@@ -410,7 +440,7 @@ class FaultProxy:
             up_writer.transport.abort()
 
     async def _answer_failure(
-        self, writer: asyncio.StreamWriter, failure: _Failure, *, watch: bool
+        self, writer: asyncio.StreamWriter, failure: FailureRule, *, watch: bool
     ) -> None:
         message = f"injected {failure.status}"
         line = b""
