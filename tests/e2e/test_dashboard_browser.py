@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster.plane import wait_until
 from tests.gridshift_process import running_gridshift
 from tests.sample_cluster import DEPLOYMENTS, running_sample_stack
 
@@ -165,10 +166,19 @@ def test_dashboard_renders_live_charts_offline(tmp_path: Path) -> None:
             assert page.inner_text("#replicas-note").strip() == ""
             replicas_legend = page.inner_text("#legend-replicas")
             assert re.search(r"web-frontend actual \d+", replicas_legend), replicas_legend
-            # the scaler actuated the stand-in's Deployment and the actual count followed
-            status = httpx.get(f"{gs.base_url}/status/web-frontend", timeout=5).json()
-            deployment = stack.api.get_object(f"{DEPLOYMENTS}/web-frontend")
-            assert deployment is not None
+
+            # the scaler actuated the stand-in's Deployment and the actual count followed: the
+            # status is as of the last tick, and the stand-in settles status.replicas on its own
+            # timer, so the two agree once a tick has seen the latest settle
+            def agreed() -> tuple[dict[str, Any], dict[str, Any]] | None:
+                status = httpx.get(f"{gs.base_url}/status/web-frontend", timeout=5).json()
+                deployment = stack.api.get_object(f"{DEPLOYMENTS}/web-frontend")
+                assert deployment is not None
+                if status["actual_replicas"] != deployment["status"]["replicas"]:
+                    return None
+                return status, deployment
+
+            status, deployment = wait_until(agreed, timeout_s=30, what="actual replicas followed")
             assert deployment["spec"]["replicas"] == min(20, max(2, status["desired_replicas"]))
             assert status["actual_replicas"] == deployment["status"]["replicas"]
 
