@@ -6,11 +6,10 @@ in `forecasts/models/` produce them; the scaler and the extender consume them.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +20,11 @@ from forecasts.time import ensure_utc, to_epoch_s
 __all__ = [
     "REQUIRED_QUANTILES",
     "STANDARD_QUANTILES",
+    "BatchForecaster",
     "FittedModel",
     "Forecast",
     "Forecaster",
+    "fit_each",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -61,21 +62,28 @@ class Forecast:
         missing = [q for q in REQUIRED_QUANTILES if q not in self.quantiles]
         if missing:
             raise ValueError(f"{self.model}: forecast lacks required quantiles {missing}")
-        qs: dict[float, FloatArray] = {}
-        for q in sorted(self.quantiles):
+        levels = tuple(sorted(self.quantiles))
+        rows: list[FloatArray] = []
+        for q in levels:
             if not 0.0 < q < 1.0:
                 raise ValueError(f"quantile level must be in (0, 1), got {q}")
-            arr = np.array(self.quantiles[q], dtype=float, copy=True)
+            arr = np.asarray(self.quantiles[q], dtype=float)
             if arr.shape != mean.shape:
                 raise ValueError(f"quantile {q} has shape {arr.shape}, mean has {mean.shape}")
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{self.model}: quantile {q} has non-finite values")
-            arr.setflags(write=False)
-            qs[q] = arr
-        levels = tuple(qs)
-        for lo, hi in itertools.pairwise(levels):
-            if (qs[lo] > qs[hi] + 1e-9 * (1 + np.abs(qs[hi]))).any():
-                raise ValueError(f"{self.model}: quantile {lo} exceeds quantile {hi}")
+            rows.append(arr)
+        # every level checked at once: one copy (row q of `table` is level q's values)
+        table = np.array(rows, dtype=float)
+        finite = np.isfinite(table).all(axis=1)
+        if not finite.all():
+            q = levels[int(np.argmin(finite))]
+            raise ValueError(f"{self.model}: quantile {q} has non-finite values")
+        lo_rows, hi_rows = table[:-1], table[1:]
+        crossed = (lo_rows > hi_rows + 1e-9 * (1 + np.abs(hi_rows))).any(axis=1)
+        if crossed.any():
+            i = int(np.argmax(crossed))
+            raise ValueError(f"{self.model}: quantile {levels[i]} exceeds quantile {levels[i + 1]}")
+        table.setflags(write=False)
+        qs: dict[float, FloatArray] = dict(zip(levels, table, strict=True))
         object.__setattr__(self, "quantiles", qs)
         object.__setattr__(self, "_levels", levels)
 
@@ -154,3 +162,28 @@ class Forecaster(Protocol):
     def fit(
         self, history: RegularSeries, *, exog: FloatArray | None = None, seed: int = 0
     ) -> FittedModel: ...
+
+
+@runtime_checkable
+class BatchForecaster(Forecaster, Protocol):
+    """A forecaster that fits many histories in one call, each exactly as `fit` would."""
+
+    def fit_many(self, histories: Sequence[RegularSeries]) -> Sequence[FittedModel | ValueError]:
+        """The fit of each history, in order, or the `ValueError` `fit` raises for it."""
+        ...
+
+
+def fit_each(
+    forecaster: Forecaster, histories: Sequence[RegularSeries]
+) -> list[FittedModel | ValueError]:
+    """`forecaster.fit` of each history (no exog, seed 0), in order, or the `ValueError` it
+    raised: in one call where the forecaster fits many at once (`BatchForecaster`)."""
+    if isinstance(forecaster, BatchForecaster):
+        return list(forecaster.fit_many(histories))
+    out: list[FittedModel | ValueError] = []
+    for history in histories:
+        try:
+            out.append(forecaster.fit(history))
+        except ValueError as exc:
+            out.append(exc)
+    return out

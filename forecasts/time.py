@@ -33,6 +33,8 @@ class Clock(Protocol):
 
 def ensure_utc(at: datetime, *, name: str = "datetime") -> datetime:
     """Return `at` in UTC; a naive datetime is a programmer error."""
+    if at.tzinfo is UTC:  # already UTC (the common case, on every tick's hot path)
+        return at
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {at.isoformat()}")
     return at.astimezone(UTC)

@@ -38,7 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
-from forecasts.forecast import FittedModel, Forecast, Forecaster
+from forecasts.forecast import FittedModel, Forecast, Forecaster, fit_each
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.platform.errors import SourceError
 from forecasts.series import CarbonSeries, RegularSeries
@@ -441,14 +441,16 @@ class ScalerLoop:
                 self._source_error(f"refit {w.name}", exc, logged)
                 failed.append(w.name)
         pending: dict[str, Future[FittedModel]] = {}
-        for name, hist in histories.items():
-            if executor is None:
-                try:
-                    models[name] = self._forecaster.fit(hist)
-                except ValueError as exc:
-                    self._log.warning("refit %s: %s (keeping the previous model)", name, exc)
+        if executor is None:  # in one call where the model fits many histories at once
+            fits = fit_each(self._forecaster, list(histories.values()))
+            for name, fitted in zip(histories, fits, strict=True):
+                if isinstance(fitted, ValueError):
+                    self._log.warning("refit %s: %s (keeping the previous model)", name, fitted)
                     failed.append(name)
-            else:
+                else:
+                    models[name] = fitted
+        else:
+            for name, hist in histories.items():
                 pending[name] = executor.submit(_fit, self._forecaster, hist)
         for name, future in pending.items():
             try:
@@ -598,7 +600,14 @@ class ScalerLoop:
                 ran = actual[w.name][0] if w.name in effect else None
                 self._start_from_actual(w, actual[w.name][0])
                 status, account = self._tick_workload(
-                    w, now, regions[w.region], previous.get(w.region), logged, fetched, ran
+                    w,
+                    now,
+                    regions[w.region],
+                    previous.get(w.region),
+                    logged,
+                    fetched,
+                    ran,
+                    actual[w.name],
                 )
             except Exception:  # one bad workload must not stop the others
                 self._log.exception("tick %s failed; keeping its previous decision", w.name)
@@ -606,9 +615,10 @@ class ScalerLoop:
                 prev = self._state[w.name].last_status
                 if prev is None:
                     continue
-                status, account = prev, None
-            replicas, note = actual[w.name]
-            statuses[w.name] = replace(status, actual_replicas=replicas, actual_replicas_note=note)
+                replicas, note = actual[w.name]
+                status = replace(prev, actual_replicas=replicas, actual_replicas_note=note)
+                account = None
+            statuses[w.name] = status
             if account is not None:
                 accounts.append(account)
         self._ledger = self._ledger.add(accounts)
@@ -643,10 +653,12 @@ class ScalerLoop:
         logged: set[str],
         fetched: _Fetched,
         ran: int | None = None,
+        actual: tuple[int | None, str] = (None, NO_CLUSTER_NOTE),
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
         """One workload's decision, in four steps: its inputs, the interval just ended
         accounted, the decision, its status. `ran` is its actual replica count when its
-        decisions are in effect in the cluster (the interval is accounted at it)."""
+        decisions are in effect in the cluster (the interval is accounted at it); `actual`
+        the replicas its target runs as the status shows them (count or None, why unknown)."""
         st = self._state[w.name]
         inputs = self._inputs(w, st, now, region, logged, fetched)
         account, reasons = account_tick(
@@ -686,6 +698,7 @@ class ScalerLoop:
             totals=self._ledger.by_workload.get(w.name),
             data_note=self._settings.data_note,
             load_model=model.name if model is not None else None,
+            actual=actual,
         )
         st.last_status = status
         return status, account

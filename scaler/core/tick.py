@@ -371,9 +371,11 @@ def workload_status(
     totals: Totals | None,
     data_note: str,
     load_model: str | None,
+    actual: tuple[int | None, str] = (None, ""),
 ) -> WorkloadStatus:
     """The workload's status after its decision, with its running totals (`totals` before
-    this tick's `account`)."""
+    this tick's `account`) and `actual`: the replicas its target runs (None: unknown) and
+    why unknown."""
     emitted = (totals.emitted_g if totals else 0.0) + (account.emitted_g if account else 0.0)
     cf = (totals.counterfactual_g if totals else 0.0) + (
         account.counterfactual_g if account else 0.0
@@ -414,4 +416,6 @@ def workload_status(
         min_replicas=w.min_replicas,
         max_replicas=w.max_replicas,
         capacity_per_replica=w.capacity_per_replica,
+        actual_replicas=actual[0],
+        actual_replicas_note=actual[1],
     )

@@ -24,7 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecasts.backtest import backtest, rolling_origins, select_model
-from forecasts.forecast import REQUIRED_QUANTILES, Forecast, Forecaster
+from forecasts.forecast import (
+    REQUIRED_QUANTILES,
+    BatchForecaster,
+    Forecast,
+    Forecaster,
+    fit_each,
+)
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
 from forecasts.models.auto import AutoSelect
 from forecasts.models.profile_persistence import ProfilePersistence
@@ -316,3 +322,32 @@ def test_non_negative_history_gives_non_negative_forecast(factory: Factory) -> N
     assert (fc.mean >= 0).all()
     for q in fc.quantiles:
         assert (fc.quantiles[q] >= 0).all()
+
+
+@pytest.mark.parametrize("factory", ALL)
+def test_fit_each_is_fit_of_each_history(factory: Factory) -> None:
+    """`fit_each` (batched where the model is a `BatchForecaster`) gives exactly what `fit`
+    gives for each history, in order, with the error in place of a history it cannot fit."""
+    histories = [
+        make_series(seed=1),
+        make_series(seed=2, gaps=True),
+        make_series(24 * 15, seed=3),
+        RegularSeries(start=START, step=HOUR, values=np.full(24 * 16, np.nan), unit="rps"),
+    ]
+    got = fit_each(factory(), histories)
+    assert len(got) == len(histories)
+    assert isinstance(got[-1], ValueError)
+    with pytest.raises(ValueError, match=str(got[-1])):
+        factory().fit(histories[-1])
+    for history, fitted in zip(histories[:-1], got[:-1], strict=True):
+        assert not isinstance(fitted, ValueError)
+        alone = factory().fit(history).predict(horizon=24)
+        batched = fitted.predict(horizon=24)
+        np.testing.assert_array_equal(batched.mean, alone.mean)
+        for q in alone.quantiles:
+            np.testing.assert_array_equal(batched.quantiles[q], alone.quantiles[q])
+
+
+def test_profile_persistence_fits_many_at_once() -> None:
+    assert isinstance(ProfilePersistence(period=24), BatchForecaster)
+    assert not isinstance(SeasonalNaive(24), BatchForecaster)
