@@ -43,10 +43,11 @@ from forecasts.platform.serving import export_listener, parse_listen
 from forecasts.platform.signals import stop_on_signals
 from forecasts.sources.clock import AcceleratedClock, SystemClock
 from forecasts.time import Clock, SteppingClock, ensure_utc, humanize_duration
+from scaler.kube.shards import ShardElector
 from scaler.loop import ScalerLoop
 from scaler.replay.engine import tick_over
 from scaler.snapshot import Mode
-from scaler.state import ConfigMapStateStore, StateStoreError
+from scaler.state import ConfigMapStateStore, ShardStateStore, StateStoreError
 
 __all__ = ["replay_command", "run_command"]
 
@@ -239,15 +240,18 @@ def _announce(*, workloads: int, note: str, speed: float, base: str) -> None:
 
 def _attach_cluster(built: ScalerApp, services: ScalerServices) -> None:
     """With a cluster connection: actual replicas read every tick, CarbonAwareScalers as the
-    workload set (CRD-first), and the ConfigMap state written only by the leading replica."""
+    workload set (CRD-first), and the ConfigMap state written only by the leading replica
+    (sharded: each shard's ConfigMap only by the replica holding that shard)."""
     if services.kube is None:
         return
     built.loop.use_replica_reader(services.kube.replicas)
     if services.kube.workloads is not None:  # CRD-first: each CR is a workload
         built.loop.use_workload_source(services.kube.workloads.current)
-    if isinstance(built.state_store, ConfigMapStateStore):
-        elector = services.kube.elector  # one writer: the replica that leads
-        built.state_store.write_only_when(lambda: elector.leading)
+    elector = services.kube.elector
+    if isinstance(built.state_store, ShardStateStore) and isinstance(elector, ShardElector):
+        built.state_store.write_only_when(elector.holds)  # each shard's writer: its holder
+    elif isinstance(built.state_store, ConfigMapStateStore):
+        built.state_store.write_only_when(lambda: elector.leading)  # one writer: the leader
 
 
 def _parse_instant(value: str, name: str) -> datetime:

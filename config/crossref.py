@@ -5,9 +5,7 @@ points at another setting must exist.
 - `extender.default_region`, `extender.regions`, `extender.prefer_regions` and
   `extender.avoid_regions` are regions in `carbon.regions` (aliases
   live in `carbon.regions.<REGION>.aliases`, so they name a region by construction);
-- no two workloads scale the same target (namespace, kind, name): they would fight;
-- the sharded scaler (`kube.shards` > 0) keeps no ConfigMap checkpoint: one ConfigMap holds one
-  process's counters, and the replicas of a sharded install would overwrite each other's.
+- no two workloads scale the same target (namespace, kind, name): they would fight.
 
 Each broken reference is one `Problem` naming the field, the value, the layer it came from and
 a "did you mean" where a known name is close. `config check`, `run` and the extender all load
@@ -82,17 +80,6 @@ def cross_reference_problems(
                     source=_source(prov, f"scaler.workloads.{i}.target"),
                 )
             )
-    if settings.kube.shards > 0 and settings.scaler.state_store == "configmap":
-        problems.append(
-            Problem(
-                path="scaler.state_store",
-                message="'configmap' keeps one replica's counters; with kube.shards > 0 every "
-                "replica decides a different share and would overwrite it: use 'none' "
-                "(a workload taken over starts from what its target runs now)",
-                value=repr("configmap"),
-                source=_source(prov, "scaler.state_store"),
-            )
-        )
     ext = settings.extender
     if ext.default_region is not None and ext.default_region not in regions:
         problems.append(

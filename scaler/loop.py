@@ -241,6 +241,7 @@ class ScalerLoop:
                 counterfactual_energy_joules=t.counterfactual_energy_joules,
                 emitted_g=t.emitted_g,
                 counterfactual_g=t.counterfactual_g,
+                namespace=w.namespace,
             )
         for name, kept in self._restorable.items():  # not listed since the restore (yet)
             out.setdefault(name, kept)
@@ -266,9 +267,25 @@ class ScalerLoop:
             self._ledger.total.saved_g,
         )
 
+    def continue_from(self, cp: LoopCheckpoint) -> None:
+        """Continue the workloads a partial checkpoint names (shards this replica took over
+        from another): their replicas, elastic work left and counters replace what this
+        replica had for them (they started fresh here); every other workload, the ledger's
+        other entries and the tick count stay. Workloads not listed yet continue from it
+        when they appear (`set_workloads`)."""
+        self._restorable.update(cp.workloads)
+        restored = self._restore_workloads([w for w in self.workloads if w.name in cp.workloads])
+        self._log.info(
+            "continuing %d workloads taken over (checkpoint saved at %s), %d more when listed",
+            restored,
+            cp.saved_at.isoformat(),
+            len(cp.workloads) - restored,
+        )
+
     def _restore_workloads(self, workloads: Sequence[Workload]) -> int:
-        """Continue each of `workloads` that the kept checkpoint names (once each), adding
-        its counters to the ledger (rebuilt once, not once per workload); how many."""
+        """Continue each of `workloads` that the kept checkpoint names (once each), its
+        counters replacing its own in the ledger (rebuilt once, not once per workload); how
+        many."""
         led = self._ledger
         by_workload, by_region, total = dict(led.by_workload), dict(led.by_region), led.total
         restored = 0
@@ -288,6 +305,10 @@ class ScalerLoop:
             t = Totals(
                 c.energy_joules, c.counterfactual_energy_joules, c.emitted_g, c.counterfactual_g
             )
+            own = by_workload.get(w.name)
+            if own is not None:  # what this replica counted for it gives way to the checkpoint
+                by_region[w.region] = _minus_totals(by_region.get(w.region, Totals()), own)
+                total = _minus_totals(total, own)
             by_workload[w.name] = t
             by_region[w.region] = _sum_totals(by_region.get(w.region, Totals()), t)
             total = _sum_totals(total, t)
@@ -379,7 +400,9 @@ class ScalerLoop:
             self._count_error("state")
             self._log.warning("state not re-read on taking over: %s; not saving yet", exc)
             return
-        if stored is not None:
+        if stored is not None and stored.partial:
+            self.continue_from(stored)
+        elif stored is not None:
             self.restore(stored)
 
     def _persist(self) -> None:
@@ -755,6 +778,10 @@ class ScalerLoop:
 
 def _sum_totals(a: Totals, b: Totals) -> Totals:
     return Totals(*(x + y for x, y in zip(_totals(a), _totals(b), strict=True)))
+
+
+def _minus_totals(a: Totals, b: Totals) -> Totals:
+    return Totals(*(x - y for x, y in zip(_totals(a), _totals(b), strict=True)))
 
 
 def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:

@@ -10,6 +10,10 @@ the cumulative energy/emission totals. `StateStore` is the role that keeps it; t
 - `ConfigMapStateStore`: the same JSON in one key of a ConfigMap through the kubernetes client
   (an update replaces the object whole, so it is atomic on the API server; optimistic
   concurrency on `resourceVersion`, bounded size, a deadline per call).
+- `ShardStateStore`: the sharded scaler's, one `ConfigMapStateStore` per shard
+  (`<name>-shard-<i>`), each holding the checkpoints of its shard's workloads and written only
+  by the replica that holds the shard's Lease; a replica that acquires a shard continues its
+  workloads (elastic work left, counters) from the previous holder's last save.
 
 A checkpoint that cannot be read (corrupt, another version) is reported and ignored: the
 scaler then starts fresh rather than crash-looping.
@@ -18,12 +22,13 @@ scaler then starts fresh rather than crash-looping.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +44,7 @@ __all__ = [
     "ConfigMapStateStore",
     "FileStateStore",
     "LoopCheckpoint",
+    "ShardStateStore",
     "StateStore",
     "StateStoreError",
     "WorkloadCheckpoint",
@@ -64,13 +70,19 @@ class WorkloadCheckpoint:
     counterfactual_energy_joules: float = 0.0
     emitted_g: float = 0.0
     counterfactual_g: float = 0.0
+    namespace: str = ""  # with the name, the workload's shard (checkpoints before it: "")
 
 
 @dataclass(frozen=True, slots=True)
 class LoopCheckpoint:
+    """`partial`: the checkpoint names only the workloads handed to this replica (the shards
+    it took over, `ShardStateStore`): those continue from it, every other workload keeps its
+    own state and counters, and the tick count stays; else it is the whole loop's state."""
+
     saved_at: datetime
     ticks_total: int
     workloads: Mapping[str, WorkloadCheckpoint] = field(default_factory=dict)
+    partial: bool = False
 
 
 class StateStore(Protocol):
@@ -108,6 +120,7 @@ def checkpoint_to_json(cp: LoopCheckpoint) -> str:
                     "counterfactual_energy_joules": w.counterfactual_energy_joules,
                     "emitted_g": w.emitted_g,
                     "counterfactual_g": w.counterfactual_g,
+                    "namespace": w.namespace,
                 }
                 for name, w in sorted(cp.workloads.items())
             },
@@ -168,7 +181,11 @@ def checkpoint_from_json(text: str | bytes) -> LoopCheckpoint:
         if replicas < 0 or cf < 0:
             raise CheckpointError(f"{where}: replica counts must be >= 0")
         last = w.get("last_at")
+        namespace = w.get("namespace", "")
+        if not isinstance(namespace, str):
+            raise CheckpointError(f"{where}.namespace: expected a string")
         workloads[name] = WorkloadCheckpoint(
+            namespace=namespace,
             replicas=replicas,
             counterfactual_replicas=cf,
             last_at=None if last is None else _instant(last, f"{where}.last_at"),
@@ -441,6 +458,87 @@ class ConfigMapStateStore:
             self._rv = None if create or result == 404 else self._rv
             return False
         return True
+
+
+class ShardStateStore:
+    """The sharded scaler's checkpoints: `stores[i]` keeps shard i's workloads (a
+    `ConfigMapStateStore`, `<name>-shard-<i>`), a workload's shard being `shard_of` its
+    namespace and name, as the shard Leases place it.
+
+    * `write_only_when(holds)`: store i saves and takes over only while `holds(i)` (this
+      replica holds shard i's Lease), so each shard has one writer, and each store's own term
+      logic applies per shard: on acquiring a shard, the first `takeover()` re-reads that
+      shard's checkpoint and `save()` writes it only after that re-read succeeded.
+    * `takeover()`: the checkpoints of the shards acquired since the last call, merged, as a
+      `partial` checkpoint (the loop continues those workloads, elastic work left and
+      counters included, and keeps the others); None when no shard was acquired. A shard whose
+      re-read fails is logged and retried on the next call (the others are handed over); when
+      every acquired shard failed, the first error is raised (the loop counts it).
+    * `save(checkpoint)`: each held shard's share of it to that shard's store; every store is
+      tried, then the first error is raised.
+    * `load()`: None: a replica holds no shard when it starts; each comes with `takeover()`.
+    """
+
+    def __init__(
+        self,
+        stores: Sequence[ConfigMapStateStore],
+        *,
+        shard_of: Callable[[str, str], int],
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not stores:
+            raise ValueError("a ShardStateStore needs one store per shard, got none")
+        self._stores = tuple(stores)
+        self._shard_of = shard_of
+        self._log = logger or logging.getLogger("gridshift.scaler.state")
+
+    @property
+    def stores(self) -> tuple[ConfigMapStateStore, ...]:
+        return self._stores
+
+    def write_only_when(self, holds: Callable[[int], bool]) -> None:
+        for i, store in enumerate(self._stores):
+            store.write_only_when(functools.partial(holds, i))
+
+    def load(self) -> LoopCheckpoint | None:
+        return None
+
+    def takeover(self) -> LoopCheckpoint | None:
+        taken: list[LoopCheckpoint] = []
+        errors: list[StateStoreError] = []
+        for store in self._stores:
+            try:
+                stored = store.takeover()
+            except StateStoreError as exc:
+                errors.append(exc)
+                continue
+            if stored is not None:
+                taken.append(stored)
+        for error in errors:
+            self._log.warning("shard checkpoint not re-read: %s; retried next tick", error)
+        if errors and not taken:
+            raise errors[0]
+        if not taken:
+            return None
+        return LoopCheckpoint(
+            saved_at=max(cp.saved_at for cp in taken),
+            ticks_total=max(cp.ticks_total for cp in taken),
+            workloads={k: v for cp in taken for k, v in cp.workloads.items()},
+            partial=True,
+        )
+
+    def save(self, checkpoint: LoopCheckpoint) -> None:
+        shares: list[dict[str, WorkloadCheckpoint]] = [{} for _ in self._stores]
+        for name, w in checkpoint.workloads.items():
+            shares[self._shard_of(w.namespace, name)][name] = w
+        errors: list[StateStoreError] = []
+        for store, share in zip(self._stores, shares, strict=True):
+            try:
+                store.save(replace(checkpoint, workloads=share))
+            except StateStoreError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def _reason(exc: ApiException) -> str:

@@ -36,6 +36,7 @@ from forecasts.sources.load import LoadSource
 from forecasts.time import Clock
 from scaler.core.history import RecordingHolder, SnapshotHistory
 from scaler.core.policy import PolicyParams
+from scaler.core.shards import shard_of
 from scaler.core.workload import (
     CiSchedule,
     ElasticSpec,
@@ -53,7 +54,7 @@ from scaler.loop import LoopSettings, ScalerLoop
 from scaler.metrics import register_scaler_metrics
 from scaler.service import ScalerService
 from scaler.snapshot import SnapshotHolder
-from scaler.state import ConfigMapStateStore, FileStateStore, StateStore
+from scaler.state import ConfigMapStateStore, FileStateStore, ShardStateStore, StateStore
 from scaler.status_api import create_status_app
 
 log = logging.getLogger(__name__)
@@ -190,13 +191,25 @@ def build_state_store(
         return FileStateStore(s.state_file, logger=logger)
     if s.state_store == "configmap":
         client = api_client if api_client is not None else build_kube_api_client(settings.kube)
-        return ConfigMapStateStore(
-            k8s.CoreV1Api(client),
-            namespace=s.state_configmap_namespace,
-            name=s.state_configmap_name,
-            request_timeout_seconds=settings.kube.request_timeout_seconds,
-            logger=logger,
-        )
+        core = k8s.CoreV1Api(client)
+
+        def configmap(name: str) -> ConfigMapStateStore:
+            return ConfigMapStateStore(
+                core,
+                namespace=s.state_configmap_namespace,
+                name=name,
+                request_timeout_seconds=settings.kube.request_timeout_seconds,
+                logger=logger,
+            )
+
+        shards = settings.kube.shards
+        if shards > 0:  # the sharded scaler: one ConfigMap per shard, written by its holder
+            return ShardStateStore(
+                [configmap(f"{s.state_configmap_name}-shard-{i}") for i in range(shards)],
+                shard_of=lambda namespace, name: shard_of(namespace, name, shards),
+                logger=logger,
+            )
+        return configmap(s.state_configmap_name)
     return None
 
 

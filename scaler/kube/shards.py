@@ -124,7 +124,12 @@ class ShardElector(LeaderElector):
     def owns(self, namespace: str, name: str) -> bool:
         """Whether this replica acts for `namespace/name` now: it holds that workload's shard
         Lease and renewed it within the renew deadline (checked on each call)."""
-        return self._shard_locks[self.shard_of(namespace, name)].is_leader()
+        return self.holds(self.shard_of(namespace, name))
+
+    def holds(self, shard: int) -> bool:
+        """Whether this replica holds `shard`'s Lease now (renewed within the renew
+        deadline): the fence of everything written for that shard."""
+        return self._shard_locks[shard].is_leader()
 
     def holders(self) -> dict[int, str]:
         """Each shard's live holder as last observed ("" while vacant or expired)."""

@@ -10,15 +10,20 @@ the workloads another replica decides; a SIGKILLed replica's shards are held by 
 and its workloads decided by them within one Lease duration plus a retry period and one tick
 (measured from the kill to the survivors' first snapshot with all of them; the bound the
 test allows adds scheduling slack for a loaded 2-core machine, and the figure is printed).
+With the per-shard ConfigMap checkpoints (`scaler.state_store: configmap`, the overlay's
+shard-state.yaml), elastic jobs whose replica is SIGKILLed mid-job continue on the survivors:
+each job's work left goes on down from where the killed replica had it (never back to its
+total) and its energy and emission counters go on up from where they were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +117,9 @@ def cr_statuses(plane: KubePlane) -> dict[str, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def replicas(plane: KubePlane, tmp_path: Path) -> Iterator[list[tuple[str, RunningGridshift, int]]]:
+def replicas(
+    plane: KubePlane, tmp_path: Path, *, state_store: str = "none"
+) -> Iterator[list[tuple[str, RunningGridshift, int]]]:
     base = [
         {**config_workload(NAMESPACE, replicas=(replicas_of(w), replicas_of(w))), "name": w}
         for w in NAMES
@@ -135,7 +142,7 @@ def replicas(plane: KubePlane, tmp_path: Path) -> Iterator[list[tuple[str, Runni
                         "renew_deadline_seconds": RENEW_S,
                         "retry_period_seconds": RETRY_S,
                     },
-                    "scaler": {"state_store": "none"},
+                    "scaler": {"state_store": state_store},
                     "metrics_api": {
                         "enabled": True,
                         "listen": f"127.0.0.1:{port}",
@@ -230,3 +237,127 @@ def test_a_killed_replicas_share_is_decided_again_within_a_lease_duration_and_a_
             f"observed within {time.monotonic() - started:.1f} s)"
         )
         assert seconds <= bound + 2.5, f"{seconds:.2f} s > {bound} s + 2.5 s slack"
+
+
+JOBS_NAMESPACE = "jobs-shards"
+JOBS = [f"job{i:02d}" for i in range(WORKLOADS)]
+JOB_REPLICAS = 3
+JOB_WORK = JOB_REPLICAS * 3600.0 * 0.9  # due in an hour: it runs at 3 replicas from the start
+
+
+@pytest.fixture
+def jobs(plane: KubePlane, shop: str) -> Iterator[str]:
+    """Elastic CarbonAwareScalers with an hour's work due in an hour, so each runs (and its
+    work left goes down) from its first decision."""
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: TID251
+    with plane.namespace(JOBS_NAMESPACE) as name:
+        for job in JOBS:
+            plane.custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                name,
+                PLURAL,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "CarbonAwareScaler",
+                    "metadata": {"name": job},
+                    "spec": {
+                        "scaleTargetRef": {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": job,
+                        },
+                        "minReplicas": 0,
+                        "maxReplicas": 4,
+                        "region": "sample-wind",
+                        "workloadClass": "elastic",
+                        "elastic": {
+                            "totalWork": JOB_WORK,
+                            "deadline": deadline,
+                            "throughputPerReplica": [1.0],
+                        },
+                    },
+                },
+            )
+        yield name
+
+
+def job_progress(replica: RunningGridshift) -> dict[str, tuple[float, float, float]]:
+    """(work left, energy J, emitted g) of each job a replica decided in its latest tick."""
+    body = httpx.get(f"{replica.base_url}/status", timeout=5).json()
+    return {
+        name: (w["remaining_work"], w["energy_joules"], w["emitted_g"])
+        for name, w in body["workloads"].items()
+        if name in JOBS
+    }
+
+
+def test_a_killed_replicas_elastic_jobs_continue_with_their_work_left_and_counters(
+    plane: KubePlane, jobs: str, tmp_path: Path
+) -> None:
+    with replicas(plane, tmp_path, state_store="configmap") as running:
+        identities = [identity for identity, _, _ in running]
+        wait_until(
+            lambda: (
+                sorted(set(shard_holders(plane).values())) == identities
+                and len(shard_holders(plane)) == SHARDS
+            ),
+            timeout_s=60,
+            what="every replica holding shards",
+        )
+        victim_id, victim, _ = running[0]
+        orphans = {
+            j
+            for j in JOBS
+            if shard_holders(plane)[shard_of(JOBS_NAMESPACE, j, SHARDS)] == victim_id
+        }
+        assert orphans
+
+        def under_way() -> dict[str, tuple[float, float, float]] | None:
+            seen = job_progress(victim)
+            moving = all(
+                o in seen and seen[o][0] < JOB_WORK - 10 * JOB_REPLICAS and seen[o][1] > 0
+                for o in orphans
+            )
+            return seen if moving else None
+
+        last = wait_until(under_way, timeout_s=60, what="the victim's jobs under way")
+        victim.process.send_signal(signal.SIGKILL)  # its later ticks only make `last` older
+        victim.process.wait(timeout=10)
+        survivors = running[1:]
+
+        def continued() -> dict[str, tuple[float, float, float]] | None:
+            now: dict[str, tuple[float, float, float]] = {}
+            for _, process, _ in survivors:
+                now.update(job_progress(process))
+            return now if orphans <= set(now) else None
+
+        after = wait_until(continued, timeout_s=60, what="the survivors deciding its jobs")
+        for job in sorted(orphans):
+            (left_before, energy_before, emitted_before) = last[job]
+            (left, energy, emitted) = after[job]
+            assert left <= left_before < JOB_WORK, (job, left, left_before)  # never reset
+            assert energy >= energy_before > 0, (job, energy, energy_before)
+            assert emitted >= emitted_before, (job, emitted, emitted_before)
+        stored = {
+            job: w
+            for i in range(SHARDS)
+            for job, w in (
+                json.loads(
+                    (
+                        plane.core.read_namespaced_config_map(
+                            f"gridshift-scaler-state-shard-{i}", SCALER_NAMESPACE
+                        ).data
+                        or {}
+                    ).get("checkpoint.json", '{"workloads": {}}')
+                )["workloads"].items()
+            )
+        }
+        assert orphans <= set(stored)
+        assert all(stored[j]["namespace"] == JOBS_NAMESPACE for j in orphans)
+        print(
+            f"\ntaken over: {len(orphans)} elastic jobs; work left before the kill "
+            f"{min(last[o][0] for o in orphans):.0f}-{max(last[o][0] for o in orphans):.0f}, "
+            f"on the survivors {min(after[o][0] for o in orphans):.0f}-"
+            f"{max(after[o][0] for o in orphans):.0f} (total {JOB_WORK:.0f})"
+        )

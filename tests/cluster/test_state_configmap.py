@@ -17,6 +17,12 @@ released it or after it expired (the leader killed), re-reads the ConfigMap befo
 write and saves on from the previous leader's last checkpoint with the resourceVersion it
 read; a failed re-read delays its first write rather than writing its own counters; a 409
 on a gated save (another replica led in between) is not written over but taken over.
+`ShardStateStore` (the sharded scaler's, one ConfigMap per shard): each held shard's ConfigMap
+holds exactly that shard's workloads; a replica holding no shard writes nothing; a shard that
+moves is taken over by its new holder as a partial checkpoint of that shard's workloads only,
+from its previous holder's last save, and from then on only the new holder writes it; a shard
+whose re-read fails is retried on the next call while the others are handed over, and when
+every acquired shard failed the error is raised.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from scaler.kube import LeaderElector, LeaseLock
 from scaler.state import (
     ConfigMapStateStore,
     LoopCheckpoint,
+    ShardStateStore,
     StateStoreError,
     WorkloadCheckpoint,
     checkpoint_from_json,
@@ -365,3 +372,102 @@ def test_new_leader_continues_from_the_previous_leaders_checkpoint(api, how, cap
         f"B had {8} ticks of its own; B's first save: tick {first_b.ticks_total} / "
         f"{emitted_b:.1f} g"
     )
+
+
+SHARDS = 3
+FLEET = LoopCheckpoint(
+    saved_at=T0,
+    ticks_total=4,
+    workloads={
+        f"w{i}": WorkloadCheckpoint(
+            2, 3, T0, remaining_work=100.0 * i, emitted_g=1.5 * i, namespace="ml"
+        )
+        for i in range(6)
+    },
+)
+
+
+def shard_store(api: ProxiedApi, held: set[int]) -> ShardStateStore:
+    """As `config.wiring` builds it (names <name>-shard-<i>), workload wN in shard N mod 3,
+    gated on `held` as `cmd_run` gates it on the shard Leases."""
+    core = k8s.CoreV1Api(api.client())
+    store = ShardStateStore(
+        [
+            ConfigMapStateStore(core, namespace=api.ns, name=f"{NAME}-shard-{i}")
+            for i in range(SHARDS)
+        ],
+        shard_of=lambda namespace, name: int(name[1:]) % SHARDS,
+    )
+    store.write_only_when(lambda shard: shard in held)
+    return store
+
+
+def shard_stored(api: ProxiedApi, shard: int) -> LoopCheckpoint | None:
+    obj = api.get_object(f"/api/v1/namespaces/{{ns}}/configmaps/{NAME}-shard-{shard}")
+    return None if obj is None else checkpoint_from_json(obj["data"]["checkpoint.json"])
+
+
+def share(cp: LoopCheckpoint, shard: int) -> dict[str, WorkloadCheckpoint]:
+    return {k: v for k, v in cp.workloads.items() if int(k[1:]) % SHARDS == shard}
+
+
+def test_shard_store_keeps_each_shard_apart_and_hands_a_moved_shard_over(api) -> None:
+    held_a: set[int] = {0, 1, 2}
+    held_b: set[int] = set()
+    a, b = shard_store(api, held_a), shard_store(api, held_b)
+    assert a.load() is None
+    assert a.takeover() is None  # every shard acquired, nothing stored yet
+    a.save(FLEET)
+    for shard in range(SHARDS):
+        got = shard_stored(api, shard)
+        assert got is not None
+        assert got.workloads == share(FLEET, shard)
+        assert not got.partial  # what is stored is read back as a whole checkpoint
+    assert b.takeover() is None
+    before = len(writes(api))
+    b.save(later(FLEET, 1))  # holds nothing: writes nothing
+    assert writes(api)[before:] == []
+
+    # shard 1 moves from A to B (A's Lease expired or handed off)
+    held_a.discard(1)
+    held_b.add(1)
+    a.save(later(FLEET, 2))  # A's next save: its two shards only
+    handed = b.takeover()
+    assert handed is not None
+    assert handed.partial
+    assert handed.workloads == share(FLEET, 1)  # A's last save of shard 1, nothing else
+    assert b.takeover() is None  # once per term
+    b_own = replace(
+        later(FLEET, 3),
+        workloads={k: replace(v, remaining_work=1.0) for k, v in share(FLEET, 1).items()},
+    )
+    b.save(b_own)
+    assert shard_stored(api, 1) == replace(b_own, partial=False)
+    assert shard_stored(api, 0) == later(replace(FLEET, workloads=share(FLEET, 0)), 2)
+    before = len(writes(api))
+    a.save(later(FLEET, 4))  # A still has shard 1's workloads in hand: never written
+    assert [p for p in api.requests[before:] if "shard-1" in p.path] == []
+    assert shard_stored(api, 1) == replace(b_own, partial=False)
+
+
+def test_shard_store_retries_a_failed_reread_and_hands_over_the_others(api) -> None:
+    shard_store(api, {0, 1, 2}).save(FLEET)
+    held: set[int] = {0}
+    b = shard_store(api, held)
+    api.fail_next("GET", f"{NAME}-shard-0", 503)
+    with pytest.raises(StateStoreError, match="read failed: 503"):
+        b.takeover()  # the only shard acquired failed: the loop counts it
+    held.update({1, 2})
+    api.fail_next("GET", f"{NAME}-shard-0", 503)
+    handed = b.takeover()  # 0 fails again, 1 and 2 are handed over
+    assert handed is not None
+    assert set(handed.workloads) == set(share(FLEET, 1)) | set(share(FLEET, 2))
+    before = len(writes(api))
+    b.save(later(FLEET, 1))  # shard 0 not re-read yet: not written
+    assert sorted(p.path.rsplit("-", 1)[1] for p in api.requests[before:] if p.method == "PUT") == [
+        "1",
+        "2",
+    ]
+    handed = b.takeover()
+    assert handed is not None
+    assert handed.workloads == share(FLEET, 0)

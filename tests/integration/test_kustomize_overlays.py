@@ -6,8 +6,9 @@ every built-in object validates against the real Kubernetes OpenAPI schemas of t
 component deploy/components/monitoring added to a scaler overlay renders the ServiceMonitor and
 PrometheusRule, valid against our schemas written from prometheus-operator's published CRD fields;
 the HPA and sharded overlays have the APIService and the KEDA overlay has none; the sharded overlay
-runs the scaler as a StatefulSet (no Deployment, no checkpoint ConfigMap) with kube.shards and a
-member Lease named in its RBAC for every replica and a shard Lease for every shard; least privilege
+runs the scaler as a StatefulSet (no Deployment) with kube.shards and a member Lease named in its
+RBAC for every replica, a shard Lease for every shard, and a checkpoint ConfigMap per shard (shipped
+empty, get/update granted on exactly those names); least privilege
 and hardening on every workload (non-root, read-only root filesystem, all capabilities dropped, no
 privilege escalation, seccomp RuntimeDefault, requests and limits, liveness and readiness probes);
 every Deployment and StatefulSet has a matching PodDisruptionBudget; every overlay has a
@@ -241,6 +242,8 @@ def test_metrics_api_rbac_only_in_the_hpa_overlay() -> None:
     assert rbac("scaler-sharded") - rbac("scaler-hpa") == {
         ("Role", "gridshift-scaler-shards"),
         ("RoleBinding", "gridshift-scaler-shards"),
+        ("Role", "gridshift-scaler-shard-state"),
+        ("RoleBinding", "gridshift-scaler-shard-state"),
     }
     (reader,) = [d for d in render("scaler-hpa") if d["metadata"]["name"].endswith("auth-reader")]
     assert reader["metadata"]["namespace"] == "kube-system"
@@ -284,15 +287,26 @@ def test_service_and_network_policy_ports_name_container_ports(overlay: str) -> 
     assert ("metrics-api" in named) is (overlay != "scaler-keda")
 
 
-def test_the_sharded_overlay_names_a_lease_for_every_shard_and_replica() -> None:
+def test_the_sharded_overlay_names_a_lease_and_a_checkpoint_for_every_shard() -> None:
     docs = render("scaler-sharded")
     assert [d["kind"] for d in workloads(docs)] == ["StatefulSet"]
-    assert not [d for d in docs if d["kind"] == "ConfigMap"], "no checkpoint: config refuses it"
     scaler = scaler_pod("scaler-sharded")
     (container,) = scaler["spec"]["template"]["spec"]["containers"]
     settings = container_settings(container)
-    assert (settings.kube.enabled, settings.scaler.state_store) == (True, "none")
+    assert (settings.kube.enabled, settings.scaler.state_store) == (True, "configmap")
     shards, replicas = settings.kube.shards, scaler["spec"]["replicas"]
+    # one checkpoint ConfigMap per shard, shipped empty, the Role limited to exactly those
+    state = f"{settings.scaler.state_configmap_name}-shard-"
+    maps = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert {d["metadata"]["name"] for d in maps} == {f"{state}{i}" for i in range(shards)}
+    assert all("data" not in d for d in maps)
+    assert {d["metadata"]["namespace"] for d in maps} == {scaler["metadata"]["namespace"]}
+    (state_role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("shard-state")
+    ]
+    (rule,) = state_role["rules"]
+    assert (rule["resources"], rule["verbs"]) == (["configmaps"], ["get", "update"])
+    assert set(rule["resourceNames"]) == {f"{state}{i}" for i in range(shards)}
     assert shards >= replicas > 1
     (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("shards")]
     named = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}

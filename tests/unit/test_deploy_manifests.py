@@ -272,14 +272,15 @@ def test_state_configmap_shipped_and_rbac_limited_to_it():
         if "configmaps" in rule.get("resources", []) and "" in rule.get("apiGroups", [])
     ]
     writes = [r for r in rules if set(r["verbs"]) & {"update", "patch", "create", "delete"}]
-    assert writes == [
-        {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "resourceNames": [name],
-            "verbs": ["get", "update"],
-        }
+    # the single checkpoint, and the sharded overlay's one per shard (exact set checked in
+    # tests/integration/test_kustomize_overlays.py)
+    assert sorted(r["resourceNames"] for r in writes) == [
+        [name],
+        [f"{name}-shard-{i}" for i in range(8)],
     ]
+    for rule in writes:
+        assert (rule["apiGroups"], rule["resources"]) == ([""], ["configmaps"])
+        assert rule["verbs"] == ["get", "update"]
     (scaler,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "gridshift-scaler"]
     env = {e["name"]: e for e in scaler["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GRIDSHIFT_SCALER__STATE_STORE"]["value"] == "configmap"

@@ -25,7 +25,7 @@ from scaler.state import (
     checkpoint_from_json,
     checkpoint_to_json,
 )
-from tests.unit.test_loop import T0, make_loop, web
+from tests.unit.test_loop import T0, make_loop, train_job, web
 
 CP = LoopCheckpoint(
     saved_at=T0,
@@ -163,3 +163,98 @@ def test_saved_at_is_utc() -> None:
     assert checkpoint_from_json(checkpoint_to_json(CP)).saved_at == datetime(
         2026, 3, 2, 9, tzinfo=UTC
     )
+
+
+def test_checkpoint_carries_the_namespace_and_reads_older_ones_without() -> None:
+    loop, _, _ = make_loop([web(namespace="shop")])
+    loop.tick()
+    cp = loop.checkpoint()
+    assert cp.workloads["web"].namespace == "shop"
+    assert checkpoint_from_json(checkpoint_to_json(cp)).workloads["web"].namespace == "shop"
+    older = json.loads(checkpoint_to_json(CP))
+    del older["workloads"]["web"]["namespace"]
+    assert checkpoint_from_json(json.dumps(older)).workloads["web"].namespace == ""
+    older["workloads"]["web"]["namespace"] = 3
+    with pytest.raises(CheckpointError, match=r"checkpoint.workloads.web.namespace: expected"):
+        checkpoint_from_json(json.dumps(older))
+
+
+def test_partial_checkpoint_continues_only_the_workloads_taken_over() -> None:
+    """A shard taken over: the job it names continues with the previous owner's work left and
+    counters; the workload this replica decided all along keeps its own."""
+    job = train_job(max_replicas=4, work=10 * 3600.0, hours=10)
+    loop, clock, _ = make_loop([web(), job])
+    loop.refit()
+    for _ in range(3):
+        loop.tick()
+        clock.advance(timedelta(minutes=5))
+    own = loop.checkpoint()
+    fresh_work = own.workloads["train"].remaining_work
+    web_totals = loop.ledger.by_workload["web"]
+    handed = WorkloadCheckpoint(
+        replicas=3,
+        counterfactual_replicas=4,
+        last_at=clock.now() - timedelta(minutes=5),
+        remaining_work=1_000.0,
+        counterfactual_remaining_work=500.0,
+        energy_joules=9e6,
+        counterfactual_energy_joules=1e7,
+        emitted_g=321.0,
+        counterfactual_g=400.0,
+        namespace="ml",
+    )
+    loop.continue_from(
+        LoopCheckpoint(saved_at=T0, ticks_total=99, workloads={"train": handed}, partial=True)
+    )
+    after = loop.checkpoint()
+    assert after.ticks_total == own.ticks_total == 3  # the tick count stays this replica's
+    assert after.workloads["web"] == own.workloads["web"]
+    assert after.workloads["train"] == handed
+    assert fresh_work > handed.remaining_work
+    led = loop.ledger
+    assert led.by_workload["web"] == web_totals
+    assert led.total.emitted_g == pytest.approx(web_totals.emitted_g + 321.0)
+    assert led.by_region["r1"].emitted_g == pytest.approx(
+        sum(t.emitted_g for t in led.by_workload.values())
+    )
+    snap = loop.tick()  # five minutes at 3 replicas since the handed-over last save
+    ws = snap.workloads["train"]
+    assert ws.remaining_work == pytest.approx(1_000.0 - 3 * 300.0)
+    assert ws.emitted_g > 321.0
+    assert snap.ticks_total == 4
+
+
+def test_partial_checkpoint_from_the_store_on_taking_over() -> None:
+    """The loop asks the store every tick; a partial answer is continued, not restored whole
+    (a whole restore would reset the ledger and the tick count)."""
+    job = train_job(max_replicas=4, work=10 * 3600.0, hours=10)
+    handed = WorkloadCheckpoint(
+        replicas=2, counterfactual_replicas=4, last_at=T0, remaining_work=5_000.0, emitted_g=5.0
+    )
+
+    class TakenOver:
+        def __init__(self) -> None:
+            self.answers = [LoopCheckpoint(T0, 50, {"train": handed}, partial=True)]
+
+        def load(self) -> None:
+            return None
+
+        def save(self, checkpoint: LoopCheckpoint) -> None:
+            pass
+
+        def takeover(self) -> LoopCheckpoint | None:
+            return self.answers.pop() if self.answers else None
+
+    loop, clock, _ = make_loop([web(), job])
+    loop.refit()
+    for _ in range(2):
+        loop.tick()
+        clock.advance(timedelta(minutes=5))
+    web_before = loop.ledger.by_workload["web"]
+    loop._store = TakenOver()
+    snap = loop.tick()
+    assert snap.ticks_total == 3
+    # from the handed-over last save (T0) to now (T0 + 10 min) at its 2 replicas
+    assert snap.workloads["train"].remaining_work == pytest.approx(5_000.0 - 2 * 600.0)
+    assert snap.workloads["train"].emitted_g > 5.0
+    assert loop.ledger.by_workload["web"].emitted_g > web_before.emitted_g
