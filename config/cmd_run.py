@@ -241,13 +241,16 @@ def _announce(*, workloads: int, note: str, speed: float, base: str) -> None:
 def _attach_cluster(built: ScalerApp, services: ScalerServices) -> None:
     """With a cluster connection: actual replicas read every tick, CarbonAwareScalers as the
     workload set (CRD-first), and the ConfigMap state written only by the leading replica
-    (sharded: each shard's ConfigMap only by the replica holding that shard)."""
+    (sharded: each shard's ConfigMap only by the replica holding that shard, and a tick as
+    soon as a shard is acquired or handed off)."""
     if services.kube is None:
         return
     built.loop.use_replica_reader(services.kube.replicas)
     if services.kube.workloads is not None:  # CRD-first: each CR is a workload
         built.loop.use_workload_source(services.kube.workloads.current)
     elector = services.kube.elector
+    if isinstance(elector, ShardElector):  # shards acquired or handed off: tick at once
+        elector.on_change(built.service.tick_now)
     if isinstance(built.state_store, ShardStateStore) and isinstance(elector, ShardElector):
         built.state_store.write_only_when(elector.holds)  # each shard's writer: its holder
     elif isinstance(built.state_store, ConfigMapStateStore):

@@ -7,6 +7,7 @@ Replays do not use it: they call `ScalerLoop.tick()` in a loop with a `SteppingC
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Executor
 from datetime import timedelta
 
@@ -41,12 +42,31 @@ class ScalerService:
         self._wall = wall_clock
         self._log = logger or logging.getLogger("gridshift.scaler")
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._again = threading.Event()  # a tick was asked for (`tick_now`)
+        self._busy = False  # a tick is running
         self.ticks_run = 0  # ticks this process ran (the loop's count includes restored ones)
 
     def _tick(self) -> None:
-        snap = self.loop.tick()
-        self.ticks_run += 1
-        self._log.info("%s", tick_line(snap))
+        self._busy = True
+        try:
+            while True:  # once, and again when a tick was asked for while this one ran
+                self._again.clear()
+                snap = self.loop.tick()
+                self.ticks_run += 1
+                self._log.info("%s", tick_line(snap))
+                if not self._again.is_set():
+                    return
+        finally:
+            self._busy = False
+
+    def tick_now(self) -> None:
+        """Tick as soon as possible instead of at the next interval (the sharded scaler calls
+        it when its shards change, so a shard's workloads are decided within the Lease
+        duration and a round): now when idle, else right after the tick in progress, which
+        may have listed its workloads before the change. The interval runs on from then."""
+        self._again.set()
+        if self._scheduler.running and not self._busy:
+            self._scheduler.modify_job("tick", next_run_time=self._wall.now())
 
     def start(self) -> None:
         """Fit the models once (so the first tick can forecast), then schedule."""

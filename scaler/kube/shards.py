@@ -104,6 +104,7 @@ class ShardElector(LeaderElector):
         self._list_timeout = self.lock.request_timeout_seconds
         self.members: tuple[str, ...] = ()
         self.owned: frozenset[int] = frozenset()
+        self._on_change: Callable[[], None] | None = None
         self.handoffs = 0  # shards released because the assignment moved them elsewhere
         self.takeovers = 0  # shards acquired
         self.lists = 0
@@ -125,6 +126,13 @@ class ShardElector(LeaderElector):
         """Whether this replica acts for `namespace/name` now: it holds that workload's shard
         Lease and renewed it within the renew deadline (checked on each call)."""
         return self.holds(self.shard_of(namespace, name))
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the election thread) after each round that acquired or handed
+        off a shard: the scaler ticks then (`ScalerService.tick_now`) rather than at its next
+        interval, so a shard taken over is decided within the Lease duration and a round, and
+        one handed off leaves this replica's decisions at once."""
+        self._on_change = callback
 
     def holds(self, shard: int) -> bool:
         """Whether this replica holds `shard`'s Lease now (renewed within the renew
@@ -184,6 +192,7 @@ class ShardElector(LeaderElector):
         if self.lock.is_leader():
             live.add(self.identity)
         owners = assign_shards(self.shards, live)
+        changed = False
         for shard, lock in enumerate(self._shard_locks):
             obj = listed.get(lock.name)
             if owners.get(shard) == self.identity:
@@ -191,11 +200,18 @@ class ShardElector(LeaderElector):
                 self._attempt(lock, partial(lock.try_acquire_or_renew, obj))
                 if lock.is_leader() and not held:
                     self.takeovers += 1
+                    changed = True
             else:
                 self._attempt(lock, partial(lock.observe, obj))
                 if lock.is_leader() and lock.release():  # assigned elsewhere: hand it off
                     self.handoffs += 1
+                    changed = True
         self._publish(tuple(sorted(live)))
+        if changed and self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:  # the election goes on whatever the callback does
+                log.exception("the callback on a change of shards failed")
 
     def _publish(self, members: tuple[str, ...]) -> None:
         owned = frozenset(i for i, lock in enumerate(self._shard_locks) if lock.is_leader())

@@ -7,9 +7,11 @@ workloads of the shards it holds (its /status), the three sets are disjoint and 
 and every CR's status carries its decision; every replica's External Metrics API answers
 `gridshift_desired_replicas` for every workload with the value in that CR's status, including
 the workloads another replica decides; a SIGKILLed replica's shards are held by the survivors
-and its workloads decided by them within one Lease duration plus a retry period and one tick
-(measured from the kill to the survivors' first snapshot with all of them; the bound the
-test allows adds scheduling slack for a loaded 2-core machine, and the figure is printed).
+and its workloads decided by them within one Lease duration plus a retry period, without
+waiting for their next tick (a tick runs when a replica's shards change; ticks are 15 s apart
+here, more than that bound), measured from the kill to the survivors' first snapshot with all of
+them; the bound the test allows adds scheduling slack for a loaded 2-core machine, and the
+figure is printed.
 With the per-shard ConfigMap checkpoints (`scaler.state_store: configmap`, the overlay's
 shard-state.yaml), elastic jobs whose replica is SIGKILLed mid-job continue on the survivors:
 each job's work left goes on down from where the killed replica had it (never back to its
@@ -46,7 +48,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 NAMESPACE = "shop-shards"
 GROUP, VERSION, PLURAL = "gridshift.io", "v1alpha1", "carbonawarescalers"
 SHARDS, REPLICAS, WORKLOADS = 6, 3, 12
-LEASE_S, RENEW_S, RETRY_S, TICK_S = 4, 3.0, 0.5, 1.0
+# ticks far apart: a shard taken over is decided at once (a tick on every change of shards),
+# so the failover bound below has no tick in it
+LEASE_S, RENEW_S, RETRY_S, TICK_S = 4, 3.0, 0.5, 15.0
 NAMES = [f"w{i:02d}" for i in range(WORKLOADS)]
 
 
@@ -230,10 +234,10 @@ def test_a_killed_replicas_share_is_decided_again_within_a_lease_duration_and_a_
         holders = shard_holders(plane)
         assert victim_id not in holders.values()
         assert sorted(set(holders.values())) == identities[1:]
-        bound = LEASE_S + RETRY_S + TICK_S
+        bound = LEASE_S + RETRY_S  # the tick on acquiring: no wait for the next interval
         print(
             f"\nfailover: {len(orphans)} workloads decided again {seconds:.2f} s after the kill "
-            f"(Lease {LEASE_S} s + retry {RETRY_S} s + tick {TICK_S} s = {bound} s; "
+            f"(Lease {LEASE_S} s + retry {RETRY_S} s = {bound} s, ticks every {TICK_S} s; "
             f"observed within {time.monotonic() - started:.1f} s)"
         )
         assert seconds <= bound + 2.5, f"{seconds:.2f} s > {bound} s + 2.5 s slack"
