@@ -42,6 +42,7 @@ from config.errors import (
     MASK,
     ConfigError,
     Problem,
+    SourceOf,
     format_path,
     looks_secret,
     problems_from_validation_error,
@@ -87,12 +88,14 @@ class Leaf:
 
 @dataclass(frozen=True, slots=True)
 class LoadedConfig(Generic[M]):
-    """The validated settings plus, for every leaf, which layer set it."""
+    """The validated settings plus, for every leaf, which layer set it; `source_of(loc)` says
+    it for any path as the loader's problems do (a file's line and column too)."""
 
     settings: M
     leaves: tuple[Leaf, ...]
     layers: tuple[str, ...]
     secrets: frozenset[str] = field(repr=False, default=frozenset())
+    source_of: SourceOf = field(repr=False, compare=False, default=lambda loc: None)
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -136,7 +139,9 @@ def load_config(
         for loc, value in _leaves(_masked_data(settings.model_dump(mode="python")), ())
     )
     labels = [DEFAULT_SOURCE, *(label for layer in layers for label in layer.record.labels)]
-    return LoadedConfig(settings, leaves, tuple(dict.fromkeys(labels)), secrets)
+    return LoadedConfig(
+        settings, leaves, tuple(dict.fromkeys(labels)), secrets, source_of=history.source_of
+    )
 
 
 class _History:

@@ -34,6 +34,7 @@ from extender.server import create_app
 from extender.snapshot import SnapshotHolder as ExtenderSnapshotHolder
 from forecasts.platform.http import HttpSource
 from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.prometheus import build_client
 from forecasts.time import Clock
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,31 @@ class ExtenderRuntime:
             t.join(timeout=5)
 
 
-def _gpu_power_source(settings: Settings, *, clock: Clock) -> GpuPowerSource | None:
+#: The GPU power poll is one query at a time from the refresh thread; a second connection
+#: lets a new poll start while a timed-out one is still being torn down.
+GPU_POWER_MAX_CONNECTIONS = 2
+
+
+def build_gpu_power_source(
+    settings: Settings, *, clock: Clock, transport: httpx.BaseTransport | None = None
+) -> GpuPowerSource | None:
+    """GPU power from the DCGM exporter or Kepler through the `prometheus` group's Prometheus
+    (None unless `extender.gpu_source` names one), on the scaler's Prometheus client
+    (`forecasts.sources.prometheus.build_client`: its timeout, auth and TLS settings, at most
+    `GPU_POWER_MAX_CONNECTIONS` connections) inside an `HttpSource` (the whole call within a
+    deadline, the body within its byte cap after decompression, secrets scrubbed)."""
     choice = settings.extender.gpu_source
     if choice not in ("dcgm", "kepler"):
         return None
+    connection = settings.prometheus.connection()
     http = HttpSource(
         name=f"prometheus-{choice}",
-        client=httpx.Client(
-            base_url=settings.prometheus.url, timeout=settings.prometheus.timeout_seconds
+        client=build_client(
+            connection, transport=transport, max_connections=GPU_POWER_MAX_CONNECTIONS
         ),
         clock=clock,
         cache_ttl_seconds=1e-6,
+        secrets=connection.secrets,
     )
     return PrometheusGpuPower(http, exporter=GpuExporter(choice))
 
@@ -166,7 +181,9 @@ def build_extender(
         carbon=carbon,
         registry=registry,
         regions=s.regions,
-        gpu_power=gpu_power if gpu_power is not None else _gpu_power_source(settings, clock=clock),
+        gpu_power=gpu_power
+        if gpu_power is not None
+        else build_gpu_power_source(settings, clock=clock),
         carbon_interval_seconds=s.carbon_refresh_interval_seconds,
         forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
         carbon_forecast=(

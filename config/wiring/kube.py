@@ -265,99 +265,62 @@ def build_kube_runtime(
 ) -> KubeRuntime:
     """`clock` is scaler time (actuation records); leases are timed on `wall_clock` (default
     `clock`), since other replicas and the API server count real seconds even when
-    `gridshift run --speed` accelerates scaler time."""
+    `gridshift run --speed` accelerates scaler time.
+
+    In steps: the election (one leader, or shard Leases), the workloads and the controller that
+    writes status, scales and records Events, the actual replicas (read per tick, or from a
+    list + watch of the scale targets), the CarbonAwareScaler watch."""
     stop = threading.Event()
     custom = k8s.CustomObjectsApi(api_client)
     cache = ScalerResourceCache()
-    identity = settings.identity or socket.gethostname()
-    elector: LeaderElector
-    owns: Callable[[str, str], bool] | None = None
-    if settings.shards > 0:  # the sharded scaler: shard and member Leases, no single leader
-        elector = ShardElector(
-            custom,
-            namespace=settings.lease_namespace,
-            group=settings.lease_name,
-            identity=identity,
-            shards=settings.shards,
-            clock=wall_clock or clock,
-            lease_duration_seconds=settings.lease_duration_seconds,
-            renew_deadline_seconds=settings.renew_deadline_seconds,
-            retry_period_seconds=settings.retry_period_seconds,
-            request_timeout_seconds=settings.request_timeout_seconds,
-            stop=stop,
-        )
-        owns = elector.owns
-    else:
-        lock = LeaseLock(
-            custom,
-            namespace=settings.lease_namespace,
-            name=settings.lease_name,
-            identity=identity,
-            clock=wall_clock or clock,
-            lease_duration_seconds=settings.lease_duration_seconds,
-            renew_deadline_seconds=settings.renew_deadline_seconds,
-            request_timeout_seconds=settings.request_timeout_seconds,
-        )
-        elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
-    lock = elector.lock
-    timeout_s = settings.request_timeout_seconds
+    elector, owns = _build_elector(settings, custom, clock=wall_clock or clock, stop=stop)
     workloads = ClusterWorkloads(
         configured,
         resources=cache.items,
         resolve_region=resolve_region or (lambda name: name),
         owns=owns,
     )
-    controller = KubeController(
-        cache=cache,
-        status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
-        actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
-        is_leader=lambda: elector.leading,
-        clock=clock,
-        events=EventRecorder(
-            k8s.CoreV1Api(api_client),
-            clock=wall_clock or clock,
-            instance=lock.identity,
-            request_timeout_seconds=timeout_s,
-        ),
-        problems=workloads.problems,
-        owns=owns,
-        status_refresh_seconds=settings.status_refresh_seconds,
-        status_write_concurrency=settings.status_write_concurrency,
-    )
-    targets = ScaleTargetCache() if settings.watch_scale_targets else None
-    target_watchers = (
-        scale_target_watchers(
-            api_client,
-            targets,
-            namespace=settings.watch_namespace,
-            request_timeout_seconds=timeout_s,
-            watch_timeout_seconds=settings.watch_timeout_seconds,
-            stop=stop,
-        )
-        if targets is not None
-        else []
-    )
-    watcher = ScalerResourceWatcher(
+    controller = _build_controller(
+        settings,
+        api_client,
         custom,
-        cache,
-        namespace=settings.watch_namespace,
-        watch_timeout_seconds=settings.watch_timeout_seconds,
-        request_timeout_seconds=timeout_s,
-        stop=stop,
+        cache=cache,
+        elector=elector,
+        workloads=workloads,
+        owns=owns,
+        clock=clock,
+        wall_clock=wall_clock or clock,
     )
+    timeout_s = settings.request_timeout_seconds
+    targets = ScaleTargetCache() if settings.watch_scale_targets else None
     runtime = KubeRuntime(
-        watcher=watcher,
+        watcher=ScalerResourceWatcher(
+            custom,
+            cache,
+            namespace=settings.watch_namespace,
+            watch_timeout_seconds=settings.watch_timeout_seconds,
+            request_timeout_seconds=timeout_s,
+            stop=stop,
+        ),
         elector=elector,
         controller=controller,
         current_snapshot=holder.current,
         stop=stop,
         replicas=KubeReplicaReader(
-            api_client,
-            resources=cache.items,
-            request_timeout_seconds=timeout_s,
-            targets=targets,
+            api_client, resources=cache.items, request_timeout_seconds=timeout_s, targets=targets
         ),
-        target_watchers=target_watchers,
+        target_watchers=(
+            []
+            if targets is None
+            else scale_target_watchers(
+                api_client,
+                targets,
+                namespace=settings.watch_namespace,
+                request_timeout_seconds=timeout_s,
+                watch_timeout_seconds=settings.watch_timeout_seconds,
+                stop=stop,
+            )
+        ),
         workloads=workloads,
         poll_interval_seconds=min(1.0, settings.retry_period_seconds),
         request_counts=getattr(api_client, "request_counts", None),
@@ -365,6 +328,80 @@ def build_kube_runtime(
     if registry is not None:
         register_kube_metrics(registry, runtime)
     return runtime
+
+
+def _build_elector(
+    settings: KubeSettings,
+    custom: k8s.CustomObjectsApi,
+    *,
+    clock: Clock,
+    stop: threading.Event,
+) -> tuple[LeaderElector, Callable[[str, str], bool] | None]:
+    """The election and, for the sharded scaler, which workloads this replica owns (None: all
+    of them, while it leads). `clock` is wall time: other replicas count real seconds."""
+    identity = settings.identity or socket.gethostname()
+    if settings.shards > 0:  # the sharded scaler: shard and member Leases, no single leader
+        sharded = ShardElector(
+            custom,
+            namespace=settings.lease_namespace,
+            group=settings.lease_name,
+            identity=identity,
+            shards=settings.shards,
+            clock=clock,
+            lease_duration_seconds=settings.lease_duration_seconds,
+            renew_deadline_seconds=settings.renew_deadline_seconds,
+            retry_period_seconds=settings.retry_period_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            stop=stop,
+        )
+        return sharded, sharded.owns
+    lock = LeaseLock(
+        custom,
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+        identity=identity,
+        clock=clock,
+        lease_duration_seconds=settings.lease_duration_seconds,
+        renew_deadline_seconds=settings.renew_deadline_seconds,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
+    elector = LeaderElector(lock, retry_period_seconds=settings.retry_period_seconds, stop=stop)
+    return elector, None
+
+
+def _build_controller(
+    settings: KubeSettings,
+    api_client: k8s.ApiClient,
+    custom: k8s.CustomObjectsApi,
+    *,
+    cache: ScalerResourceCache,
+    elector: LeaderElector,
+    workloads: ClusterWorkloads,
+    owns: Callable[[str, str], bool] | None,
+    clock: Clock,
+    wall_clock: Clock,
+) -> KubeController:
+    """The controller: status writes, actuation (on scaler time `clock`) and Events (on
+    `wall_clock`), acting only while `elector` leads (on the workloads `owns` says, when
+    sharded); the CRs `workloads` could not use get their problem as status."""
+    timeout_s = settings.request_timeout_seconds
+    return KubeController(
+        cache=cache,
+        status_writer=StatusWriter(custom, request_timeout_seconds=timeout_s),
+        actuator=Actuator(api_client, clock=clock, request_timeout_seconds=timeout_s),
+        is_leader=lambda: elector.leading,
+        clock=clock,
+        events=EventRecorder(
+            k8s.CoreV1Api(api_client),
+            clock=wall_clock,
+            instance=elector.lock.identity,
+            request_timeout_seconds=timeout_s,
+        ),
+        problems=workloads.problems,
+        owns=owns,
+        status_refresh_seconds=settings.status_refresh_seconds,
+        status_write_concurrency=settings.status_write_concurrency,
+    )
 
 
 @dataclass

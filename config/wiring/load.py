@@ -37,7 +37,7 @@ def load_settings_with_sources(
     )
     # names that point at other settings must exist (a workload's region, aliases, targets)
     problems = (
-        cross_reference_problems(loaded.settings, provenance=loaded.provenance)
+        cross_reference_problems(loaded.settings, source_of=loaded.source_of)
         if isinstance(loaded.settings, Settings)  # tests load demo models too
         else []
     )

@@ -1,5 +1,6 @@
-"""Helpers the bundled models share: the gap rule, exogenous checks, Fourier terms, and
-turning a point forecast plus an error distribution into a valid `Forecast`.
+"""Helpers the bundled models share: the gap rule, exogenous checks, Fourier terms, turning a
+point forecast plus an error distribution into a valid `Forecast`, and `ModelFit`, the base of
+every fitted model whose `predict()` starts from a history (the shared preamble, once).
 
 Gap rule (every model documents that it follows it): a NaN step is a missing observation.
 Models that are not state-space filters fill it before use with the value one season
@@ -11,7 +12,9 @@ with no observed value at all is a `ValueError`.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import NormalDist
 
@@ -23,11 +26,14 @@ from forecasts.series import RegularSeries
 
 __all__ = [
     "FloatArray",
+    "ModelFit",
+    "PredictCall",
     "build_forecast",
     "check_exog",
     "fill_gaps",
     "fourier_terms",
     "gaussian_quantiles",
+    "nonnegative_floor",
     "predict_history",
     "resolve_exog",
 ]
@@ -43,6 +49,12 @@ def predict_history(
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     return history if history is not None else fitted
+
+
+def nonnegative_floor(values: FloatArray) -> float | None:
+    """0.0 (the lower bound `build_forecast` clips to) for a history that never goes negative
+    (load, gCO2/kWh), else None."""
+    return 0.0 if np.nanmin(values) >= 0 else None
 
 
 def fill_gaps(values: FloatArray, period: int) -> FloatArray:
@@ -164,3 +176,89 @@ def build_forecast(
         unit=unit,
         model=model,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PredictCall:
+    """One checked `predict()` call: the horizon (>= 1), the history to forecast from (the one
+    given, else the fit's), whether that is the fit history, and the caller's regressors."""
+
+    horizon: int
+    history: RegularSeries
+    history_is_fit: bool
+    exog_future: FloatArray | None
+    exog_history: FloatArray | None
+
+    def resolve_exog(
+        self, *, model: str, fitted_columns: int, fit_exog: FloatArray | None
+    ) -> tuple[FloatArray | None, FloatArray | None]:
+        """`resolve_exog` for this call (future, history regressors, checked)."""
+        return resolve_exog(
+            model=model,
+            fitted_columns=fitted_columns,
+            fit_exog=fit_exog,
+            history_is_fit=self.history_is_fit,
+            horizon=self.horizon,
+            history_steps=len(self.history),
+            exog_future=self.exog_future,
+            exog_history=self.exog_history,
+        )
+
+    def forecast(
+        self,
+        *,
+        mean: FloatArray,
+        quantiles: dict[float, FloatArray],
+        model: str,
+        lower_bound: float | None,
+    ) -> Forecast:
+        """`build_forecast` from the end of the history, on its step and in its unit."""
+        hist = self.history
+        return build_forecast(
+            start=hist.end,
+            step=hist.step,
+            mean=mean,
+            quantiles=quantiles,
+            unit=hist.unit,
+            model=model,
+            lower_bound=lower_bound,
+        )
+
+
+class ModelFit(ABC):
+    """Base of the bundled models' fits (frozen slotted dataclasses with a `history` field, the
+    fit history): `predict()` checks the horizon, picks the history and hands one
+    `PredictCall` to the model's `_predict`. Plays `forecasts.forecast.FittedModel`."""
+
+    __slots__ = ()
+
+    history: RegularSeries
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    def predict(
+        self,
+        *,
+        horizon: int,
+        history: RegularSeries | None = None,
+        exog_future: FloatArray | None = None,
+        exog_history: FloatArray | None = None,
+    ) -> Forecast:
+        """Forecast `horizon` steps after the end of `history` (default: the fit history); see
+        `forecasts.forecast.FittedModel.predict`."""
+        hist = predict_history(horizon, history, fitted=self.history)
+        return self._predict(
+            PredictCall(
+                horizon=horizon,
+                history=hist,
+                history_is_fit=history is None or history is self.history,
+                exog_future=exog_future,
+                exog_history=exog_history,
+            )
+        )
+
+    @abstractmethod
+    def _predict(self, call: PredictCall) -> Forecast:
+        """The model's own forecast for one checked call."""

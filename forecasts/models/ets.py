@@ -23,10 +23,11 @@ import numpy as np
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
 from forecasts.models._support import (
     FloatArray,
-    build_forecast,
+    ModelFit,
+    PredictCall,
     check_exog,
     fill_gaps,
-    predict_history,
+    nonnegative_floor,
 )
 from forecasts.series import RegularSeries
 from forecasts.time import to_epoch_s
@@ -104,7 +105,7 @@ class ETS:
             phase_origin_s=start_s,
             seed=seed,
             errors=np.empty(0),
-            lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
+            lower_bound=nonnegative_floor(history.values),
         )
         _, _, _, errors = fit.filter(values, start_s=start_s, step_s=history.step.total_seconds())
         object.__setattr__(fit, "errors", errors[m:] if errors.size > 2 * m else errors)
@@ -123,7 +124,7 @@ class _Params:
 
 
 @dataclass(frozen=True, slots=True)
-class ETSFit:
+class ETSFit(ModelFit):
     spec: ETS
     history: RegularSeries
     params: _Params
@@ -160,16 +161,9 @@ class ETSFit:
         ordered = np.array(season[k:] + season[:k])
         return level, trend, ordered, errors
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
-        hist = predict_history(horizon, history, fitted=self.history)
-        check_exog(exog_future, rows=horizon, name="exog_future")  # accepted, not used
+    def _predict(self, call: PredictCall) -> Forecast:
+        hist, horizon = call.history, call.horizon
+        check_exog(call.exog_future, rows=horizon, name="exog_future")  # accepted, not used
         m = self.spec.season_steps
         tail = hist.values[-self.spec.window_steps :]
         if tail.size < m:
@@ -185,12 +179,9 @@ class ETSFit:
         sims = self._paths(level, trend, season, horizon, shocks=shocks)
         levels = np.asarray(STANDARD_QUANTILES)
         qmat = np.quantile(sims, levels, axis=0)
-        return build_forecast(
-            start=hist.end,
-            step=hist.step,
+        return call.forecast(
             mean=mean,
             quantiles={q: qmat[i] for i, q in enumerate(STANDARD_QUANTILES)},
-            unit=hist.unit,
             model=self.name,
             lower_bound=self.lower_bound,
         )

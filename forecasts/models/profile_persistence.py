@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import predict_history
+from forecasts.models._support import ModelFit, PredictCall, fill_gaps
 from forecasts.series import RegularSeries
 
 __all__ = ["ProfilePersistence", "ProfilePersistenceFit"]
@@ -32,14 +32,11 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _filled(values: FloatArray) -> FloatArray:
-    out = np.array(values, dtype=float, copy=True)
-    nan = np.isnan(out)
-    if nan.all():
+    """Gaps filled linearly (no seasonal step: the profile is what is being estimated); an
+    empty history has no observed values either."""
+    if values.size == 0:
         raise ValueError("history has no observed values")
-    if nan.any():
-        idx = np.arange(out.size)
-        out[nan] = np.interp(idx[nan], idx[~nan], out[~nan])
-    return out
+    return fill_gaps(values, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +111,7 @@ class ProfilePersistence:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfilePersistenceFit:
+class ProfilePersistenceFit(ModelFit):
     model: ProfilePersistence
     profile: FloatArray
     phase_of_end: int
@@ -127,17 +124,10 @@ class ProfilePersistenceFit:
     def name(self) -> str:
         return self.model.name
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
-        """From the end of `history` (default: the fitted one): the profile is the fitted
-        one, the anomaly is that of `history`'s last value."""
-        hist = predict_history(horizon, history, fitted=self.history)
+    def _predict(self, call: PredictCall) -> Forecast:
+        """From the end of the call's history: the profile is the fitted one, the anomaly is
+        that of the history's last value."""
+        hist, horizon = call.history, call.horizon
         m = self.model
         p = m.period
         y = _filled(hist.values)

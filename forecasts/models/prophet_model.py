@@ -22,10 +22,10 @@ import numpy as np
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
 from forecasts.models._support import (
     FloatArray,
-    build_forecast,
+    ModelFit,
+    PredictCall,
     check_exog,
-    predict_history,
-    resolve_exog,
+    nonnegative_floor,
 )
 from forecasts.series import RegularSeries
 
@@ -117,12 +117,12 @@ class ProphetModel:
             phi=phi,
             spread=np.quantile(resid - np.median(resid), np.asarray(STANDARD_QUANTILES)),
             exog_columns=0 if ex is None else ex.shape[1],
-            lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
+            lower_bound=nonnegative_floor(history.values),
         )
 
 
 @dataclass(frozen=True, slots=True)
-class ProphetFit:
+class ProphetFit(ModelFit):
     spec: ProphetModel
     history: RegularSeries
     exog: FloatArray | None
@@ -136,25 +136,11 @@ class ProphetFit:
     def name(self) -> str:
         return self.spec.name
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
-        hist = predict_history(horizon, history, fitted=self.history)
+    def _predict(self, call: PredictCall) -> Forecast:
+        hist, horizon = call.history, call.horizon
         n = len(hist)
-        ex_f, ex_h = resolve_exog(
-            model=self.name,
-            fitted_columns=self.exog_columns,
-            fit_exog=self.exog,
-            history_is_fit=history is None or history is self.history,
-            horizon=horizon,
-            history_steps=n,
-            exog_future=exog_future,
-            exog_history=exog_history,
+        ex_f, ex_h = call.resolve_exog(
+            model=self.name, fitted_columns=self.exog_columns, fit_exog=self.exog
         )
         observed = np.flatnonzero(np.isfinite(hist.values))
         if observed.size == 0:
@@ -179,12 +165,6 @@ class ProphetFit:
         quantiles = {
             q: mean + s * widen for q, s in zip(STANDARD_QUANTILES, self.spread, strict=True)
         }
-        return build_forecast(
-            start=hist.end,
-            step=hist.step,
-            mean=mean,
-            quantiles=quantiles,
-            unit=hist.unit,
-            model=self.name,
-            lower_bound=self.lower_bound,
+        return call.forecast(
+            mean=mean, quantiles=quantiles, model=self.name, lower_bound=self.lower_bound
         )

@@ -25,11 +25,12 @@ import numpy as np
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
 from forecasts.models._support import (
     FloatArray,
-    build_forecast,
+    ModelFit,
+    PredictCall,
     check_exog,
     fill_gaps,
     fourier_terms,
-    predict_history,
+    nonnegative_floor,
 )
 from forecasts.series import RegularSeries
 
@@ -149,7 +150,7 @@ class SeasonalRegression:
             coefs=np.vstack(coefs),
             spreads=np.vstack(spreads),
             exog_columns=0 if ex is None else ex.shape[1],
-            lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
+            lower_bound=nonnegative_floor(history.values),
         )
 
     def _solve(self, xs: FloatArray, y: FloatArray, weight: FloatArray) -> FloatArray:
@@ -203,7 +204,7 @@ class SeasonalRegression:
 
 
 @dataclass(frozen=True, slots=True)
-class SeasonalRegressionFit:
+class SeasonalRegressionFit(ModelFit):
     spec: SeasonalRegression
     history: RegularSeries
     coefs: FloatArray
@@ -215,16 +216,9 @@ class SeasonalRegressionFit:
     def name(self) -> str:
         return self.spec.name
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
-        hist = predict_history(horizon, history, fitted=self.history)
-        ex_f = check_exog(exog_future, rows=horizon, name="exog_future")
+    def _predict(self, call: PredictCall) -> Forecast:
+        hist, horizon = call.history, call.horizon
+        ex_f = check_exog(call.exog_future, rows=horizon, name="exog_future")
         if self.exog_columns and ex_f is None:
             raise ValueError(f"{self.name} was fitted with exog: exog_future is required")
         if ex_f is not None and ex_f.shape[1] != self.exog_columns:
@@ -266,12 +260,9 @@ class SeasonalRegressionFit:
             n_new = min(block, horizon - done)
             work[base + done : base + done + n_new] = mean[done : done + n_new]
             done += n_new
-        return build_forecast(
-            start=hist.end,
-            step=hist.step,
+        return call.forecast(
             mean=mean,
             quantiles={q: qs[i] for i, q in enumerate(STANDARD_QUANTILES)},
-            unit=hist.unit,
             model=self.name,
             lower_bound=self.lower_bound,
         )

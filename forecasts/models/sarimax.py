@@ -23,12 +23,12 @@ import numpy as np
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
 from forecasts.models._support import (
     FloatArray,
-    build_forecast,
+    ModelFit,
+    PredictCall,
     check_exog,
     fourier_terms,
     gaussian_quantiles,
-    predict_history,
-    resolve_exog,
+    nonnegative_floor,
 )
 from forecasts.series import RegularSeries
 
@@ -102,12 +102,12 @@ class Sarimax:
             beta=beta,
             scale=scale,
             exog_columns=0 if ex is None else ex.shape[1],
-            lower_bound=0.0 if np.nanmin(history.values) >= 0 else None,
+            lower_bound=nonnegative_floor(history.values),
         )
 
 
 @dataclass(frozen=True, slots=True)
-class SarimaxFit:
+class SarimaxFit(ModelFit):
     spec: Sarimax
     history: RegularSeries
     exog: FloatArray | None
@@ -121,27 +121,13 @@ class SarimaxFit:
     def name(self) -> str:
         return self.spec.name
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
+    def _predict(self, call: PredictCall) -> Forecast:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-        hist = predict_history(horizon, history, fitted=self.history)
+        hist, horizon = call.history, call.horizon
         n = len(hist)
-        ex_f, ex_h = resolve_exog(
-            model=self.name,
-            fitted_columns=self.exog_columns,
-            fit_exog=self.exog,
-            history_is_fit=history is None or history is self.history,
-            horizon=horizon,
-            history_steps=n,
-            exog_future=exog_future,
-            exog_history=exog_history,
+        ex_f, ex_h = call.resolve_exog(
+            model=self.name, fitted_columns=self.exog_columns, fit_exog=self.exog
         )
         spec = self.spec
         keep = min(n, spec.window_steps)
@@ -162,12 +148,9 @@ class SarimaxFit:
         mean = np.asarray(fc.predicted_mean, dtype=float) * self.scale + x_f @ self.beta
         sd = np.asarray(fc.se_mean, dtype=float) * self.scale
         sd = np.where(np.isfinite(sd), sd, np.nanmax(np.where(np.isfinite(sd), sd, 0.0)))
-        return build_forecast(
-            start=hist.end,
-            step=hist.step,
+        return call.forecast(
             mean=mean,
             quantiles=gaussian_quantiles(mean, sd, STANDARD_QUANTILES),
-            unit=hist.unit,
             model=self.name,
             lower_bound=self.lower_bound,
         )

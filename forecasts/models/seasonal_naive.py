@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import build_forecast, fill_gaps, predict_history
+from forecasts.models._support import ModelFit, PredictCall, fill_gaps
 from forecasts.series import RegularSeries
 
 __all__ = ["SeasonalNaive", "SeasonalNaiveFit"]
@@ -61,7 +61,7 @@ class SeasonalNaive:
 
 
 @dataclass(frozen=True, slots=True)
-class SeasonalNaiveFit:
+class SeasonalNaiveFit(ModelFit):
     period: int
     history: RegularSeries
     spread: FloatArray
@@ -72,15 +72,8 @@ class SeasonalNaiveFit:
     def name(self) -> str:
         return self.label or f"seasonal_naive_{self.period}"
 
-    def predict(
-        self,
-        *,
-        horizon: int,
-        history: RegularSeries | None = None,
-        exog_future: FloatArray | None = None,
-        exog_history: FloatArray | None = None,
-    ) -> Forecast:
-        hist = predict_history(horizon, history, fitted=self.history)
+    def _predict(self, call: PredictCall) -> Forecast:
+        hist, horizon = call.history, call.horizon
         values = fill_gaps(hist.values, self.period)
         if values.size < self.period:
             raise ValueError(f"{self.name} needs {self.period} steps of history, got {values.size}")
@@ -90,12 +83,9 @@ class SeasonalNaiveFit:
         widen = np.sqrt(k // self.period + 1.0)
         quantiles = {q: mean + s * widen for q, s in zip(self.levels, self.spread, strict=True)}
         observed = hist.values[np.isfinite(hist.values)]
-        return build_forecast(
-            start=hist.end,
-            step=hist.step,
+        return call.forecast(
             mean=mean,
             quantiles=quantiles,
-            unit=hist.unit,
             model=self.name,
             lower_bound=0.0 if observed.min() >= 0 else None,
         )

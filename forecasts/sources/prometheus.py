@@ -173,11 +173,16 @@ class PrometheusConnection:
 
 
 def build_client(
-    connection: PrometheusConnection, *, transport: httpx.BaseTransport | None = None
+    connection: PrometheusConnection,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    max_connections: int | None = None,
 ) -> httpx.Client:
     """An `httpx.Client` for `connection`: base URL, timeout, auth and TLS verification.
 
-    `transport` replaces the network (tests pass an `httpx.MockTransport`)."""
+    `max_connections` caps the open connections (None: httpx's pool of 100, 20 kept alive); a
+    call past it waits for one within the timeout. `transport` replaces the network (tests
+    pass an `httpx.MockTransport`)."""
     verify: ssl.SSLContext | bool
     if connection.insecure_skip_verify:
         verify = False
@@ -197,6 +202,11 @@ def build_client(
         auth=connection.basic_auth,
         verify=verify,
         transport=transport,
+        limits=(
+            httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's default
+            if max_connections is None
+            else httpx.Limits(max_connections=max_connections)
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -213,6 +213,9 @@ def tick_over(
             next_refit = at + refit_every
 
 
+_POLL_S = 0.5  # how often a parallel replay asks `progress` (the stop check) while parts run
+
+
 def run_replay_parallel(
     scenario: ReplayScenario,
     *,
@@ -227,7 +230,8 @@ def run_replay_parallel(
 ) -> ReplayResult:
     """`run_replay` of `scenario` cut into `parts` (`scaler.replay.fleet.partition`), each
     part on `executor` (a Dask cluster's, a process pool), merged into exactly the result of
-    `run_replay` on the whole scenario. `progress` advances as parts finish."""
+    `run_replay` on the whole scenario. `progress` advances as parts finish, and is called with
+    0 every half second meanwhile, so an exception it raises (a stop) cancels the parts left."""
     started = time.monotonic()
     pieces = partition(scenario, parts)
     futures = {
@@ -246,14 +250,23 @@ def run_replay_parallel(
     units = progress_total(scenario)
     reported = 0
     results = []
-    for future in as_completed(futures):
-        results.append(future.result())
-        if progress is not None:
-            piece = futures[future]
-            share = sum(work_units(scenario, w) for w in piece.workloads) / total_work
-            step = units - reported if len(results) == len(pieces) else round(units * share)
-            progress(step)
-            reported += step
+    pending: set[Future[ReplayResult]] = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            if not finished and progress is not None:
+                progress(0)  # a part can run for minutes: the caller's stop check runs meanwhile
+            for future in finished:
+                results.append(future.result())
+                if progress is not None:
+                    piece = futures[future]
+                    share = sum(work_units(scenario, w) for w in piece.workloads) / total_work
+                    step = units - reported if len(results) == len(pieces) else round(units * share)
+                    progress(step)
+                    reported += step
+    finally:
+        for future in pending:  # stopped or failed: the parts not yet finished are not wanted
+            future.cancel()
     return merge(scenario, results, seconds=time.monotonic() - started)
 
 

@@ -3,7 +3,8 @@
 Aspects: a workload region that is no carbon region (`GBB`) with "did you mean"; SAMPLE DATA
 regions accepted (the ones `run` uses); extender aliases, default region and ranked regions
 must be carbon regions; two workloads on one target; every problem at once, exit 2, the layer
-named; a configuration whose references resolve passes; `run` refuses to start on them too.
+named (a file's line and column, paths as the loader writes them); a configuration whose
+references resolve passes; `run` refuses to start on them too.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def test_resolving_references_pass(tmp_path: Path) -> None:
     [
         pytest.param(
             "scaler:\n  workloads:" + _workload("web", "GBB"),
-            "scaler.workloads.0.region: unknown region 'GBB' (did you mean 'GB'?)",
+            "scaler.workloads[0].region: unknown region 'GBB' (did you mean 'GB'?)",
             id="workload region typo",
         ),
         pytest.param(
@@ -66,14 +67,15 @@ def test_resolving_references_pass(tmp_path: Path) -> None:
         ),
         pytest.param(
             "extender:\n  regions: [FR, Narnia]\n",
-            "extender.regions.1: unknown region 'Narnia'; known: GB",
+            "extender.regions[1]: unknown region 'Narnia'; known: GB",
             id="ranked region",
         ),
         pytest.param(
             "scaler:\n  workloads:"
             + _workload("web", "GB")
             + _workload("web-copy", "GB", target="web"),
-            "scaler.workloads.1.target: workloads 'web' and 'web-copy' both scale Deployment a/web",
+            "scaler.workloads[1].target: workloads 'web' and 'web-copy' both scale "
+            "Deployment a/web",
             id="one target, two workloads",
         ),
         pytest.param(
@@ -92,6 +94,30 @@ def test_broken_reference_is_a_readable_error(
     assert expected in out
     assert "(from file:" in out
     assert "Traceback" not in out
+
+
+def test_paths_and_sources_as_the_loader_writes_them(tmp_path: Path) -> None:
+    """A cross-reference problem reads like the loader's own: `[i]` for list items and the
+    file's line and column, beside a loader problem in the same file."""
+    text = "scaler:\n  workloads:" + _workload("web", "GBB") + _workload("batch", "GB")
+    text += "extender:\n  regions: [FR, Narnia]\n"
+    code, out = _check(tmp_path, text)
+    assert code == 2
+    lines = out.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("  - ")]
+    assert [lines[i].split(":")[0] for i in heads] == [
+        "  - scaler.workloads[0].region",
+        "  - extender.regions[1]",
+    ]
+    # the first workload's region key (line 8), the flow list's second item (line 17)
+    assert lines[heads[0] + 1].endswith("gridshift.yaml, line 8, column 7)")
+    assert lines[heads[1] + 1].endswith("gridshift.yaml, line 17, column 17)")
+    # a loader problem in the same file says it the same way
+    text = "scaler:\n  workloads:" + _workload("web", "GB").replace("20", "-1")
+    code, out = _check(tmp_path, text)
+    assert code == 2
+    assert "scaler.workloads[0].capacity_per_replica: Input should be greater than 0" in out
+    assert "gridshift.yaml, line 7, column" in out
 
 
 def test_same_target_name_in_other_namespaces_is_fine(tmp_path: Path) -> None:

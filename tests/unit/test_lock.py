@@ -1,10 +1,14 @@
 """The lock files pin every dependency pyproject.toml declares (runtime in requirements.lock,
 runtime + dev in requirements-dev.lock), each with hashes, and the image installs the runtime
-lock only."""
+lock only; every third-party module the product imports comes from a distribution the runtime
+lock pins, every one the tests import (importorskip included) from one the dev lock pins."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -50,3 +54,56 @@ def test_image_installs_the_runtime_lock_only() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "--require-hashes -r /tmp/requirements.lock" in dockerfile
     assert "requirements-dev.lock" not in dockerfile
+
+
+def _imported_top_level(packages: list[str]) -> dict[str, str]:
+    """Top-level module -> one file that imports it (statements and `pytest.importorskip`)."""
+    found: dict[str, str] = {}
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "importorskip"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                ):
+                    names = [node.args[0].value]
+                for name in names:
+                    found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return found
+
+
+PRODUCT = ["forecasts", "scaler", "extender", "config"]
+
+
+@pytest.mark.parametrize(
+    ("packages", "lock"),
+    [
+        pytest.param(PRODUCT, "requirements.lock", id="product: runtime lock"),
+        pytest.param(["tests"], "requirements-dev.lock", id="tests: dev lock"),
+    ],
+)
+@pytest.mark.timeout(10)  # ~1 s alone (every file parsed, the installed distributions listed)
+def test_every_imported_distribution_is_pinned(packages: list[str], lock: str) -> None:
+    """What the code imports is installed from the lock it is shipped or tested with: a module
+    no installed distribution provides (a test would `importorskip` itself away) or one from a
+    distribution the lock does not pin fails here, naming the importing file."""
+    local = {*PRODUCT, "tests"}
+    provides = importlib.metadata.packages_distributions()
+    pinned = _pinned(lock)
+    missing = []
+    for module, where in sorted(_imported_top_level(packages).items()):
+        if module in sys.stdlib_module_names or module in local or module == "__future__":
+            continue
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in provides.get(module, [])}
+        if not dists & set(pinned):
+            missing.append(f"{module} ({where}): {sorted(dists) or 'not installed'}")
+    assert missing == []

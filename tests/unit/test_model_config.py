@@ -2,10 +2,13 @@
 
 Aspects: constructor bounds of each model (table); the catalog builds every named model for
 hourly and half-hourly steps and rejects unknown names and odd steps; exog validation; the gap
-rule; short or empty histories at predict time; recency weighting and in-sample intervals."""
+rule; short or empty histories at predict time; recency weighting and in-sample intervals; the
+fits' shared `predict()` preamble (`ModelFit`): horizon check, which history, the fit-history
+flag, the forecast built from the history's end, step and unit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,9 +19,17 @@ import pytest
 import statsmodels.tsa.holtwinters
 import statsmodels.tsa.statespace.sarimax  # noqa: F401
 
+from forecasts.forecast import STANDARD_QUANTILES, Forecast
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
-from forecasts.models._support import check_exog, fill_gaps, fourier_terms
+from forecasts.models._support import (
+    ModelFit,
+    PredictCall,
+    check_exog,
+    fill_gaps,
+    fourier_terms,
+)
 from forecasts.models.catalog import MODEL_NAMES, build_model, season_steps
+from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.series import RegularSeries
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -138,3 +149,73 @@ def test_regression_options_change_the_fit() -> None:
     b = weighted.fit(s).predict(horizon=12)
     assert not np.allclose(a.mean, b.mean)
     assert abs(float(np.mean(b.mean)) - 13.0) < 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordingFit(ModelFit):
+    """A fit that forecasts a flat 1.0 and keeps the calls its `_predict` got."""
+
+    history: RegularSeries
+    calls: list[PredictCall]
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    def _predict(self, call: PredictCall) -> Forecast:
+        self.calls.append(call)
+        ones = np.ones(call.horizon)
+        return call.forecast(
+            mean=ones,
+            quantiles=dict.fromkeys(STANDARD_QUANTILES, ones),
+            model=self.name,
+            lower_bound=None,
+        )
+
+
+def test_model_fit_preamble() -> None:
+    fit_history = RegularSeries(start=START, step=HOUR, values=np.arange(48.0), unit="g")
+    newer = RegularSeries(start=START, step=HOUR, values=np.arange(60.0), unit="g")
+    fit = _RecordingFit(history=fit_history, calls=[])
+    with pytest.raises(ValueError, match="horizon must be >= 1, got 0"):
+        fit.predict(horizon=0)
+    assert fit.calls == []  # the model's own code never sees a bad horizon
+    exog = np.ones((3, 1))
+    default = fit.predict(horizon=3, exog_future=exog)
+    given_fit = fit.predict(horizon=3, history=fit_history)
+    given_newer = fit.predict(horizon=3, history=newer)
+    assert [(c.history, c.history_is_fit) for c in fit.calls] == [
+        (fit_history, True),
+        (fit_history, True),
+        (newer, False),
+    ]
+    assert fit.calls[0].exog_future is exog
+    assert (default.start, default.step, default.unit, default.model) == (
+        START + 48 * HOUR,
+        HOUR,
+        "g",
+        "recording",
+    )
+    assert given_fit.start == default.start
+    assert given_newer.start == START + 60 * HOUR
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(SeasonalNaive(24), id="seasonal_naive"),
+        pytest.param(SeasonalRegression(max_horizon=6, window_steps=24 * 8), id="regression"),
+        pytest.param(ETS(window_steps=24 * 8, simulations=20), id="ets"),
+        pytest.param(Sarimax(order=(1, 0, 0), fourier=((24, 1),)), id="sarimax"),
+        pytest.param(ProfilePersistence(), id="profile_persistence"),
+    ],
+)
+def test_every_bundled_fit_shares_the_preamble(model: Any) -> None:
+    t = np.arange(24 * 12)
+    history = RegularSeries(
+        start=START, step=HOUR, values=50 + 10 * np.sin(2 * np.pi * t / 24), unit="g"
+    )
+    fit = model.fit(history)
+    assert isinstance(fit, ModelFit)
+    with pytest.raises(ValueError, match="horizon must be >= 1, got -1"):
+        fit.predict(horizon=-1)
