@@ -5,8 +5,9 @@ process is SIGKILLed while ticking fast; a restarted run restores ticks and savi
 from it (the status API's `ticks_total` continues from the persisted value, cumulative
 emissions never go back); at most the tick in flight is lost. An API server that cannot be
 read at start (nothing listens at its address; no API server stand-in is needed) makes
-`gridshift run` exit with a clear error rather than start from zero. The same with the
-ConfigMap store, and failover between two replicas sharing the ConfigMap and the
+`gridshift run` exit with a clear error rather than start from zero (the real authorizer's
+403 on the ConfigMap: tests/cluster/test_leader_election.py). The same with the ConfigMap
+store, and failover between two replicas sharing the ConfigMap and the
 Lease, run on the real control plane: tests/cluster/test_leader_election.py.
 """
 
