@@ -65,7 +65,8 @@ def _carbon_source(settings: Settings) -> CarbonSource:
 
 def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | None]:
     """Where the nodes come from, said in one log line: `extender.nodes_file`, else the
-    cluster (list + watch), else -- no Kubernetes credentials -- the SAMPLE DATA nodes."""
+    cluster (list + watch; credentials as `kube_core_api` finds them), else -- no Kubernetes
+    credentials and no `kube.kubeconfig` named -- the SAMPLE DATA nodes."""
     rules = region_rules(settings)
     path = settings.extender.nodes_file
     if path is not None:
@@ -76,8 +77,10 @@ def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | 
         log.info("nodes: %s (no cluster watch)", inventory.describe())
         return inventory, None
     try:
-        return None, kube_core_api()
+        return None, kube_core_api(settings.kube)
     except RuntimeError as exc:
+        if settings.kube.kubeconfig is not None:  # asked for by name: never the sample nodes
+            raise click.ClickException(str(exc)) from exc
         inventory = sample_inventory(rules=rules)
         log.warning(
             "%s: serving %s (SAMPLE DATA, offline); pass --nodes FILE for your own nodes",
@@ -87,9 +90,9 @@ def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | 
         return inventory, None
 
 
-def _kube_api() -> CoreV1Api:
+def _kube_api(settings: Settings) -> CoreV1Api:
     try:
-        return kube_core_api()
+        return kube_core_api(settings.kube)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -195,7 +198,7 @@ def agent_command(
         clock=SystemClock(),
         registry=registry,
         node_name=node_name if annotate else None,
-        kube_api=_kube_api() if annotate else None,
+        kube_api=_kube_api(settings) if annotate else None,
     )
     listener = export_listener(registry, "agent")
     server = ThreadedServer(

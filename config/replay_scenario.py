@@ -95,6 +95,14 @@ def _duration(value: Any, field: str) -> timedelta:
         raise ValueError(f"{field}: {exc}") from exc
 
 
+def _offset(value: str, field: str) -> timedelta:
+    """A duration that may be negative (`-7h`: before the instant it is counted from)."""
+    text = value.strip()
+    if text.startswith("-"):
+        return -_duration(text[1:], field)
+    return _duration(text, field)
+
+
 class ReplayOptions(TypedDict):
     """What a scenario file sets of `run_replay`'s (and `run_replay_parallel`'s) keyword
     arguments: `run_replay(loaded.scenario, **loaded.replay_options)`."""
@@ -595,23 +603,24 @@ def _recorded_inputs(
             provider_fc[r.name] = read_provider_forecast(
                 reader.path(spec.csv, f"{field}.provider_forecast"),
                 column=spec.column,
-                known_after=_duration(spec.known_after, f"{field}.provider_forecast.known_after"),
+                known_after=_offset(spec.known_after, f"{field}.provider_forecast.known_after"),
             )
         parts = []
         if r.weather is not None:
             parts.append(
                 read_weather_forecasts(
                     reader.path(r.weather.csv, f"{field}.weather"),
-                    known_after=_duration(r.weather.known_after, f"{field}.weather.known_after"),
+                    known_after=_offset(r.weather.known_after, f"{field}.weather.known_after"),
                 )
             )
         if r.generation is not None:
             parts.append(
                 read_generation_forecasts(
                     reader.path(r.generation.csv, f"{field}.generation"),
-                    known_after=_duration(
+                    known_after=_offset(
                         r.generation.known_after, f"{field}.generation.known_after"
                     ),
+                    sources=r.generation.sources,
                 )
             )
     except (SourceError, ValueError) as exc:

@@ -73,7 +73,15 @@ class RecordedForecastSpec(_Model):
 
     csv: str = Field(description="CSV path (shared:REL, or relative to the scenario file).")
     column: str = Field("ci_forecast_da_direct", description="provider: the forecast column.")
-    known_after: str = Field("4h", description="Each UTC day's values known this long after 00:00.")
+    known_after: str = Field(
+        "4h",
+        description="Each UTC day's values known this long after 00:00 (negative: before it).",
+    )
+    sources: tuple[str, ...] | None = Field(
+        None,
+        description="generation: only these sources (wind, solar), as MW, rather than every "
+        "source as shares (a subset published earlier than the rest).",
+    )
 
 
 class RegionSpec(_Model):

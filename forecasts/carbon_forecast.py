@@ -12,7 +12,10 @@ arrived by then (and a replay can play recorded forecasts exactly as they arrive
   exog inputs, each input's lag chosen on the data before the backtest window); where a
   provider forecast is given, whether to correct it by its latest observed error fading with
   lead time (half-life chosen by the backtest, kept only where it lowers MAE) and whether a
-  blend with the own model beats both (else the provider's forecast is used as given). The
+  blend with the own model beats both (else the provider's forecast is used as given).
+  Inputs published at different times keep their own (a day-ahead wind forecast published
+  the afternoon before beside weather known from 04:00 of its day): the exog model has a
+  second fit on the inputs published earliest, for the steps only they reach. The
   backtest's out-of-sample errors per lead calibrate the intervals (split-conformal
   quantiles). The plan keeps its scores and reasons. Day-ahead values end with the day
   they were issued for: past the last one, the own model carries on from where they left
@@ -53,6 +56,8 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 DAY_STEPS = 24
+#: The exog model's second fit, on the inputs published earliest (`_early_columns`).
+EARLY = "regression+early inputs"
 
 
 def align(series: RegularSeries, *, like: RegularSeries) -> FloatArray:
@@ -79,7 +84,9 @@ def _shifted(
 @dataclass(frozen=True, slots=True)
 class KnownSeries:
     """Values on a regular grid (one column or several) with the instant (epoch seconds)
-    each row became known: a provider's forecast, weather or generation forecasts."""
+    each row became known, one instant per row or one per row and column (inputs published
+    at different times side by side): a provider's forecast, weather or generation
+    forecasts. `known_s` is kept as one column per value column."""
 
     start: datetime
     step: timedelta
@@ -93,9 +100,11 @@ class KnownSeries:
         if values.ndim == 1:
             values = values[:, None]
         known = np.array(self.known_s, dtype=float, copy=True)
-        if known.shape != (values.shape[0],) or values.shape[1] != len(self.columns):
+        if known.ndim == 1 and known.shape == (values.shape[0],):
+            known = np.repeat(known[:, None], values.shape[1], axis=1)
+        if known.shape != values.shape or values.shape[1] != len(self.columns):
             raise ValueError(
-                f"KnownSeries: {values.shape} values, {known.shape} known instants, "
+                f"KnownSeries: {values.shape} values, {np.shape(self.known_s)} known instants, "
                 f"{len(self.columns)} columns"
             )
         object.__setattr__(self, "values", values)
@@ -112,7 +121,7 @@ class KnownSeries:
         hi = min(max(lo, round(offset) + n), len(self))
         vals = self.values[lo:hi]
         if at is not None:
-            vals = np.where((self.known_s[lo:hi] <= to_epoch_s(at))[:, None], vals, np.nan)
+            vals = np.where(self.known_s[lo:hi] <= to_epoch_s(at), vals, np.nan)
         return _shifted(vals, self.start + self.step * lo, start, self.step, n)
 
     def shifted(self, steps: int) -> KnownSeries:
@@ -224,6 +233,21 @@ def _weather_matrix(inputs: CarbonInputs, lags: Sequence[int], n: int, at: datet
     return np.column_stack(cols)
 
 
+def _early_columns(exog: KnownSeries) -> tuple[int, ...]:
+    """The exog columns published furthest ahead of the steps they describe (by the median
+    lead of their rows), when that is a strict subset of the columns: e.g. a day-ahead wind
+    and solar forecast published the afternoon before, beside weather known from 04:00 of
+    its day. The exog model then has a second fit on these alone for the steps only they
+    reach. () when every column is published alike."""
+    t = to_epoch_s(exog.start) + np.arange(len(exog))[:, None] * exog.step.total_seconds()
+    lead = np.where(np.isfinite(exog.known_s), t - exog.known_s, np.nan)
+    if not np.isfinite(lead).any(axis=0).all():
+        return ()
+    med = np.nanmedian(lead, axis=0)
+    early = tuple(int(j) for j in np.flatnonzero(med >= med.max() - 3600.0))
+    return early if len(early) < len(exog.columns) else ()
+
+
 def _choose_lags(
     values: FloatArray, exog: KnownSeries, hist: RegularSeries, end: int, cands: Sequence[int]
 ) -> tuple[int, ...]:
@@ -326,14 +350,21 @@ def _own_paths(
     wfit = fits.get("regression+exog")
     if wfit is not None and inputs.exog is not None and "regression" in out:
         ex = _weather_matrix(inputs, lags, origin + horizon, at)[origin:]
-        known = np.asarray(np.isfinite(ex).all(axis=1), dtype=bool)
         path = out["regression"]
-        if known.any():
-            filled = np.where(np.isfinite(ex), ex, 0.0)
-            wmean = np.asarray(
-                wfit.predict(horizon=horizon, history=recent, exog_future=filled).mean
-            )
-            path = _carry(path, wmean, known, seam_half_life)
+        # the inputs published earliest reach furthest: their own fit there, then every input
+        early = _early_columns(inputs.exog)
+        efit = fits.get(EARLY)
+        stages = [(wfit, ex)]
+        if early and efit is not None:
+            stages.insert(0, (efit, ex[:, early]))
+        for fit, cols in stages:
+            known = np.asarray(np.isfinite(cols).all(axis=1), dtype=bool)
+            if known.any():
+                filled = np.where(np.isfinite(cols), cols, 0.0)
+                mean = np.asarray(
+                    fit.predict(horizon=horizon, history=recent, exog_future=filled).mean
+                )
+                path = _carry(path, mean, known, seam_half_life)
         out["regression+exog"] = path
     return out
 
@@ -435,7 +466,11 @@ def plan_carbon_forecast(
     scores["relative_mae"] = float(np.mean(np.abs(resid))) / naive_mae if naive_mae else np.nan
     return CarbonPlan(
         own=own,
-        fits={k: v for k, v in final_fits.items() if own == k or k == "regression"},
+        fits={
+            k: v
+            for k, v in final_fits.items()
+            if own == k or k == "regression" or (own == "regression+exog" and k == EARLY)
+        },
         weather_lags=lags,
         provider_weight=weight,
         half_life_steps=half_life,
@@ -461,9 +496,14 @@ def _fits_until(
     if reg is not None:
         out["regression"] = reg
     if inputs.exog is not None and reg is not None:
-        wfit = _fit(model, values, hist, end, _weather_matrix(inputs, lags, end, hist.end))
+        ex = _weather_matrix(inputs, lags, end, hist.end)
+        wfit = _fit(model, values, hist, end, ex)
         if wfit is not None:
             out["regression+exog"] = wfit
+        early = _early_columns(inputs.exog)
+        efit = _fit(model, values, hist, end, ex[:, early]) if early else None
+        if efit is not None:
+            out[EARLY] = efit
     return out
 
 

@@ -18,10 +18,11 @@ from scaler.core.policy import CiWindow, OverrideWindow
 from scaler.core.workload import CiSchedule, ModeOverride
 from scaler.snapshot import Mode
 
-__all__ = ["WorkloadSchedules", "cron_firings"]
+__all__ = ["WorkloadSchedules", "cron_firings", "cron_schedule"]
 
 
-def _schedule(expr: str, timezone: str, duration: timedelta, *, where: str) -> CISchedule:
+def cron_schedule(expr: str, timezone: str, duration: timedelta, *, where: str) -> CISchedule:
+    """`expr` in `timezone` parsed; ValueError naming `where`, the expression and the zone."""
     try:
         return CISchedule(name=where, cron=expr, duration=duration, timezone=timezone)
     except ValueError as exc:
@@ -48,7 +49,9 @@ class WorkloadSchedules:
             tuple(
                 (
                     c,
-                    _schedule(c.cron, c.timezone, c.duration, where=f"{name}.ci_schedules[{i}]"),
+                    cron_schedule(
+                        c.cron, c.timezone, c.duration, where=f"{name}.ci_schedules[{i}]"
+                    ),
                 )
                 for i, c in enumerate(ci)
             ),
@@ -57,7 +60,9 @@ class WorkloadSchedules:
                     o,
                     None
                     if o.cron is None or o.duration is None
-                    else _schedule(o.cron, o.timezone, o.duration, where=f"{name}.overrides[{i}]"),
+                    else cron_schedule(
+                        o.cron, o.timezone, o.duration, where=f"{name}.overrides[{i}]"
+                    ),
                 )
                 for i, o in enumerate(overrides)
             ),

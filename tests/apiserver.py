@@ -3,15 +3,30 @@
 
 Why it still exists (issue 14): gridshift's Kubernetes behaviour is tested on the real control
 plane (tests/cluster, `make test-cluster`), with `tests.faultproxy.FaultProxy` in front of it
-for faults. This stand-in stays only where the real plane cannot be used: the offline quick
-start and the browser/PromQL tests (tests/sample_cluster.py: no Go toolchain, no plane
-binaries, seconds to start), fast fault tables that need no plane (test_kube_faults,
-test_extender_faults), processes that only need *an* API server to list nodes
-(test_tls_reload, e2e test_extender_cli), and what a real API server cannot be made to
-answer (tests/integration/test_kube_stand_in.py). Where its answers differ from
-kube-apiserver v1.37 the real-plane tests say so; known: a PUT of identical content here
-gets a new resourceVersion (the real server keeps it), LIST ignores `limit`, BOOKMARKs come
-every `bookmark_interval_seconds` (the real server: about once a minute).
+for faults; the scaler's fault table (tests/cluster/test_kube_faults.py), the CRD-first run
+(tests/cluster/test_crd_first.py) and the crash-safety start check no longer use this. It
+stays only where the real plane cannot be used, each user and why:
+
+* tests/sample_cluster.py (the offline quick start, the browser and PromQL tests): needs no
+  Go toolchain or plane binaries and starts in milliseconds, in the integration tier;
+* tests/integration/test_extender_faults.py: the extender's fault table in the integration
+  tier, which runs where the plane is not built;
+* tests/integration/test_tls_reload.py and tests/e2e/test_extender_cli.py: processes that only
+  need *an* API server to list nodes from, over plain HTTP;
+* tests/integration/test_kube_bounds.py: only its "ordinary answers read as before" case
+  (the other cases are answered by the proxy itself);
+* tests/integration/test_kube_stand_in.py: what a real API server cannot be made to answer
+  (a rotated extension-apiserver-authentication ConfigMap, which kube-apiserver owns; a
+  malformed ScaledObject, which KEDA's CRD refuses).
+
+Where its answers differ from kube-apiserver v1.37 the real-plane tests say so; known: a PUT
+of identical content here gets a new resourceVersion (the real server keeps it), LIST ignores
+`limit`, BOOKMARKs come every `bookmark_interval_seconds` (the real server: about once a
+minute, so a watch is silent for minutes, which hid that stopping a watch waited for its
+timeout), a `status` in a create or update is stored (the real server keeps only what the
+status subresource writes), any spec is stored (the real CRD's schema refuses e.g.
+`maxReplicas: 0` with 422), and a CR watch right after its CRD is established is served (the
+real server answers 429 "storage is (re)initializing" for a moment).
 
 What it answers the way kube-apiserver does:
 

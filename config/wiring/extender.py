@@ -12,15 +12,17 @@ from typing import Any
 
 import httpx
 from kubernetes import client as kube_client
+from kubernetes.config import ConfigException
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 
 from config.settings import (
     ExtenderSettings,
+    KubeSettings,
     Settings,
 )
 from config.wiring.carbon import build_carbon_forecasting, build_region_resolver
-from config.wiring.kube import kube_api_client
+from config.wiring.kube import build_kube_api_client
 from extender.agent import GpuAgent, KubeNodeAnnotator
 from extender.core.nodes import RegionRules
 from extender.core.scoring import ScoringPolicy
@@ -38,25 +40,19 @@ from forecasts.time import Clock
 log = logging.getLogger(__name__)
 
 
-def kube_core_api() -> kube_client.CoreV1Api:
-    """In-cluster credentials when running in a pod, else the local kubeconfig."""
-    from kubernetes import config as kube_config  # heavy (auth plugins); only when serving
-
-    configuration = kube_client.Configuration()
+def kube_core_api(settings: KubeSettings) -> kube_client.CoreV1Api:
+    """The extender's and agent's Kubernetes client, credentials found as the scaler finds
+    them (`build_kube_api_client`): `kube.kubeconfig` when set, else in-cluster credentials
+    in a pod, else the local kubeconfig. RuntimeError, naming where it looked, when none works."""
     try:
-        kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
+        return kube_client.CoreV1Api(build_kube_api_client(settings))
+    except (ConfigException, OSError) as exc:
+        where = (
+            f"kube.kubeconfig={settings.kubeconfig} is not usable"
+            if settings.kubeconfig is not None
+            else "not in a pod, and no usable kubeconfig"
         )
-    except kube_config.ConfigException:
-        try:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        except (kube_config.ConfigException, OSError) as exc:
-            raise RuntimeError(
-                f"no Kubernetes credentials (not in a pod, and no usable kubeconfig: {exc})"
-            ) from exc
-    return kube_client.CoreV1Api(kube_api_client(configuration))
+        raise RuntimeError(f"no Kubernetes credentials ({where}: {exc})") from exc
 
 
 def scoring_policy(s: ExtenderSettings) -> ScoringPolicy:

@@ -16,7 +16,8 @@ however long, since urllib3's timeouts bound each socket read, not the call. A w
 * the whole call, from the request to the body's last byte, ends by its deadline, else
   `KubeDeadlineExceeded`: the call's `_request_timeout` (connect + read for a pair; the
   default when none) times the tries the client's retry policy allows. A read blocked past
-  the deadline is cut by shutting the socket down.
+  the deadline is cut by shutting the socket down, by one timer thread per client that runs
+  while any read is in progress (a long watch does not hold a thread of its own).
 
 Both errors are `ApiException`s (status 0, like the client's own transport failures), so
 every caller's existing handling of a failed API call applies to them.
@@ -25,6 +26,8 @@ every caller's existing handling of a failed API call applies to them.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -88,18 +91,20 @@ def _call_seconds(request_timeout: object, default: float) -> float:
 
 
 class _Cutoff:
-    """Shuts `response`'s socket down at `deadline` (a blocked read then returns), unless
-    cancelled first. One timer thread per read in progress; none between calls."""
+    """Shuts one response's socket down when its deadline passes (`_Cutoffs` fires it),
+    unless cancelled first: a blocked read then returns."""
 
     def __init__(self, response: Any, deadline: float) -> None:
+        self.deadline = deadline
         self.fired = False
-        self._response = response
+        self._response: Any = response
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
 
-    def _fire(self) -> None:
+    @property
+    def cancelled(self) -> bool:
+        return self._response is None
+
+    def fire(self) -> None:
         with self._lock:
             if self._response is None:
                 return
@@ -107,11 +112,61 @@ class _Cutoff:
             # ValueError/RuntimeError: already closed, or released to the pool
             with contextlib.suppress(ValueError, RuntimeError, OSError):
                 self._response.shutdown()
+            self._response = None
 
     def cancel(self) -> None:
         with self._lock:
             self._response = None
-        self._timer.cancel()
+
+
+class _Cutoffs:
+    """The deadlines of a client's reads in progress, watched by ONE timer thread that runs
+    only while a read is in progress (none between calls): however many bodies and watch
+    streams are being read at once, one thread, not one per read."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Cutoff]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def watching(self) -> bool:
+        """Whether the timer thread runs."""
+        with self._cond:
+            return self._thread is not None
+
+    def add(self, response: Any, deadline: float) -> _Cutoff:
+        cutoff = _Cutoff(response, deadline)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._seq), cutoff))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="kube-read-deadlines", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._cond.notify()
+        return cutoff
+
+    def cancel(self, cutoff: _Cutoff) -> None:
+        cutoff.cancel()
+        with self._cond:
+            self._cond.notify()  # the thread drops it and ends once nothing is left
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._thread = None
+                    return
+                wait_s = self._heap[0][0] - time.monotonic()
+                if wait_s > 0:
+                    self._cond.wait(wait_s)
+                    continue
+                heapq.heappop(self._heap)[2].fire()
 
 
 class _BoundedResponse:
@@ -122,12 +177,14 @@ class _BoundedResponse:
         self,
         response: urllib3.BaseHTTPResponse,
         *,
+        cutoffs: _Cutoffs,
         deadline: float,
         deadline_seconds: float,
         max_bytes: int,
         max_event_bytes: int,
     ) -> None:
         self._response = response
+        self._cutoffs = cutoffs
         self._deadline = deadline
         self._deadline_s = deadline_seconds
         self._max_bytes = max_bytes
@@ -140,7 +197,7 @@ class _BoundedResponse:
     def _chunks(self, *, decode_content: bool) -> Iterator[bytes]:
         """Each network read's bytes (decompressed when asked, at most 64 KiB at once)
         until the body ends; past the deadline `KubeDeadlineExceeded`."""
-        cutoff = _Cutoff(self._response, self._deadline)
+        cutoff = self._cutoffs.add(self._response, self._deadline)
         try:
             while True:
                 if time.monotonic() >= self._deadline:
@@ -157,7 +214,7 @@ class _BoundedResponse:
                     return
                 yield chunk
         finally:
-            cutoff.cancel()
+            self._cutoffs.cancel(cutoff)
 
     def _too_slow(self) -> KubeDeadlineExceeded:
         self._response.close()
@@ -214,6 +271,13 @@ class BoundedApiClient(k8s.ApiClient):
         self.max_event_bytes = max_event_bytes
         self._default_s = default_deadline_seconds
         self._tries = _tries(configuration)
+        self._cutoffs = _Cutoffs()
+
+    @property
+    def read_deadline_thread_running(self) -> bool:
+        """Whether the one thread that cuts reads at their deadline runs (only while a read
+        is in progress)."""
+        return self._cutoffs.watching
 
     def call_api(  # type: ignore[no-untyped-def]
         self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None
@@ -227,6 +291,7 @@ class BoundedApiClient(k8s.ApiClient):
         )
         response_data.response = _BoundedResponse(
             response_data.response,
+            cutoffs=self._cutoffs,
             deadline=started + deadline_s,
             deadline_seconds=deadline_s,
             max_bytes=self.max_response_bytes,

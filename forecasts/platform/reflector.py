@@ -20,6 +20,8 @@ Used by the scaler (`scaler.kube.watch`: CarbonAwareScalers) and the extender
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -100,6 +102,7 @@ class Reflector:
         self._on_event = on_event
         self._on_error = on_error
         self._watch: Any = None
+        self._response: Any = None  # the watch's streaming response, to cut it on stop()
         self.resource_version = ""
         self.relists = 0  # complete LISTs
         self.bookmarks = 0  # BOOKMARK events
@@ -152,9 +155,17 @@ class Reflector:
         self._watch = w
         if resource_version is not None:
             self.resource_version = resource_version
+
+        @functools.wraps(self._list_func)  # the client reads the return type from its doc
+        def watch_call(*args: Any, **kwargs: Any) -> Any:
+            self._response = self._list_func(*args, **kwargs)
+            if self._stop.is_set():  # stopped while connecting: nothing would cut it
+                self._cut()
+            return self._response
+
         try:
             for event in w.stream(
-                self._list_func,
+                watch_call,
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._watch_timeout_s,
@@ -174,6 +185,7 @@ class Reflector:
             raise
         finally:
             self._watch = None
+            self._response = None
         return self.resource_version
 
     def _apply(self, event: object) -> None:
@@ -210,6 +222,8 @@ class Reflector:
                 self._on_error("gone")
                 need_list = True
             except _FAILURES as exc:
+                if self._stop.is_set():  # stop() cut the watch: not a failure
+                    break
                 self.errors += 1
                 self._on_error("api")
                 self._log.warning(
@@ -219,8 +233,21 @@ class Reflector:
                 self._stop.wait(self._retry_s)
 
     def stop(self) -> None:
-        """Stop `run` (and the watch in progress)."""
+        """Stop `run` (and the watch in progress, at once: a healthy watch may stay silent
+        until its `timeoutSeconds`)."""
         self._stop.set()
         w = self._watch
         if w is not None:
             w.stop()
+        self._cut()
+
+    def _cut(self) -> None:
+        """Shut the watch response's socket down, so a read blocked in it returns. The
+        client's own `Watch.stop()` does it only while the connection still holds its
+        socket, which it no longer does once the server answered `Connection: close` (a
+        proxy in front of the API server, for one); the response's `shutdown()` always can."""
+        response = self._response
+        if response is not None:
+            # ValueError/RuntimeError: no socket to shut (closed, or released to the pool)
+            with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
+                response.shutdown()

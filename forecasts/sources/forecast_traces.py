@@ -71,10 +71,19 @@ def read_provider_forecast(
 
 
 def read_generation_forecasts(
-    path: Path, *, known_after: timedelta = DAY_AHEAD_KNOWN_AFTER
+    path: Path,
+    *,
+    known_after: timedelta = DAY_AHEAD_KNOWN_AFTER,
+    sources: tuple[str, ...] | None = None,
 ) -> KnownSeries:
     """Every `<source>_forecast_da_mw` column of a DACF file, as shares of their hourly sum
-    (DE's MW are 4x: shares are unaffected), known like the provider's forecast."""
+    (DE's MW are 4x: shares are unaffected), known like the provider's forecast; or only
+    the named `sources` (`wind`, `solar`), as MW: a subset whose issue time differs from the
+    rest (DE's and SE's ENTSO-E wind and solar forecasts are published the day before)."""
+    if sources is not None:
+        cols = tuple(f"{s}_forecast_da_mw" for s in sources)
+        picked = _day_known(Path(path), cols, timedelta(0), known_after)
+        return replace(picked, columns=tuple(f"{s}_mw" for s in sources))
     raw = _day_known(Path(path), None, timedelta(0), known_after)
     keep = [i for i, c in enumerate(raw.columns) if c.endswith("_forecast_da_mw")]
     gen = raw.values[:, keep]
@@ -84,6 +93,7 @@ def read_generation_forecasts(
     return replace(
         raw,
         values=shares,
+        known_s=raw.known_s[:, keep],
         columns=tuple(f"{raw.columns[i].removesuffix('_forecast_da_mw')}_share" for i in keep),
     )
 
@@ -101,20 +111,22 @@ def read_weather_forecasts(
 
 
 def join_known(parts: list[KnownSeries]) -> KnownSeries:
-    """Several inputs side by side on the union of their grids (one hour step); a row is
-    known when all its parts are (absent parts: NaN, known at once)."""
+    """Several inputs side by side on the union of their grids (one hour step); each
+    column keeps the instants its part became known (absent rows: NaN, known at once), so an
+    input published earlier is used earlier."""
     if len(parts) == 1:
         return parts[0]
     start = min(p.start for p in parts)
     end = max(p.start + p.step * len(p) for p in parts)
     n = round((end - start) / HOUR)
     cols = [p.on(start, n, at=None) for p in parts]
-    known = np.full(n, -np.inf)
+    knowns = []
     for p in parts:
-        k = np.full(n, -np.inf)
+        k = np.full((n, len(p.columns)), -np.inf)
         off = round((p.start - start) / HOUR)
         k[off : off + len(p)] = p.known_s
-        known = np.maximum(known, k)
+        knowns.append(k)
+    known = np.hstack(knowns)
     return KnownSeries(
         start=start,
         step=HOUR,

@@ -5,15 +5,20 @@ As client-go's recorder: named `<object>.<hex nanoseconds>`, `involvedObject` wi
 object's uid, `source.component`/`reportingComponent`, first/last timestamp and count 1.
 Best effort: a failed create is logged and counted, never raised (decisions go on). An event
 equal to the last one recorded for the same object and reason is not sent again, so a
-problem that persists tick after tick is one Event, not one a minute.
+problem that persists tick after tick is one Event, not one a minute. What was last sent is
+remembered for `repeat_after` (kube-apiserver's default `--event-ttl`, 1 h: by then the API
+server has deleted the Event, so a problem that persists is recorded again) and for at most
+`max_remembered` (object, reason) pairs, the least recently sent forgotten first: objects that
+are gone or renamed do not grow the memory of a long-running scaler.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -34,6 +39,10 @@ COMPONENT = "gridshift-scaler"
 KIND = "CarbonAwareScaler"
 NORMAL = "Normal"
 WARNING = "Warning"
+#: kube-apiserver's default --event-ttl: an Event is deleted an hour after its last update.
+DEFAULT_REPEAT_AFTER = timedelta(hours=1)
+#: A CarbonAwareScaler has a few reasons (decision, mode, one per problem); 10,000 CRs fit.
+DEFAULT_MAX_REMEMBERED = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +96,52 @@ class EventRecorder:
         clock: Clock,
         instance: str,
         request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        repeat_after: timedelta = DEFAULT_REPEAT_AFTER,
+        max_remembered: int = DEFAULT_MAX_REMEMBERED,
     ) -> None:
+        if repeat_after <= timedelta(0) or max_remembered < 1:
+            raise ValueError("repeat_after must be positive and max_remembered at least 1")
         self._api = core_api
         self._clock = clock
         self._instance = instance
         self._timeout = request_timeout_seconds
-        self._last: dict[tuple[str, str, str], str] = {}
+        self._repeat_after = repeat_after
+        self._max_remembered = max_remembered
+        # (namespace, name, reason) -> (message, when sent), least recently sent first
+        self._last: OrderedDict[tuple[str, str, str], tuple[str, datetime]] = OrderedDict()
         self._last_at_ns = 0
         self._lock = threading.Lock()
         self.sent = 0
         self.errors = 0
 
+    @property
+    def remembered(self) -> int:
+        """How many (object, reason) pairs the repeat check remembers."""
+        with self._lock:
+            return len(self._last)
+
+    def _forget_expired(self, now: datetime) -> None:
+        """Drop what was sent `repeat_after` ago or longer (under the lock)."""
+        while self._last:
+            _message, sent_at = next(iter(self._last.values()))
+            if now - sent_at < self._repeat_after:
+                return
+            self._last.popitem(last=False)
+
     def record(self, ref: ObjectRef, *, type_: str, reason: str, message: str) -> bool:
         """Send one Event unless it repeats the last one for this object and reason."""
         key = (ref.namespace, ref.name, reason)
-        if self._last.get(key) == message:
-            return False
+        now = self._clock.now()
         # The Event's name is `<object>.<at_ns hex>` (client-go's scheme): two Events at one
         # instant (a decision and its mode change, or a frozen clock) would share a name and
         # the second would be refused 409 AlreadyExists, so each is at least 1 ns later (under
         # a lock: the controller records from several threads).
         with self._lock:
-            at_ns = max(int(self._clock.now().timestamp() * 1e9), self._last_at_ns + 1)
+            self._forget_expired(now)
+            last = self._last.get(key)
+            if last is not None and last[0] == message:
+                return False
+            at_ns = max(int(now.timestamp() * 1e9), self._last_at_ns + 1)
             self._last_at_ns = at_ns
         body = event_body(
             ref, type_=type_, reason=reason, message=message, at_ns=at_ns, instance=self._instance
@@ -122,7 +155,10 @@ class EventRecorder:
                 self.errors += 1
             log.warning("event %s on %s/%s not recorded: %s", reason, ref.namespace, ref.name, exc)
             return False
-        self._last[key] = message
         with self._lock:
+            self._last[key] = (message, now)
+            self._last.move_to_end(key)
+            while len(self._last) > self._max_remembered:
+                self._last.popitem(last=False)
             self.sent += 1
         return True

@@ -34,6 +34,7 @@ from scaler.core.workload import (
     WorkloadClass,
 )
 from scaler.kube.resources import ScalerResource
+from scaler.schedules import cron_schedule
 
 __all__ = [
     "ClusterWorkloads",
@@ -135,15 +136,25 @@ def _ci_schedules(items: list[Mapping[str, Any]]) -> tuple[CiSchedule, ...]:
         extra = _number(item, "extraLoad", path, ge=0)
         if extra is None:
             raise _invalid(f"{path}.extraLoad: required (load the run adds, in the load unit)")
-        out.append(
-            CiSchedule(
-                cron=cron,
-                timezone=_text(item, "timezone", path) or "UTC",
-                duration=timedelta(seconds=_number(item, "durationSeconds", path, gt=0) or 1200),
-                extra_load=extra,
-            )
+        schedule = CiSchedule(
+            cron=cron,
+            timezone=_text(item, "timezone", path) or "UTC",
+            duration=timedelta(seconds=_number(item, "durationSeconds", path, gt=0) or 1200),
+            extra_load=extra,
         )
+        _check_cron(schedule.cron, schedule.timezone, schedule.duration, path)
+        out.append(schedule)
     return tuple(out)
+
+
+def _check_cron(cron: str, timezone: str, duration: timedelta, path: str) -> None:
+    """The CRD's schema cannot check a cron expression or a zone name: here, as the loop
+    will parse them (a CR that reached the loop unparseable would stop the loop taking any
+    new workload set)."""
+    try:
+        cron_schedule(cron, timezone, duration, where=path)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _overrides(items: list[Mapping[str, Any]]) -> tuple[ModeOverride, ...]:
@@ -152,18 +163,19 @@ def _overrides(items: list[Mapping[str, Any]]) -> tuple[ModeOverride, ...]:
         path = f"spec.modeOverrides[{i}]"
         duration = _number(item, "durationSeconds", path, gt=0)
         try:
-            out.append(
-                ModeOverride(
-                    mode=str(item.get("mode", "")),
-                    until=_instant(item, "until", path),
-                    cron=_text(item, "cron", path),
-                    timezone=_text(item, "timezone", path) or "UTC",
-                    duration=None if duration is None else timedelta(seconds=duration),
-                    reason=str(item.get("reason", "")),
-                )
+            override = ModeOverride(
+                mode=str(item.get("mode", "")),
+                until=_instant(item, "until", path),
+                cron=_text(item, "cron", path),
+                timezone=_text(item, "timezone", path) or "UTC",
+                duration=None if duration is None else timedelta(seconds=duration),
+                reason=str(item.get("reason", "")),
             )
         except ValueError as exc:
             raise _invalid(f"{path}: {exc}") from None
+        if override.cron is not None and override.duration is not None:
+            _check_cron(override.cron, override.timezone, override.duration, path)
+        out.append(override)
     return tuple(out)
 
 

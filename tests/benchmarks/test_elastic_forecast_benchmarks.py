@@ -5,14 +5,15 @@ linear and sub-linear, every grid), replayed by `scaler.replay` with the tick of
 `gridshift run` and its one carbon forecast path, once per forecast:
 
 - `history`: gridshift's own model on carbon history only (today's behaviour);
-- `weather`: its own model with the GFS weather forecasts as inputs;
+- `weather`: its own model with the day-ahead inputs (GFS weather; ENTSO-E wind and solar
+  forecasts published the day before for DE, wind beside GFS for SE);
 - `provider`: DACF's recorded day-ahead forecast as it arrived (own model where DACF has none);
 - `blend`: gridshift's forecast with DACF and GFS (blend/correction where its backtest gains);
 - `perfect`: the recorded intensity as the forecast (the planner's upper bound).
 
 Per grid: share of the oracle's saving captured (over the carbon-agnostic baseline), grams
 saved, deadline misses. Summaries are cached in ~/.cache/gridshift-bench keyed by the source
-of the forecast code and the scenario. Slow (minutes per forecast on 2 shared cores).
+of the forecast, planner and scenario code (`_key`). Slow (minutes per forecast on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from typing import Any
 
 import pytest
 
+import config.replay_scenario as replay_scenario
 import forecasts.carbon_forecast as cf
+import forecasts.models.regression as regression
 import forecasts.sources.carbon.forecasting as cfs
+import forecasts.sources.forecast_traces as forecast_traces
+import scaler.core.policy as policy
+import scaler.core.tick as tick
+import scaler.replay.engine as engine
+import scaler.replay.policies as replay_policies
 from config.replay_scenario import load_scenario
 from scaler.replay.engine import run_replay
 from scaler.replay.summary import summarise
@@ -49,7 +57,22 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gridsh
 
 
 def _key() -> str:
-    files = (cf.__file__, cfs.__file__, SCENARIO, __file__)
+    """The code and data a figure depends on: the forecast, the model it fits, the recorded
+    inputs' reader, the scenario (and its reader), the planner, the tick and the replay's
+    engine and peers."""
+    files = (
+        cf.__file__,
+        cfs.__file__,
+        regression.__file__,
+        forecast_traces.__file__,
+        replay_scenario.__file__,
+        policy.__file__,
+        tick.__file__,
+        engine.__file__,
+        replay_policies.__file__,
+        SCENARIO,
+        __file__,
+    )
     return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:12]
 
 

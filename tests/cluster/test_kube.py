@@ -28,6 +28,7 @@ import pytest
 from kubernetes import client as k8s
 from prometheus_client import CollectorRegistry
 
+from config.wiring import kube_api_client
 from forecasts.platform.errors import SourceRequestError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.apiauth import RequestAttributes, UserInfo
@@ -53,7 +54,7 @@ from scaler.kube import (
 from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.cluster.install import deployment
-from tests.cluster.plane import wait_until
+from tests.cluster.plane import KubePlane, wait_until
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
 pytestmark = pytest.mark.cluster
@@ -185,6 +186,38 @@ def test_watch_gone_forces_a_relist(api):
     watcher.list_once()
     assert set(cache.items()) == {(api.ns, "web"), (api.ns, "api")}
     assert watcher.relists == 2
+
+
+def test_stop_ends_a_silent_watch_at_once(api):
+    """The real API server sends nothing on a quiet watch until its timeoutSeconds (minutes;
+    the stand-in sent a bookmark every 0.2 s), and the proxy answers `Connection: close`, as
+    HTTP/1.0-minded intermediaries do: stop() must still end the watch at once (it waited for
+    the timeout, which made `gridshift run` outlive a pod's 30 s grace period on SIGTERM)."""
+    configuration = k8s.Configuration()
+    configuration.host = api.url
+    watcher = ScalerResourceWatcher(
+        k8s.CustomObjectsApi(kube_api_client(configuration)),
+        ScalerResourceCache(),
+        namespace=api.ns,
+        watch_timeout_seconds=60,
+    )
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+
+    def watching() -> int:
+        return len([r for r in api.requests if r.query.get("watch") == ["true"]])
+
+    # a watch in progress (the first may meet the CRD's watch cache still starting: 429)
+    wait_until(lambda: watcher.relists >= 1 and watching(), timeout_s=20, what="a watch")
+    time.sleep(1.0)
+    errors, watches = watcher.errors, watching()
+    started = time.monotonic()
+    watcher.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 1.0
+    assert watcher.errors == errors, "a stop is not a failed watch"
+    assert watching() == watches, "and no new watch after it"
 
 
 # ------------------------------------------------------------------ status
@@ -668,17 +701,12 @@ def test_a_new_leadership_term_reasserts_the_decision(api):
 
 
 # ------------------------------------------------------------------ delegated auth
-def test_token_review_and_access_review_with_cache(api):
-    """Real TokenReviews (a service account's TokenRequest token, and a bad one) and
-    SubjectAccessReviews against RBAC (a Role granting `hpa` list on the metric)."""
-    core = api.plane.core  # typed Any: the tests read models as the server filled them
-    core.create_namespaced_service_account(api.ns, {"metadata": {"name": "hpa"}})
-    good = core.create_namespaced_service_account_token(
-        "hpa", api.ns, {"spec": {"audiences": [], "expirationSeconds": 600}}
-    ).status.token
-    rbac: Any = k8s.RbacAuthorizationV1Api(api.plane.api)
+def grant_metric_reading(plane: KubePlane, namespace: str, subject: dict[str, str]) -> None:
+    """A Role `metrics-reader` in `namespace` letting `subject` get and list gridshift's
+    external metric `gridshift_desired_replicas` there, and its RoleBinding."""
+    rbac: Any = k8s.RbacAuthorizationV1Api(plane.api)
     rbac.create_namespaced_role(
-        api.ns,
+        namespace,
         {
             "metadata": {"name": "metrics-reader"},
             "rules": [
@@ -691,7 +719,7 @@ def test_token_review_and_access_review_with_cache(api):
         },
     )
     rbac.create_namespaced_role_binding(
-        api.ns,
+        namespace,
         {
             "metadata": {"name": "metrics-reader"},
             "roleRef": {
@@ -699,8 +727,21 @@ def test_token_review_and_access_review_with_cache(api):
                 "kind": "Role",
                 "name": "metrics-reader",
             },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "hpa"}],
+            "subjects": [subject],
         },
+    )
+
+
+def test_token_review_and_access_review_with_cache(api):
+    """Real TokenReviews (a service account's TokenRequest token, and a bad one) and
+    SubjectAccessReviews against RBAC (a Role granting `hpa` list on the metric)."""
+    core = api.plane.core  # typed Any: the tests read models as the server filled them
+    core.create_namespaced_service_account(api.ns, {"metadata": {"name": "hpa"}})
+    good = core.create_namespaced_service_account_token(
+        "hpa", api.ns, {"spec": {"audiences": [], "expirationSeconds": 600}}
+    ).status.token
+    grant_metric_reading(
+        api.plane, api.ns, {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "hpa"}
     )
 
     def posted(resource):

@@ -17,7 +17,10 @@ tests/integration/test_scaler_services.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kubernetes import watch as k8s_watch
 from prometheus_client.parser import text_string_to_metric_families
 from urllib3.exceptions import ProtocolError
@@ -183,3 +187,35 @@ def test_restarted_replica_restores_its_counters_from_the_configmap(
         after, _ = stored(plane)
         assert after is not None
         assert sum(w.emitted_g for w in after.workloads.values()) >= emitted * (1 - 1e-12)
+
+
+def test_a_state_configmap_rbac_forbids_stops_the_start_instead_of_starting_fresh(
+    plane: KubePlane, scaler_hpa: str, tmp_path: Path
+) -> None:
+    """deploy/'s Role lets the scaler read and update its state ConfigMap by name only: a
+    scaler configured with another name gets the real authorizer's 403 on its first read and
+    exits 1 with it (a fresh start would later overwrite saved counters), no traceback. (The
+    API server unreachable at start: tests/integration/test_crash_safety.py.)"""
+    config = scaler_config(plane, tmp_path, workloads=[workload()], identity="replica-a")
+    settings = yaml.safe_load(config.read_text())
+    settings["scaler"]["state_configmap_name"] = "not-gridshifts"
+    config.write_text(yaml.safe_dump(settings))
+    kubeconfig = plane.service_account_kubeconfig(SCALER_NAMESPACE, "gridshift-scaler")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env.update(KUBECONFIG=str(kubeconfig), GRIDSHIFT_KUBE__KUBECONFIG=str(kubeconfig))
+    done = subprocess.run(
+        [sys.executable, "-m", "config", "run", "--config", str(config), "--listen", "127.0.0.1:0"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        f"scaler.state_store=configmap: ConfigMap {SCALER_NAMESPACE}/not-gridshifts: read "
+        "failed: 403 Forbidden" in done.stderr
+    ), done.stderr
+    assert "system:serviceaccount:carbon-system:gridshift-scaler" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,8 +4,10 @@ Aspects: the state file is always a complete checkpoint (atomic replace) even wh
 process is SIGKILLed while ticking fast; a restarted run restores ticks and savings counters
 from it (the status API's `ticks_total` continues from the persisted value, cumulative
 emissions never go back); at most the tick in flight is lost. An API server that cannot be
-read at start makes `gridshift run` exit with a clear error rather than start from zero. The
-same with the ConfigMap store, and failover between two replicas sharing the ConfigMap and the
+read at start (nothing listens at its address; no API server stand-in is needed) makes
+`gridshift run` exit with a clear error rather than start from zero (the real authorizer's
+403 on the ConfigMap: tests/cluster/test_leader_election.py). The same with the ConfigMap
+store, and failover between two replicas sharing the ConfigMap and the
 Lease, run on the real control plane: tests/cluster/test_leader_election.py.
 """
 
@@ -26,7 +28,7 @@ import httpx
 import pytest
 
 from scaler.state import LoopCheckpoint, checkpoint_from_json
-from tests.apiserver import kubeconfig_for
+from tests.cluster.proxied import kubeconfig_for
 from tests.integration.prom_fixture import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,9 @@ Through the production client (`config.wiring.kube_api_client`), against
   timeout x the tries the retry policy allows), not after the whole drip;
 * a watch whose line never ends: `KubeResponseTooLarge` at the event cap; the reflector
   counts it and relists, its thread alive;
+* five dripping bodies read at once: one timer thread cuts them all (not one per read,
+  which a long watch held for its whole life), each still at its own deadline, and the
+  thread ends when no read is in progress;
 * a TokenReview answered with an oversized body fails as an API error;
 * through the same proxy in `PASS`, an ordinary LIST of the API-server stand-in
   (`tests.apiserver.FakeApiServer`) reads as before, preloaded or not.
@@ -76,6 +79,32 @@ def test_a_dripping_body_ends_at_the_call_deadline(proxy: FaultProxy) -> None:
         # a 0.5 s timeout, tried twice (kube_api_client re-sends after a read error once)
         k8s.CoreV1Api(client(proxy)).list_node(_request_timeout=0.5)
     assert time.monotonic() - started < 2.5
+
+
+def test_reads_in_progress_share_one_deadline_thread(proxy: FaultProxy) -> None:
+    proxy.fault = Fault.DRIP  # each body 50 s long at a byte per 50 ms
+    bounded = client(proxy)
+    api = k8s.CoreV1Api(bounded)
+    threads_before = threading.active_count()
+    started = time.monotonic()
+    streams = []
+    for _ in range(5):
+        # 1 s and 2 tries: each body is cut at 2 s, its first byte read now
+        answer: Any = api.list_node(_preload_content=False, _request_timeout=1.0)
+        stream = answer.stream()
+        assert next(stream) == b"{"
+        streams.append(stream)
+    assert threading.active_count() - threads_before == 1, "one timer thread for five reads"
+    assert bounded.read_deadline_thread_running
+    for stream in streams:
+        with pytest.raises(KubeDeadlineExceeded, match="longer than 2s"):
+            for _chunk in stream:
+                pass
+    assert time.monotonic() - started < 4.5
+    deadline = time.monotonic() + 2
+    while bounded.read_deadline_thread_running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not bounded.read_deadline_thread_running, "no thread between calls"
 
 
 class _Store:

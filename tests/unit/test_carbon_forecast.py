@@ -5,7 +5,9 @@ keeps the naive on a flat series, corrects a biased provider by its latest error
 accurate provider as given, blends a noisy one; the forecast has the horizon, finite values
 and lo <= mean <= hi; calibrated intervals cover about their nominal share out of sample;
 the honest scores on hand-computed cases; look-ahead: making any input known an hour later
-never changes a forecast made before it became known (and making it known earlier can).
+never changes a forecast made before it became known (and making it known earlier can),
+with inputs published at different times side by side; an input published the day before
+is used for tomorrow's hours (the exog model's fit on the earliest-published inputs).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from forecasts.carbon_forecast import (
     CarbonForecastSettings,
     CarbonInputs,
     KnownSeries,
+    _early_columns,
     align,
     forecast_carbon,
     plan_carbon_forecast,
@@ -153,17 +156,21 @@ def test_an_input_known_an_hour_later_never_changes_an_earlier_forecast() -> Non
     truth = daily(24 * 50, noise=4.0)
     provider = provider_of(truth, bias=30.0, noise=5.0)
     rng = np.random.default_rng(7)
+    t = np.arange(truth.size) * 3600.0 + T0.timestamp()
     wx = KnownSeries(
         start=T0,
         step=H,
-        values=np.column_stack([truth / 100 + rng.normal(0, 0.1, truth.size)]),
-        known_s=provider.known_s,
-        columns=("wind",),
+        values=np.column_stack(
+            [truth / 100 + rng.normal(0, 0.1, truth.size), truth + rng.normal(0, 20, truth.size)]
+        ),
+        # weather from 04:00 of its day; a wind forecast published at 17:00 the day before
+        known_s=np.column_stack([provider.known_s[:, 0], np.floor(t / 86400) * 86400 - 7 * 3600]),
+        columns=("wind", "wind_da"),
     )
     fast = CarbonForecastSettings(
         horizon_steps=24, backtest_origins=6, origin_stride_steps=25, train_steps=24 * 14
     )
-    for hours in (24 * 45 + 2, 24 * 46 + 13):
+    for hours in (24 * 45 + 2, 24 * 46 + 13, 24 * 46 + 18):
         hist = series(truth[:hours])
         origin_s = hist.end.timestamp()
         base = CarbonInputs(hist, provider=provider, exog=wx)
@@ -224,6 +231,75 @@ def test_the_exog_model_is_used_when_its_newest_inputs_are_not_known_yet() -> No
     assert fc.model == "regression+exog"
     naive_err = np.abs(seasonal_naive(truth, at, 18) - truth[at : at + 18]).mean()
     assert np.abs(fc.mean - truth[at : at + 18]).mean() < naive_err / 2
+
+
+def _wind_inputs(n: int, *, da_known_before_midnight_s: float) -> tuple[np.ndarray, KnownSeries]:
+    """Intensity driven by wind; two inputs: a noisy weather column known from 04:00 of its
+    day, and a day-ahead wind forecast known `da_known_before_midnight_s` before its day."""
+    rng = np.random.default_rng(11)
+    wind = np.zeros(n)
+    for i in range(1, n):
+        wind[i] = 0.9 * wind[i - 1] + rng.normal(0, 1.0)
+    truth = daily(n) - 40 * wind
+    t = np.arange(n) * 3600.0 + T0.timestamp()
+    day = np.floor(t / 86400) * 86400
+    return truth, KnownSeries(
+        start=T0,
+        step=H,
+        values=np.column_stack([wind + rng.normal(0, 2.0, n), wind + rng.normal(0, 0.2, n)]),
+        known_s=np.column_stack([day + 4 * 3600, day - da_known_before_midnight_s]),
+        columns=("weather", "wind_da"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("known_hours_before_midnight", "early"),
+    [
+        pytest.param((-4.0, 7.0), (1,), id="wind forecast the evening before"),
+        pytest.param((-4.0, -4.0), (), id="published alike"),
+        pytest.param((-4.0, None), (), id="a column known at once"),
+    ],
+)
+def test_early_columns_are_those_published_furthest_ahead(
+    known_hours_before_midnight: tuple[float, float | None], early: tuple[int, ...]
+) -> None:
+    t = np.arange(72) * 3600.0 + T0.timestamp()
+    day = np.floor(t / 86400) * 86400
+    known = [
+        np.full(72, -np.inf) if h is None else day - h * 3600 for h in known_hours_before_midnight
+    ]
+    ks = KnownSeries(
+        start=T0,
+        step=H,
+        values=np.ones((72, 2)),
+        known_s=np.column_stack(known),
+        columns=("a", "b"),
+    )
+    assert _early_columns(ks) == early
+
+
+def test_an_input_published_the_day_before_is_used_for_tomorrow() -> None:
+    # at 20:00 tomorrow's weather is not known, the day-ahead wind forecast is (published at
+    # 17:00): tomorrow's hours come from a fit on that input alone, not the history-only
+    # regression; the same input known only from 04:00 (like the weather) cannot do that
+    settings = CarbonForecastSettings(
+        horizon_steps=24,
+        backtest_origins=8,
+        origin_stride_steps=25,
+        train_steps=24 * 21,
+        weather_lags=(0,),
+    )
+    at = 24 * 40 + 20
+    errors = {}
+    for name, before in (("the day before", 7 * 3600.0), ("from 04:00", -4 * 3600.0)):
+        truth, wx = _wind_inputs(24 * 42, da_known_before_midnight_s=before)
+        inputs = CarbonInputs(series(truth[:at]), exog=wx)
+        plan = plan_carbon_forecast(inputs, settings=settings)
+        assert plan.own == "regression+exog", plan.reasons
+        fc = forecast_carbon(inputs, plan, horizon=24)
+        tomorrow = slice(4, 24)
+        errors[name] = np.abs(fc.mean[tomorrow] - truth[at : at + 24][tomorrow]).mean()
+    assert errors["the day before"] < errors["from 04:00"] / 2, errors
 
 
 @pytest.mark.parametrize("seam", [pytest.param(0.0, id="no carry"), pytest.param(6.0, id="6 h")])

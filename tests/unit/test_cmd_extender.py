@@ -141,3 +141,42 @@ def test_an_alias_overrides_the_match_rules() -> None:
     # IE's match rule claims eu-west-1, but FR's alias overrides it
     assert rules.region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "FR"
     assert region_rules(settings).region_for({"topology.kubernetes.io/region": "eu-west-1"}) == "IE"
+
+
+def kubeconfig(path, server: str):
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n"
+        f"- name: c\n  cluster:\n    server: {server}\n"
+        "contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n"
+        "current-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+    )
+    return path
+
+
+def test_the_extender_client_reads_kube_kubeconfig(tmp_path, monkeypatch) -> None:
+    """`kube.kubeconfig` names the cluster for the extender and the agent as it does for the
+    scaler (it was ignored: in-cluster credentials or the default kubeconfig only)."""
+    from config.settings import KubeSettings
+    from config.wiring import kube_core_api
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod
+    named = kubeconfig(tmp_path / "named", "http://127.0.0.1:7001")
+    api = kube_core_api(KubeSettings(kubeconfig=named))
+    assert api.api_client.configuration.host == "http://127.0.0.1:7001"
+    with pytest.raises(RuntimeError, match=r"kube.kubeconfig=\S+missing is not usable"):
+        kube_core_api(KubeSettings(kubeconfig=tmp_path / "missing"))
+
+
+def test_an_unusable_kube_kubeconfig_stops_the_extender_instead_of_sample_nodes(
+    tmp_path, monkeypatch
+) -> None:
+    """Without credentials the extender serves the SAMPLE DATA nodes (the offline quick
+    start); a kubeconfig named in the settings that does not work is an error instead."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    missing = tmp_path / "missing"
+    result = CliRunner().invoke(
+        cli, ["extender", "--listen", "127.0.0.1:0", "--set", f"kube.kubeconfig={missing}"]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"kube.kubeconfig={missing} is not usable" in result.output

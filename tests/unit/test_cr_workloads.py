@@ -34,6 +34,7 @@ from scaler.core.workload import (
 )
 from scaler.kube.resources import parse_scaler_resource
 from scaler.kube.workloads import ClusterWorkloads, compose_workloads, workload_from_resource
+from scaler.schedules import WorkloadSchedules
 
 EXAMPLE = (
     Path(__file__).resolve().parents[2] / "deploy" / "scaler" / "example-carbonawarescaler.yaml"
@@ -202,6 +203,24 @@ def test_a_cr_over_a_config_workload_overrides_field_by_field() -> None:
             id="schedule without load",
         ),
         pytest.param(
+            {"ciSchedules": [{"cron": "every tuesday", "extraLoad": 5}]},
+            "InvalidSpec",
+            "spec.ciSchedules[0]: invalid cron 'every tuesday'",
+            id="schedule cron unreadable",
+        ),
+        pytest.param(
+            {"ciSchedules": [{"cron": "0 9 * * *", "timezone": "Mars/Olympus", "extraLoad": 5}]},
+            "InvalidSpec",
+            "spec.ciSchedules[0]: invalid cron '0 9 * * *' in zone 'Mars/Olympus'",
+            id="schedule zone unknown",
+        ),
+        pytest.param(
+            {"modeOverrides": [{"mode": "eco", "cron": "61 25 * * *", "durationSeconds": 60}]},
+            "InvalidSpec",
+            "spec.modeOverrides[0]: invalid cron '61 25 * * *'",
+            id="override cron out of range",
+        ),
+        pytest.param(
             {"modeOverrides": [{"mode": "eco"}]},
             "InvalidSpec",
             "spec.modeOverrides[0]",
@@ -237,6 +256,26 @@ def test_a_cr_that_cannot_be_acted_on_says_why(spec, reason, fragment) -> None:
     problem = problems[("shop", "web")]
     assert problem.reason == reason
     assert fragment in problem.message
+
+
+def test_a_cr_with_a_bad_cron_does_not_stop_the_others_reaching_the_loop() -> None:
+    """The CRD cannot check a cron expression or a zone name: gridshift's parser must, or the
+    CR reaches the loop, whose schedule parsing then refuses the whole workload set each
+    tick (no CR added, changed or removed any more)."""
+    bad = cr(modeOverrides=[{"mode": "eco", "cron": "0 9 * * mon-xyz", "durationSeconds": 60}])
+    bad["metadata"]["name"] = "bad"
+    good = parse_scaler_resource(cr())
+    workloads, problems = compose_workloads(
+        (),
+        {("shop", "bad"): parse_scaler_resource(bad), ("shop", "web"): good},
+        resolve_region=RESOLVER.configured_region,
+    )
+    assert [w.name for w in workloads] == ["web"]
+    assert problems[("shop", "bad")].reason == "InvalidSpec"
+    loop_schedules = WorkloadSchedules.parse(
+        "web", workloads[0].ci_schedules, workloads[0].overrides
+    )
+    assert len(loop_schedules.ci) == len(workloads[0].ci_schedules)
 
 
 def test_a_cr_picks_its_series_of_a_grouped_query_with_load_match() -> None:
