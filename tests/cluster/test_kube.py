@@ -55,6 +55,7 @@ from scaler.loop import ScalerLoop
 from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.cluster.install import deployment
 from tests.cluster.plane import KubePlane, wait_until
+from tests.cluster.proxied import ProxiedApi
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 
 pytestmark = pytest.mark.cluster
@@ -254,9 +255,8 @@ def test_status_gives_up_after_repeated_conflicts_and_404_means_gone(api):
 
 
 # ------------------------------------------------------------------ actuation
-def seed_targets(api):
-    """An HPA, a ScaledObject and a Deployment `web` (the real controllers act on the HPA and
-    the Deployment; no KEDA operator runs)."""
+def seed_hpa(api: ProxiedApi) -> None:
+    """The HPA `web` (minReplicas 1, maxReplicas 10) over the Deployment `web`."""
     api.put_object(
         HPAS,
         {
@@ -270,6 +270,12 @@ def seed_targets(api):
             },
         },
     )
+
+
+def seed_targets(api: ProxiedApi) -> None:
+    """An HPA, a ScaledObject and a Deployment `web` (the real controllers act on the HPA and
+    the Deployment; no KEDA operator runs)."""
+    seed_hpa(api)
     api.put_object(
         SOS,
         {

@@ -67,29 +67,20 @@ from scaler.snapshot import Mode, Snapshot, SnapshotHolder, WorkloadStatus
 from tests.cluster.install import deployment
 from tests.cluster.plane import KubePlane, wait_until
 from tests.cluster.proxied import ProxiedApi, admin_ssl_context
-from tests.cluster.test_kube import CRS, HPAS, T0, cr, grant_metric_reading, workload
+from tests.cluster.test_kube import (
+    CRS,
+    HPAS,
+    T0,
+    cr,
+    grant_metric_reading,
+    seed_hpa,
+    workload,
+)
 from tests.fakes import FakeDailyCarbonSource, FakeLoadSource
 from tests.faultproxy import Fault, FaultProxy, write_fault_table
 from tests.snapshots import TAKEN_AT, sample_holder
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-
-
-def seed_targets(api: ProxiedApi) -> None:
-    """The HPA `web` (minReplicas 1, maxReplicas 10) over the Deployment `web`."""
-    api.put_object(
-        HPAS,
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web"},
-            "spec": {
-                "minReplicas": 1,
-                "maxReplicas": 10,
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            },
-        },
-    )
 
 
 FAULTS = [Fault.LATENCY, Fault.RESET, Fault.HTTP_5XX, Fault.STORM_429, Fault.TRUNCATED, Fault.HANG]
@@ -136,7 +127,7 @@ class Replica:
 
 def seed(api: ProxiedApi) -> None:
     api.put_object(CRS, cr("web", mode="hpa"))
-    seed_targets(api)  # the HPA, with minReplicas 1
+    seed_hpa(api)  # the HPA, with minReplicas 1
 
 
 def start_replica(name: str, url: str, holder: SnapshotHolder, ns: str) -> Replica:
