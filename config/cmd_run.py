@@ -183,6 +183,7 @@ def run_command(
         # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
         stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
+        stack.callback(built.close)  # the extender watch's client, even if a start fails
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.
         services = stack.enter_context(
@@ -204,7 +205,6 @@ def run_command(
         stack.callback(built.service.shutdown)
         if built.extender_watch is not None:
             built.extender_watch.start()
-            stack.callback(built.extender_watch.stop)
         server.run(sockets=[sock])
 
 
@@ -327,7 +327,8 @@ def replay_command(
         load=sources.load,
         data_note=sources.note,
     )
-    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
+    # Ctrl-C / SIGTERM: summarise the ticks run so far
+    with contextlib.closing(built), stop_on_signals() as stop:
         click.echo(
             f"replaying {start.isoformat()} -> {end.isoformat()} "
             f"in steps of {humanize_duration(step)} "
