@@ -20,7 +20,13 @@ import numpy as np
 
 from forecasts.forecast import Forecast
 from forecasts.series import CarbonSeries, RegularSeries
-from scaler.core.accounting import IntervalAccount, Totals, account_interval, budget_status
+from scaler.core.accounting import (
+    IntervalAccount,
+    Totals,
+    account_interval,
+    budget_status,
+    carbon_integral,
+)
 from scaler.core.policy import (
     CarbonOutlook,
     CiWindow,
@@ -114,6 +120,17 @@ class RegionView:
     forecast: CarbonSeries | None
     outlook: CarbonOutlook | None
     status: RegionCarbon
+    _integrals: dict[tuple[datetime, datetime], tuple[float, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def carbon_over(self, start: datetime, end: datetime) -> tuple[float, float]:
+        """`carbon_integral` of `latest` over [start, end), once per interval for every
+        workload of the region."""
+        got = self._integrals.get((start, end))
+        if got is None:
+            got = self._integrals[(start, end)] = carbon_integral(self.latest, start=start, end=end)
+        return got
 
 
 def region_view(
@@ -208,6 +225,7 @@ def account_interval_since(
         counterfactual_replicas=cf_replicas,
         counterfactual_replica_watts=cf_watts,
         carbon=region.latest,
+        carbon_over=region.carbon_over(st.last_at, now),
     )
 
 
