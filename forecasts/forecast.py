@@ -291,8 +291,11 @@ def predict_each(requests: Sequence[PredictRequest]) -> list[Forecast | ValueErr
     groups: dict[BatchPredictor, list[int]] = {}
     for i, r in enumerate(requests):
         batch = getattr(r.model, "batch_predictor", None)
-        if isinstance(batch, BatchPredictor):
-            groups.setdefault(batch, []).append(i)
+        rows = groups.get(batch) if batch is not None else None
+        if rows is None and isinstance(batch, BatchPredictor):  # the protocol check once each
+            rows = groups[batch] = []
+        if rows is not None:
+            rows.append(i)
             continue
         try:
             out[i] = r.model.predict(horizon=r.horizon, history=r.history)

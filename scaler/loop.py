@@ -559,10 +559,15 @@ class ScalerLoop:
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
-        valid = np.flatnonzero(~np.isnan(hist.values))
-        if valid.size == 0:
-            return hist, True
-        newest_end = hist.time_at(int(valid[-1])) + hist.step
+        values = hist.values
+        if values.size and not math.isnan(values[-1]):
+            newest = values.size - 1
+        else:
+            valid = np.flatnonzero(~np.isnan(values))
+            if valid.size == 0:
+                return hist, True
+            newest = int(valid[-1])
+        newest_end = hist.time_at(newest) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
     def _measured_watts(

@@ -11,6 +11,7 @@ region's carbon reads into what every workload there decides from.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ def last_value(hist: RegularSeries | None) -> float | None:
     """The newest non-NaN value of `hist`, if any."""
     if hist is None or len(hist) == 0:
         return None
+    newest = float(hist.values[-1])
+    if not math.isnan(newest):
+        return newest
     valid = hist.values[~np.isnan(hist.values)]
     return float(valid[-1]) if valid.size else None
 
