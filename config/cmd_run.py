@@ -32,6 +32,7 @@ from config.wiring import (
     RunSources,
     ScalerApp,
     ScalerServices,
+    build_kube_api_client,
     build_run_sources,
     build_scaler,
     load_settings,
@@ -146,7 +147,12 @@ def run_command(
     sources = _run_sources(settings, clock=clock, seed=seed)
     sock = _bind(listen or settings.server.listen)
     host, port = sock.getsockname()[:2]
+    api_client = None
     try:
+        if settings.scaler.state_store == "configmap":
+            # one client for the checkpoints and the cluster services, so the checkpoint
+            # requests count in gridshift_kube_api_requests_total with the rest
+            api_client = build_kube_api_client(settings.kube)
         built = build_scaler(
             settings,
             clock=clock,
@@ -157,6 +163,7 @@ def run_command(
             speed=speed,
             data_note=sources.note,
             logger=log,
+            api_client=api_client,
         )
     except (StateStoreError, ConfigException) as exc:
         # never start fresh when saved counters exist but cannot be read: a save would
@@ -176,6 +183,7 @@ def run_command(
         # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
         stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
+        stack.callback(built.close)  # the extender watch's client, even if a start fails
         # External Metrics API, KEDA gRPC scaler, CR watch + leader-elected actuation, as the
         # settings enable them; closing releases the Lease and stops the servers.
         services = stack.enter_context(
@@ -183,6 +191,7 @@ def run_command(
                 settings,
                 holder=built.holder,
                 clock=clock,
+                api_client=api_client,
                 wall_clock=wall,
                 registry=built.registry,
                 workloads=built.loop.workloads,
@@ -196,7 +205,6 @@ def run_command(
         stack.callback(built.service.shutdown)
         if built.extender_watch is not None:
             built.extender_watch.start()
-            stack.callback(built.extender_watch.stop)
         server.run(sockets=[sock])
 
 
@@ -319,7 +327,8 @@ def replay_command(
         load=sources.load,
         data_note=sources.note,
     )
-    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: summarise the ticks run so far
+    # Ctrl-C / SIGTERM: summarise the ticks run so far
+    with contextlib.closing(built), stop_on_signals() as stop:
         click.echo(
             f"replaying {start.isoformat()} -> {end.isoformat()} "
             f"in steps of {humanize_duration(step)} "

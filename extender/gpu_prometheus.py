@@ -55,6 +55,10 @@ class PrometheusGpuPower:
     def name(self) -> str:
         return f"prometheus-{self.exporter.value}"
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections (the extender's stop)."""
+        self._http.client.close()
+
     def node_power(self, *, at: datetime) -> dict[str, GpuEnergy]:
         """Per node: mean watts per GPU at `at`, and the number of GPUs that reported."""
         body = self._http.get_json(

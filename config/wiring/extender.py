@@ -4,6 +4,7 @@ or Prometheus GPU power.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -76,13 +77,15 @@ def region_rules(settings: Settings) -> RegionRules:
 
 @dataclass
 class ExtenderRuntime:
-    """The webhook app plus the background jobs that feed its snapshot."""
+    """The webhook app plus the background jobs that feed its snapshot. `stop()` ends the
+    jobs, then closes the outbound clients `build_extender` opened for them (`closing`)."""
 
     app: Starlette
     holder: ExtenderSnapshotHolder
     refresher: SnapshotRefresher
     inventory: KubeNodeInventory | None
     refresh_interval_seconds: float
+    closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -110,6 +113,7 @@ class ExtenderRuntime:
             self.inventory.stop()
         for t in self._threads:
             t.join(timeout=5)
+        self.closing.close()  # after the jobs: a refresh in progress keeps its client
 
 
 #: The GPU power poll is one query at a time from the refresh thread; a second connection
@@ -119,12 +123,13 @@ GPU_POWER_MAX_CONNECTIONS = 2
 
 def build_gpu_power_source(
     settings: Settings, *, clock: Clock, transport: httpx.BaseTransport | None = None
-) -> GpuPowerSource | None:
+) -> PrometheusGpuPower | None:
     """GPU power from the DCGM exporter or Kepler through the `prometheus` group's Prometheus
     (None unless `extender.gpu_source` names one), on the scaler's Prometheus client
     (`forecasts.sources.prometheus.build_client`: its timeout, auth and TLS settings, at most
     `GPU_POWER_MAX_CONNECTIONS` connections) inside an `HttpSource` (the whole call within a
-    deadline, the body within its byte cap after decompression, secrets scrubbed)."""
+    deadline, the body within its byte cap after decompression, secrets scrubbed). The caller
+    closes it (`close()`)."""
     choice = settings.extender.gpu_source
     if choice not in ("dcgm", "kepler"):
         return None
@@ -154,8 +159,15 @@ def build_extender(
     """The extender: webhook app, node inventory (when `kube_api`), snapshot job.
 
     `nodes` overrides the inventory (tests, benchmarks); `gpu_power` overrides the
-    DCGM/Kepler source chosen by `extender.gpu_source`."""
+    DCGM/Kepler source chosen by `extender.gpu_source` (the caller's to close; the one built
+    here is closed by the runtime's `stop()`)."""
     s = settings.extender
+    closing = contextlib.ExitStack()
+    if gpu_power is None:
+        built_gpu_power = build_gpu_power_source(settings, clock=clock)
+        if built_gpu_power is not None:
+            closing.callback(built_gpu_power.close)
+        gpu_power = built_gpu_power
     rules = region_rules(settings)
     policy = scoring_policy(s)
     holder = ExtenderSnapshotHolder()
@@ -181,9 +193,7 @@ def build_extender(
         carbon=carbon,
         registry=registry,
         regions=s.regions,
-        gpu_power=gpu_power
-        if gpu_power is not None
-        else build_gpu_power_source(settings, clock=clock),
+        gpu_power=gpu_power,
         carbon_interval_seconds=s.carbon_refresh_interval_seconds,
         forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
         carbon_forecast=(
@@ -205,6 +215,7 @@ def build_extender(
         refresher=refresher,
         inventory=inventory,
         refresh_interval_seconds=s.refresh_interval_seconds,
+        closing=closing,
     )
 
 

@@ -161,6 +161,12 @@ class ScalerApp:
     extender_watch: ExtenderWatch | None = None
     state_store: StateStore | None = None
 
+    def close(self) -> None:
+        """Close what `build_scaler` opened beside the loop: the extender watch's thread and
+        HTTP client (a watch that never started too)."""
+        if self.extender_watch is not None:
+            self.extender_watch.stop()
+
 
 def load_forecaster_from(settings: Settings) -> Forecaster:
     """The load model per `forecast.load_model`, sized for the scaler's lead: the next tick

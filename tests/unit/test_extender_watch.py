@@ -3,7 +3,8 @@
 Aspects: requests, errors (non-2xx) and mean latency per verb; decisions by outcome; nodes;
 regions with fresh carbon; text without extender metrics and unparsable text are clear
 errors; a non-positive poll interval is refused; the fixed exposition these tests use has
-the real extender's metric families (names and types).
+the real extender's metric families (names and types); the scaler's composition closes its
+watch's HTTP client (`ScalerApp.close()`), started or not.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from config.scenario import sample_settings
+from config.wiring import build_scaler
 from extender.core.scoring import ScoringPolicy
 from extender.metrics import ExtenderMetrics
 from extender.snapshot import SnapshotHolder
+from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
 from scaler.extender_watch import ExtenderWatch, summarise_extender_metrics
 from tests.extender_exposition import extender_registry
@@ -73,3 +77,27 @@ def test_the_fixed_exposition_has_the_real_extenders_families():
     assert fixed.items() <= _families(real).items(), set(fixed.items()) - set(
         _families(real).items()
     )
+
+
+def test_the_scaler_closes_its_extender_watch_even_if_it_never_started():
+    # `gridshift run` closes it when a start fails after the build, `gridshift replay` when
+    # its replay ends: both through `ScalerApp.close()`
+    settings = sample_settings(TAKEN_AT)
+    settings = settings.model_copy(
+        update={
+            "server": settings.server.model_copy(
+                update={"extender_metrics_url": "http://127.0.0.1:1/metrics"}
+            )
+        }
+    )
+    built = build_scaler(
+        settings,
+        clock=FrozenClock(TAKEN_AT),
+        registry=CollectorRegistry(),
+        carbon=SampleCarbonSource(),
+        load=SampleLoadSource(),
+    )
+    watch = built.extender_watch
+    assert watch is not None
+    built.close()
+    assert watch._client.is_closed

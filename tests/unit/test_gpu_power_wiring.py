@@ -6,7 +6,8 @@ Kepler through Prometheus) is a bounded outbound client, against a raw peer on 1
   timeout) with `SourceDeadlineExceeded`, not at timeout x bytes;
 * four concurrent polls open at most `GPU_POWER_MAX_CONNECTIONS` connections;
 * the `prometheus` group's bearer token reaches that Prometheus, and never an error message;
-* `gpu_source: agent` (the default) builds no HTTP client at all.
+* `gpu_source: agent` (the default) builds no HTTP client at all;
+* the extender's stop closes the client's connections (`build_extender`'s runtime).
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from dataclasses import dataclass, field
 
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from config.wiring.extender import GPU_POWER_MAX_CONNECTIONS, build_gpu_power_source
+from config.wiring.extender import (
+    GPU_POWER_MAX_CONNECTIONS,
+    build_extender,
+    build_gpu_power_source,
+)
 from extender.gpu_prometheus import PrometheusGpuPower
 from extender.refresh import GpuPowerSource
 from forecasts.platform.errors import (
@@ -33,6 +39,7 @@ from forecasts.platform.errors import (
 )
 from forecasts.platform.http import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 from forecasts.time import FrozenClock
+from tests.fakes import FakeNodeInventory
 from tests.unit.carbon.conftest import T0
 
 Behaviour = Callable[[socket.socket, bytes], None]
@@ -206,3 +213,35 @@ def test_prometheus_credentials_reach_it_and_stay_out_of_errors(peer) -> None:
 
 def test_no_client_unless_a_prometheus_exporter_is_chosen() -> None:
     assert build_gpu_power_source(Settings(), clock=FrozenClock(T0)) is None
+
+
+def test_the_extenders_stop_closes_its_gpu_power_connections(peer) -> None:
+    # the connection the refresh job's poll left open (keep-alive) is closed by the
+    # runtime's stop, not left to the process's exit
+    p = peer(lambda s, _: s.sendall(_answer(f"Content-Length: {len(VECTOR)}\r\n", VECTOR)))
+    settings = Settings.model_validate(
+        {"prometheus": {"url": p.url, "timeout_seconds": 1.0}, "extender": {"gpu_source": "dcgm"}}
+    )
+    runtime = build_extender(
+        settings,
+        clock=FrozenClock(T0),
+        registry=CollectorRegistry(),
+        carbon=None,
+        kube_api=None,
+        nodes=FakeNodeInventory(),
+    )
+    runtime.start()
+    try:
+        assert _within(1.0, lambda: p.open_now == 1 and len(p.requests) >= 1)
+    finally:
+        runtime.stop()
+    assert _within(0.5, lambda: p.open_now == 0)
+
+
+def _within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
