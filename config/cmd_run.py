@@ -32,6 +32,7 @@ from config.wiring import (
     RunSources,
     ScalerApp,
     ScalerServices,
+    build_kube_api_client,
     build_run_sources,
     build_scaler,
     load_settings,
@@ -146,7 +147,12 @@ def run_command(
     sources = _run_sources(settings, clock=clock, seed=seed)
     sock = _bind(listen or settings.server.listen)
     host, port = sock.getsockname()[:2]
+    api_client = None
     try:
+        if settings.scaler.state_store == "configmap":
+            # one client for the checkpoints and the cluster services, so the checkpoint
+            # requests count in gridshift_kube_api_requests_total with the rest
+            api_client = build_kube_api_client(settings.kube)
         built = build_scaler(
             settings,
             clock=clock,
@@ -157,6 +163,7 @@ def run_command(
             speed=speed,
             data_note=sources.note,
             logger=log,
+            api_client=api_client,
         )
     except (StateStoreError, ConfigException) as exc:
         # never start fresh when saved counters exist but cannot be read: a save would
@@ -184,6 +191,7 @@ def run_command(
                 settings,
                 holder=built.holder,
                 clock=clock,
+                api_client=api_client,
                 wall_clock=wall,
                 registry=built.registry,
                 workloads=built.loop.workloads,

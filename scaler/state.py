@@ -7,9 +7,13 @@ the cumulative energy/emission totals. `StateStore` is the role that keeps it; t
 - `FileStateStore`: a local JSON file for `gridshift run` without a cluster. Writes are atomic
   (temp file in the same folder + fsync + rename + fsync of the folder), so a kill -9 in the
   middle of a tick leaves the previous checkpoint intact: at most that tick is lost.
-- `ConfigMapStateStore`: the same JSON in one key of a ConfigMap through the kubernetes client
-  (an update replaces the object whole, so it is atomic on the API server; optimistic
-  concurrency on `resourceVersion`, bounded size, a deadline per call).
+- `ConfigMapStateStore`: the same JSON, gzip-compressed, in one `binaryData` key of a ConfigMap
+  through the kubernetes client (an update replaces the object whole, so it is atomic on the API
+  server: a reader never sees parts of two saves; optimistic concurrency on `resourceVersion`,
+  bounded size before and after decompression, a deadline per call). Compressed, a workload
+  costs about 75-85 bytes (about 400 as the indented JSON the store wrote before): one
+  ConfigMap holds about 10,000 workloads; past that, `kube.shards` spreads them over more
+  (one ConfigMap per shard). Checkpoints in the older plain-JSON `data` key are still read.
 - `ShardStateStore`: the sharded scaler's, one `ConfigMapStateStore` per shard
   (`<name>-shard-<i>`), each holding the checkpoints of its shard's workloads and written only
   by the replica that holds the shard's Lease; a replica that acquires a shard continues its
@@ -21,12 +25,16 @@ scaler then starts fresh rather than crash-looping.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import functools
+import gzip
 import json
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -48,7 +56,10 @@ __all__ = [
     "StateStore",
     "StateStoreError",
     "WorkloadCheckpoint",
+    "checkpoint_from_config_map",
+    "checkpoint_from_gzip",
     "checkpoint_from_json",
+    "checkpoint_to_gzip",
     "checkpoint_to_json",
 ]
 
@@ -103,31 +114,61 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def checkpoint_to_json(cp: LoopCheckpoint) -> str:
-    return json.dumps(
-        {
-            "version": CHECKPOINT_VERSION,
-            "saved_at": cp.saved_at.isoformat(),
-            "ticks_total": cp.ticks_total,
-            "workloads": {
-                name: {
-                    "replicas": w.replicas,
-                    "counterfactual_replicas": w.counterfactual_replicas,
-                    "last_at": _iso(w.last_at),
-                    "remaining_work": w.remaining_work,
-                    "counterfactual_remaining_work": w.counterfactual_remaining_work,
-                    "energy_joules": w.energy_joules,
-                    "counterfactual_energy_joules": w.counterfactual_energy_joules,
-                    "emitted_g": w.emitted_g,
-                    "counterfactual_g": w.counterfactual_g,
-                    "namespace": w.namespace,
-                }
-                for name, w in sorted(cp.workloads.items())
-            },
+def _checkpoint_document(cp: LoopCheckpoint) -> dict[str, Any]:
+    return {
+        "version": CHECKPOINT_VERSION,
+        "saved_at": cp.saved_at.isoformat(),
+        "ticks_total": cp.ticks_total,
+        "workloads": {
+            name: {
+                "replicas": w.replicas,
+                "counterfactual_replicas": w.counterfactual_replicas,
+                "last_at": _iso(w.last_at),
+                "remaining_work": w.remaining_work,
+                "counterfactual_remaining_work": w.counterfactual_remaining_work,
+                "energy_joules": w.energy_joules,
+                "counterfactual_energy_joules": w.counterfactual_energy_joules,
+                "emitted_g": w.emitted_g,
+                "counterfactual_g": w.counterfactual_g,
+                "namespace": w.namespace,
+            }
+            for name, w in sorted(cp.workloads.items())
         },
-        indent=1,
-        allow_nan=False,
-    )
+    }
+
+
+def checkpoint_to_json(cp: LoopCheckpoint) -> str:
+    return json.dumps(_checkpoint_document(cp), indent=1, allow_nan=False)
+
+
+def checkpoint_to_gzip(cp: LoopCheckpoint) -> tuple[bytes, int]:
+    """The checkpoint as compact JSON, gzip-compressed (no timestamp in the header, so the same
+    checkpoint gives the same bytes), and the JSON's own size."""
+    text = json.dumps(_checkpoint_document(cp), separators=(",", ":"), allow_nan=False).encode()
+    return gzip.compress(text, compresslevel=6, mtime=0), len(text)
+
+
+def checkpoint_from_gzip(blob: bytes, *, max_bytes: int) -> LoopCheckpoint:
+    """`checkpoint_to_gzip`'s bytes back, decompressing at most `max_bytes` (a checkpoint that
+    would inflate past them is refused, never held in memory whole); a stream cut short (a
+    partial write) or damaged (gzip's CRC-32 and length trailer) is a `CheckpointError`."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+    try:
+        text = inflater.decompress(blob, max_bytes + 1)
+    except zlib.error as exc:
+        raise CheckpointError(f"checkpoint is not intact gzip: {exc}") from None
+    if len(text) > max_bytes:
+        raise CheckpointError(f"checkpoint decompresses to more than {max_bytes} bytes")
+    if not inflater.eof:
+        raise CheckpointError(
+            f"checkpoint is cut short: its gzip stream ends after {len(blob)} bytes "
+            "without its trailer (a partial write)"
+        )
+    if inflater.unused_data:
+        raise CheckpointError(
+            f"checkpoint has {len(inflater.unused_data)} bytes after its gzip stream"
+        )
+    return checkpoint_from_json(text)
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -256,19 +297,51 @@ class StateStoreError(RuntimeError):
     """The store could not be read or written (names the store and the cause)."""
 
 
-# A ConfigMap's data may hold 1 MiB in all (kube-apiserver answers 422 above it); leave room
-# for metadata and a workload list that grows between two saves.
+# A ConfigMap's data and binaryData may hold 1 MiB in all (kube-apiserver answers 422 above
+# it); leave room for metadata and a workload list that grows between two saves.
 CONFIGMAP_MAX_BYTES = 900_000
+# The JSON a stored checkpoint may inflate to (about 350 bytes a workload: some 90,000); a
+# ConfigMap under CONFIGMAP_MAX_BYTES holds far fewer, so only a crafted one comes near it.
+CHECKPOINT_MAX_JSON_BYTES = 32 * 1024 * 1024
+
+
+def checkpoint_from_config_map(
+    data: Mapping[str, str] | None,
+    binary_data: Mapping[str, str | bytes] | None,
+    *,
+    key: str = "checkpoint.json",
+    max_json_bytes: int = CHECKPOINT_MAX_JSON_BYTES,
+) -> LoopCheckpoint | None:
+    """The checkpoint a ConfigMap holds: `binaryData[<key>.gz]` (base64 of
+    `checkpoint_to_gzip`, as the API server returns it), else the older plain JSON in
+    `data[<key>]`; None when it holds neither. Raises `CheckpointError` when it is unusable."""
+    blob = (binary_data or {}).get(f"{key}.gz")
+    if blob is not None:
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise CheckpointError(f"binaryData.{key}.gz: not base64: {exc}") from None
+        return checkpoint_from_gzip(raw, max_bytes=max_json_bytes)
+    text = (data or {}).get(key)
+    if text is None:
+        return None
+    if len(text) > max_json_bytes:
+        raise CheckpointError(f"data.{key}: more than {max_json_bytes} bytes")
+    return checkpoint_from_json(text)
 
 
 class ConfigMapStateStore:
-    """The checkpoint in `data[key]` of one ConfigMap, through the real kubernetes client.
+    """The checkpoint, gzip-compressed, in `binaryData[<key>.gz]` of one ConfigMap, through the
+    real kubernetes client (`checkpoint_from_config_map`: an older plain-JSON `data[<key>]` is
+    read too, and the next save replaces it with the compressed form).
 
     * Optimistic concurrency: every update carries the `resourceVersion` last seen; a 409
       re-reads the object and retries (at most `max_attempts` writes), and a checkpoint
       already stored that is as new as ours or newer (another scaler replica saved it) is
       left alone, so counters never go back. A 404 on update (someone deleted it) creates it.
-    * Bounded: a checkpoint over `max_bytes` is refused with a `StateStoreError`.
+    * Bounded: a checkpoint whose compressed form is over `max_bytes`, or whose JSON is over
+      `max_json_bytes`, is refused with a `StateStoreError` (naming `kube.shards`, which
+      spreads workloads over more ConfigMaps); reading inflates at most `max_json_bytes`.
     * Every call has a `request_timeout_seconds` budget, so a hung API server costs a tick at
       most that long; `ScalerLoop` logs and counts a failed save and keeps ticking.
     * `load()` raises on anything but "not found" or an unusable checkpoint: starting fresh
@@ -293,6 +366,7 @@ class ConfigMapStateStore:
         name: str,
         key: str = "checkpoint.json",
         max_bytes: int = CONFIGMAP_MAX_BYTES,
+        max_json_bytes: int = CHECKPOINT_MAX_JSON_BYTES,
         max_attempts: int = 4,
         request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         logger: logging.Logger | None = None,
@@ -302,6 +376,7 @@ class ConfigMapStateStore:
         self.name = name
         self.key = key
         self.max_bytes = max_bytes
+        self.max_json_bytes = max_json_bytes
         self._attempts = max_attempts
         self.request_timeout_seconds = request_timeout_seconds
         self._rv: str | None = None
@@ -351,11 +426,12 @@ class ConfigMapStateStore:
         return result
 
     def _stored(self, cm: k8s.V1ConfigMap | None) -> LoopCheckpoint | None:
-        text = (cm.data or {}).get(self.key) if cm is not None else None
-        if text is None:
+        if cm is None:
             return None
         try:
-            return checkpoint_from_json(text)
+            return checkpoint_from_config_map(
+                cm.data, cm.binary_data, key=self.key, max_json_bytes=self.max_json_bytes
+            )
         except CheckpointError as exc:
             self._log.error("%s unusable, starting fresh: %s", self.where, exc)
             return None
@@ -390,13 +466,15 @@ class ConfigMapStateStore:
             if not self._writing:  # a follower, or leading since `takeover()`: re-read first
                 self.skipped += 1
                 return
-        text = checkpoint_to_json(checkpoint)
-        size = len(text.encode())
-        if size > self.max_bytes:
+        blob, json_bytes = checkpoint_to_gzip(checkpoint)
+        if len(blob) > self.max_bytes or json_bytes > self.max_json_bytes:
             raise StateStoreError(
-                f"{self.where}: checkpoint of {size} bytes is over the {self.max_bytes}-byte "
-                f"limit ({len(checkpoint.workloads)} workloads); not saved"
+                f"{self.where}: checkpoint of {len(blob)} bytes compressed ({json_bytes} as "
+                f"JSON) is over the {self.max_bytes}-byte limit ({self.max_json_bytes} as "
+                f"JSON) with {len(checkpoint.workloads)} workloads; not saved (raise "
+                "kube.shards to spread the workloads over more ConfigMaps)"
             )
+        text = base64.b64encode(blob).decode("ascii")
         for _ in range(self._attempts):
             if self._rv is None and self._read() is None:
                 if self._write(text, create=True):
@@ -426,7 +504,9 @@ class ConfigMapStateStore:
         raise StateStoreError(f"{self.where}: still conflicting after {self._attempts} tries")
 
     def _write(self, text: str, *, create: bool) -> bool:
-        """True when written; False on 409 (conflict, or it was created meanwhile)."""
+        """Store `text` (the checkpoint's gzip, base64) as the object's only key: an older
+        plain-JSON `data` goes with the replace. True when written; False on 409 (conflict,
+        or it was created meanwhile)."""
         body = k8s.V1ConfigMap(
             metadata=k8s.V1ObjectMeta(
                 name=self.name,
@@ -434,7 +514,7 @@ class ConfigMapStateStore:
                 labels={"app.kubernetes.io/name": "gridshift"},
                 resource_version=None if create else self._rv,
             ),
-            data={self.key: text},
+            binary_data={f"{self.key}.gz": text},
         )
         if create:
             result = self._call(

@@ -18,6 +18,8 @@ and the `trace` carbon provider that plays a CSV file as if it were live).
     step's value is reported from the step's start (`latest` is the step containing `at`,
     nothing in a gap or after the file ends), and the `forecast_gco2_per_kwh` column, which
     has no issue times, is served as given.
+- `TraceLoadSource`: recorded demand per name as a `LoadSource`, re-gridded to the step asked,
+  many names at once (`history_many`: a replay's tick reads every workload's load in one call).
 
 CSV trace columns (`from_csv`):
 - `timestamp_utc` (ISO 8601; a stamp without offset is read as UTC, as the column name says),
@@ -49,7 +51,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from forecasts.carbon_forecast import KnownSeries
-from forecasts.platform.errors import SourceDataError, SourceRequestError
+from forecasts.platform.errors import SourceDataError, SourceError, SourceRequestError
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, RegularSeries, Signal
 from forecasts.sources.carbon._wire import infer_resolution, zone_of
@@ -471,7 +473,8 @@ class _CsvTraceFile:
 
 
 class TraceLoadSource:
-    """Recorded demand per name (the workload's load query) as a `LoadSource`.
+    """Recorded demand per name (the workload's load query) as a `LoadSource` that answers
+    many queries at once (`history_many`, one call per tick for every workload).
 
     Histories are cut from the recorded grid; a step asked for that is a multiple of the
     recorded one is averaged. Missing recorded steps stay NaN (the scaler treats them as gaps).
@@ -487,27 +490,60 @@ class TraceLoadSource:
     def history(
         self, query: str, *, start: datetime, end: datetime, step: timedelta
     ) -> RegularSeries:
+        start = ensure_utc(start, name="start")
+        return self._cut(query, start=start, end=end, step=step, grid={})
+
+    def history_many(
+        self, queries: Sequence[str], *, start: datetime, end: datetime, step: timedelta
+    ) -> dict[str, RegularSeries | SourceError]:
+        """Each query's `history` (or the error it raises) over one window; traces on one
+        grid share the window's place on it."""
+        start = ensure_utc(start, name="start")
+        grid: dict[tuple[datetime, timedelta], tuple[int, int, float]] = {}
+        out: dict[str, RegularSeries | SourceError] = {}
+        for query in queries:
+            try:
+                out[query] = self._cut(query, start=start, end=end, step=step, grid=grid)
+            except SourceError as exc:
+                out[query] = exc
+        return out
+
+    def _cut(
+        self,
+        query: str,
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        grid: dict[tuple[datetime, timedelta], tuple[int, int, float]],
+    ) -> RegularSeries:
+        """`query`'s history; `grid` memoises (k, n, offset) per trace grid for one window."""
         s = self._series.get(query)
         if s is None:
             raise SourceRequestError(f"no load trace named {query!r}", source="trace")
-        ratio = step / s.step
-        k = round(ratio)
-        if k < 1 or abs(ratio - k) > 1e-9:
-            raise SourceRequestError(
-                f"load trace {query!r} has step {s.step}; cannot serve step {step}",
-                source="trace",
-            )
-        start = ensure_utc(start, name="start")
-        n = max(0, math.ceil((end - start) / step))
-        s_step = s.step.total_seconds()
-        off = (to_epoch_s(start) - to_epoch_s(s.start)) / s_step
+        place = grid.get((s.start, s.step))
+        if place is None:
+            ratio = step / s.step
+            k = round(ratio)
+            if k < 1 or abs(ratio - k) > 1e-9:
+                raise SourceRequestError(
+                    f"load trace {query!r} has step {s.step}; cannot serve step {step}",
+                    source="trace",
+                )
+            n = max(0, math.ceil((end - start) / step))
+            off = (to_epoch_s(start) - to_epoch_s(s.start)) / s.step.total_seconds()
+            place = grid[(s.start, s.step)] = (k, n, off)
+        k, n, off = place
         i0 = round(off)
         if abs(off - i0) > 1e-9:
             raise SourceRequestError(f"{start} is off the trace grid of {query!r}", source="trace")
-        out = np.full(n * k, np.nan)
         lo, hi = max(0, i0), min(len(s), i0 + n * k)
-        if hi > lo:
-            out[lo - i0 : hi - i0] = s.values[lo:hi]
+        if lo == i0 and hi - lo == n * k:  # inside the trace: the recorded values as they are
+            out = s.values[lo:hi]
+        else:
+            out = np.full(n * k, np.nan)
+            if hi > lo:
+                out[lo - i0 : hi - i0] = s.values[lo:hi]
         if k > 1:
             with np.errstate(invalid="ignore"):
                 out = out.reshape(n, k).mean(axis=1)

@@ -12,7 +12,10 @@ Figures, printed with their targets:
 * tick p99 (each replica's `gridshift_tick_duration_seconds` per tick) against the interval;
 * status writes per tick per replica (PATCH carbonawarescalers/status, counted by the client)
   after the first decisions, against the workloads decided: written only on change;
-* API requests per second per replica, by verb and resource (`gridshift_kube_api_requests_total`);
+* API requests per second per replica, by verb and resource (`gridshift_kube_api_requests_total`),
+  the per-shard checkpoint writes included (the state store shares the replica's API client):
+  they are also shown on their own (`update configmaps`, per tick and per second), with the
+  shard ConfigMaps' compressed sizes;
 * failover: one replica SIGKILLed; seconds until the survivors' snapshots have decided all its
   workloads again, against Lease duration + retry period (a replica ticks when its shards
   change), and how many of them continued their work left from the per-shard checkpoints
@@ -31,13 +34,13 @@ The run writes tests/artifacts/bench-sharded-scaler.txt.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
 import statistics
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.install import install_overlay, running_scaler, scaler_config
+from scaler.state import checkpoint_from_config_map
+from tests.cluster.install import (
+    SCALER_NAMESPACE,
+    create_scalers,
+    install_overlay,
+    running_scaler,
+    scaler_config,
+)
 from tests.cluster.plane import KubePlane, require_plane_binaries, running_plane, wait_until
 from tests.gridshift_process import RunningGridshift
 
@@ -58,7 +68,7 @@ MEASURED_TICKS = int(os.environ.get("GRIDSHIFT_BENCH_SHARD_TICKS", "3"))
 REPLICAS, SHARDS = 4, 8
 LEASE_S, RETRY_S = 15, 2.0  # the product defaults (client-go's)
 NAMESPACE = "fleet"
-GROUP, VERSION, PLURAL = "gridshift.io", "v1alpha1", "carbonawarescalers"
+STATE = "gridshift-scaler-state"  # the overlay's shard ConfigMaps: <STATE>-shard-<i>
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "bench-sharded-scaler.txt"
 
 
@@ -73,34 +83,23 @@ def total_work(name: str) -> float:
 def create_crs(plane: KubePlane) -> float:
     started = time.perf_counter()
     deadline = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: TID251
-
-    def create(name: str) -> None:
-        plane.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "CarbonAwareScaler",
-                "metadata": {"name": name},
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": 0,
-                    "maxReplicas": 20,
-                    "region": "sample-wind",
-                    "workloadClass": "elastic",
-                    "elastic": {
-                        "totalWork": total_work(name),
-                        "deadline": deadline,
-                        "throughputPerReplica": [1.0],
-                    },
-                },
+    create_scalers(
+        plane,
+        NAMESPACE,
+        names(),
+        lambda name: {
+            "minReplicas": 0,
+            "maxReplicas": 20,
+            "region": "sample-wind",
+            "workloadClass": "elastic",
+            "elastic": {
+                "totalWork": total_work(name),
+                "deadline": deadline,
+                "throughputPerReplica": [1.0],
             },
-        )
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(create, names()))
+        },
+        threads=8,
+    )
     return time.perf_counter() - started
 
 
@@ -257,16 +256,38 @@ def measure(plane: KubePlane, running: list[tuple[str, RunningGridshift]]) -> li
             - value(b, "gridshift_kube_status_writes_total", why=w)
             for w in ("first", "change", "refresh")
         }
+        checkpoint_writes = by.get(("update", "configmaps"), 0.0) + by.get(
+            ("create", "configmaps"), 0.0
+        )
         lines.append(
             f"  {identity}: {len(owned_last.get(identity, ()))} workloads, "
             f"shards {int(value(a, 'gridshift_kube_shard_owned'))}; "
             f"status writes {writes / max(ticks, 1):.1f}/tick over {ticks} ticks "
             f"(change {why['change']:.0f}, refresh {why['refresh']:.0f}, first "
             f"{why['first']:.0f}); "
-            f"API {total / window_s:.2f} req/s ({top})"
+            f"API {total / window_s:.2f} req/s ({top}); of them checkpoint writes "
+            f"{checkpoint_writes / max(ticks, 1):.1f}/tick ({checkpoint_writes / window_s:.2f}/s)"
         )
+    lines.append(checkpoint_sizes(plane))
     lines += failover(running, owned_last)
     return lines
+
+
+def checkpoint_sizes(plane: KubePlane) -> str:
+    """The shard ConfigMaps' checkpoints: workloads and compressed bytes each."""
+    sizes: list[tuple[int, int]] = []
+    for i in range(SHARDS):
+        cm = plane.core.read_namespaced_config_map(f"{STATE}-shard-{i}", SCALER_NAMESPACE)
+        blob = base64.b64decode((cm.binary_data or {}).get("checkpoint.json.gz", ""))
+        cp = checkpoint_from_config_map(cm.data, cm.binary_data)
+        sizes.append((len(cp.workloads) if cp is not None else 0, len(blob)))
+    workloads, size = sum(n for n, _ in sizes), sum(b for _, b in sizes)
+    largest = max(b for _, b in sizes)
+    return (
+        f"  checkpoints: {workloads} workloads in {SHARDS} ConfigMaps, {size / 1e3:.0f} kB gzip "
+        f"({size / max(workloads, 1):.0f} bytes a workload; largest {largest / 1e3:.0f} kB of "
+        "the 900 kB budget)"
+    )
 
 
 def failover(running: list[tuple[str, RunningGridshift]], owned: dict[str, set[str]]) -> list[str]:

@@ -7,6 +7,7 @@ needs changed, and `gridshift run` started beside it as the scaler Deployment's 
   could never run without a kubelet; the scaler runs here as a process).
 * `wire_metrics_api`: the APIService pointed at `localhost:<port>` through an ExternalName
   Service, with the cluster CA as its caBundle (what cert-manager's CA injector does).
+* `create_scalers`: CarbonAwareScalers, each scaling the Deployment of its own name.
 * `scaler_config`: the settings the Deployment sets through env, as one config file.
 * `running_scaler`: `python -m config run --config FILE` authenticated as the scaler's own
   service account (a TokenRequest token), so deploy/'s RBAC is what it gets.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "SCALER_NAMESPACE",
     "SCALER_SERVICE",
     "config_workload",
+    "create_scalers",
     "deployment",
     "install_overlay",
     "running_scaler",
@@ -77,6 +80,36 @@ def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
             },
         },
     }
+
+
+def create_scalers(
+    plane: KubePlane,
+    namespace: str,
+    names: Sequence[str],
+    spec: Callable[[str], Mapping[str, Any]],
+    *,
+    threads: int = 1,
+) -> None:
+    """One CarbonAwareScaler per name in `namespace`, scaling the Deployment of that name, the
+    rest of its spec `spec(name)`; created `threads` at a time (a fleet of thousands)."""
+
+    def create(name: str) -> None:
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        plane.custom.create_namespaced_custom_object(
+            "gridshift.io",
+            "v1alpha1",
+            namespace,
+            "carbonawarescalers",
+            {
+                "apiVersion": "gridshift.io/v1alpha1",
+                "kind": "CarbonAwareScaler",
+                "metadata": {"name": name},
+                "spec": {"scaleTargetRef": target, **spec(name)},
+            },
+        )
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(create, names))
 
 
 def config_workload(

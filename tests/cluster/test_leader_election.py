@@ -33,7 +33,7 @@ from kubernetes import watch as k8s_watch
 from prometheus_client.parser import text_string_to_metric_families
 from urllib3.exceptions import ProtocolError
 
-from scaler.state import LoopCheckpoint, checkpoint_from_json
+from scaler.state import LoopCheckpoint, checkpoint_from_config_map
 from tests.cluster.install import (
     SCALER_NAMESPACE,
     config_workload,
@@ -55,8 +55,7 @@ def workload() -> dict[str, Any]:
 
 def stored(plane: KubePlane) -> tuple[LoopCheckpoint | None, str]:
     cm = plane.core.read_namespaced_config_map(STATE, SCALER_NAMESPACE)
-    text = (cm.data or {}).get("checkpoint.json")
-    return (checkpoint_from_json(text) if text else None), cm.metadata.resource_version
+    return checkpoint_from_config_map(cm.data, cm.binary_data), cm.metadata.resource_version
 
 
 def ticks_stored(plane: KubePlane) -> int:
@@ -105,9 +104,9 @@ class ConfigMapWatch:
             timeout_seconds=120,
         ):
             obj = event["object"]
-            text = (obj.data or {}).get("checkpoint.json")
-            if event["type"] == "MODIFIED" and text:
-                self.versions.append((obj.metadata.resource_version, checkpoint_from_json(text)))
+            checkpoint = checkpoint_from_config_map(obj.data, obj.binary_data)
+            if event["type"] == "MODIFIED" and checkpoint is not None:
+                self.versions.append((obj.metadata.resource_version, checkpoint))
 
     def stop(self) -> None:
         self._watch.stop()

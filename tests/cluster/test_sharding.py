@@ -15,13 +15,14 @@ figure is printed.
 With the per-shard ConfigMap checkpoints (`scaler.state_store: configmap`, the overlay's
 shard-state.yaml), elastic jobs whose replica is SIGKILLed mid-job continue on the survivors:
 each job's work left goes on down from where the killed replica had it (never back to its
-total) and its energy and emission counters go on up from where they were.
+total) and its energy and emission counters go on up from where they were; the shard
+ConfigMaps hold the jobs (gzip in binaryData), and the checkpoint writes count in each
+replica's `gridshift_kube_api_requests_total` (update configmaps).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -31,11 +32,14 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.core.shards import shard_of
+from scaler.state import WorkloadCheckpoint, checkpoint_from_config_map
 from tests.cluster.install import (
     SCALER_NAMESPACE,
     config_workload,
+    create_scalers,
     install_overlay,
     running_scaler,
     scaler_config,
@@ -63,27 +67,12 @@ def replicas_of(name: str) -> int:
 def shop(plane: KubePlane) -> Iterator[str]:
     install_overlay(plane, "scaler-sharded")
     with plane.namespace(NAMESPACE) as name:
-        for w in NAMES:
-            plane.custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                name,
-                PLURAL,
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "CarbonAwareScaler",
-                    "metadata": {"name": w},
-                    "spec": {
-                        "scaleTargetRef": {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "name": w,
-                        },
-                        "minReplicas": replicas_of(w),
-                        "maxReplicas": replicas_of(w),
-                    },
-                },
-            )
+        create_scalers(
+            plane,
+            name,
+            NAMES,
+            lambda w: {"minReplicas": replicas_of(w), "maxReplicas": replicas_of(w)},
+        )
         yield name
 
 
@@ -113,6 +102,18 @@ def metric(port: int, name: str) -> float:
     )
     (item,) = httpx.get(url, timeout=5).json()["items"]
     return float(item["value"])
+
+
+def request_count(replica: RunningGridshift, verb: str, resource: str) -> float:
+    """`gridshift_kube_api_requests_total{verb, resource}` on a replica's /metrics."""
+    text = httpx.get(f"{replica.base_url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gridshift_kube_api_requests_total"
+        and sample.labels == {"verb": verb, "resource": resource}
+    )
 
 
 def cr_statuses(plane: KubePlane) -> dict[str, dict[str, Any]]:
@@ -255,34 +256,22 @@ def jobs(plane: KubePlane, shop: str) -> Iterator[str]:
     work left goes down) from its first decision."""
     deadline = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: TID251
     with plane.namespace(JOBS_NAMESPACE) as name:
-        for job in JOBS:
-            plane.custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                name,
-                PLURAL,
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "CarbonAwareScaler",
-                    "metadata": {"name": job},
-                    "spec": {
-                        "scaleTargetRef": {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "name": job,
-                        },
-                        "minReplicas": 0,
-                        "maxReplicas": 4,
-                        "region": "sample-wind",
-                        "workloadClass": "elastic",
-                        "elastic": {
-                            "totalWork": JOB_WORK,
-                            "deadline": deadline,
-                            "throughputPerReplica": [1.0],
-                        },
-                    },
+        create_scalers(
+            plane,
+            name,
+            JOBS,
+            lambda _: {
+                "minReplicas": 0,
+                "maxReplicas": 4,
+                "region": "sample-wind",
+                "workloadClass": "elastic",
+                "elastic": {
+                    "totalWork": JOB_WORK,
+                    "deadline": deadline,
+                    "throughputPerReplica": [1.0],
                 },
-            )
+            },
+        )
         yield name
 
 
@@ -343,22 +332,17 @@ def test_a_killed_replicas_elastic_jobs_continue_with_their_work_left_and_counte
             assert left <= left_before < JOB_WORK, (job, left, left_before)  # never reset
             assert energy >= energy_before > 0, (job, energy, energy_before)
             assert emitted >= emitted_before, (job, emitted, emitted_before)
-        stored = {
-            job: w
-            for i in range(SHARDS)
-            for job, w in (
-                json.loads(
-                    (
-                        plane.core.read_namespaced_config_map(
-                            f"gridshift-scaler-state-shard-{i}", SCALER_NAMESPACE
-                        ).data
-                        or {}
-                    ).get("checkpoint.json", '{"workloads": {}}')
-                )["workloads"].items()
+        stored: dict[str, WorkloadCheckpoint] = {}
+        for i in range(SHARDS):
+            cm = plane.core.read_namespaced_config_map(
+                f"gridshift-scaler-state-shard-{i}", SCALER_NAMESPACE
             )
-        }
+            cp = checkpoint_from_config_map(cm.data, cm.binary_data)
+            stored.update(cp.workloads if cp is not None else {})
         assert orphans <= set(stored)
-        assert all(stored[j]["namespace"] == JOBS_NAMESPACE for j in orphans)
+        assert all(stored[j].namespace == JOBS_NAMESPACE for j in orphans)
+        for _, process, _ in survivors:  # the checkpoint writes count in the request rates
+            assert request_count(process, "update", "configmaps") > 0
         print(
             f"\ntaken over: {len(orphans)} elastic jobs; work left before the kill "
             f"{min(last[o][0] for o in orphans):.0f}-{max(last[o][0] for o in orphans):.0f}, "

@@ -8,7 +8,12 @@ saves replace it carrying the last resourceVersion (PUT); another writer in betw
 overwritten by an older one; a ConfigMap deleted under us is re-created; a checkpoint over
 the size bound is refused before any request, and a replica that does not lead writes
 nothing, and the API server's own 1 MiB limit (422)
-surfaces as a `StateStoreError` naming it; a 500 or an unreachable API server on save raises
+surfaces as a `StateStoreError` naming it; the checkpoint is gzip in binaryData: 10,000
+workloads (full-precision counters) round-trip in one ConfigMap under the budget; one cut short
+(a partial write) or damaged is ignored with an error naming why and the store starts fresh
+(a torn shard: the other shards are handed over, none of the torn one), its next save whole;
+an older plain-JSON checkpoint in `data` is read and the next save rewrites it compressed;
+a 500 or an unreachable API server on save raises
 `StateStoreError` (the loop logs and counts it and the tick completes, the next tick's save
 succeeds); a failing read on start raises instead of starting fresh; the stand-in answers
 ConfigMap errors with kube-apiserver's Status bodies. Leader handover (real `LeaseLock` and
@@ -27,6 +32,7 @@ every acquired shard failed the error is raised.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -46,10 +52,13 @@ from scaler.state import (
     ShardStateStore,
     StateStoreError,
     WorkloadCheckpoint,
-    checkpoint_from_json,
+    checkpoint_from_config_map,
+    checkpoint_to_gzip,
+    checkpoint_to_json,
 )
 from tests.cluster.proxied import ProxiedApi
 from tests.faultproxy import Fault
+from tests.unit.test_state import fleet_checkpoint
 
 pytestmark = pytest.mark.cluster
 
@@ -84,7 +93,9 @@ def writes(api: ProxiedApi) -> list[tuple[str, str | None]]:
 def stored(api: ProxiedApi) -> LoopCheckpoint:
     obj = api.get_object(PATH)
     assert obj is not None
-    return checkpoint_from_json(obj["data"]["checkpoint.json"])
+    cp = checkpoint_from_config_map(obj.get("data"), obj.get("binaryData"))
+    assert cp is not None
+    return cp
 
 
 def test_create_then_replace_with_resource_version(api) -> None:
@@ -182,17 +193,106 @@ def test_deleted_under_us_is_recreated(api) -> None:
     assert [m for m, _ in writes(api)] == ["POST", "PUT", "POST"]
 
 
+def test_a_10000_workload_shard_round_trips(api) -> None:
+    """Everything one replica could own (10,000 workloads in one ConfigMap): saved, read back
+    whole by a fresh store, and replaced by the next save, under the 900 kB budget."""
+    big = fleet_checkpoint(10_000)
+    store = store_for(api)
+    store.save(big)
+    assert store_for(api).load() == big
+    obj = api.get_object(PATH)
+    assert obj is not None
+    assert set(obj["binaryData"]) == {"checkpoint.json.gz"}
+    assert "data" not in obj
+    size = len(base64.b64decode(obj["binaryData"]["checkpoint.json.gz"]))
+    assert size < 900_000
+    store.save(later(big, 1))
+    assert stored(api) == later(big, 1)
+    print(f"\n10,000 workloads: {size} bytes compressed ({size / 10_000:.0f} per workload)")
+
+
 def test_size_bound_and_api_server_limit(api) -> None:
-    big = replace(
-        CP, workloads={f"w{i:05d}": CP.workloads["web"] for i in range(4000)}
-    )  # ~1.2 MB of JSON
-    with pytest.raises(StateStoreError, match=r"over the 900000-byte limit \(4000 workloads\)"):
+    big = fleet_checkpoint(16_000)  # ~1.2 MB compressed
+    with pytest.raises(
+        StateStoreError,
+        match=r"over the 900000-byte limit .* with 16000 workloads; not saved \(raise kube.shards",
+    ):
         store_for(api).save(big)
     assert writes(api) == []  # refused before any request
+    with pytest.raises(StateStoreError, match=r"over the 900000-byte limit \(1000 as JSON\)"):
+        store_for(api, max_json_bytes=1000).save(fleet_checkpoint(10))  # the JSON bound too
     with pytest.raises(
         StateStoreError, match=r"422 .*Too long: may not be more than 1048576 bytes"
     ):
         store_for(api, max_bytes=10**8).save(big)
+
+
+def put_config_map(api: ProxiedApi, name: str = NAME, **body: object) -> None:
+    api.put_object(
+        "/api/v1/namespaces/{ns}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **body},
+    )
+
+
+def test_a_checkpoint_cut_short_is_ignored_with_a_warning_and_replaced(api, caplog) -> None:
+    """A partial write (the gzip stream without its end) or a damaged one: never half a
+    checkpoint: the store starts fresh, says why, and its next save replaces it whole."""
+    blob = checkpoint_to_gzip(fleet_checkpoint(500))[0]
+    for damaged, why in [
+        (blob[: len(blob) // 2], "cut short"),
+        (blob[:-8] + bytes(8), "not intact gzip"),
+    ]:
+        put_config_map(api, binaryData={"checkpoint.json.gz": base64.b64encode(damaged).decode()})
+        caplog.clear()
+        store = store_for(api)
+        store.write_only_when(lambda: True)
+        assert store.load() is None
+        assert store.takeover() is None  # a new term: nothing to continue from
+        assert any(
+            r.levelname == "ERROR" and "unusable, starting fresh" in r.message and why in r.message
+            for r in caplog.records
+        ), [r.message for r in caplog.records]
+        store.save(CP)
+        assert stored(api) == CP
+
+
+def test_a_torn_shard_starts_fresh_and_the_others_are_handed_over(api, caplog) -> None:
+    """One shard's ConfigMap cut short, the others whole: the whole ones are handed over, the
+    torn shard's workloads start fresh (no part of it is mixed in), and its next save is whole."""
+    a = shard_store(api, {0, 1, 2})
+    a.takeover()
+    a.save(FLEET)
+    obj = api.get_object(f"/api/v1/namespaces/{{ns}}/configmaps/{NAME}-shard-1")
+    assert obj is not None
+    blob = base64.b64decode(obj["binaryData"]["checkpoint.json.gz"])
+    put_config_map(
+        api,
+        f"{NAME}-shard-1",
+        binaryData={"checkpoint.json.gz": base64.b64encode(blob[:-4]).decode()},
+    )
+    b = shard_store(api, {0, 1, 2})
+    handed = b.takeover()
+    assert handed is not None
+    assert set(handed.workloads) == set(share(FLEET, 0)) | set(share(FLEET, 2))
+    assert any(f"{NAME}-shard-1 unusable, starting fresh" in r.message for r in caplog.records)
+    b.save(later(FLEET, 1))
+    assert shard_stored(api, 1) == later(replace(FLEET, workloads=share(FLEET, 1)), 1)
+
+
+def test_an_older_plain_json_checkpoint_is_read_and_rewritten_compressed(api) -> None:
+    """A ConfigMap as gridshift wrote it before (plain JSON in data["checkpoint.json"]): read,
+    continued, and the next save leaves only the compressed form."""
+    put_config_map(api, data={"checkpoint.json": checkpoint_to_json(CP)})
+    store = store_for(api)
+    store.write_only_when(lambda: True)
+    assert store.load() == CP
+    assert store.takeover() == CP
+    store.save(later(CP, 1))
+    obj = api.get_object(PATH)
+    assert obj is not None
+    assert "data" not in obj
+    assert set(obj["binaryData"]) == {"checkpoint.json.gz"}
+    assert stored(api) == later(CP, 1)
 
 
 def test_api_errors_raise_store_errors(api) -> None:
@@ -404,7 +504,9 @@ def shard_store(api: ProxiedApi, held: set[int]) -> ShardStateStore:
 
 def shard_stored(api: ProxiedApi, shard: int) -> LoopCheckpoint | None:
     obj = api.get_object(f"/api/v1/namespaces/{{ns}}/configmaps/{NAME}-shard-{shard}")
-    return None if obj is None else checkpoint_from_json(obj["data"]["checkpoint.json"])
+    return (
+        None if obj is None else checkpoint_from_config_map(obj.get("data"), obj.get("binaryData"))
+    )
 
 
 def share(cp: LoopCheckpoint, shard: int) -> dict[str, WorkloadCheckpoint]:

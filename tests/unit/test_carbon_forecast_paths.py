@@ -4,7 +4,8 @@ Aspects: the live path (the CSV trace provider `TraceCarbonSource.from_csv` unde
 as `gridshift run --source trace` reads it, through the loop's `CarbonForecasting`) and the
 replay path (the scenario reader `forecasts.sources.csv_series` into the replay's
 `TraceCarbonSource`, through the engine's `CarbonForecasting`) give the same forecast from the
-same file at the same instant; both never see the hour being forecast.
+same file at the same instant, from plans with the same interval calibration; both never see
+the hour being forecast.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def test_run_and_replay_forecast_alike(tmp_path: Path) -> None:
     assert [p.at for p in run_fc.points] == [p.at for p in replay_fc.points]
     np.testing.assert_allclose(run_fc.values, replay_fc.values, rtol=0, atol=1e-9)
     assert run_fc.points[0].at == at
+    # the intervals: both plans hold the same calibration (errors, what each knew, when)
+    run_cal = live.plan("GB", at=at, horizon=horizon).calibration
+    replay_cal = replay.plan("GB", at=at, horizon=horizon).calibration
+    assert run_cal.residuals.size > 0
+    for name in ("residuals", "states", "origin_s", "scale"):
+        np.testing.assert_array_equal(getattr(run_cal, name), getattr(replay_cal, name))
     # the forecast is not the recorded value of the hour it forecasts
     i = round((at - start) / H)
     assert run_fc.values[0] != values[i]

@@ -4,14 +4,20 @@ Aspects: JSON round trip; corrupt/unknown-version files are reported naming the 
 ignored (fresh start, no crash); the file store writes atomically (no temp files left, the old
 checkpoint survives a failed write); a restarted loop continues ticks and savings counters
 from the checkpoint; restored replicas are clamped to current bounds; a store that fails is
-counted, never stops a tick (the ConfigMap store on the real API server:
+counted, never stops a tick. The ConfigMap form (gzip in binaryData): round trip, deterministic
+bytes, about 80 bytes a workload so 10,000 fit one ConfigMap; a stream cut short, damaged, with
+bytes after it, not base64, or inflating past the bound is a `CheckpointError` naming it; the
+older plain JSON in `data` is still read (the ConfigMap store on the real API server:
 tests/cluster/test_state_configmap.py).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +28,10 @@ from scaler.state import (
     FileStateStore,
     LoopCheckpoint,
     WorkloadCheckpoint,
+    checkpoint_from_config_map,
+    checkpoint_from_gzip,
     checkpoint_from_json,
+    checkpoint_to_gzip,
     checkpoint_to_json,
 )
 from tests.unit.test_loop import T0, make_loop, train_job, web
@@ -258,3 +267,85 @@ def test_partial_checkpoint_from_the_store_on_taking_over() -> None:
     assert snap.workloads["train"].remaining_work == pytest.approx(5_000.0 - 2 * 600.0)
     assert snap.workloads["train"].emitted_g > 5.0
     assert loop.ledger.by_workload["web"].emitted_g > web_before.emitted_g
+
+
+def fleet_checkpoint(n: int, *, seed: int = 1) -> LoopCheckpoint:
+    """`n` workloads with full-precision counters (the hardest case for compression)."""
+    rng = random.Random(seed)
+    return LoopCheckpoint(
+        saved_at=T0,
+        ticks_total=100,
+        workloads={
+            f"w{i:05d}": WorkloadCheckpoint(
+                replicas=rng.randint(0, 20),
+                counterfactual_replicas=rng.randint(0, 20),
+                last_at=T0,
+                remaining_work=rng.uniform(0, 1e5),
+                counterfactual_remaining_work=rng.uniform(0, 1e5),
+                energy_joules=rng.uniform(0, 1e9),
+                counterfactual_energy_joules=rng.uniform(0, 1e9),
+                emitted_g=rng.uniform(0, 1e5),
+                counterfactual_g=rng.uniform(0, 1e5),
+                namespace="fleet",
+            )
+            for i in range(n)
+        },
+    )
+
+
+def test_gzip_round_trip_is_deterministic_and_small() -> None:
+    cp = fleet_checkpoint(2000)
+    blob, json_bytes = checkpoint_to_gzip(cp)
+    assert checkpoint_from_gzip(blob, max_bytes=json_bytes) == cp
+    assert checkpoint_to_gzip(cp)[0] == blob  # no timestamp in the gzip header
+    assert len(blob) / 2000 < 85  # ~77 bytes a workload: 10,000 in 900 kB
+    assert len(checkpoint_to_json(cp)) / 2000 > 400  # what the ConfigMap held before
+
+
+def gz(cp: LoopCheckpoint = CP) -> bytes:
+    return checkpoint_to_gzip(cp)[0]
+
+
+@pytest.mark.parametrize(
+    ("blob", "problem"),
+    [
+        pytest.param(gz()[:-6], "cut short", id="truncated trailer"),
+        pytest.param(gz()[: len(gz()) // 2], "cut short", id="half written"),
+        pytest.param(gz()[:-8] + bytes(8), "not intact gzip: .*(check|length)", id="bad crc"),
+        pytest.param(gz() + gz(), "bytes after its gzip stream", id="two streams"),
+        pytest.param(b"{}", "not intact gzip", id="not gzip"),
+        pytest.param(b"", "cut short", id="empty"),
+    ],
+)
+def test_damaged_gzip_is_refused_naming_the_problem(blob: bytes, problem: str) -> None:
+    with pytest.raises(CheckpointError, match=problem):
+        checkpoint_from_gzip(blob, max_bytes=10**6)
+
+
+def test_decompression_is_bounded() -> None:
+    blob, json_bytes = checkpoint_to_gzip(fleet_checkpoint(50))
+    assert checkpoint_from_gzip(blob, max_bytes=json_bytes).ticks_total == 100
+    with pytest.raises(CheckpointError, match=f"more than {json_bytes - 1} bytes"):
+        checkpoint_from_gzip(blob, max_bytes=json_bytes - 1)
+    bomb = gzip.compress(b" " * 10**7)  # 10 MB of JSON whitespace in ~10 kB
+    with pytest.raises(CheckpointError, match="more than 1000000 bytes"):
+        checkpoint_from_gzip(bomb, max_bytes=10**6)
+
+
+def test_config_map_form_and_the_older_plain_json() -> None:
+    encoded = base64.b64encode(gz()).decode()
+    assert checkpoint_from_config_map(None, {"checkpoint.json.gz": encoded}) == CP
+    # binaryData wins over a leftover data key (never both after a save, but be sure)
+    assert (
+        checkpoint_from_config_map({"checkpoint.json": "junk"}, {"checkpoint.json.gz": encoded})
+        == CP
+    )
+    assert checkpoint_from_config_map({"checkpoint.json": checkpoint_to_json(CP)}, None) == CP
+    assert checkpoint_from_config_map({}, {}) is None
+    assert checkpoint_from_config_map(None, None) is None
+    with pytest.raises(CheckpointError, match=r"binaryData.checkpoint.json.gz: not base64"):
+        checkpoint_from_config_map(None, {"checkpoint.json.gz": "%%%"})
+    with pytest.raises(CheckpointError, match=r"data.checkpoint.json: more than 10 bytes"):
+        checkpoint_from_config_map(
+            {"checkpoint.json": checkpoint_to_json(CP)}, None, max_json_bytes=10
+        )
