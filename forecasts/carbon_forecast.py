@@ -16,11 +16,13 @@ arrived by then (and a replay can play recorded forecasts exactly as they arrive
   Inputs published at different times keep their own (a day-ahead wind forecast published
   the afternoon before beside weather known from 04:00 of its day): the exog model has a
   second fit on the inputs published earliest, for the steps only they reach. The
-  backtest's out-of-sample errors per lead calibrate the intervals (split-conformal
-  quantiles). The plan keeps its scores and reasons. Day-ahead values end with the day
-  they were issued for: past the last one, the own model carries on from where they left
-  the path (the difference fading, `seam_half_life_steps`), so a 48 h path has no level
-  jump at midnight for the elastic planner to rank hours by.
+  chosen forecast's out-of-sample errors from origins every third hour of the last six
+  weeks calibrate the intervals (`Calibration`): split-conformal quantiles conditional on
+  the origin's hour of day, the lead and which inputs had arrived for the step, scaled by
+  the volatility before each origin. The plan keeps its scores and reasons. Day-ahead
+  values end with the day they were issued for: past the last one, the own model carries
+  on from where they left the path (the difference fading, `seam_half_life_steps`), so a
+  48 h path has no level jump at midnight for the elastic planner to rank hours by.
 - `forecast_carbon`: `horizon` steps from the origin with a plan: mean and p05..p95.
 - `score_forecasts`: the honest metrics (out-of-sample MAE relative to the 24 h seasonal
   naive on the same points, MAPE, Spearman rank correlation per window, interval coverage).
@@ -42,6 +44,7 @@ from forecasts.series import RegularSeries
 from forecasts.time import ensure_utc, to_epoch_s
 
 __all__ = [
+    "Calibration",
     "CarbonForecastSettings",
     "CarbonInputs",
     "CarbonPlan",
@@ -55,6 +58,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 DAY_STEPS = 24
 #: The exog model's second fit, on the inputs published earliest (`_early_columns`).
 EARLY = "regression+early inputs"
@@ -170,13 +174,41 @@ class CarbonForecastSettings:
     #: with this half-life (steps), so the 48 h path has no level jump at that seam
     #: (0: no carry-over).
     seam_half_life_steps: float = 12.0
+    #: Days of origins whose out-of-sample errors calibrate the intervals (the newest before
+    #: the plan, within the backtest window), every `calibration_stride_steps` hours: every
+    #: third hour, so each hour of the day is within an hour of one.
+    calibration_days: int = 42
+    calibration_stride_steps: int = 3
+    #: Fewest errors an interval is calibrated on (`CALIBRATION_POOLS`).
+    calibration_min_points: int = 100
+    #: Errors are scaled by the volatility before their origin (mean absolute day-on-day
+    #: change over this many hours), and intervals by the volatility before theirs: a
+    #: windy, volatile week gets wider intervals than the calm weeks it was calibrated on.
+    volatility_window_steps: int = 36
+    #: Intervals are widened by this factor: the errors of the days after a plan vary more
+    #: than those it was calibrated on (regimes last days), so quantiles of the calibration
+    #: window alone under-cover. Chosen with `volatility_window_steps` (24/36/48 h) on the
+    #: day-ahead bench's Jul-Sep 2021 (coverage p10-p90 78-82 %, p05-p95 88-92 %), checked on
+    #: Oct-Dec (README).
+    interval_widening: float = 1.1
 
     def __post_init__(self) -> None:
-        for name in ("horizon_steps", "backtest_origins", "origin_stride_steps", "train_steps"):
+        for name in (
+            "horizon_steps",
+            "backtest_origins",
+            "origin_stride_steps",
+            "train_steps",
+            "calibration_days",
+            "calibration_stride_steps",
+            "calibration_min_points",
+            "volatility_window_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.seam_half_life_steps < 0:
             raise ValueError("seam_half_life_steps must be >= 0")
+        if self.interval_widening <= 0:
+            raise ValueError("interval_widening must be > 0")
 
     @property
     def history_steps(self) -> int:
@@ -189,6 +221,63 @@ class CarbonForecastSettings:
         )
 
 
+#: `Calibration.states` bits: what a forecast knew of the step it forecast.
+PROVIDER_KNOWN = 1
+EXOG_KNOWN = 2
+EARLY_EXOG_KNOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Out-of-sample errors of the plan's forecast (truth - forecast, a row per origin and
+    a column per lead) with what each forecast knew of the step (`states`: the bits
+    `PROVIDER_KNOWN`, `EXOG_KNOWN`, `EARLY_EXOG_KNOWN`; see `_known_state`), its origin
+    (epoch seconds) and the volatility before that origin (`scale`, `_volatility`). Every
+    error is of a step before the plan's origin. The intervals are split-conformal
+    quantiles of the errors over the volatility (`_interval_offsets`), from origins at the
+    same hour of day, at the same lead and knowing the same: a forecast made at 04:00,
+    when the day's provider forecast and weather have arrived, is calibrated on errors
+    made with them, not pooled with the larger ones made before they arrived.
+    `scale_floor`: the least volatility used (a tenth of the mean over the origins)."""
+
+    residuals: FloatArray
+    states: IntArray
+    origin_s: FloatArray
+    scale: FloatArray
+    widening: float = 1.0
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.residuals, dtype=float)
+        st = np.asarray(self.states, dtype=np.int64)
+        o = np.asarray(self.origin_s, dtype=float)
+        sc = np.asarray(self.scale, dtype=float)
+        if r.ndim != 2 or st.shape != r.shape or o.shape != (r.shape[0],) or sc.shape != o.shape:
+            raise ValueError(
+                f"Calibration: residuals {r.shape}, states {st.shape}, origins {o.shape}, "
+                f"scales {sc.shape}"
+            )
+        object.__setattr__(self, "residuals", r)
+        object.__setattr__(self, "states", st)
+        object.__setattr__(self, "origin_s", o)
+        object.__setattr__(self, "scale", sc)
+
+    @classmethod
+    def empty(cls, horizon: int) -> Calibration:
+        """No backtest: zero-width intervals."""
+        return cls(
+            residuals=np.zeros((0, horizon)),
+            states=np.zeros((0, horizon), dtype=np.int64),
+            origin_s=np.zeros(0),
+            scale=np.zeros(0),
+        )
+
+    @property
+    def scale_floor(self) -> float:
+        finite = self.scale[np.isfinite(self.scale)]
+        mean = float(finite.mean()) if finite.size else 0.0
+        return 0.1 * mean if mean > 0 else 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class CarbonPlan:
     """One region's forecast method, as chosen by `plan_carbon_forecast`."""
@@ -198,10 +287,12 @@ class CarbonPlan:
     weather_lags: tuple[int, ...]
     provider_weight: float
     half_life_steps: float | None
-    residual_quantiles: FloatArray = field(repr=False)
+    calibration: Calibration = field(repr=False)
     scores: dict[str, float]
     reasons: tuple[str, ...]
     seam_half_life_steps: float = 0.0
+    calibration_min_points: int = 100
+    volatility_window_steps: int = 36
 
     @property
     def name(self) -> str:
@@ -224,12 +315,15 @@ def seasonal_naive(values: FloatArray, origin: int, horizon: int) -> FloatArray:
     return np.asarray(values[idx], dtype=float)
 
 
-def _weather_matrix(inputs: CarbonInputs, lags: Sequence[int], n: int, at: datetime) -> FloatArray:
-    """Exog columns (each at its lag) for the `n` steps from the history start, as known
+def _weather_matrix(
+    inputs: CarbonInputs, lags: Sequence[int], first: int, n: int, at: datetime
+) -> FloatArray:
+    """Exog columns (each at its lag) for the `n` steps from history index `first`, as known
     at `at`."""
     w = inputs.exog
     assert w is not None
-    cols = [w.shifted(lag).on(inputs.history.start, n, at=at)[:, j] for j, lag in enumerate(lags)]
+    start = inputs.history.time_at(first)
+    cols = [w.shifted(lag).on(start, n, at=at)[:, j] for j, lag in enumerate(lags)]
     return np.column_stack(cols)
 
 
@@ -333,13 +427,19 @@ def _own_paths(
     origin: int,
     horizon: int,
     seam_half_life: float,
+    *,
+    early: tuple[int, ...],
+    only: str | None = None,
 ) -> dict[str, FloatArray]:
     """Each own model's mean path from `origin` (an index into the history grid), using
-    only what was known at that origin. The exog model falls back to the plain
-    regression on steps whose exog was not known yet."""
+    only what was known at that origin (`only`: that model's and what it builds on). The
+    exog model falls back to the plain regression on steps whose exog was not known yet.
+    `early`: `_early_columns` of the exog inputs."""
     hist = inputs.history
     at = hist.time_at(origin)
     out = {"seasonal_naive": seasonal_naive(values, origin, horizon)}
+    if only == "seasonal_naive":
+        return out
     lo = max(0, origin - 24 * 7 * 2 - DAY_STEPS)
     recent = RegularSeries(
         start=hist.time_at(lo), step=hist.step, values=values[lo:origin], unit=hist.unit
@@ -348,11 +448,12 @@ def _own_paths(
     if reg is not None:
         out["regression"] = np.asarray(reg.predict(horizon=horizon, history=recent).mean)
     wfit = fits.get("regression+exog")
+    if only == "regression":
+        return out
     if wfit is not None and inputs.exog is not None and "regression" in out:
-        ex = _weather_matrix(inputs, lags, origin + horizon, at)[origin:]
+        ex = _weather_matrix(inputs, lags, origin, horizon, at)
         path = out["regression"]
         # the inputs published earliest reach furthest: their own fit there, then every input
-        early = _early_columns(inputs.exog)
         efit = fits.get(EARLY)
         stages = [(wfit, ex)]
         if early and efit is not None:
@@ -401,6 +502,38 @@ def _combine(own: FloatArray, prov: FloatArray, weight: float, seam_half_life: f
     return _carry(own, mixed, ok, seam_half_life)
 
 
+def _known_state(
+    inputs: CarbonInputs,
+    *,
+    origin: int,
+    horizon: int,
+    lags: tuple[int, ...],
+    provider: bool,
+    exog: bool,
+    early: tuple[int, ...],
+) -> IntArray:
+    """Per step from `origin` (an index into the history grid), which day-ahead inputs the
+    forecast made there had for it (`Calibration` bits): the provider's value (when the
+    forecast uses the provider), every exog input or only the earliest-published ones (when
+    it uses the exog model; `early`: `_early_columns` of the exog)."""
+    hist = inputs.history
+    at = hist.time_at(origin)
+    state = np.zeros(horizon, dtype=np.int64)
+    if provider and inputs.provider is not None:
+        prov = inputs.provider.on(at, horizon, at=at)[:, 0]
+        state |= np.where(np.isfinite(prov), PROVIDER_KNOWN, 0)
+    w = inputs.exog
+    if exog and w is not None:
+        known = np.column_stack(
+            [np.isfinite(w.shifted(lag).on(at, horizon, at=at)[:, j]) for j, lag in enumerate(lags)]
+        )
+        every = known.all(axis=1)
+        state |= np.where(every, EXOG_KNOWN, 0)
+        if early:
+            state |= np.where(~every & known[:, list(early)].all(axis=1), EARLY_EXOG_KNOWN, 0)
+    return state
+
+
 def plan_carbon_forecast(
     inputs: CarbonInputs, *, settings: CarbonForecastSettings | None = None
 ) -> CarbonPlan:
@@ -438,10 +571,12 @@ def plan_carbon_forecast(
             weather_lags=lags,
             provider_weight=1.0 if inputs.provider is not None else 0.0,
             half_life_steps=None,
-            residual_quantiles=np.zeros((len(STANDARD_QUANTILES), horizon)),
+            calibration=Calibration.empty(horizon),
             scores={},
             reasons=tuple(reasons),
             seam_half_life_steps=settings.seam_half_life_steps,
+            calibration_min_points=settings.calibration_min_points,
+            volatility_window_steps=settings.volatility_window_steps,
         )
     bt_fits = _fits_until(model, inputs, values, lags, origins[0])
     truth = np.vstack([values[o : o + horizon] for o in origins])
@@ -461,8 +596,18 @@ def plan_carbon_forecast(
             inputs, values, origins, horizon, own_mat[own], truth, settings, scores, reasons
         )
     resid = truth - chosen
-    levels = np.asarray(STANDARD_QUANTILES)
-    residual_quantiles = _conformal(resid, levels)
+    calibration = _calibrate(
+        inputs,
+        values,
+        bt_fits,
+        lags,
+        first=origins[0],
+        last=last,
+        settings=settings,
+        own=own,
+        weight=weight,
+        half_life=half_life,
+    )
     scores["relative_mae"] = float(np.mean(np.abs(resid))) / naive_mae if naive_mae else np.nan
     return CarbonPlan(
         own=own,
@@ -474,10 +619,87 @@ def plan_carbon_forecast(
         weather_lags=lags,
         provider_weight=weight,
         half_life_steps=half_life,
-        residual_quantiles=residual_quantiles,
+        calibration=calibration,
         scores=scores,
         reasons=tuple(reasons),
         seam_half_life_steps=settings.seam_half_life_steps,
+        calibration_min_points=settings.calibration_min_points,
+        volatility_window_steps=settings.volatility_window_steps,
+    )
+
+
+def _calibrate(
+    inputs: CarbonInputs,
+    values: FloatArray,
+    fits: dict[str, FittedModel],
+    lags: tuple[int, ...],
+    *,
+    first: int,
+    last: int,
+    settings: CarbonForecastSettings,
+    own: str,
+    weight: float,
+    half_life: float | None,
+) -> Calibration:
+    """The chosen forecast's out-of-sample errors from origins every
+    `calibration_stride_steps` over the newest `calibration_days` (from `first` at the
+    earliest, where the backtest fits end, to `last`, the newest whose whole horizon is
+    observed), with what each knew (`_known_state`) and the volatility before it."""
+    horizon = settings.horizon_steps
+    hist = inputs.history
+    origins = range(
+        last,
+        max(first, last - settings.calibration_days * DAY_STEPS) - 1,
+        -settings.calibration_stride_steps,
+    )[::-1]
+    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
+    use_exog = own == "regression+exog"
+    rows, states = [], []
+    for o in origins:
+        paths = _own_paths(
+            inputs,
+            values,
+            fits,
+            lags,
+            o,
+            horizon,
+            settings.seam_half_life_steps,
+            early=early,
+            only=own,
+        )
+        path = paths[own]
+        if weight > 0:
+            _, prov = _provider_path(inputs, values, o, horizon, half_life)
+            path = _combine(path, prov, weight, settings.seam_half_life_steps)
+        rows.append(values[o : o + horizon] - path)
+        states.append(
+            _known_state(
+                inputs,
+                origin=o,
+                horizon=horizon,
+                lags=lags,
+                provider=weight > 0,
+                exog=use_exog,
+                early=early,
+            )
+        )
+    return Calibration(
+        residuals=np.vstack(rows),
+        states=np.vstack(states),
+        origin_s=np.array([to_epoch_s(hist.time_at(o)) for o in origins]),
+        scale=np.array([_volatility(values, o, settings.volatility_window_steps) for o in origins]),
+        widening=settings.interval_widening,
+    )
+
+
+def _volatility(values: FloatArray, origin: int, window: int) -> float:
+    """Mean absolute day-on-day change over the `window` steps before `origin` (NaN where
+    there is too little history)."""
+    lo = origin - window
+    if lo < DAY_STEPS:
+        return float("nan")
+    return float(
+        np.nanmean(np.abs(values[lo:origin] - values[lo - DAY_STEPS : origin - DAY_STEPS]))
     )
 
 
@@ -496,7 +718,7 @@ def _fits_until(
     if reg is not None:
         out["regression"] = reg
     if inputs.exog is not None and reg is not None:
-        ex = _weather_matrix(inputs, lags, end, hist.end)
+        ex = _weather_matrix(inputs, lags, 0, end, hist.end)
         wfit = _fit(model, values, hist, end, ex)
         if wfit is not None:
             out["regression+exog"] = wfit
@@ -518,9 +740,10 @@ def _own_backtest(
 ) -> dict[str, FloatArray]:
     """Each own model's forecast paths from every backtest origin (a row per origin)."""
     paths: dict[str, list[FloatArray]] = {}
+    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
     for o in origins:
         for name, path in _own_paths(
-            inputs, values, fits, lags, o, horizon, settings.seam_half_life_steps
+            inputs, values, fits, lags, o, horizon, settings.seam_half_life_steps, early=early
         ).items():
             paths.setdefault(name, []).append(path)
     return {k: np.vstack(v) for k, v in paths.items()}
@@ -582,21 +805,61 @@ def _choose_provider(
     return _combine(own, best_p, weight, settings.seam_half_life_steps), weight, half_life
 
 
-def _conformal(resid: FloatArray, levels: FloatArray) -> FloatArray:
-    """Per lead, empirical quantiles of the out-of-sample residuals, pooled over a window of
-    neighbouring leads (+-3 steps) for sample size; finite-sample adjusted levels."""
-    horizon = resid.shape[1]
-    out = np.empty((levels.size, horizon))
-    for h in range(horizon):
-        pool = resid[:, max(0, h - 3) : h + 4].ravel()
-        pool = pool[np.isfinite(pool)]
-        if pool.size == 0:
-            out[:, h] = 0.0
-            continue
-        k = pool.size
-        adj = np.clip((levels - 0.5) * (k + 1) / k + 0.5, 0.0, 1.0)
-        out[:, h] = np.quantile(pool, adj)
-    return out
+def _quantiles(pool: FloatArray, levels: FloatArray) -> FloatArray:
+    """Empirical quantiles at finite-sample adjusted levels (split conformal)."""
+    k = pool.size
+    adj = np.clip((levels - 0.5) * (k + 1) / k + 0.5, 0.0, 1.0)
+    return np.asarray(np.quantile(pool, adj), dtype=float)
+
+
+#: The pools an interval is calibrated on, narrowest first: (origin hours either side,
+#: leads either side, same state); the first with `calibration_min_points` errors is used.
+CALIBRATION_POOLS: tuple[tuple[int, int, bool], ...] = (
+    (1, 2, True),
+    (3, 3, True),
+    (12, 3, True),
+    (12, 3, False),
+)
+
+
+def _interval_offsets(
+    cal: Calibration,
+    states: IntArray,
+    origin_s: float,
+    scale: float,
+    levels: FloatArray,
+    *,
+    min_points: int,
+) -> FloatArray:
+    """Per step of a forecast made at `origin_s` (`states`: what it knows of each step,
+    `_known_state`; `scale`: the volatility before it), quantiles of the calibration
+    errors over their volatility from origins at the same hour of day, at the same lead,
+    knowing the same: the first pool of `CALIBRATION_POOLS` with `min_points` errors (else
+    the widest), times `scale` and the calibration's widening."""
+    res, st = cal.residuals, cal.states
+    n_cal = res.shape[1]
+    out = np.zeros((levels.size, states.size))
+    if res.size == 0:
+        return out
+    floor = cal.scale_floor
+    z = res / np.fmax(cal.scale, floor)[:, None]
+    ok = np.isfinite(z)
+    hours = np.abs((cal.origin_s - origin_s) / 3600.0) % 24
+    hours = np.minimum(hours, 24 - hours)[:, None]
+    lead = np.arange(n_cal)
+    for h, s in enumerate(states):
+        near = np.abs(lead - min(h, n_cal - 1))[None, :]
+        pool = z[:0, 0]
+        for hour_w, lead_w, same in CALIBRATION_POOLS:
+            sel = ok & (hours <= hour_w) & (near <= lead_w)
+            if same:
+                sel &= st == s
+            pool = z[sel]
+            if pool.size >= min_points:
+                break
+        if pool.size:
+            out[:, h] = _quantiles(pool, levels)
+    return out * cal.widening * (scale if np.isfinite(scale) and scale > floor else floor)
 
 
 def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> Forecast:
@@ -609,8 +872,16 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         raise ValueError(f"carbon forecast needs {DAY_STEPS} h of history, got {len(hist)}")
     values = fill_gaps(hist.values, DAY_STEPS)
     origin = len(hist)
+    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
     paths = _own_paths(
-        inputs, values, plan.fits, plan.weather_lags, origin, horizon, plan.seam_half_life_steps
+        inputs,
+        values,
+        plan.fits,
+        plan.weather_lags,
+        origin,
+        horizon,
+        plan.seam_half_life_steps,
+        early=early,
     )
     # the plan's own model; where it cannot forecast (no fit), the next simpler one, named
     name = next(k for k in (plan.own, "regression", "seasonal_naive") if k in paths)
@@ -620,9 +891,24 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         if np.isfinite(prov).any():
             mean = _combine(mean, prov, plan.provider_weight, plan.seam_half_life_steps)
             name = plan.name
-    rq = plan.residual_quantiles
-    lead = np.minimum(np.arange(horizon), rq.shape[1] - 1)
-    qs = {q: mean + rq[i, lead] for i, q in enumerate(STANDARD_QUANTILES)}
+    states = _known_state(
+        inputs,
+        origin=origin,
+        horizon=horizon,
+        lags=plan.weather_lags,
+        provider=plan.provider_weight > 0,
+        exog=plan.own == "regression+exog",
+        early=early,
+    )
+    rq = _interval_offsets(
+        plan.calibration,
+        states,
+        to_epoch_s(hist.end),
+        _volatility(values, origin, plan.volatility_window_steps),
+        np.asarray(STANDARD_QUANTILES),
+        min_points=plan.calibration_min_points,
+    )
+    qs = {q: mean + rq[i] for i, q in enumerate(STANDARD_QUANTILES)}
     return build_forecast(
         start=hist.end,
         step=hist.step,
