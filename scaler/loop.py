@@ -34,11 +34,18 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from forecasts.forecast import FittedModel, Forecast, Forecaster, fit_each
+from forecasts.forecast import (
+    FittedModel,
+    Forecast,
+    Forecaster,
+    PredictRequest,
+    fit_each,
+    predict_each,
+)
 from forecasts.models.seasonal_naive import SeasonalNaive
 from forecasts.platform.errors import SourceError
 from forecasts.series import CarbonSeries, RegularSeries
@@ -116,6 +123,10 @@ class _Fetched:
 
     loads: Mapping[str, RegularSeries | SourceError]
     powers: Mapping[str, RegularSeries | SourceError]
+
+
+_Forecasted = tuple[Forecast | None, str | None]  # a load forecast, or why there is none
+_T = TypeVar("_T")
 
 
 class ScalerLoop:
@@ -548,10 +559,15 @@ class ScalerLoop:
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
-        valid = np.flatnonzero(~np.isnan(hist.values))
-        if valid.size == 0:
-            return hist, True
-        newest_end = hist.time_at(int(valid[-1])) + hist.step
+        values = hist.values
+        if values.size and not math.isnan(values[-1]):
+            newest = values.size - 1
+        else:
+            valid = np.flatnonzero(~np.isnan(values))
+            if valid.size == 0:
+                return hist, True
+            newest = int(valid[-1])
+        newest_end = hist.time_at(newest) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 
     def _measured_watts(
@@ -572,20 +588,63 @@ class ScalerLoop:
             return None
         return last_value(hist)
 
-    def _forecast(
-        self, w: Workload, hist: RegularSeries | None, now: datetime
-    ) -> tuple[Forecast | None, str | None]:
-        model = self._models.get(w.name)
-        if model is None:
-            return None, "no fitted load model yet"
-        if hist is None:
-            return None, None
-        ahead = now + self._params.decision_step + self._params.scale_up_lead - hist.end
-        horizon = max(1, math.ceil(ahead / hist.step))
+    def _every_input(
+        self,
+        now: datetime,
+        regions: Mapping[str, RegionView],
+        logged: set[str],
+        fetched: _Fetched,
+    ) -> dict[str, TickInputs | Exception]:
+        """Step 1 for every workload (`_inputs`), or the exception it raised, which fails
+        that workload's tick only."""
+        out: dict[str, TickInputs | Exception] = {}
+        for w in self.workloads:
+            try:
+                out[w.name] = self._inputs(
+                    w, self._state[w.name], now, regions[w.region], logged, fetched
+                )
+            except Exception as exc:  # raised again in that workload's own tick
+                out[w.name] = exc
+        return out
+
+    def _forecasts(
+        self, now: datetime, inputs: Mapping[str, TickInputs | Exception]
+    ) -> dict[str, _Forecasted | Exception]:
+        """Every interactive workload's load forecast (or why it has none) over the next
+        decision step, all in one `predict_each` call: models that predict many fits at once
+        do so. Should the batch fail unexpectedly, each is predicted on its own, and an
+        exception fails that workload's tick only."""
+        out: dict[str, _Forecasted | Exception] = {}
+        names: list[str] = []
+        requests: list[PredictRequest] = []
+        ahead = now + self._params.decision_step + self._params.scale_up_lead
+        for w in self.workloads:
+            got = inputs.get(w.name)
+            if w.elastic is not None or not isinstance(got, TickInputs):
+                continue
+            model = self._models.get(w.name)
+            hist = got.history
+            if model is None:
+                out[w.name] = (None, "no fitted load model yet")
+            elif hist is None:
+                out[w.name] = (None, None)
+            else:
+                horizon = max(1, math.ceil((ahead - hist.end) / hist.step))
+                names.append(w.name)
+                requests.append(PredictRequest(model, horizon, hist))
+        predicted: list[Forecast | Exception]
         try:
-            return model.predict(horizon=horizon, history=hist), None
-        except ValueError as exc:
-            return None, f"load forecast failed: {exc}"
+            predicted = list(predict_each(requests))
+        except Exception:  # one bad model must not stop the others
+            predicted = [_predict_one(r) for r in requests]
+        for name, forecast in zip(names, predicted, strict=True):
+            if isinstance(forecast, ValueError):
+                out[name] = (None, f"load forecast failed: {forecast}")
+            elif isinstance(forecast, Exception):
+                out[name] = forecast
+            else:
+                out[name] = (forecast, None)
+        return out
 
     # ------------------------------------------------------------------ tick
     def tick(self) -> Snapshot:
@@ -618,6 +677,8 @@ class ScalerLoop:
                 "power",
             ),
         )
+        inputs = self._every_input(now, regions, logged, fetched)
+        forecasts = self._forecasts(now, inputs)
         for w in self.workloads:
             try:
                 ran = actual[w.name][0] if w.name in effect else None
@@ -627,8 +688,8 @@ class ScalerLoop:
                     now,
                     regions[w.region],
                     previous.get(w.region),
-                    logged,
-                    fetched,
+                    _ready(inputs[w.name]),
+                    forecasts.get(w.name, (None, None)),
                     ran,
                     actual[w.name],
                 )
@@ -673,17 +734,18 @@ class ScalerLoop:
         now: datetime,
         region: RegionView,
         previous: RegionView | None,
-        logged: set[str],
-        fetched: _Fetched,
+        inputs: TickInputs,
+        forecast: _Forecasted | Exception,
         ran: int | None = None,
         actual: tuple[int | None, str] = (None, NO_CLUSTER_NOTE),
     ) -> tuple[WorkloadStatus, IntervalAccount | None]:
-        """One workload's decision, in four steps: its inputs, the interval just ended
-        accounted, the decision, its status. `ran` is its actual replica count when its
-        decisions are in effect in the cluster (the interval is accounted at it); `actual`
-        the replicas its target runs as the status shows them (count or None, why unknown)."""
+        """One workload's decision, in four steps: its inputs (read for every workload
+        first, `_every_input`, and its load forecast with every other's, `_forecasts`), the
+        interval just ended accounted, the decision, its status. `ran` is its actual replica
+        count when its decisions are in effect in the cluster (the interval is accounted at
+        it); `actual` the replicas its target runs as the status shows them (count or None,
+        why unknown)."""
         st = self._state[w.name]
-        inputs = self._inputs(w, st, now, region, logged, fetched)
         account, reasons = account_tick(
             w,
             st,
@@ -707,7 +769,7 @@ class ScalerLoop:
                 w, st, decision, now=now, region=region, params=self._params, log=self._log
             )
         else:
-            self._decide_interactive(w, st, now, inputs, decision)
+            self._decide_interactive(w, st, now, inputs, decision, _ready(forecast))
         st.last_at = now
         model = self._models.get(w.name)
         status = workload_status(
@@ -754,11 +816,17 @@ class ScalerLoop:
         return TickInputs(hist, load_stale, last_value(hist), measured, tuple(stale_inputs))
 
     def _decide_interactive(
-        self, w: Workload, st: WorkloadState, now: datetime, inputs: TickInputs, d: Decision
+        self,
+        w: Workload,
+        st: WorkloadState,
+        now: datetime,
+        inputs: TickInputs,
+        d: Decision,
+        forecasted: _Forecasted,
     ) -> None:
         """An interactive workload: its load forecast, CI windows, then the target."""
         params = self._params
-        forecast, why = self._forecast(w, inputs.history, now)
+        forecast, why = forecasted
         if why:
             d.reasons.append(why)
         ci = self._schedules[w.name].ci_windows(
@@ -782,6 +850,20 @@ def _sum_totals(a: Totals, b: Totals) -> Totals:
 
 def _minus_totals(a: Totals, b: Totals) -> Totals:
     return Totals(*(x - y for x, y in zip(_totals(a), _totals(b), strict=True)))
+
+
+def _ready(got: _T | Exception) -> _T:
+    """`got`, or raise the exception an earlier step of the tick stored for it."""
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def _predict_one(r: PredictRequest) -> Forecast | Exception:
+    try:
+        return r.model.predict(horizon=r.horizon, history=r.history)
+    except Exception as exc:  # ValueError: no forecast; anything else fails that workload
+        return exc
 
 
 def _fit(forecaster: Forecaster, history: RegularSeries) -> FittedModel:

@@ -30,11 +30,11 @@ from forecasts.sources.carbon.fallback import (
     LastKnownStore,
 )
 from forecasts.sources.carbon.forecasting import CarbonForecasting
-from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
 from forecasts.sources.open_meteo import OpenMeteoWeatherSource, WeightedPoint
 from forecasts.sources.sample import SAMPLE_REGIONS
+from forecasts.sources.trace import TraceCarbonSource
 from forecasts.time import Clock
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def build_carbon_sources(
             signal=Signal(sdk.signal),
         )
     if carbon.trace.path is not None:
-        sources["trace"] = TraceCarbonSource(
+        sources["trace"] = TraceCarbonSource.from_csv(
             carbon.trace.path,
             regions=regions,
             clock=clock,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.forecast import STANDARD_QUANTILES, Forecast
-from forecasts.models._support import ModelFit, PredictCall, fill_gaps
+from forecasts.forecast import STANDARD_QUANTILES, Forecast, PredictRequest, forecasts_of_table
+from forecasts.models._support import ModelFit, PredictCall, fill_gaps, predict_history
 from forecasts.series import RegularSeries
 
 __all__ = ["ProfilePersistence", "ProfilePersistenceFit"]
@@ -104,6 +104,84 @@ class ProfilePersistence:
                 out[i] = fitted
         return [o for o in out if o is not None]
 
+    def predict_many(self, requests: Sequence[PredictRequest]) -> list[Forecast | ValueError]:
+        """Each request's `predict` (its model a fit of this forecaster), in order, or the
+        `ValueError` it raises. Requests of one horizon are predicted together, as rows of
+        one array: every row's arithmetic is the one-fit `_predict`'s, element by element
+        (the log of the anomaly taken per fit, as there), so each forecast is exactly
+        `predict`'s; `forecasts_of_table` checks them all at once."""
+        out: list[Forecast | ValueError | None] = [None] * len(requests)
+        by_horizon: dict[tuple[int, tuple[float, ...]], list[tuple[int, RegularSeries, float]]] = {}
+        for i, r in enumerate(requests):
+            fit = r.model
+            if not isinstance(fit, ProfilePersistenceFit) or fit.model != self:
+                raise ValueError(f"{self.name} cannot predict {fit.name}'s fit")
+            try:
+                hist = predict_history(r.horizon, r.history, fitted=fit.history)
+                last = _last_observed(hist.values)
+            except ValueError as exc:
+                out[i] = exc
+                continue
+            if self.multiplicative and last <= 0:
+                out[i] = ValueError(f"{self.name}: last value must be positive")
+                continue
+            by_horizon.setdefault((r.horizon, fit.levels), []).append((i, hist, last))
+        for (horizon, levels), rows in by_horizon.items():
+            fits = [requests[i].model for i, _, _ in rows]
+            assert all(isinstance(f, ProfilePersistenceFit) for f in fits)
+            table = self._predict_rows(
+                [f for f in fits if isinstance(f, ProfilePersistenceFit)], rows, horizon
+            )
+            got = forecasts_of_table(
+                starts=[h.end for _, h, _ in rows],
+                steps=[h.step for _, h, _ in rows],
+                levels=levels,
+                table=table,
+                mean_level=0.5,
+                units=[h.unit for _, h, _ in rows],
+                model=self.name,
+            )
+            for (i, _, _), forecast in zip(rows, got, strict=True):
+                out[i] = forecast
+        return [o for o in out if o is not None]
+
+    def _predict_rows(
+        self,
+        fits: Sequence[ProfilePersistenceFit],
+        rows: Sequence[tuple[int, RegularSeries, float]],
+        horizon: int,
+    ) -> FloatArray:
+        """`ProfilePersistenceFit._predict`'s table for each fit, as (fit, level, step)."""
+        p, g = self.period, self.group_period
+        end_phase = np.array(
+            [
+                (f.phase_of_end + round((h.end - f.history.end) / h.step)) % p
+                for f, (_, h, _) in zip(fits, rows, strict=True)
+            ]
+        )
+        last_phase = (end_phase - 1) % p
+        k = np.arange(horizon)
+        fade = np.array([f.phi for f in fits])[:, None] ** (k + 1.0)  # rows of phi ** (k + 1)
+        profiles = np.stack([f.profile for f in fits])
+        base = np.take_along_axis(profiles, (end_phase[:, None] + k) % p, axis=1)
+        widen = np.sqrt(k + 1.0)
+        g_idx = (end_phase[:, None] + k) % g
+        spreads = np.stack([f.group_spread for f in fits])  # (fit, group, level)
+        spread = np.take_along_axis(spreads, g_idx[:, :, None], axis=1).transpose(0, 2, 1)
+        at_last = profiles[np.arange(len(fits)), last_phase]
+        if self.multiplicative:
+            # the log per fit, on a scalar, as `_predict` takes it
+            anomaly = np.array(
+                [np.log(last / ref) for (_, _, last), ref in zip(rows, at_last, strict=True)]
+            )
+            dev = anomaly[:, None] * fade
+            table: FloatArray = base[:, None, :] * np.exp(dev[:, None, :] + spread * widen)
+            return table
+        dev = (np.array([last for _, _, last in rows]) - at_last)[:, None] * fade
+        table = (base + dev)[:, None, :] + spread * widen
+        floor = np.array([np.nanmin(h.values) >= 0 for _, h, _ in rows])
+        return np.where(floor[:, None, None], np.maximum(table, 0.0), table)
+
     def _checked(self, y: FloatArray) -> FloatArray:
         p = self.period
         if min(self.seasons, y.size // p) < 1 or y.size < p + 2:
@@ -176,6 +254,11 @@ class ProfilePersistenceFit(ModelFit):
     @property
     def name(self) -> str:
         return self.model.name
+
+    @property
+    def batch_predictor(self) -> ProfilePersistence:
+        """Predicts many fits of this model at once (`forecasts.forecast.predict_each`)."""
+        return self.model
 
     def _predict(self, call: PredictCall) -> Forecast:
         """From the end of the call's history: the profile is the fitted one, the anomaly is

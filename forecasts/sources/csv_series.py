@@ -8,7 +8,7 @@ series) both work. This is gridshift's one reader of these files, in two layers:
   supersedes the earlier one); blank cells (and, when asked, zeros) are NaN. A timestamp
   without an offset is UTC, as the column name says. A cell that is not a timestamp or not a
   number is an error naming the line and column. The CSV trace provider
-  (`forecasts.sources.carbon.trace`) replays these rows.
+  (`forecasts.sources.trace.TraceCarbonSource.from_csv`) replays these rows.
 - `read_csv_columns` / `read_csv_series`: the same rows placed on a regular grid of `step`
   (inferred as the most common spacing when not given), the distinct instants falling in one
   slot averaged (half-hourly rows read at 1 h give hourly means); slots without a row are NaN.

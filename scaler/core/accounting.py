@@ -29,6 +29,7 @@ __all__ = [
     "Totals",
     "account_interval",
     "budget_status",
+    "carbon_integral",
 ]
 
 _J_PER_KWH = 3.6e6
@@ -81,6 +82,16 @@ def _integrate(carbon: CarbonSeries, start: float, end: float) -> tuple[float, f
     return float(carbon.values @ spans), float(spans.sum())
 
 
+def carbon_integral(
+    carbon: CarbonSeries | None, *, start: datetime, end: datetime
+) -> tuple[float, float]:
+    """(integral of intensity over [start, end) in g/kWh*s, covered seconds); nothing
+    covered without carbon or in an empty interval."""
+    if carbon is None or len(carbon) == 0 or end == start:
+        return 0.0, 0.0
+    return _integrate(carbon, to_epoch_s(start), to_epoch_s(end))
+
+
 def account_interval(
     *,
     workload: str,
@@ -92,8 +103,11 @@ def account_interval(
     counterfactual_replicas: int,
     counterfactual_replica_watts: float,
     carbon: CarbonSeries | None,
+    carbon_over: tuple[float, float] | None = None,
 ) -> IntervalAccount:
-    """Account one interval at constant replicas and power."""
+    """Account one interval at constant replicas and power; `carbon_over` is
+    `carbon_integral(carbon, start=start, end=end)` where the caller has it already (every
+    workload of a region accounts the same interval on the same carbon)."""
     if end < start:
         raise ValueError(f"interval end {end.isoformat()} is before start {start.isoformat()}")
     if replicas < 0 or counterfactual_replicas < 0:
@@ -103,10 +117,9 @@ def account_interval(
     seconds = (end - start).total_seconds()
     watts = replicas * replica_watts
     cf_watts = counterfactual_replicas * counterfactual_replica_watts
-    if carbon is None or len(carbon) == 0 or seconds == 0:
-        integral, covered = 0.0, 0.0
-    else:
-        integral, covered = _integrate(carbon, to_epoch_s(start), to_epoch_s(end))
+    integral, covered = (
+        carbon_integral(carbon, start=start, end=end) if carbon_over is None else carbon_over
+    )
     # g = W * s / J_PER_KWH * g/kWh
     return IntervalAccount(
         workload=workload,

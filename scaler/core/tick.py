@@ -11,6 +11,7 @@ region's carbon reads into what every workload there decides from.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,13 @@ import numpy as np
 
 from forecasts.forecast import Forecast
 from forecasts.series import CarbonSeries, RegularSeries
-from scaler.core.accounting import IntervalAccount, Totals, account_interval, budget_status
+from scaler.core.accounting import (
+    IntervalAccount,
+    Totals,
+    account_interval,
+    budget_status,
+    carbon_integral,
+)
 from scaler.core.policy import (
     CarbonOutlook,
     CiWindow,
@@ -114,6 +121,17 @@ class RegionView:
     forecast: CarbonSeries | None
     outlook: CarbonOutlook | None
     status: RegionCarbon
+    _integrals: dict[tuple[datetime, datetime], tuple[float, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def carbon_over(self, start: datetime, end: datetime) -> tuple[float, float]:
+        """`carbon_integral` of `latest` over [start, end), once per interval for every
+        workload of the region."""
+        got = self._integrals.get((start, end))
+        if got is None:
+            got = self._integrals[(start, end)] = carbon_integral(self.latest, start=start, end=end)
+        return got
 
 
 def region_view(
@@ -154,6 +172,9 @@ def last_value(hist: RegularSeries | None) -> float | None:
     """The newest non-NaN value of `hist`, if any."""
     if hist is None or len(hist) == 0:
         return None
+    newest = float(hist.values[-1])
+    if not math.isnan(newest):
+        return newest
     valid = hist.values[~np.isnan(hist.values)]
     return float(valid[-1]) if valid.size else None
 
@@ -208,6 +229,7 @@ def account_interval_since(
         counterfactual_replicas=cf_replicas,
         counterfactual_replica_watts=cf_watts,
         carbon=region.latest,
+        carbon_over=region.carbon_over(st.last_at, now),
     )
 
 

@@ -26,10 +26,15 @@ from hypothesis import strategies as st
 from forecasts.backtest import backtest, rolling_origins, select_model
 from forecasts.forecast import (
     REQUIRED_QUANTILES,
+    STANDARD_QUANTILES,
     BatchForecaster,
+    BatchPredictor,
     Forecast,
     Forecaster,
+    PredictRequest,
     fit_each,
+    forecasts_of_table,
+    predict_each,
 )
 from forecasts.models import ETS, ProphetModel, Sarimax, SeasonalNaive, SeasonalRegression
 from forecasts.models.auto import AutoSelect
@@ -348,6 +353,136 @@ def test_fit_each_is_fit_of_each_history(factory: Factory) -> None:
             np.testing.assert_array_equal(batched.quantiles[q], alone.quantiles[q])
 
 
+def _same_forecast(got: Forecast | ValueError, want: Forecast) -> None:
+    assert isinstance(got, Forecast), got
+    assert (got.start, got.step, got.unit, got.model) == (
+        want.start,
+        want.step,
+        want.unit,
+        want.model,
+    )
+    np.testing.assert_array_equal(got.mean, want.mean)
+    assert list(got.quantiles) == list(want.quantiles)
+    for q in want.quantiles:
+        np.testing.assert_array_equal(got.quantiles[q], want.quantiles[q])
+        assert not got.quantiles[q].flags.writeable
+    assert not got.mean.flags.writeable
+
+
+@pytest.mark.parametrize("factory", ALL)
+def test_predict_each_is_predict_of_each_request(factory: Factory) -> None:
+    """`predict_each` (batched where the fit has a `BatchPredictor`) gives exactly what
+    `predict` gives for each request, in order: fit histories and newer ones, several
+    horizons, and the error in place of a request `predict` refuses."""
+    fits = [factory().fit(make_series(seed=s, gaps=s == 2)) for s in (1, 2, 3)]
+    newer = make_series(24 * 16 + 5, seed=4)
+    requests = [
+        PredictRequest(fits[0], 24),
+        PredictRequest(fits[1], 1, newer),
+        PredictRequest(fits[2], 2, newer),
+        PredictRequest(fits[0], 0),
+        PredictRequest(fits[1], 2, make_series(24 * 16 + 1, seed=5, gaps=True)),
+        PredictRequest(fits[2], 24),
+    ]
+    got = predict_each(requests)
+    assert len(got) == len(requests)
+    for r, forecast in zip(requests, got, strict=True):
+        if r.horizon < 1:
+            assert isinstance(forecast, ValueError)
+            with pytest.raises(ValueError, match=str(forecast)):
+                r.model.predict(horizon=r.horizon, history=r.history)
+            continue
+        _same_forecast(forecast, r.model.predict(horizon=r.horizon, history=r.history))
+
+
+@pytest.mark.parametrize("multiplicative", [False, True], ids=["additive", "multiplicative"])
+def test_profile_persistence_predicts_many_fits_bit_for_bit(multiplicative: bool) -> None:
+    """Many fits, predicted at once, from histories moved on by 0..30 steps (every phase
+    of the profile and the error groups), horizons 1, 2 and 30, a negative history (no
+    zero floor) and a non-positive last value (multiplicative: refused as `predict` does):
+    each forecast is exactly its own `predict`, array for array."""
+    rng = np.random.default_rng(11)
+    model = ProfilePersistence(period=24, seasons=7, multiplicative=multiplicative)
+    histories = [make_series(24 * 15 + int(rng.integers(0, 24)), seed=int(s)) for s in range(40)]
+    if not multiplicative:
+        histories[3] = RegularSeries(
+            start=START, step=HOUR, values=histories[3].values - 60.0, unit="rps"
+        )
+    fits = fit_each(model, histories)
+    requests = []
+    for i, fit in enumerate(fits):
+        assert not isinstance(fit, ValueError)
+        moved = int(rng.integers(0, 30))
+        values = np.concatenate([histories[i].values, 50 + rng.normal(0, 5, moved)])
+        if multiplicative and i == 5:
+            values[-1] = -1.0
+        history = RegularSeries(start=START, step=HOUR, values=values, unit="rps")
+        for horizon in (1, 2, 30):
+            requests.append(PredictRequest(fit, horizon, history))
+    got = predict_each(requests)
+    refused = 0
+    for r, forecast in zip(requests, got, strict=True):
+        if isinstance(forecast, ValueError):
+            refused += 1
+            with pytest.raises(ValueError) as info:
+                r.model.predict(horizon=r.horizon, history=r.history)
+            assert str(info.value) == str(forecast)
+            continue
+        _same_forecast(forecast, r.model.predict(horizon=r.horizon, history=r.history))
+    assert refused == (3 if multiplicative else 0)
+
+
+def test_forecasts_of_table_checks_each_row_as_forecast_does() -> None:
+    """A row `Forecast` would refuse (non-finite, crossed levels) gets `Forecast`'s own
+    error; the other rows are forecasts."""
+    levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    good = np.tile(np.arange(7.0)[:, None], (1, 2))
+    crossed = good.copy()
+    crossed[2, 1] = 10.0
+    table = np.stack([good, crossed, np.where(good == 3.0, np.nan, good)])
+    got = forecasts_of_table(
+        starts=[START] * 3,
+        steps=[HOUR] * 3,
+        levels=levels,
+        table=table,
+        mean_level=0.5,
+        units=["rps"] * 3,
+        model="m",
+    )
+    assert isinstance(got[0], Forecast)
+    np.testing.assert_array_equal(got[0].mean, [3.0, 3.0])
+    assert str(got[1]) == "m: quantile 0.25 exceeds quantile 0.5"
+    assert str(got[2]) == "m: mean forecast has non-finite values"
+    with pytest.raises(ValueError, match="sorted"):
+        forecasts_of_table(
+            starts=[START],
+            steps=[HOUR],
+            levels=levels[::-1],
+            table=table[:1],
+            mean_level=0.5,
+            units=["rps"],
+            model="m",
+        )
+
+
+def test_batch_prediction_refuses_what_it_cannot_predict() -> None:
+    one, other = ProfilePersistence(period=24), ProfilePersistence(period=12)
+    with pytest.raises(ValueError, match="cannot predict profile_persistence_12_add's fit"):
+        one.predict_many([PredictRequest(other.fit(make_series()), 1)])
+    with pytest.raises(ValueError, match=r"table must be \(forecast, 7 levels, step\)"):
+        forecasts_of_table(
+            starts=[START],
+            steps=[HOUR],
+            levels=STANDARD_QUANTILES,
+            table=np.zeros((7, 2)),
+            mean_level=0.5,
+            units=["rps"],
+            model="m",
+        )
+
+
 def test_profile_persistence_fits_many_at_once() -> None:
     assert isinstance(ProfilePersistence(period=24), BatchForecaster)
     assert not isinstance(SeasonalNaive(24), BatchForecaster)
+    fitted = ProfilePersistence(period=24).fit(make_series())
+    assert isinstance(getattr(fitted, "batch_predictor", None), BatchPredictor)

@@ -16,7 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forecasts.series import CarbonSeries, CarbonUnit, Quality, Signal
-from scaler.core.accounting import Ledger, account_interval, budget_status
+from scaler.core.accounting import (
+    Ledger,
+    account_interval,
+    budget_status,
+    carbon_integral,
+)
+from scaler.core.policy import PolicyParams
+from scaler.core.tick import RegionView, region_view
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -141,3 +148,33 @@ def test_budget_status() -> None:
     assert "behind" in behind.reason
     nothing = budget_status([], target_reduction_percent=20.0)
     assert (nothing.behind, nothing.achieved_percent) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("series", "hours", "want"),
+    [
+        pytest.param(carbon([100.0, 300.0, 50.0]), 2.5, (1_530_000.0, 9000.0), id="covered"),
+        pytest.param(
+            carbon([100.0], start=T0 + timedelta(hours=1)), 2.0, (360_000.0, 3600.0), id="half"
+        ),
+        pytest.param(None, 1.0, (0.0, 0.0), id="no carbon"),
+        pytest.param(carbon([100.0]), 0.0, (0.0, 0.0), id="empty interval"),
+    ],
+)
+def test_a_carbon_integral_given_accounts_as_the_one_computed(series, hours, want) -> None:
+    """Every workload of a region accounts one interval on one carbon series: the tick
+    integrates it once (`carbon_integral`, memoised per interval by the region's view) and
+    hands it to `account_interval`, which then accounts exactly as it would alone."""
+    end = T0 + timedelta(hours=hours)
+    over = carbon_integral(series, start=T0, end=end)
+    assert over == want
+    assert acct(T0, end, series, carbon_over=over) == acct(T0, end, series)
+    status = region_view(
+        "r1", latest=None, forecast=None, now=T0, params=PolicyParams(), stale_after=HOUR2
+    ).status
+    view = RegionView(series, None, None, status)
+    assert view.carbon_over(T0, end) == over
+    assert view.carbon_over(T0, end) is view.carbon_over(T0, end)  # once per interval
+
+
+HOUR2 = timedelta(hours=2)

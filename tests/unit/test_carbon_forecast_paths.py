@@ -1,6 +1,6 @@
 """`gridshift run` and `gridshift replay` forecast carbon the same way.
 
-Aspects: the live path (the CSV trace provider `forecasts.sources.carbon.trace` under a clock,
+Aspects: the live path (the CSV trace provider `TraceCarbonSource.from_csv` under a clock,
 as `gridshift run --source trace` reads it, through the loop's `CarbonForecasting`) and the
 replay path (the scenario reader `forecasts.sources.csv_series` into the replay's
 `TraceCarbonSource`, through the engine's `CarbonForecasting`) give the same forecast from the
@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from forecasts.sources.carbon.forecasting import CarbonForecasting
-from forecasts.sources.carbon.trace import TraceCarbonSource as LiveTrace
 from forecasts.sources.csv_series import read_csv_series
-from forecasts.sources.trace import CarbonTrace
-from forecasts.sources.trace import TraceCarbonSource as ReplayTrace
+from forecasts.sources.trace import CarbonTrace, TraceCarbonSource
 from forecasts.time import FrozenClock
 from tests.unit.carbon.conftest import REGIONS, T0
 
@@ -40,11 +38,13 @@ def test_run_and_replay_forecast_alike(tmp_path: Path) -> None:
     at = T0 + timedelta(hours=5)
     horizon = timedelta(hours=24)
 
-    live = CarbonForecasting(LiveTrace(path, regions=REGIONS, clock=FrozenClock(at)))
+    live = CarbonForecasting(
+        TraceCarbonSource.from_csv(path, regions=REGIONS, clock=FrozenClock(at))
+    )
     run_fc = live.forecast("GB", at=at, horizon=horizon)
 
     truth = read_csv_series(path, region="GB", column="gco2_per_kwh", step=H)
-    replay = CarbonForecasting(ReplayTrace({"GB": CarbonTrace("GB", truth, "trace")}))
+    replay = CarbonForecasting(TraceCarbonSource({"GB": CarbonTrace("GB", truth, "trace")}))
     replay_fc = replay.forecast("GB", at=at, horizon=horizon)
 
     assert len(run_fc.points) == len(replay_fc.points) == 24

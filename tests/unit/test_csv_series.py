@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from forecasts.platform.errors import SourceDataError
-from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.csv_series import list_columns, parse_series_spec, read_csv_series
+from forecasts.sources.trace import TraceCarbonSource
 from forecasts.time import FrozenClock
 from tests.unit.carbon.conftest import REGIONS, T0
 
@@ -127,6 +127,6 @@ def test_a_repeated_instant_keeps_its_last_row_in_both_readers(tmp_path: Path) -
     assert hourly.values.tolist() == [115.0]  # mean of 110 and 120: each instant counted once
     half_hourly = read_csv_series(p, region="GB", column="gco2_per_kwh")
     assert half_hourly.values.tolist() == [110.0, 120.0]
-    live = TraceCarbonSource(p, regions=REGIONS, clock=FrozenClock(T0))
+    live = TraceCarbonSource.from_csv(p, regions=REGIONS, clock=FrozenClock(T0))
     points = live.history("GB", start=T0 - timedelta(hours=3), end=T0).points
     assert [pt.value for pt in points] == [110.0, 120.0]

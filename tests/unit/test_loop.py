@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from forecasts.models.profile_persistence import ProfilePersistence
 from forecasts.platform.errors import SourceDataError, SourceUnavailable
 from forecasts.time import FrozenClock
 from scaler.core.policy import PolicyParams
@@ -294,6 +295,49 @@ def test_one_failing_workload_does_not_stop_the_others(caplog) -> None:
     assert set(snap.workloads) == {"web"}
     assert snap.source_errors_total == {"fake-carbon": 0, "fake-load": 0, "internal": 1}
     assert "tick api failed" in caplog.text
+
+
+def test_load_forecasts_are_made_at_once_and_a_broken_batch_falls_back(monkeypatch) -> None:
+    """The tick forecasts every workload's load in one `predict_each` call (one
+    `predict_many` per model that predicts many fits at once); should that batch raise
+    unexpectedly, each workload is predicted on its own: the same decisions."""
+    api = web(name="api", load=LoadSpec(LoadSourceKind.PROMQL, "api_rps"))
+    model = ProfilePersistence(period=288, seasons=2)
+
+    def decide() -> dict[str, tuple[int, tuple[str, ...], dict[str, float]]]:
+        loop = ScalerLoop(
+            [web(), api],
+            carbon=FakeDailyCarbonSource({"r1": CLEAN_NIGHT}),
+            load=FakeLoadSource(levels={"web_rps": 100.0, "api_rps": 50.0}),
+            clock=FrozenClock(T0),
+            holder=SnapshotHolder(),
+            params=PolicyParams(max_step_replicas=100),
+            forecaster=model,
+        )
+        loop.refit()
+        snap = loop.tick()
+        return {
+            n: (ws.desired_replicas, ws.reasons, dict(ws.load_forecast))
+            for n, ws in snap.workloads.items()
+        }
+
+    batches = []
+    predict_many = ProfilePersistence.predict_many
+
+    def counted(self, requests):
+        batches.append(len(requests))
+        return predict_many(self, requests)
+
+    monkeypatch.setattr(ProfilePersistence, "predict_many", counted)
+    batched = decide()
+    assert batches == [2]
+    assert batched["web"][2]["mean"] > batched["api"][2]["mean"] > 0
+
+    def broken(self, requests):
+        raise RuntimeError("bug in the batch")
+
+    monkeypatch.setattr(ProfilePersistence, "predict_many", broken)
+    assert decide() == batched
 
 
 def test_duplicate_names_are_refused() -> None:

@@ -100,7 +100,6 @@ MODULES = [
     "forecasts.sources.carbon.watttime",
     "forecasts.sources.carbon.uk",
     "forecasts.sources.carbon.carbon_aware_sdk",
-    "forecasts.sources.carbon.trace",
     "forecasts.sources.carbon.fallback",
     "config.cmd_carbon",
     "config.cmd_load",

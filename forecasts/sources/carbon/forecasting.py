@@ -11,7 +11,8 @@ Modes: `auto` (the above), `provider` (the source's forecast as given where it h
 own model where not: recorded-forecast and perfect-foresight replays) and `own` (ignore the
 provider's forecast).
 A provider forecast's past values come from the source's `provider_record` when it keeps one
-(recorded traces: exactly as they arrived), else from the forecasts this object received.
+for the region (recorded traces: exactly as they arrived), else from the forecasts this object
+received.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ ForecastMode = Literal["auto", "provider", "own"]
 
 @runtime_checkable
 class ProviderRecord(Protocol):
-    """A source that knows every forecast value it ever published and when (recorded traces)."""
+    """A source that knows every forecast value it ever published and when (recorded traces);
+    None for a region it keeps no such record of."""
 
     def provider_record(self, region: str) -> KnownSeries | None: ...
 
@@ -147,7 +149,9 @@ class CarbonForecasting:
     def _provider_now(self, region: str, at: datetime, horizon: timedelta) -> KnownSeries | None:
         """The provider's forecast as known at `at` (past values included), or None."""
         if isinstance(self._carbon, ProviderRecord):
-            return self._carbon.provider_record(region)
+            record = self._carbon.provider_record(region)
+            if record is not None:
+                return record
         fc = self._provider_as_given(region, at=at, horizon=horizon)
         if fc is None:
             return None

@@ -22,9 +22,9 @@ from forecasts.sources.carbon.base import CarbonSource
 from forecasts.sources.carbon.carbon_aware_sdk import CarbonAwareSdkSource
 from forecasts.sources.carbon.electricitymaps import ElectricityMapsSource
 from forecasts.sources.carbon.fallback import FallbackSource, MemoryLastKnown
-from forecasts.sources.carbon.trace import TraceCarbonSource
 from forecasts.sources.carbon.uk import UkCarbonIntensitySource
 from forecasts.sources.carbon.watttime import WattTimeSource
+from forecasts.sources.trace import TraceCarbonSource
 from tests.fakes import FakeCarbonSource
 from tests.unit.carbon.conftest import FIXTURES, REGIONS, T0, Harness, ReplayServer, Reply
 
@@ -114,7 +114,7 @@ SUBJECTS = {
     "trace": Subject(
         "gb",
         "GB",
-        lambda h: TraceCarbonSource(
+        lambda h: TraceCarbonSource.from_csv(
             FIXTURES / "trace" / "mixed.csv", regions=REGIONS, clock=h.clock
         ),
         _no_routes,

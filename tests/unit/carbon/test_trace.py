@@ -1,10 +1,12 @@
-"""CSV trace replay (`forecasts.sources.carbon.trace`) on tiny hand-made traces and, where
-present, the real shared traces (read by path, never copied).
+"""The CSV trace provider (`forecasts.sources.trace.TraceCarbonSource.from_csv`) on tiny
+hand-made traces and, where present, the real shared traces (read by path, never copied).
 
 Aspects: out-of-order rows, a repeated instant (last row wins), blank and zero values
 (zeros-as-missing on and off), resolution inference, latest (interval containing `at`, empty
 in a gap), forecast column replay and its absence, direct/lifecycle column choice, malformed
-files naming line and column, missing file and unknown region; on the shared GB 2023 trace:
+files naming line and column, a row off its region's grid, missing file and unknown region;
+`history_series` (the forecaster's fast path) equal to `history` on the grid up to `end`; a
+forecast column is no provider record (no issue times); on the shared GB 2023 trace:
 the 91-period gap, the five zeros, and the provider forecast.
 """
 
@@ -13,11 +15,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from forecasts.platform.errors import SourceDataError, SourceRequestError
-from forecasts.series import CarbonSeries, Quality
-from forecasts.sources.carbon.trace import TraceCarbonSource
+from forecasts.series import CarbonSeries, Quality, RegularSeries
+from forecasts.sources.trace import TraceCarbonSource
 from forecasts.time import FrozenClock
 from tests.unit.carbon.conftest import FIXTURES, REGIONS, T0
 
@@ -26,7 +29,7 @@ HH = timedelta(minutes=30)
 
 
 def trace(name: str, **kw: object) -> TraceCarbonSource:
-    return TraceCarbonSource(TRACES / name, regions=REGIONS, clock=FrozenClock(T0), **kw)  # type: ignore[arg-type]
+    return TraceCarbonSource.from_csv(TRACES / name, regions=REGIONS, clock=FrozenClock(T0), **kw)  # type: ignore[arg-type]
 
 
 def pts(series: CarbonSeries) -> list[tuple[str, float, str]]:
@@ -138,7 +141,7 @@ def test_region_absent_from_the_file() -> None:
 def test_negative_value_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "neg.csv"
     path.write_text("timestamp_utc,region,gco2_per_kwh\n2025-01-20T12:00:00Z,GB,-5\n")
-    source = TraceCarbonSource(path, regions=REGIONS, clock=FrozenClock(T0))
+    source = TraceCarbonSource.from_csv(path, regions=REGIONS, clock=FrozenClock(T0))
     with pytest.raises(SourceDataError, match="is negative"):
         source.latest("GB", at=T0)
 
@@ -146,7 +149,7 @@ def test_negative_value_is_refused(tmp_path: Path) -> None:
 def test_naive_timestamps_are_utc(tmp_path: Path) -> None:
     path = tmp_path / "naive.csv"
     path.write_text("timestamp_utc,region,gco2_per_kwh\n2025-01-20T12:00:00,GB,5\n")
-    source = TraceCarbonSource(path, regions=REGIONS, clock=FrozenClock(T0))
+    source = TraceCarbonSource.from_csv(path, regions=REGIONS, clock=FrozenClock(T0))
     assert source.latest("GB", at=T0).points[0].at == T0
 
 
@@ -157,7 +160,7 @@ def test_shared_gb_2023_gap_zeros_and_forecast(shared_data: Path) -> None:
         / "gb-neso-carbon-intensity-2023"
         / "gb_national_carbon_intensity_2023_30min.csv"
     )
-    source = TraceCarbonSource(path, regions=REGIONS, clock=FrozenClock(T0))
+    source = TraceCarbonSource.from_csv(path, regions=REGIONS, clock=FrozenClock(T0))
     day = datetime(2023, 10, 20, tzinfo=UTC)
     gap = source.history("GB", start=day, end=day + timedelta(days=3))
     assert len(gap) == 3 * 48 - 91
@@ -179,7 +182,7 @@ def test_shared_ensembleci_pair_columns(shared_data: Path) -> None:
         / "ensembleci-grid-carbon-intensity-hourly"
         / "grid_carbon_intensity_hourly_2019_2022.csv"
     )
-    source = TraceCarbonSource(
+    source = TraceCarbonSource.from_csv(
         path, regions=REGIONS, clock=FrozenClock(T0), emission_factor="direct"
     )
     start = datetime(2019, 1, 1, tzinfo=UTC)
@@ -187,3 +190,54 @@ def test_shared_ensembleci_pair_columns(shared_data: Path) -> None:
     assert series.values.tolist() == [164.27, 200.72]
     assert series.resolution == timedelta(hours=1)
     assert series.emission_factor == "direct"
+
+
+def test_a_row_off_the_regions_grid_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    rows = ["timestamp_utc,region,gco2_per_kwh"] + [
+        f"2025-01-20T{h:02d}:00:00Z,GB,{100 + h}" for h in range(8, 12)
+    ]
+    path.write_text("\n".join([*rows, "2025-01-20T12:20:00Z,GB,5"]) + "\n")
+    with pytest.raises(
+        SourceDataError, match=r"odd.csv line 6: .* off the 1:00:00 grid of region 'GB'"
+    ):
+        trace_at(path).history("GB", start=T0 - HH, end=T0)
+
+
+def trace_at(path: Path) -> TraceCarbonSource:
+    return TraceCarbonSource.from_csv(path, regions=REGIONS, clock=FrozenClock(T0))
+
+
+def test_history_series_is_history_on_its_grid_up_to_end(tmp_path: Path) -> None:
+    # what CarbonForecasting reads on its fast path must equal `history` placed on the hour
+    # grid (its other path): from the first value on, gaps NaN, up to `end` although the
+    # file stops earlier, so the forecast's origin stays `end`
+    path = tmp_path / "hourly.csv"
+    rows = ["timestamp_utc,region,gco2_per_kwh"] + [
+        f"2025-01-20T{h:02d}:00:00Z,GB,{'' if h in (3, 4, 7) else 100 + h}" for h in range(3, 10)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    source = trace_at(path)
+    start, end = T0 - timedelta(hours=11), T0
+    grid = source.history_series("GB", start=start, end=end)
+    hist = source.history("GB", start=start, end=end)
+    slow = RegularSeries.from_points(
+        hist.epoch_s,
+        hist.values,
+        step=timedelta(hours=1),
+        unit="",
+        start=hist.points[0].at,
+        end=end,
+    )
+    assert grid.start == slow.start == T0 - timedelta(hours=7)
+    assert grid.end == end
+    np.testing.assert_array_equal(grid.values, slow.values)
+    assert np.isnan(grid.values[[2, 5, 6]]).all()  # 07:00 blank; 10:00 and 11:00 past the file
+
+
+def test_a_forecast_column_has_no_issue_times_so_no_provider_record() -> None:
+    # served as given at any instant, but not a record of when each value was published:
+    # CarbonForecasting keeps what it was served instead, as from a live provider
+    source = trace("mixed.csv")
+    assert source.forecast("GB", at=T0, horizon=HH).values.tolist() == [182.0]
+    assert source.provider_record("GB") is None
