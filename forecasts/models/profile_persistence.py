@@ -130,7 +130,10 @@ class ProfilePersistence:
             fits = [requests[i].model for i, _, _ in rows]
             assert all(isinstance(f, ProfilePersistenceFit) for f in fits)
             table = self._predict_rows(
-                [f for f in fits if isinstance(f, ProfilePersistenceFit)], rows, horizon
+                [f for f in fits if isinstance(f, ProfilePersistenceFit)],
+                [h for _, h, _ in rows],
+                [last for _, _, last in rows],
+                horizon,
             )
             got = forecasts_of_table(
                 starts=[h.end for _, h, _ in rows],
@@ -148,15 +151,19 @@ class ProfilePersistence:
     def _predict_rows(
         self,
         fits: Sequence[ProfilePersistenceFit],
-        rows: Sequence[tuple[int, RegularSeries, float]],
+        hists: Sequence[RegularSeries],
+        lasts: Sequence[float],
         horizon: int,
     ) -> FloatArray:
-        """`ProfilePersistenceFit._predict`'s table for each fit, as (fit, level, step)."""
+        """The forecast table of each fit from the end of its history (`lasts`: each
+        history's newest observed value), as (fit, level, step): the profile is the fitted
+        one, the anomaly that of the history's last value, fading. `predict` (one fit) and
+        `predict_many` both compute it here."""
         p, g = self.period, self.group_period
         end_phase = np.array(
             [
                 (f.phase_of_end + round((h.end - f.history.end) / h.step)) % p
-                for f, (_, h, _) in zip(fits, rows, strict=True)
+                for f, h in zip(fits, hists, strict=True)
             ]
         )
         last_phase = (end_phase - 1) % p
@@ -172,14 +179,14 @@ class ProfilePersistence:
         if self.multiplicative:
             # the log per fit, on a scalar, as `_predict` takes it
             anomaly = np.array(
-                [np.log(last / ref) for (_, _, last), ref in zip(rows, at_last, strict=True)]
+                [np.log(last / ref) for last, ref in zip(lasts, at_last, strict=True)]
             )
             dev = anomaly[:, None] * fade
             table: FloatArray = base[:, None, :] * np.exp(dev[:, None, :] + spread * widen)
             return table
-        dev = (np.array([last for _, _, last in rows]) - at_last)[:, None] * fade
+        dev = (np.array(lasts) - at_last)[:, None] * fade
         table = (base + dev)[:, None, :] + spread * widen
-        floor = np.array([np.nanmin(h.values) >= 0 for _, h, _ in rows])
+        floor = np.array([np.nanmin(h.values) >= 0 for h in hists])  # non-negative stays so
         return np.where(floor[:, None, None], np.maximum(table, 0.0), table)
 
     def _checked(self, y: FloatArray) -> FloatArray:
@@ -261,32 +268,12 @@ class ProfilePersistenceFit(ModelFit):
         return self.model
 
     def _predict(self, call: PredictCall) -> Forecast:
-        """From the end of the call's history: the profile is the fitted one, the anomaly is
-        that of the history's last value."""
-        hist, horizon = call.history, call.horizon
-        m = self.model
-        p = m.period
+        """From the end of the call's history (`ProfilePersistence._predict_rows`, one row)."""
+        hist, m = call.history, self.model
         last = _last_observed(hist.values)
-        shift = round((hist.end - self.history.end) / hist.step)
-        end_phase = (self.phase_of_end + shift) % p
-        last_phase = (end_phase - 1) % p
-        k = np.arange(horizon)
-        phases = (end_phase + k) % p
-        fade = self.phi ** (k + 1.0)
-        base = self.profile[phases]
-        widen = np.sqrt(k + 1.0)
-        g_idx = (end_phase + k) % m.group_period  # error groups share the profile's phase origin
-        spread = self.group_spread[g_idx].T  # (level, horizon): every level at once
-        if m.multiplicative:
-            if last <= 0:
-                raise ValueError(f"{self.name}: last value must be positive")
-            dev = np.log(last / self.profile[last_phase]) * fade
-            table = base * np.exp(dev + spread * widen)
-        else:
-            dev = (last - self.profile[last_phase]) * fade
-            table = base + dev + spread * widen
-            if np.nanmin(hist.values) >= 0:  # a non-negative series stays non-negative
-                table = np.maximum(table, 0.0)
+        if m.multiplicative and last <= 0:
+            raise ValueError(f"{self.name}: last value must be positive")
+        table = m._predict_rows([self], [hist], [last], call.horizon)[0]
         quantiles = dict(zip(self.levels, table, strict=True))
         # The point forecast is the median path: the anomaly's fade plus the median error of
         # its phase group, so a group whose errors lean one way moves the point too and the
