@@ -254,6 +254,16 @@ class RegularSeries:
     def missing(self) -> npt.NDArray[np.bool_]:
         return np.isnan(self.values)
 
+    def last_observed_index(self) -> int | None:
+        """Index of the newest non-NaN value (None when there is none): the last step is
+        checked first, the whole series only when that is a gap (a tick reads every
+        workload's newest load)."""
+        v = self.values
+        if v.size and not math.isnan(v[-1]):
+            return int(v.size - 1)
+        observed = np.flatnonzero(~np.isnan(v))
+        return int(observed[-1]) if observed.size else None
+
     def tail(self, n: int) -> RegularSeries:
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")

@@ -36,8 +36,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-import numpy as np
-
 from forecasts.forecast import (
     FittedModel,
     Forecast,
@@ -559,14 +557,9 @@ class ScalerLoop:
         except SourceError as exc:
             self._source_error(f"load {w.name}", exc, logged)
             return None, True
-        values = hist.values
-        if values.size and not math.isnan(values[-1]):
-            newest = values.size - 1
-        else:
-            valid = np.flatnonzero(~np.isnan(values))
-            if valid.size == 0:
-                return hist, True
-            newest = int(valid[-1])
+        newest = hist.last_observed_index()
+        if newest is None:
+            return hist, True
         newest_end = hist.time_at(newest) + hist.step
         return hist, now - newest_end > self._settings.load_stale_after
 

@@ -40,14 +40,12 @@ def _filled(values: FloatArray) -> FloatArray:
     return fill_gaps(values, 0)
 
 
-def _last_observed(values: FloatArray) -> float:
-    """The newest observed value (what `_filled(values)[-1]` is), without filling."""
-    if values.size and not np.isnan(values[-1]):
-        return float(values[-1])
-    observed = np.flatnonzero(~np.isnan(values))
-    if observed.size == 0:
+def _last_observed(hist: RegularSeries) -> float:
+    """The newest observed value (what `_filled(hist.values)[-1]` is), without filling."""
+    i = hist.last_observed_index()
+    if i is None:
         raise ValueError("history has no observed values")
-    return float(values[observed[-1]])
+    return float(hist.values[i])
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,7 @@ class ProfilePersistence:
                 raise ValueError(f"{self.name} cannot predict {fit.name}'s fit")
             try:
                 hist = predict_history(r.horizon, r.history, fitted=fit.history)
-                last = _last_observed(hist.values)
+                last = _last_observed(hist)
             except ValueError as exc:
                 out[i] = exc
                 continue
@@ -270,7 +268,7 @@ class ProfilePersistenceFit(ModelFit):
     def _predict(self, call: PredictCall) -> Forecast:
         """From the end of the call's history (`ProfilePersistence._predict_rows`, one row)."""
         hist, m = call.history, self.model
-        last = _last_observed(hist.values)
+        last = _last_observed(hist)
         if m.multiplicative and last <= 0:
             raise ValueError(f"{self.name}: last value must be positive")
         table = m._predict_rows([self], [hist], [last], call.horizon)[0]

@@ -11,13 +11,10 @@ region's carbon reads into what every workload there decides from.
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import numpy as np
 
 from forecasts.forecast import Forecast
 from forecasts.series import CarbonSeries, RegularSeries
@@ -170,13 +167,10 @@ def region_view(
 
 def last_value(hist: RegularSeries | None) -> float | None:
     """The newest non-NaN value of `hist`, if any."""
-    if hist is None or len(hist) == 0:
+    if hist is None:
         return None
-    newest = float(hist.values[-1])
-    if not math.isnan(newest):
-        return newest
-    valid = hist.values[~np.isnan(hist.values)]
-    return float(valid[-1]) if valid.size else None
+    i = hist.last_observed_index()
+    return None if i is None else float(hist.values[i])
 
 
 def account_interval_since(
