@@ -39,6 +39,12 @@ REQUIRED_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9, 0.95)
 STANDARD_QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
+def _crossing(lo: FloatArray, hi: FloatArray) -> npt.NDArray[np.bool_]:
+    """Where a lower level's value exceeds the next level's, beyond rounding: `Forecast`'s
+    rule, for one forecast's table and for `forecasts_of_table`'s many at once."""
+    return np.asarray(lo > hi + 1e-9 * (1 + np.abs(hi)))
+
+
 @dataclass(frozen=True, slots=True)
 class Forecast:
     """Mean and quantiles for `horizon` steps starting at `start` (step i covers
@@ -81,8 +87,7 @@ class Forecast:
         if not finite.all():
             q = levels[int(np.argmin(finite))]
             raise ValueError(f"{self.model}: quantile {q} has non-finite values")
-        lo_rows, hi_rows = table[:-1], table[1:]
-        crossed = (lo_rows > hi_rows + 1e-9 * (1 + np.abs(hi_rows))).any(axis=1)
+        crossed = _crossing(table[:-1], table[1:]).any(axis=1)
         if crossed.any():
             i = int(np.argmax(crossed))
             raise ValueError(f"{self.model}: quantile {levels[i]} exceeds quantile {levels[i + 1]}")
@@ -227,8 +232,7 @@ def forecasts_of_table(
     table.setflags(write=False)
     mean_row = levels.index(mean_level)
     finite = np.asarray(np.isfinite(table).all(axis=(1, 2)))
-    lo_rows, hi_rows = table[:, :-1], table[:, 1:]
-    crossed = np.asarray((lo_rows > hi_rows + 1e-9 * (1 + np.abs(hi_rows))).any(axis=(1, 2)))
+    crossed = np.asarray(_crossing(table[:, :-1], table[:, 1:]).any(axis=(1, 2)))
     well_formed = all(q in levels for q in REQUIRED_QUANTILES) and all(
         0.0 < q < 1.0 for q in levels
     )
