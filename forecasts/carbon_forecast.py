@@ -327,12 +327,14 @@ def _weather_matrix(
     return np.column_stack(cols)
 
 
-def _early_columns(exog: KnownSeries) -> tuple[int, ...]:
+def _early_columns(exog: KnownSeries | None) -> tuple[int, ...]:
     """The exog columns published furthest ahead of the steps they describe (by the median
     lead of their rows), when that is a strict subset of the columns: e.g. a day-ahead wind
     and solar forecast published the afternoon before, beside weather known from 04:00 of
     its day. The exog model then has a second fit on these alone for the steps only they
-    reach. () when every column is published alike."""
+    reach. () when every column is published alike, or there are no inputs."""
+    if exog is None:
+        return ()
     t = to_epoch_s(exog.start) + np.arange(len(exog))[:, None] * exog.step.total_seconds()
     lead = np.where(np.isfinite(exog.known_s), t - exog.known_s, np.nan)
     if not np.isfinite(lead).any(axis=0).all():
@@ -652,7 +654,7 @@ def _calibrate(
         max(first, last - settings.calibration_days * DAY_STEPS) - 1,
         -settings.calibration_stride_steps,
     )[::-1]
-    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
+    early = _early_columns(inputs.exog)
     use_exog = own == "regression+exog"
     rows, states = [], []
     for o in origins:
@@ -740,7 +742,7 @@ def _own_backtest(
 ) -> dict[str, FloatArray]:
     """Each own model's forecast paths from every backtest origin (a row per origin)."""
     paths: dict[str, list[FloatArray]] = {}
-    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
+    early = _early_columns(inputs.exog)
     for o in origins:
         for name, path in _own_paths(
             inputs, values, fits, lags, o, horizon, settings.seam_half_life_steps, early=early
@@ -872,7 +874,7 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         raise ValueError(f"carbon forecast needs {DAY_STEPS} h of history, got {len(hist)}")
     values = fill_gaps(hist.values, DAY_STEPS)
     origin = len(hist)
-    early = _early_columns(inputs.exog) if inputs.exog is not None else ()
+    early = _early_columns(inputs.exog)
     paths = _own_paths(
         inputs,
         values,
