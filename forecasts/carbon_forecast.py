@@ -280,7 +280,12 @@ class Calibration:
 
 @dataclass(frozen=True, slots=True)
 class CarbonPlan:
-    """One region's forecast method, as chosen by `plan_carbon_forecast`."""
+    """One region's forecast method, as chosen by `plan_carbon_forecast`.
+
+    `exog_columns`: the names of the exog inputs it was planned on; `early_columns`: which
+    of them (indices) were published earliest then (`_early_columns`), the columns of its
+    early-inputs fit and of the `EARLY_EXOG_KNOWN` state its intervals were calibrated on.
+    A forecast keeps these, whatever the publication leads of its own inputs."""
 
     own: str
     fits: dict[str, FittedModel] = field(repr=False)
@@ -291,6 +296,8 @@ class CarbonPlan:
     scores: dict[str, float]
     reasons: tuple[str, ...]
     seam_half_life_steps: float = 0.0
+    exog_columns: tuple[str, ...] = ()
+    early_columns: tuple[int, ...] = ()
     calibration_min_points: int = 100
     volatility_window_steps: int = 36
 
@@ -436,7 +443,7 @@ def _own_paths(
     """Each own model's mean path from `origin` (an index into the history grid), using
     only what was known at that origin (`only`: that model's and what it builds on). The
     exog model falls back to the plain regression on steps whose exog was not known yet.
-    `early`: `_early_columns` of the exog inputs."""
+    `early`: the exog columns of the early-inputs fit (`CarbonPlan.early_columns`)."""
     hist = inputs.history
     at = hist.time_at(origin)
     out = {"seasonal_naive": seasonal_naive(values, origin, horizon)}
@@ -517,7 +524,7 @@ def _known_state(
     """Per step from `origin` (an index into the history grid), which day-ahead inputs the
     forecast made there had for it (`Calibration` bits): the provider's value (when the
     forecast uses the provider), every exog input or only the earliest-published ones (when
-    it uses the exog model; `early`: `_early_columns` of the exog)."""
+    it uses the exog model; `early`: the plan's early columns)."""
     hist = inputs.history
     at = hist.time_at(origin)
     state = np.zeros(horizon, dtype=np.int64)
@@ -556,6 +563,8 @@ def plan_carbon_forecast(
     reasons: list[str] = []
     model = _regression(settings)
     lags: tuple[int, ...] = ()
+    early = _early_columns(inputs.exog)
+    exog_columns = inputs.exog.columns if inputs.exog is not None else ()
     if inputs.exog is not None:
         lags = _choose_lags(
             values, inputs.exog, hist, origins[0] if origins else n, settings.weather_lags
@@ -564,7 +573,7 @@ def plan_carbon_forecast(
             "exog lags (chosen before the backtest window): "
             + ", ".join(f"{c} {lag:+d} h" for c, lag in zip(inputs.exog.columns, lags, strict=True))
         )
-    final_fits = _fits_until(model, inputs, values, lags, n)
+    final_fits = _fits_until(model, inputs, values, lags, n, early=early)
     if not origins:
         reasons.append("too little history for a backtest: the 24 h seasonal naive, no interval")
         return CarbonPlan(
@@ -577,12 +586,14 @@ def plan_carbon_forecast(
             scores={},
             reasons=tuple(reasons),
             seam_half_life_steps=settings.seam_half_life_steps,
+            exog_columns=exog_columns,
+            early_columns=early,
             calibration_min_points=settings.calibration_min_points,
             volatility_window_steps=settings.volatility_window_steps,
         )
-    bt_fits = _fits_until(model, inputs, values, lags, origins[0])
+    bt_fits = _fits_until(model, inputs, values, lags, origins[0], early=early)
     truth = np.vstack([values[o : o + horizon] for o in origins])
-    own_mat = _own_backtest(inputs, values, bt_fits, lags, origins, horizon, settings)
+    own_mat = _own_backtest(inputs, values, bt_fits, lags, origins, horizon, settings, early=early)
     scores = {k: float(np.mean(np.abs(m - truth))) for k, m in own_mat.items()}
     own = min(scores, key=lambda k: (scores[k], k))
     naive_mae = scores["seasonal_naive"]
@@ -603,6 +614,7 @@ def plan_carbon_forecast(
         values,
         bt_fits,
         lags,
+        early=early,
         first=origins[0],
         last=last,
         settings=settings,
@@ -625,6 +637,8 @@ def plan_carbon_forecast(
         scores=scores,
         reasons=tuple(reasons),
         seam_half_life_steps=settings.seam_half_life_steps,
+        exog_columns=exog_columns,
+        early_columns=early,
         calibration_min_points=settings.calibration_min_points,
         volatility_window_steps=settings.volatility_window_steps,
     )
@@ -636,6 +650,7 @@ def _calibrate(
     fits: dict[str, FittedModel],
     lags: tuple[int, ...],
     *,
+    early: tuple[int, ...],
     first: int,
     last: int,
     settings: CarbonForecastSettings,
@@ -646,7 +661,8 @@ def _calibrate(
     """The chosen forecast's out-of-sample errors from origins every
     `calibration_stride_steps` over the newest `calibration_days` (from `first` at the
     earliest, where the backtest fits end, to `last`, the newest whose whole horizon is
-    observed), with what each knew (`_known_state`) and the volatility before it."""
+    observed), with what each knew (`_known_state`; `early`: the plan's early columns) and
+    the volatility before it."""
     horizon = settings.horizon_steps
     hist = inputs.history
     origins = range(
@@ -654,7 +670,6 @@ def _calibrate(
         max(first, last - settings.calibration_days * DAY_STEPS) - 1,
         -settings.calibration_stride_steps,
     )[::-1]
-    early = _early_columns(inputs.exog)
     use_exog = own == "regression+exog"
     rows, states = [], []
     for o in origins:
@@ -711,9 +726,12 @@ def _fits_until(
     values: FloatArray,
     lags: tuple[int, ...],
     end: int,
+    *,
+    early: tuple[int, ...],
 ) -> dict[str, FittedModel]:
     """The regression fitted on the steps before `end`, and with the exog inputs (at `lags`)
-    when the region has them; a fit that fails is left out."""
+    when the region has them (and on the `early` columns alone); a fit that fails is left
+    out."""
     hist = inputs.history
     out: dict[str, FittedModel] = {}
     reg = _fit(model, values, hist, end, None)
@@ -724,7 +742,6 @@ def _fits_until(
         wfit = _fit(model, values, hist, end, ex)
         if wfit is not None:
             out["regression+exog"] = wfit
-        early = _early_columns(inputs.exog)
         efit = _fit(model, values, hist, end, ex[:, early]) if early else None
         if efit is not None:
             out[EARLY] = efit
@@ -739,10 +756,11 @@ def _own_backtest(
     origins: Sequence[int],
     horizon: int,
     settings: CarbonForecastSettings,
+    *,
+    early: tuple[int, ...],
 ) -> dict[str, FloatArray]:
     """Each own model's forecast paths from every backtest origin (a row per origin)."""
     paths: dict[str, list[FloatArray]] = {}
-    early = _early_columns(inputs.exog)
     for o in origins:
         for name, path in _own_paths(
             inputs, values, fits, lags, o, horizon, settings.seam_half_life_steps, early=early
@@ -866,7 +884,13 @@ def _interval_offsets(
 
 def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> Forecast:
     """`horizon` steps from `inputs.origin` with `plan` (fitted earlier, possibly on older
-    history: the newest observations and inputs are used without refitting)."""
+    history: the newest observations and inputs are used without refitting).
+
+    The exog inputs are used as planned: the early-inputs fit on the plan's
+    `early_columns`, even where the inputs' publication leads now differ (it applies to the
+    steps its columns are known for, as before); inputs whose columns are not the plan's
+    `exog_columns` are left out (the forecast falls back to the regression, named in
+    `Forecast.model`), as the fits do not know them."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     hist = inputs.history
@@ -874,7 +898,9 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         raise ValueError(f"carbon forecast needs {DAY_STEPS} h of history, got {len(hist)}")
     values = fill_gaps(hist.values, DAY_STEPS)
     origin = len(hist)
-    early = _early_columns(inputs.exog)
+    if inputs.exog is not None and inputs.exog.columns != plan.exog_columns:
+        inputs = CarbonInputs(hist, provider=inputs.provider)
+    early = plan.early_columns
     paths = _own_paths(
         inputs,
         values,

@@ -9,7 +9,9 @@ not), and only on errors of steps observed before the plan's origin;
 the honest scores on hand-computed cases; look-ahead: making any input known an hour later
 never changes a forecast made before it became known (and making it known earlier can),
 with inputs published at different times side by side; an input published the day before
-is used for tomorrow's hours (the exog model's fit on the earliest-published inputs).
+is used for tomorrow's hours (the exog model's fit on the earliest-published inputs), and a
+forecast keeps the plan's earliest-published columns when the inputs' publication leads
+change (inputs with other columns are left out).
 """
 
 from __future__ import annotations
@@ -316,6 +318,16 @@ def test_the_exog_model_is_used_when_its_newest_inputs_are_not_known_yet() -> No
     assert np.abs(fc.mean - truth[at : at + 18]).mean() < naive_err / 2
 
 
+#: The plan settings of the `_wind_inputs` tests.
+WIND_SETTINGS = CarbonForecastSettings(
+    horizon_steps=24,
+    backtest_origins=8,
+    origin_stride_steps=25,
+    train_steps=24 * 21,
+    weather_lags=(0,),
+)
+
+
 def _wind_inputs(n: int, *, da_known_before_midnight_s: float) -> tuple[np.ndarray, KnownSeries]:
     """Intensity driven by wind; two inputs: a noisy weather column known from 04:00 of its
     day, and a day-ahead wind forecast known `da_known_before_midnight_s` before its day."""
@@ -365,19 +377,12 @@ def test_an_input_published_the_day_before_is_used_for_tomorrow() -> None:
     # at 20:00 tomorrow's weather is not known, the day-ahead wind forecast is (published at
     # 17:00): tomorrow's hours come from a fit on that input alone, not the history-only
     # regression; the same input known only from 04:00 (like the weather) cannot do that
-    settings = CarbonForecastSettings(
-        horizon_steps=24,
-        backtest_origins=8,
-        origin_stride_steps=25,
-        train_steps=24 * 21,
-        weather_lags=(0,),
-    )
     at = 24 * 40 + 20
     errors = {}
     for name, before in (("the day before", 7 * 3600.0), ("from 04:00", -4 * 3600.0)):
         truth, wx = _wind_inputs(24 * 42, da_known_before_midnight_s=before)
         inputs = CarbonInputs(series(truth[:at]), exog=wx)
-        plan = plan_carbon_forecast(inputs, settings=settings)
+        plan = plan_carbon_forecast(inputs, settings=WIND_SETTINGS)
         assert plan.own == "regression+exog", plan.reasons
         fc = forecast_carbon(inputs, plan, horizon=24)
         tomorrow = slice(4, 24)
@@ -405,3 +410,38 @@ def test_the_own_model_carries_on_from_where_the_provider_ends(seam: float) -> N
     )
     with pytest.raises(ValueError, match="seam_half_life_steps"):
         CarbonForecastSettings(seam_half_life_steps=-1)
+
+
+def test_a_forecast_keeps_the_plans_early_columns_when_publication_leads_change() -> None:
+    # planned with the day-ahead wind forecast published the evening before (the early
+    # column); later the weather column is published even earlier. The early-inputs fit was
+    # made on the wind column: the forecast must keep using it on that column (choosing the
+    # columns again from the new leads would feed the weather to the wind fit), so it equals
+    # the forecast whose weather is published with the wind forecast
+    at = 24 * 40 + 20
+    truth, wx = _wind_inputs(24 * 45, da_known_before_midnight_s=7 * 3600.0)
+    plan = plan_carbon_forecast(CarbonInputs(series(truth[:at]), exog=wx), settings=WIND_SETTINGS)
+    assert plan.own == "regression+exog", plan.reasons
+    assert (plan.exog_columns, plan.early_columns) == (("weather", "wind_da"), (1,))
+    later = at + 30  # 02:00: today's wind forecast is known, tomorrow's is not
+    hist = series(truth[:later])
+    day = np.floor(wx.known_s[:, 1] / 86400) * 86400
+    weather_first = replace(wx, known_s=np.column_stack([day - 2 * 86400, wx.known_s[:, 1]]))
+    assert _early_columns(weather_first) == (0,)
+    weather_with_wind = replace(wx, known_s=np.column_stack([wx.known_s[:, 1]] * 2))
+    fc = forecast_carbon(CarbonInputs(hist, exog=weather_first), plan, horizon=24)
+    alike = forecast_carbon(CarbonInputs(hist, exog=weather_with_wind), plan, horizon=24)
+    assert fc.model == alike.model == "regression+exog"
+    known = np.isfinite(weather_first.on(hist.end, 24, at=hist.end))
+    assert known[:, 0].all()
+    assert not known[:, 1].all()  # steps only the weather reaches
+    np.testing.assert_array_equal(fc.mean, alike.mean)
+    for q in fc.quantiles:
+        np.testing.assert_array_equal(fc.quantile(q), alike.quantile(q))
+    # inputs that are not the planned columns are left out: the regression, under its name
+    renamed = replace(wx, columns=("weather", "wind_forecast"))
+    fallback = forecast_carbon(CarbonInputs(hist, exog=renamed), plan, horizon=24)
+    assert fallback.model == "regression"
+    np.testing.assert_array_equal(
+        fallback.mean, forecast_carbon(CarbonInputs(hist), plan, horizon=24).mean
+    )
