@@ -157,7 +157,9 @@ class CarbonInputs:
 @dataclass(frozen=True, slots=True)
 class CarbonForecastSettings:
     """How the plan is chosen. Defaults: six weeks of daily-ish origins (25 h apart, so every
-    hour of the day is an origin), 12 weeks of training for the regression."""
+    hour of the day is an origin), 12 weeks of training for the regression. The calibration
+    fields (`calibration_*`, `volatility_window_steps`, `interval_widening`) make the plan's
+    `Calibration`, which carries those its forecasts apply it with."""
 
     horizon_steps: int = 48
     backtest_origins: int = 42
@@ -238,13 +240,20 @@ class Calibration:
     same hour of day, at the same lead and knowing the same: a forecast made at 04:00,
     when the day's provider forecast and weather have arrived, is calibrated on errors
     made with them, not pooled with the larger ones made before they arrived.
-    `scale_floor`: the least volatility used (a tenth of the mean over the origins)."""
+    `scale_floor`: the least volatility used (a tenth of the mean over the origins).
+
+    It carries the knobs a forecast applies it with (`CarbonForecastSettings`' calibration
+    fields): `widening` (`interval_widening`), `min_points` (`calibration_min_points`) and
+    `volatility_window_steps`, the window of the volatility before a forecast's origin, as
+    before each of its own origins."""
 
     residuals: FloatArray
     states: IntArray
     origin_s: FloatArray
     scale: FloatArray
     widening: float = 1.0
+    min_points: int = 100
+    volatility_window_steps: int = 36
 
     def __post_init__(self) -> None:
         r = np.asarray(self.residuals, dtype=float)
@@ -262,13 +271,16 @@ class Calibration:
         object.__setattr__(self, "scale", sc)
 
     @classmethod
-    def empty(cls, horizon: int) -> Calibration:
-        """No backtest: zero-width intervals."""
+    def empty(cls, horizon: int, *, settings: CarbonForecastSettings) -> Calibration:
+        """No backtest: zero-width intervals (with the knobs of `settings`)."""
         return cls(
             residuals=np.zeros((0, horizon)),
             states=np.zeros((0, horizon), dtype=np.int64),
             origin_s=np.zeros(0),
             scale=np.zeros(0),
+            widening=settings.interval_widening,
+            min_points=settings.calibration_min_points,
+            volatility_window_steps=settings.volatility_window_steps,
         )
 
     @property
@@ -298,8 +310,6 @@ class CarbonPlan:
     seam_half_life_steps: float = 0.0
     exog_columns: tuple[str, ...] = ()
     early_columns: tuple[int, ...] = ()
-    calibration_min_points: int = 100
-    volatility_window_steps: int = 36
 
     @property
     def name(self) -> str:
@@ -582,14 +592,12 @@ def plan_carbon_forecast(
             weather_lags=lags,
             provider_weight=1.0 if inputs.provider is not None else 0.0,
             half_life_steps=None,
-            calibration=Calibration.empty(horizon),
+            calibration=Calibration.empty(horizon, settings=settings),
             scores={},
             reasons=tuple(reasons),
             seam_half_life_steps=settings.seam_half_life_steps,
             exog_columns=exog_columns,
             early_columns=early,
-            calibration_min_points=settings.calibration_min_points,
-            volatility_window_steps=settings.volatility_window_steps,
         )
     bt_fits = _fits_until(model, inputs, values, lags, origins[0], early=early)
     truth = np.vstack([values[o : o + horizon] for o in origins])
@@ -639,8 +647,6 @@ def plan_carbon_forecast(
         seam_half_life_steps=settings.seam_half_life_steps,
         exog_columns=exog_columns,
         early_columns=early,
-        calibration_min_points=settings.calibration_min_points,
-        volatility_window_steps=settings.volatility_window_steps,
     )
 
 
@@ -706,6 +712,8 @@ def _calibrate(
         origin_s=np.array([to_epoch_s(hist.time_at(o)) for o in origins]),
         scale=np.array([_volatility(values, o, settings.volatility_window_steps) for o in origins]),
         widening=settings.interval_widening,
+        min_points=settings.calibration_min_points,
+        volatility_window_steps=settings.volatility_window_steps,
     )
 
 
@@ -833,7 +841,7 @@ def _quantiles(pool: FloatArray, levels: FloatArray) -> FloatArray:
 
 
 #: The pools an interval is calibrated on, narrowest first: (origin hours either side,
-#: leads either side, same state); the first with `calibration_min_points` errors is used.
+#: leads either side, same state); the first with `Calibration.min_points` errors is used.
 CALIBRATION_POOLS: tuple[tuple[int, int, bool], ...] = (
     (1, 2, True),
     (3, 3, True),
@@ -848,14 +856,12 @@ def _interval_offsets(
     origin_s: float,
     scale: float,
     levels: FloatArray,
-    *,
-    min_points: int,
 ) -> FloatArray:
     """Per step of a forecast made at `origin_s` (`states`: what it knows of each step,
     `_known_state`; `scale`: the volatility before it), quantiles of the calibration
     errors over their volatility from origins at the same hour of day, at the same lead,
-    knowing the same: the first pool of `CALIBRATION_POOLS` with `min_points` errors (else
-    the widest), times `scale` and the calibration's widening."""
+    knowing the same: the first pool of `CALIBRATION_POOLS` with the calibration's
+    `min_points` errors (else the widest), times `scale` and the calibration's widening."""
     res, st = cal.residuals, cal.states
     n_cal = res.shape[1]
     out = np.zeros((levels.size, states.size))
@@ -875,7 +881,7 @@ def _interval_offsets(
             if same:
                 sel &= st == s
             pool = z[sel]
-            if pool.size >= min_points:
+            if pool.size >= cal.min_points:
                 break
         if pool.size:
             out[:, h] = _quantiles(pool, levels)
@@ -928,13 +934,13 @@ def forecast_carbon(inputs: CarbonInputs, plan: CarbonPlan, *, horizon: int) -> 
         exog=plan.own == "regression+exog",
         early=early,
     )
+    cal = plan.calibration
     rq = _interval_offsets(
-        plan.calibration,
+        cal,
         states,
         to_epoch_s(hist.end),
-        _volatility(values, origin, plan.volatility_window_steps),
+        _volatility(values, origin, cal.volatility_window_steps),
         np.asarray(STANDARD_QUANTILES),
-        min_points=plan.calibration_min_points,
     )
     qs = {q: mean + rq[i] for i, q in enumerate(STANDARD_QUANTILES)}
     return build_forecast(

@@ -202,6 +202,15 @@ def test_calibration_edges() -> None:
             origin_s=np.zeros(2),
             scale=np.ones(2),
         )
+    # the calibration carries the knobs its forecasts apply it with, with or without errors
+    knobs = replace(
+        SMALL, interval_widening=1.3, calibration_min_points=40, volatility_window_steps=24
+    )
+    for hours in (24 * 50, 60):
+        cal = plan_carbon_forecast(
+            CarbonInputs(series(ar_daily(hours, seed=2))), settings=knobs
+        ).calibration
+        assert (cal.widening, cal.min_points, cal.volatility_window_steps) == (1.3, 40, 24)
     # too little history for a backtest: no errors to calibrate on, zero-width intervals
     inputs = CarbonInputs(series(ar_daily(60, seed=1)))
     plan = plan_carbon_forecast(inputs, settings=SMALL)
