@@ -171,10 +171,15 @@ def test_carbon_day_ahead_every_grid(shared_data: Path) -> None:
             sc = scores_of(r)
             results[grid, variant] = sc
             plans = sorted(set(r["plans"]), key=r["plans"].index)
+            if variant == "provider":  # the published values alone: a point forecast
+                cov, note = f"{'-':>7}{'-':>7}", "published, as it arrived (no intervals)"
+            else:
+                cov = f"{sc.coverage_80_percent:>7.1f}{sc.coverage_90_percent:>7.1f}"
+                note = ", ".join(plans)
             print(
                 f"{grid:<5}{variant:<10}{sc.relative_mae:>7.3f}{sc.mae:>8.2f}{sc.naive_mae:>8.2f}"
-                f"{sc.mape_percent:>7.2f}{sc.rank_correlation:>6.2f}{sc.coverage_80_percent:>7.1f}"
-                f"{sc.coverage_90_percent:>7.1f}{float(r['cpu_seconds']):>7.0f}  {', '.join(plans)}"
+                f"{sc.mape_percent:>7.2f}{sc.rank_correlation:>6.2f}{cov}"
+                f"{float(r['cpu_seconds']):>7.0f}  {note}"
             )
         if grid in DACF_GRIDS:
             d = dacf_scores(shared_data, grid)

@@ -101,6 +101,19 @@ def running_extender(plane: KubePlane, tmp_path: Path, *, port: int) -> Iterator
         _stop(proc, None)
 
 
+def extender_samples(plane: KubePlane, base: str) -> dict[tuple[str, tuple[Any, ...]], float]:
+    """The extender's /metrics samples, keyed by name and sorted labels."""
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=str(plane.ca_file)), timeout=5
+    ) as client:
+        metrics = client.get(f"{base}/metrics", extensions={"sni_hostname": EXTENDER_NAME}).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+
+
 def pod(name: str, namespace: str, *, cap_g_per_kwh: int | None = None) -> dict[str, Any]:
     annotations = (
         {} if cap_g_per_kwh is None else {"gridshift.io/max-gco2-per-kwh": str(cap_g_per_kwh)}
@@ -159,6 +172,10 @@ def test_scheduler_places_pods_by_carbon_and_enforces_caps(
         plane.scheduler(config, name=f"kube-scheduler-{mode}"),
         running_extender(plane, tmp_path, port=port) as base,
     ):
+        # Counted from readiness on: the scheduler may call the extender before it is ready
+        # (for pods other tests may leave Pending while their namespaces are deleted), and those
+        # calls are answered neutral (no_data), as documented.
+        before = extender_samples(plane, base)
         # the first pods, created the moment the extender is ready: caps hold from the start
         for name in ("capped-0", "capped-1", "capped-2"):
             plane.core.create_namespaced_pod(batch, pod(name, batch, cap_g_per_kwh=300))
@@ -188,27 +205,19 @@ def test_scheduler_places_pods_by_carbon_and_enforces_caps(
         message = wait_until(refused, timeout_s=60, what="FailedScheduling for capped-late")
         assert node_of(plane, "capped-late", batch) is None
         assert re.search(r"300", message), message
-        with httpx.Client(
-            verify=ssl.create_default_context(cafile=str(plane.ca_file)), timeout=5
-        ) as client:
-            metrics = client.get(f"{base}/metrics", extensions={"sni_hostname": EXTENDER_NAME}).text
-        samples = {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(metrics)
-            for sample in family.samples
-        }
+        samples = extender_samples(plane, base)
         decisions = {
-            labels: value
+            labels: value - before.get(("gridshift_extender_decisions_total", labels), 0)
             for (name, labels), value in samples.items()
             if name == "gridshift_extender_decisions_total"
         }
         assert decisions.get((("outcome", "capped"), ("verb", "filter")), 0) >= 1, decisions
         assert decisions.get((("outcome", "scored"), ("verb", "prioritize")), 0) >= 1, decisions
-        # never a neutral answer: scores were carbon-based from the scheduler's first call
-        neutral = [
-            v
-            for (name, _), v in samples.items()
+        # never a neutral answer once ready: scores were carbon-based from the first pod created
+        neutral = {
+            labels: v - before.get((name, labels), 0)
+            for (name, labels), v in samples.items()
             if name == "gridshift_extender_neutral_scores_total"
-        ]
-        assert sum(neutral) == 0, samples
+        }
+        assert sum(neutral.values()) == 0, (neutral, decisions)
     plane.core.patch_node(LOW, {"spec": {"unschedulable": False}})
