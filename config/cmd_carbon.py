@@ -14,6 +14,7 @@ configuration error.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -228,21 +229,22 @@ def _answer(
         source = build_carbon_source(settings, clock=clock, prefer=prefer)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
-    chain = [s.name for s in source.chain(canonical)]
-    if not chain:
-        _, missing = carbon_provider_status(settings)
-        why = "; ".join(f"{name}: {reason}" for name, reason in sorted(missing.items()))
-        raise click.UsageError(
-            f"no carbon source is configured for region {canonical} ({why or 'no zone'}); "
-            "configure one (gridshift config fields | grep carbon), or use --source sample "
-            "for the offline SAMPLE DATA"
-        )
-    if prefer is not None and chain[0] != prefer:
-        _warn(f"region {canonical} has no {prefer} zone; asking {', '.join(chain)}")
-    try:
-        series = ask(source, clock)
-    except SourceError as exc:
-        raise click.ClickException(f"carbon {query} for {canonical}: {exc}") from None
+    with contextlib.closing(source):  # the providers' HTTP clients, whatever happens
+        chain = [s.name for s in source.chain(canonical)]
+        if not chain:
+            _, missing = carbon_provider_status(settings)
+            why = "; ".join(f"{name}: {reason}" for name, reason in sorted(missing.items()))
+            raise click.UsageError(
+                f"no carbon source is configured for region {canonical} ({why or 'no zone'}); "
+                "configure one (gridshift config fields | grep carbon), or use --source sample "
+                "for the offline SAMPLE DATA"
+            )
+        if prefer is not None and chain[0] != prefer:
+            _warn(f"region {canonical} has no {prefer} zone; asking {', '.join(chain)}")
+        try:
+            series = ask(source, clock)
+        except SourceError as exc:
+            raise click.ClickException(f"carbon {query} for {canonical}: {exc}") from None
     answered_by = LAST_KNOWN if series.stale else series.provider
     wanted = prefer or chain[0]
     age = clock.now() - series.fetched_at

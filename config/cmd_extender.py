@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import click
@@ -43,10 +44,10 @@ __all__ = ["agent_command", "extender_command"]
 log = logging.getLogger(__name__)
 
 
-def _carbon_source(settings: Settings) -> CarbonSource:
+def _carbon_source(settings: Settings, *, closing: contextlib.ExitStack) -> CarbonSource:
     """The carbon provider chain for the extender's snapshot job (the same fallback chain as
-    `gridshift carbon`); with no provider configured the extender scores by GPU energy only
-    and says so (carbon scores neutral)."""
+    `gridshift carbon`; its providers' clients closed with `closing`); with no provider
+    configured the extender scores by GPU energy only and says so (carbon scores neutral)."""
     clock = SystemClock()
     sample = {region: SampleCarbonSource() for region in SAMPLE_REGIONS}
     configured, missing = carbon_provider_status(settings)
@@ -57,10 +58,10 @@ def _carbon_source(settings: Settings) -> CarbonSource:
             "; ".join(f"{name}: {why}" for name, why in sorted(missing.items())),
         )
         return RegionRoutedCarbonSource(by_region=sample)
+    chain = build_carbon_source(settings, clock=clock)
+    closing.callback(chain.close)
     # SAMPLE DATA regions (the sample nodes') answered offline by the sample generator
-    return RegionRoutedCarbonSource(
-        by_region=sample, default=build_carbon_source(settings, clock=clock)
-    )
+    return RegionRoutedCarbonSource(by_region=sample, default=chain)
 
 
 def _nodes(settings: Settings) -> tuple[StaticNodeInventory | None, CoreV1Api | None]:
@@ -138,31 +139,34 @@ def extender_command(ctx: click.Context, log_level: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     registry = CollectorRegistry()
     nodes, kube_api = _nodes(settings)
-    runtime = build_extender(
-        settings,
-        clock=SystemClock(),
-        registry=registry,
-        carbon=_carbon_source(settings),
-        kube_api=kube_api,
-        nodes=nodes,
-    )
-    runtime.start()
-    try:
-        serve(
-            runtime.app,
-            listen=s.listen,
-            tls_cert=s.tls_cert_file,
-            tls_key=s.tls_key_file,
-            tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
-            log_level=log_level,
+    # the carbon providers' clients close last, after the runtime's jobs have stopped
+    with contextlib.ExitStack() as closing:
+        runtime = build_extender(
+            settings,
+            clock=SystemClock(),
             registry=registry,
-            error_body=webhook_error_body,
+            carbon=_carbon_source(settings, closing=closing),
+            kube_api=kube_api,
+            nodes=nodes,
         )
-    finally:
-        runtime.stop()  # a refresh in progress finishes first
-        log.info(
-            "extender stopped after %d ticks (snapshot refreshes)", runtime.refresher.refreshes
-        )
+        runtime.start()
+        try:
+            serve(
+                runtime.app,
+                listen=s.listen,
+                tls_cert=s.tls_cert_file,
+                tls_key=s.tls_key_file,
+                tls_reload_check_interval_seconds=s.tls_reload_check_interval_seconds,
+                log_level=log_level,
+                registry=registry,
+                error_body=webhook_error_body,
+            )
+        finally:
+            runtime.stop()  # a refresh in progress finishes first
+            log.info(
+                "extender stopped after %d ticks (snapshot refreshes)",
+                runtime.refresher.refreshes,
+            )
 
 
 @click.command("agent")

@@ -181,6 +181,7 @@ def run_command(
     with contextlib.ExitStack() as stack:
         # Ctrl-C like SIGTERM: uvicorn stops serving, then (stack unwinding) the tick in
         # progress finishes, "stopped after N ticks" is logged, the Lease released; exit 0
+        stack.callback(sources.close)  # last: the providers' clients, after the loop stops
         stack.enter_context(stop_on_signals())
         stack.callback(sock.close)
         stack.callback(built.close)  # the extender watch's client, even if a start fails
@@ -328,7 +329,7 @@ def replay_command(
         data_note=sources.note,
     )
     # Ctrl-C / SIGTERM: summarise the ticks run so far
-    with contextlib.closing(built), stop_on_signals() as stop:
+    with contextlib.closing(sources), contextlib.closing(built), stop_on_signals() as stop:
         click.echo(
             f"replaying {start.isoformat()} -> {end.isoformat()} "
             f"in steps of {humanize_duration(step)} "

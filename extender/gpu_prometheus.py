@@ -57,7 +57,7 @@ class PrometheusGpuPower:
 
     def close(self) -> None:
         """Close the HTTP client and its connections (the extender's stop)."""
-        self._http.client.close()
+        self._http.close()
 
     def node_power(self, *, at: datetime) -> dict[str, GpuEnergy]:
         """Per node: mean watts per GPU at `at`, and the number of GPUs that reported."""

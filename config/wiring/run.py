@@ -4,8 +4,9 @@ configured.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from config.settings import (
     Settings,
@@ -28,11 +29,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunSources:
-    """The adapters `gridshift run`/`replay` feed the scaler loop, and the data note to show."""
+    """The adapters `gridshift run`/`replay` feed the scaler loop, and the data note to show.
+    `close()` closes the clients of the real adapters built for them (the carbon providers'
+    fallback chain, Prometheus) once the loop has stopped."""
 
     carbon: CarbonSource
     load: LoadSource
     note: str
+    closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    def close(self) -> None:
+        self.closing.close()
 
 
 def build_run_sources(
@@ -67,10 +74,12 @@ def build_run_sources(
     # on a cluster, CarbonAwareScalers add workloads at any time: any region, any PromQL
     cluster = settings.kube.enabled
     needs_prometheus = needs_prometheus or cluster
+    closing = contextlib.ExitStack()
     sample_carbon = SampleCarbonSource(seed=seed)
     carbon: CarbonSource
     if real_regions or cluster:
         real = build_carbon_source(settings, clock=clock, http_client_factory=http_client_factory)
+        closing.callback(real.close)
         carbon = RegionRoutedCarbonSource(
             by_region={r: sample_carbon for r in SAMPLE_REGIONS}, default=real
         )
@@ -79,11 +88,10 @@ def build_run_sources(
     load: LoadSource
     sample_load = SampleLoadSource(seed=seed)
     if needs_prometheus:
-        load = PrefixRoutedLoadSource(
-            routes=[("sample:", sample_load)],
-            default=build_prometheus_source(settings.prometheus, clock=clock),
-        )
+        prometheus = build_prometheus_source(settings.prometheus, clock=clock)
+        closing.callback(prometheus.close)
+        load = PrefixRoutedLoadSource(routes=[("sample:", sample_load)], default=prometheus)
     else:
         load = sample_load
     note = SAMPLE_NOTE if (sample_regions or sample_loads) else ""
-    return RunSources(carbon=carbon, load=load, note=note)
+    return RunSources(carbon=carbon, load=load, note=note, closing=closing)

@@ -339,6 +339,10 @@ class HttpSource:
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def close(self) -> None:
+        """Close the client and its connections (when its owner stops)."""
+        self.client.close()
+
     def request_json(
         self,
         method: str,

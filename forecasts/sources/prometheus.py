@@ -340,7 +340,7 @@ class PrometheusLoadSource:
         return self.http.name
 
     def close(self) -> None:
-        self.http.client.close()
+        self.http.close()
 
     # ------------------------------------------------------------------ range queries
     def history(

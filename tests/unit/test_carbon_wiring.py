@@ -5,7 +5,8 @@ credentials add providers; chains per region follow the global or the region's o
 skip providers without a zone, and put `prefer` first; an unconfigured `prefer` is refused;
 every base URL and timeout reaches the injected client factory; the region map and node
 matching from settings; validation (unknown providers, half credentials, bad URLs, region
-names differing only in case, bounds); secrets masked in reprs; env vars reach nested fields.
+names differing only in case, bounds); secrets masked in reprs; env vars reach nested fields;
+closing the chain closes every provider's HTTP client.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from config.wiring import (
 )
 from forecasts.sources.carbon.fallback import MemoryLastKnown
 from forecasts.time import FrozenClock
+from tests.unit.carbon.conftest import RecordingClients
 
 CLOCK = FrozenClock(datetime(2025, 1, 20, 12, tzinfo=UTC))
 
@@ -229,3 +231,25 @@ def test_environment_reaches_nested_carbon_fields(monkeypatch: pytest.MonkeyPatc
     assert s.carbon.electricitymaps.token is not None
     assert s.carbon.electricitymaps.token.get_secret_value() == "tok"
     assert s.carbon.http.cache_ttl_seconds == 60
+
+
+def test_closing_the_chain_closes_every_providers_client() -> None:
+    s = settings(
+        electricitymaps={"token": "t"},
+        watttime={"username": "u", "password": "p"},
+        carbon_aware_sdk={"base_url": "http://sdk:8080"},
+    )
+    clients = RecordingClients()
+    source = build_carbon_source(
+        s, clock=CLOCK, http_client_factory=clients, last_known=MemoryLastKnown()
+    )
+    assert len(clients.made) == 4  # one per provider, shared by every region's chain
+    assert {x.name for r in s.carbon.regions for x in source.chain(r)} == {
+        "electricitymaps",
+        "watttime",
+        "uk",
+        "carbon_aware_sdk",
+    }
+    assert clients.closed == [False] * 4
+    source.close()
+    assert clients.closed == [True] * 4

@@ -1,10 +1,13 @@
 """config.cmd_extender and the extender settings: commands registered on `gridshift`, help
 text naming the URL paths, settings bounds and cross-field rules, command-line overrides
-validated like the file/env layers, bad --listen rejected before anything starts, and the
-wiring's policy/rules derived from the settings group."""
+validated like the file/env layers, bad --listen rejected before anything starts, the
+wiring's policy/rules derived from the settings group, and the carbon providers' clients of
+the snapshot job closed when the command's stack closes."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from datetime import UTC, datetime
 
 import pytest
@@ -12,13 +15,21 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+import config.cmd_extender
 from config.cli import cli
 from config.errors import ConfigError
 from config.loading import Override
 from config.settings import ExtenderSettings, Settings
-from config.wiring import build_extender, load_settings, region_rules, scoring_policy
+from config.wiring import (
+    build_carbon_source,
+    build_extender,
+    load_settings,
+    region_rules,
+    scoring_policy,
+)
 from forecasts.time import FrozenClock
 from tests.fakes import FakeNodeInventory
+from tests.unit.carbon.conftest import RecordingClients
 
 
 def test_commands_are_registered_and_documented() -> None:
@@ -180,3 +191,17 @@ def test_an_unusable_kube_kubeconfig_stops_the_extender_instead_of_sample_nodes(
     )
     assert result.exit_code == 1, result.output
     assert f"kube.kubeconfig={missing} is not usable" in result.output
+
+
+def test_the_snapshot_jobs_carbon_clients_close_with_the_command(monkeypatch) -> None:
+    clients = RecordingClients()
+    monkeypatch.setattr(
+        config.cmd_extender,
+        "build_carbon_source",
+        functools.partial(build_carbon_source, http_client_factory=clients),
+    )
+    with contextlib.ExitStack() as closing:
+        source = config.cmd_extender._carbon_source(Settings(), closing=closing)
+        assert source.name == "sample+fallback"  # the chain behind the SAMPLE DATA regions
+        assert clients.closed == [False]  # the keyless UK API
+    assert clients.closed == [True]

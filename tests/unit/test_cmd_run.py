@@ -2,7 +2,9 @@
 
 Aspects: replay of the sample scenario prints a JSON summary (gCO2, saved, replica-hours,
 provenance, SAMPLE DATA note) and a human table; ticks = window / step; invalid instants,
-reversed windows, invalid or unsupported config files give clear errors naming the problem.
+reversed windows, invalid or unsupported config files give clear errors naming the problem;
+the run sources' `close()` closes the HTTP clients of the real adapters they built (carbon
+providers, Prometheus).
 `gridshift run` itself is exercised as a subprocess in tests/integration.
 """
 
@@ -11,16 +13,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+import config.wiring.run
 from config.cli import cli
 from config.settings import Settings
-from config.wiring import build_run_sources
+from config.wiring import build_prometheus_source, build_run_sources
+from forecasts.sources.prometheus import PrometheusLoadSource
 from forecasts.sources.routing import PrefixRoutedLoadSource, RegionRoutedCarbonSource
 from forecasts.time import FrozenClock
+from tests.unit.carbon.conftest import RecordingClients
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -164,6 +170,27 @@ def test_run_sources_route_sample_and_real_inputs() -> None:
     only_sample = Settings.model_validate({"scaler": {"workloads": [SAMPLE_WORKLOAD]}})
     plain = build_run_sources(only_sample, clock=FrozenClock(T0))
     assert plain.load.name == plain.carbon.name == "sample"
+
+
+def test_closing_the_run_sources_closes_the_clients_they_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[PrometheusLoadSource] = []
+
+    def prometheus(*args: Any, **kwargs: Any) -> PrometheusLoadSource:
+        built.append(build_prometheus_source(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(config.wiring.run, "build_prometheus_source", prometheus)
+    workload = {**SAMPLE_WORKLOAD, "load": {"promql": "sum(rate(x[5m]))"}, "region": "GB"}
+    settings = Settings.model_validate({"scaler": {"workloads": [workload]}})
+    clients = RecordingClients()
+    sources = build_run_sources(settings, clock=FrozenClock(T0), http_client_factory=clients)
+    assert len(clients.made) == 1  # the keyless UK API, the one provider configured
+    assert [p.http.client.is_closed for p in built] == [False]
+    sources.close()
+    assert clients.closed == [True]
+    assert [p.http.client.is_closed for p in built] == [True]
 
 
 def test_run_refuses_a_bad_listen_address() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from forecasts.series import CarbonSeries
 
-__all__ = ["CarbonSource"]
+__all__ = ["CarbonSource", "ClosableSource"]
 
 
 class CarbonSource(Protocol):
@@ -32,3 +32,11 @@ class CarbonSource(Protocol):
         Sources without a forecast raise `SourceRequestError`; callers then forecast from
         history with `forecasts.models`."""
         ...
+
+
+@runtime_checkable
+class ClosableSource(Protocol):
+    """A source holding a client (the HTTP providers): `close()` releases it, once its
+    owner stops using the source."""
+
+    def close(self) -> None: ...

@@ -73,6 +73,10 @@ class CarbonAwareSdkSource:
     def name(self) -> str:
         return self._http.name
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return f"CarbonAwareSdkSource(name={self.name!r}, signal={self._signal.value!r})"
 

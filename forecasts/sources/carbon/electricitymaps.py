@@ -72,6 +72,10 @@ class ElectricityMapsSource:
     def name(self) -> str:
         return self._http.name
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return f"ElectricityMapsSource(name={self.name!r}, emission_factor={self._factor!r})"
 

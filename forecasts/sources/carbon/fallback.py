@@ -30,7 +30,7 @@ import msgspec
 from forecasts.platform.errors import SourceError, SourceRequestError, SourceUnavailable
 from forecasts.regions import RegionMap
 from forecasts.series import CarbonPoint, CarbonSeries, CarbonUnit, Quality, Signal
-from forecasts.sources.carbon.base import CarbonSource
+from forecasts.sources.carbon.base import CarbonSource, ClosableSource
 from forecasts.time import Clock, ensure_utc
 
 __all__ = [
@@ -146,6 +146,15 @@ class FallbackSource:
 
     def chain(self, region: str) -> tuple[CarbonSource, ...]:
         return self._chains.get(self._canonical(region), ())
+
+    def close(self) -> None:
+        """Close the client of every source in the chains (each once, every one even if
+        another fails), when the component owning the chain stops."""
+        sources = {id(s): s for chain in self._chains.values() for s in chain}
+        with contextlib.ExitStack() as closing:
+            for source in sources.values():
+                if isinstance(source, ClosableSource):
+                    closing.callback(source.close)
 
     # ------------------------------------------------------------------ the role
     def latest(self, region: str, *, at: datetime) -> CarbonSeries:

@@ -73,6 +73,10 @@ class UkCarbonIntensitySource:
     def name(self) -> str:
         return self._http.name
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return f"UkCarbonIntensitySource(name={self.name!r})"
 

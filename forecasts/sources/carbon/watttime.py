@@ -91,6 +91,10 @@ class WattTimeSource:
     def name(self) -> str:
         return self._http.name
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        self._http.close()
+
     @property
     def signal(self) -> Signal:
         return Signal.MARGINAL if self._signal_type == "co2_moer" else Signal.AVERAGE

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from config.wiring.carbon import default_http_client
 from forecasts.platform.http import CircuitBreaker, HttpSource, RetryPolicy
 from forecasts.regions import NodeRule, Region, RegionMap
 from forecasts.time import FrozenClock
@@ -227,3 +228,20 @@ def _regions() -> RegionMap:
 
 
 REGIONS = _regions()
+
+
+class RecordingClients:
+    """The production client factory (`default_http_client`), keeping every client it makes:
+    a test checks their state after the owner stops (`httpx.Client.is_closed`)."""
+
+    def __init__(self) -> None:
+        self.made: list[httpx.Client] = []
+
+    def __call__(self, base_url: str, *, timeout_seconds: float) -> httpx.Client:
+        client = default_http_client(base_url, timeout_seconds=timeout_seconds)
+        self.made.append(client)
+        return client
+
+    @property
+    def closed(self) -> list[bool]:
+        return [c.is_closed for c in self.made]

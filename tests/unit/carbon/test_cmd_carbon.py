@@ -4,12 +4,14 @@ Aspects: the acceptance path (UK base URL pointed at a local server prints the s
 JSON; with that server down the last known value answers, stale with its age, and stderr says
 so); fallback to a second provider; json/csv/table formats; usage errors (unknown region,
 unconfigured --source, bad times, bad durations, invalid configuration) exit 2 without a
-traceback; nothing to answer exits 1.
+traceback; nothing to answer exits 1; the providers' HTTP clients are closed when the command
+ends, answered or not.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import socket
@@ -18,8 +20,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+import config.cmd_carbon
 from config.cli import cli
-from tests.unit.carbon.conftest import ReplayServer, Reply
+from config.wiring import build_carbon_source
+from tests.unit.carbon.conftest import RecordingClients, ReplayServer, Reply
 
 AT = "2025-01-20T12:00Z"
 
@@ -92,14 +96,22 @@ def test_nothing_to_fall_back_to_exits_1(env: Path, monkeypatch: pytest.MonkeyPa
     assert result.stdout == ""
 
 
-def test_second_provider_answers_and_stderr_says_so(
-    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+NOW_GB = ("now", "--region", "gb", "--at", "2025-01-20T12:10Z", "--format", "json")
+
+
+def _electricitymaps_down_uk_up(server: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two providers on the local server: Electricity Maps in maintenance, UK answering."""
     monkeypatch.setenv("GRIDSHIFT_CARBON__ELECTRICITYMAPS__BASE_URL", server.url + "/v3")
     monkeypatch.setenv("GRIDSHIFT_CARBON__ELECTRICITYMAPS__TOKEN", "em-cli-token")
     server.route("/v3/carbon-intensity/", Reply(503, b'{"error": "maintenance"}'))
     server.route("/intensity/", Reply.fixture("uk", "national_range"))
-    result = run("now", "--region", "gb", "--at", "2025-01-20T12:10Z", "--format", "json")
+
+
+def test_second_provider_answers_and_stderr_says_so(
+    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _electricitymaps_down_uk_up(server, monkeypatch)
+    result = run(*NOW_GB)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["source"] == "uk"
@@ -230,3 +242,23 @@ def test_no_configured_source_never_answers_from_the_cache(
     assert "no carbon source is configured for region GB" in result.stderr
     assert "uk: disabled by carbon.uk.enabled=false" in result.stderr
     assert "--source sample" in result.stderr
+
+
+def test_the_providers_clients_are_closed_when_the_command_ends(
+    env: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients = RecordingClients()
+    monkeypatch.setattr(
+        config.cmd_carbon,
+        "build_carbon_source",
+        functools.partial(build_carbon_source, http_client_factory=clients),
+    )
+    _electricitymaps_down_uk_up(server, monkeypatch)
+    answered = run(*NOW_GB)
+    assert answered.exit_code == 0, answered.stderr
+    assert len(server.hits("/intensity/")) == 1  # the clients were used
+    assert clients.closed == [True, True]  # electricitymaps, uk
+    monkeypatch.setenv("GRIDSHIFT_CARBON__UK__BASE_URL", closed_port_url())
+    failed = run("forecast", "--region", "gb", "--at", "2025-01-20T12:10Z", "--horizon", "3h")
+    assert failed.exit_code == 1, failed.stderr
+    assert clients.closed == [True] * 4

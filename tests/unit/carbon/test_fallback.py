@@ -4,7 +4,8 @@ Aspects: first source answers (no note); a failing or empty source is skipped an
 the note; per-region chains; every source failing -> last known value marked stale with its
 age, narrowed to the asked window; too old or not covering -> a typed error listing every
 failure; all refusals -> `SourceRequestError`; unknown region and empty chains; the file
-store's round trip, corrupt and unwritable files; the JSON codec's round trip (property).
+store's round trip, corrupt and unwritable files; the JSON codec's round trip (property);
+`close()` closes each source holding a client once, every one even if another fails.
 """
 
 from __future__ import annotations
@@ -123,6 +124,30 @@ class Broken:
 
     def latest(self, region, *, at):
         raise RuntimeError("adapter bug")
+
+
+class Holding:
+    """A source holding a client: counts its closes (`fails`: the close raises)."""
+
+    def __init__(self, name: str, *, fails: bool = False) -> None:
+        self.name, self.fails, self.closes = name, fails, 0
+
+    def close(self) -> None:
+        self.closes += 1
+        if self.fails:
+            raise OSError("close failed")
+
+
+def test_close_closes_each_source_once_even_if_one_fails(uk, clock) -> None:
+    em, wt = Holding("electricitymaps", fails=True), Holding("watttime")
+    source = FallbackSource(
+        {"GB": [em, wt, uk], "DE": [wt]},  # type: ignore[list-item]
+        regions=REGIONS,
+        clock=clock,
+    )
+    with pytest.raises(OSError, match="close failed"):
+        source.close()
+    assert (em.closes, wt.closes) == (1, 1)
 
 
 def test_an_adapter_bug_falls_through_and_is_logged(uk, clock, caplog) -> None:
