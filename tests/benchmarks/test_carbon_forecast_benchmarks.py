@@ -172,13 +172,13 @@ def test_carbon_day_ahead_every_grid(shared_data: Path) -> None:
             results[grid, variant] = sc
             plans = sorted(set(r["plans"]), key=r["plans"].index)
             if variant == "provider":  # the published values alone: a point forecast
-                cov, note = f"{'-':>7}{'-':>7}", "published, as it arrived (no intervals)"
+                bands, note = f"{'-':>7}{'-':>7}", "published, as it arrived (no intervals)"
             else:
-                cov = f"{sc.coverage_80_percent:>7.1f}{sc.coverage_90_percent:>7.1f}"
+                bands = f"{sc.coverage_80_percent:>7.1f}{sc.coverage_90_percent:>7.1f}"
                 note = ", ".join(plans)
             print(
                 f"{grid:<5}{variant:<10}{sc.relative_mae:>7.3f}{sc.mae:>8.2f}{sc.naive_mae:>8.2f}"
-                f"{sc.mape_percent:>7.2f}{sc.rank_correlation:>6.2f}{cov}"
+                f"{sc.mape_percent:>7.2f}{sc.rank_correlation:>6.2f}{bands}"
                 f"{float(r['cpu_seconds']):>7.0f}  {note}"
             )
         if grid in DACF_GRIDS:
