@@ -4,6 +4,7 @@ as one `CarbonSource` per region.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -137,11 +138,13 @@ def build_carbon_forecasting(
     carbon: CarbonSource,
     *,
     clock: Clock,
+    closing: contextlib.ExitStack,
     http_client_factory: HttpClientFactory = default_http_client,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CarbonForecasting:
     """gridshift's one carbon forecast over `carbon`, with Open-Meteo weather inputs for the
-    regions that name weather points (`forecast.open_meteo.points`)."""
+    regions that name weather points (`forecast.open_meteo.points`; its client is closed
+    with `closing`, the owning component's stack)."""
     om = settings.forecast.open_meteo
     weather = None
     if om.points:
@@ -163,6 +166,7 @@ def build_carbon_forecasting(
             forecast_days=om.forecast_days,
             api_key=om.api_key,
         )
+        closing.callback(weather.close)
     return CarbonForecasting(
         carbon,
         exog=weather,

@@ -197,7 +197,9 @@ def build_extender(
         carbon_interval_seconds=s.carbon_refresh_interval_seconds,
         forecast_horizon=timedelta(seconds=s.forecast_horizon_seconds),
         carbon_forecast=(
-            build_carbon_forecasting(settings, carbon, clock=clock) if carbon is not None else None
+            build_carbon_forecasting(settings, carbon, clock=clock, closing=closing)
+            if carbon is not None
+            else None
         ),
         freeze_gc=s.freeze_gc,
     )

@@ -5,11 +5,12 @@ loop settings from `Settings`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -160,12 +161,15 @@ class ScalerApp:
     registry: CollectorRegistry
     extender_watch: ExtenderWatch | None = None
     state_store: StateStore | None = None
+    #: the other clients `build_scaler` opened for the loop (the Open-Meteo weather inputs')
+    closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def close(self) -> None:
         """Close what `build_scaler` opened beside the loop: the extender watch's thread and
-        HTTP client (a watch that never started too)."""
+        HTTP client (a watch that never started too), then `closing`."""
         if self.extender_watch is not None:
             self.extender_watch.stop()
+        self.closing.close()
 
 
 def load_forecaster_from(settings: Settings) -> Forecaster:
@@ -257,6 +261,7 @@ def build_scaler(
     if forecaster is None:
         forecaster = load_forecaster_from(settings)
     state_store = build_state_store(settings, api_client=api_client, logger=log)
+    closing = contextlib.ExitStack()
     loop = ScalerLoop(
         [workload_from(w) for w in settings.scaler.workloads],
         carbon=carbon,
@@ -266,7 +271,7 @@ def build_scaler(
         params=policy_params_from(settings, speed=speed),
         settings=loop_settings_from(settings, data_note=data_note),
         forecaster=forecaster,
-        carbon_forecast=build_carbon_forecasting(settings, carbon, clock=clock),
+        carbon_forecast=build_carbon_forecasting(settings, carbon, clock=clock, closing=closing),
         logger=log,
         state_store=state_store,
     )
@@ -307,4 +312,4 @@ def build_scaler(
         extender=None if watch is None else watch.view,
         region_policy=region_policy_view(settings),
     )
-    return ScalerApp(loop, service, holder, app, registry, watch, state_store)
+    return ScalerApp(loop, service, holder, app, registry, watch, state_store, closing)

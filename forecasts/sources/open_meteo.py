@@ -94,6 +94,10 @@ class OpenMeteoWeatherSource:
     def name(self) -> str:
         return self._http.name
 
+    def close(self) -> None:
+        """Close the HTTP client and its connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return f"OpenMeteoWeatherSource(name={self.name!r}, regions={sorted(self._points)})"
 

@@ -6,27 +6,38 @@ skip providers without a zone, and put `prefer` first; an unconfigured `prefer` 
 every base URL and timeout reaches the injected client factory; the region map and node
 matching from settings; validation (unknown providers, half credentials, bad URLs, region
 names differing only in case, bounds); secrets masked in reprs; env vars reach nested fields;
-closing the chain closes every provider's HTTP client.
+closing the chain closes every provider's HTTP client; the scaler's and the extender's
+Open-Meteo client (the carbon forecast's weather inputs) closes when they stop.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+import config.wiring.extender
+import config.wiring.scaler
+from config.scenario import sample_settings
 from config.settings import CarbonSettings, Settings
 from config.wiring import (
     build_carbon_source,
     build_carbon_sources,
+    build_extender,
     build_region_map,
+    build_scaler,
     carbon_provider_status,
     load_settings,
 )
+from config.wiring.carbon import build_carbon_forecasting
 from forecasts.sources.carbon.fallback import MemoryLastKnown
+from forecasts.sources.sample import SampleCarbonSource, SampleLoadSource
 from forecasts.time import FrozenClock
+from tests.fakes import FakeNodeInventory
 from tests.unit.carbon.conftest import RecordingClients
 
 CLOCK = FrozenClock(datetime(2025, 1, 20, 12, tzinfo=UTC))
@@ -253,3 +264,37 @@ def test_closing_the_chain_closes_every_providers_client() -> None:
     assert clients.closed == [False] * 4
     source.close()
     assert clients.closed == [True] * 4
+
+
+@pytest.mark.parametrize("component", ["scaler", "extender"])
+def test_the_weather_inputs_client_closes_when_the_component_stops(
+    component: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients = RecordingClients()
+    recording = functools.partial(build_carbon_forecasting, http_client_factory=clients)
+    monkeypatch.setattr(config.wiring.scaler, "build_carbon_forecasting", recording)
+    monkeypatch.setattr(config.wiring.extender, "build_carbon_forecasting", recording)
+    base = sample_settings(CLOCK.now())
+    points = {"GB": [{"latitude": 51.5, "longitude": -0.1}]}
+    s = base.model_copy(
+        update={"forecast": base.forecast.model_validate({"open_meteo": {"points": points}})}
+    )
+    registry, carbon = CollectorRegistry(), SampleCarbonSource()
+    if component == "scaler":
+        built = build_scaler(
+            s, clock=CLOCK, registry=registry, carbon=carbon, load=SampleLoadSource()
+        )
+        assert clients.closed == [False]
+        built.close()
+    else:
+        runtime = build_extender(
+            s,
+            clock=CLOCK,
+            registry=registry,
+            carbon=carbon,
+            kube_api=None,
+            nodes=FakeNodeInventory(),
+        )
+        assert clients.closed == [False]
+        runtime.stop()
+    assert clients.closed == [True]
